@@ -1,0 +1,3 @@
+from pubsocket import pubsub
+
+pubsub("/ws/chat")

@@ -1,0 +1,92 @@
+"""Measurement helpers: percentiles, own CPU (getrusage), server CPU/RSS (psutil)."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+def percentile(sorted_vals: list[int], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (q in [0, 100])."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, round(q / 100.0 * len(sorted_vals) + 0.5) - 1))
+    return float(sorted_vals[k])
+
+
+def latency_summary_ms(samples_ns: list[int]) -> dict[str, float]:
+    s = sorted(samples_ns)
+    ms = 1e-6
+    return {
+        "samples": float(len(s)),
+        "p50_ms": percentile(s, 50) * ms,
+        "p90_ms": percentile(s, 90) * ms,
+        "p99_ms": percentile(s, 99) * ms,
+        "p999_ms": percentile(s, 99.9) * ms,
+        "max_ms": (s[-1] * ms) if s else float("nan"),
+        "mean_ms": (sum(s) / len(s) * ms) if s else float("nan"),
+    }
+
+
+def own_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+class ServerProbe:
+    """CPU seconds and RSS of the server process tree (pid + descendants)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.proc: psutil.Process | None = psutil.Process(pid) if pid else None
+
+    def _tree(self) -> list[psutil.Process]:
+        if self.proc is None:
+            return []
+        try:
+            return [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for p in self._tree():
+            try:
+                ct = p.cpu_times()
+                total += ct.user + ct.system
+            except psutil.Error:
+                pass
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for p in self._tree():
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+
+@dataclass
+class Snapshot:
+    wall: float
+    received: int
+    own_cpu: float
+    server_cpu: float
+
+
+def snapshot(received: int, probe: ServerProbe) -> Snapshot:
+    return Snapshot(time.perf_counter(), received, own_cpu_s(), probe.cpu_s())
+
+
+def window_metrics(a: Snapshot, b: Snapshot) -> dict[str, float]:
+    dt = max(1e-9, b.wall - a.wall)
+    return {
+        "window_s": dt,
+        "deliveries_per_s": (b.received - a.received) / dt,
+        "loadgen_cpu_pct": 100.0 * (b.own_cpu - a.own_cpu) / dt,
+        "server_cpu_pct": 100.0 * (b.server_cpu - a.server_cpu) / dt,
+    }

@@ -1,0 +1,89 @@
+"""pubsocket load generator (picows clients on uvloop), one scenario per process.
+
+    python bench/loadgen.py fanout1000 --url ws://127.0.0.1:8080/ws/chat \
+        [--server-pid PID] [--quick] [--set duration=3 --set subs=500] [--timeout 180]
+
+Prints one JSON object on stdout: {"scenario", "ok", "metrics" | "error", "elapsed_s"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from lg_stats import ServerProbe  # noqa: E402
+from scenarios import SCENARIOS, Ctx  # noqa: E402
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def parse_sets(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = float(val)
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    ctx = Ctx(
+        url=args.url,
+        probe=ServerProbe(args.server_pid),
+        quick=args.quick,
+        opts=parse_sets(args.set),
+    )
+    async with asyncio.timeout(args.timeout):
+        metrics = await SCENARIOS[args.scenario](ctx)
+    await asyncio.sleep(0.05)  # let aborts flush before the loop closes
+    return metrics
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--server-pid", type=int, default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--timeout", type=float, default=180.0, help="hard cap on the scenario")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    nofile = raise_nofile()
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"scenario": args.scenario, "nofile": nofile}
+    try:
+        import uvloop
+
+        result["metrics"] = uvloop.run(run(args))
+        result["ok"] = True
+    except BaseException as exc:  # report, don't hang: the runner reads our JSON
+        result["ok"] = False
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc(limit=8)
+    result["elapsed_s"] = time.perf_counter() - t0
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    sys.stdout.flush()
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Benchmark scenarios. Each is a bounded coroutine returning a flat metrics dict.
+
+All scenarios: connect in bounded concurrent batches, confirm every subscription
+with sentinel publishes, warm up, measure a fixed window, stop publishing, drain
+(bounded), disconnect. Timestamps for latency are ``perf_counter_ns`` taken in this
+process at send and at receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lg_client import (
+    TEXT,
+    CountListener,
+    IdleListener,
+    LatencyListener,
+    Payload,
+    Shared,
+    close_all,
+    confirm_subscribed,
+    connect_many,
+    connect_one,
+    sub_msg,
+)
+from lg_stats import ServerProbe, Snapshot, latency_summary_ms, own_cpu_s, snapshot, window_metrics
+from picows import WSTransport
+
+Metrics = dict[str, Any]
+
+
+@dataclass
+class Ctx:
+    url: str
+    probe: ServerProbe
+    quick: bool = False
+    opts: dict[str, float] = field(default_factory=dict)
+
+    def get(self, key: str, full: float, quick: float | None = None) -> float:
+        if key in self.opts:
+            return self.opts[key]
+        return quick if (self.quick and quick is not None) else full
+
+    def geti(self, key: str, full: int, quick: int | None = None) -> int:
+        return int(self.get(key, full, quick))
+
+
+class Window:
+    """Snapshots at warmup end and at measurement end, scheduled on the loop."""
+
+    def __init__(self, sh: Shared, probe: ServerProbe, warmup: float, duration: float) -> None:
+        self.sh = sh
+        self.probe = probe
+        self.snaps: list[Snapshot] = []
+        self.done = False
+        loop = asyncio.get_running_loop()
+        self._h = [
+            loop.call_later(warmup, self._mark),
+            loop.call_later(warmup + duration, self._end),
+        ]
+
+    def _mark(self) -> None:
+        self.snaps.append(snapshot(self.sh.received, self.probe))
+
+    def _end(self) -> None:
+        self._mark()
+        self.done = True
+
+    def metrics(self) -> Metrics:
+        for h in self._h:
+            h.cancel()
+        while len(self.snaps) < 2:  # stalled before the window closed
+            self._mark()
+        return dict(window_metrics(self.snaps[0], self.snaps[1]))
+
+
+async def paced(rate: float, total_s: float, fn: Callable[[int], None]) -> tuple[int, float]:
+    """Call ``fn(i)`` at ``rate``/s for ``total_s``; returns (calls, max lag in s)."""
+    total = int(rate * total_s)
+    start = time.monotonic()
+    hard_end = start + total_s + 5.0
+    i = 0
+    max_lag = 0.0
+    while i < total:
+        now = time.monotonic()
+        if now > hard_end:
+            break
+        due = min(total, int((now - start) * rate) + 1)
+        if due > i:
+            max_lag = max(max_lag, now - (start + i / rate))
+            while i < due:
+                fn(i)
+                i += 1
+        delay = start + i / rate - time.monotonic()
+        await asyncio.sleep(delay if delay > 0 else 0)
+    return i, max_lag
+
+
+async def _subscribers(
+    ctx: Ctx, sh: Shared, n: int, topic_of: Callable[[int], str], latency: bool
+) -> tuple[list[tuple[WSTransport, CountListener]], dict[str, list[CountListener]]]:
+    cls = LatencyListener if latency else CountListener
+    msgs: dict[str, bytes] = {}
+
+    def on_connected(i: int, tr: WSTransport) -> None:
+        t = topic_of(i)
+        m = msgs.get(t)
+        if m is None:
+            m = msgs[t] = sub_msg(t)
+        tr.send(TEXT, m)
+
+    conns = await connect_many(
+        ctx.url,
+        n,
+        lambda _i: cls(sh),
+        on_connected,
+        concurrency=ctx.geti("concurrency", 64),
+        total_timeout=ctx.get("connect_timeout", 120.0),
+    )
+    typed: list[tuple[WSTransport, CountListener]] = []
+    groups: dict[str, list[CountListener]] = {}
+    for i, (tr, lis) in enumerate(conns):
+        assert isinstance(lis, CountListener)
+        typed.append((tr, lis))
+        groups.setdefault(topic_of(i), []).append(lis)
+    return typed, groups
+
+
+def _sub_spread(listeners: list[CountListener]) -> Metrics:
+    ns = [x.n for x in listeners]
+    return {"per_sub_min": min(ns, default=0), "per_sub_max": max(ns, default=0)}
+
+
+async def fanout(ctx: Ctx, n_subs: int) -> Metrics:
+    """One topic, ``n_subs`` subscribers, one publisher as fast as the server absorbs.
+
+    Honesty: at most ``window`` publishes may be un-delivered (counted over all
+    subscribers' received frames), so the server can't buffer its way to a number.
+    """
+    warmup = ctx.get("warmup", 1.0, 0.5)
+    duration = ctx.get("duration", 5.0, 2.0)
+    window = max(2, ctx.geti("window_frames", 32768) // n_subs)
+    refill = max(1, window // 2)
+    stall_timeout = ctx.get("stall_timeout", 3.0)
+    sh = Shared()
+    topic = "fanout"
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=False)
+    rounds = await confirm_subscribed(ctrl, groups, sh)
+    await asyncio.sleep(0.1)
+    pay = Payload(ctx.geti("size", 100))
+    win = Window(sh, ctx.probe, warmup, duration)
+    sent = 0
+    cap = 50_000_000 // n_subs
+    stalled = False
+    send = ctrl.send
+    while not win.done and sent < cap:
+        outstanding = sent - sh.received // n_subs
+        for _ in range(window - outstanding):
+            send(TEXT, pay.publish(topic, sent))
+            sent += 1
+        if not await sh.wait_received((sent - window + refill) * n_subs, stall_timeout):
+            stalled = True
+            break
+    m = win.metrics()
+    expected = sent * n_subs
+    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    m.update(
+        subscribers=n_subs,
+        publishes=sent,
+        expected=expected,
+        received=sh.received,
+        loss=expected - sh.received,
+        stalled=stalled,
+        window_msgs=window,
+        sentinel_rounds=rounds,
+        disconnects=sh.disconnects,
+        **_sub_spread([x for _, x in conns]),
+    )
+    close_all([(ctrl, ctrl_lis), *conns])
+    return m
+
+
+async def latency(ctx: Ctx) -> Metrics:
+    """``subs`` subscribers on one topic; a separate publisher at a fixed rate."""
+    n_subs = ctx.geti("subs", 100)
+    rate = ctx.get("rate", 200.0)
+    warmup = ctx.get("warmup", 1.0, 0.5)
+    duration = ctx.get("duration", 5.0, 2.0)
+    sh = Shared()
+    topic = "latency"
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=True)
+    rounds = await confirm_subscribed(ctrl, groups, sh)
+    await asyncio.sleep(0.1)
+    pay = Payload(ctx.geti("size", 100))
+    sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
+    win = Window(sh, ctx.probe, warmup, duration)
+    sent, lag = await paced(rate, warmup + duration, lambda i: ctrl.send(TEXT, pay.publish(topic, i)))
+    m = win.metrics()
+    expected = sent * n_subs
+    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    m.update(latency_summary_ms(sh.lat))
+    m.update(
+        subscribers=n_subs,
+        rate=rate,
+        publishes=sent,
+        expected=expected,
+        received=sh.received,
+        loss=expected - sh.received,
+        pacer_max_lag_ms=lag * 1e3,
+        sentinel_rounds=rounds,
+        disconnects=sh.disconnects,
+    )
+    close_all([(ctrl, ctrl_lis), *conns])
+    return m
+
+
+async def chat(ctx: Ctx) -> Metrics:
+    """``clients`` clients over ``topics`` topics; each topic's first member publishes.
+
+    Total publish rate ``rate``/s spread round-robin over topics; every member
+    (publisher included) receives every publish of its topic.
+    """
+    n = ctx.geti("clients", 1000, 1000)
+    n_topics = ctx.geti("topics", 100)
+    rate = ctx.get("rate", 10000.0)
+    warmup = ctx.get("warmup", 1.0, 0.5)
+    duration = ctx.get("duration", 5.0, 2.0)
+    sh = Shared()
+    names = [f"room-{k}" for k in range(n_topics)]
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    conns, groups = await _subscribers(ctx, sh, n, lambda i: names[i % n_topics], latency=True)
+    rounds = await confirm_subscribed(ctrl, groups, sh)
+    await asyncio.sleep(0.1)
+    pay = Payload(ctx.geti("size", 100))
+    pubs = [conns[k][0] for k in range(n_topics)]  # client k is the first member of topic k
+    sizes = [len(groups[t]) for t in names]
+    expected = 0
+
+    def publish(i: int) -> None:
+        nonlocal expected
+        k = i % n_topics
+        pubs[k].send(TEXT, pay.publish(names[k], i))
+        expected += sizes[k]
+
+    sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
+    win = Window(sh, ctx.probe, warmup, duration)
+    sent, lag = await paced(rate, warmup + duration, publish)
+    m = win.metrics()
+    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    m.update(latency_summary_ms(sh.lat))
+    m.update(
+        clients=n,
+        topics=n_topics,
+        rate=rate,
+        publishes=sent,
+        expected=expected,
+        received=sh.received,
+        loss=expected - sh.received,
+        pacer_max_lag_ms=lag * 1e3,
+        sentinel_rounds=rounds,
+        disconnects=sh.disconnects,
+    )
+    close_all([(ctrl, ctrl_lis), *conns])
+    return m
+
+
+async def idle(ctx: Ctx) -> Metrics:
+    """``conns`` connections, each subscribed to one of ``topics`` topics.
+
+    handshakes/s = conns / (first connect -> every subscription confirmed).
+    RSS/conn = server tree RSS delta (before first connect, after settle) / conns.
+    """
+    n = ctx.geti("conns", 10000, 2000)
+    n_topics = ctx.geti("topics", 1000, 200)
+    settle = ctx.get("settle", 1.0, 0.5)
+    sh = Shared()
+    names = [f"idle-{k}" for k in range(n_topics)]
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    await asyncio.sleep(0.2)
+    rss0 = ctx.probe.rss()
+    cpu0 = own_cpu_s()
+    srv0 = ctx.probe.cpu_s()
+    t0 = time.perf_counter()
+    conns, groups = await _subscribers(ctx, sh, n, lambda i: names[i % n_topics], latency=False)
+    t1 = time.perf_counter()
+    rounds = await confirm_subscribed(ctrl, groups, sh, total_timeout=60.0)
+    t2 = time.perf_counter()
+    cpu1 = own_cpu_s()
+    srv1 = ctx.probe.cpu_s()
+    await asyncio.sleep(settle)
+    rss1 = ctx.probe.rss()
+    m: Metrics = {
+        "conns": n,
+        "topics": n_topics,
+        "handshakes_per_s": n / (t2 - t0),
+        "connect_only_per_s": n / (t1 - t0),
+        "connect_s": t1 - t0,
+        "confirm_s": t2 - t1,
+        "loadgen_cpu_pct": 100.0 * (cpu1 - cpu0) / (t2 - t0),
+        "server_cpu_pct": 100.0 * (srv1 - srv0) / (t2 - t0),
+        "server_rss_before": rss0,
+        "server_rss_after": rss1,
+        "rss_per_conn_bytes": (rss1 - rss0) / n if rss0 else float("nan"),
+        "sentinel_rounds": rounds,
+        "disconnects": sh.disconnects,
+    }
+    close_all([(ctrl, ctrl_lis), *conns])
+    return m
+
+
+SCENARIOS: dict[str, Callable[[Ctx], Awaitable[Metrics]]] = {
+    "fanout100": lambda ctx: fanout(ctx, ctx.geti("subs", 100)),
+    "fanout1000": lambda ctx: fanout(ctx, ctx.geti("subs", 1000)),
+    "latency": latency,
+    "chat": chat,
+    "idle": idle,
+}

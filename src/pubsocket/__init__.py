@@ -1,0 +1,38 @@
+"""pubsocket: realtime WebSocket pub/sub for Python (tina4's API, a fast hub, Redis scale-out)."""
+
+from .config import Settings
+from .errors import (
+    BrokerUnavailable,
+    CloseCode,
+    ConfigError,
+    ConnectionClosed,
+    HTTPError,
+    PubsocketError,
+    Unauthorized,
+)
+from .hub import Hub
+from .log import Debug
+from .server import Server
+from .web import (
+    App,
+    Request,
+    Response,
+    Router,
+    Websocket,
+    delete,
+    get,
+    load_app,
+    noauth,
+    patch,
+    post,
+    pubsub,
+    put,
+    secured,
+)
+
+__all__ = [
+    "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
+    "HTTPError", "Hub", "PubsocketError", "Request", "Response", "Router", "Server",
+    "Settings", "Unauthorized", "Websocket", "delete", "get", "load_app", "noauth", "patch",
+    "post", "pubsub", "put", "secured",
+]

@@ -1,0 +1,133 @@
+"""The ``pubsocket`` command: serve | token | init | env."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from .auth import Authenticator
+from .config import Settings
+from .errors import ConfigError
+from .log import configure_logging
+
+_ROUTE_TEMPLATE = '''"""Routes of this project: every file under src/routes is loaded by `pubsocket serve`."""
+
+from pubsocket import Debug, get, pubsub
+
+
+@get("/hello/{name}")
+async def hello(request, response):
+    Debug.info("hello", request.params["name"])
+    return response({"hello": request.params["name"]})
+
+
+pubsub("/ws/chat")  # the built-in hub endpoint
+'''
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="pubsocket", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve a project folder")
+    serve.add_argument("app_dir", nargs="?", default=".")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    token = sub.add_parser("token", help="print a signed token (needs SECRET)")
+    token.add_argument("--sub")
+    token.add_argument("--ttl", type=float, default=3600)
+    token.add_argument("--claims", help="extra claims as a JSON object")
+    init = sub.add_parser("init", help="scaffold a project folder")
+    init.add_argument("dir")
+    env = sub.add_parser("env", help="write API_KEY and SECRET to a .env file if missing")
+    env.add_argument("--file", default=".env")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "token":
+            return _token(args)
+        if args.command == "init":
+            return _init(Path(args.dir))
+        return _env(Path(args.file))
+    except ConfigError as exc:
+        print(f"pubsocket: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import run
+    from .web import load_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("workers", args.workers)) if v is not None}
+    settings = Settings.from_env(**overrides)
+    configure_logging(settings.log_level)
+    app_dir = Path(args.app_dir)
+    load_app(app_dir, settings).check()  # fail fast, before forking or binding
+
+    def ready(server: object) -> None:
+        port = getattr(server, "port", settings.port)
+        print(_connect_help(settings, port), flush=True)
+
+    run(lambda: load_app(app_dir, settings), settings.host, settings.port,
+        workers=settings.workers, ready=ready)
+    return 0
+
+
+def _connect_help(settings: Settings, port: int) -> str:
+    url = f"ws://{settings.host}:{port}/ws/chat"
+    lines = [f"pubsocket serving on http://{settings.host}:{port}"]
+    token = None
+    if settings.secret:
+        token = Authenticator(settings.api_key, settings.secret).issue(sub="cli", ttl=24 * 3600)
+    elif settings.api_key:
+        token = settings.api_key
+    if token:
+        lines += [f"  WebSocket: {url}", f"  Token:     {token}",
+                  f"  Try:       websocat -H='Authorization: Bearer {token}' {url}"]
+    return "\n".join(lines)
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    claims = orjson.loads(args.claims) if args.claims else None
+    if claims is not None and not isinstance(claims, dict):
+        raise ConfigError("--claims must be a JSON object")
+    print(Authenticator(settings.api_key, settings.secret).issue(args.sub, args.ttl, claims))
+    return 0
+
+
+def _init(root: Path) -> int:
+    routes = root / "src" / "routes"
+    public = root / "src" / "public"
+    if routes.exists():
+        raise ConfigError(f"{routes} already exists")
+    routes.mkdir(parents=True)
+    public.mkdir(parents=True, exist_ok=True)
+    (routes / "app.py").write_text(_ROUTE_TEMPLATE)
+    (public / "index.html").write_text("<!doctype html><title>pubsocket</title><p>It works.\n")
+    print(f"created {root}; run: pubsocket serve {root}")
+    return 0
+
+
+def _env(path: Path) -> int:
+    text = path.read_text() if path.exists() else ""
+    names = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+    added = [f"{name}={secrets.token_urlsafe(32)}" for name in ("API_KEY", "SECRET")
+             if name not in names]
+    if added:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        path.write_text(text + sep + "\n".join(added) + "\n")
+        print(f"wrote {', '.join(a.split('=')[0] for a in added)} to {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Settings: the one place that reads the environment and `.env`.
+
+Every other module receives a `Settings`; nothing else calls `os.environ`. tina4-style
+names (`API_KEY`, `SECRET`, `TINA4_DEBUG_LEVEL`) are accepted here as aliases of the
+`PUBSOCKET_*` names, and nowhere else. For every limit, ``0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+MiB = 1024 * 1024
+
+# (field name, primary variable, aliases). Order matters only for error messages.
+_ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "host": ("PUBSOCKET_HOST", "HOST"),
+    "port": ("PUBSOCKET_PORT", "PORT"),
+    "api_key": ("PUBSOCKET_API_KEY", "API_KEY"),
+    "secret": ("PUBSOCKET_SECRET", "SECRET"),
+    "log_level": ("PUBSOCKET_LOG_LEVEL", "TINA4_DEBUG_LEVEL"),
+    "broker": ("PUBSOCKET_BROKER",),
+    "workers": ("PUBSOCKET_WORKERS",),
+    "max_message_size": ("PUBSOCKET_MAX_MESSAGE_SIZE",),
+    "max_fragments": ("PUBSOCKET_MAX_FRAGMENTS",),
+    "max_body_size": ("PUBSOCKET_MAX_BODY_SIZE",),
+    "handshake_timeout": ("PUBSOCKET_HANDSHAKE_TIMEOUT",),
+    "ping_interval": ("PUBSOCKET_PING_INTERVAL",),
+    "ping_timeout": ("PUBSOCKET_PING_TIMEOUT",),
+    "max_connections": ("PUBSOCKET_MAX_CONNECTIONS",),
+    "max_subscriptions": ("PUBSOCKET_MAX_SUBSCRIPTIONS",),
+    "max_protocol_errors": ("PUBSOCKET_MAX_PROTOCOL_ERRORS",),
+    "rate_limit": ("PUBSOCKET_RATE_LIMIT",),
+    "rate_burst": ("PUBSOCKET_RATE_BURST",),
+    "outbound_budget": ("PUBSOCKET_OUTBOUND_BUDGET",),
+    "write_timeout": ("PUBSOCKET_WRITE_TIMEOUT",),
+    "allowed_origins": ("PUBSOCKET_ALLOWED_ORIGINS",),
+    "shutdown_timeout": ("PUBSOCKET_SHUTDOWN_TIMEOUT",),
+}
+
+# tina4's TINA4_DEBUG_LEVEL values, mapped to logging level names.
+_TINA4_LEVELS = {
+    "all": "DEBUG",
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "critical": "CRITICAL",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Immutable configuration. Build it with `Settings.from_env()` or directly in tests."""
+
+    host: str = "127.0.0.1"
+    port: int = 7145
+    api_key: str | None = None
+    secret: str | None = None
+    log_level: str = "INFO"
+    broker: str = "memory://"
+    workers: int = 1
+    max_message_size: int = 1 * MiB
+    max_fragments: int = 4096
+    max_body_size: int = 1 * MiB
+    handshake_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    max_connections: int = 10_000
+    max_subscriptions: int = 128
+    max_protocol_errors: int = 100
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    outbound_budget: int = 1 * MiB
+    write_timeout: float = 10.0
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    shutdown_timeout: float = 10.0
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = ".env",
+        **overrides: object,
+    ) -> Settings:
+        """Read settings from `environ` (default `os.environ`) over the `env_file` values.
+
+        The process environment wins over `.env`. Explicit `overrides` win over both.
+        Raises `ConfigError` naming the variable when a value does not parse.
+        """
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        kwargs: dict[str, object] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for name, variables in _ENV_NAMES.items():
+            for var in variables:
+                if var in values and values[var] != "":
+                    kwargs[name] = _parse(name, var, values[var], str(types[name]))
+                    break
+        kwargs.update(overrides)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with `changes` applied (for tests and the CLI's --host/--port)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _parse(name: str, var: str, raw: str, type_name: str) -> object:
+    try:
+        if name == "log_level":
+            return _TINA4_LEVELS.get(raw.strip().lower(), raw.strip().upper())
+        if name == "allowed_origins":
+            return tuple(o.strip() for o in raw.split(",") if o.strip())
+        if type_name.startswith("int"):
+            value: object = int(raw)
+        elif type_name.startswith("float"):
+            value = float(raw)
+        else:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{var} must be a number") from None
+    if isinstance(value, int | float) and value < 0:
+        raise ConfigError(f"{var} must not be negative")
+    return value

@@ -1,0 +1,99 @@
+"""The one exception tree of pubsocket, and the close codes it maps to.
+
+::
+
+    PubsocketError
+    ├── ConfigError                 bad or missing settings; raised at startup
+    ├── HTTPError                   an HTTP refusal before any upgrade (status + JSON code)
+    │   └── Unauthorized            401
+    ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
+    ├── ProtocolViolation           a pub/sub command that breaks the wire protocol
+    │                               (carries a fixed error code; never the client's input)
+    ├── CloseConnection             server-side decision to close with a code
+    └── BrokerError                 the broker cannot take a publish or a subscription
+        └── BrokerUnavailable
+
+Nothing in this tree carries client input in its message, so `str(exc)` is safe to
+log. Exception text is still never sent to a client: clients get fixed codes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes pubsocket sends; docs/protocol.md says what a client should do."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    AUTH_EXPIRED = 4001
+    SLOW_CONSUMER = 4008
+    RATE_LIMITED = 4029
+
+
+class PubsocketError(Exception):
+    """Base of every exception pubsocket raises on purpose."""
+
+
+class ConfigError(PubsocketError):
+    """Settings are missing or invalid. Raised at startup, never at request time."""
+
+
+class HTTPError(PubsocketError):
+    """An HTTP refusal answered with `status` and a JSON body ``{"error": code, "message": ...}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Unauthorized(HTTPError):
+    """No valid Bearer token: HTTP 401 before any upgrade."""
+
+    def __init__(self, message: str = "a valid Bearer token is required") -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class ConnectionClosed(PubsocketError):
+    """The WebSocket connection is closed; `code` and `reason` are what was received or sent."""
+
+    def __init__(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class ProtocolViolation(PubsocketError):
+    """A pub/sub command broke the wire protocol. `code` is one of the fixed error codes."""
+
+    def __init__(self, code: str, message: str, cmd_id: str | int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.cmd_id = cmd_id
+
+
+class CloseConnection(PubsocketError):
+    """The server decided to close a WebSocket with `code` (a documented close code)."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(f"close {int(code)} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class BrokerError(PubsocketError):
+    """The broker rejected or could not carry an operation."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker is not reachable right now; the operation was not carried out."""

@@ -1,0 +1,5 @@
+"""The network layer: HTTP/1.1 + WebSocket on asyncio/uvloop; the only code touching sockets."""
+
+from .runner import Server, new_event_loop, run
+
+__all__ = ["Server", "new_event_loop", "run"]

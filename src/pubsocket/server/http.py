@@ -1,0 +1,282 @@
+"""`HttpProtocol`: HTTP/1.1 on an asyncio transport, parsed by httptools.
+
+Keep-alive and pipelining (requests are answered in order), Content-Length and chunked
+bodies, and the limits: 431 past 8 KiB per header line, 16 KiB of request head or 100
+headers; 414 past 8 KiB of URL; 413 past the body limit. The request head must arrive
+within the handshake timeout. An upgrade request gets a `NativeUpgrader`; once the
+handler accepts, the transport is handed to a `WSConnection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+from websockets.datastructures import Headers as WSHeaders
+from websockets.http11 import Request as WSRequest
+from websockets.protocol import Protocol, Side
+from websockets.server import ServerProtocol
+
+from ..errors import HTTPError
+from ..web.request import Headers, Request
+from ..web.response import Response, error_response
+from .state import ServerState
+from .websocket import WSConnection
+
+log = logging.getLogger("pubsocket.server")
+
+MAX_HEADER_LINE = 8 * 1024
+MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100
+MAX_URL = 8 * 1024
+
+
+class _Refuse(Exception):
+    """Raised inside parser callbacks to answer `status` and close."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.error = HTTPError(status, code, message)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection speaking HTTP/1.1 until it is upgraded or closed."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: Any = None
+        self._client: tuple[str, int] | None = None
+        self._queue: deque[tuple[Request, bool]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._upgraded = False
+        self._tail = b""  # bytes after an upgrade request, before the handshake completes
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._in_head = True
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded:
+            self._tail += data  # early frames; handed to the WebSocket after the 101
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgraded = True
+            self._tail = data[exc.args[0]:]
+            self._transport.pause_reading()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refuse):
+                self._refuse(cause.error)
+            else:
+                log.exception("HTTP callback failed")
+                self._refuse(HTTPError(500, "internal_error", "internal server error"))
+        except httptools.HttpParserError:
+            self._refuse(HTTPError(400, "bad_request", "malformed HTTP request"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None and not self._upgraded:
+            self._task.cancel()
+
+    # -- httptools callbacks -----------------------------------------------------------
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_URL:
+            raise _Refuse(414, "uri_too_long", "request URL too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_HEADER_LINE:
+            raise _Refuse(431, "header_too_large", "a header line is too large")
+        if len(self._headers) >= MAX_HEADERS:
+            raise _Refuse(431, "too_many_headers", "too many headers")
+        if self._head_bytes > MAX_HEAD:
+            raise _Refuse(431, "headers_too_large", "request headers too large")
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if self._head_bytes > MAX_HEAD + 64 * 1024:  # head plus what followed it in one read
+            raise _Refuse(431, "headers_too_large", "request headers too large")
+        self._in_head = False
+        limit = self._state.settings.max_body_size
+        length = next((v for k, v in self._headers if k.lower() == "content-length"), None)
+        if limit and length is not None and length.isdigit() and int(length) > limit:
+            raise _Refuse(413, "body_too_large", "request body too large")
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        limit = self._state.settings.max_body_size
+        if limit and self._body_size > limit:
+            raise _Refuse(413, "body_too_large", "request body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        parser = self._parser
+        upgrade = parser.should_upgrade()
+        headers = Headers(self._headers)
+        request = Request(
+            method=parser.get_method().decode(),
+            target=self._url.decode("latin-1"),
+            headers=headers,
+            body=b"".join(self._body),
+            client=self._client,
+        )
+        if upgrade and headers.get("upgrade", "").lower() == "websocket":
+            request.upgrader = NativeUpgrader(self, request)
+        self._queue.append((request, parser.should_keep_alive() and not upgrade))
+        self._reset_message()
+        if self._task is None:
+            self._task = self._state.loop.create_task(self._serve())
+            self._state.tasks.add(self._task)
+            self._task.add_done_callback(self._state.tasks.discard)
+        if len(self._queue) > 8:
+            self._transport.pause_reading()  # a pipelining client waits for answers
+
+    # -- request processing --------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while self._queue:
+                request, keep_alive = self._queue.popleft()
+                self._state.stats.http_requests += 1
+                response = await self._state.app.handle(request)
+                if response is None:  # upgraded: the WebSocket owns the transport now
+                    return
+                if self._transport.is_closing():
+                    return
+                if request.upgrader is not None or self._state.shutting_down:
+                    keep_alive = False
+                self._write_response(response, keep_alive)
+                if not keep_alive:
+                    self._transport.close()
+                    return
+                self._transport.resume_reading()
+            self._arm_timer()
+        finally:
+            self._task = None
+
+    def _write_response(self, response: Response, keep_alive: bool) -> None:
+        reason = _reason(response.status)
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"content-type: {response.content_type}",
+            f"content-length: {len(response.body)}",
+            f"date: {formatdate(usegmt=True)}",
+            "server: pubsocket",
+            f"connection: {'keep-alive' if keep_alive else 'close'}",
+        ]
+        lines += [f"{k}: {v}" for k, v in response.headers]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._transport.write(head + response.body)
+
+    def _refuse(self, error: HTTPError) -> None:
+        if self._transport.is_closing():
+            return
+        self._write_response(error_response(error), keep_alive=False)
+        self._transport.close()
+
+    def _arm_timer(self) -> None:
+        timeout = self._state.settings.handshake_timeout
+        if timeout and self._timer is None:
+            self._timer = self._state.loop.call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._task is None and not self._upgraded:
+            self._transport.close()
+
+    # -- upgrade -------------------------------------------------------------------------
+    def switch_to_websocket(self, head: list[bytes], proto: Protocol,
+                            max_fragments: int) -> WSConnection:
+        """Write the 101 `head`, hand the transport to a new `WSConnection`, replay early bytes."""
+        transport = self._transport
+        transport.write(b"".join(head))
+        conn = WSConnection(proto, transport, self._state, max_fragments)
+        transport.set_protocol(conn)
+        tail, self._tail = self._tail, b""
+        if tail:
+            conn.data_received(tail)
+        transport.resume_reading()
+        return conn
+
+
+class NativeUpgrader:
+    """The `pubsocket.web.Upgrader` of the native server: websockets validates the handshake."""
+
+    def __init__(self, http: HttpProtocol, request: Request) -> None:
+        self._http = http
+        self._request = request
+        self.accepted: WSConnection | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """WebSocket connections open in this process."""
+        return len(self._http._state.websockets)
+
+    async def accept(
+        self,
+        subprotocols: Sequence[str] = (),
+        max_message_size: int | None = None,
+        max_fragments: int | None = None,
+    ) -> WSConnection:
+        """Validate the handshake, answer 101 and return the open connection."""
+        if self.accepted is not None:
+            return self.accepted
+        supported = list(subprotocols)
+        settings = self._http._state.settings
+        handshake = ServerProtocol(
+            select_subprotocol=lambda _p, offered: next(
+                (s for s in supported if s in offered), None
+            ),
+        )
+        ws_request = WSRequest(self._request.url, WSHeaders(self._request.headers.raw()))
+        response = handshake.accept(ws_request)
+        if response.status_code != 101:
+            raise HTTPError(response.status_code, "bad_handshake", "invalid WebSocket handshake")
+        handshake.send_response(response)
+        # The handshake object parsed no bytes (httptools did); frames go to a fresh
+        # sans-I/O protocol that starts OPEN.
+        proto = Protocol(
+            Side.SERVER,
+            max_size=(settings.max_message_size if max_message_size is None
+                      else max_message_size) or None,
+        )
+        proto.subprotocol = handshake.subprotocol
+        self.accepted = self._http.switch_to_websocket(
+            handshake.data_to_send(), proto,
+            settings.max_fragments if max_fragments is None else max_fragments,
+        )
+        return self.accepted
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

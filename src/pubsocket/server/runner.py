@@ -1,0 +1,158 @@
+"""`Server`: binds the app to a socket and runs it until SIGTERM/SIGINT.
+
+Shutdown: stop accepting, send 1001 to every WebSocket at once, wait for them and the
+in-flight requests up to `shutdown_timeout` (10 s), abort whatever is left, then stop
+the app (hub and broker). `run(..., workers=N)` forks N processes that share the port
+with SO_REUSEPORT; N > 1 needs a shared broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from ..errors import CloseCode, ConfigError
+from ..web.app import App
+from .http import HttpProtocol
+from .state import ServerState
+
+log = logging.getLogger("pubsocket.server")
+
+
+class Server:
+    """One listening socket serving one `App` on the running loop."""
+
+    def __init__(self, app: App, host: str | None = None, port: int | None = None,
+                 reuse_port: bool = False) -> None:
+        self.app = app
+        self.host = host if host is not None else app.settings.host
+        self.port = port if port is not None else app.settings.port
+        self.reuse_port = reuse_port
+        self.state: ServerState | None = None
+        self._server: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start the app, then listen. `self.port` is the bound port afterwards."""
+        loop = asyncio.get_running_loop()
+        self.state = state = ServerState.create(self.app, loop)
+        await self.app.startup()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(state), self.host, self.port,
+            backlog=4096, reuse_port=self.reuse_port or None,
+        )
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("listening on http://%s:%d", self.host, self.port)
+
+    async def shutdown(self) -> None:
+        """Graceful stop (see module docstring). Idempotent."""
+        if self._stopped.is_set() or self.state is None:
+            return
+        self._stopped.set()
+        state = self.state
+        state.shutting_down = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(state.websockets):
+            conn.close_nowait(CloseCode.GOING_AWAY, "server shutting down")
+        timeout = state.settings.shutdown_timeout or 10.0
+        pending = [t for t in state.tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=max(0.5, timeout - 1.0))
+            for task in still:
+                task.cancel()
+        for conn in list(state.websockets):
+            conn._transport.abort()
+        await self.app.shutdown()
+
+    async def serve(self, ready: Callable[[Server], None] | None = None) -> None:
+        """Start, call `ready`, run until SIGTERM/SIGINT, then shut down."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready(self)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.shutdown()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when available (it is a dependency on POSIX), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(make_app: Callable[[], App], host: str, port: int, workers: int = 1,
+        ready: Callable[[Server], None] | None = None) -> None:
+    """Serve until signalled. With `workers` > 1, fork that many processes on one port."""
+    if workers <= 1:
+        _run_one(make_app(), host, port, reuse_port=False, ready=ready)
+        return
+    app = make_app()
+    if not app.hub.broker.shared:
+        raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
+    _check_port_free(host, port)
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                _run_one(make_app(), host, port, reuse_port=True,
+                         ready=ready if index == 0 else None)
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    if status:
+        sys.exit(status)
+
+
+def _run_one(app: App, host: str, port: int, reuse_port: bool,
+             ready: Callable[[Server], None] | None) -> None:
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(Server(app, host, port, reuse_port).serve(ready))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -1,0 +1,325 @@
+"""`WSConnection`: an open WebSocket on an asyncio transport.
+
+Frames are parsed by websockets' sans-I/O `ServerProtocol`; we assemble fragmented
+messages (with a fragment cap and fail-fast UTF-8 checks), keep the connection alive with
+pings, and queue everything we send in one list that the `Flusher` writes once per loop
+tick. Outbound budget: when the transport holds more than `outbound_budget` bytes the peer
+is a slow consumer and is closed with 4008; when the buffer stays above the high-water
+mark without shrinking for `write_timeout` seconds the connection is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+from collections import deque
+from typing import Any
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Protocol
+
+from ..errors import CloseCode, ConnectionClosed
+from .state import ServerState
+
+log = logging.getLogger("pubsocket.server")
+
+CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
+HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
+INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class WSConnection(asyncio.Protocol):
+    """The native implementation of `pubsocket.web.Connection` (see its contract)."""
+
+    def __init__(self, proto: Protocol, transport: Any, state: ServerState,
+                 max_fragments: int) -> None:
+        self.subprotocol: str | None = proto.subprotocol
+        self._proto = proto
+        self._transport = transport
+        self._state = state
+        self._loop = state.loop
+        self._out: list[bytes] = []
+        self._inbox: deque[str | bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._max_fragments = max_fragments
+        self._closing = False  # a close frame was sent or the peer is gone
+        self._gone: ConnectionClosed | None = None
+        self._reading_paused = False
+        # fragmented message being assembled
+        self._frags: list[bytes] | None = None
+        self._frag_text = False
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # keepalive and stall timers
+        self._ping_payload: bytes | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_size = 0
+        self._close_timer: asyncio.TimerHandle | None = None
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        state.websockets.add(self)
+        state.stats.ws_opened += 1
+        self._schedule_ping()
+
+    # -- the Connection API ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once a close frame was sent or received, or the TCP connection dropped."""
+        return self._closing
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises `ConnectionClosed` once the peer has left."""
+        while not self._inbox:
+            if self._gone is not None:
+                raise self._gone
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.popleft()
+        if self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return message
+
+    def __aiter__(self) -> WSConnection:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def send(self, message: str | bytes) -> None:
+        """Queue one message; waits while the peer is not reading (backpressure)."""
+        if self._closing:
+            raise self._gone or ConnectionClosed(CloseCode.NORMAL, "closing")
+        if isinstance(message, str):
+            self._proto.send_text(message.encode())
+        elif isinstance(message, bytes | bytearray | memoryview):
+            self._proto.send_binary(bytes(message))
+        else:
+            raise TypeError("send() takes str or bytes")
+        self._pump()
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
+
+    def deliver(self, frame: bytes) -> None:
+        """Queue a pre-encoded frame for this tick's write. Never blocks or raises."""
+        if self._closing:
+            self._state.stats.dropped += 1
+            return
+        out = self._out
+        if not out:
+            self._state.flusher.mark(self._flush)
+        out.append(frame)
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake with `code` (idempotent, never raises)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._proto.state is OPEN:
+            self._proto.send_close(code, reason)
+        self._pump()
+        self._flush()
+        if not self._lost.done() and self._close_timer is None:
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with `code` and wait until TCP is closed. Idempotent; safe after the peer left."""
+        self.close_nowait(code, reason)
+        await asyncio.shield(self._lost)
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._state.stats.bytes_in += len(data)
+        self._proto.receive_data(data)
+        for frame in self._proto.events_received():
+            self._on_frame(frame)
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._pump()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        rcvd = self._proto.close_rcvd
+        sent = self._proto.close_sent
+        if rcvd is not None:
+            self._gone = ConnectionClosed(rcvd.code, rcvd.reason)
+        elif sent is not None:
+            self._gone = ConnectionClosed(sent.code, sent.reason)
+        else:
+            self._gone = ConnectionClosed(1006, "")  # abnormal closure: no close frame
+        for timer in (self._ping_timer, self._stall_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._out = []
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._state.websockets.discard(self)
+        self._state.stats.ws_closed += 1
+
+    def pause_writing(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = self._loop.create_future()
+        self._arm_stall()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    # -- inbound -----------------------------------------------------------------------
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._message(frame.data, opcode is Opcode.TEXT)
+                return
+            self._frags = [frame.data]
+            self._frag_text = opcode is Opcode.TEXT
+            self._decoder = _Utf8Decoder() if self._frag_text else None
+            self._check_utf8(frame.data, final=False)
+        elif opcode is Opcode.CONT:
+            frags = self._frags
+            if frags is None:  # the protocol already failed the connection
+                return
+            frags.append(frame.data)
+            cap = self._max_fragments
+            if cap and len(frags) > cap:
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+                return
+            if not self._check_utf8(frame.data, final=frame.fin) or not frame.fin:
+                return
+            self._frags, self._decoder = None, None
+            self._message(b"".join(frags), self._frag_text, checked=True)
+        elif opcode is Opcode.PONG:
+            if self._ping_payload is not None and frame.data == self._ping_payload:
+                self._ping_payload = None
+                self._schedule_ping()
+        elif opcode is Opcode.CLOSE:
+            self._closing = True
+            self._wake()
+
+    def _check_utf8(self, data: bytes, final: bool) -> bool:
+        if self._decoder is None:
+            return True
+        try:
+            self._decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+            return False
+        return True
+
+    def _message(self, data: bytes, text: bool, checked: bool = False) -> None:
+        if self._closing:
+            return  # the slow-consumer or shutdown close is under way
+        message: str | bytes = data
+        if text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                return
+        self._state.stats.messages_in += 1
+        self._inbox.append(message)
+        self._wake()
+        if len(self._inbox) >= INBOUND_QUEUE and not self._reading_paused:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        self._frags, self._decoder = None, None
+        self._proto.fail(code, reason)
+        self._closing = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- outbound ----------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Move what the protocol wants to send into the queue; act on EOF."""
+        for data in self._proto.data_to_send():
+            if data:
+                if not self._out:
+                    self._state.flusher.mark(self._flush)
+                self._out.append(data)
+            else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
+                self._flush()
+                self._transport.close()
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        transport = self._transport
+        if transport.is_closing():
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
+        stats = self._state.stats
+        stats.frames_out += len(out)
+        stats.bytes_out += len(data)
+        budget = self._state.settings.outbound_budget
+        if budget and not self._closing and transport.get_write_buffer_size() > budget:
+            stats.slow_closes += 1
+            log.info("closing a slow consumer (outbound buffer over %d bytes)", budget)
+            self.close_nowait(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    def _arm_stall(self) -> None:
+        timeout = self._state.settings.write_timeout
+        if not timeout or self._stall_timer is not None:
+            return
+        self._stall_size = self._transport.get_write_buffer_size()
+        self._stall_timer = self._loop.call_later(timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        size = self._transport.get_write_buffer_size()
+        if size <= HIGH_WATER:
+            return
+        if size >= self._stall_size:
+            log.info("aborting a connection whose writes made no progress")
+            self._transport.abort()
+            return
+        self._arm_stall()
+
+    # -- keepalive ---------------------------------------------------------------------
+    def _schedule_ping(self) -> None:
+        interval = self._state.settings.ping_interval
+        if interval and not self._closing:
+            self._ping_timer = self._loop.call_later(interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        if self._closing or self._proto.state is not OPEN:
+            return
+        self._ping_payload = os.urandom(4)
+        self._proto.send_ping(self._ping_payload)
+        self._pump()
+        timeout = self._state.settings.ping_timeout
+        if timeout:
+            self._ping_timer = self._loop.call_later(timeout, self._ping_timed_out)
+
+    def _ping_timed_out(self) -> None:
+        if self._ping_payload is not None:
+            self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")

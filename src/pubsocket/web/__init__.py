@@ -1,0 +1,16 @@
+"""Routing, requests and responses, the WebSocket API and the built-in pub/sub endpoint."""
+
+from .app import App
+from .decorators import current_app, delete, get, noauth, patch, post, put, secured, using_app
+from .project import load_app
+from .pubsub import pubsub
+from .request import Headers, Request
+from .response import Response, ResponseFactory
+from .routing import Router
+from .websocket import Connection, Upgrader, Websocket
+
+__all__ = [
+    "App", "Connection", "Headers", "Request", "Response", "ResponseFactory", "Router",
+    "Upgrader", "Websocket", "current_app", "delete", "get", "load_app", "noauth", "patch",
+    "post", "pubsub", "put", "secured", "using_app",
+]

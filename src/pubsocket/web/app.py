@@ -1,0 +1,170 @@
+"""`App`: routes + settings + hub, and the dispatch of one request to its handler.
+
+Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
+then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
+(401), then the handler. All refusals happen before any upgrade. After a WebSocket
+handler returns, its connection is closed with 1000; if it raised, with 1011 and the
+traceback goes to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from ..auth import Authenticator
+from ..config import Settings
+from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
+from ..hub import Hub
+from .request import Request
+from .response import Response, ResponseFactory, error_response
+from .routing import Handler, Route, Router
+from .static import static_response
+
+log = logging.getLogger("pubsocket.app")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class App:
+    """A pubsocket application. Two apps in one process share nothing."""
+
+    def __init__(self, settings: Settings | None = None, public_dir: str | Path | None = None):
+        self.settings = settings or Settings()
+        self.router = Router()
+        self.auth = Authenticator(self.settings.api_key, self.settings.secret)
+        self.public_dir = Path(public_dir) if public_dir else None
+        self.hub = Hub(self.settings)
+        self.response = ResponseFactory()
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+
+    # -- registration ----------------------------------------------------------------
+    def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
+        """Decorator registering a handler ``async def h(request, response)``."""
+
+        def register(handler: Handler) -> Handler:
+            self.router.add(method, path, handler)
+            return handler
+
+        return register
+
+    def get(self, path: str) -> Callable[[Handler], Handler]:
+        """Register a GET (and WebSocket upgrade) route."""
+        return self.route("GET", path)
+
+    def post(self, path: str) -> Callable[[Handler], Handler]:
+        """Register a POST route (token required unless `noauth`)."""
+        return self.route("POST", path)
+
+    def put(self, path: str) -> Callable[[Handler], Handler]:
+        """Register a PUT route (token required unless `noauth`)."""
+        return self.route("PUT", path)
+
+    def patch(self, path: str) -> Callable[[Handler], Handler]:
+        """Register a PATCH route (token required unless `noauth`)."""
+        return self.route("PATCH", path)
+
+    def delete(self, path: str) -> Callable[[Handler], Handler]:
+        """Register a DELETE route (token required unless `noauth`)."""
+        return self.route("DELETE", path)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run `hook` when the server starts, after the hub."""
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run `hook` when the server stops, before the hub."""
+        self._shutdown.append(hook)
+        return hook
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Startup validation: raise `ConfigError` for a configuration that cannot work."""
+        needs_auth = any(r.requires_auth() for r in self.router)
+        if needs_auth and not (self.settings.api_key or self.settings.secret):
+            raise ConfigError(
+                "some routes need a token but neither API_KEY nor SECRET is set "
+                "(run `make run` once, or set them in .env)"
+            )
+
+    async def startup(self) -> None:
+        """Start the hub (and its broker), then the app's startup hooks."""
+        self.check()
+        await self.hub.start()
+        for hook in self._startup:
+            await hook()
+
+    async def shutdown(self) -> None:
+        """Run shutdown hooks, then stop the hub."""
+        for hook in self._shutdown:
+            await hook()
+        await self.hub.close()
+
+    # -- dispatch ----------------------------------------------------------------------
+    async def handle(self, request: Request) -> Response | None:
+        """Run the request through routing, checks and its handler.
+
+        Returns the HTTP response to send, or None when the request was upgraded to a
+        WebSocket (the connection has been closed by the time this returns).
+        """
+        upgrader = request.upgrader
+        try:
+            route = self._route(request)
+            if route is None:
+                return self._unrouted(request)
+            if upgrader is not None:
+                self._check_upgrade(request)
+            if route.requires_auth():
+                request.claims = self.auth.verify(request.headers.getall("authorization"))
+            result = await route.handler(request, self.response)
+        except HTTPError as exc:
+            if upgrader is not None and upgrader.accepted is not None:
+                await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
+                return None
+            return error_response(exc, {"WWW-Authenticate": "Bearer"}
+                                  if isinstance(exc, Unauthorized) else None)
+        except ConnectionClosed:
+            if upgrader is not None and upgrader.accepted is not None:
+                return None
+            log.exception("handler raised ConnectionClosed outside a WebSocket")
+            return error_response(HTTPError(500, "internal_error", "internal server error"))
+        except Exception:
+            log.exception("handler for %s %s failed", request.method, request.path)
+            if upgrader is not None and upgrader.accepted is not None:
+                await upgrader.accepted.close(CloseCode.INTERNAL_ERROR, "internal error")
+                return None
+            return error_response(HTTPError(500, "internal_error", "internal server error"))
+        if upgrader is not None and upgrader.accepted is not None:
+            await upgrader.accepted.close(CloseCode.NORMAL)
+            return None
+        return result if isinstance(result, Response) else self.response(result)
+
+    def _route(self, request: Request) -> Route | None:
+        match = self.router.match(request.method, request.path)
+        if match is None:
+            return None
+        route, params = match
+        request.path_params = params
+        return route
+
+    def _unrouted(self, request: Request) -> Response:
+        if request.method == "GET" and request.upgrader is None:
+            found = static_response(self.public_dir, request.path)
+            if found is not None:
+                return found
+        if self.router.allows(request.path):
+            return error_response(HTTPError(405, "method_not_allowed", "method not allowed"))
+        return error_response(HTTPError(404, "not_found", "not found"))
+
+    def _check_upgrade(self, request: Request) -> None:
+        allowed = self.settings.allowed_origins
+        origin = request.headers.get("origin")
+        if allowed and origin is not None and origin not in allowed:
+            raise HTTPError(403, "origin_not_allowed", "origin not allowed")
+        cap = self.settings.max_connections
+        assert request.upgrader is not None
+        if cap and request.upgrader.open_connections >= cap:
+            raise HTTPError(503, "server_full", "too many connections, retry later")

@@ -1,0 +1,38 @@
+"""Loading a project folder: ``APP_DIR/src/routes/**/*.py`` and ``APP_DIR/src/public``."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError
+from .app import App
+from .decorators import using_app
+
+_counter = itertools.count()
+
+
+def load_app(app_dir: str | Path, settings: Settings) -> App:
+    """A new `App` with every route file of `app_dir` executed against it, in path order.
+
+    Each load runs the files afresh under a unique module name, so two apps loaded from
+    the same folder are independent.
+    """
+    root = Path(app_dir)
+    routes = root / "src" / "routes"
+    if not routes.is_dir():
+        raise ConfigError(f"{routes} does not exist (run `pubsocket init {root}`)")
+    public = root / "src" / "public"
+    app = App(settings, public_dir=public if public.is_dir() else None)
+    run_id = next(_counter)
+    with using_app(app):
+        for index, file in enumerate(sorted(routes.rglob("*.py"))):
+            name = f"_pubsocket_routes_{run_id}_{index}_{file.stem}"
+            spec = importlib.util.spec_from_file_location(name, file)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"cannot load {file}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+    return app

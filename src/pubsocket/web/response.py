@@ -1,0 +1,63 @@
+"""`Response`: what a handler returns, built by calling the `response` argument.
+
+``response(content, http_code=200, content_type=None, headers=None)``: dict/list -> JSON,
+str -> text/html, bytes as given (application/octet-stream unless told), None -> empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..errors import HTTPError
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete HTTP response. `body` is always bytes."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class ResponseFactory:
+    """The `response` object handed to handlers; calling it builds a `Response`."""
+
+    __slots__ = ()
+
+    def __call__(
+        self,
+        content: Any = None,
+        http_code: int = 200,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        if content is None:
+            body, ctype = b"", "text/plain; charset=utf-8"
+        elif isinstance(content, bytes | bytearray | memoryview):
+            body, ctype = bytes(content), "application/octet-stream"
+        elif isinstance(content, str):
+            body, ctype = content.encode(), "text/html; charset=utf-8"
+        else:
+            body, ctype = orjson.dumps(content), "application/json"
+        return Response(
+            status=http_code,
+            body=body,
+            content_type=content_type or ctype,
+            headers=list((headers or {}).items()),
+        )
+
+
+def error_response(exc: HTTPError, headers: Mapping[str, str] | None = None) -> Response:
+    """The JSON body every refusal uses: ``{"error": code, "message": text}``."""
+    return Response(
+        status=exc.status,
+        body=orjson.dumps({"error": exc.code, "message": exc.message}),
+        content_type="application/json",
+        headers=list((headers or {}).items()),
+    )

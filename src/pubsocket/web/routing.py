@@ -1,0 +1,94 @@
+"""Routes and the `Router` that matches them. ``{name}`` captures one path segment.
+
+Auth markers live on the handler function (set by `secured()` / `noauth()`) and are read
+at dispatch, so the decorators work in either order above ``@get(...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Handler = Callable[..., Awaitable[Any]]
+AuthMode = Literal["secured", "noauth"]
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+AUTH_ATTR = "__pubsocket_auth__"
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    if not path.startswith("/"):
+        raise ValueError(f"route path must start with '/': {path!r}")
+    pattern, pos = "", 0
+    for m in _PARAM.finditer(path):
+        pattern += re.escape(path[pos : m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
+        pos = m.end()
+    pattern += re.escape(path[pos:])
+    return re.compile(f"^{pattern}/?$" if path != "/" else "^/$")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method + path pattern bound to a handler."""
+
+    method: str
+    path: str
+    handler: Handler
+    regex: re.Pattern[str]
+
+    def requires_auth(self) -> bool:
+        """tina4 semantics: writes need a token unless `noauth`; reads only when `secured`."""
+        mode: AuthMode | None = getattr(self.handler, AUTH_ATTR, None)
+        if mode == "secured":
+            return True
+        if mode == "noauth":
+            return False
+        return self.method in WRITE_METHODS
+
+
+class Router:
+    """An ordered list of routes; the first match wins. Static paths are looked up first."""
+
+    def __init__(self) -> None:
+        self._static: dict[tuple[str, str], Route] = {}
+        self._dynamic: list[Route] = []
+
+    def add(self, method: str, path: str, handler: Handler) -> Route:
+        """Register `handler` for `method` `path`; a duplicate is a `ValueError`."""
+        route = Route(method.upper(), path, handler, _compile(path))
+        if "{" in path:
+            self._dynamic.append(route)
+        else:
+            key = (route.method, path.rstrip("/") or "/")
+            if key in self._static:
+                raise ValueError(f"duplicate route {method.upper()} {path}")
+            self._static[key] = route
+        return route
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The route for `method` `path` and its path parameters, or None."""
+        route = self._static.get((method, path.rstrip("/") or "/"))
+        if route is not None:
+            return route, {}
+        for route in self._dynamic:
+            if route.method == method:
+                m = route.regex.match(path)
+                if m:
+                    return route, m.groupdict()
+        return None
+
+    def allows(self, path: str) -> bool:
+        """True when some method has a route for `path` (to answer 405 instead of 404)."""
+        return any(r.regex.match(path) for r in (*self._static.values(), *self._dynamic))
+
+    def __iter__(self) -> Any:
+        return iter((*self._static.values(), *self._dynamic))
+
+
+def mark_auth(handler: Handler, mode: AuthMode) -> Handler:
+    """Set the auth marker on `handler` and return it unchanged."""
+    setattr(handler, AUTH_ATTR, mode)
+    return handler

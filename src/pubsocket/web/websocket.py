@@ -1,0 +1,100 @@
+"""The WebSocket API handlers use: ``ws = await Websocket(request).connection()``.
+
+The web layer defines the interfaces; the transport implements them (the native server
+in `pubsocket.server`, or the ASGI adapter). Handlers and the hub only see `Connection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ..errors import ConnectionClosed, HTTPError
+
+if TYPE_CHECKING:
+    from .request import Request
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """An open WebSocket.
+
+    `receive()` returns str for text and bytes for binary messages and raises
+    `ConnectionClosed` once the peer has left. `send()` raises `ConnectionClosed` after
+    the connection closed. `close()` is idempotent and safe after the peer left.
+    `deliver(frame)` is the hub's fast path: it queues one pre-encoded text frame
+    without awaiting and never raises; a closed connection drops it.
+    """
+
+    subprotocol: str | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def close_nowait(self, code: int, reason: str = "") -> None: ...
+
+    def deliver(self, frame: bytes) -> None: ...
+
+    def __aiter__(self) -> Connection: ...
+
+    async def __anext__(self) -> str | bytes: ...
+
+
+class Upgrader(Protocol):
+    """Performs the opening handshake for one upgrade request (implemented by transports)."""
+
+    accepted: Connection | None
+
+    @property
+    def open_connections(self) -> int:
+        """WebSocket connections this process holds open now (for the connection cap)."""
+        ...
+
+    async def accept(
+        self,
+        subprotocols: Sequence[str] = (),
+        max_message_size: int | None = None,
+        max_fragments: int | None = None,
+    ) -> Connection:
+        """Answer 101 and return the open connection, or raise `HTTPError` (400/426).
+
+        `max_message_size` / `max_fragments` override the settings for this connection
+        (0 = unlimited)."""
+        ...
+
+
+class Websocket:
+    """tina4's entry point: wraps a request that asked for a WebSocket upgrade."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    async def connection(
+        self,
+        subprotocols: Sequence[str] = (),
+        *,
+        max_message_size: int | None = None,
+        max_fragments: int | None = None,
+    ) -> Connection:
+        """Complete the handshake. A request that is not an upgrade gets HTTP 426 at once.
+
+        `subprotocols` are the server's supported subprotocols in order of preference;
+        the first one the client also offered is selected (`Connection.subprotocol`).
+        `max_message_size` and `max_fragments` override the server-wide limits for
+        this connection (0 = unlimited).
+        """
+        upgrader = self.request.upgrader
+        if upgrader is None:
+            raise HTTPError(426, "upgrade_required", "this endpoint needs a WebSocket upgrade")
+        if upgrader.accepted is not None:
+            return upgrader.accepted
+        return await upgrader.accept(subprotocols, max_message_size, max_fragments)
+
+
+__all__ = ["Connection", "ConnectionClosed", "Upgrader", "Websocket"]
