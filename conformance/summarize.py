@@ -35,9 +35,12 @@ def summarize(index: dict[str, dict[str, dict[str, object]]], out: list[str]) ->
     for agent in sorted(index):
         results = index[agent]
         counts = Counter(str(r.get("behavior")) for r in results.values())
+        close_counts = Counter(str(r.get("behaviorClose")) for r in results.values())
         out.append(f"agent {agent}: {len(results)} cases")
         for behavior, count in sorted(counts.items()):
             out.append(f"  {behavior:<14} {count}")
+        closes = ", ".join(f"{b} {n}" for b, n in sorted(close_counts.items()))
+        out.append(f"  close handshake: {closes}")
         bad = sorted((c for c, r in results.items() if not passed(r)), key=case_key)
         for case_id in bad:
             r = results[case_id]

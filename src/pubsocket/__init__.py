@@ -12,7 +12,7 @@ from .errors import (
 )
 from .hub import Hub
 from .log import Debug
-from .server import Server
+from .server import ASGIApp, Server
 from .web import (
     App,
     Request,
@@ -31,7 +31,7 @@ from .web import (
 )
 
 __all__ = [
-    "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
+    "ASGIApp", "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
     "HTTPError", "Hub", "PubsocketError", "Request", "Response", "Router", "Server",
     "Settings", "Unauthorized", "Websocket", "delete", "get", "load_app", "noauth", "patch",
     "post", "pubsub", "put", "secured",

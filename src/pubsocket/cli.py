@@ -15,7 +15,7 @@ from .config import Settings
 from .errors import ConfigError
 from .log import configure_logging
 
-_ROUTE_TEMPLATE = '''"""Routes of this project: every file under src/routes is loaded by `pubsocket serve`."""
+_ROUTE_TEMPLATE = '''"""Routes: every file under src/routes is loaded by `pubsocket serve`."""
 
 from pubsocket import Debug, get, pubsub
 

@@ -47,7 +47,7 @@ class ConfigError(PubsocketError):
 
 
 class HTTPError(PubsocketError):
-    """An HTTP refusal answered with `status` and a JSON body ``{"error": code, "message": ...}``."""
+    """An HTTP refusal: `status` with the JSON body ``{"error": code, "message": ...}``."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)

@@ -58,7 +58,10 @@ class Authenticator:
         return claims
 
     def issue(
-        self, sub: str | None = None, ttl: float | None = 3600, claims: Mapping[str, Any] | None = None
+        self,
+        sub: str | None = None,
+        ttl: float | None = 3600,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
         """A signed token. Raises `ConfigError` when no `SECRET` is set (never a default)."""
         if self._secret is None:

@@ -19,7 +19,8 @@ def broker_from_url(url: str) -> Broker:
             from .redis import RedisBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError("redis:// brokers need `pip install pubsocket[redis]`") from exc
-        return RedisBroker(url)
+        broker: Broker = RedisBroker(url)
+        return broker
     raise ConfigError(f"PUBSOCKET_BROKER: unknown scheme {scheme!r} (use memory:// or redis://)")
 
 

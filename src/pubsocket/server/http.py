@@ -22,12 +22,13 @@ from websockets.datastructures import Headers as WSHeaders
 from websockets.http11 import Request as WSRequest
 from websockets.protocol import Protocol, Side
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
 from .state import ServerState
-from .websocket import WSConnection
+from .websocket import FrameProtocol, WSConnection
 
 log = logging.getLogger("pubsocket.server")
 
@@ -232,7 +233,12 @@ class NativeUpgrader:
     def __init__(self, http: HttpProtocol, request: Request) -> None:
         self._http = http
         self._request = request
-        self.accepted: WSConnection | None = None
+        self._accepted: WSConnection | None = None
+
+    @property
+    def accepted(self) -> WSConnection | None:
+        """The connection once `accept` succeeded."""
+        return self._accepted
 
     @property
     def open_connections(self) -> int:
@@ -246,15 +252,16 @@ class NativeUpgrader:
         max_fragments: int | None = None,
     ) -> WSConnection:
         """Validate the handshake, answer 101 and return the open connection."""
-        if self.accepted is not None:
-            return self.accepted
+        if self._accepted is not None:
+            return self._accepted
         supported = list(subprotocols)
         settings = self._http._state.settings
-        handshake = ServerProtocol(
-            select_subprotocol=lambda _p, offered: next(
-                (s for s in supported if s in offered), None
-            ),
-        )
+
+        def select(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+            # First server-supported subprotocol the client offered; none is not an error.
+            return next((Subprotocol(s) for s in supported if s in offered), None)
+
+        handshake = ServerProtocol(select_subprotocol=select)
         ws_request = WSRequest(self._request.url, WSHeaders(self._request.headers.raw()))
         response = handshake.accept(ws_request)
         if response.status_code != 101:
@@ -262,17 +269,17 @@ class NativeUpgrader:
         handshake.send_response(response)
         # The handshake object parsed no bytes (httptools did); frames go to a fresh
         # sans-I/O protocol that starts OPEN.
-        proto = Protocol(
+        proto = FrameProtocol(
             Side.SERVER,
             max_size=(settings.max_message_size if max_message_size is None
                       else max_message_size) or None,
         )
         proto.subprotocol = handshake.subprotocol
-        self.accepted = self._http.switch_to_websocket(
+        self._accepted = self._http.switch_to_websocket(
             handshake.data_to_send(), proto,
             settings.max_fragments if max_fragments is None else max_fragments,
         )
-        return self.accepted
+        return self._accepted
 
 
 def _reason(status: int) -> str:

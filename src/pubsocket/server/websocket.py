@@ -31,6 +31,19 @@ INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
+class FrameProtocol(Protocol):
+    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message.
+
+    RFC 6455 allows control frames between fragments, and a close there ends the
+    connection normally (Autobahn 7.1.5); websockets treats it as a protocol error.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class WSConnection(asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract)."""
 
@@ -42,6 +55,7 @@ class WSConnection(asyncio.Protocol):
         self._state = state
         self._loop = state.loop
         self._out: list[bytes] = []
+        self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: deque[str | bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -119,6 +133,7 @@ class WSConnection(asyncio.Protocol):
         if not out:
             self._state.flusher.mark(self._flush)
         out.append(frame)
+        self._hub_frames = True
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         """Start the closing handshake with `code` (idempotent, never raises)."""
@@ -141,8 +156,8 @@ class WSConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
         self._proto.receive_data(data)
-        for frame in self._proto.events_received():
-            self._on_frame(frame)
+        for event in self._proto.events_received():
+            self._on_frame(event)  # type: ignore[arg-type]  # a server Protocol yields Frames
         self._pump()
 
     def eof_received(self) -> bool | None:
@@ -188,29 +203,30 @@ class WSConnection(asyncio.Protocol):
     # -- inbound -----------------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
+        data = bytes(frame.data)  # the parser yields bytes already: no copy
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if frame.fin:
-                self._message(frame.data, opcode is Opcode.TEXT)
+                self._message(data, opcode is Opcode.TEXT)
                 return
-            self._frags = [frame.data]
+            self._frags = [data]
             self._frag_text = opcode is Opcode.TEXT
             self._decoder = _Utf8Decoder() if self._frag_text else None
-            self._check_utf8(frame.data, final=False)
+            self._check_utf8(data, final=False)
         elif opcode is Opcode.CONT:
             frags = self._frags
             if frags is None:  # the protocol already failed the connection
                 return
-            frags.append(frame.data)
+            frags.append(data)
             cap = self._max_fragments
             if cap and len(frags) > cap:
                 self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 return
-            if not self._check_utf8(frame.data, final=frame.fin) or not frame.fin:
+            if not self._check_utf8(data, final=frame.fin) or not frame.fin:
                 return
             self._frags, self._decoder = None, None
             self._message(b"".join(frags), self._frag_text, checked=True)
         elif opcode is Opcode.PONG:
-            if self._ping_payload is not None and frame.data == self._ping_payload:
+            if self._ping_payload is not None and data == self._ping_payload:
                 self._ping_payload = None
                 self._schedule_ping()
         elif opcode is Opcode.CLOSE:
@@ -280,6 +296,11 @@ class WSConnection(asyncio.Protocol):
         stats = self._state.stats
         stats.frames_out += len(out)
         stats.bytes_out += len(data)
+        # The budget bounds what the hub queued without waiting; send() is bounded by its
+        # own backpressure instead, so one large echo never counts as a slow consumer.
+        if not self._hub_frames:
+            return
+        self._hub_frames = False
         budget = self._state.settings.outbound_budget
         if budget and not self._closing and transport.get_write_buffer_size() > budget:
             stats.slow_closes += 1

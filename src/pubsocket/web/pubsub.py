@@ -52,7 +52,7 @@ def _publish_handler(app: App) -> Handler:
         if not isinstance(body, dict):
             raise HTTPError(400, "bad_json", "body must be a JSON object {topic, data}")
         topic = body.get("topic")
-        if not valid_topic(topic):
+        if not isinstance(topic, str) or not valid_topic(topic):
             raise HTTPError(400, "invalid_topic",
                             "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -")
         if "data" not in body:

@@ -49,7 +49,10 @@ class Connection(Protocol):
 class Upgrader(Protocol):
     """Performs the opening handshake for one upgrade request (implemented by transports)."""
 
-    accepted: Connection | None
+    @property
+    def accepted(self) -> Connection | None:
+        """The connection once `accept` succeeded."""
+        ...
 
     @property
     def open_connections(self) -> int:

@@ -1,0 +1,41 @@
+# pubsocket — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 7145
+
+.PHONY: run test lint typecheck unit conformance bench install dev clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev
+
+## make run: start examples/chat (built-in hub at /ws/chat) on http://$(HOST):$(PORT)
+run: $(VENV)/.installed
+	$(VENV)/bin/pubsocket env --file .env
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/pubsocket serve examples/chat
+
+## make test: ruff, mypy --strict and the whole pytest suite
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/mypy --strict
+	$(VENV)/bin/pytest -W error -q
+
+conformance: $(VENV)/.installed
+	bash conformance/run.sh
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

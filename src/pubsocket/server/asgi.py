@@ -1,0 +1,216 @@
+"""Run a pubsocket `App` under any ASGI server: ``uvicorn mymodule:asgi``, where
+``asgi = ASGIApp(app)``.
+
+This is the compatibility path. The native server is the fast one: ASGI costs 2.6-4x per
+delivery (docs/design.md), and here the hub's non-blocking `deliver` must hand frames to
+a writer task, bounded by the same outbound budget (4008 when exceeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from ..errors import CloseCode, ConnectionClosed, HTTPError
+from ..protocol import frame_payload
+from ..web.app import App
+from ..web.request import Headers, Request
+from ..web.response import Response, error_response
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("pubsocket.asgi")
+
+
+class ASGIApp:
+    """An ASGI 3 application wrapping `app` (http, websocket and lifespan scopes)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.open_connections = 0
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if not self._started:  # a server without lifespan support
+            self._started = True
+            await self.app.startup()
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        client = tuple(scope["client"]) if scope.get("client") else None
+        if kind == "http":
+            await self._http(scope, receive, send, headers, target, client)
+        elif kind == "websocket":
+            upgrader = _ASGIUpgrader(self, receive, send, tuple(scope.get("subprotocols", ())))
+            request = Request("GET", target, headers, b"", upgrader=upgrader, client=client)
+            response = await self.app.handle(request)
+            if response is not None and upgrader.accepted is None:
+                await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._started = True
+                await self.app.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.app.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
+                    target: str, client: Any) -> None:
+        limit = self.app.settings.max_body_size
+        chunks: list[bytes] = []
+        size = 0
+        response: Response | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit and size > limit:
+                response = error_response(HTTPError(413, "body_too_large",
+                                                    "request body too large"))
+                break
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        if response is None:
+            request = Request(scope["method"], target, headers, b"".join(chunks), client=client)
+            response = await self.app.handle(request)
+        assert response is not None
+        raw = [(b"content-type", response.content_type.encode()),
+               (b"content-length", str(len(response.body)).encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in response.headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _ASGIUpgrader:
+    def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
+                 offered: tuple[str, ...]) -> None:
+        self._owner = owner
+        self._offered = offered
+        self._receive = receive
+        self._send = send
+        self._accepted: ASGIConnection | None = None
+
+    @property
+    def accepted(self) -> ASGIConnection | None:
+        return self._accepted
+
+    @property
+    def open_connections(self) -> int:
+        return self._owner.open_connections
+
+    async def accept(self, subprotocols: Sequence[str] = (), max_message_size: int | None = None,
+                     max_fragments: int | None = None) -> ASGIConnection:
+        if self._accepted is not None:
+            return self._accepted
+        connect = await self._receive()
+        if connect["type"] != "websocket.connect":
+            raise HTTPError(400, "bad_handshake", "invalid WebSocket handshake")
+        chosen = next((s for s in subprotocols if s in self._offered), None)
+        await self._send({"type": "websocket.accept", "subprotocol": chosen})
+        self._owner.open_connections += 1
+        self._accepted = ASGIConnection(self._owner, self._receive, self._send, chosen)
+        return self._accepted
+
+
+class ASGIConnection:
+    """`pubsocket.web.Connection` over ASGI messages, with a bounded writer task."""
+
+    def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
+                 subprotocol: str | None) -> None:
+        self.subprotocol = subprotocol
+        self._owner = owner
+        self._receive = receive
+        self._send = send
+        self._closed = False
+        self._gone: ConnectionClosed | None = None
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queued = 0
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def receive(self) -> str | bytes:
+        if self._gone is not None:
+            raise self._gone
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect":
+            self._gone = ConnectionClosed(message.get("code", 1005), message.get("reason") or "")
+            self._finish()
+            raise self._gone
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    def __aiter__(self) -> ASGIConnection:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def send(self, message: str | bytes) -> None:
+        if self._closed:
+            raise self._gone or ConnectionClosed(CloseCode.NORMAL, "closing")
+        key = "text" if isinstance(message, str) else "bytes"
+        await self._send({"type": "websocket.send", key: message})
+
+    def deliver(self, frame: bytes) -> None:
+        if self._closed:
+            return
+        budget = self._owner.app.settings.outbound_budget
+        if budget and self._queued + len(frame) > budget:
+            self.close_nowait(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return
+        self._queued += len(frame)
+        self._queue.put_nowait(frame)
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        if not self._closed:
+            asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._finish()
+        if self._gone is None:
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _finish(self) -> None:
+        if not self._writer.done():
+            self._writer.cancel()
+            self._owner.open_connections -= 1
+        self._closed = True
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            self._queued -= len(frame)
+            try:
+                await self._send({"type": "websocket.send",
+                                  "text": frame_payload(frame).decode()})
+            except (OSError, RuntimeError):  # what ASGI servers raise once the peer left
+                log.debug("ASGI send failed; the connection is gone")
+                return

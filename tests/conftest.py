@@ -1,0 +1,91 @@
+"""Shared fixtures: a real pubsocket server on port 0 in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from pubsocket import App, Server, Settings
+
+API_KEY = "test-api-key-0123456789abcdef0123456789"
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def make_settings(**changes: object) -> Settings:
+    """Test settings: known secrets, everything else default unless changed."""
+    return Settings(api_key=API_KEY, secret=SECRET).with_(**changes)
+
+
+@dataclass
+class Running:
+    """A started server: its app, port and base URLs."""
+
+    app: App
+    server: Server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@asynccontextmanager
+async def serving(app: App) -> AsyncIterator[Running]:
+    """Serve `app` on 127.0.0.1 port 0 until the block ends."""
+    server = Server(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield Running(app, server)
+    finally:
+        await server.shutdown()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[App], Awaitable[Running]]]:
+    """``running = await serve(app)``: a real server, shut down when the test ends."""
+    servers: list[Server] = []
+
+    async def start(app: App) -> Running:
+        server = Server(app, "127.0.0.1", 0)
+        await server.start()
+        servers.append(server)
+        return Running(app, server)
+
+    yield start
+    for server in reversed(servers):
+        await server.shutdown()
+
+
+async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        chunks = []
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        writer.close()
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
