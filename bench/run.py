@@ -34,7 +34,9 @@ from servers import (  # noqa: E402
     BENCH,
     RunningServer,
     ServerSpec,
+    default_pinning,
     node_spec,
+    pin_to,
     picows_spec,
     pubsocket_spec,
 )
@@ -115,7 +117,11 @@ def server_tree(pid: int) -> set[int]:
         return {pid}
 
 
-def run_loadgen(scenario: str, srv: RunningServer, quick: bool, sets: list[str]) -> dict[str, Any]:
+Pinning = tuple[set[int], set[int]] | None
+
+
+def run_loadgen(scenario: str, srv: RunningServer, quick: bool, sets: list[str],
+                pin: Pinning) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH / "loadgen.py"), scenario, "--url", srv.url,
            "--server-pid", str(srv.pid), "--timeout", str(LOADGEN_TIMEOUT - 20)]
     if quick:
@@ -124,7 +130,8 @@ def run_loadgen(scenario: str, srv: RunningServer, quick: bool, sets: list[str])
         cmd += ["--set", s]
     mine = {os.getpid(), *server_tree(srv.pid)}
     bg = Background(mine)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=pin_to(pin[1] if pin else None))
     try:
         out, err = proc.communicate(timeout=LOADGEN_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -143,15 +150,15 @@ def run_loadgen(scenario: str, srv: RunningServer, quick: bool, sets: list[str])
 
 
 def one_run(spec: ServerSpec, scenario: str, rnd: int, quick: bool,
-            sets: list[str]) -> dict[str, Any]:
+            sets: list[str], pin: Pinning) -> dict[str, Any]:
     log = RESULTS / "logs" / f"{scenario}-r{rnd}-{spec.name}.log"
     t0 = time.perf_counter()
     try:
-        srv = RunningServer(spec, log)
+        srv = RunningServer(spec, log, cpus=pin[0] if pin else None)
     except (RuntimeError, OSError) as exc:
         return {"ok": False, "error": f"server start failed: {exc}"}
     try:
-        res = run_loadgen(scenario, srv, quick, sets)
+        res = run_loadgen(scenario, srv, quick, sets, pin)
     finally:
         srv.stop()
     res["wall_s"] = time.perf_counter() - t0
@@ -310,12 +317,15 @@ def main() -> int:
                     help="passed to every loadgen run (e.g. duration=3)")
     ap.add_argument("--self-check", action="store_true",
                     help="fanout1000 vs node, picows, picows-coalesce; shows loadgen headroom")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="don't pin server / loadgen to disjoint CPU sets")
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args()
 
     raise_nofile()
     ensure_node_deps()
     rounds = args.rounds or (1 if args.quick else 3)
+    pin = None if args.no_pin else default_pinning()
     base_spec = node_spec()
     if args.self_check:
         specs = [base_spec, picows_spec(False), picows_spec(True)]
@@ -343,7 +353,7 @@ def main() -> int:
         per = results.setdefault(scenario, {sp.name: [] for sp in specs})
         for rnd in range(1, rounds + 1):
             for spec in specs:  # interleaved: node, candidate, node, candidate, ...
-                res = one_run(spec, scenario, rnd, args.quick, args.set)
+                res = one_run(spec, scenario, rnd, args.quick, args.set, pin)
                 per[spec.name].append(res)
                 print(f"[{scenario} r{rnd}/{rounds}] {spec.name:<16} {brief(res)}",
                       file=sys.stderr, flush=True)
@@ -355,7 +365,9 @@ def main() -> int:
         "meta": meta(),
         "config": {"rounds": rounds, "quick": args.quick, "scenarios": scenarios,
                    "servers": {sp.name: {"cmd": sp.cmd, "env": sp.env} for sp in specs},
-                   "set": args.set},
+                   "set": args.set,
+                   "pinning": {"server": sorted(pin[0]), "loadgen": sorted(pin[1])}
+                   if pin else None},
         "results": results,
         "elapsed_s": elapsed,
     }

@@ -1,0 +1,300 @@
+"""The Redis broker: PUBLISH on a connection pool, SUBSCRIBE on one dedicated connection.
+
+URL: ``redis://[user:pass@]host:port/db?prefix=app:`` (also ``rediss://`` and ``unix://``).
+A topic travels on the channel ``prefix + topic`` (default prefix ``pubsocket:``), so
+several apps can share one Redis; every other query option goes to redis-py unchanged.
+
+Contracts, beyond `Broker`:
+
+* The node SUBSCRIBEs only to topics it has local subscribers for: no pattern, no firehose.
+* `subscribe`/`unsubscribe` reach Redis in call order, and `subscribe` returns only once
+  Redis confirmed the channel, so a message published after it returns is delivered.
+* `start` never fails because Redis is down: the reader logs ``broker lost`` and keeps
+  reconnecting in the background (a node may boot before its Redis does).
+* While Redis is away, `publish` raises `BrokerUnavailable`; `subscribe` waits up to
+  `confirm_timeout` for a reconnect, else raises `BrokerUnavailable` and forgets the topic
+  (the hub drops a failed topic and never unsubscribes it); `unsubscribe` never raises.
+* After a reconnect every wanted topic is subscribed again. What was published during
+  the outage is lost: Redis pub/sub keeps no history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from .base import Broker, DeliverFn
+
+log = logging.getLogger("pubsocket.broker")
+
+DEFAULT_PREFIX = "pubsocket:"
+BackoffPolicy = Callable[[], Iterator[float]]
+_LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+_RESUBSCRIBE_BATCH = 1000  # channels per SUBSCRIBE when re-subscribing after a reconnect
+_Waiters = list["asyncio.Future[None]"]
+
+
+def backoff(
+    initial: float = 0.05, factor: float = 2.0, maximum: float = 2.0, jitter: bool = False
+) -> Iterator[float]:
+    """Endless reconnect delays in seconds: `initial`, then times `factor`, capped at `maximum`.
+
+    With `jitter` each delay is drawn from [delay/2, delay], so that the nodes that lost
+    the same Redis do not all come back in the same instant.
+    """
+    delay = initial
+    while True:
+        yield delay * random.uniform(0.5, 1.0) if jitter else delay
+        delay = min(delay * factor, maximum)
+
+
+def _split_prefix(url: str) -> tuple[str, str]:
+    """(channel prefix, the URL without ``prefix``) — redis-py rejects unknown options."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for key, value in query if key == "prefix"]
+    rest = [(key, value) for key, value in query if key != "prefix"]
+    prefix = prefixes[-1] if prefixes else DEFAULT_PREFIX
+    return prefix, urlunsplit(parts._replace(query=urlencode(rest)))
+
+
+class RedisBroker(Broker):
+    """Redis pub/sub between nodes. Counters for /metrics: `reconnects` (connections
+    re-established after the first), `publish_errors`, `last_publish_latency` (seconds)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff_policy: BackoffPolicy = backoff,
+        confirm_timeout: float = 5.0,
+        ping_interval: float = 30.0,
+    ) -> None:
+        self.prefix, redis_url = _split_prefix(url)
+        self._prefix_len = len(self.prefix.encode())
+        # Bounded socket waits unless the URL says otherwise: a blackholed Redis must
+        # turn into BrokerUnavailable, not into a publish that hangs forever.
+        options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
+        try:
+            options.update(parse_url(redis_url))
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis broker URL: {exc}") from None
+        self._conn_class: type[AbstractConnection] = options.pop("connection_class", Connection)
+        # RESP2 on the subscriber: messages arrive as plain [kind, channel, data] replies.
+        self._sub_options = {**options, "protocol": 2, "decode_responses": False}
+        # A blocking pool queues publishes when all connections are busy (backpressure)
+        # instead of failing them with "too many connections".
+        pool = BlockingConnectionPool(
+            connection_class=self._conn_class, max_connections=32, timeout=5.0, **options
+        )
+        self._redis = Redis(connection_pool=pool)
+        self._backoff = backoff_policy
+        self._confirm_timeout = confirm_timeout
+        self._ping_interval = ping_interval
+        self._deliver: DeliverFn | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._first_attempt = asyncio.Event()
+        self._lock = asyncio.Lock()  # FIFO: subscriber-connection writes go out in call order
+        self._conn: AbstractConnection | None = None  # the live subscriber connection
+        self._wanted: dict[str, int] = {}  # topic -> token of the subscribe() that wants it
+        self._tokens = itertools.count(1)
+        # One entry per SUBSCRIBE sent on `_conn`, oldest first: Redis confirms each in
+        # order, so the n-th confirmation of a channel answers its n-th SUBSCRIBE.
+        self._acks: dict[bytes, deque[_Waiters]] = {}
+        self.reconnects = 0
+        self.publish_errors = 0
+        self.last_publish_latency = 0.0
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def _channel(self, topic: str) -> bytes:
+        return (self.prefix + topic).encode()
+
+    async def start(self, deliver: DeliverFn) -> None:
+        """Start the reader. Returns after the first connection attempt, whatever it gave."""
+        if self._task is not None or self._closed:
+            raise RuntimeError("RedisBroker.start() called twice or after close()")
+        self._deliver = deliver
+        self._task = asyncio.create_task(self._run(), name="pubsocket-redis-reader")
+        await self._first_attempt.wait()
+
+    async def close(self) -> None:
+        """Stop the reader, fail pending subscribes, close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._deliver = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # unlike `await task`, keeps our own cancellation
+        for entries in self._acks.values():
+            _resolve([f for entry in entries for f in entry], BrokerUnavailable("broker closed"))
+        self._acks.clear()
+        self._wanted.clear()
+        await self._redis.aclose(close_connection_pool=True)
+
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe and wait for Redis's confirmation (a reconnect's counts too)."""
+        if self._closed or self._task is None:
+            raise BrokerUnavailable("broker is not running")
+        token = next(self._tokens)
+        self._wanted[topic] = token
+        channel = self._channel(topic)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self._confirm_timeout):
+                async with self._lock:
+                    # Without a connection the waiter is parked; the reconnect's
+                    # re-subscription of every wanted topic will confirm it.
+                    self._acks.setdefault(channel, deque()).append([waiter])
+                    if self._conn is not None:
+                        with contextlib.suppress(*_LINK_ERRORS):  # the reader sees the loss
+                            await _send(self._conn, "SUBSCRIBE", channel)
+                await waiter
+        except TimeoutError:
+            if self._wanted.get(topic) == token:  # a later subscribe() may own it now
+                await self.unsubscribe(topic)
+            raise BrokerUnavailable("broker did not confirm the subscription") from None
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Forget `topic` now (no delivery after this returns); UNSUBSCRIBE is best effort."""
+        if self._wanted.pop(topic, None) is None:
+            return
+        async with self._lock:
+            if self._conn is not None:
+                # On a lost connection there is nothing to undo: the reconnect only
+                # re-subscribes what is still wanted.
+                with contextlib.suppress(RedisError, OSError):
+                    await _send(self._conn, "UNSUBSCRIBE", self._channel(topic))
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """PUBLISH on the pool; `BrokerUnavailable` if Redis could not be reached."""
+        if self._closed or self._task is None:
+            raise BrokerUnavailable("broker is not running")
+        started = time.perf_counter()
+        try:
+            await self._redis.publish(self._channel(topic), payload)
+        except _LINK_ERRORS as exc:
+            self.publish_errors += 1
+            raise BrokerUnavailable("broker publish failed") from exc
+        except RedisError as exc:
+            self.publish_errors += 1
+            raise BrokerError("broker rejected the publish") from exc
+        self.last_publish_latency = time.perf_counter() - started
+
+    # -- the reader -----------------------------------------------------------------
+    async def _run(self) -> None:
+        """Connect, re-subscribe, read; on any link error back off and start over."""
+        delays: Iterator[float] | None = None
+        lost_at: float | None = None  # monotonic start of the current outage
+        connected_before = False
+        try:
+            while True:
+                conn = self._conn_class(**self._sub_options)
+                try:
+                    await conn.connect_check_health()
+                    await self._install(conn)
+                    if lost_at is not None:
+                        log.info("broker regained after %.1fs", time.monotonic() - lost_at)
+                    if connected_before:
+                        self.reconnects += 1
+                    connected_before, lost_at, delays = True, None, None
+                    self._first_attempt.set()
+                    await self._read(conn)
+                except (RedisError, OSError) as exc:
+                    if lost_at is None:
+                        lost_at = time.monotonic()
+                        log.warning("broker lost (%s); reconnecting in the background", exc)
+                finally:
+                    self._conn = None
+                    with contextlib.suppress(RedisError, OSError):
+                        await conn.disconnect()
+                self._first_attempt.set()
+                delays = delays or self._backoff()
+                await asyncio.sleep(next(delays))
+        except Exception:  # a bug, not an outage: say so instead of dying silently
+            log.exception("broker reader crashed; subscriptions are no longer served")
+        finally:
+            self._first_attempt.set()  # never leave start() waiting, even on a bug
+
+    async def _install(self, conn: AbstractConnection) -> None:
+        """Make `conn` the subscriber: SUBSCRIBE every wanted topic, re-aim parked waiters."""
+        async with self._lock:
+            parked = {ch: [f for e in entries for f in e] for ch, entries in self._acks.items()}
+            channels = [self._channel(topic) for topic in self._wanted]
+            # Exactly one entry per channel sent below, waiters or not, so that later
+            # confirmations keep matching their own SUBSCRIBE.
+            self._acks = {ch: deque([parked.pop(ch, [])]) for ch in channels}
+            for waiters in parked.values():  # unsubscribed meanwhile: superseded, not failed
+                _resolve(waiters, None)
+            for i in range(0, len(channels), _RESUBSCRIBE_BATCH):
+                await _send(conn, "SUBSCRIBE", *channels[i : i + _RESUBSCRIBE_BATCH])
+            self._conn = conn
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        """Dispatch replies forever; PING when idle so a half-open link is noticed."""
+        pinged = False
+        while True:
+            reply = await conn.read_response(timeout=self._ping_interval)
+            if reply is None:  # idle for a whole interval
+                if pinged:
+                    raise RedisTimeoutError("no reply to PING on the subscriber connection")
+                pinged = True
+                await _send(conn, "PING")
+                continue
+            pinged = False
+            if not isinstance(reply, list) or len(reply) < 3:
+                continue  # PING's [b"pong", b""]
+            kind, channel = reply[0], reply[1]
+            if kind == b"message":
+                self._dispatch(channel[self._prefix_len :].decode(), reply[2])
+            elif kind == b"subscribe" and (entries := self._acks.get(channel)):
+                _resolve(entries.popleft(), None)
+                if not entries:
+                    del self._acks[channel]
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        deliver = self._deliver
+        # Messages already in flight when unsubscribe() returned are dropped here.
+        if deliver is None or topic not in self._wanted:
+            return
+        try:
+            deliver(topic, payload)
+        except Exception:
+            log.exception("broker delivery raised; the reader goes on")
+
+
+async def _send(conn: AbstractConnection, *args: str | bytes) -> None:
+    # send_command would silently reconnect a dropped connection: a fresh socket with no
+    # subscriptions, which the reader would then mistake for the subscribed one.
+    if not conn.is_connected:
+        raise RedisConnectionError("subscriber connection lost")
+    await conn.send_command(*args, check_health=False)
+
+
+def _resolve(waiters: _Waiters, error: BaseException | None) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a timed-out subscribe() cancelled its waiter
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
