@@ -9,7 +9,6 @@ import os
 import socket
 import struct
 import time
-from typing import Any
 
 import psutil
 from websockets.asyncio.client import connect
