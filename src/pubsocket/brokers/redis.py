@@ -92,11 +92,12 @@ class RedisBroker(Broker):
         options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
         try:
             options.update(parse_url(redis_url))
-        except ValueError as exc:
+            self._conn_class: type[AbstractConnection] = options.pop("connection_class", Connection)
+            # RESP2 on the subscriber: messages arrive as plain [kind, channel, data] replies.
+            self._sub_options = {**options, "protocol": 2, "decode_responses": False}
+            self._conn_class(**self._sub_options)  # unknown options fail here, not in the reader
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid Redis broker URL: {exc}") from None
-        self._conn_class: type[AbstractConnection] = options.pop("connection_class", Connection)
-        # RESP2 on the subscriber: messages arrive as plain [kind, channel, data] replies.
-        self._sub_options = {**options, "protocol": 2, "decode_responses": False}
         # A blocking pool queues publishes when all connections are busy (backpressure)
         # instead of failing them with "too many connections".
         pool = BlockingConnectionPool(

@@ -19,7 +19,7 @@ from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauth
 from ..hub import Hub
 from .request import Request
 from .response import Response, ResponseFactory, error_response
-from .routing import Handler, Route, Router
+from .routing import AUTH_ATTR, Handler, Route, Router
 from .static import static_response
 
 log = logging.getLogger("pubsocket.app")
@@ -83,12 +83,16 @@ class App:
     # -- lifecycle ---------------------------------------------------------------------
     def check(self) -> None:
         """Startup validation: raise `ConfigError` for a configuration that cannot work."""
-        needs_auth = any(r.requires_auth() for r in self.router)
-        if needs_auth and not (self.settings.api_key or self.settings.secret):
+        if self.settings.api_key or self.settings.secret:
+            return
+        secured = [r for r in self.router if getattr(r.handler, AUTH_ATTR, None) == "secured"]
+        if secured:
             raise ConfigError(
-                "some routes need a token but neither API_KEY nor SECRET is set "
-                "(run `make run` once, or set them in .env)"
+                f"{secured[0].method} {secured[0].path} is @secured() but neither API_KEY nor "
+                "SECRET is set (run `make run` once, or set them in .env)"
             )
+        if any(r.requires_auth() for r in self.router):
+            log.warning("no API_KEY or SECRET is set: write routes will answer 401")
 
     async def startup(self) -> None:
         """Start the hub (and its broker), then the app's startup hooks."""
@@ -111,6 +115,7 @@ class App:
         WebSocket (the connection has been closed by the time this returns).
         """
         upgrader = request.upgrader
+        request.app = self
         try:
             route = self._route(request)
             if route is None:

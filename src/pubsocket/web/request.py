@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 if TYPE_CHECKING:
+    from .app import App
     from .websocket import Upgrader
 
 
@@ -76,6 +77,7 @@ class Request:
         self.upgrader = upgrader
         self.client = client
         self.claims: Mapping[str, Any] | None = None  # set when a token was verified
+        self.app: App | None = None  # the app dispatching this request
 
     @property
     def params(self) -> dict[str, str]:
