@@ -278,3 +278,29 @@ async def test_server_side_publish_from_route_and_thread(serve: Any) -> None:
     with pytest.raises(ValueError, match="invalid topic"):
         await app.hub.publish("no spaces allowed", 1)
     await ws.close()
+
+
+async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = await serve(hub_app())
+    ws = await subscribed(f"{srv.ws}/ws/chat", "m1", v1=True)
+    await ws.send(cmd("subscribe", "m2", id=2))
+    await ws.send(cmd("publish", "m1", data={"x": 1}, id=3))
+    replies = [await recv_json(ws) for _ in range(3)]
+    assert {"type": "ack", "id": 3} in replies
+    status, headers, body = await ahttp("GET", f"{srv.http}/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain")
+    samples = {s.name: s.value for family in text_string_to_metric_families(body.decode())
+               for s in family.samples}
+    assert samples["pubsocket_connections"] == 1
+    assert samples["pubsocket_subscriptions"] == 2
+    assert samples["pubsocket_topics"] == 2
+    assert samples["pubsocket_published_total"] >= 1
+    assert samples["pubsocket_deliveries_total"] >= 1
+    assert samples["pubsocket_messages_in_total"] >= 3
+    assert samples["pubsocket_bytes_out_total"] > 0
+    assert samples["pubsocket_slow_consumer_closes_total"] == 0
+    assert "pubsocket_broker_reconnects_total" in samples
+    await ws.close()

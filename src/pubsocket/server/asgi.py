@@ -34,6 +34,7 @@ class ASGIApp:
         self.app = app
         self.open_connections = 0
         self._started = False
+        app.open_connections = lambda: self.open_connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -42,6 +42,8 @@ class Server:
         """Start the app, then listen. `self.port` is the bound port afterwards."""
         loop = asyncio.get_running_loop()
         self.state = state = ServerState.create(self.app, loop)
+        self.app.transport_stats = state.stats
+        self.app.open_connections = lambda: len(state.websockets)
         await self.app.startup()
         self._server = await loop.create_server(
             lambda: HttpProtocol(state), self.host, self.port,

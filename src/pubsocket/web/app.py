@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from ..auth import Authenticator
 from ..config import Settings
@@ -37,6 +38,9 @@ class App:
         self.public_dir = Path(public_dir) if public_dir else None
         self.hub = Hub(self.settings)
         self.response = ResponseFactory()
+        # Set by the transport serving this app (read by /metrics).
+        self.transport_stats: Any = None
+        self.open_connections: Callable[[], int] = lambda: 0
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
 

@@ -10,17 +10,21 @@ from ..hub import Session
 from ..protocol import SUBPROTOCOL, valid_topic
 from .app import App
 from .decorators import current_app
+from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
 from .routing import Handler, mark_auth
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
+METRICS_PATH = "/metrics"
 
 
 def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = False,
-           publish_path: str | None = PUBLISH_PATH) -> Handler:
-    """Mount the hub's WebSocket endpoint at `path` (and ``POST /api/publish`` once).
+           publish_path: str | None = PUBLISH_PATH,
+           metrics_path: str | None = METRICS_PATH) -> Handler:
+    """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
+    ``POST /api/publish`` and ``GET /metrics``.
 
     Returns the endpoint handler, so ``secured()(pubsub("/ws/chat"))`` works as well as
     ``secured=True``. Plain clients get ``json(data)`` deliveries; clients that offer
@@ -42,6 +46,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))
+    if metrics_path and target.router.match("GET", metrics_path) is None:
+        mount_metrics(target, metrics_path)
     return pubsub_endpoint
 
 
