@@ -1,0 +1,261 @@
+"""RedisBroker beyond the contract: URL options, the wire, and Redis going away.
+
+The fault tests run their own ``redis-server`` on a free port and SIGKILL it, so the
+shared test Redis is never disturbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from itertools import islice
+
+import pytest
+from redis.asyncio import Redis
+
+from pubsocket.brokers import broker_from_url
+from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
+from pubsocket.errors import BrokerUnavailable, ConfigError
+
+from .conftest import Node
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on `port` that can be killed and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not on PATH (CI installs it)", pytrace=False)
+        self.proc = await asyncio.create_subprocess_exec(
+            exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--daemonize", "no",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    await asyncio.sleep(0.02)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RedisServer]:
+    srv = RedisServer(free_port())
+    try:
+        yield srv
+    finally:
+        await srv.kill()
+
+
+async def wait_until(predicate: object, timeout: float = 10.0) -> None:
+    assert callable(predicate)
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "pubsocket.broker" and text in r.message]
+
+
+# -- pure parts ---------------------------------------------------------------------
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert list(islice(backoff(), 8)) == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    assert list(islice(backoff(1, 3, 10), 4)) == [1, 3, 9, 10]
+    for delay, plain in zip(islice(backoff(jitter=True), 50), backoff(), strict=False):
+        assert plain / 2 <= delay <= plain
+
+
+def test_url_prefix_is_stripped_and_defaulted() -> None:
+    broker = RedisBroker("redis://127.0.0.1:6379/2?prefix=app:&socket_timeout=3")
+    assert (broker.prefix, broker.shared) == ("app:", True)
+    assert RedisBroker("redis://127.0.0.1:6379").prefix == DEFAULT_PREFIX
+    assert isinstance(broker_from_url("redis://127.0.0.1:6379/0"), RedisBroker)
+    with pytest.raises(ConfigError):
+        RedisBroker("redis://127.0.0.1:6379/0?no_such_option=1")
+
+
+# -- the wire -----------------------------------------------------------------------
+async def test_redis_holds_exactly_the_wanted_channels(redis_url: str) -> None:
+    prefix = f"wire-{uuid.uuid4().hex}:"
+    node = Node(RedisBroker(f"{redis_url}?prefix={prefix}"))
+    client = Redis.from_url(redis_url)
+    try:
+        await node.broker.start(node.deliver)
+        for topic in ("a", "b", "c"):
+            await node.broker.subscribe(topic)
+        await node.broker.unsubscribe("b")
+
+        async def channels() -> set[bytes]:
+            return set(await client.pubsub_channels(f"{prefix}*"))
+
+        async with asyncio.timeout(5):  # UNSUBSCRIBE is not awaited by the broker
+            while await channels() != {f"{prefix}a".encode(), f"{prefix}c".encode()}:
+                await asyncio.sleep(0.01)
+        assert await client.pubsub_numpat() == 0  # never a pattern subscription
+    finally:
+        await node.broker.close()
+        await client.aclose()
+
+
+async def test_operations_outside_start_and_close(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("a", b"x")
+    await broker.close()
+    with pytest.raises(BrokerUnavailable):
+        await broker.subscribe("a")
+    await broker.unsubscribe("a")  # never raises
+
+
+# -- faults -------------------------------------------------------------------------
+async def test_kill_and_restart_recovers_on_the_same_broker(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pubsocket.broker")
+    await server.start()
+    node = Node(RedisBroker(f"{server.url}?prefix=faults:"))
+    broker = node.broker
+    assert isinstance(broker, RedisBroker)
+    sent = 0
+
+    async def stream() -> None:  # one publisher, every ~2 ms, through the outage
+        nonlocal sent
+        while True:
+            try:
+                await broker.publish("a", b"%d" % sent)
+                sent += 1
+            except BrokerUnavailable:
+                pass
+            await asyncio.sleep(0.002)
+
+    await broker.start(node.deliver)
+    publisher: asyncio.Task[None] | None = None
+    try:
+        await broker.subscribe("a")
+        await broker.subscribe("b")
+        publisher = asyncio.create_task(stream())
+        await node.wait_for(20)
+
+        await server.kill()  # mid-stream
+        await wait_until(lambda: messages(caplog, "broker lost"))
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("a", b"lost")
+        assert broker.publish_errors >= 1
+
+        await server.start()
+        await wait_until(lambda: broker.reconnects == 1)
+        before = len(node.received)
+        await broker.publish("b", b"after restart")  # re-subscribed, not only "a"
+        await wait_until(lambda: ("b", b"after restart") in node.received)
+        await wait_until(lambda: len([m for m in node.received if m[0] == "a"]) > before + 20)
+    finally:
+        if publisher is not None:
+            publisher.cancel()
+            await asyncio.wait([publisher])
+        await broker.close()
+
+    got = [int(payload) for topic, payload in node.received if topic == "a"]
+    assert got == sorted(set(got))  # in order, no duplicates; the outage lost some
+    assert len(messages(caplog, "broker lost")) == 1
+    assert len(messages(caplog, "broker regained")) == 1
+    assert messages(caplog, "broker lost")[0].levelno == logging.WARNING
+    assert messages(caplog, "broker regained")[0].levelno == logging.INFO
+    assert broker.last_publish_latency > 0
+
+
+async def test_start_while_down_then_redis_arrives(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pubsocket.broker")
+    node = Node(
+        RedisBroker(
+            f"{server.url}?prefix=late:",
+            confirm_timeout=0.3,
+            backoff_policy=lambda: backoff(maximum=0.1),
+        )
+    )
+    broker = node.broker
+    assert isinstance(broker, RedisBroker)
+    client = Redis.from_url(server.url)
+    try:
+        async with asyncio.timeout(2):
+            await broker.start(node.deliver)  # does not raise: retries in the background
+        assert len(messages(caplog, "broker lost")) == 1
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("a", b"x")
+        with pytest.raises(BrokerUnavailable):
+            await broker.subscribe("failed")
+
+        await server.start()
+        await wait_until(lambda: messages(caplog, "broker regained"))
+        await broker.subscribe("a")
+        await broker.publish("a", b"hello")
+        assert await node.wait_for(1) == [("a", b"hello")]
+        # The failed subscription was forgotten, not re-subscribed on reconnect.
+        assert await client.pubsub_numsub("late:failed") == [(b"late:failed", 0)]
+        assert broker.reconnects == 0  # the first connection is not a reconnect
+        assert len(messages(caplog, "broker lost")) == 1
+    finally:
+        await broker.close()
+        await client.aclose()
+
+
+async def test_subscribe_during_outage_is_confirmed_by_the_reconnect(
+    server: RedisServer,
+) -> None:
+    node = Node(
+        RedisBroker(f"{server.url}?prefix=park:", backoff_policy=lambda: backoff(maximum=0.1))
+    )
+    broker = node.broker
+    try:
+        await broker.start(node.deliver)
+        pending = asyncio.create_task(broker.subscribe("a"))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        await server.start()
+        async with asyncio.timeout(5):
+            await pending
+        await broker.publish("a", b"x")
+        assert await node.wait_for(1) == [("a", b"x")]
+    finally:
+        await broker.close()
+
+
+async def test_close_fails_a_pending_subscribe(server: RedisServer) -> None:
+    broker = RedisBroker(server.url)
+    await broker.start(Node(broker).deliver)
+    pending = asyncio.create_task(broker.subscribe("a"))
+    await asyncio.sleep(0.05)
+    await broker.close()
+    with pytest.raises(BrokerUnavailable):
+        await pending
