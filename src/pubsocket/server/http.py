@@ -18,15 +18,13 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
-from websockets.datastructures import Headers as WSHeaders
-from websockets.http11 import Request as WSRequest
 from websockets.protocol import Protocol, Side
-from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
+from .handshake import accept_handshake
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
 
@@ -51,7 +49,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: Any = httptools.HttpRequestParser(self)
         self._transport: Any = None
         self._client: tuple[str, int] | None = None
         self._queue: deque[tuple[Request, bool]] = deque()
@@ -213,11 +211,12 @@ class HttpProtocol(asyncio.Protocol):
             self._transport.close()
 
     # -- upgrade -------------------------------------------------------------------------
-    def switch_to_websocket(self, head: list[bytes], proto: Protocol,
+    def switch_to_websocket(self, head: bytes, proto: Protocol,
                             max_fragments: int) -> WSConnection:
         """Write the 101 `head`, hand the transport to a new `WSConnection`, replay early bytes."""
         transport = self._transport
-        transport.write(b"".join(head))
+        transport.write(head)
+        self._parser = None  # the HTTP side is done: keep idle connections small
         conn = WSConnection(proto, transport, self._state, max_fragments)
         transport.set_protocol(conn)
         tail, self._tail = self._tail, b""
@@ -228,7 +227,7 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class NativeUpgrader:
-    """The `pubsocket.web.Upgrader` of the native server: websockets validates the handshake."""
+    """The `pubsocket.web.Upgrader` of the native server."""
 
     def __init__(self, http: HttpProtocol, request: Request) -> None:
         self._http = http
@@ -254,29 +253,17 @@ class NativeUpgrader:
         """Validate the handshake, answer 101 and return the open connection."""
         if self._accepted is not None:
             return self._accepted
-        supported = list(subprotocols)
         settings = self._http._state.settings
-
-        def select(_: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-            # First server-supported subprotocol the client offered; none is not an error.
-            return next((Subprotocol(s) for s in supported if s in offered), None)
-
-        handshake = ServerProtocol(select_subprotocol=select)
-        ws_request = WSRequest(self._request.url, WSHeaders(self._request.headers.raw()))
-        response = handshake.accept(ws_request)
-        if response.status_code != 101:
-            raise HTTPError(response.status_code, "bad_handshake", "invalid WebSocket handshake")
-        handshake.send_response(response)
-        # The handshake object parsed no bytes (httptools did); frames go to a fresh
-        # sans-I/O protocol that starts OPEN.
+        head, chosen = accept_handshake(self._request.method, self._request.headers,
+                                        subprotocols)
         proto = FrameProtocol(
             Side.SERVER,
             max_size=(settings.max_message_size if max_message_size is None
                       else max_message_size) or None,
         )
-        proto.subprotocol = handshake.subprotocol
+        proto.subprotocol = Subprotocol(chosen) if chosen is not None else None
         self._accepted = self._http.switch_to_websocket(
-            handshake.data_to_send(), proto,
+            head, proto,
             settings.max_fragments if max_fragments is None else max_fragments,
         )
         return self._accepted

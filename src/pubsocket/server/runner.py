@@ -20,6 +20,7 @@ from collections.abc import Callable
 from ..errors import CloseCode, ConfigError
 from ..web.app import App
 from .http import HttpProtocol
+from .keepalive import Keepalive
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -36,6 +37,7 @@ class Server:
         self.reuse_port = reuse_port
         self.state: ServerState | None = None
         self._server: asyncio.Server | None = None
+        self._keepalive: Keepalive | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -49,6 +51,8 @@ class Server:
             lambda: HttpProtocol(state), self.host, self.port,
             backlog=4096, reuse_port=self.reuse_port or None,
         )
+        self._keepalive = Keepalive(state)
+        self._keepalive.start()
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         log.info("listening on http://%s:%d", self.host, self.port)
@@ -60,6 +64,8 @@ class Server:
         self._stopped.set()
         state = self.state
         state.shutting_down = True
+        if self._keepalive is not None:
+            self._keepalive.stop()
         if self._server is not None:
             self._server.close()
         for conn in list(state.websockets):

@@ -14,7 +14,6 @@ import asyncio
 import codecs
 import logging
 import os
-from collections import deque
 from typing import Any
 
 from websockets.frames import Frame, Opcode
@@ -45,7 +44,37 @@ class FrameProtocol(Protocol):
 
 
 class WSConnection(asyncio.Protocol):
-    """The native implementation of `pubsocket.web.Connection` (see its contract)."""
+    """The native implementation of `pubsocket.web.Connection` (see its contract).
+
+    Slotted, with futures and buffers created only when needed: an idle subscribed
+    connection must stay small (the target is <= 8 KiB of RSS each).
+    """
+
+    __slots__ = (
+        "_close_timer",
+        "_closing",
+        "_decoder",
+        "_drain",
+        "_frag_text",
+        "_frags",
+        "_gone",
+        "_hub_frames",
+        "_inbox",
+        "_last_ping",
+        "_lost",
+        "_max_fragments",
+        "_out",
+        "_ping_payload",
+        "_ping_sent",
+        "_proto",
+        "_reading_paused",
+        "_stall_size",
+        "_stall_timer",
+        "_state",
+        "_transport",
+        "_waiter",
+        "subprotocol",
+    )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
@@ -53,13 +82,12 @@ class WSConnection(asyncio.Protocol):
         self._proto = proto
         self._transport = transport
         self._state = state
-        self._loop = state.loop
         self._out: list[bytes] = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
-        self._inbox: deque[str | bytes] = deque()
+        self._inbox: list[str | bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
-        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._lost: asyncio.Future[None] | None = None  # made by the first close()
         self._max_fragments = max_fragments
         self._closing = False  # a close frame was sent or the peer is gone
         self._gone: ConnectionClosed | None = None
@@ -68,16 +96,16 @@ class WSConnection(asyncio.Protocol):
         self._frags: list[bytes] | None = None
         self._frag_text = False
         self._decoder: codecs.IncrementalDecoder | None = None
-        # keepalive and stall timers
+        # keepalive (driven by the server's Keepalive sweep) and stall/close timers
         self._ping_payload: bytes | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_sent: float | None = None
+        self._last_ping = state.loop.time()
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_size = 0
         self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets.add(self)
         state.stats.ws_opened += 1
-        self._schedule_ping()
 
     # -- the Connection API ------------------------------------------------------------
     @property
@@ -90,12 +118,12 @@ class WSConnection(asyncio.Protocol):
         while not self._inbox:
             if self._gone is not None:
                 raise self._gone
-            self._waiter = self._loop.create_future()
+            self._waiter = self._state.loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        message = self._inbox.popleft()
+        message = self._inbox.pop(0)  # at most INBOUND_QUEUE entries
         if self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4:
             self._reading_paused = False
             self._transport.resume_reading()
@@ -144,12 +172,17 @@ class WSConnection(asyncio.Protocol):
             self._proto.send_close(code, reason)
         self._pump()
         self._flush()
-        if not self._lost.done() and self._close_timer is None:
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
+        if self._gone is None and self._close_timer is None:
+            self._close_timer = self._state.loop.call_later(CLOSE_TIMEOUT,
+                                                            self._transport.abort)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with `code` and wait until TCP is closed. Idempotent; safe after the peer left."""
         self.close_nowait(code, reason)
+        if self._gone is not None:
+            return
+        if self._lost is None:
+            self._lost = self._state.loop.create_future()
         await asyncio.shield(self._lost)
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -175,21 +208,21 @@ class WSConnection(asyncio.Protocol):
             self._gone = ConnectionClosed(sent.code, sent.reason)
         else:
             self._gone = ConnectionClosed(1006, "")  # abnormal closure: no close frame
-        for timer in (self._ping_timer, self._stall_timer, self._close_timer):
+        for timer in (self._stall_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
         self._out = []
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
-        if not self._lost.done():
+        if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self._state.websockets.discard(self)
         self._state.stats.ws_closed += 1
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
-            self._drain = self._loop.create_future()
+            self._drain = self._state.loop.create_future()
         self._arm_stall()
 
     def resume_writing(self) -> None:
@@ -228,7 +261,7 @@ class WSConnection(asyncio.Protocol):
         elif opcode is Opcode.PONG:
             if self._ping_payload is not None and data == self._ping_payload:
                 self._ping_payload = None
-                self._schedule_ping()
+                self._ping_sent = None
         elif opcode is Opcode.CLOSE:
             self._closing = True
             self._wake()
@@ -312,7 +345,7 @@ class WSConnection(asyncio.Protocol):
         if not timeout or self._stall_timer is not None:
             return
         self._stall_size = self._transport.get_write_buffer_size()
-        self._stall_timer = self._loop.call_later(timeout, self._check_stall)
+        self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
 
     def _check_stall(self) -> None:
         self._stall_timer = None
@@ -326,21 +359,16 @@ class WSConnection(asyncio.Protocol):
         self._arm_stall()
 
     # -- keepalive ---------------------------------------------------------------------
-    def _schedule_ping(self) -> None:
-        interval = self._state.settings.ping_interval
-        if interval and not self._closing:
-            self._ping_timer = self._loop.call_later(interval, self._send_ping)
-
-    def _send_ping(self) -> None:
-        if self._closing or self._proto.state is not OPEN:
+    def keepalive(self, now: float, interval: float, timeout: float) -> None:
+        """Called by the server's sweep: ping when due, close 1011 when a ping went unanswered."""
+        if self._closing:
             return
-        self._ping_payload = os.urandom(4)
-        self._proto.send_ping(self._ping_payload)
-        self._pump()
-        timeout = self._state.settings.ping_timeout
-        if timeout:
-            self._ping_timer = self._loop.call_later(timeout, self._ping_timed_out)
-
-    def _ping_timed_out(self) -> None:
-        if self._ping_payload is not None:
-            self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        if self._ping_sent is not None:
+            if timeout and now - self._ping_sent > timeout:
+                self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            return
+        if interval and now - self._last_ping >= interval and self._proto.state is OPEN:
+            self._ping_payload = os.urandom(4)
+            self._proto.send_ping(self._ping_payload)
+            self._pump()
+            self._ping_sent = self._last_ping = now
