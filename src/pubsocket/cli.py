@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve a project folder")
     serve.add_argument("app_dir", nargs="?", default=".")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_port)
     serve.add_argument("--workers", type=int)
     token = sub.add_parser("token", help="print a signed token (needs SECRET)")
     token.add_argument("--sub")
@@ -59,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pubsocket: {exc}", file=sys.stderr)
         return 2
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0-65535")
+    return port
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -97,7 +104,10 @@ def _connect_help(settings: Settings, port: int) -> str:
 
 def _token(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    claims = orjson.loads(args.claims) if args.claims else None
+    try:
+        claims = orjson.loads(args.claims) if args.claims else None
+    except orjson.JSONDecodeError:
+        raise ConfigError("--claims must be a JSON object") from None
     if claims is not None and not isinstance(claims, dict):
         raise ConfigError("--claims must be a JSON object")
     print(Authenticator(settings.api_key, settings.secret).issue(args.sub, args.ttl, claims))
@@ -119,12 +129,14 @@ def _init(root: Path) -> int:
 
 def _env(path: Path) -> int:
     text = path.read_text() if path.exists() else ""
-    names = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+    names = {line.split("=", 1)[0].strip().removeprefix("export ").strip()
+             for line in text.splitlines() if "=" in line}
     added = [f"{name}={secrets.token_urlsafe(32)}" for name in ("API_KEY", "SECRET")
              if name not in names]
     if added:
         sep = "" if not text or text.endswith("\n") else "\n"
         path.write_text(text + sep + "\n".join(added) + "\n")
+        path.chmod(0o600)  # secrets
         print(f"wrote {', '.join(a.split('=')[0] for a in added)} to {path}")
     return 0
 

@@ -8,6 +8,7 @@ names (`API_KEY`, `SECRET`, `TINA4_DEBUG_LEVEL`) are accepted here as aliases of
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,6 +129,10 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return raw
     except ValueError:
         raise ConfigError(f"{var} must be a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{var} must be a finite number")
     if isinstance(value, int | float) and value < 0:
         raise ConfigError(f"{var} must not be negative")
+    if name == "port" and isinstance(value, int) and value > 65535:
+        raise ConfigError(f"{var} must be at most 65535")
     return value

@@ -60,7 +60,7 @@ def parse_command(text: str | bytes) -> Command:
         raise ProtocolViolation("bad_id", "id must be a string of at most 64 characters "
                                 "or an integer")
     action = msg.get("action")
-    if action not in _ACTIONS:
+    if not isinstance(action, str) or action not in _ACTIONS:
         raise ProtocolViolation(
             "bad_action", "action must be subscribe, unsubscribe or publish", cmd_id
         )
@@ -74,7 +74,10 @@ def parse_command(text: str | bytes) -> Command:
         data = msg.get("data", _MISSING)
         if data is _MISSING:
             raise ProtocolViolation("missing_data", "publish needs a data field", cmd_id)
-        payload = orjson.dumps(data)
+        try:
+            payload = orjson.dumps(data)
+        except orjson.JSONEncodeError:  # orjson reads 1024 levels of nesting, writes ~254
+            raise ProtocolViolation("bad_json", "data is nested too deeply", cmd_id) from None
     return Command(action, topic, payload, cmd_id)  # type: ignore[arg-type]
 
 

@@ -165,6 +165,15 @@ def test_negative_numbers_raise_config_error_naming_the_variable(var: str, raw: 
         from_env({var: raw})
 
 
+@pytest.mark.parametrize("var", ["PORT", "PUBSOCKET_PORT"])
+def test_port_above_65535_is_refused(var: str) -> None:
+    # an out-of-range port must not reach bind(), which wraps it (70000 -> 4464)
+    assert from_env({var: "65535"}).port == 65535
+    for raw in ("65536", "70000"):
+        with pytest.raises(ConfigError, match=var):
+            from_env({var: raw})
+
+
 def test_bad_number_in_env_file_is_refused(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("PUBSOCKET_MAX_CONNECTIONS=lots\n")
@@ -230,10 +239,11 @@ def test_import_reads_no_env_file_and_creates_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PUBSOCKET_") and k not in ("PORT", "HOST")}
     done = subprocess.run(
-        [sys.executable, "-c", "import pubsocket, pubsocket.cli, pubsocket.web; print('ok')"],
+        [sys.executable, "-c",
+         "import os, pubsocket, pubsocket.cli, pubsocket.web; print(os.environ.get('PORT'))"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    assert done.stdout.strip() == "None"  # .env was not loaded into the environment
     assert done.stderr == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before

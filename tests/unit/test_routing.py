@@ -88,6 +88,7 @@ def test_first_param_route_wins() -> None:
 
 @pytest.mark.parametrize(("registered", "requested"), [
     ("/users", "/users/"), ("/users/", "/users"), ("/users/{id}", "/users/1/"),
+    ("/users/{id}/", "/users/1"), ("/users/{id}/", "/users/1/"),
 ])
 def test_trailing_slash_is_optional(registered: str, requested: str) -> None:
     router = Router()
@@ -138,6 +139,14 @@ def test_allows() -> None:
     assert not router.allows("/items")
     assert not router.allows("/other")
     assert not Router().allows("/")
+
+
+def test_allows_ignores_the_trailing_slash_like_match() -> None:
+    router = Router()
+    router.add("POST", "/trail/", handler())
+    assert router.match("POST", "/trail") is not None
+    assert router.allows("/trail/")
+    assert router.allows("/trail")  # else GET /trail answers 404 instead of 405
 
 
 def test_iterating_a_router_gives_every_route() -> None:

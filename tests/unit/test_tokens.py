@@ -140,7 +140,8 @@ def test_two_headers_are_refused_even_if_both_valid(auth: Authenticator) -> None
 
 @pytest.mark.parametrize(
     "header",
-    [f"Basic {API_KEY}", f"Token {API_KEY}", API_KEY, "Bearer", "Bearer   ", "", f"Bearer{API_KEY}"],
+    [f"Basic {API_KEY}", f"Token {API_KEY}", API_KEY, "Bearer", "Bearer   ", "",
+     f"Bearer{API_KEY}"],
 )
 def test_wrong_scheme_or_missing_token(auth: Authenticator, header: str) -> None:
     assert refused(auth, [header]) == "Authorization must be 'Bearer <token>'"

@@ -94,14 +94,21 @@ class Hub:
                     del self._topics[topic]
                 entry.ready.set_exception(BrokerUnavailable("broker subscription failed"))
                 entry.ready.exception()  # mark retrieved: waiters get their own error
-                if isinstance(exc, BrokerError):
-                    raise
+                if isinstance(exc, BrokerError) or not isinstance(exc, Exception):
+                    raise  # broker errors as they are; cancellation stays a cancellation
                 raise BrokerUnavailable("broker subscription failed") from exc
             entry.ready.set_result(None)
             return
         (entry.env if envelope else entry.raw)[sub] = None
         if entry.ready is not None and not entry.ready.done():
-            await asyncio.shield(entry.ready)
+            try:
+                await asyncio.shield(entry.ready)
+            except BaseException:
+                # Not subscribed after all (broker failure or cancellation): the caller
+                # will not release what it never got, so undo it here.
+                entry.raw.pop(sub, None)
+                entry.env.pop(sub, None)
+                raise
 
     async def unsubscribe(self, sub: Subscriber, topic: str) -> None:
         """Remove `sub` from `topic`; the topic's state goes with its last subscriber."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import sys
 from pathlib import Path
 
 from ..config import Settings
@@ -34,5 +35,10 @@ def load_app(app_dir: str | Path, settings: Settings) -> App:
             if spec is None or spec.loader is None:
                 raise ConfigError(f"cannot load {file}")
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            sys.modules[name] = module  # dataclasses and pickling look modules up by name
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
     return app

@@ -22,12 +22,13 @@ AUTH_ATTR = "__pubsocket_auth__"
 def _compile(path: str) -> re.Pattern[str]:
     if not path.startswith("/"):
         raise ValueError(f"route path must start with '/': {path!r}")
+    path = path.rstrip("/") or "/"
     pattern, pos = "", 0
     for m in _PARAM.finditer(path):
         pattern += re.escape(path[pos : m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
         pos = m.end()
     pattern += re.escape(path[pos:])
-    return re.compile(f"^{pattern}/?$" if path != "/" else "^/$")
+    return re.compile(f"^{pattern}/?\\Z" if path != "/" else "^/\\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,10 @@ class Router:
         """Register `handler` for `method` `path`; a duplicate is a `ValueError`."""
         route = Route(method.upper(), path, handler, _compile(path))
         if "{" in path:
+            shape = _PARAM.sub("{}", path.rstrip("/"))
+            if any(r.method == route.method and _PARAM.sub("{}", r.path.rstrip("/")) == shape
+                   for r in self._dynamic):
+                raise ValueError(f"duplicate route {method.upper()} {path}")
             self._dynamic.append(route)
         else:
             key = (route.method, path.rstrip("/") or "/")
