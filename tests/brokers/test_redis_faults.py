@@ -115,7 +115,7 @@ async def test_redis_holds_exactly_the_wanted_channels(redis_url: str) -> None:
             await node.broker.subscribe(topic)
         await node.broker.unsubscribe("b")
 
-        async def channels() -> set[bytes]:
+        async def channels() -> set[bytes | str]:
             return set(await client.pubsub_channels(f"{prefix}*"))
 
         async with asyncio.timeout(5):  # UNSUBSCRIBE is not awaited by the broker
@@ -147,10 +147,11 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
     broker = node.broker
     assert isinstance(broker, RedisBroker)
     sent = 0
+    stop = asyncio.Event()
 
     async def stream() -> None:  # one publisher, every ~2 ms, through the outage
         nonlocal sent
-        while True:
+        while not stop.is_set():
             try:
                 await broker.publish("a", b"%d" % sent)
                 sent += 1
@@ -179,9 +180,9 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
         await wait_until(lambda: ("b", b"after restart") in node.received)
         await wait_until(lambda: len([m for m in node.received if m[0] == "a"]) > before + 20)
     finally:
+        stop.set()
         if publisher is not None:
-            publisher.cancel()
-            await asyncio.wait([publisher])
+            await asyncio.wait_for(publisher, 10)
         await broker.close()
 
     got = [int(payload) for topic, payload in node.received if topic == "a"]
@@ -237,25 +238,62 @@ async def test_subscribe_during_outage_is_confirmed_by_the_reconnect(
         RedisBroker(f"{server.url}?prefix=park:", backoff_policy=lambda: backoff(maximum=0.1))
     )
     broker = node.broker
+    client = Redis.from_url(server.url)
     try:
         await broker.start(node.deliver)
         pending = asyncio.create_task(broker.subscribe("a"))
+        cancelled = asyncio.create_task(broker.subscribe("b"))
         await asyncio.sleep(0.2)
         assert not pending.done()
+        cancelled.cancel()  # the hub forgets a cancelled subscription: so must the broker
+        await asyncio.wait([cancelled])
         await server.start()
         async with asyncio.timeout(5):
             await pending
         await broker.publish("a", b"x")
+        await broker.publish("b", b"y")
         assert await node.wait_for(1) == [("a", b"x")]
+        assert await client.pubsub_numsub("park:a", "park:b") == [(b"park:a", 1), (b"park:b", 0)]
+        assert await node.settle() == [("a", b"x")]
     finally:
         await broker.close()
+        await client.aclose()
 
 
 async def test_close_fails_a_pending_subscribe(server: RedisServer) -> None:
-    broker = RedisBroker(server.url)
+    broker = RedisBroker(server.url)  # the server is not started: the subscribe is parked
     await broker.start(Node(broker).deliver)
     pending = asyncio.create_task(broker.subscribe("a"))
     await asyncio.sleep(0.05)
     await broker.close()
     with pytest.raises(BrokerUnavailable):
         await pending
+
+
+async def test_frozen_server_is_noticed_by_ping(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGSTOP keeps the TCP connection open but silent: only the idle PING can tell.
+    caplog.set_level(logging.INFO, logger="pubsocket.broker")
+    await server.start()
+    node = Node(RedisBroker(f"{server.url}?prefix=frozen:&socket_timeout=0.5", ping_interval=0.1))
+    broker = node.broker
+    assert isinstance(broker, RedisBroker) and server.proc is not None
+    try:
+        await broker.start(node.deliver)
+        await broker.subscribe("a")
+        await asyncio.sleep(0.5)  # several idle PINGs answered: still the same connection
+        assert not messages(caplog, "broker lost")
+        server.proc.send_signal(signal.SIGSTOP)
+        await wait_until(lambda: messages(caplog, "broker lost"), timeout=5)
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("a", b"frozen")  # bounded by socket_timeout, not hung
+        server.proc.send_signal(signal.SIGCONT)
+        await wait_until(lambda: broker.reconnects == 1)
+        await broker.publish("a", b"thawed")
+        # (The timed-out "frozen" PUBLISH may still run once Redis thaws, so no equality.)
+        await wait_until(lambda: ("a", b"thawed") in node.received)
+    finally:
+        if server.proc is not None:
+            server.proc.send_signal(signal.SIGCONT)
+        await broker.close()

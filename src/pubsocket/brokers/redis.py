@@ -9,6 +9,7 @@ Contracts, beyond `Broker`:
 * The node SUBSCRIBEs only to topics it has local subscribers for: no pattern, no firehose.
 * `subscribe`/`unsubscribe` reach Redis in call order, and `subscribe` returns only once
   Redis confirmed the channel, so a message published after it returns is delivered.
+  `unsubscribe` stops delivery at once, dropping messages of the topic still in flight.
 * `start` never fails because Redis is down: the reader logs ``broker lost`` and keeps
   reconnecting in the background (a node may boot before its Redis does).
 * While Redis is away, `publish` raises `BrokerUnavailable`; `subscribe` waits up to
@@ -64,13 +65,12 @@ def backoff(
 
 
 def _split_prefix(url: str) -> tuple[str, str]:
-    """(channel prefix, the URL without ``prefix``) — redis-py rejects unknown options."""
+    """(channel prefix, the URL without ``prefix``): redis-py rejects unknown options."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    prefixes = [value for key, value in query if key == "prefix"]
-    rest = [(key, value) for key, value in query if key != "prefix"]
-    prefix = prefixes[-1] if prefixes else DEFAULT_PREFIX
-    return prefix, urlunsplit(parts._replace(query=urlencode(rest)))
+    prefix = dict(query).get("prefix", DEFAULT_PREFIX)
+    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
+    return prefix, urlunsplit(parts._replace(query=rest))
 
 
 class RedisBroker(Broker):
@@ -87,21 +87,24 @@ class RedisBroker(Broker):
     ) -> None:
         self.prefix, redis_url = _split_prefix(url)
         self._prefix_len = len(self.prefix.encode())
-        # Bounded socket waits unless the URL says otherwise: a blackholed Redis must
-        # turn into BrokerUnavailable, not into a publish that hangs forever.
-        options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
+        options: dict[str, Any] = {"socket_connect_timeout": 5.0}
         try:
             options.update(parse_url(redis_url))
+            # redis-py bounds socket I/O with asyncio.wait_for, which on Python 3.11 can
+            # swallow a cancellation (gh-86296), so close() could hang: we bound every
+            # wait with asyncio.timeout ourselves and give redis-py no socket_timeout.
+            self._timeout: float = options.pop("socket_timeout", None) or 5.0
+            options["socket_timeout"] = None
             self._conn_class: type[AbstractConnection] = options.pop("connection_class", Connection)
             # RESP2 on the subscriber: messages arrive as plain [kind, channel, data] replies.
             self._sub_options = {**options, "protocol": 2, "decode_responses": False}
             self._conn_class(**self._sub_options)  # unknown options fail here, not in the reader
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid Redis broker URL: {exc}") from None
-        # A blocking pool queues publishes when all connections are busy (backpressure)
+        # A blocking pool queues publishes while every connection is busy (backpressure)
         # instead of failing them with "too many connections".
         pool = BlockingConnectionPool(
-            connection_class=self._conn_class, max_connections=32, timeout=5.0, **options
+            connection_class=self._conn_class, max_connections=32, timeout=self._timeout, **options
         )
         self._redis = Redis(connection_pool=pool)
         self._backoff = backoff_policy
@@ -118,9 +121,7 @@ class RedisBroker(Broker):
         # One entry per SUBSCRIBE sent on `_conn`, oldest first: Redis confirms each in
         # order, so the n-th confirmation of a channel answers its n-th SUBSCRIBE.
         self._acks: dict[bytes, deque[_Waiters]] = {}
-        self.reconnects = 0
-        self.publish_errors = 0
-        self.last_publish_latency = 0.0
+        self.reconnects, self.publish_errors, self.last_publish_latency = 0, 0, 0.0
 
     @property
     def shared(self) -> bool:
@@ -141,16 +142,14 @@ class RedisBroker(Broker):
         """Stop the reader, fail pending subscribes, close every connection. Idempotent."""
         if self._closed:
             return
-        self._closed = True
-        self._deliver = None
+        self._closed, self._deliver = True, None
         task, self._task = self._task, None
-        if task is not None:
+        while task is not None and not task.done():  # again if a cancel got swallowed
             task.cancel()
-            await asyncio.wait([task])  # unlike `await task`, keeps our own cancellation
+            await asyncio.wait([task], timeout=1.0)  # unlike `await task`: no re-raise
         for entries in self._acks.values():
             _resolve([f for entry in entries for f in entry], BrokerUnavailable("broker closed"))
-        self._acks.clear()
-        self._wanted.clear()
+        self._acks, self._wanted = {}, {}
         await self._redis.aclose(close_connection_pool=True)
 
     async def subscribe(self, topic: str) -> None:
@@ -169,23 +168,25 @@ class RedisBroker(Broker):
                     self._acks.setdefault(channel, deque()).append([waiter])
                     if self._conn is not None:
                         with contextlib.suppress(*_LINK_ERRORS):  # the reader sees the loss
-                            await _send(self._conn, "SUBSCRIBE", channel)
+                            await self._send(self._conn, "SUBSCRIBE", channel)
                 await waiter
-        except TimeoutError:
-            if self._wanted.get(topic) == token:  # a later subscribe() may own it now
-                await self.unsubscribe(topic)
-            raise BrokerUnavailable("broker did not confirm the subscription") from None
+        except BaseException as exc:
+            # Failed or cancelled: the hub drops the topic without unsubscribing it, so
+            # forget it here (unless a later subscribe() owns it now).
+            if self._wanted.get(topic) == token:
+                await self.unsubscribe(topic)  # forgets before its first await
+            if isinstance(exc, TimeoutError):
+                raise BrokerUnavailable("broker did not confirm the subscription") from None
+            raise
 
     async def unsubscribe(self, topic: str) -> None:
         """Forget `topic` now (no delivery after this returns); UNSUBSCRIBE is best effort."""
         if self._wanted.pop(topic, None) is None:
             return
         async with self._lock:
-            if self._conn is not None:
-                # On a lost connection there is nothing to undo: the reconnect only
-                # re-subscribes what is still wanted.
+            if self._conn is not None:  # if lost, the reconnect just won't re-subscribe it
                 with contextlib.suppress(RedisError, OSError):
-                    await _send(self._conn, "UNSUBSCRIBE", self._channel(topic))
+                    await self._send(self._conn, "UNSUBSCRIBE", self._channel(topic))
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """PUBLISH on the pool; `BrokerUnavailable` if Redis could not be reached."""
@@ -193,8 +194,9 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("broker is not running")
         started = time.perf_counter()
         try:
-            await self._redis.publish(self._channel(topic), payload)
-        except _LINK_ERRORS as exc:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.publish(self._channel(topic), payload)
+        except _LINK_ERRORS as exc:  # TimeoutError is an OSError
             self.publish_errors += 1
             raise BrokerUnavailable("broker publish failed") from exc
         except RedisError as exc:
@@ -212,12 +214,12 @@ class RedisBroker(Broker):
             while True:
                 conn = self._conn_class(**self._sub_options)
                 try:
-                    await conn.connect_check_health()
-                    await self._install(conn)
+                    async with asyncio.timeout(self._timeout):
+                        await conn.connect_check_health()
+                        await self._install(conn)
                     if lost_at is not None:
                         log.info("broker regained after %.1fs", time.monotonic() - lost_at)
-                    if connected_before:
-                        self.reconnects += 1
+                    self.reconnects += 1 if connected_before else 0
                     connected_before, lost_at, delays = True, None, None
                     self._first_attempt.set()
                     await self._read(conn)
@@ -248,7 +250,7 @@ class RedisBroker(Broker):
             for waiters in parked.values():  # unsubscribed meanwhile: superseded, not failed
                 _resolve(waiters, None)
             for i in range(0, len(channels), _RESUBSCRIBE_BATCH):
-                await _send(conn, "SUBSCRIBE", *channels[i : i + _RESUBSCRIBE_BATCH])
+                await self._send(conn, "SUBSCRIBE", *channels[i : i + _RESUBSCRIBE_BATCH])
             self._conn = conn
 
     async def _read(self, conn: AbstractConnection) -> None:
@@ -260,42 +262,33 @@ class RedisBroker(Broker):
                 if pinged:
                     raise RedisTimeoutError("no reply to PING on the subscriber connection")
                 pinged = True
-                await _send(conn, "PING")
+                await self._send(conn, "PING")
                 continue
             pinged = False
             if not isinstance(reply, list) or len(reply) < 3:
                 continue  # PING's [b"pong", b""]
             kind, channel = reply[0], reply[1]
-            if kind == b"message":
-                self._dispatch(channel[self._prefix_len :].decode(), reply[2])
+            topic = channel[self._prefix_len :].decode()
+            # The `_wanted` check drops what was in flight when unsubscribe() returned.
+            if kind == b"message" and self._deliver and topic in self._wanted:
+                try:
+                    self._deliver(topic, reply[2])
+                except Exception:
+                    log.exception("broker delivery raised; the reader goes on")
             elif kind == b"subscribe" and (entries := self._acks.get(channel)):
                 _resolve(entries.popleft(), None)
                 if not entries:
                     del self._acks[channel]
 
-    def _dispatch(self, topic: str, payload: bytes) -> None:
-        deliver = self._deliver
-        # Messages already in flight when unsubscribe() returned are dropped here.
-        if deliver is None or topic not in self._wanted:
-            return
-        try:
-            deliver(topic, payload)
-        except Exception:
-            log.exception("broker delivery raised; the reader goes on")
-
-
-async def _send(conn: AbstractConnection, *args: str | bytes) -> None:
-    # send_command would silently reconnect a dropped connection: a fresh socket with no
-    # subscriptions, which the reader would then mistake for the subscribed one.
-    if not conn.is_connected:
-        raise RedisConnectionError("subscriber connection lost")
-    await conn.send_command(*args, check_health=False)
+    async def _send(self, conn: AbstractConnection, *args: str | bytes) -> None:
+        # send_command would silently reconnect a dropped connection: a fresh socket with
+        # no subscriptions, which the reader would then mistake for the subscribed one.
+        if not conn.is_connected:
+            raise RedisConnectionError("subscriber connection lost")
+        async with asyncio.timeout(self._timeout):  # a timeout drops the connection
+            await conn.send_command(*args, check_health=False)
 
 
 def _resolve(waiters: _Waiters, error: BaseException | None) -> None:
-    for waiter in waiters:
-        if not waiter.done():  # a timed-out subscribe() cancelled its waiter
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
+    for waiter in (w for w in waiters if not w.done()):  # timed-out ones are cancelled
+        waiter.set_result(None) if error is None else waiter.set_exception(error)
