@@ -39,6 +39,12 @@ class MemoryPeer:
             self.closed_event.set()
         self._inbox.put_nowait(None)
 
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
     def __aiter__(self) -> MemoryPeer:
         return self
 
@@ -313,7 +319,7 @@ async def test_release_unsubscribes_everything(hub: Hub) -> None:
     await asyncio.wait_for(task, 2)
     assert hub.topic_count == 1
     assert hub.subscriber_count("shared") == 1
-    await session.release()  # idempotent
+    session.on_close()  # idempotent
     await hub.unsubscribe(other, "shared")
     assert hub.topic_count == 0
 
@@ -331,6 +337,9 @@ async def test_run_releases_when_cancelled(hub: Hub) -> None:
 
 async def test_broker_failure_is_reported_and_not_counted(hub: Hub) -> None:
     class DownOnSubscribe(MemoryBroker):
+        def subscribe_nowait(self, topic: str) -> bool:
+            return False  # no inline path: the hub must await subscribe()
+
         async def subscribe(self, topic: str) -> None:
             raise BrokerUnavailable("down")
 
@@ -381,3 +390,36 @@ async def test_no_expiry_timer_fires_after_the_session_ended(hub: Hub) -> None:
     await run(hub, peer, expires_at=time.time() + 0.05)
     await asyncio.sleep(0.1)
     assert peer.close_code is None
+
+
+async def test_push_mode_keeps_order_behind_a_slow_broker(hub: Hub) -> None:
+    gate = asyncio.Event()
+
+    class SlowSubscribe(MemoryBroker):
+        def subscribe_nowait(self, topic: str) -> bool:
+            return False
+
+        async def subscribe(self, topic: str) -> None:
+            await gate.wait()
+            MemoryBroker.subscribe_nowait(self, topic)
+
+    slow = Hub(Settings(), SlowSubscribe())
+    await slow.start()
+    peer = MemoryPeer()
+    session = Session(slow, peer, Settings(), envelope=True)
+    session.on_message(json.dumps({"action": "subscribe", "topic": "t", "id": 1}))
+    session.on_message(json.dumps({"action": "publish", "topic": "t", "data": "x", "id": 2}))
+    session.on_message(json.dumps({"action": "unsubscribe", "topic": "t", "id": 3}))
+    await asyncio.sleep(0.01)
+    assert peer.received == []  # everything waits behind the unconfirmed subscribe
+    gate.set()
+    await asyncio.wait_for(_until(lambda: len(peer.received) == 4), 2)
+    assert peer.received == [
+        {"type": "ack", "id": 1},
+        {"type": "message", "topic": "t", "data": "x"},
+        {"type": "ack", "id": 2},
+        {"type": "ack", "id": 3},
+    ]
+    session.on_close()
+    assert slow.topic_count == 0
+    await slow.close()

@@ -39,6 +39,21 @@ class Broker(ABC):
     async def publish(self, topic: str, payload: bytes) -> None:
         """Hand `payload` to every subscribed node. Raises `BrokerUnavailable` on failure."""
 
+    # Optional inline fast paths. A broker that can do an operation without I/O does it
+    # and returns True; the default (and any broker doing real I/O) returns False and the
+    # hub awaits the coroutine instead. The memory broker is the one that can.
+    def subscribe_nowait(self, topic: str) -> bool:
+        """Subscribe without waiting, if this broker can; True when done."""
+        return False
+
+    def unsubscribe_nowait(self, topic: str) -> bool:
+        """Unsubscribe without waiting, if this broker can; True when done."""
+        return False
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """Publish without waiting, if this broker can; True when done."""
+        return False
+
     @property
     def shared(self) -> bool:
         """True when other processes can reach this broker (required for --workers > 1)."""

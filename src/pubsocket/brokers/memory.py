@@ -20,12 +20,24 @@ class MemoryBroker(Broker):
         self._topics.clear()
 
     async def subscribe(self, topic: str) -> None:
-        self._topics.add(topic)
+        self.subscribe_nowait(topic)
 
     async def unsubscribe(self, topic: str) -> None:
-        self._topics.discard(topic)
+        self.unsubscribe_nowait(topic)
 
     async def publish(self, topic: str, payload: bytes) -> None:
+        self.publish_nowait(topic, payload)
+
+    def subscribe_nowait(self, topic: str) -> bool:
+        self._topics.add(topic)
+        return True
+
+    def unsubscribe_nowait(self, topic: str) -> bool:
+        self._topics.discard(topic)
+        return True
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
         deliver = self._deliver
         if deliver is not None and topic in self._topics:
             deliver(topic, payload)
+        return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +57,7 @@ class Hub:
         self._broker = broker
         self._topics: dict[str, _Topic] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.stats = HubStats()
 
     @property
@@ -110,6 +112,36 @@ class Hub:
                 entry.env.pop(sub, None)
                 raise
 
+    def subscribe_nowait(self, sub: Subscriber, topic: str,
+                         envelope: bool = False) -> Awaitable[None] | None:
+        """`subscribe` done inline when no broker I/O is needed (None), else the awaitable
+        that finishes it (same errors as `subscribe`)."""
+        entry = self._topics.get(topic)
+        if entry is not None and (entry.ready is None or entry.ready.done()):
+            (entry.env if envelope else entry.raw)[sub] = None
+            return None
+        if entry is None and self.broker.subscribe_nowait(topic):
+            entry = self._topics[topic] = _Topic()
+            (entry.env if envelope else entry.raw)[sub] = None
+            return None
+        return self.subscribe(sub, topic, envelope)
+
+    def unsubscribe_nowait(self, sub: Subscriber, topic: str) -> None:
+        """`unsubscribe` without waiting: delivery to `sub` stops now; a broker
+        unsubscribe that needs I/O runs in the background (in call order)."""
+        entry = self._topics.get(topic)
+        if entry is None:
+            return
+        entry.raw.pop(sub, None)
+        entry.env.pop(sub, None)
+        if entry.raw or entry.env:
+            return
+        del self._topics[topic]
+        if not self.broker.unsubscribe_nowait(topic):
+            task = asyncio.get_running_loop().create_task(self._broker_unsubscribe(topic))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     async def unsubscribe(self, sub: Subscriber, topic: str) -> None:
         """Remove `sub` from `topic`; the topic's state goes with its last subscriber."""
         entry = self._topics.get(topic)
@@ -120,6 +152,9 @@ class Hub:
         if entry.raw or entry.env:
             return
         del self._topics[topic]
+        await self._broker_unsubscribe(topic)
+
+    async def _broker_unsubscribe(self, topic: str) -> None:
         try:
             await self.broker.unsubscribe(topic)
         except BrokerError:
@@ -144,6 +179,14 @@ class Hub:
         """Publish an already JSON-encoded `payload` (the caller validated `topic`)."""
         self.stats.published += 1
         await self.broker.publish(topic, payload)
+
+    def publish_payload_nowait(self, topic: str, payload: bytes) -> Awaitable[None] | None:
+        """`publish_payload` done inline when the broker needs no I/O (None), else the
+        awaitable that finishes it."""
+        self.stats.published += 1
+        if self.broker.publish_nowait(topic, payload):
+            return None
+        return self.broker.publish(topic, payload)
 
     def publish_threadsafe(self, topic: str, data: Any) -> concurrent.futures.Future[None]:
         """`publish` from another thread; the returned future carries its outcome."""

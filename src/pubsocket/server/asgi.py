@@ -19,6 +19,7 @@ from ..protocol import frame_payload
 from ..web.app import App
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
+from ..web.websocket import Listener
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -57,6 +58,8 @@ class ASGIApp:
             response = await self.app.handle(request)
             if response is not None and upgrader.accepted is None:
                 await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            elif upgrader.accepted is not None:
+                await upgrader.accepted.wait_closed()  # ASGI: the app lives as long as it
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -144,7 +147,50 @@ class ASGIConnection:
         self._gone: ConnectionClosed | None = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._queued = 0
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write_loop())
+        self._reader: asyncio.Task[None] | None = None
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._done = loop.create_future()
+
+    @property
+    def attached(self) -> bool:
+        return self._reader is not None
+
+    def attach(self, listener: Listener) -> None:
+        """Push mode over ASGI: a reader task feeds `listener` (ASGI has no callbacks)."""
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop(listener))
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is over (the ASGI app must not return before)."""
+        await asyncio.shield(self._done)
+
+    async def _read_loop(self, listener: Listener) -> None:
+        try:
+            while True:
+                await self._readable.wait()
+                try:
+                    message = await self.receive()
+                except ConnectionClosed:
+                    return
+                try:
+                    listener.on_message(message)
+                except Exception:
+                    log.exception("a WebSocket listener failed")
+                    await self.close(CloseCode.INTERNAL_ERROR, "internal error")
+                    return
+        finally:
+            listener.on_close()
+            self._finish()
+            if not self._done.done():
+                self._done.set_result(None)
 
     @property
     def closed(self) -> bool:
@@ -194,10 +240,14 @@ class ASGIConnection:
         if self._closed:
             return
         self._closed = True
-        self._finish()
         if self._gone is None:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+        self._finish()
+        if not self._done.done():
+            self._done.set_result(None)
 
     def _finish(self) -> None:
         if not self._writer.done():

@@ -20,6 +20,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
+from ..web.websocket import Listener
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -61,6 +62,7 @@ class WSConnection(asyncio.Protocol):
         "_hub_frames",
         "_inbox",
         "_last_ping",
+        "_listener",
         "_lost",
         "_max_fragments",
         "_out",
@@ -85,6 +87,7 @@ class WSConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] = []
+        self._listener: Listener | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._lost: asyncio.Future[None] | None = None  # made by the first close()
@@ -151,6 +154,49 @@ class WSConnection(asyncio.Protocol):
         self._pump()
         if self._drain is not None:
             await asyncio.shield(self._drain)
+
+    @property
+    def attached(self) -> bool:
+        """True once a listener took over (push mode)."""
+        return self._listener is not None
+
+    def attach(self, listener: Listener) -> None:
+        """Push mode: hand every message to `listener` (see `Connection`)."""
+        self._listener = listener
+        inbox, self._inbox = self._inbox, []
+        for message in inbox:
+            self._notify(message)
+        if self._gone is not None:
+            self._notify_closed()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until `resume_reading`."""
+        if not self._reading_paused and not self._transport.is_closing():
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        if self._reading_paused and not self._transport.is_closing():
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def _notify(self, message: str | bytes) -> None:
+        assert self._listener is not None
+        try:
+            self._listener.on_message(message)
+        except Exception:
+            log.exception("a WebSocket listener failed")
+            self.close_nowait(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _notify_closed(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        try:
+            listener.on_close()
+        except Exception:
+            log.exception("a WebSocket listener failed on close")
 
     def deliver(self, frame: bytes) -> None:
         """Queue a pre-encoded frame for this tick's write. Never blocks or raises."""
@@ -219,6 +265,7 @@ class WSConnection(asyncio.Protocol):
             self._lost.set_result(None)
         self._state.websockets.discard(self)
         self._state.stats.ws_closed += 1
+        self._notify_closed()
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
@@ -287,6 +334,9 @@ class WSConnection(asyncio.Protocol):
                 self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
                 return
         self._state.stats.messages_in += 1
+        if self._listener is not None:
+            self._notify(message)
+            return
         self._inbox.append(message)
         self._wake()
         if len(self._inbox) >= INBOUND_QUEUE and not self._reading_paused:

@@ -147,7 +147,8 @@ class App:
                 return None
             return error_response(HTTPError(500, "internal_error", "internal server error"))
         if upgrader is not None and upgrader.accepted is not None:
-            await upgrader.accepted.close(CloseCode.NORMAL)
+            if not upgrader.accepted.attached:  # push-mode connections outlive the handler
+                await upgrader.accepted.close(CloseCode.NORMAL)
             return None
         return result if isinstance(result, Response) else self.response(result)
 

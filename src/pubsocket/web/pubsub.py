@@ -39,7 +39,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
             envelope=ws.subprotocol == SUBPROTOCOL,
             expires_at=expiry_of(request.claims) if request.claims else None,
         )
-        await session.run()
+        ws.attach(session)  # push mode: nothing waits per idle connection
 
     if secured:
         mark_auth(pubsub_endpoint, "secured")

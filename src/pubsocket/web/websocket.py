@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from .request import Request
 
 
+class Listener(Protocol):
+    """Receives a connection's messages in push mode (see `Connection.attach`)."""
+
+    def on_message(self, message: str | bytes) -> None: ...
+
+    def on_close(self) -> None: ...
+
+
 @runtime_checkable
 class Connection(Protocol):
     """An open WebSocket.
@@ -24,6 +32,12 @@ class Connection(Protocol):
     the connection closed. `close()` is idempotent and safe after the peer left.
     `deliver(frame)` is the hub's fast path: it queues one pre-encoded text frame
     without awaiting and never raises; a closed connection drops it.
+
+    `attach(listener)` switches to push mode: every message (including ones already
+    received) goes to `listener.on_message` as it arrives, `listener.on_close` is called
+    once when the connection ends, and the handler may return without the connection
+    being closed. No task waits per idle connection then. `receive()` is not used in
+    push mode. `pause_reading` / `resume_reading` apply backpressure to the peer.
     """
 
     subprotocol: str | None
@@ -40,6 +54,15 @@ class Connection(Protocol):
     def close_nowait(self, code: int, reason: str = "") -> None: ...
 
     def deliver(self, frame: bytes) -> None: ...
+
+    @property
+    def attached(self) -> bool: ...
+
+    def attach(self, listener: Listener) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     def __aiter__(self) -> Connection: ...
 
@@ -100,4 +123,4 @@ class Websocket:
         return await upgrader.accept(subprotocols, max_message_size, max_fragments)
 
 
-__all__ = ["Connection", "ConnectionClosed", "Upgrader", "Websocket"]
+__all__ = ["Connection", "ConnectionClosed", "Listener", "Upgrader", "Websocket"]
