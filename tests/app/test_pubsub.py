@@ -304,3 +304,20 @@ async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
     assert samples["pubsocket_slow_consumer_closes_total"] == 0
     assert "pubsocket_broker_reconnects_total" in samples
     await ws.close()
+
+
+async def test_stalled_writes_are_aborted_after_the_write_timeout(serve: Any) -> None:
+    from tests.integration.test_slow_consumer import raw_subscriber
+
+    app = hub_app(outbound_budget=0, write_timeout=0.5, rate_limit=0)
+    srv = await serve(app)
+    reader, writer = await raw_subscriber(srv.port, "stall")  # never reads
+    await until(lambda: app.hub.subscriber_count("stall") == 1)
+    async with connect(f"{srv.ws}/ws/chat") as pub:
+        for _ in range(300):  # ~3 MiB: far past the socket buffers
+            await pub.send(cmd("publish", "stall", data="x" * 10_000))
+        started = time.monotonic()
+        await until(lambda: app.hub.subscriber_count("stall") == 0, timeout=5)
+        assert time.monotonic() - started < 3
+        await settle(pub)  # the publisher never waited for the stalled one
+    writer.close()
