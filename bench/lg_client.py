@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -157,6 +157,11 @@ class Payload:
 Conn = tuple[WSTransport, WSListener]
 
 
+# aiofastnet (picows' optional transport) made client connects ~2x more expensive
+# here; uvloop's own transport is used unless a scenario sets aiofastnet=1.
+USE_AIOFASTNET = False
+
+
 async def connect_one(
     url: str, listener_factory: Callable[[], WSListener], timeout: float, attempts: int = 2
 ) -> Conn:
@@ -170,8 +175,9 @@ async def connect_one(
                     websocket_handshake_timeout=timeout,
                     max_frame_size=1 << 20,
                     read_buffer_init_size=4096,
+                    use_aiofastnet=USE_AIOFASTNET,
                 )
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:  # noqa: PERF203
+        except (OSError, TimeoutError) as exc:
             last = exc
             await asyncio.sleep(0.05)
     raise ConnectionError(f"connect failed after {attempts} attempts: {last!r}")
@@ -209,7 +215,7 @@ async def connect_many(
 
 async def confirm_subscribed(
     ctrl: WSTransport,
-    groups: dict[str, Sequence[CountListener]],
+    groups: Mapping[str, Sequence[CountListener]],
     sh: Shared,
     *,
     total_timeout: float = 30.0,
@@ -228,7 +234,12 @@ async def confirm_subscribed(
     sentinel = {t: pub_msg(t, 0) for t in pending}
     while pending:
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{len(pending)} topics never confirmed subscription")
+            missing = sum(1 for t in pending for x in groups[t] if not x.is_ready)
+            raise TimeoutError(
+                f"{missing} subscribers on {len(pending)} topics never confirmed their "
+                f"subscription after {rounds} sentinel rounds "
+                f"({sh.disconnects} connections closed by then; see the server log)"
+            )
         rounds += 1
         for t in pending:
             ctrl.send(TEXT, sentinel[t])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from dataclasses import dataclass
@@ -50,6 +51,16 @@ class ServerProbe:
         except psutil.Error:
             return []
 
+    def cpus(self) -> set[int] | None:
+        """CPUs the server is pinned to, or None when unpinned / unknown."""
+        if self.proc is None:
+            return None
+        try:
+            cpus = set(self.proc.cpu_affinity() or [])
+        except (psutil.Error, AttributeError):
+            return None
+        return cpus if cpus and len(cpus) < (psutil.cpu_count() or 0) else None
+
     def cpu_s(self) -> float:
         total = 0.0
         for p in self._tree():
@@ -63,11 +74,39 @@ class ServerProbe:
     def rss(self) -> int:
         total = 0
         for p in self._tree():
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total
+
+
+CoreTimes = list[tuple[float, float]]  # per CPU: (total, not-busy) seconds
+
+
+def core_times() -> CoreTimes:
+    """Per-CPU (total, idle+iowait). Busy therefore includes softirq and steal, which
+    getrusage does not charge to the loadgen but which do use up its core."""
+    out: CoreTimes = []
+    for ct in psutil.cpu_times(percpu=True):
+        total = sum(ct)
+        out.append((total, ct.idle + getattr(ct, "iowait", 0.0)))
+    return out
+
+
+def cores_busy_pct(a: CoreTimes, b: CoreTimes, cpus: set[int] | None) -> float:
+    """Average busy % of ``cpus`` (all CPUs if None) between two samples."""
+    idx = sorted(cpus) if cpus else list(range(min(len(a), len(b))))
+    tot = sum(b[i][0] - a[i][0] for i in idx if i < len(a) and i < len(b))
+    idle = sum(b[i][1] - a[i][1] for i in idx if i < len(a) and i < len(b))
+    return 100.0 * (tot - idle) / tot if tot > 0 else float("nan")
+
+
+def own_cpus() -> set[int] | None:
+    """CPUs this process is pinned to, or None when it may use all of them."""
+    try:
+        mine = set(psutil.Process().cpu_affinity() or [])
+    except (psutil.Error, AttributeError):
+        return None
+    return mine if mine and len(mine) < (psutil.cpu_count() or 0) else None
 
 
 @dataclass
@@ -76,17 +115,26 @@ class Snapshot:
     received: int
     own_cpu: float
     server_cpu: float
+    cores: CoreTimes
 
 
 def snapshot(received: int, probe: ServerProbe) -> Snapshot:
-    return Snapshot(time.perf_counter(), received, own_cpu_s(), probe.cpu_s())
+    return Snapshot(time.perf_counter(), received, own_cpu_s(), probe.cpu_s(), core_times())
 
 
-def window_metrics(a: Snapshot, b: Snapshot) -> dict[str, float]:
+def window_metrics(
+    a: Snapshot, b: Snapshot, server_cpus: set[int] | None = None
+) -> dict[str, float]:
     dt = max(1e-9, b.wall - a.wall)
-    return {
+    out = {
         "window_s": dt,
         "deliveries_per_s": (b.received - a.received) / dt,
         "loadgen_cpu_pct": 100.0 * (b.own_cpu - a.own_cpu) / dt,
         "server_cpu_pct": 100.0 * (b.server_cpu - a.server_cpu) / dt,
     }
+    mine = own_cpus()
+    if mine is not None:
+        out["loadgen_core_busy_pct"] = cores_busy_pct(a.cores, b.cores, mine)
+    if server_cpus is not None:
+        out["server_core_busy_pct"] = cores_busy_pct(a.cores, b.cores, server_cpus)
+    return out

@@ -22,8 +22,9 @@ import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from lg_stats import ServerProbe  # noqa: E402
-from scenarios import SCENARIOS, Ctx  # noqa: E402
+import lg_client
+from lg_stats import ServerProbe
+from scenarios import SCENARIOS, Ctx
 
 
 def raise_nofile() -> int:
@@ -34,13 +35,17 @@ def raise_nofile() -> int:
     return soft
 
 
-def parse_sets(items: list[str]) -> dict[str, float]:
+def parse_sets(items: list[str], scenario: str) -> dict[str, float]:
+    """``key=value`` applies to every scenario, ``scenario.key=value`` to one."""
     out: dict[str, float] = {}
     for item in items:
         key, sep, val = item.partition("=")
         if not sep:
             raise SystemExit(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = float(val)
+        scope, dot, name = key.strip().rpartition(".")
+        if dot and scope != scenario:
+            continue
+        out[name] = float(val)
     return out
 
 
@@ -49,8 +54,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         url=args.url,
         probe=ServerProbe(args.server_pid),
         quick=args.quick,
-        opts=parse_sets(args.set),
+        opts=parse_sets(args.set, args.scenario),
     )
+    lg_client.USE_AIOFASTNET = bool(ctx.get("aiofastnet", 0.0))
     async with asyncio.timeout(args.timeout):
         metrics = await SCENARIOS[args.scenario](ctx)
     await asyncio.sleep(0.05)  # let aborts flush before the loop closes

@@ -9,8 +9,10 @@ process at send and at receive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ from lg_client import (
     connect_one,
     sub_msg,
 )
-from lg_stats import ServerProbe, Snapshot, latency_summary_ms, own_cpu_s, snapshot, window_metrics
+from lg_stats import ServerProbe, Snapshot, latency_summary_ms, snapshot, window_metrics
 from picows import WSTransport
 
 Metrics = dict[str, Any]
@@ -47,6 +49,30 @@ class Ctx:
 
     def geti(self, key: str, full: int, quick: int | None = None) -> int:
         return int(self.get(key, full, quick))
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No cyclic-GC pauses in the loadgen while measuring (setup garbage frozen)."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def load_fields(rate: float, fanout: float, m: Metrics) -> Metrics:
+    """Offered vs delivered load for paced scenarios; flags an overloaded server."""
+    offered = rate * fanout
+    frac = m["deliveries_per_s"] / offered if offered else float("nan")
+    return {
+        "offered_deliveries_per_s": offered,
+        "delivered_fraction": frac,
+        "overloaded": bool(frac < 0.97 or m.get("p50_ms", 0.0) > 100.0),
+    }
 
 
 class Window:
@@ -75,11 +101,19 @@ class Window:
             h.cancel()
         while len(self.snaps) < 2:  # stalled before the window closed
             self._mark()
-        return dict(window_metrics(self.snaps[0], self.snaps[1]))
+        return dict(window_metrics(self.snaps[0], self.snaps[1], self.probe.cpus()))
+
+
+TICK = 0.001  # event-loop timers are ms-granular; shorter sleeps become busy spins
 
 
 async def paced(rate: float, total_s: float, fn: Callable[[int], None]) -> tuple[int, float]:
-    """Call ``fn(i)`` at ``rate``/s for ``total_s``; returns (calls, max lag in s)."""
+    """Call ``fn(i)`` on schedule ``start + i/rate`` for ``total_s``.
+
+    Everything due is sent when the pacer wakes, then it sleeps until the next
+    send is due (at least one tick), so at 10k/s it sends ~10 per ms. Returns
+    (calls, max lateness of a send versus its schedule, in s).
+    """
     total = int(rate * total_s)
     start = time.monotonic()
     hard_end = start + total_s + 5.0
@@ -96,7 +130,7 @@ async def paced(rate: float, total_s: float, fn: Callable[[int], None]) -> tuple
                 fn(i)
                 i += 1
         delay = start + i / rate - time.monotonic()
-        await asyncio.sleep(delay if delay > 0 else 0)
+        await asyncio.sleep(max(TICK, delay))
     return i, max_lag
 
 
@@ -153,22 +187,23 @@ async def fanout(ctx: Ctx, n_subs: int) -> Metrics:
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
     pay = Payload(ctx.geti("size", 100))
-    win = Window(sh, ctx.probe, warmup, duration)
     sent = 0
     cap = 50_000_000 // n_subs
     stalled = False
     send = ctrl.send
-    while not win.done and sent < cap:
-        outstanding = sent - sh.received // n_subs
-        for _ in range(window - outstanding):
-            send(TEXT, pay.publish(topic, sent))
-            sent += 1
-        if not await sh.wait_received((sent - window + refill) * n_subs, stall_timeout):
-            stalled = True
-            break
-    m = win.metrics()
-    expected = sent * n_subs
-    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    with quiet_gc():
+        win = Window(sh, ctx.probe, warmup, duration)
+        while not win.done and sent < cap:
+            outstanding = sent - sh.received // n_subs
+            for _ in range(window - outstanding):
+                send(TEXT, pay.publish(topic, sent))
+                sent += 1
+            if not await sh.wait_received((sent - window + refill) * n_subs, stall_timeout):
+                stalled = True
+                break
+        m = win.metrics()
+        expected = sent * n_subs
+        await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
     m.update(
         subscribers=n_subs,
         publishes=sent,
@@ -198,13 +233,17 @@ async def latency(ctx: Ctx) -> Metrics:
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
     pay = Payload(ctx.geti("size", 100))
-    sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
-    win = Window(sh, ctx.probe, warmup, duration)
-    sent, lag = await paced(rate, warmup + duration, lambda i: ctrl.send(TEXT, pay.publish(topic, i)))
-    m = win.metrics()
-    expected = sent * n_subs
-    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    with quiet_gc():
+        sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
+        win = Window(sh, ctx.probe, warmup, duration)
+        sent, lag = await paced(
+            rate, warmup + duration, lambda i: ctrl.send(TEXT, pay.publish(topic, i))
+        )
+        m = win.metrics()
+        expected = sent * n_subs
+        await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
     m.update(latency_summary_ms(sh.lat))
+    m.update(load_fields(rate, n_subs, m))
     m.update(
         subscribers=n_subs,
         rate=rate,
@@ -248,12 +287,14 @@ async def chat(ctx: Ctx) -> Metrics:
         pubs[k].send(TEXT, pay.publish(names[k], i))
         expected += sizes[k]
 
-    sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
-    win = Window(sh, ctx.probe, warmup, duration)
-    sent, lag = await paced(rate, warmup + duration, publish)
-    m = win.metrics()
-    await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
+    with quiet_gc():
+        sh.t0_ns = time.perf_counter_ns() + int(warmup * 1e9)
+        win = Window(sh, ctx.probe, warmup, duration)
+        sent, lag = await paced(rate, warmup + duration, publish)
+        m = win.metrics()
+        await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
     m.update(latency_summary_ms(sh.lat))
+    m.update(load_fields(rate, n / n_topics, m))
     m.update(
         clients=n,
         topics=n_topics,
@@ -284,17 +325,18 @@ async def idle(ctx: Ctx) -> Metrics:
     ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
     await asyncio.sleep(0.2)
     rss0 = ctx.probe.rss()
-    cpu0 = own_cpu_s()
-    srv0 = ctx.probe.cpu_s()
-    t0 = time.perf_counter()
-    conns, groups = await _subscribers(ctx, sh, n, lambda i: names[i % n_topics], latency=False)
-    t1 = time.perf_counter()
-    rounds = await confirm_subscribed(ctrl, groups, sh, total_timeout=60.0)
-    t2 = time.perf_counter()
-    cpu1 = own_cpu_s()
-    srv1 = ctx.probe.cpu_s()
+    snap0 = snapshot(0, ctx.probe)
+    with quiet_gc():
+        t0 = time.perf_counter()
+        conns, groups = await _subscribers(ctx, sh, n, lambda i: names[i % n_topics], False)
+        t1 = time.perf_counter()
+        rounds = await confirm_subscribed(ctrl, groups, sh, total_timeout=60.0)
+        t2 = time.perf_counter()
+    snap1 = snapshot(0, ctx.probe)
     await asyncio.sleep(settle)
     rss1 = ctx.probe.rss()
+    w = window_metrics(snap0, snap1, ctx.probe.cpus())
+    del w["deliveries_per_s"]
     m: Metrics = {
         "conns": n,
         "topics": n_topics,
@@ -302,8 +344,8 @@ async def idle(ctx: Ctx) -> Metrics:
         "connect_only_per_s": n / (t1 - t0),
         "connect_s": t1 - t0,
         "confirm_s": t2 - t1,
-        "loadgen_cpu_pct": 100.0 * (cpu1 - cpu0) / (t2 - t0),
-        "server_cpu_pct": 100.0 * (srv1 - srv0) / (t2 - t0),
+        **w,
+        "server_cpu_us_per_handshake": 1e6 * (snap1.server_cpu - snap0.server_cpu) / n,
         "server_rss_before": rss0,
         "server_rss_after": rss1,
         "rss_per_conn_bytes": (rss1 - rss0) / n if rss0 else float("nan"),

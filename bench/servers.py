@@ -38,8 +38,17 @@ def pubsocket_spec(cmd: str | None = None, env: dict[str, str] | None = None) ->
     argv = (
         shlex.split(cmd)
         if cmd
-        else [sys.executable, "-m", "pubsocket", "serve", "bench/app", "--host", "127.0.0.1",
-              "--port", "{port}"]
+        else [
+            sys.executable,
+            "-m",
+            "pubsocket",
+            "serve",
+            "bench/app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ]
     )
     base = {
         "PUBSOCKET_RATE_LIMIT": "0",
@@ -52,8 +61,9 @@ def pubsocket_spec(cmd: str | None = None, env: dict[str, str] | None = None) ->
 
 def picows_spec(coalesce: bool = False) -> ServerSpec:
     cmd = [sys.executable, str(BENCH / "picows_server.py"), "--port", "{port}"]
-    return ServerSpec("picows-coalesce" if coalesce else "picows",
-                      [*cmd, "--coalesce"] if coalesce else cmd)
+    return ServerSpec(
+        "picows-coalesce" if coalesce else "picows", [*cmd, "--coalesce"] if coalesce else cmd
+    )
 
 
 def free_port() -> int:
@@ -113,8 +123,13 @@ def default_pinning() -> tuple[set[int], set[int]] | None:
 
 
 class RunningServer:
-    def __init__(self, spec: ServerSpec, log_path: Path, ready_timeout: float = 30.0,
-                 cpus: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        log_path: Path,
+        ready_timeout: float = 30.0,
+        cpus: set[int] | None = None,
+    ) -> None:
         self.spec = spec
         self.port = free_port()
         env = dict(os.environ)
