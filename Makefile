@@ -34,8 +34,10 @@ test: $(VENV)/.dev
 conformance: $(VENV)/.installed
 	bash conformance/run.sh
 
+## make bench: Node ws baseline vs pubsocket, then the Redis scale-out runs (needs Redis)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+	$(PY) bench/redis_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -55,6 +55,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         probe=ServerProbe(args.server_pid),
         quick=args.quick,
         opts=parse_sets(args.set, args.scenario),
+        pub_url=args.pub_url,
     )
     lg_client.USE_AIOFASTNET = bool(ctx.get("aiofastnet", 0.0))
     async with asyncio.timeout(args.timeout):
@@ -68,6 +69,7 @@ def main() -> int:
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
     ap.add_argument("--url", required=True)
     ap.add_argument("--server-pid", type=int, default=None)
+    ap.add_argument("--pub-url", default=None, help="publish through this node instead")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--timeout", type=float, default=180.0, help="hard cap on the scenario")

@@ -119,7 +119,12 @@ Pinning = tuple[set[int], set[int]] | None
 
 
 def run_loadgen(
-    scenario: str, srv: RunningServer, quick: bool, sets: list[str], pin: Pinning
+    scenario: str,
+    srv: RunningServer,
+    quick: bool,
+    sets: list[str],
+    pin: Pinning,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -134,6 +139,7 @@ def run_loadgen(
     ]
     if quick:
         cmd.append("--quick")
+    cmd += extra or []
     for s in sets:
         cmd += ["--set", s]
     mine = {os.getpid(), *server_tree(srv.pid)}

@@ -41,6 +41,11 @@ class Ctx:
     probe: ServerProbe
     quick: bool = False
     opts: dict[str, float] = field(default_factory=dict)
+    pub_url: str | None = None  # publisher on another node (cross-node runs)
+
+    @property
+    def publisher_url(self) -> str:
+        return self.pub_url or self.url
 
     def get(self, key: str, full: float, quick: float | None = None) -> float:
         if key in self.opts:
@@ -182,7 +187,7 @@ async def fanout(ctx: Ctx, n_subs: int) -> Metrics:
     stall_timeout = ctx.get("stall_timeout", 3.0)
     sh = Shared()
     topic = "fanout"
-    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0)
     conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=False)
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
@@ -228,7 +233,7 @@ async def latency(ctx: Ctx) -> Metrics:
     duration = ctx.get("duration", 5.0, 2.0)
     sh = Shared()
     topic = "latency"
-    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0)
     conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=True)
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)

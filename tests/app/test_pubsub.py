@@ -311,7 +311,7 @@ async def test_stalled_writes_are_aborted_after_the_write_timeout(serve: Any) ->
 
     app = hub_app(outbound_budget=0, write_timeout=0.5, rate_limit=0)
     srv = await serve(app)
-    reader, writer = await raw_subscriber(srv.port, "stall")  # never reads
+    _reader, writer = await raw_subscriber(srv.port, "stall")  # never reads
     await until(lambda: app.hub.subscriber_count("stall") == 1)
     async with connect(f"{srv.ws}/ws/chat") as pub:
         for _ in range(300):  # ~3 MiB: far past the socket buffers
