@@ -129,30 +129,27 @@ class Hub:
     def unsubscribe_nowait(self, sub: Subscriber, topic: str) -> None:
         """`unsubscribe` without waiting: delivery to `sub` stops now; a broker
         unsubscribe that needs I/O runs in the background (in call order)."""
-        entry = self._topics.get(topic)
-        if entry is None:
-            return
-        entry.raw.pop(sub, None)
-        entry.env.pop(sub, None)
-        if entry.raw or entry.env:
-            return
-        del self._topics[topic]
-        if not self.broker.unsubscribe_nowait(topic):
+        if self._remove(sub, topic) and not self.broker.unsubscribe_nowait(topic):
             task = asyncio.get_running_loop().create_task(self._broker_unsubscribe(topic))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def unsubscribe(self, sub: Subscriber, topic: str) -> None:
         """Remove `sub` from `topic`; the topic's state goes with its last subscriber."""
+        if self._remove(sub, topic):
+            await self._broker_unsubscribe(topic)
+
+    def _remove(self, sub: Subscriber, topic: str) -> bool:
+        """Drop `sub` from `topic`; True when that emptied (and so deleted) the topic."""
         entry = self._topics.get(topic)
         if entry is None:
-            return
+            return False
         entry.raw.pop(sub, None)
         entry.env.pop(sub, None)
         if entry.raw or entry.env:
-            return
+            return False
         del self._topics[topic]
-        await self._broker_unsubscribe(topic)
+        return True
 
     async def _broker_unsubscribe(self, topic: str) -> None:
         try:
