@@ -57,9 +57,9 @@ async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return reader, writer
 
 
-async def read_close(reader: asyncio.StreamReader) -> int:
-    """Read frames until a close frame; return its code."""
-    async with asyncio.timeout(5):
+async def read_close(reader: asyncio.StreamReader, within: float = 5.0) -> int:
+    """Read frames until a close frame (bounded by `within` seconds); return its code."""
+    async with asyncio.timeout(within):
         while True:
             b0, b1 = await reader.readexactly(2)
             n = b1 & 0x7F

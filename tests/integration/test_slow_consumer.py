@@ -7,12 +7,12 @@ import base64
 import json
 import os
 import socket
-import struct
 import time
 
 import psutil
 from websockets.asyncio.client import connect
 
+from tests.app.test_limits import read_close
 from tests.integration.spawn import ROOT, spawn
 
 APP = ROOT / "tests/integration/apps/hub"
@@ -37,21 +37,6 @@ async def raw_subscriber(port: int, topic: str) -> tuple[asyncio.StreamReader,
                  + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
     await writer.drain()
     return reader, writer
-
-
-async def read_until_close(reader: asyncio.StreamReader) -> int:
-    async with asyncio.timeout(30):
-        while True:
-            b0, b1 = await reader.readexactly(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", await reader.readexactly(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", await reader.readexactly(8))[0]
-            data = await reader.readexactly(n)
-            if b0 & 0x0F == 0x8:
-                code: int = struct.unpack("!H", data[:2])[0]
-                return code
 
 
 async def good_subscriber(url: str, latencies: list[float], ready: asyncio.Event,
@@ -105,5 +90,5 @@ async def test_never_reading_subscriber_is_closed_4008_and_harms_nobody() -> Non
         p99 = latencies[int(len(latencies) * 0.99)]
         assert p99 < 1.0, f"p99 latency {p99:.3f}s"
         assert peak - rss_before < 40 * 1024 * 1024, f"server grew {peak - rss_before} bytes"
-        assert await read_until_close(slow_reader) == 4008
+        assert await read_close(slow_reader, within=30) == 4008
         slow_writer.close()
