@@ -19,7 +19,7 @@ from ..protocol import frame_payload
 from ..web.app import App
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
-from ..web.websocket import Listener
+from ..web.websocket import Listener, MessageIterator
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -134,7 +134,7 @@ class _ASGIUpgrader:
         return self._accepted
 
 
-class ASGIConnection:
+class ASGIConnection(MessageIterator):
     """`pubsocket.web.Connection` over ASGI messages, with a bounded writer task."""
 
     def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
@@ -206,15 +206,6 @@ class ASGIConnection:
             raise self._gone
         text = message.get("text")
         return text if text is not None else message.get("bytes") or b""
-
-    def __aiter__(self) -> ASGIConnection:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes) -> None:
         if self._closed:

@@ -20,7 +20,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
-from ..web.websocket import Listener
+from ..web.websocket import Listener, MessageIterator
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -44,7 +44,7 @@ class FrameProtocol(Protocol):
         super().recv_frame(frame)
 
 
-class WSConnection(asyncio.Protocol):
+class WSConnection(MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
     Slotted, with futures and buffers created only when needed: an idle subscribed
@@ -131,15 +131,6 @@ class WSConnection(asyncio.Protocol):
             self._reading_paused = False
             self._transport.resume_reading()
         return message
-
-    def __aiter__(self) -> WSConnection:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except ConnectionClosed:
-            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes) -> None:
         """Queue one message; waits while the peer is not reading (backpressure)."""

@@ -6,7 +6,7 @@ in `pubsocket.server`, or the ASGI adapter). Handlers and the hub only see `Conn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import ConnectionClosed, HTTPError
@@ -64,9 +64,27 @@ class Connection(Protocol):
 
     def resume_reading(self) -> None: ...
 
-    def __aiter__(self) -> Connection: ...
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
     async def __anext__(self) -> str | bytes: ...
+
+
+class MessageIterator:
+    """`async for message in ws` for any transport's connection: ends on ConnectionClosed."""
+
+    __slots__ = ()
+
+    async def receive(self) -> str | bytes:
+        raise NotImplementedError
+
+    def __aiter__(self) -> MessageIterator:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
 
 
 class Upgrader(Protocol):
