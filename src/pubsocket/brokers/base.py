@@ -1,26 +1,110 @@
-"""The broker interface: topic names and bytes, a lifecycle, one delivery stream.
+"""The broker interface: topics, positions, history and bytes; one delivery stream.
 
-A broker carries encoded payloads between hub nodes. The hub calls `subscribe` for a
-topic when its first local subscriber arrives and `unsubscribe` when the last one leaves,
-so a node only receives topics it has subscribers for. Every message published to a topic
-the node is subscribed to reaches `deliver(topic, payload)` exactly once, in publish order
-per publisher. `publish` raises `BrokerUnavailable` when the message could not be handed
-to the engine: a publish is never dropped silently.
+A broker carries encoded payloads between hub nodes and keeps each topic's recent
+history. The hub calls `subscribe` for a topic when its first local subscriber arrives
+and `unsubscribe` when the last one leaves, so a node only receives topics it has
+subscribers for.
+
+Contracts every broker meets (``tests/brokers/test_contract.py`` runs them on each):
+
+* **Positions.** A publish to a topic whose `HistoryPolicy` keeps history gets the next
+  offset of that topic (1, 2, 3, ... with no gap and no repeat, across every node: the
+  engine assigns it) and the topic's current epoch. The epoch is a short random string
+  that changes whenever the topic's history is lost (engine restart without
+  persistence, keys evicted or flushed, the memory broker's byte cap dropping the
+  topic); offsets start again at 1 with a new epoch. A publish to a topic whose policy
+  keeps no history gets offset 0 and epoch "" (at-most-once, no position).
+* **Delivery.** Every publication to a subscribed topic reaches ``deliver(topic, pub)``
+  on every subscribed node exactly once while the node's link to the engine holds, in
+  offset order (in publish order per publisher for offset-0 publications).
+* **Resync.** When the link to the engine broke and came back (publications may have
+  been missed meanwhile), the broker calls ``resync()`` once the topics are subscribed
+  again; the hub then reads history to fill what it missed.
+* **History.** ``history(topic, since, limit)`` returns publications with
+  ``offset > since`` (all kept ones when `since` is None), oldest first, at most `limit`
+  (0: none, only the position), and the topic's current `Position`. Asking creates the
+  topic's epoch if it has none, so a position handed to a client stays valid for the
+  next publish. What history keeps is bounded by the topic's policy: `size`
+  publications, dropped `ttl` seconds after the topic's last publish; the position
+  itself (epoch and top offset) lives the broker's `meta_ttl` (a constructor argument,
+  default one day) after the topic's last publish or history read, so a client that
+  comes back after the history expired still learns whether it missed anything.
+* **Failure.** ``publish`` raises `BrokerUnavailable` when the message could not be
+  handed to the engine (never a silent drop), `BrokerError` when the engine refused it;
+  ``history`` raises the same.
+
+The ``*_nowait`` methods are inline fast paths for brokers that need no I/O (the memory
+broker): they return the result, or None when the caller must await the coroutine.
+`publish_nowait` may instead return a future that is already queued in order: a broker
+that pipelines (Redis) enqueues at call time, so consecutive calls keep their order
+without the caller awaiting each one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
-DeliverFn = Callable[[str, bytes], None]
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a topic's stream stands: the offset of its latest publication (0: none yet)
+    within `epoch`."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One published message as the broker carries and keeps it.
+
+    `payload` is the JSON encoding of the publisher's data. `offset`/`epoch` are 0/""
+    for topics that keep no history.
+    """
+
+    offset: int
+    epoch: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """What a broker keeps of one topic. ``size == 0`` keeps nothing and assigns no
+    offsets (at-most-once delivery)."""
+
+    size: int = 100
+    ttl: float = 120.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+
+NO_HISTORY = HistoryPolicy(size=0, ttl=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A history read: `publications` (oldest first) and the topic's `position` now."""
+
+    publications: list[Publication]
+    position: Position
+
+
+DeliverFn = Callable[[str, Publication], None]
+ResyncFn = Callable[[], None]
+PublishResult = Publication | asyncio.Future[Publication] | None
 
 
 class Broker(ABC):
-    """Carries (topic, payload) pairs to every subscribed node, this one included."""
+    """Carries publications to every subscribed node (this one included) and keeps
+    each topic's history."""
 
     @abstractmethod
-    async def start(self, deliver: DeliverFn) -> None:
+    async def start(self, deliver: DeliverFn, resync: ResyncFn | None = None) -> None:
         """Connect and begin calling `deliver` for subscribed topics."""
 
     @abstractmethod
@@ -36,12 +120,16 @@ class Broker(ABC):
         """Stop receiving `topic` (best effort while the engine is away)."""
 
     @abstractmethod
-    async def publish(self, topic: str, payload: bytes) -> None:
-        """Hand `payload` to every subscribed node. Raises `BrokerUnavailable` on failure."""
+    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
+        """Append to history (per `policy`) and hand to every subscribed node; return the
+        publication with its position. Raises `BrokerUnavailable` / `BrokerError`."""
 
-    # Optional inline fast paths. A broker that can do an operation without I/O does it
-    # and returns True; the default (and any broker doing real I/O) returns False and the
-    # hub awaits the coroutine instead. The memory broker is the one that can.
+    @abstractmethod
+    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
+        """Publications of `topic` with offset > `since`, oldest first, at most `limit`,
+        and the topic's current position (see the module contract)."""
+
+    # Optional inline fast paths (see the module docstring); defaults do no work.
     def subscribe_nowait(self, topic: str) -> bool:
         """Subscribe without waiting, if this broker can; True when done."""
         return False
@@ -50,11 +138,21 @@ class Broker(ABC):
         """Unsubscribe without waiting, if this broker can; True when done."""
         return False
 
-    def publish_nowait(self, topic: str, payload: bytes) -> bool:
-        """Publish without waiting, if this broker can; True when done."""
-        return False
+    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy) -> PublishResult:
+        """The publication when done inline; a future already queued in publish order;
+        or None: then await `publish`."""
+        return None
+
+    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
+        """The page when it can be read without I/O, else None (await `history`)."""
+        return None
 
     @property
     def shared(self) -> bool:
         """True when other processes can reach this broker (required for --workers > 1)."""
         return False
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot serve (link down, reader restarting)."""
+        return True
