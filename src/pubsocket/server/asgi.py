@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from ..errors import CloseCode, ConnectionClosed, HTTPError
-from ..protocol import frame_payload
+from ..framing import frame_payload
 from ..web.app import App
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response

@@ -68,6 +68,11 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = True
 
     # -- asyncio.Protocol ----------------------------------------------------------------
+    @property
+    def state(self) -> ServerState:
+        """The server state this connection belongs to."""
+        return self._state
+
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
         peer = transport.get_extra_info("peername")
@@ -242,7 +247,7 @@ class NativeUpgrader:
     @property
     def open_connections(self) -> int:
         """WebSocket connections open in this process."""
-        return len(self._http._state.websockets)
+        return len(self._http.state.websockets)
 
     async def accept(
         self,
@@ -253,7 +258,7 @@ class NativeUpgrader:
         """Validate the handshake, answer 101 and return the open connection."""
         if self._accepted is not None:
             return self._accepted
-        settings = self._http._state.settings
+        settings = self._http.state.settings
         head, chosen = accept_handshake(self._request.method, self._request.headers,
                                         subprotocols)
         proto = FrameProtocol(

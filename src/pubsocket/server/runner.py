@@ -77,7 +77,7 @@ class Server:
             for task in still:
                 task.cancel()
         for conn in list(state.websockets):
-            conn._transport.abort()
+            conn.abort()
         await self.app.shutdown()
 
     async def serve(self, ready: Callable[[Server], None] | None = None) -> None:

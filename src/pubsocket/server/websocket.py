@@ -11,7 +11,6 @@ mark without shrinking for `write_timeout` seconds the connection is aborted.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 from typing import Any
@@ -21,6 +20,7 @@ from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
 from ..web.websocket import Listener, MessageIterator
+from .assembly import Assembler, AssemblyError
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -28,7 +28,7 @@ log = logging.getLogger("pubsocket.server")
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
 HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
 
 
 class FrameProtocol(Protocol):
@@ -52,19 +52,17 @@ class WSConnection(MessageIterator, asyncio.Protocol):
     """
 
     __slots__ = (
+        "_assembly",
         "_close_timer",
         "_closing",
-        "_decoder",
+        "_deferred",
         "_drain",
-        "_frag_text",
-        "_frags",
         "_gone",
         "_hub_frames",
         "_inbox",
         "_last_ping",
         "_listener",
         "_lost",
-        "_max_fragments",
         "_out",
         "_ping_payload",
         "_ping_sent",
@@ -91,14 +89,11 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._lost: asyncio.Future[None] | None = None  # made by the first close()
-        self._max_fragments = max_fragments
         self._closing = False  # a close frame was sent or the peer is gone
         self._gone: ConnectionClosed | None = None
         self._reading_paused = False
-        # fragmented message being assembled
-        self._frags: list[bytes] | None = None
-        self._frag_text = False
-        self._decoder: codecs.IncrementalDecoder | None = None
+        self._assembly = Assembler(max_fragments)  # a fragmented message in progress
+        self._deferred: list[Frame] | None = None  # frames left for the next loop iteration
         # keepalive (driven by the server's Keepalive sweep) and stall/close timers
         self._ping_payload: bytes | None = None
         self._ping_sent: float | None = None
@@ -145,6 +140,10 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         self._pump()
         if self._drain is not None:
             await asyncio.shield(self._drain)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a close handshake (end of shutdown)."""
+        self._transport.abort()
 
     @property
     def attached(self) -> bool:
@@ -226,9 +225,28 @@ class WSConnection(MessageIterator, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
         self._proto.receive_data(data)
-        for event in self._proto.events_received():
-            self._on_frame(event)  # type: ignore[arg-type]  # a server Protocol yields Frames
+        if self._deferred is None:
+            self._handle(self._proto.events_received())  # type: ignore[arg-type]
+
+    def _handle(self, frames: list[Frame]) -> None:
+        """Handle at most `FRAMES_PER_TICK` frames now and the rest on the next loop
+        iteration, with reading paused meanwhile: one connection's burst of thousands
+        of publishes in one read must not hold up every other connection."""
+        if len(frames) > FRAMES_PER_TICK:
+            frames, self._deferred = frames[:FRAMES_PER_TICK], frames[FRAMES_PER_TICK:]
+            self._transport.pause_reading()
+            self._state.loop.call_soon(self._handle_deferred)
+        for frame in frames:
+            self._on_frame(frame)
         self._pump()
+
+    def _handle_deferred(self) -> None:
+        frames, self._deferred = self._deferred or [], None
+        if self._gone is not None:
+            return
+        if not self._reading_paused and not self._transport.is_closing():
+            self._transport.resume_reading()
+        self._handle(frames + self._proto.events_received())  # type: ignore[operator]
 
     def eof_received(self) -> bool | None:
         self._proto.receive_eof()
@@ -274,47 +292,27 @@ class WSConnection(MessageIterator, asyncio.Protocol):
     # -- inbound -----------------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        data = bytes(frame.data)  # the parser yields bytes already: no copy
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if frame.fin:
-                self._message(data, opcode is Opcode.TEXT)
-                return
-            self._frags = [data]
-            self._frag_text = opcode is Opcode.TEXT
-            self._decoder = _Utf8Decoder() if self._frag_text else None
-            self._check_utf8(data, final=False)
-        elif opcode is Opcode.CONT:
-            frags = self._frags
-            if frags is None:  # the protocol already failed the connection
-                return
-            frags.append(data)
-            cap = self._max_fragments
-            if cap and len(frags) > cap:
-                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
-                return
-            if not self._check_utf8(data, final=frame.fin) or not frame.fin:
-                return
-            self._frags, self._decoder = None, None
-            self._message(b"".join(frags), self._frag_text, checked=True)
-        elif opcode is Opcode.PONG:
-            if self._ping_payload is not None and data == self._ping_payload:
-                self._ping_payload = None
-                self._ping_sent = None
-        elif opcode is Opcode.CLOSE:
-            self._closing = True
-            self._wake()
-
-    def _check_utf8(self, data: bytes, final: bool) -> bool:
-        if self._decoder is None:
-            return True
         try:
-            self._decoder.decode(data, final)
-        except UnicodeDecodeError:
-            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
-            return False
-        return True
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:  # the common case: a whole message in one frame
+                    self._message(bytes(frame.data), opcode is Opcode.TEXT)
+                else:
+                    self._assembly.start(frame)
+            elif opcode is Opcode.CONT:
+                whole = self._assembly.add(frame)
+                if whole is not None:
+                    self._message(*whole)
+            elif opcode is Opcode.PONG:
+                if self._ping_payload is not None and frame.data == self._ping_payload:
+                    self._ping_payload = None
+                    self._ping_sent = None
+            elif opcode is Opcode.CLOSE:
+                self._closing = True
+                self._wake()
+        except AssemblyError as exc:
+            self._fail(exc.code, exc.reason)
 
-    def _message(self, data: bytes, text: bool, checked: bool = False) -> None:
+    def _message(self, data: bytes, text: bool) -> None:
         if self._closing:
             return  # the slow-consumer or shutdown close is under way
         message: str | bytes = data
@@ -335,7 +333,7 @@ class WSConnection(MessageIterator, asyncio.Protocol):
             self._transport.pause_reading()
 
     def _fail(self, code: CloseCode, reason: str) -> None:
-        self._frags, self._decoder = None, None
+        self._assembly.reset()
         self._proto.fail(code, reason)
         self._closing = True
         self._wake()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from ..auth import Authenticator
 from ..config import Settings
@@ -22,6 +21,7 @@ from .request import Request
 from .response import Response, ResponseFactory, error_response
 from .routing import AUTH_ATTR, Handler, Route, Router
 from .static import static_response
+from .stats import TransportStats
 
 log = logging.getLogger("pubsocket.app")
 
@@ -39,7 +39,7 @@ class App:
         self.hub = Hub(self.settings)
         self.response = ResponseFactory()
         # Set by the transport serving this app (read by /metrics).
-        self.transport_stats: Any = None
+        self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
