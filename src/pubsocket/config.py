@@ -44,6 +44,11 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "write_timeout": ("PUBSOCKET_WRITE_TIMEOUT",),
     "allowed_origins": ("PUBSOCKET_ALLOWED_ORIGINS",),
     "shutdown_timeout": ("PUBSOCKET_SHUTDOWN_TIMEOUT",),
+    "history_size": ("PUBSOCKET_HISTORY_SIZE",),
+    "history_ttl": ("PUBSOCKET_HISTORY_TTL",),
+    "history_meta_ttl": ("PUBSOCKET_HISTORY_META_TTL",),
+    "history_max_bytes": ("PUBSOCKET_HISTORY_MAX_BYTES",),
+    "history_rules": ("PUBSOCKET_HISTORY",),
 }
 
 # tina4's TINA4_DEBUG_LEVEL values, mapped to logging level names.
@@ -83,6 +88,15 @@ class Settings:
     write_timeout: float = 10.0
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     shutdown_timeout: float = 10.0
+    # History (docs/protocol.md "Positions and recovery"): per topic, the last
+    # `history_size` publications, kept `history_ttl` seconds after the last publish;
+    # the position survives `history_meta_ttl`. `history_rules` override per pattern:
+    # PUBSOCKET_HISTORY="chat:*=500/600,ticks.*=off" -> (("chat:*", 500, 600.0), ...).
+    history_size: int = 100
+    history_ttl: float = 120.0
+    history_meta_ttl: float = 86_400.0
+    history_max_bytes: int = 64 * MiB
+    history_rules: tuple[tuple[str, int, float], ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(
@@ -121,6 +135,8 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return _TINA4_LEVELS.get(raw.strip().lower(), raw.strip().upper())
         if name == "allowed_origins":
             return tuple(o.strip() for o in raw.split(",") if o.strip())
+        if name == "history_rules":
+            return _history_rules(var, raw)
         if type_name.startswith("int"):
             value: object = int(raw)
         elif type_name.startswith("float"):
@@ -136,3 +152,27 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
     if name == "port" and isinstance(value, int) and value > 65535:
         raise ConfigError(f"{var} must be at most 65535")
     return value
+
+
+def _history_rules(var: str, raw: str) -> tuple[tuple[str, int, float], ...]:
+    """``pattern=SIZE/TTL`` or ``pattern=off``, comma-separated (TTL in seconds)."""
+    rules = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        pattern, sep, spec = item.partition("=")
+        pattern, spec = pattern.strip(), spec.strip().lower()
+        if not sep or not pattern:
+            raise ConfigError(f"{var}: expected pattern=SIZE/TTL or pattern=off, got {item!r}")
+        if spec == "off":
+            rules.append((pattern, 0, 0.0))
+            continue
+        size, _, ttl = spec.partition("/")
+        try:
+            rule = (pattern, int(size), float(ttl.rstrip("s")) if ttl else 120.0)
+        except ValueError:
+            raise ConfigError(f"{var}: SIZE/TTL must be numbers in {item!r}") from None
+        if rule[1] < 0 or not math.isfinite(rule[2]) or rule[2] < 0:
+            raise ConfigError(f"{var}: SIZE and TTL must not be negative in {item!r}")
+        rules.append(rule)
+    return tuple(rules)

@@ -8,8 +8,7 @@
     │   └── Unauthorized            401
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
     ├── ProtocolViolation           a pub/sub command that breaks the wire protocol
-    │                               (carries a fixed error code; never the client's input)
-    ├── CloseConnection             server-side decision to close with a code
+    │                               (carries an `ErrorCode`; never the client's input)
     └── BrokerError                 the broker cannot take a publish or a subscription
         └── BrokerUnavailable
 
@@ -36,6 +35,25 @@ class CloseCode(enum.IntEnum):
     AUTH_EXPIRED = 4001
     SLOW_CONSUMER = 4008
     RATE_LIMITED = 4029
+
+
+class ErrorCode(enum.StrEnum):
+    """Every error code a client can receive (docs/protocol.md explains each)."""
+
+    BAD_JSON = "bad_json"
+    BAD_ACTION = "bad_action"
+    INVALID_TOPIC = "invalid_topic"
+    MISSING_DATA = "missing_data"
+    BAD_ID = "bad_id"
+    BAD_FIELD = "bad_field"
+    SUBSCRIPTION_LIMIT = "subscription_limit"
+    UNRECOVERABLE_POSITION = "unrecoverable_position"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+
+    @property
+    def counts(self) -> bool:
+        """Whether it counts toward the protocol-error limit (the server's fault doesn't)."""
+        return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION)
 
 
 class PubsocketError(Exception):
@@ -75,20 +93,11 @@ class ConnectionClosed(PubsocketError):
 class ProtocolViolation(PubsocketError):
     """A pub/sub command broke the wire protocol. `code` is one of the fixed error codes."""
 
-    def __init__(self, code: str, message: str, cmd_id: str | int | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, cmd_id: str | int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.cmd_id = cmd_id
-
-
-class CloseConnection(PubsocketError):
-    """The server decided to close a WebSocket with `code` (a documented close code)."""
-
-    def __init__(self, code: CloseCode, reason: str) -> None:
-        super().__init__(f"close {int(code)} {reason}")
-        self.code = code
-        self.reason = reason
 
 
 class BrokerError(PubsocketError):

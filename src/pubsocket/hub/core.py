@@ -1,10 +1,21 @@
-"""The hub: topics -> local subscribers, and the fan-out of every broker delivery.
+"""The hub: topics -> local subscribers, fan-out, and the merge of history with live delivery.
 
-Every publish, local or remote, goes to the broker; the broker calls `Hub._deliver`, which
-frames the payload once per wire mode and hands the same bytes to each subscriber's
-`deliver()` without awaiting (slow consumers are the transport's business, see
-docs/design.md). A topic exists only while it has local subscribers; a publish to a topic
-nobody follows creates no state.
+Every publish, local or remote, goes to the broker; the broker calls `Hub._deliver`,
+which encodes the publication once per codec in use, frames it once, and hands the same
+bytes to each subscriber's `deliver()` without awaiting (slow consumers are the
+transport's business, see docs/design.md). A topic exists only while it has local
+subscribers; a publish to a topic nobody here follows creates no hub state.
+
+Positions: for topics with history, the hub tracks the last offset it fanned out. A
+publication that is not the next one (a hole: the broker link broke, or Redis lost
+messages) is held back while the hub reads the hole from history; what history cannot
+fill is announced to every subscriber with a gap notice, never skipped silently. A
+subscriber that asks to resume after a position is held (its live publications buffered)
+while the hub reads history, then gets the replay and the buffer with no gap and no
+duplicate, or ``recovered=False`` (`hub.recovery`).
+
+The hub has no socket, protocol or event-loop transport code: it sees codecs and
+`Subscriber.deliver(frame)`.
 """
 
 from __future__ import annotations
@@ -12,59 +23,65 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import orjson
 
 from ..brokers import Broker, broker_from_url
+from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
+from ..codecs import PLAIN, Codec
 from ..config import Settings
-from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from ..protocol import encode_envelope, text_frame, valid_topic
+from ..errors import BrokerError, ConfigError
+from ..framing import text_frame
+from ..protocol import SubscribeResult, valid_topic
+from .delivery import Delivery
+from .policy import HistoryRules
+from .recovery import recover
+from .topic import Hold, Subscriber, Topic
 
 log = logging.getLogger("pubsocket.hub")
 
 
-class Subscriber(Protocol):
-    """What the hub delivers to. `deliver` must not block, raise, or call into the hub."""
 
-    def deliver(self, frame: bytes) -> None: ...
-
-
-@dataclass(slots=True)
-class _Topic:
-    raw: dict[Subscriber, None] = field(default_factory=dict)  # plain mode: json(data)
-    env: dict[Subscriber, None] = field(default_factory=dict)  # pubsocket.v1 envelopes
-    ready: asyncio.Future[None] | None = None  # resolved once the broker confirmed
-
-
-@dataclass(slots=True)
 class HubStats:
     """Counters since start (read by /metrics)."""
 
-    published: int = 0  # messages handed to the broker by this node
-    received: int = 0  # messages the broker delivered to this node
-    deliveries: int = 0  # frames queued to local subscribers
-    bytes_out: int = 0  # frame bytes queued to local subscribers
+    __slots__ = ("bytes_out", "deliveries", "duplicates", "gaps", "published", "received",
+                 "recoveries", "recovery_failures")
+
+    def __init__(self) -> None:
+        self.published = 0  # messages handed to the broker by this node
+        self.received = 0  # messages the broker delivered to this node
+        self.deliveries = 0  # frames queued to local subscribers
+        self.bytes_out = 0  # frame bytes queued to local subscribers
+        self.duplicates = 0  # publications dropped because they were already delivered
+        self.gaps = 0  # holes announced to subscribers (could not be filled)
+        self.recoveries = 0  # subscribes with since that recovered
+        self.recovery_failures = 0  # subscribes with since answered recovered=False
 
 
-class Hub:
+class Hub(Delivery):
     """Pub/sub across this process's connections, scaled out through a `Broker`."""
 
-    def __init__(self, settings: Settings | None = None, broker: Broker | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, broker: Broker | None = None, *,
+                 frame: Callable[[bytes], bytes] = text_frame) -> None:
         self.settings = settings or Settings()
+        self.rules = HistoryRules.from_settings(self.settings)
         self._broker = broker
-        self._topics: dict[str, _Topic] = {}
+        self.frame = frame  # the transport's framing, applied once per encoded payload
+        self._topics: dict[str, Topic] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
 
     @property
     def broker(self) -> Broker:
         """The broker, made from `settings.broker` on first use."""
         if self._broker is None:
-            self._broker = broker_from_url(self.settings.broker)
+            self._broker = broker_from_url(
+                self.settings.broker, meta_ttl=self.settings.history_meta_ttl,
+                max_bytes=self.settings.history_max_bytes)
         return self._broker
 
     async def start(self) -> None:
@@ -72,67 +89,158 @@ class Hub:
         if self.settings.workers > 1 and not self.broker.shared:
             raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
         self._loop = asyncio.get_running_loop()
-        await self.broker.start(self._deliver)
+        await self.broker.start(self._deliver, self._resync)
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
         self._topics.clear()
+        for task in list(self._background):
+            task.cancel()
         if self._broker is not None:
             await self._broker.close()
 
+    def history_policy(self, topic: str) -> HistoryPolicy:
+        """What the broker keeps of `topic` (settings and `pubsub(history=...)` rules)."""
+        return self.rules.policy(topic)
+
     # -- subscriptions --------------------------------------------------------------
-    async def subscribe(self, sub: Subscriber, topic: str, envelope: bool = False) -> None:
-        """Add `sub` to `topic` (idempotent). Raises `BrokerUnavailable` if the first
-        local subscription of `topic` cannot be confirmed by the broker."""
+    def subscribe_nowait(self, sub: Subscriber, topic: str, codec: Codec = PLAIN,
+                         since: Position | None = None
+                         ) -> SubscribeResult | Awaitable[SubscribeResult]:
+        """`subscribe` done inline when no broker I/O is needed, else the awaitable that
+        finishes it. Either way the subscriber is live when the result is in hand: the
+        caller sends the reply and `result.replay` before yielding to the event loop."""
+        entry = self._topics.get(topic)
+        if entry is None and self.broker.subscribe_nowait(topic):
+            entry = self._topics[topic] = Topic()
+            if not self._position_nowait(topic, entry):
+                entry.ready = asyncio.get_running_loop().create_future()
+                return self._finish_first(sub, topic, codec, since, entry, subscribed=True)
+        if entry is None or entry.ready is not None:
+            return self.subscribe(sub, topic, codec, since)
+        result = self._join_nowait(sub, topic, codec, since, entry)
+        return result if result is not None else self._join(sub, topic, codec, since, entry)
+
+    async def subscribe(self, sub: Subscriber, topic: str, codec: Codec = PLAIN,
+                        since: Position | None = None) -> SubscribeResult:
+        """Add `sub` to `topic` (idempotent) and return where its stream starts. Raises
+        `BrokerUnavailable` when the broker cannot confirm the first local subscription
+        or cannot read the position; the subscriber is then not subscribed."""
         entry = self._topics.get(topic)
         if entry is None:
-            entry = self._topics[topic] = _Topic()
+            entry = self._topics[topic] = Topic()
             entry.ready = asyncio.get_running_loop().create_future()
-            (entry.env if envelope else entry.raw)[sub] = None
-            try:
-                await self.broker.subscribe(topic)
-            except BaseException as exc:
-                if self._topics.get(topic) is entry:
-                    del self._topics[topic]
-                entry.ready.set_exception(BrokerUnavailable("broker subscription failed"))
-                entry.ready.exception()  # mark retrieved: waiters get their own error
-                if isinstance(exc, BrokerError) or not isinstance(exc, Exception):
-                    raise  # broker errors as they are; cancellation stays a cancellation
-                raise BrokerUnavailable("broker subscription failed") from exc
-            entry.ready.set_result(None)
-            return
-        (entry.env if envelope else entry.raw)[sub] = None
-        if entry.ready is not None and not entry.ready.done():
+            return await self._finish_first(sub, topic, codec, since, entry, subscribed=False)
+        if entry.ready is not None:
+            entry.waiting += 1
             try:
                 await asyncio.shield(entry.ready)
-            except BaseException:
-                # Not subscribed after all (broker failure or cancellation): the caller
-                # will not release what it never got, so undo it here.
-                entry.raw.pop(sub, None)
-                entry.env.pop(sub, None)
-                raise
+            finally:
+                entry.waiting -= 1
+            if self._topics.get(topic) is not entry:  # failed, or emptied meanwhile
+                return await self.subscribe(sub, topic, codec, since)
+        result = self._join_nowait(sub, topic, codec, since, entry)
+        return result if result is not None else await self._join(sub, topic, codec, since,
+                                                                   entry)
 
-    def subscribe_nowait(self, sub: Subscriber, topic: str,
-                         envelope: bool = False) -> Awaitable[None] | None:
-        """`subscribe` done inline when no broker I/O is needed (None), else the awaitable
-        that finishes it (same errors as `subscribe`)."""
-        entry = self._topics.get(topic)
-        if entry is not None and (entry.ready is None or entry.ready.done()):
-            (entry.env if envelope else entry.raw)[sub] = None
+    async def _finish_first(self, sub: Subscriber, topic: str, codec: Codec,
+                            since: Position | None, entry: Topic,
+                            subscribed: bool) -> SubscribeResult:
+        """The first local subscriber of `topic`: subscribe the broker, read the position.
+
+        Others subscribing meanwhile wait on `entry.ready`: on a broker failure they get
+        the same error; if this caller was cancelled they start over on their own."""
+        assert entry.ready is not None
+        ready = entry.ready
+        entry.backlog = []  # live publications wait until the position is known
+        try:
+            if not subscribed:
+                await self.broker.subscribe(topic)
+                subscribed = True
+            if self.history_policy(topic).enabled:
+                page = await self.broker.history(topic, None, 0)
+                entry.offset, entry.epoch = page.position.offset, page.position.epoch
+        except BaseException as exc:
+            entry.ready = entry.backlog = None
+            if self._topics.get(topic) is entry:
+                del self._topics[topic]
+            if subscribed:
+                self._spawn(self._broker_unsubscribe(topic))
+            if isinstance(exc, Exception):
+                ready.set_exception(exc)
+                ready.exception()  # retrieved here: each waiter raises its own copy
+            else:
+                ready.set_result(None)  # waiters find the topic gone and start over
+            raise
+        entry.ready = None
+        self._release_backlog(topic, entry)
+        ready.set_result(None)
+        result = self._join_nowait(sub, topic, codec, since, entry)
+        return result if result is not None else await self._join(sub, topic, codec, since,
+                                                                   entry)
+
+    def _position_nowait(self, topic: str, entry: Topic) -> bool:
+        if not self.history_policy(topic).enabled:
+            return True
+        page = self.broker.history_nowait(topic, None, 0)
+        if page is None:
+            return False
+        entry.offset, entry.epoch = page.position.offset, page.position.epoch
+        return True
+
+    def _join_nowait(self, sub: Subscriber, topic: str, codec: Codec,
+                     since: Position | None, entry: Topic) -> SubscribeResult | None:
+        """Add `sub` to a positioned topic inline, or None when recovery needs a read."""
+        position = Position(entry.offset, entry.epoch)
+        policy = self.history_policy(topic)
+        if since is None or not policy.enabled or since == position or (
+                since.epoch == position.epoch
+                and not 0 <= position.offset - since.offset <= policy.size):
+            entry.add(sub, codec)
+            recovered = since == position and policy.enabled
+            if since is not None:
+                self._count_recovery(recovered)
+            return SubscribeResult(position, recovered)
+        page = self.broker.history_nowait(topic, since.offset, policy.size)
+        if page is None:
             return None
-        if entry is None and self.broker.subscribe_nowait(topic):
-            entry = self._topics[topic] = _Topic()
-            (entry.env if envelope else entry.raw)[sub] = None
-            return None
-        return self.subscribe(sub, topic, envelope)
+        entry.add(sub, codec)
+        return self._count(recover(since, page, ()))
+
+    async def _join(self, sub: Subscriber, topic: str, codec: Codec, since: Position | None,
+                    entry: Topic) -> SubscribeResult:
+        """Recovery through broker I/O: hold `sub`, read history, merge, go live."""
+        assert since is not None
+        hold = entry.held[sub] = Hold()
+        try:
+            page = await self.broker.history(topic, since.offset, self.history_policy(topic).size)
+        except BaseException:
+            if entry.held.get(sub) is hold:
+                del entry.held[sub]
+            if self._topics.get(topic) is entry and entry.empty:
+                del self._topics[topic]
+                self._spawn(self._broker_unsubscribe(topic))
+            raise
+        if entry.held.pop(sub, None) is not hold or self._topics.get(topic) is not entry:
+            raise BrokerError("unsubscribed while recovering")
+        entry.add(sub, codec)
+        return self._count(recover(since, page, hold.pubs, hold.gap))
+
+    def _count(self, result: SubscribeResult) -> SubscribeResult:
+        self._count_recovery(result.recovered)
+        return result
+
+    def _count_recovery(self, recovered: bool) -> None:
+        if recovered:
+            self.stats.recoveries += 1
+        else:
+            self.stats.recovery_failures += 1
 
     def unsubscribe_nowait(self, sub: Subscriber, topic: str) -> None:
         """`unsubscribe` without waiting: delivery to `sub` stops now; a broker
         unsubscribe that needs I/O runs in the background (in call order)."""
         if self._remove(sub, topic) and not self.broker.unsubscribe_nowait(topic):
-            task = asyncio.get_running_loop().create_task(self._broker_unsubscribe(topic))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self._broker_unsubscribe(topic))
 
     async def unsubscribe(self, sub: Subscriber, topic: str) -> None:
         """Remove `sub` from `topic`; the topic's state goes with its last subscriber."""
@@ -144,9 +252,8 @@ class Hub:
         entry = self._topics.get(topic)
         if entry is None:
             return False
-        entry.raw.pop(sub, None)
-        entry.env.pop(sub, None)
-        if entry.raw or entry.env:
+        entry.discard(sub)
+        if not entry.empty or entry.ready is not None or entry.waiting:
             return False
         del self._topics[topic]
         return True
@@ -157,59 +264,57 @@ class Hub:
         except BrokerError:
             log.warning("broker unsubscribe failed; it will be dropped on reconnect")
 
-    # -- publishing -----------------------------------------------------------------
-    async def publish(self, topic: str, data: Any) -> None:
-        """Publish `data` (JSON-serializable) to `topic` on every node.
-
-        Raises ValueError for an invalid topic or data, `BrokerUnavailable` when the
-        broker could not take the message.
-        """
+    # -- publishing and history -------------------------------------------------------
+    async def publish(self, topic: str, data: Any) -> Publication:
+        """Publish `data` (JSON-serializable) to `topic` on every node; return the
+        publication with its position. Raises ValueError for an invalid topic or data,
+        `BrokerUnavailable` when the broker could not take the message."""
         if not valid_topic(topic):
             raise ValueError("invalid topic")
         try:
             payload = orjson.dumps(data)
         except TypeError as exc:
             raise ValueError("data is not JSON-serializable") from exc
-        await self.publish_payload(topic, payload)
+        return await self.publish_payload(topic, payload)
 
-    async def publish_payload(self, topic: str, payload: bytes) -> None:
+    async def publish_payload(self, topic: str, payload: bytes) -> Publication:
         """Publish an already JSON-encoded `payload` (the caller validated `topic`)."""
-        self.stats.published += 1
-        await self.broker.publish(topic, payload)
+        result = self.publish_payload_nowait(topic, payload)
+        return result if isinstance(result, Publication) else await result
 
-    def publish_payload_nowait(self, topic: str, payload: bytes) -> Awaitable[None] | None:
-        """`publish_payload` done inline when the broker needs no I/O (None), else the
-        awaitable that finishes it."""
+    def publish_payload_nowait(self, topic: str, payload: bytes
+                               ) -> Publication | asyncio.Future[Publication] | Awaitable[
+                                   Publication]:
+        """The publication when the broker took it inline; an `asyncio.Future` when the
+        broker queued it in order (consecutive calls may be in flight together); any
+        other awaitable must be awaited before the next publish to keep order."""
         self.stats.published += 1
-        if self.broker.publish_nowait(topic, payload):
-            return None
-        return self.broker.publish(topic, payload)
+        policy = self.history_policy(topic)
+        result = self.broker.publish_nowait(topic, payload, policy)
+        return self.broker.publish(topic, payload, policy) if result is None else result
 
-    def publish_threadsafe(self, topic: str, data: Any) -> concurrent.futures.Future[None]:
+    def publish_threadsafe(self, topic: str, data: Any) -> concurrent.futures.Future[Publication]:
         """`publish` from another thread; the returned future carries its outcome."""
         if self._loop is None:
             raise RuntimeError("the hub is not started")
         return asyncio.run_coroutine_threadsafe(self.publish(topic, data), self._loop)
 
-    def _deliver(self, topic: str, payload: bytes) -> None:
-        """The one delivery path: frame once per wire mode, queue to every subscriber."""
-        entry = self._topics.get(topic)
-        stats = self.stats
-        stats.received += 1
-        if entry is None:
-            return
-        if entry.raw:
-            frame = text_frame(payload)
-            for sub in entry.raw:
-                sub.deliver(frame)
-            stats.deliveries += len(entry.raw)
-            stats.bytes_out += len(frame) * len(entry.raw)
-        if entry.env:
-            frame = text_frame(encode_envelope(topic, payload))
-            for sub in entry.env:
-                sub.deliver(frame)
-            stats.deliveries += len(entry.env)
-            stats.bytes_out += len(frame) * len(entry.env)
+    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
+        """`history` when the broker answers inline, else None."""
+        if not self.history_policy(topic).enabled:
+            return HistoryPage([], Position(0, ""))
+        return self.broker.history_nowait(topic, since, limit)
+
+    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
+        """Kept publications of `topic` after offset `since`, oldest first, at most
+        `limit`, with the topic's position. Raises `BrokerUnavailable`."""
+        page = self.history_nowait(topic, since, limit)
+        return page if page is not None else await self.broker.history(topic, since, limit)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- introspection --------------------------------------------------------------
     @property
@@ -220,9 +325,12 @@ class Hub:
     def subscriber_count(self, topic: str) -> int:
         """Local subscribers of `topic`."""
         entry = self._topics.get(topic)
-        return 0 if entry is None else len(entry.raw) + len(entry.env)
+        return 0 if entry is None else entry.count
 
     @property
     def subscription_count(self) -> int:
         """Local (subscriber, topic) pairs."""
-        return sum(len(e.raw) + len(e.env) for e in self._topics.values())
+        return sum(entry.count for entry in self._topics.values())
+
+
+__all__ = ["NO_HISTORY", "Hub", "HubStats", "Subscriber"]

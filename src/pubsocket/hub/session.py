@@ -1,16 +1,22 @@
-"""`Session`: one connection's pub/sub state machine over the wire protocol.
+"""`Session`: one connection's pub/sub state, and the order its commands run and reply in.
 
-It takes commands from its peer, applies the per-connection rules (subscription cap,
-inbound rate limit, protocol-error budget, text frames only, token expiry) and talks to
-the hub. Replies are queued with the peer's non-blocking `deliver`, so a session never
+This module owns ordering and flow control; what each command does is in
+`hub.handlers`, the wire format in the connection's `Codec`. Rules per connection:
+subscription cap, inbound rate limit, protocol-error budget, text frames only, token
+expiry. Replies are queued with the peer's non-blocking `deliver`, so a session never
 waits on its own socket.
 
+Ordering: replies leave in command order. Publishes the broker queues in order (Redis
+pipelines them) are *in flight together*: the next command starts without waiting for
+the previous publish's round trip, and acks are released in order as they complete.
+Every other command is a barrier: it starts once the publishes before it are done, and
+the commands after it wait until it is done (a subscribe must be confirmed before a
+later publish, or the client could miss its own message). Reading pauses past
+`MAX_QUEUED` waiting commands or `MAX_INFLIGHT` publishes in flight.
+
 Two ways to drive it, one logic: *push* (`peer.attach(session)`: the transport calls
-`on_message` / `on_close`, and no task or coroutine lives per idle connection) and
-*pull* (`await session.run()` iterates the peer). Commands complete inline when the hub
-and broker can do them without I/O (the memory broker, an already-subscribed topic);
-otherwise the session finishes them in a task and queues later commands behind them,
-so replies keep their order. Cleanup on disconnect costs O(this connection's topics).
+`on_message` / `on_close`; no task lives per idle connection) and *pull*
+(`await session.run()`).
 """
 
 from __future__ import annotations
@@ -18,17 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
+from ..brokers.base import Publication
+from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
-from ..errors import BrokerError, CloseCode, ProtocolViolation
-from ..protocol import Command, encode_ack, encode_error, parse_command, text_frame
+from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
+from ..protocol import CmdId, Publish
+from . import handlers
 from .core import Hub
 
 log = logging.getLogger("pubsocket.hub")
 
-MAX_QUEUED = 64  # commands waiting behind an unfinished one before reading pauses
+MAX_QUEUED = 64  # commands waiting behind a barrier before reading pauses
+MAX_INFLIGHT = 1024  # pipelined publishes in flight before reading pauses
 
 
 class Peer(Protocol):
@@ -69,52 +80,59 @@ class TokenBucket:
         return True
 
 
+_InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
+
+
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_bucket", "_closed", "_expiry", "_queue", "_task", "envelope", "errors",
-                 "expires_at", "hub", "peer", "settings", "topics")
+    __slots__ = ("_bucket", "_closed", "_expiry", "_inflight", "_paused", "_task", "_waiting",
+                 "codec", "errors", "expires_at", "hub", "peer", "settings", "topics")
 
-    def __init__(
-        self,
-        hub: Hub,
-        peer: Peer,
-        settings: Settings,
-        *,
-        envelope: bool = False,
-        expires_at: float | None = None,
-    ) -> None:
+    def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
+                 expires_at: float | None = None) -> None:
         self.hub = hub
         self.peer = peer
         self.settings = settings
-        self.envelope = envelope
+        self.codec = codec
         self.expires_at = expires_at
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
         self._closed = False
-        self._queue: list[str | bytes] | None = None  # set while a command is unfinished
-        self._task: asyncio.Task[None] | None = None
+        self._inflight: deque[_InFlight] = deque()  # publishes, and replies behind them
+        self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
+        self._task: asyncio.Task[None] | None = None  # the barrier command finishing
+        self._paused = False
         self._expiry: asyncio.TimerHandle | None = None
         if expires_at is not None:
             delay = max(0.0, expires_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(
-                delay, self._close, CloseCode.AUTH_EXPIRED, "token expired")
+                delay, self.close, CloseCode.AUTH_EXPIRED, "token expired")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # -- push mode (the transport calls these) ----------------------------------------
     def on_message(self, message: str | bytes) -> None:
-        """Handle one inbound message now, or queue it behind an unfinished command."""
+        """Take one inbound message: run its commands now or queue them in order."""
         if self._closed:
             return
-        if self._queue is not None:
-            self._queue.append(message)
-            if len(self._queue) == MAX_QUEUED:
-                self.peer.pause_reading()
+        if isinstance(message, bytes):
+            self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
             return
-        pending = self._step(message)
-        if pending is not None:
-            self._queue = []
-            self._task = asyncio.get_running_loop().create_task(self._drain(*pending))
+        if not self._bucket.take():
+            self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+            return
+        for item in self.codec.parse(message):
+            if self._closed:
+                return
+            if self._waiting is not None:
+                self._waiting.append(item)
+            else:
+                self._start(item)
+        self._flow()
 
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
@@ -133,91 +151,123 @@ class Session:
         try:
             async for message in self.peer:
                 self.on_message(message)
-                if self._task is not None:
-                    await asyncio.shield(self._task)
+                while not self._closed and (self._task is not None or self._inflight):
+                    if self._task is not None:
+                        await asyncio.shield(self._task)
+                    elif isinstance(tail := self._inflight[-1], tuple):
+                        await asyncio.wait([tail[1]])
+                    else:
+                        await asyncio.sleep(0)  # a reply behind a publish that just ended
                 if self._closed:
                     return
         finally:
             self.on_close()
 
-    # -- the protocol ------------------------------------------------------------------
-    def _step(self, message: str | bytes) -> tuple[Command, Awaitable[None]] | None:
-        """Apply one message; return its unfinished hub call, if any."""
-        if isinstance(message, bytes):
-            self._close(CloseCode.UNSUPPORTED_DATA, "text frames only")
-            return None
-        if not self._bucket.take():
-            self._close(CloseCode.RATE_LIMITED, "rate limit exceeded")
-            return None
-        try:
-            cmd = parse_command(message)
-        except ProtocolViolation as exc:
-            self.error(exc.code, exc.message, exc.cmd_id)
-            return None
-        hub = self.hub
-        if cmd.action == "subscribe":
-            if cmd.topic in self.topics:
-                pending = None
-            else:
-                cap = self.settings.max_subscriptions
-                if cap and len(self.topics) >= cap:
-                    self.error("subscription_limit",
-                               f"at most {cap} subscriptions per connection", cmd.id)
-                    return None
-                self.topics.add(cmd.topic)
-                pending = hub.subscribe_nowait(self.peer, cmd.topic, self.envelope)
-        elif cmd.action == "unsubscribe":
-            pending = None
-            if cmd.topic in self.topics:
-                self.topics.discard(cmd.topic)
-                hub.unsubscribe_nowait(self.peer, cmd.topic)
+    # -- ordering ----------------------------------------------------------------------
+    def _start(self, item: Parsed) -> None:
+        """Start one command now (nothing is waiting ahead of it)."""
+        if isinstance(item, ProtocolViolation):
+            self.error(item.code, item.message, item.cmd_id)
+        elif isinstance(item, Publish):
+            result = handlers.publish(self, item)
+            if isinstance(result, Publication):
+                self.reply(self.codec.published(item, result))
+            elif isinstance(result, asyncio.Future):
+                self._inflight.append((item, result))
+                result.add_done_callback(self._release)
+            else:  # a broker that cannot pipeline: a barrier like any other command
+                self._barrier(handlers.finish_publish(self, item, result))
+        elif self._inflight:
+            self._waiting = deque([item])  # starts when the publishes ahead are done
         else:
-            assert cmd.payload is not None
-            pending = hub.publish_payload_nowait(cmd.topic, cmd.payload)
-        if pending is not None:
-            return cmd, pending
-        self._ack(cmd)
-        return None
+            pending = handlers.run(self, item)
+            if pending is not None:
+                self._barrier(pending)
 
-    async def _drain(self, cmd: Command, pending: Awaitable[None]) -> None:
-        """Finish `pending`, then every queued message, in order."""
-        while True:
-            try:
-                await pending
-            except BrokerError:
-                if cmd.action == "subscribe":
-                    self.topics.discard(cmd.topic)
-                self.error("broker_unavailable", "the message broker is unavailable, "
-                           "retry later", cmd.id, counts=False)
+    def _barrier(self, pending: Awaitable[None]) -> None:
+        self._waiting = deque()
+        self._task = asyncio.get_running_loop().create_task(self._finish(pending))
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        await pending
+        self._task = None
+        self._resume()
+
+    def _resume(self) -> None:
+        """Start the waiting commands in order until one holds the rest again."""
+        waiting, self._waiting = self._waiting or deque(), None
+        while waiting and self._waiting is None and not self._closed:
+            self._start(waiting.popleft())
+        if waiting and self._waiting is not None:
+            self._waiting.extend(waiting)
+        self._flow()
+
+    def _release(self, _: object = None) -> None:
+        """Send the replies of completed publishes at the head, in order."""
+        inflight = self._inflight
+        while inflight:
+            head = inflight[0]
+            if isinstance(head, bytes):
+                inflight.popleft()
+                self.peer.deliver(self.hub.frame(head))
+                continue
+            cmd, future = head
+            if not future.done():
+                break
+            inflight.popleft()
+            error = None if future.cancelled() else future.exception()
+            if self._closed or future.cancelled():
+                continue
+            if error is None:
+                reply = self.codec.published(cmd, future.result())
+                if reply is not None:
+                    self.peer.deliver(self.hub.frame(reply))
             else:
-                self._ack(cmd)
-            next_pending = None
-            queue = self._queue or []
-            while queue and next_pending is None and not self._closed:
-                if len(queue) == MAX_QUEUED:
-                    self.peer.resume_reading()
-                next_pending = self._step(queue.pop(0))
-            if next_pending is None:
-                self._queue = None
-                self._task = None
-                return
-            cmd, pending = next_pending
+                self._publish_failed(cmd, error)
+        if not inflight and self._waiting is not None and self._task is None:
+            self._resume()
+        else:
+            self._flow()
 
-    def _ack(self, cmd: Command) -> None:
-        if self.envelope and cmd.id is not None:
-            self.peer.deliver(text_frame(encode_ack(cmd.id)))
+    def _publish_failed(self, cmd: Publish, error: BaseException) -> None:
+        if not isinstance(error, BrokerError):
+            log.error("publish failed", exc_info=error)
+        self.peer.deliver(self.hub.frame(self.codec.error(
+            ErrorCode.BROKER_UNAVAILABLE, "the message broker is unavailable, retry later",
+            cmd.id)))
 
-    def error(self, code: str, message: str, cmd_id: str | int | None = None,
-              counts: bool = True) -> None:
-        """Queue an error reply; the Nth protocol error closes the connection with 1008."""
-        self.peer.deliver(text_frame(encode_error(code, message, cmd_id)))
-        if not counts:
+    def _flow(self) -> None:
+        """Pause reading while too much waits; resume once half of it drained."""
+        waiting = len(self._waiting) if self._waiting is not None else 0
+        inflight = len(self._inflight)
+        if not self._paused and (waiting >= MAX_QUEUED or inflight >= MAX_INFLIGHT):
+            self._paused = True
+            self.peer.pause_reading()
+        elif self._paused and waiting < MAX_QUEUED // 2 and inflight < MAX_INFLIGHT // 2:
+            self._paused = False
+            self.peer.resume_reading()
+
+    # -- replies ---------------------------------------------------------------------
+    def reply(self, payload: bytes | None) -> None:
+        """Queue a reply (None: the codec has nothing to say) in command order."""
+        if payload is None or self._closed:
+            return
+        if self._inflight:
+            self._inflight.append(payload)
+        else:
+            self.peer.deliver(self.hub.frame(payload))
+
+    def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None = None) -> None:
+        """Queue an error reply; the Nth counted protocol error closes with 1008."""
+        self.reply(self.codec.error(code, message, cmd_id))
+        if not code.counts:
             return
         self.errors += 1
         cap = self.settings.max_protocol_errors
         if cap and self.errors >= cap:
-            self._close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
+            self.close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
 
-    def _close(self, code: CloseCode, reason: str) -> None:
+    def close(self, code: CloseCode, reason: str) -> None:
+        """Close the connection with a documented code; nothing more is handled."""
         self._closed = True
         self.peer.close_nowait(code, reason)

@@ -8,7 +8,7 @@ Each app has its own registry, so two apps in one process never mix their number
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,19 +17,9 @@ from prometheus_client.registry import Collector
 from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
+from .stats import TransportStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class TransportStats(Protocol):
-    """What a transport reports (the native server's `ConnStats` fits)."""
-
-    messages_in: int
-    bytes_in: int
-    frames_out: int
-    bytes_out: int
-    dropped: int
-    slow_closes: int
 
 
 class _Collector(Collector):
@@ -47,6 +37,13 @@ class _Collector(Collector):
         yield _counter("broker_received", "Messages the broker delivered to this node",
                        hub.stats.received)
         yield _counter("deliveries", "Frames queued to local subscribers", hub.stats.deliveries)
+        yield _counter("duplicates_dropped", "Publications dropped as already delivered",
+                       hub.stats.duplicates)
+        yield _counter("gaps", "Holes in a topic's stream announced to subscribers (not "
+                       "fillable from history)", hub.stats.gaps)
+        yield _counter("recoveries", "Subscribes with since that recovered", hub.stats.recoveries)
+        yield _counter("recovery_failures", "Subscribes with since answered recovered=false",
+                       hub.stats.recovery_failures)
         stats: TransportStats | None = self.app.transport_stats
         if stats is not None:
             yield _counter("messages_in", "WebSocket messages received", stats.messages_in)
@@ -58,6 +55,10 @@ class _Collector(Collector):
             yield _counter("slow_consumer_closes", "Connections closed with 4008",
                            stats.slow_closes)
         broker: Any = hub.broker
+        yield _gauge("broker_healthy", "1 while the broker link and reader are up",
+                     1.0 if broker.healthy else 0.0)
+        yield _counter("broker_reader_restarts", "Broker reader tasks restarted after a crash",
+                       getattr(broker, "reader_restarts", 0))
         yield _counter("broker_reconnects", "Broker reconnections",
                        getattr(broker, "reconnects", 0))
         yield _counter("broker_publish_errors", "Publishes the broker refused",

@@ -1,13 +1,19 @@
-"""The built-in pub/sub endpoint and the HTTP publish API, mounted with one call."""
+"""The built-in pub/sub endpoint and the HTTP publish/history API, mounted with one call."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ..auth import expiry_of
-from ..errors import BrokerError, HTTPError, ProtocolViolation
+from ..brokers.base import HistoryPolicy
+from ..codecs import PLAIN, V1
+from ..errors import BrokerError, HTTPError
 from ..hub import Session
-from ..protocol import SUBPROTOCOL, valid_topic
+from ..hub.handlers import continues
+from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
 from .app import App
 from .decorators import current_app
 from .metrics import mount_metrics
@@ -17,26 +23,35 @@ from .routing import Handler, mark_auth
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
+HISTORY_PATH = "/api/history"
 METRICS_PATH = "/metrics"
+_TOPIC_RULE = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
+_BROKER_DOWN = "the message broker is unavailable, retry later"
 
 
 def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = False,
+           history: Mapping[str, HistoryPolicy | None] | None = None,
            publish_path: str | None = PUBLISH_PATH,
+           history_path: str | None = HISTORY_PATH,
            metrics_path: str | None = METRICS_PATH) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
-    ``POST /api/publish`` and ``GET /metrics``.
+    ``POST /api/publish``, ``GET /api/history`` and ``GET /metrics``.
 
     Returns the endpoint handler, so ``secured()(pubsub("/ws/chat"))`` works as well as
     ``secured=True``. Plain clients get ``json(data)`` deliveries; clients that offer
-    the ``pubsocket.v1`` subprotocol get envelopes, acks and correlated errors.
+    the ``pubsocket.v1`` subprotocol get envelopes with offsets, acks, recovery and
+    history. `history` maps topic patterns to what is kept (None: nothing) ahead of the
+    settings' rules, e.g. ``{"ticks.*": None, "chat:*": HistoryPolicy(500, 600)}``.
     """
     target = app or current_app()
+    if history:
+        target.hub.rules.prepend(history)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
-            envelope=ws.subprotocol == SUBPROTOCOL,
+            codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
             expires_at=expiry_of(request.claims) if request.claims else None,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
@@ -46,6 +61,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))
+    if history_path and target.router.match("GET", history_path) is None:
+        target.get(history_path)(mark_auth(_history_handler(target), "secured"))
     if metrics_path and target.router.match("GET", metrics_path) is None:
         mount_metrics(target, metrics_path)
     return pubsub_endpoint
@@ -53,23 +70,62 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
 
 def _publish_handler(app: App) -> Handler:
     async def publish(request: Request, response: ResponseFactory) -> Response:
-        """``POST /api/publish {"topic": T, "data": D}``: 200, 400 or 503 with a JSON body."""
+        """``POST /api/publish {"topic": T, "data": D}``: 200 ``{"ok", "offset"?,
+        "epoch"?}``, 400 or 503 with a JSON body."""
         body: Any = request.body
         if not isinstance(body, dict):
             raise HTTPError(400, "bad_json", "body must be a JSON object {topic, data}")
         topic = body.get("topic")
         if not isinstance(topic, str) or not valid_topic(topic):
-            raise HTTPError(400, "invalid_topic",
-                            "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -")
+            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
         if "data" not in body:
             raise HTTPError(400, "missing_data", "publish needs a data field")
         try:
-            await app.hub.publish(topic, body["data"])
+            pub = await app.hub.publish(topic, body["data"])
         except BrokerError:
-            raise HTTPError(503, "broker_unavailable",
-                            "the message broker is unavailable, retry later") from None
-        except (ValueError, ProtocolViolation):
+            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
+        except ValueError:
             raise HTTPError(400, "bad_data", "data is not valid JSON") from None
+        if pub.offset:
+            return response({"ok": True, "offset": pub.offset, "epoch": pub.epoch})
         return response({"ok": True})
 
     return publish
+
+
+def _history_handler(app: App) -> Handler:
+    async def history(request: Request, response: ResponseFactory) -> Response:
+        """``GET /api/history?topic=T[&limit=N][&since=OFFSET&epoch=E]``: the kept
+        publications (newest `limit` without `since`), oldest first, with the position."""
+        params = request.params
+        topic = params.get("topic")
+        if not isinstance(topic, str) or not valid_topic(topic):
+            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
+        limit = _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT)
+        since = params.get("since")
+        try:
+            if since is None:
+                top = await app.hub.history(topic, None, 0)
+                offset = max(0, top.position.offset - limit)
+            else:
+                offset = _int_param(since, 0, "since", 2**53)
+            page = await app.hub.history(topic, offset, limit)
+        except BrokerError:
+            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
+        if since is not None and not continues(offset, str(params.get("epoch", "")), page):
+            raise HTTPError(409, "unrecoverable_position",
+                            "history no longer holds that position; read it without since")
+        return response({
+            "topic": topic, "offset": page.position.offset, "epoch": page.position.epoch,
+            "publications": [{"offset": p.offset, "data": orjson.loads(p.payload)}
+                             for p in page.publications]})
+
+    return history
+
+
+def _int_param(raw: object, default: int, name: str, maximum: int) -> int:
+    if raw is None:
+        return default
+    if isinstance(raw, str) and raw.isdigit() and int(raw) <= maximum:
+        return int(raw)
+    raise HTTPError(400, "bad_field", f"{name} must be an integer from 0 to {maximum}")

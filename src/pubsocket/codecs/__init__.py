@@ -1,0 +1,7 @@
+"""Wire protocols, one codec each: plain seed JSON and ``pubsocket.v1``."""
+
+from .base import Codec, Parsed
+from .plain import PLAIN, PlainCodec
+from .v1 import V1, V1Codec
+
+__all__ = ["PLAIN", "V1", "Codec", "Parsed", "PlainCodec", "V1Codec"]

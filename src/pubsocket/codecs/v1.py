@@ -1,0 +1,83 @@
+"""``pubsocket.v1``: envelopes with offsets, acks with positions, recovery, history, gaps.
+
+Deliveries: ``{"type":"message","topic":T,"offset":N,"data":D}`` (`offset` absent on
+topics without history). A command with an `id` is answered with ``{"type":"ack","id":I,
+...}`` or an error with the same `id`; a subscribe with `since` is always answered.
+docs/protocol.md is the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ..brokers.base import HistoryPage, Position, Publication
+from ..errors import ProtocolViolation
+from ..protocol import CmdId, Command, ErrorCode, History, Publish, Subscribe, SubscribeResult
+from .base import Codec, Parsed
+from .json_commands import parse_json_command
+from .plain import encode_error
+
+
+def _ack(cmd_id: CmdId | None, **fields: Any) -> bytes:
+    body: dict[str, Any] = {"type": "ack"}
+    if cmd_id is not None:
+        body["id"] = cmd_id
+    body.update(fields)
+    return orjson.dumps(body)
+
+
+class V1Codec(Codec):
+    """The pubsocket.v1 subprotocol."""
+
+    name = "pubsocket.v1"
+
+    def parse(self, text: str) -> Sequence[Parsed]:
+        try:
+            return (parse_json_command(text, extended=True),)
+        except ProtocolViolation as exc:
+            return (exc,)
+
+    def publication(self, topic: str, pub: Publication) -> bytes:
+        # Built by concatenation around the already-encoded payload: no re-encoding of data.
+        head = b'{"type":"message","topic":' + orjson.dumps(topic)
+        if pub.offset:
+            head += b',"offset":' + str(pub.offset).encode()
+        return head + b',"data":' + pub.payload + b"}"
+
+    def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
+        if cmd.id is None and cmd.since is None:
+            return None
+        position = result.position
+        fields: dict[str, Any] = {"topic": cmd.topic, "offset": position.offset,
+                                  "epoch": position.epoch}
+        if cmd.since is not None:
+            fields["recovered"] = result.recovered
+        return _ack(cmd.id, **fields)
+
+    def done(self, cmd: Command) -> bytes | None:
+        return None if cmd.id is None else _ack(cmd.id)
+
+    def published(self, cmd: Publish, pub: Publication) -> bytes | None:
+        if cmd.id is None:
+            return None
+        return _ack(cmd.id, offset=pub.offset) if pub.offset else _ack(cmd.id)
+
+    def history(self, cmd: History, page: HistoryPage) -> bytes | None:
+        head = orjson.dumps({"type": "history", "id": cmd.id, "topic": cmd.topic,
+                             "offset": page.position.offset, "epoch": page.position.epoch})
+        pubs = b",".join(b'{"offset":' + str(p.offset).encode() + b',"data":' + p.payload + b"}"
+                         for p in page.publications)
+        return head[:-1] + b',"publications":[' + pubs + b"]}"
+
+    def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None) -> bytes:
+        return encode_error(code, message, cmd_id)
+
+    def gap(self, topic: str, position: Position) -> bytes | None:
+        return orjson.dumps({"type": "gap", "topic": topic, "offset": position.offset,
+                             "epoch": position.epoch})
+
+
+V1 = V1Codec()

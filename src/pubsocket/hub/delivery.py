@@ -1,0 +1,152 @@
+"""The delivery half of the hub: in-order fan-out, holes filled from history, gap notices.
+
+`Delivery` is mixed into `Hub`; it needs the hub's topics, stats, framing and broker.
+Every publication the broker delivers passes `_deliver`: the next offset of a topic is
+fanned out at once; a hole holds later publications back while `_fill` reads history;
+what history cannot fill is announced with `_gap` before delivery goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..brokers.base import HistoryPolicy, Position, Publication
+from ..errors import BrokerError
+from .recovery import merge
+from .topic import Topic
+
+if TYPE_CHECKING:
+    from ..brokers import Broker
+    from .core import HubStats
+
+log = logging.getLogger("pubsocket.hub")
+
+MAX_BUFFERED = 10_000  # live publications held per topic or subscriber during a read
+MAX_FILL_READS = 10  # history reads to fill one hole before announcing the rest as a gap
+
+
+class Delivery:
+    """Fan-out and gap handling over `self._topics` (see the module docstring)."""
+
+    _topics: dict[str, Topic]
+    stats: HubStats
+    frame: Callable[[bytes], bytes]
+
+    @property
+    def broker(self) -> Broker:
+        raise NotImplementedError
+
+    def history_policy(self, topic: str) -> HistoryPolicy:
+        raise NotImplementedError
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        raise NotImplementedError
+
+    # -- delivery -------------------------------------------------------------------
+    def _deliver(self, topic: str, pub: Publication) -> None:
+        """The one delivery path (the broker calls it): in order, or hold and fill."""
+        self.stats.received += 1
+        entry = self._topics.get(topic)
+        if entry is None:
+            return
+        if pub.offset == 0:
+            self._fanout(topic, entry, pub)
+        elif entry.backlog is not None:
+            entry.backlog.append(pub)
+            if len(entry.backlog) > MAX_BUFFERED:
+                self._overflow(topic, entry)
+        elif pub.epoch == entry.epoch and pub.offset == entry.offset + 1:
+            entry.offset = pub.offset
+            self._fanout(topic, entry, pub)
+        elif pub.epoch == entry.epoch and pub.offset <= entry.offset:
+            self.stats.duplicates += 1
+        elif not entry.epoch:  # never positioned (history was off for it): adopt
+            entry.offset, entry.epoch = pub.offset, pub.epoch
+            self._fanout(topic, entry, pub)
+        elif pub.epoch == entry.epoch:
+            entry.backlog = [pub]  # a hole: read it from history before going on
+            self._spawn(self._fill(topic, entry))
+        else:  # a new epoch: the topic's history was lost, nothing can fill the hole
+            self._gap(topic, entry, Position(pub.offset - 1, pub.epoch))
+            entry.offset, entry.epoch = pub.offset, pub.epoch
+            self._fanout(topic, entry, pub)
+
+    def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
+        stats = self.stats
+        for codec, subs in entry.subs.items():
+            frame = self.frame(codec.publication(topic, pub))
+            for sub in subs:
+                sub.deliver(frame)
+            stats.deliveries += len(subs)
+            stats.bytes_out += len(frame) * len(subs)
+        for hold in entry.held.values():
+            hold.add(pub, MAX_BUFFERED)
+
+    def _gap(self, topic: str, entry: Topic, position: Position) -> None:
+        """Tell every subscriber of `topic` that live delivery skipped to `position`."""
+        self.stats.gaps += 1
+        log.warning("gap on a topic: publications could not be filled from history")
+        for codec, subs in entry.subs.items():
+            notice = codec.gap(topic, position)
+            if notice is not None:
+                frame = self.frame(notice)
+                for sub in subs:
+                    sub.deliver(frame)
+        for hold in entry.held.values():
+            hold.mark_gap(position)
+
+    def _resync(self) -> None:
+        """The broker link broke and came back: fill each history topic from its position."""
+        for topic, entry in list(self._topics.items()):
+            if entry.ready is None and entry.epoch and entry.backlog is None:
+                entry.backlog = []
+                self._spawn(self._fill(topic, entry))
+
+    async def _fill(self, topic: str, entry: Topic) -> None:
+        """Read the hole after `entry.offset` from history, then deliver the buffered live
+        publications; every hole history cannot fill is announced with a gap notice."""
+        limit = max(self.history_policy(topic).size, 1)
+        for _ in range(MAX_FILL_READS):
+            try:
+                page = await self.broker.history(topic, entry.offset, limit)
+            except BrokerError:
+                page = None  # the hole is announced below, live delivery goes on
+            if self._topics.get(topic) is not entry or entry.backlog is None:
+                return  # the topic went away, or an overflow gave up on the hole
+            if page is None:
+                break
+            if page.position.epoch != entry.epoch:  # history lost meanwhile
+                self._gap(topic, entry, page.position)
+                entry.offset, entry.epoch = page.position.offset, page.position.epoch
+                break
+            self._replay(topic, entry, page.publications)
+            if len(page.publications) < limit or entry.offset >= page.position.offset:
+                break
+        self._release_backlog(topic, entry)
+
+    def _replay(self, topic: str, entry: Topic, pubs: list[Publication]) -> None:
+        """Fan out `pubs` after `entry.offset` in order; announce each hole between them."""
+        for pub in merge(entry.offset, entry.epoch, pubs):
+            if pub.offset != entry.offset + 1:
+                self._gap(topic, entry, Position(pub.offset - 1, pub.epoch))
+            entry.offset = pub.offset
+            self._fanout(topic, entry, pub)
+
+    def _release_backlog(self, topic: str, entry: Topic) -> None:
+        """Deliver what was held back while reading; other epochs go through `_deliver`."""
+        backlog, entry.backlog = entry.backlog or [], None
+        self._replay(topic, entry, backlog)
+        for pub in backlog:
+            if pub.epoch != entry.epoch:
+                self.stats.received -= 1  # counted once already
+                self._deliver(topic, pub)
+
+    def _overflow(self, topic: str, entry: Topic) -> None:
+        """Too much arrived while reading history: announce the hole and go on live."""
+        backlog, entry.backlog = entry.backlog or [], None
+        last = backlog[-1]
+        self._gap(topic, entry, Position(last.offset - 1, last.epoch))
+        entry.offset, entry.epoch = last.offset, last.epoch
+        self._fanout(topic, entry, last)

@@ -1,0 +1,78 @@
+"""One topic's state in the hub: its subscribers by codec, its position, what is held."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from ..brokers.base import Position, Publication
+from ..codecs import Codec
+
+
+class Subscriber(Protocol):
+    """What the hub delivers to. `deliver` must not block, raise, or call into the hub."""
+
+    def deliver(self, frame: bytes) -> None: ...
+
+
+class Hold:
+    """Live publications buffered for one subscriber while its recovery read runs."""
+
+    __slots__ = ("gap", "pubs")
+
+    def __init__(self) -> None:
+        self.pubs: list[Publication] = []
+        self.gap: Position | None = None  # live delivery had a hole during the read
+
+    def add(self, pub: Publication, cap: int) -> None:
+        self.pubs.append(pub)
+        if len(self.pubs) > cap:  # bounded: give up on recovery, keep the newest
+            self.mark_gap(Position(pub.offset - 1, pub.epoch))
+            self.pubs = [pub]
+
+    def mark_gap(self, position: Position) -> None:
+        self.gap = position
+        self.pubs = []
+
+
+class Topic:
+    """Subscribers of one topic, grouped by codec so each publication is encoded once
+    per codec in use; the last offset/epoch fanned out; `backlog` holds live
+    publications while the hub reads history (None when live)."""
+
+    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting")
+
+    def __init__(self) -> None:
+        self.subs: dict[Codec, dict[Subscriber, None]] = {}
+        self.held: dict[Subscriber, Hold] = {}
+        self.ready: asyncio.Future[None] | None = None  # set until broker + position known
+        self.waiting = 0  # subscribe() calls parked on `ready`
+        self.offset = 0
+        self.epoch = ""
+        self.backlog: list[Publication] | None = None
+
+    def add(self, sub: Subscriber, codec: Codec) -> None:
+        """Make `sub` live on this topic with `codec` (idempotent)."""
+        group = self.subs.get(codec)
+        if group is None:
+            group = self.subs[codec] = {}
+        group[sub] = None
+
+    def discard(self, sub: Subscriber) -> None:
+        """Remove `sub` (live or held) from this topic."""
+        self.held.pop(sub, None)
+        for codec, group in list(self.subs.items()):
+            if group.pop(sub, 0) is None and not group:
+                del self.subs[codec]
+
+    @property
+    def empty(self) -> bool:
+        return not self.subs and not self.held
+
+    @property
+    def count(self) -> int:
+        return sum(len(group) for group in self.subs.values()) + len(self.held)
+
+    @property
+    def position(self) -> Position:
+        return Position(self.offset, self.epoch)

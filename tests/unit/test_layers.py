@@ -1,0 +1,82 @@
+"""The import layering of docs/design.md holds: every import points down.
+
+Walks the source with `ast` (nothing is imported), so a new upward import fails here
+before it turns into a cycle or a hub that knows about sockets.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "pubsocket"
+
+# Lower numbers are lower layers; a module may import its own layer's package or lower.
+RANK = {
+    "errors": 0, "framing": 0,
+    "config": 1,
+    "log": 2, "brokers": 2, "auth": 2, "presence": 2,
+    "protocol": 3,
+    "codecs": 4,
+    "hub": 5,
+    "web": 6,
+    "server": 7,
+    "client": 8,
+    "cli": 9, "__init__": 10, "__main__": 10,
+}
+# Layers that may import only what is listed, whatever their rank.
+ONLY = {"client": {"protocol", "errors", "client"}}
+
+
+def _layer(path: Path) -> str:
+    return path.relative_to(SRC).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level pubsocket layers imported by `path` (absolute or relative imports)."""
+    tree = ast.parse(path.read_text(), str(path))
+    depth = len(path.relative_to(SRC).parts) - 1  # folders below pubsocket/
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: climb to pubsocket/, then name the first part
+                climb = node.level - 1
+                if climb < depth:
+                    found.add(path.relative_to(SRC).parts[0].removesuffix(".py"))
+                    continue
+                parts = (node.module or "").split(".")
+                names = [parts[0]] if parts[0] else [a.name for a in node.names]
+                found.update(names)
+            elif node.module and node.module.split(".")[0] == "pubsocket":
+                parts = node.module.split(".")
+                found.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "pubsocket":
+                    found.add(parts[1] if len(parts) > 1 else "__init__")
+    return found
+
+
+MODULES = sorted(p for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_down(path: Path) -> None:
+    layer = _layer(path)
+    assert layer in RANK, f"{layer} has no rank: add it to RANK and docs/design.md"
+    for target in _imports(path):
+        assert target in RANK, f"{path.name} imports unknown layer {target}"
+        if layer in ONLY:
+            assert target in ONLY[layer], f"{layer} may not import {target}"
+        assert target == layer or RANK[target] < RANK[layer], (
+            f"{path.relative_to(SRC)} ({layer}) imports {target}: upward or sideways")
+
+
+def test_the_walker_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
+    """The check can fail: an upward import written either way is found."""
+    found = _imports(SRC / "hub" / "core.py")
+    assert {"brokers", "codecs", "protocol", "config"} <= found
+    assert "web" not in found and "server" not in found
