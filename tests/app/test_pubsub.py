@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
+from pubsocket.brokers import Publication
 from tests.app.test_http import ahttp
 from tests.conftest import API_KEY, SECRET, make_settings
 
@@ -45,11 +46,21 @@ async def recv_json(ws: ClientConnection, timeout: float = 3.0) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
+def assert_subscribe_ack(reply: Any, cmd_id: Any, topic: str, offset: int = 0) -> str:
+    """A v1 subscribe ack for `topic` at `offset`; returns its epoch (a non-empty string)."""
+    assert isinstance(reply, dict)
+    epoch = reply.get("epoch")
+    assert isinstance(epoch, str) and epoch
+    assert reply == {"type": "ack", "id": cmd_id, "topic": topic, "offset": offset,
+                     "epoch": epoch}
+    return epoch
+
+
 async def subscribed(url: str, topic: str, v1: bool = False, **kw: Any) -> ClientConnection:
     ws = await connect(url, subprotocols=V1 if v1 else None, **kw)  # type: ignore[arg-type]
     await ws.send(cmd("subscribe", topic, id="s") if v1 else cmd("subscribe", topic))
     if v1:
-        assert await recv_json(ws) == {"type": "ack", "id": "s"}
+        assert_subscribe_ack(await recv_json(ws), "s", topic)
     else:
         await settle(ws)
     return ws
@@ -104,8 +115,8 @@ async def test_v1_mode_envelopes_acks_and_correlated_errors(serve: Any) -> None:
     assert ws.subprotocol == "pubsocket.v1"
     await ws.send(cmd("publish", "room.1", data={"x": 1}, id=7))
     replies = [await recv_json(ws), await recv_json(ws)]
-    assert {"type": "ack", "id": 7} in replies
-    assert {"type": "message", "topic": "room.1", "data": {"x": 1}} in replies
+    assert {"type": "ack", "id": 7, "offset": 1} in replies
+    assert {"type": "message", "topic": "room.1", "offset": 1, "data": {"x": 1}} in replies
     await ws.send(cmd("publish", "bad topic!", data=1, id="p2"))
     error = await recv_json(ws)
     assert error["type"] == "error" and error["code"] == "invalid_topic" and error["id"] == "p2"
@@ -178,10 +189,11 @@ async def test_subscription_cap(serve: Any) -> None:
         for i in range(4):
             await ws.send(cmd("subscribe", f"t{i}", id=i))
         replies = [await recv_json(ws) for _ in range(4)]
-        assert replies[:3] == [{"type": "ack", "id": i} for i in range(3)]
+        for i in range(3):
+            assert_subscribe_ack(replies[i], i, f"t{i}")
         assert replies[3]["code"] == "subscription_limit" and replies[3]["id"] == 3
         await ws.send(cmd("subscribe", "t0", id="again"))  # re-subscribing is not a new one
-        assert await recv_json(ws) == {"type": "ack", "id": "again"}
+        assert_subscribe_ack(await recv_json(ws), "again", "t0")
 
 
 async def test_rate_limit_closes_with_4029(serve: Any) -> None:
@@ -246,7 +258,10 @@ async def test_http_publish_api(serve: Any) -> None:
     status, _, reply = await ahttp("POST", f"{srv.http}/api/publish", body,
                                    {"Content-Type": "application/json",
                                     "Authorization": f"Bearer {API_KEY}"})
-    assert (status, json.loads(reply)) == (200, {"ok": True})
+    answer = json.loads(reply)
+    assert status == 200
+    assert isinstance(answer.get("epoch"), str) and answer["epoch"]
+    assert answer == {"ok": True, "offset": 1, "epoch": answer["epoch"]}
     assert await recv_json(ws) == {"headline": "hi"}
     status, _, _ = await ahttp("POST", f"{srv.http}/api/publish", body,
                                {"Content-Type": "application/json"})
@@ -274,7 +289,9 @@ async def test_server_side_publish_from_route_and_thread(serve: Any) -> None:
     thread.start()
     assert await recv_json(ws) == {"from": "thread"}
     await asyncio.to_thread(thread.join, 5)
-    assert result == [None]
+    assert len(result) == 1 and isinstance(result[0], Publication)
+    assert result[0].offset == 2  # after the route's publish (offset 1) on the same topic
+    assert json.loads(result[0].payload) == {"from": "thread"}
     with pytest.raises(ValueError, match="invalid topic"):
         await app.hub.publish("no spaces allowed", 1)
     await ws.close()
@@ -288,7 +305,7 @@ async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
     await ws.send(cmd("subscribe", "m2", id=2))
     await ws.send(cmd("publish", "m1", data={"x": 1}, id=3))
     replies = [await recv_json(ws) for _ in range(3)]
-    assert {"type": "ack", "id": 3} in replies
+    assert {"type": "ack", "id": 3, "offset": 1} in replies
     status, headers, body = await ahttp("GET", f"{srv.http}/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain")

@@ -145,9 +145,10 @@ def project(tmp_path: Path) -> Path:
 async def test_load_app_registers_every_route_file(project: Path) -> None:
     app = load_app(project, Settings())
     assert paths(app) >= {("GET", "/hello/{name}"), ("POST", "/echo"), ("GET", "/ws/chat"),
-                          ("POST", "/api/publish"), ("GET", "/nested")}
+                          ("POST", "/api/publish"), ("GET", "/api/history"),
+                          ("GET", "/nested")}
     assert {p for _, p in paths(app)} <= {"/hello/{name}", "/echo", "/ws/chat", "/api/publish",
-                                          "/nested", "/metrics"}
+                                          "/api/history", "/nested", "/metrics"}
     assert app.public_dir == project / "src" / "public"
     r = await call(app, "GET", "/hello/ann")
     assert r.status == 200

@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 
 from pubsocket import BrokerUnavailable, ConfigError, Hub, Settings
-from pubsocket.brokers import Broker, DeliverFn, MemoryBroker
+from pubsocket.brokers import (
+    Broker,
+    DeliverFn,
+    HistoryPage,
+    HistoryPolicy,
+    MemoryBroker,
+    Publication,
+)
+from pubsocket.brokers.base import ResyncFn
+from pubsocket.codecs import V1
 from pubsocket.errors import BrokerError
-from pubsocket.protocol import frame_payload, text_frame
+from pubsocket.framing import frame_payload, text_frame
 
 
 class Recorder:
@@ -56,7 +65,7 @@ class DownBroker(Broker):
         self.error = error
         self.unsubscribed: list[str] = []
 
-    async def start(self, deliver: DeliverFn) -> None:
+    async def start(self, deliver: DeliverFn, resync: ResyncFn | None = None) -> None:
         pass
 
     async def close(self) -> None:
@@ -68,7 +77,10 @@ class DownBroker(Broker):
     async def unsubscribe(self, topic: str) -> None:
         self.unsubscribed.append(topic)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
+        raise BrokerUnavailable("down")
+
+    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         raise BrokerUnavailable("down")
 
 
@@ -111,7 +123,7 @@ async def test_one_frame_per_subscriber_and_the_same_bytes_object(hub: Hub) -> N
 async def test_envelope_subscribers_share_one_frame_too(hub: Hub) -> None:
     subs = [Recorder() for _ in range(3)]
     for s in subs:
-        await hub.subscribe(s, "room", envelope=True)
+        await hub.subscribe(s, "room", V1)
     await hub.publish("room", [1])
     assert all(s.frames[0] is subs[0].frames[0] for s in subs)
 
@@ -119,10 +131,11 @@ async def test_envelope_subscribers_share_one_frame_too(hub: Hub) -> None:
 async def test_plain_and_envelope_subscribers_get_their_payloads(hub: Hub) -> None:
     plain, env = Recorder(), Recorder()
     await hub.subscribe(plain, "a/b:c")
-    await hub.subscribe(env, "a/b:c", envelope=True)
+    await hub.subscribe(env, "a/b:c", V1)
     await hub.publish("a/b:c", {"x": "é"})
     assert plain.messages == [{"x": "é"}]
-    assert env.messages == [{"type": "message", "topic": "a/b:c", "data": {"x": "é"}}]
+    assert env.messages == [{"type": "message", "topic": "a/b:c", "offset": 1,
+                             "data": {"x": "é"}}]
     assert plain.frames[0] == text_frame(b'{"x":"\xc3\xa9"}')
 
 
@@ -146,7 +159,7 @@ async def test_publish_to_a_topic_nobody_follows_creates_no_state(hub: Hub) -> N
 async def test_unsubscribing_the_last_subscriber_removes_the_topic(hub: Hub) -> None:
     a, b = Recorder(), Recorder()
     await hub.subscribe(a, "t")
-    await hub.subscribe(b, "t", envelope=True)
+    await hub.subscribe(b, "t", V1)
     await hub.unsubscribe(a, "t")
     assert hub.topic_count == 1
     assert hub.subscriber_count("t") == 1
@@ -258,7 +271,7 @@ async def test_stats(hub: Hub) -> None:
     plain1, plain2, env = Recorder(), Recorder(), Recorder()
     await hub.subscribe(plain1, "t")
     await hub.subscribe(plain2, "t")
-    await hub.subscribe(env, "t", envelope=True)
+    await hub.subscribe(env, "t", V1)
     await hub.publish("t", {"k": "v"})
     await hub.publish("nobody", 1)
     s = hub.stats
@@ -364,7 +377,7 @@ async def test_waiting_subscribers_fail_too_when_the_broker_refuses() -> None:
     h = await started(broker)
     first = asyncio.create_task(h.subscribe(Recorder(), "t"))
     await asyncio.wait_for(broker.entered.wait(), 2)
-    second = asyncio.create_task(h.subscribe(Recorder(), "t", envelope=True))
+    second = asyncio.create_task(h.subscribe(Recorder(), "t", V1))
     await asyncio.sleep(0)
     broker.error = OSError("refused")
     broker.gate.set()

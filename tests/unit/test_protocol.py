@@ -10,17 +10,26 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from pubsocket.brokers import Publication
+from pubsocket.codecs import V1
+from pubsocket.codecs.json_commands import parse_json_command
+from pubsocket.codecs.plain import encode_error
 from pubsocket.errors import ProtocolViolation
+from pubsocket.framing import frame_payload, text_frame
 from pubsocket.protocol import (
     Command,
-    encode_ack,
-    encode_envelope,
-    encode_error,
-    frame_payload,
-    parse_command,
-    text_frame,
+    ErrorCode,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    valid_id,
     valid_topic,
 )
+
+
+def parse_command(text: str | bytes) -> Command:
+    """The seed protocol's parse (plain mode); pubsocket.v1 extensions: test_codecs.py."""
+    return parse_json_command(text, extended=False)
 
 
 def violation(text: str | bytes) -> ProtocolViolation:
@@ -37,18 +46,19 @@ def cmd(**fields: Any) -> str:
 
 
 def test_subscribe_and_unsubscribe() -> None:
-    assert parse_command(cmd(action="subscribe", topic="chat")) == Command("subscribe", "chat")
-    assert parse_command(cmd(action="unsubscribe", topic="chat", id="u1")) == Command(
-        "unsubscribe", "chat", None, "u1")
+    assert parse_command(cmd(action="subscribe", topic="chat")) == Subscribe("chat")
+    assert parse_command(cmd(action="unsubscribe", topic="chat", id="u1")) == Unsubscribe(
+        "chat", "u1")
 
 
 def test_subscribe_ignores_data() -> None:
-    assert parse_command(cmd(action="subscribe", topic="t", data=[1])).payload is None
+    assert parse_command(cmd(action="subscribe", topic="t", data=[1])) == Subscribe("t")
 
 
 def test_publish_payload_is_json_of_data() -> None:
     c = parse_command(cmd(action="publish", topic="t", data={"x": [1, "é", None]}, id=5))
-    assert c.action == "publish"
+    assert isinstance(c, Publish)
+    assert c.topic == "t"
     assert c.id == 5
     assert c.payload is not None
     assert orjson.loads(c.payload) == {"x": [1, "é", None]}
@@ -57,7 +67,7 @@ def test_publish_payload_is_json_of_data() -> None:
 @pytest.mark.parametrize("data", [None, False, 0, "", [], {}])
 def test_publish_falsy_data_is_still_data(data: Any) -> None:
     c = parse_command(cmd(action="publish", topic="t", data=data))
-    assert c.payload is not None
+    assert isinstance(c, Publish)
     assert orjson.loads(c.payload) == data
 
 
@@ -67,6 +77,7 @@ def test_bytes_input_is_accepted() -> None:
 
 @pytest.mark.parametrize("cmd_id", ["", "x" * 64, 0, -1, 2**53 - 1, -(2**53) + 1])
 def test_valid_ids(cmd_id: str | int) -> None:
+    assert valid_id(cmd_id)
     assert parse_command(cmd(action="subscribe", topic="t", id=cmd_id)).id == cmd_id
 
 
@@ -114,6 +125,7 @@ def test_missing_data() -> None:
 
 @pytest.mark.parametrize("cmd_id", ["x" * 65, 2**53, -(2**53), 1.5, True, False, [1], {"a": 1}])
 def test_bad_id(cmd_id: Any) -> None:
+    assert not valid_id(cmd_id)
     v = violation(cmd(action="subscribe", topic="t", id=cmd_id))
     assert v.code == "bad_id"
     assert v.cmd_id is None
@@ -160,7 +172,7 @@ def test_errors_never_contain_the_input() -> None:
         v = violation(text)
         assert marker not in str(v)
         assert marker not in v.message
-        assert marker not in encode_error(v.code, v.message).decode()
+        assert marker not in encode_error(v.code, v.message, None).decode()
 
 
 # -- topics -------------------------------------------------------------------------------
@@ -194,22 +206,37 @@ def test_non_string_topics_are_invalid(topic: object) -> None:
 
 @pytest.mark.parametrize("topic", ["t", "a/b:c@d.e-f_g", "x" * 255, "-", "@"])
 @pytest.mark.parametrize("data", [{"a": 1}, [1, 2], "s\"q\\", None, 1.5, True])
-def test_encode_envelope_is_json(topic: str, data: Any) -> None:
-    out = encode_envelope(topic, orjson.dumps(data))
+def test_v1_delivery_envelope_is_json(topic: str, data: Any) -> None:
+    out = V1.publication(topic, Publication(0, "", orjson.dumps(data)))
     assert json.loads(out) == {"type": "message", "topic": topic, "data": data}
+    out = V1.publication(topic, Publication(9, "e", orjson.dumps(data)))
+    assert json.loads(out) == {"type": "message", "topic": topic, "offset": 9, "data": data}
 
 
-def test_encode_ack() -> None:
-    assert json.loads(encode_ack("a1")) == {"type": "ack", "id": "a1"}
-    assert json.loads(encode_ack(7)) == {"type": "ack", "id": 7}
+def test_v1_ack_of_a_command_with_an_id() -> None:
+    assert json.loads(V1.done(Unsubscribe("t", "a1")) or b"") == {"type": "ack", "id": "a1"}
+    assert json.loads(V1.done(Unsubscribe("t", 7)) or b"") == {"type": "ack", "id": 7}
+    assert V1.done(Unsubscribe("t")) is None
 
 
 def test_encode_error() -> None:
-    assert json.loads(encode_error("bad_json", "msg")) == {
+    assert json.loads(encode_error(ErrorCode.BAD_JSON, "msg", None)) == {
         "type": "error", "code": "bad_json", "message": "msg"}
-    assert json.loads(encode_error("bad_action", "m", "x")) == {
+    assert json.loads(encode_error(ErrorCode.BAD_ACTION, "m", "x")) == {
         "type": "error", "code": "bad_action", "message": "m", "id": "x"}
-    assert json.loads(encode_error("bad_action", "m", 0))["id"] == 0
+    assert json.loads(encode_error(ErrorCode.BAD_ACTION, "m", 0))["id"] == 0
+
+
+def test_error_codes_are_the_documented_strings() -> None:
+    assert {c.value for c in ErrorCode} == {
+        "bad_json", "bad_action", "invalid_topic", "missing_data", "bad_id", "bad_field",
+        "subscription_limit", "unrecoverable_position", "broker_unavailable"}
+    # the client's own mistakes count toward the protocol-error limit; the server's don't
+    assert not ErrorCode.BROKER_UNAVAILABLE.counts
+    for code in (ErrorCode.BAD_JSON, ErrorCode.BAD_ACTION, ErrorCode.INVALID_TOPIC,
+                 ErrorCode.MISSING_DATA, ErrorCode.BAD_ID, ErrorCode.BAD_FIELD,
+                 ErrorCode.SUBSCRIPTION_LIMIT):
+        assert code.counts, code
 
 
 # -- frames -------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import pytest
 
 from pubsocket import BrokerUnavailable, CloseCode, Hub, Settings
 from pubsocket.brokers import MemoryBroker
+from pubsocket.codecs import PLAIN, V1, Codec
+from pubsocket.framing import frame_payload
 from pubsocket.hub.session import Session, TokenBucket
-from pubsocket.protocol import frame_payload
 
 
 class MemoryPeer:
@@ -66,7 +67,20 @@ class MemoryPeer:
 
     @property
     def received(self) -> list[Any]:
-        return [json.loads(frame_payload(f)) for f in self.frames]
+        """Every frame decoded; a (non-empty string) epoch reads as "E" so the random
+        epochs of the memory broker compare equal."""
+        out = [json.loads(frame_payload(f)) for f in self.frames]
+        for m in out:
+            if isinstance(m, dict) and "epoch" in m:
+                assert isinstance(m["epoch"], str) and m["epoch"]
+                m["epoch"] = "E"
+        return out
+
+
+def sub_ack(cmd_id: Any, topic: str, offset: int = 0, **extra: Any) -> dict[str, Any]:
+    """The v1 ack of a subscribe (epoch normalized, see `MemoryPeer.received`)."""
+    return {"type": "ack", "id": cmd_id, "topic": topic, "offset": offset, "epoch": "E",
+            **extra}
 
 
 @pytest.fixture
@@ -77,10 +91,10 @@ async def hub() -> AsyncIterator[Hub]:
     await h.close()
 
 
-async def run(hub: Hub, peer: MemoryPeer, *, envelope: bool = False,
+async def run(hub: Hub, peer: MemoryPeer, *, codec: Codec = PLAIN,
               expires_at: float | None = None, **settings: Any) -> Session:
     """Run a session until the peer's messages are used up (bounded)."""
-    session = Session(hub, peer, Settings(**settings), envelope=envelope, expires_at=expires_at)
+    session = Session(hub, peer, Settings(**settings), codec=codec, expires_at=expires_at)
     await asyncio.wait_for(session.run(), 3)
     return session
 
@@ -104,11 +118,11 @@ async def test_envelope_mode_acks_commands_with_an_id(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send(sub("t", id="s1"), pub("t", {"a": 1}, id=2), unsub("t", id="u"), pub("t", 3))
     peer.hang_up()
-    await run(hub, peer, envelope=True)
+    await run(hub, peer, codec=V1)
     assert peer.received == [
-        {"type": "ack", "id": "s1"},
-        {"type": "message", "topic": "t", "data": {"a": 1}},
-        {"type": "ack", "id": 2},
+        sub_ack("s1", "t"),
+        {"type": "message", "topic": "t", "offset": 1, "data": {"a": 1}},
+        {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": "u"},
     ]
     assert peer.close_code is None
@@ -118,8 +132,8 @@ async def test_envelope_mode_without_id_gets_no_ack(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send(sub("t"), pub("t", "x"), unsub("t"), unsub("never"))
     peer.hang_up()
-    await run(hub, peer, envelope=True)
-    assert peer.received == [{"type": "message", "topic": "t", "data": "x"}]
+    await run(hub, peer, codec=V1)
+    assert peer.received == [{"type": "message", "topic": "t", "offset": 1, "data": "x"}]
 
 
 async def test_plain_mode_never_acks_and_delivers_bare_data(hub: Hub) -> None:
@@ -130,12 +144,12 @@ async def test_plain_mode_never_acks_and_delivers_bare_data(hub: Hub) -> None:
     assert peer.received == [{"a": 1}]
 
 
-@pytest.mark.parametrize("envelope", [False, True])
-async def test_errors_are_sent_in_both_modes(hub: Hub, envelope: bool) -> None:
+@pytest.mark.parametrize("codec", [PLAIN, V1])
+async def test_errors_are_sent_in_both_modes(hub: Hub, codec: Codec) -> None:
     peer = MemoryPeer()
     peer.send("not json", {"action": "nope", "topic": "t", "id": "x1"}, sub("bad topic"))
     peer.hang_up()
-    await run(hub, peer, envelope=envelope)
+    await run(hub, peer, codec=codec)
     got = peer.received
     assert [m["type"] for m in got] == ["error"] * 3
     assert [m["code"] for m in got] == ["bad_json", "bad_action", "invalid_topic"]
@@ -156,10 +170,10 @@ async def test_hostile_commands_get_an_error_reply_and_the_session_goes_on(
     peer = MemoryPeer()
     peer.send(text, sub("after", id="ok"))
     peer.hang_up()
-    await run(hub, peer, envelope=True)
+    await run(hub, peer, codec=V1)
     got = peer.received
     assert got[0]["type"] == "error"
-    assert got[-1] == {"type": "ack", "id": "ok"}
+    assert got[-1] == sub_ack("ok", "after")
     assert peer.close_code is None
 
 
@@ -167,15 +181,15 @@ async def test_session_publishes_reach_other_sessions(hub: Hub) -> None:
     listener, talker = MemoryPeer(), MemoryPeer()
     listener.send(sub("room", id="s"))
     listening = asyncio.create_task(
-        Session(hub, listener, Settings(), envelope=True).run())
+        Session(hub, listener, Settings(), codec=V1).run())
     await asyncio.wait_for(_until(lambda: hub.subscriber_count("room") == 1), 2)
     talker.send(pub("room", "hi"))
     talker.hang_up()
     await run(hub, talker)
     listener.hang_up()
     await asyncio.wait_for(listening, 2)
-    assert listener.received == [{"type": "ack", "id": "s"},
-                                 {"type": "message", "topic": "room", "data": "hi"}]
+    assert listener.received == [sub_ack("s", "room"),
+                                 {"type": "message", "topic": "room", "offset": 1, "data": "hi"}]
     assert talker.frames == []
 
 
@@ -190,7 +204,7 @@ async def _until(condition: Any) -> None:
 async def test_policy_violation_after_max_protocol_errors(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send(*(["{"] * 5), sub("late", id="z"))
-    await run(hub, peer, envelope=True, max_protocol_errors=3)
+    await run(hub, peer, codec=V1, max_protocol_errors=3)
     assert [m["code"] for m in peer.received] == ["bad_json"] * 3
     assert peer.close_code == CloseCode.POLICY_VIOLATION == 1008
     assert hub.topic_count == 0
@@ -200,10 +214,10 @@ async def test_errors_below_the_cap_do_not_close(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send("{", "{", sub("t", id=1))
     peer.hang_up()
-    session = await run(hub, peer, envelope=True, max_protocol_errors=3)
+    session = await run(hub, peer, codec=V1, max_protocol_errors=3)
     assert peer.close_code is None
     assert session.errors == 2
-    assert peer.received[-1] == {"type": "ack", "id": 1}
+    assert peer.received[-1] == sub_ack(1, "t")
 
 
 async def test_zero_max_protocol_errors_never_closes(hub: Hub) -> None:
@@ -226,8 +240,8 @@ async def test_binary_message_closes_with_1003(hub: Hub) -> None:
 async def test_empty_token_bucket_closes_with_4029(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send(*[sub(f"t{i}", id=i) for i in range(6)])
-    await run(hub, peer, envelope=True, rate_limit=0.01, rate_burst=3)
-    assert peer.received == [{"type": "ack", "id": i} for i in range(3)]
+    await run(hub, peer, codec=V1, rate_limit=0.01, rate_burst=3)
+    assert peer.received == [sub_ack(i, f"t{i}") for i in range(3)]
     assert peer.close_code == CloseCode.RATE_LIMITED == 4029
     assert hub.topic_count == 0
 
@@ -283,15 +297,14 @@ async def test_subscription_cap(hub: Hub) -> None:
     peer.send(sub("a", id=1), sub("b", id=2), sub("c", id=3), sub("a", id=4),
               unsub("a", id=5), sub("c", id=6))
     peer.hang_up()
-    session = await run(hub, peer, envelope=True, max_subscriptions=2)
+    session = await run(hub, peer, codec=V1, max_subscriptions=2)
     got = peer.received
-    assert got[0] == {"type": "ack", "id": 1}
-    assert got[1] == {"type": "ack", "id": 2}
+    assert got[0] == sub_ack(1, "a")
+    assert got[1] == sub_ack(2, "b")
     assert got[2]["type"] == "error"
     assert got[2]["code"] == "subscription_limit"
     assert got[2]["id"] == 3
-    assert got[3:] == [{"type": "ack", "id": 4}, {"type": "ack", "id": 5},
-                       {"type": "ack", "id": 6}]
+    assert got[3:] == [sub_ack(4, "a"), {"type": "ack", "id": 5}, sub_ack(6, "c")]
     assert session.topics == set()  # released at the end
 
 
@@ -348,7 +361,7 @@ async def test_broker_failure_is_reported_and_not_counted(hub: Hub) -> None:
     peer = MemoryPeer()
     peer.send(sub("t", id="a"), sub("t", id="b"))
     peer.hang_up()
-    session = await run(down, peer, envelope=True, max_protocol_errors=1)
+    session = await run(down, peer, codec=V1, max_protocol_errors=1)
     assert [(m["type"], m["code"], m["id"]) for m in peer.received] == [
         ("error", "broker_unavailable", "a"), ("error", "broker_unavailable", "b")]
     assert peer.close_code is None
@@ -406,7 +419,7 @@ async def test_push_mode_keeps_order_behind_a_slow_broker(hub: Hub) -> None:
     slow = Hub(Settings(), SlowSubscribe())
     await slow.start()
     peer = MemoryPeer()
-    session = Session(slow, peer, Settings(), envelope=True)
+    session = Session(slow, peer, Settings(), codec=V1)
     session.on_message(json.dumps({"action": "subscribe", "topic": "t", "id": 1}))
     session.on_message(json.dumps({"action": "publish", "topic": "t", "data": "x", "id": 2}))
     session.on_message(json.dumps({"action": "unsubscribe", "topic": "t", "id": 3}))
@@ -415,11 +428,36 @@ async def test_push_mode_keeps_order_behind_a_slow_broker(hub: Hub) -> None:
     gate.set()
     await asyncio.wait_for(_until(lambda: len(peer.received) == 4), 2)
     assert peer.received == [
-        {"type": "ack", "id": 1},
-        {"type": "message", "topic": "t", "data": "x"},
-        {"type": "ack", "id": 2},
+        sub_ack(1, "t"),
+        {"type": "message", "topic": "t", "offset": 1, "data": "x"},
+        {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": 3},
     ]
     session.on_close()
     assert slow.topic_count == 0
     await slow.close()
+
+
+async def test_an_unexpected_broker_exception_on_subscribe_does_not_wedge_the_session() -> None:
+    # a broker raising something other than BrokerError (a bug, an OSError) must still
+    # give the client broker_unavailable, and the commands after it must still run
+    class Broken(MemoryBroker):
+        def subscribe_nowait(self, topic: str) -> bool:
+            return False
+
+        async def subscribe(self, topic: str) -> None:
+            raise OSError("engine socket reset")
+
+    broken = Hub(Settings(), Broken())
+    await broken.start()
+    peer = MemoryPeer()
+    session = Session(broken, peer, Settings(), codec=V1)
+    session.on_message(json.dumps(sub("t", id="a")))
+    session.on_message(json.dumps(unsub("t", id="b")))
+    await asyncio.wait_for(_until(lambda: len(peer.frames) >= 2), 2)
+    got = peer.received
+    assert (got[0]["type"], got[0]["code"], got[0]["id"]) == ("error", "broker_unavailable", "a")
+    assert got[1] == {"type": "ack", "id": "b"}
+    assert broken.topic_count == 0
+    session.on_close()
+    await broken.close()

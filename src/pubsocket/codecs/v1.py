@@ -66,8 +66,11 @@ class V1Codec(Codec):
         return _ack(cmd.id, offset=pub.offset) if pub.offset else _ack(cmd.id)
 
     def history(self, cmd: History, page: HistoryPage) -> bytes | None:
-        head = orjson.dumps({"type": "history", "id": cmd.id, "topic": cmd.topic,
-                             "offset": page.position.offset, "epoch": page.position.epoch})
+        body: dict[str, Any] = {"type": "history"}
+        if cmd.id is not None:
+            body["id"] = cmd.id
+        body.update(topic=cmd.topic, offset=page.position.offset, epoch=page.position.epoch)
+        head = orjson.dumps(body)
         pubs = b",".join(b'{"offset":' + str(p.offset).encode() + b',"data":' + p.payload + b"}"
                          for p in page.publications)
         return head[:-1] + b',"publications":[' + pubs + b"]}"

@@ -32,7 +32,7 @@ from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
 from ..codecs import PLAIN, Codec
 from ..config import Settings
-from ..errors import BrokerError, ConfigError
+from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from ..framing import text_frame
 from ..protocol import SubscribeResult, valid_topic
 from .delivery import Delivery
@@ -166,12 +166,16 @@ class Hub(Delivery):
                 del self._topics[topic]
             if subscribed:
                 self._spawn(self._broker_unsubscribe(topic))
-            if isinstance(exc, Exception):
-                ready.set_exception(exc)
-                ready.exception()  # retrieved here: each waiter raises its own copy
-            else:
+            if not isinstance(exc, Exception):
                 ready.set_result(None)  # waiters find the topic gone and start over
-            raise
+                raise
+            error = exc if isinstance(exc, BrokerError) else BrokerUnavailable(
+                "broker subscription failed")
+            ready.set_exception(error)
+            ready.exception()  # retrieved here: each waiter raises its own copy
+            if error is exc:
+                raise
+            raise error from exc
         entry.ready = None
         self._release_backlog(topic, entry)
         ready.set_result(None)
@@ -190,22 +194,31 @@ class Hub(Delivery):
 
     def _join_nowait(self, sub: Subscriber, topic: str, codec: Codec,
                      since: Position | None, entry: Topic) -> SubscribeResult | None:
-        """Add `sub` to a positioned topic inline, or None when recovery needs a read."""
-        position = Position(entry.offset, entry.epoch)
+        """Add `sub` to a positioned topic inline, or None when recovery needs a read.
+
+        Answered without reading history: no `since`, or no history for the topic; `since`
+        is where the topic stands (recovered, nothing missed); another epoch, a position
+        ahead of this node's stream, or one further behind than history holds
+        (recovered: false)."""
+        position = entry.position
         policy = self.history_policy(topic)
-        if since is None or not policy.enabled or since == position or (
-                since.epoch == position.epoch
-                and not 0 <= position.offset - since.offset <= policy.size):
+        if since is None or not policy.enabled:
             entry.add(sub, codec)
-            recovered = since == position and policy.enabled
             if since is not None:
-                self._count_recovery(recovered)
-            return SubscribeResult(position, recovered)
+                self._count_recovery(False)
+            return SubscribeResult(position, False)
+        behind = position.offset - since.offset
+        if since.epoch != position.epoch or not 0 <= behind <= policy.size:
+            entry.add(sub, codec)
+            return self._count(SubscribeResult(position, False))
+        if not behind:
+            entry.add(sub, codec)
+            return self._count(SubscribeResult(position, True))
         page = self.broker.history_nowait(topic, since.offset, policy.size)
         if page is None:
             return None
         entry.add(sub, codec)
-        return self._count(recover(since, page, ()))
+        return self._count(recover(since, page, (), position))
 
     async def _join(self, sub: Subscriber, topic: str, codec: Codec, since: Position | None,
                     entry: Topic) -> SubscribeResult:
@@ -224,7 +237,7 @@ class Hub(Delivery):
         if entry.held.pop(sub, None) is not hold or self._topics.get(topic) is not entry:
             raise BrokerError("unsubscribed while recovering")
         entry.add(sub, codec)
-        return self._count(recover(since, page, hold.pubs, hold.gap))
+        return self._count(recover(since, page, hold.pubs, entry.position, hold.gap))
 
     def _count(self, result: SubscribeResult) -> SubscribeResult:
         self._count_recovery(result.recovered)

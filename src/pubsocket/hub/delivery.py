@@ -119,11 +119,23 @@ class Delivery:
                 break
             if page.position.epoch != entry.epoch:  # history lost meanwhile
                 self._gap(topic, entry, page.position)
+                lost = entry.epoch
                 entry.offset, entry.epoch = page.position.offset, page.position.epoch
+                entry.backlog = [p for p in entry.backlog if p.epoch != lost]
                 break
-            self._replay(topic, entry, page.publications)
-            if len(page.publications) < limit or entry.offset >= page.position.offset:
-                break
+            pubs, top = page.publications, page.position.offset
+            last = pubs[-1].offset if pubs else entry.offset
+            if len(pubs) >= limit and last < top:  # more to read: replay what is certain
+                self._replay(topic, entry, [*pubs, *(p for p in entry.backlog
+                                                     if p.offset <= last)])
+                continue
+            # The page reaches the top: everything up to it is known now. What is still
+            # missing below the top expired from history: announce it at once.
+            self._replay(topic, entry, [*pubs, *(p for p in entry.backlog if p.offset <= top)])
+            if entry.offset < top:
+                self._gap(topic, entry, Position(top, entry.epoch))
+                entry.offset = top
+            break
         self._release_backlog(topic, entry)
 
     def _replay(self, topic: str, entry: Topic, pubs: list[Publication]) -> None:

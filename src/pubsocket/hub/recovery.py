@@ -17,33 +17,30 @@ from ..protocol import SubscribeResult
 
 
 def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
-            gap: Position | None = None) -> SubscribeResult:
-    """The outcome for a subscriber asking to resume after `since`.
+            upto: Position, gap: Position | None = None) -> SubscribeResult:
+    """The outcome for a subscriber asking to resume after `since`, going live at `upto`.
 
-    `page` is history read after `since` (oldest first) with the topic's position at
-    read time; `live` is what the hub fanned out to the topic while the read was in
-    flight (it may overlap the page). `gap` is set when the hub's own live stream had a
-    hole during the read (then recovery cannot be promised).
+    `upto` is the last publication this node fanned out to the topic (what live delivery
+    continues after); `page` is history read after `since`; `live` is what was fanned
+    out while the read was in flight (it may overlap the page). `gap`: the node's own
+    live stream had a hole during the read, after which delivery went on at `gap`
+    (`live` then holds only what came after it, and that is handed over). The replay must hold every offset in
+    ``(since, upto]`` exactly once, from the page and `live` together; anything beyond
+    `upto` reaches the subscriber through live delivery, so it is never replayed.
 
     ``result.position`` is where the subscriber's stream continues after: every
     publication in ``result.replay`` and every later delivery has a higher offset.
     """
-    top = page.position
     if gap is not None:
-        return SubscribeResult(gap, False, tuple(_after(live, gap)))
-    pubs = page.publications
-    last = pubs[-1].offset if pubs else since.offset
-    intact = (
-        top.epoch == since.epoch
-        and since.offset <= top.offset
-        and (not pubs or pubs[0].offset == since.offset + 1)
-        and last == top.offset  # the read was not cut short by its limit or the TTL
-        and _contiguous(pubs)
-    )
-    if not intact:
-        return SubscribeResult(top, False, tuple(_after(live, top)))
-    tail = _after(live, Position(last, top.epoch))
-    return SubscribeResult(since, True, (*pubs, *tail))
+        return SubscribeResult(gap, False, tuple(
+            p for p in live if p.epoch == gap.epoch and p.offset > gap.offset))
+    if upto.epoch != since.epoch or since.offset > upto.offset:
+        return SubscribeResult(upto, False)
+    replay = [p for p in merge(since.offset, since.epoch, [*page.publications, *live])
+              if p.offset <= upto.offset]
+    if len(replay) != upto.offset - since.offset or not _contiguous(replay):
+        return SubscribeResult(upto, False)  # history no longer holds all of it
+    return SubscribeResult(since, True, tuple(replay))
 
 
 def merge(start: int, epoch: str, pages: Iterable[Publication]) -> list[Publication]:
@@ -57,9 +54,5 @@ def merge(start: int, epoch: str, pages: Iterable[Publication]) -> list[Publicat
     return [seen[offset] for offset in sorted(seen)]
 
 
-def _after(live: Iterable[Publication], position: Position) -> list[Publication]:
-    return [p for p in live if p.epoch == position.epoch and p.offset > position.offset]
-
-
 def _contiguous(pubs: Sequence[Publication]) -> bool:
-    return all(b.offset == a.offset + 1 for a, b in itertools.pairwise(pubs))
+    return not pubs or all(b.offset == a.offset + 1 for a, b in itertools.pairwise(pubs))

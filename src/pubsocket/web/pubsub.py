@@ -126,6 +126,6 @@ def _history_handler(app: App) -> Handler:
 def _int_param(raw: object, default: int, name: str, maximum: int) -> int:
     if raw is None:
         return default
-    if isinstance(raw, str) and raw.isdigit() and int(raw) <= maximum:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) <= maximum:
         return int(raw)
     raise HTTPError(400, "bad_field", f"{name} must be an integer from 0 to {maximum}")
