@@ -9,7 +9,6 @@ continues from and gets no partial history.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 
 from ..brokers.base import HistoryPage, Position, Publication
@@ -24,21 +23,23 @@ def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
     continues after); `page` is history read after `since`; `live` is what was fanned
     out while the read was in flight (it may overlap the page). `gap`: the node's own
     live stream had a hole during the read, after which delivery went on at `gap`
-    (`live` then holds only what came after it, and that is handed over). The replay must hold every offset in
-    ``(since, upto]`` exactly once, from the page and `live` together; anything beyond
-    `upto` reaches the subscriber through live delivery, so it is never replayed.
+    (`live` then holds only what came after it, and that is handed over, up to `upto`).
+    Otherwise the replay must hold every offset in ``(since, upto]`` exactly once, from
+    the page and `live` together; anything beyond `upto` reaches the subscriber through
+    live delivery, so it is never replayed.
 
     ``result.position`` is where the subscriber's stream continues after: every
     publication in ``result.replay`` and every later delivery has a higher offset.
     """
     if gap is not None:
         return SubscribeResult(gap, False, tuple(
-            p for p in live if p.epoch == gap.epoch and p.offset > gap.offset))
+            p for p in live if p.epoch == gap.epoch and gap.offset < p.offset <= upto.offset))
     if upto.epoch != since.epoch or since.offset > upto.offset:
         return SubscribeResult(upto, False)
     replay = [p for p in merge(since.offset, since.epoch, [*page.publications, *live])
               if p.offset <= upto.offset]
-    if len(replay) != upto.offset - since.offset or not _contiguous(replay):
+    # Distinct offsets in (since, upto]: as many as the range is long means all of them.
+    if len(replay) != upto.offset - since.offset:
         return SubscribeResult(upto, False)  # history no longer holds all of it
     return SubscribeResult(since, True, tuple(replay))
 
@@ -52,7 +53,3 @@ def merge(start: int, epoch: str, pages: Iterable[Publication]) -> list[Publicat
         if pub.epoch == epoch and pub.offset > start:
             seen.setdefault(pub.offset, pub)
     return [seen[offset] for offset in sorted(seen)]
-
-
-def _contiguous(pubs: Sequence[Publication]) -> bool:
-    return not pubs or all(b.offset == a.offset + 1 for a, b in itertools.pairwise(pubs))
