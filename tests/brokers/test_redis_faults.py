@@ -22,7 +22,7 @@ from pubsocket.brokers import broker_from_url
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
 from pubsocket.errors import BrokerUnavailable, ConfigError
 
-from .conftest import Node
+from .conftest import HISTORY, Node
 
 
 def free_port() -> int:
@@ -130,7 +130,7 @@ async def test_redis_holds_exactly_the_wanted_channels(redis_url: str) -> None:
 async def test_operations_outside_start_and_close(redis_url: str) -> None:
     broker = RedisBroker(redis_url)
     with pytest.raises(BrokerUnavailable):
-        await broker.publish("a", b"x")
+        await broker.publish("a", b"x", HISTORY)
     await broker.close()
     with pytest.raises(BrokerUnavailable):
         await broker.subscribe("a")
@@ -153,7 +153,7 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
         nonlocal sent
         while not stop.is_set():
             try:
-                await broker.publish("a", b"%d" % sent)
+                await broker.publish("a", b"%d" % sent, HISTORY)
                 sent += 1
             except BrokerUnavailable:
                 pass
@@ -170,7 +170,7 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
         await server.kill()  # mid-stream
         await wait_until(lambda: messages(caplog, "broker lost"))
         with pytest.raises(BrokerUnavailable):
-            await broker.publish("a", b"lost")
+            await broker.publish("a", b"lost", HISTORY)
         assert broker.publish_errors >= 1
 
         await server.start()
@@ -213,14 +213,14 @@ async def test_start_while_down_then_redis_arrives(
             await broker.start(node.deliver)  # does not raise: retries in the background
         assert len(messages(caplog, "broker lost")) == 1
         with pytest.raises(BrokerUnavailable):
-            await broker.publish("a", b"x")
+            await broker.publish("a", b"x", HISTORY)
         with pytest.raises(BrokerUnavailable):
             await broker.subscribe("failed")
 
         await server.start()
         await wait_until(lambda: messages(caplog, "broker regained"))
         await broker.subscribe("a")
-        await broker.publish("a", b"hello")
+        await broker.publish("a", b"hello", HISTORY)
         assert await node.wait_for(1) == [("a", b"hello")]
         # The failed subscription was forgotten, not re-subscribed on reconnect.
         assert await client.pubsub_numsub("late:failed") == [(b"late:failed", 0)]
@@ -250,8 +250,8 @@ async def test_subscribe_during_outage_is_confirmed_by_the_reconnect(
         await server.start()
         async with asyncio.timeout(5):
             await pending
-        await broker.publish("a", b"x")
-        await broker.publish("b", b"y")
+        await broker.publish("a", b"x", HISTORY)
+        await broker.publish("b", b"y", HISTORY)
         assert await node.wait_for(1) == [("a", b"x")]
         assert await client.pubsub_numsub("park:a", "park:b") == [(b"park:a", 1), (b"park:b", 0)]
         assert await node.settle() == [("a", b"x")]
@@ -290,7 +290,7 @@ async def test_frozen_server_is_noticed_by_ping(
             await broker.publish("a", b"frozen")  # bounded by socket_timeout, not hung
         server.proc.send_signal(signal.SIGCONT)
         await wait_until(lambda: broker.reconnects == 1)
-        await broker.publish("a", b"thawed")
+        await broker.publish("a", b"thawed", HISTORY)
         # (The timed-out "frozen" PUBLISH may still run once Redis thaws, so no equality.)
         await wait_until(lambda: ("a", b"thawed") in node.received)
     finally:
