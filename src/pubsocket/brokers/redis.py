@@ -276,8 +276,8 @@ class RedisBroker(Broker):
         if not self.healthy or self._task is None:
             raise BrokerUnavailable("broker is not connected")
         meta, stream = topic_keys(self.prefix, topic)
-        first = "-" if since is None else f"{since + 1}-0"
-        args: list[str | int] = [first, max(0, limit), self._meta_ttl_ms, candidate_epoch()]
+        first = 1 if since is None else max(1, since + 1)
+        args: list[int | str] = [first, max(0, limit), self._meta_ttl_ms, candidate_epoch()]
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await self._history_script(keys=[meta, stream], args=args)

@@ -46,6 +46,12 @@ log = logging.getLogger("pubsocket.broker")
 
 Command = tuple[str | bytes | int, ...]
 
+_hiredis_pack: Callable[[Command], bytes] | None
+try:  # hiredis packs a command in C; redis-py's asyncio connection packs it in Python
+    from hiredis import pack_command as _hiredis_pack  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - hiredis comes with the redis extra
+    _hiredis_pack = None
+
 
 class _Item:
     """One queued command and where its answer goes."""
@@ -179,7 +185,11 @@ class PublishPipeline:
         # replies would reach no reader. Checked without an await before the write.
         if conn is not self._conn or not conn.is_connected:
             raise RedisConnectionError("publish connection lost")
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        if _hiredis_pack is not None:
+            packed = [_hiredis_pack(command) for command in commands]
+        else:  # pragma: no cover
+            packed = conn.pack_commands(commands)
+        await conn.send_packed_command(packed, check_health=False)
 
     # -- reading --------------------------------------------------------------------
     async def _read_forever(self, conn: AbstractConnection) -> None:
