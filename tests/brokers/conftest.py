@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -84,7 +85,7 @@ async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
         url = f"{request.getfixturevalue('redis_url')}?prefix=test-{uuid.uuid4().hex}:"
     nodes: list[Node] = []
 
-    async def make(**options: float) -> Node:
+    async def make(**options: Any) -> Node:
         """A started node; `options` go to the broker's constructor (e.g. max_bytes)."""
         broker: Broker = (
             MemoryBroker(**options)

@@ -97,6 +97,7 @@ class PublishPipeline:
         self._max_queued = max_queued
         self._pending: deque[_Item] = deque()  # accepted, not sent yet
         self._inflight: deque[_Item] = deque()  # sent, waiting for their reply, in order
+        self._retry: deque[_Item] = deque()  # answered NOSCRIPT: resent first, in order
         self._conn: AbstractConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -142,7 +143,7 @@ class PublishPipeline:
             self._wake.clear()
             conn: AbstractConnection | None = None
             try:
-                while self._pending and len(self._inflight) < self._max_inflight:
+                while (self._pending or self._retry) and len(self._inflight) < self._max_inflight:
                     conn = self._conn or await self._open()
                     await self._send_batch(conn)
             except (RedisError, OSError) as exc:  # TimeoutError is an OSError
@@ -170,8 +171,11 @@ class PublishPipeline:
         return conn
 
     async def _send_batch(self, conn: AbstractConnection) -> None:
-        room = self._max_inflight - len(self._inflight)
         pending, inflight = self._pending, self._inflight
+        if self._retry:
+            pending.extendleft(reversed(self._retry))
+            self._retry.clear()
+        room = self._max_inflight - len(inflight)
         batch = [pending.popleft() for _ in range(min(room, len(pending)))]
         commands: list[Command] = [item.args for item in batch]
         if self._reload:  # NOSCRIPT was seen: load again ahead of the retried commands
@@ -209,7 +213,7 @@ class PublishPipeline:
                 item = inflight.popleft()
                 self._resolve(item, reply)
                 self.last_latency = loop.time() - item.t0
-                if self._pending and len(inflight) < self._max_inflight:
+                if (self._pending or self._retry) and len(inflight) < self._max_inflight:
                     self._wake.set()
         except asyncio.CancelledError:
             raise
@@ -227,7 +231,7 @@ class PublishPipeline:
         if isinstance(reply, NoScriptError) and item.args and not item.retried:
             item.retried = True
             self._reload = True
-            self._pending.appendleft(item)  # (a batch's retries end up in their order)
+            self._retry.append(item)
             return
         if future.done():  # the caller gave up (cancelled): nothing to tell
             return
@@ -279,6 +283,7 @@ class PublishPipeline:
         if not isinstance(exc, BrokerUnavailable):
             log.warning("broker publish connection lost (%s)", exc)
         self._fail(self._inflight, BrokerUnavailable("broker publish failed"))
+        self._fail(self._retry, BrokerUnavailable("broker publish failed"))
 
     def _fail(self, items: deque[_Item], error: BrokerUnavailable) -> None:
         while items:
