@@ -5,7 +5,9 @@
 Measures, per broker (memory, redis):
 * ``acked_seq``: one caller awaiting every publish before the next (latency bound);
 * ``acked_win``: one caller keeping up to `--window` publishes outstanding (the hub's
-  case: every WebSocket read hands it several publishes), each acknowledged;
+  case: every WebSocket read hands it several publishes), each acknowledged; with the
+  CPU time per publish of this process and of the Redis server (INFO cpu), which stay
+  meaningful on a noisy machine where the rates do not;
 * ``deliver``: publishes into a subscribed topic until `--n` deliveries reached the
   callback: deliveries/s and deliveries per loop tick (what the server's Flusher can
   coalesce into one write per subscriber);
@@ -137,17 +139,37 @@ def memory_cost(n: int) -> dict[str, float]:
     return out
 
 
-async def run_broker(name: str, make: Callable[[], Any], args: argparse.Namespace) -> None:
+async def redis_cpu(url: str | None) -> float:
+    """Seconds of CPU the Redis server used so far (INFO cpu), 0 for no Redis."""
+    if url is None:
+        return 0.0
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def run_broker(
+    name: str, make: Callable[[], Any], args: argparse.Namespace, url: str | None = None
+) -> None:
     broker = make()
     await broker.start(lambda topic, pub: None)
     try:
         seq = await acked_seq(broker, min(args.n, 20_000))
+        cpu0, srv0 = time.process_time(), await redis_cpu(url)
         win = await acked_win(broker, args.n, args.window)
+        cpu = (time.process_time() - cpu0) / args.n * 1e6
+        srv = (await redis_cpu(url) - srv0) / args.n * 1e6
     finally:
         await broker.close()
     rate, per_tick = await deliver_rate(make, args.n, args.window)
-    print(f"{name:<7} acked_seq {seq:>10,.0f}/s  acked_win({args.window}) {win:>10,.0f}/s  "
-          f"deliver {rate:>10,.0f}/s  deliveries/tick {per_tick:6.1f}", flush=True)
+    print(f"{name:<7} acked_seq {seq:>9,.0f}/s  acked_win({args.window}) {win:>9,.0f}/s "
+          f"(CPU/publish: us {cpu:.1f} µs, redis {srv:.1f} µs)  "
+          f"deliver {rate:>9,.0f}/s  deliveries/tick {per_tick:6.1f}", flush=True)
 
 
 async def cleanup(url: str, prefix: str) -> None:
@@ -194,7 +216,7 @@ def main() -> int:
         if args.only != "redis":
             asyncio.run(run_broker("memory", MemoryBroker, args))
         if args.only != "memory":
-            asyncio.run(run_broker("redis", lambda: broker_from_url(url), args))
+            asyncio.run(run_broker("redis", lambda: broker_from_url(url), args, args.redis))
     finally:
         if args.only != "memory":
             asyncio.run(cleanup(args.redis, prefix))

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -161,6 +162,7 @@ class RedisBroker(Broker):
         # order, so the n-th confirmation of a channel answers its n-th SUBSCRIBE.
         self._acks: dict[bytes, deque[_Waiters]] = {}
         self.reconnects, self.reader_restarts, self._refused = 0, 0, 0
+        self._replies = 0  # replies read on the subscriber connection (for the watchdog)
 
     @property
     def shared(self) -> bool:
@@ -351,22 +353,42 @@ class RedisBroker(Broker):
             self._conn = conn
 
     async def _read(self, conn: AbstractConnection) -> None:
-        """Dispatch replies forever; PING when idle so a half-open link is noticed.
+        """Dispatch replies until the link fails; PING when idle so a half-open link is
+        noticed (no reply to a PING within another interval: the link is dead).
 
+        Reads carry no timeout of their own (one timer per message measured a third of
+        the reader's cost); a watchdog looks at the reply count once per interval.
         Replies already buffered are parsed without yielding to the loop, so every
         message of one socket read is delivered in the same loop tick.
         """
-        pinged = False
+        reader = asyncio.create_task(self._read_replies(conn), name="pubsocket-redis-replies")
+        watchdog = asyncio.create_task(self._watch(conn), name="pubsocket-redis-watchdog")
+        try:
+            done, _ = await asyncio.wait({reader, watchdog}, return_when="FIRST_COMPLETED")
+            for task in done:
+                task.result()  # re-raise the link error (or the bug) that ended it
+        finally:
+            for task in (reader, watchdog):
+                task.cancel()
+            await asyncio.wait([reader, watchdog], timeout=1.0)
+
+    async def _read_replies(self, conn: AbstractConnection) -> None:
         while True:
-            reply = await conn.read_response(timeout=self._ping_interval)
-            if reply is None:  # idle for a whole interval
-                if pinged:
-                    raise RedisTimeoutError("no reply to PING on the subscriber connection")
+            reply = await conn.read_response(timeout=math.inf)
+            self._replies += 1
+            self._dispatch(reply)
+
+    async def _watch(self, conn: AbstractConnection) -> None:
+        seen, pinged = -1, False
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            if self._replies != seen:
+                seen, pinged = self._replies, False
+            elif pinged:
+                raise RedisTimeoutError("no reply to PING on the subscriber connection")
+            else:
                 pinged = True
                 await self._send(conn, "PING")
-                continue
-            pinged = False
-            self._dispatch(reply)
 
     def _dispatch(self, reply: Any) -> None:
         """Act on one reply of the subscriber connection (a bug here restarts the reader)."""

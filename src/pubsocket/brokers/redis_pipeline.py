@@ -171,6 +171,10 @@ class PublishPipeline:
         return conn
 
     async def _send_batch(self, conn: AbstractConnection) -> None:
+        # send_packed_command would reconnect a dropped connection silently; then the
+        # replies would reach no reader. Checked without an await before the write.
+        if conn is not self._conn or not conn.is_connected:
+            raise RedisConnectionError("publish connection lost")
         pending, inflight = self._pending, self._inflight
         if self._retry:
             pending.extendleft(reversed(self._retry))
@@ -178,21 +182,18 @@ class PublishPipeline:
         room = self._max_inflight - len(inflight)
         batch = [pending.popleft() for _ in range(min(room, len(pending)))]
         commands: list[Command] = [item.args for item in batch]
+        loop = asyncio.get_running_loop()
         if self._reload:  # NOSCRIPT was seen: load again ahead of the retried commands
             self._reload = False
             commands.insert(0, ("SCRIPT", "LOAD", self._script))
-            batch.insert(0, _Item((), asyncio.get_running_loop().create_future(), None, b"", 0))
-        inflight.extend(batch)  # before the write: replies may come before it returns
-        if self._timer is None:
-            self._arm_timer()
-        # send_packed_command would reconnect a dropped connection silently; then the
-        # replies would reach no reader. Checked without an await before the write.
-        if conn is not self._conn or not conn.is_connected:
-            raise RedisConnectionError("publish connection lost")
+            batch.insert(0, _Item((), loop.create_future(), None, b"", loop.time()))
         if _hiredis_pack is not None:
             packed = [_hiredis_pack(command) for command in commands]
         else:  # pragma: no cover
             packed = conn.pack_commands(commands)
+        inflight.extend(batch)  # before the write: replies may come before it returns
+        if self._timer is None:
+            self._arm_timer()
         await conn.send_packed_command(packed, check_health=False)
 
     # -- reading --------------------------------------------------------------------
