@@ -16,7 +16,8 @@ Contracts, beyond `Broker`:
   PUBLISH of the framed message), so every node gets offsets from the same counter.
   `publish_nowait` always returns a future already queued in call order on the
   pipeline; `publish` awaits it. Messages read from one socket read are delivered in
-  one go, without yielding to the loop in between.
+  one go, without yielding to the loop in between. `history` runs on a connection of
+  its own: it sees every publish whose future completed, not those still queued.
 * `start` never fails because Redis is down: the reader logs ``broker lost`` and keeps
   reconnecting in the background (a node may boot before its Redis does).
 * While Redis is away (`healthy` is False), `publish` and `history` raise
@@ -38,12 +39,10 @@ import contextlib
 import itertools
 import logging
 import math
-import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
@@ -53,6 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, ResyncFn
+from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
 from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
@@ -66,34 +66,9 @@ from .redis_scripts import (
 
 log = logging.getLogger("pubsocket.broker")
 
-DEFAULT_PREFIX = "pubsocket:"
-BackoffPolicy = Callable[[], Iterator[float]]
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _RESUBSCRIBE_BATCH = 1000  # channels per SUBSCRIBE when re-subscribing after a reconnect
 _Waiters = list["asyncio.Future[None]"]
-
-
-def backoff(
-    initial: float = 0.05, factor: float = 2.0, maximum: float = 2.0, jitter: bool = False
-) -> Iterator[float]:
-    """Endless reconnect delays in seconds: `initial`, then times `factor`, capped at `maximum`.
-
-    With `jitter` each delay is drawn from [delay/2, delay], so that the nodes that lost
-    the same Redis do not all come back in the same instant.
-    """
-    delay = initial
-    while True:
-        yield delay * random.uniform(0.5, 1.0) if jitter else delay
-        delay = min(delay * factor, maximum)
-
-
-def _split_prefix(url: str) -> tuple[str, str]:
-    """(channel prefix, the URL without ``prefix``): redis-py rejects unknown options."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = dict(query).get("prefix", DEFAULT_PREFIX)
-    rest = urlencode([(key, value) for key, value in query if key != "prefix"])
-    return prefix, urlunsplit(parts._replace(query=rest))
 
 
 class RedisBroker(Broker):
@@ -112,7 +87,7 @@ class RedisBroker(Broker):
         max_inflight: int = 1024,
         max_queued: int = 65536,
     ) -> None:
-        self.prefix, self.redis_url = _split_prefix(url)
+        self.prefix, self.redis_url = split_prefix(url)
         self._prefix_len = len(self.prefix.encode())
         options: dict[str, Any] = {"socket_connect_timeout": 5.0}
         try:
@@ -432,3 +407,6 @@ class RedisBroker(Broker):
 def _resolve(waiters: _Waiters, error: BaseException | None) -> None:
     for waiter in (w for w in waiters if not w.done()):  # timed-out ones are cancelled
         waiter.set_result(None) if error is None else waiter.set_exception(error)
+
+
+__all__ = ["DEFAULT_PREFIX", "BackoffPolicy", "RedisBroker", "backoff"]
