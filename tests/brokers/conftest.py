@@ -13,14 +13,18 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from pubsocket.brokers import Broker, MemoryBroker
+from pubsocket.brokers.base import HistoryPolicy, Publication
 from pubsocket.brokers.redis import RedisBroker
 
 REDIS_URL = os.environ.get("PUBSOCKET_TEST_REDIS", "redis://127.0.0.1:6379/0")
+HISTORY = HistoryPolicy(size=100, ttl=60.0)  # what the contract tests publish with
+TEST_META_TTL = 120.0  # keys the tests leave behind in the shared Redis expire soon
 
 
 @dataclass
@@ -29,9 +33,15 @@ class Node:
 
     broker: Broker
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    publications: list[tuple[str, Publication]] = field(default_factory=list)
+    resyncs: int = 0
 
-    def deliver(self, topic: str, payload: bytes) -> None:
-        self.received.append((topic, payload))
+    def deliver(self, topic: str, pub: Publication) -> None:
+        self.received.append((topic, pub.payload))
+        self.publications.append((topic, pub))
+
+    def resync(self) -> None:
+        self.resyncs += 1
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
         """Wait until at least `count` messages arrived; return them all."""
@@ -46,7 +56,7 @@ class Node:
         return self.received
 
 
-MakeNode = Callable[[], Awaitable[Node]]
+MakeNode = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture(scope="session")
@@ -75,15 +85,38 @@ async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
         url = f"{request.getfixturevalue('redis_url')}?prefix=test-{uuid.uuid4().hex}:"
     nodes: list[Node] = []
 
-    async def make() -> Node:
-        node = Node(MemoryBroker() if kind == "memory" else RedisBroker(url))
+    async def make(**options: Any) -> Node:
+        """A started node; `options` go to the broker's constructor (e.g. max_bytes)."""
+        broker: Broker = (
+            MemoryBroker(**options)
+            if kind == "memory"
+            else RedisBroker(url, **{"meta_ttl": TEST_META_TTL, **options})
+        )
+        node = Node(broker)
         nodes.append(node)
-        await node.broker.start(node.deliver)
+        await node.broker.start(node.deliver, node.resync)
         return node
 
     yield make
     for node in nodes:
         await node.broker.close()
+    if kind == "redis":
+        await delete_keys(request.getfixturevalue("redis_url"), url.rpartition("prefix=")[2])
+
+
+async def delete_keys(url: str, prefix: str) -> int:
+    """Delete the keys under `prefix` (never FLUSHDB: the test Redis is shared)."""
+    from redis.asyncio import Redis
+
+    assert prefix, "refusing to delete every key"
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from pubsocket.brokers import Broker, MemoryBroker
+import pytest
 
-from .conftest import MakeNode, Node
+from pubsocket.brokers import Broker, MemoryBroker
+from pubsocket.brokers.base import NO_HISTORY, HistoryPolicy, Position, Publication
+from pubsocket.brokers.redis import RedisBroker
+
+from .conftest import HISTORY, MakeNode, Node, delete_keys
 
 
 async def test_delivers_only_subscribed_topics(node: Node, broker: Broker) -> None:
     await broker.subscribe("a")
-    await broker.publish("b", b"not for us")
-    await broker.publish("a", b"1")
+    await broker.publish("b", b"not for us", HISTORY)
+    await broker.publish("a", b"1", HISTORY)
     assert await node.wait_for(1) == [("a", b"1")]
     assert await node.settle() == [("a", b"1")]
 
@@ -20,17 +24,17 @@ async def test_delivers_only_subscribed_topics(node: Node, broker: Broker) -> No
 async def test_publish_right_after_subscribe_is_never_missed(node: Node, broker: Broker) -> None:
     for i in range(50):
         await broker.subscribe(f"t{i}")
-        await broker.publish(f"t{i}", b"%d" % i)
+        await broker.publish(f"t{i}", b"%d" % i, HISTORY)
     received = await node.wait_for(50)
     assert received == [(f"t{i}", b"%d" % i) for i in range(50)]
 
 
 async def test_unsubscribe_stops_delivery(node: Node, broker: Broker) -> None:
     await broker.subscribe("a")
-    await broker.publish("a", b"before")
+    await broker.publish("a", b"before", HISTORY)
     await node.wait_for(1)
     await broker.unsubscribe("a")
-    await broker.publish("a", b"after")
+    await broker.publish("a", b"after", HISTORY)
     assert await node.settle() == [("a", b"before")]
 
 
@@ -43,7 +47,7 @@ async def test_quick_unsubscribe_resubscribe_keeps_receiving(node: Node, broker:
     for i in range(20):
         await broker.unsubscribe("a")
         await broker.subscribe("a")
-        await broker.publish("a", b"%d" % i)
+        await broker.publish("a", b"%d" % i, HISTORY)
         await node.wait_for(i + 1)  # an in-flight message may be dropped by unsubscribe
     assert node.received == [("a", b"%d" % i) for i in range(20)]
     assert await node.settle() == node.received  # no duplicates from the churn
@@ -55,7 +59,7 @@ async def test_concurrent_unsubscribe_resubscribe_ends_subscribed(
     # Issued without awaiting in between: the calls must reach the engine in call order.
     await broker.subscribe("a")
     await asyncio.gather(broker.unsubscribe("a"), broker.subscribe("a"))
-    await broker.publish("a", b"x")
+    await broker.publish("a", b"x", HISTORY)
     assert await node.wait_for(1) == [("a", b"x")]
 
 
@@ -63,7 +67,7 @@ async def test_per_topic_order_of_1000_messages(node: Node, broker: Broker) -> N
     await broker.subscribe("a")
     await broker.subscribe("b")
     for i in range(1000):
-        await broker.publish("a" if i % 2 else "b", b"%d" % i)
+        await broker.publish("a" if i % 2 else "b", b"%d" % i, HISTORY)
     received = await node.wait_for(1000)
     for topic, parity in (("a", 1), ("b", 0)):
         got = [int(payload) for t, payload in received if t == topic]
@@ -80,14 +84,14 @@ async def test_payload_bytes_arrive_identical(node: Node, broker: Broker) -> Non
     ]
     await broker.subscribe("bin")
     for payload in payloads:
-        await broker.publish("bin", payload)
+        await broker.publish("bin", payload, HISTORY)
     received = await node.wait_for(len(payloads))
     assert [p for _, p in received] == payloads
 
 
 async def test_non_ascii_topic(node: Node, broker: Broker) -> None:
     await broker.subscribe("caf\u00e9/\u2603")
-    await broker.publish("caf\u00e9/\u2603", b"1")
+    await broker.publish("caf\u00e9/\u2603", b"1", HISTORY)
     assert await node.wait_for(1) == [("caf\u00e9/\u2603", b"1")]
 
 
@@ -106,10 +110,10 @@ async def test_nodes_receive_each_other_only_for_their_topics(make_node: MakeNod
         return
     await one.broker.subscribe("a")
     await two.broker.subscribe("b")
-    await one.broker.publish("b", b"one->b")
-    await two.broker.publish("a", b"two->a")
-    await one.broker.publish("a", b"one->a")
-    await two.broker.publish("b", b"two->b")
+    await one.broker.publish("b", b"one->b", HISTORY)
+    await two.broker.publish("a", b"two->a", HISTORY)
+    await one.broker.publish("a", b"one->a", HISTORY)
+    await two.broker.publish("b", b"two->b", HISTORY)
     assert await one.wait_for(2) == [("a", b"two->a"), ("a", b"one->a")]
     assert await two.wait_for(2) == [("b", b"one->b"), ("b", b"two->b")]
     assert len(await one.settle()) == 2
@@ -122,8 +126,164 @@ async def test_no_firehose_other_topics_never_arrive(make_node: MakeNode) -> Non
     await listener.broker.subscribe("A")
     await talker.broker.subscribe("B")
     for i in range(100):
-        await talker.broker.publish("B", b"%d" % i)
-    await listener.broker.publish("A", b"end")
+        await talker.broker.publish("B", b"%d" % i, HISTORY)
+    await listener.broker.publish("A", b"end", HISTORY)
     assert await listener.wait_for(1) == [("A", b"end")]
     await talker.wait_for(100 if talker.broker.shared else 0)
     assert await listener.settle() == [("A", b"end")]
+
+
+# -- positions and history ------------------------------------------------------------
+async def publish_all(broker: Broker, topic: str, payloads: list[bytes],
+                      policy: HistoryPolicy = HISTORY) -> list[Publication]:
+    """Publish without awaiting in between (the pipelined path), then collect in order."""
+    started = [broker.publish_nowait(topic, p, policy) for p in payloads]
+    out: list[Publication] = []
+    for payload, res in zip(payloads, started, strict=True):
+        if res is None:
+            res = await broker.publish(topic, payload, policy)
+        elif isinstance(res, asyncio.Future):
+            res = await res
+        out.append(res)
+    return out
+
+
+async def lose_history(make_node: MakeNode, node: Node) -> None:
+    """Make the engine lose every topic's records: Redis keys deleted, memory evicted."""
+    broker = node.broker
+    if isinstance(broker, RedisBroker):
+        assert await delete_keys(broker.redis_url, broker.prefix) > 0
+    else:
+        assert isinstance(broker, MemoryBroker)
+        # Over the byte cap: the least recently published topics are dropped first.
+        for i in range(50):
+            await broker.publish(f"filler-{i}", b"x" * 4096, HISTORY)
+
+
+async def test_offsets_are_contiguous_from_one(broker: Broker) -> None:
+    pubs = [await broker.publish("a", b"%d" % i, HISTORY) for i in range(10)]
+    assert [p.offset for p in pubs] == list(range(1, 11))
+    assert len({p.epoch for p in pubs}) == 1 and pubs[0].epoch != ""
+    assert [p.payload for p in pubs] == [b"%d" % i for i in range(10)]
+    other = await broker.publish("b", b"x", HISTORY)
+    assert other.offset == 1  # offsets are per topic
+
+
+async def test_offsets_unique_across_concurrent_publishers(make_node: MakeNode) -> None:
+    one = await make_node()
+    two = await make_node() if one.broker.shared else one  # memory: one process, one node
+    results = await asyncio.gather(
+        *(n.broker.publish("t", b"%d" % i, HISTORY) for i in range(200) for n in (one, two))
+    )
+    assert sorted(p.offset for p in results) == list(range(1, 401))
+    assert len({p.epoch for p in results}) == 1
+
+
+async def test_history_since_limit_and_order(broker: Broker) -> None:
+    pubs = await publish_all(broker, "h", [b"%d" % i for i in range(10)])
+    epoch = pubs[0].epoch
+    page = await broker.history("h", None, 100)
+    assert page.publications == pubs and page.position == Position(10, epoch)
+    page = await broker.history("h", 4, 3)
+    assert [p.offset for p in page.publications] == [5, 6, 7]
+    assert [p.payload for p in page.publications] == [b"4", b"5", b"6"]
+    assert page.position == Position(10, epoch)
+    assert (await broker.history("h", 10, 100)).publications == []
+    assert [p.offset for p in (await broker.history("h", 0, 2)).publications] == [1, 2]
+
+
+async def test_position_only_history(broker: Broker) -> None:
+    pubs = await publish_all(broker, "p", [b"1", b"2", b"3"])
+    page = await broker.history("p", 0, 0)
+    assert page.publications == [] and page.position == Position(3, pubs[0].epoch)
+
+
+async def test_epoch_created_by_a_history_read_is_kept_by_the_next_publish(
+    broker: Broker,
+) -> None:
+    page = await broker.history("fresh", None, 10)
+    assert page.publications == [] and page.position.offset == 0 and page.position.epoch
+    assert (await broker.history("fresh", 0, 10)).position == page.position  # stable
+    pub = await broker.publish("fresh", b"first", HISTORY)
+    assert (pub.offset, pub.epoch) == (1, page.position.epoch)
+
+
+async def test_history_keeps_at_most_size(broker: Broker) -> None:
+    small = HistoryPolicy(size=5, ttl=60.0)
+    pubs = await publish_all(broker, "s", [b"%d" % i for i in range(12)], small)
+    page = await broker.history("s", None, 100)
+    assert [p.offset for p in page.publications] == [8, 9, 10, 11, 12]
+    assert page.publications == pubs[7:] and page.position == Position(12, pubs[0].epoch)
+
+
+async def test_history_expires_after_ttl_but_the_position_stays(broker: Broker) -> None:
+    brief = HistoryPolicy(size=10, ttl=0.3)
+    pubs = await publish_all(broker, "ttl", [b"1", b"2", b"3"], brief)
+    assert len((await broker.history("ttl", None, 10)).publications) == 3
+    async with asyncio.timeout(3):
+        while (page := await broker.history("ttl", None, 10)).publications:
+            await asyncio.sleep(0.05)
+    assert page.position == Position(3, pubs[0].epoch)  # meta outlives the history
+    nxt = await broker.publish("ttl", b"4", brief)
+    assert (nxt.offset, nxt.epoch) == (4, pubs[0].epoch)
+    assert [p.offset for p in (await broker.history("ttl", None, 10)).publications] == [4]
+
+
+async def test_no_history_policy_assigns_no_position_and_keeps_nothing(
+    node: Node, broker: Broker
+) -> None:
+    await broker.subscribe("n")
+    pubs = await publish_all(broker, "n", [b"a", b"b"], NO_HISTORY)
+    assert [(p.offset, p.epoch) for p in pubs] == [(0, ""), (0, "")]
+    await node.wait_for(2)
+    assert [(p.offset, p.epoch, p.payload) for _, p in node.publications] == [
+        (0, "", b"a"), (0, "", b"b"),
+    ]
+    if isinstance(broker, RedisBroker):
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(broker.redis_url)
+        try:
+            assert [k async for k in client.scan_iter(match=f"{broker.prefix}*")] == []
+        finally:
+            await client.aclose()
+    else:
+        assert isinstance(broker, MemoryBroker)
+        assert (broker.topic_records, broker.kept_bytes) == (0, 0)
+
+
+async def test_epoch_changes_when_the_history_is_lost(make_node: MakeNode) -> None:
+    node = await make_node()
+    if isinstance(node.broker, MemoryBroker):
+        node = await make_node(max_bytes=64 * 1024)  # a cap the fillers can exceed
+    broker = node.broker
+    before = await publish_all(broker, "lost", [b"1", b"2", b"3"])
+    await lose_history(make_node, node)
+    after = await broker.publish("lost", b"again", HISTORY)
+    assert after.offset == 1 and after.epoch not in ("", before[0].epoch)
+    page = await broker.history("lost", None, 10)
+    assert page.publications == [after] and page.position == Position(1, after.epoch)
+
+
+async def test_deliveries_carry_offset_and_epoch(node: Node, broker: Broker) -> None:
+    await broker.subscribe("d")
+    pubs = await publish_all(broker, "d", [b"x", b"y", b"z"])
+    await node.wait_for(3)
+    assert node.publications == [("d", p) for p in pubs]
+
+
+async def test_pipelined_publish_nowait_keeps_call_order(node: Node, broker: Broker) -> None:
+    await broker.subscribe("o")
+    payloads = [b"%d" % i for i in range(500)]
+    pubs = await publish_all(broker, "o", payloads)
+    assert [p.offset for p in pubs] == list(range(1, 501))
+    assert [p.payload for p in pubs] == payloads
+    await node.wait_for(500)
+    assert [p for _, p in node.publications] == pubs
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_history_limit_is_counted_from_since(broker: Broker, limit: int) -> None:
+    await publish_all(broker, "l", [b"%d" % i for i in range(6)])
+    page = await broker.history("l", 2, limit)
+    assert [p.offset for p in page.publications] == list(range(3, 3 + limit))

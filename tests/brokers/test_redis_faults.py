@@ -12,17 +12,19 @@ import shutil
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from itertools import islice
 
 import pytest
 from redis.asyncio import Redis
 
 from pubsocket.brokers import broker_from_url
+from pubsocket.brokers.base import HistoryPolicy, Position, Publication
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
-from pubsocket.errors import BrokerUnavailable, ConfigError
+from pubsocket.brokers.redis_scripts import topic_keys
+from pubsocket.errors import BrokerError, BrokerUnavailable, ConfigError
 
-from .conftest import Node
+from .conftest import HISTORY, Node, delete_keys
 
 
 def free_port() -> int:
@@ -130,7 +132,7 @@ async def test_redis_holds_exactly_the_wanted_channels(redis_url: str) -> None:
 async def test_operations_outside_start_and_close(redis_url: str) -> None:
     broker = RedisBroker(redis_url)
     with pytest.raises(BrokerUnavailable):
-        await broker.publish("a", b"x")
+        await broker.publish("a", b"x", HISTORY)
     await broker.close()
     with pytest.raises(BrokerUnavailable):
         await broker.subscribe("a")
@@ -153,7 +155,7 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
         nonlocal sent
         while not stop.is_set():
             try:
-                await broker.publish("a", b"%d" % sent)
+                await broker.publish("a", b"%d" % sent, HISTORY)
                 sent += 1
             except BrokerUnavailable:
                 pass
@@ -170,13 +172,13 @@ async def test_kill_and_restart_recovers_on_the_same_broker(
         await server.kill()  # mid-stream
         await wait_until(lambda: messages(caplog, "broker lost"))
         with pytest.raises(BrokerUnavailable):
-            await broker.publish("a", b"lost")
+            await broker.publish("a", b"lost", HISTORY)
         assert broker.publish_errors >= 1
 
         await server.start()
         await wait_until(lambda: broker.reconnects == 1)
         before = len(node.received)
-        await broker.publish("b", b"after restart")  # re-subscribed, not only "a"
+        await broker.publish("b", b"after restart", HISTORY)  # re-subscribed, not only "a"
         await wait_until(lambda: ("b", b"after restart") in node.received)
         await wait_until(lambda: len([m for m in node.received if m[0] == "a"]) > before + 20)
     finally:
@@ -213,14 +215,14 @@ async def test_start_while_down_then_redis_arrives(
             await broker.start(node.deliver)  # does not raise: retries in the background
         assert len(messages(caplog, "broker lost")) == 1
         with pytest.raises(BrokerUnavailable):
-            await broker.publish("a", b"x")
+            await broker.publish("a", b"x", HISTORY)
         with pytest.raises(BrokerUnavailable):
             await broker.subscribe("failed")
 
         await server.start()
         await wait_until(lambda: messages(caplog, "broker regained"))
         await broker.subscribe("a")
-        await broker.publish("a", b"hello")
+        await broker.publish("a", b"hello", HISTORY)
         assert await node.wait_for(1) == [("a", b"hello")]
         # The failed subscription was forgotten, not re-subscribed on reconnect.
         assert await client.pubsub_numsub("late:failed") == [(b"late:failed", 0)]
@@ -250,8 +252,8 @@ async def test_subscribe_during_outage_is_confirmed_by_the_reconnect(
         await server.start()
         async with asyncio.timeout(5):
             await pending
-        await broker.publish("a", b"x")
-        await broker.publish("b", b"y")
+        await broker.publish("a", b"x", HISTORY)
+        await broker.publish("b", b"y", HISTORY)
         assert await node.wait_for(1) == [("a", b"x")]
         assert await client.pubsub_numsub("park:a", "park:b") == [(b"park:a", 1), (b"park:b", 0)]
         assert await node.settle() == [("a", b"x")]
@@ -287,13 +289,217 @@ async def test_frozen_server_is_noticed_by_ping(
         server.proc.send_signal(signal.SIGSTOP)
         await wait_until(lambda: messages(caplog, "broker lost"), timeout=5)
         with pytest.raises(BrokerUnavailable):
-            await broker.publish("a", b"frozen")  # bounded by socket_timeout, not hung
+            await broker.publish("a", b"frozen", HISTORY)  # bounded by socket_timeout, not hung
         server.proc.send_signal(signal.SIGCONT)
         await wait_until(lambda: broker.reconnects == 1)
-        await broker.publish("a", b"thawed")
+        await broker.publish("a", b"thawed", HISTORY)
         # (The timed-out "frozen" PUBLISH may still run once Redis thaws, so no equality.)
         await wait_until(lambda: ("a", b"thawed") in node.received)
     finally:
         if server.proc is not None:
             server.proc.send_signal(signal.SIGCONT)
+        await broker.close()
+
+
+# -- positions, pipeline and recovery -----------------------------------------------
+def quick_backoff() -> Iterator[float]:
+    return backoff(maximum=0.1)
+
+
+async def outcomes(futures: list[asyncio.Future[Publication]]) -> list[Publication | Exception]:
+    async with asyncio.timeout(10):  # every future completes, one way or the other
+        done = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(d, Publication | Exception) for d in done)
+    return [d for d in done if isinstance(d, Publication | Exception)]
+
+
+async def test_script_error_fails_only_its_own_future(redis_url: str) -> None:
+    prefix = f"err-{uuid.uuid4().hex}:"
+    broker = RedisBroker(f"{redis_url}?prefix={prefix}", meta_ttl=60)
+    client = Redis.from_url(redis_url)
+    try:
+        meta, stream = topic_keys(prefix, "bad")
+        await client.hset(meta, mapping={"e": "feedbeef", "o": 0, "n": 100})
+        await client.set(stream, "not a stream")  # XADD fails with WRONGTYPE
+        await broker.start(Node(broker).deliver)
+        futures = [
+            broker.publish_nowait(topic, b"x", HISTORY) for topic in ("good", "bad", "good")
+        ]
+        first, bad, second = await outcomes(futures)
+        assert isinstance(bad, BrokerError) and not isinstance(bad, BrokerUnavailable)
+        assert isinstance(first, Publication) and isinstance(second, Publication)
+        assert (first.offset, second.offset) == (1, 2)
+        assert broker.publish_errors == 1
+    finally:
+        await broker.close()
+        await client.aclose()
+        await delete_keys(redis_url, prefix)
+
+
+async def test_queue_cap_fails_fast_and_keeps_order(redis_url: str) -> None:
+    prefix = f"cap-{uuid.uuid4().hex}:"
+    broker = RedisBroker(f"{redis_url}?prefix={prefix}", max_inflight=2, max_queued=5)
+    node = Node(broker)
+    try:
+        await broker.start(node.deliver)
+        done = await outcomes([broker.publish_nowait("q", b"%d" % i, HISTORY) for i in range(40)])
+        ok = [d for d in done if isinstance(d, Publication)]
+        refused = [d for d in done if not isinstance(d, Publication)]
+        assert len(ok) == 5 and [p.payload for p in ok] == [b"0", b"1", b"2", b"3", b"4"]
+        assert [p.offset for p in ok] == [1, 2, 3, 4, 5]
+        assert len(refused) == 35
+        assert all(isinstance(e, BrokerUnavailable) and "full" in str(e) for e in refused)
+    finally:
+        await broker.close()
+        await delete_keys(redis_url, prefix)
+
+
+async def test_stream_is_trimmed_near_the_policy_size(redis_url: str) -> None:
+    prefix = f"trim-{uuid.uuid4().hex}:"
+    broker = RedisBroker(f"{redis_url}?prefix={prefix}", meta_ttl=60)
+    client = Redis.from_url(redis_url)
+    policy = HistoryPolicy(size=10, ttl=60.0)
+    try:
+        await broker.start(Node(broker).deliver)
+        pubs = await outcomes([broker.publish_nowait("t", b"%d" % i, policy) for i in range(1000)])
+        assert [p.offset for p in pubs if isinstance(p, Publication)] == list(range(1, 1001))
+        _, stream = topic_keys(prefix, "t")
+        assert 10 <= await client.xlen(stream) <= 10 + 100  # whole stream nodes (100) at a time
+        assert 0 < await client.pttl(stream) <= 60_000
+        page = await broker.history("t", None, 100)
+        assert [p.offset for p in page.publications] == list(range(991, 1001))
+        assert [p.offset for p in (await broker.history("t", 500, 3)).publications] == [
+            991, 992, 993,
+        ]
+    finally:
+        await broker.close()
+        await client.aclose()
+        await delete_keys(redis_url, prefix)
+
+
+async def test_resync_after_a_reconnect_with_every_topic_subscribed(server: RedisServer) -> None:
+    await server.start()
+    broker = RedisBroker(f"{server.url}?prefix=resync:", backoff_policy=quick_backoff)
+    node = Node(broker)
+    issued: list[asyncio.Future[Publication]] = []
+
+    def resync() -> None:  # publish at resync time: it must reach the re-subscribed topics
+        node.resyncs += 1
+        issued.extend(broker.publish_nowait(t, b"at resync", HISTORY) for t in ("a", "b"))
+
+    try:
+        await broker.start(node.deliver, resync)
+        await broker.subscribe("a")
+        await broker.subscribe("b")
+        assert broker.healthy and node.resyncs == 0  # the first connect is no reconnect
+        await server.kill()
+        await wait_until(lambda: not broker.healthy)
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("a", b"down", HISTORY)
+        with pytest.raises(BrokerUnavailable):
+            await broker.history("a", None, 10)
+        await server.start()
+        await wait_until(lambda: node.resyncs == 1)
+        assert broker.healthy
+        await outcomes(issued)
+        assert all(isinstance(f.result(), Publication) for f in issued)
+        await node.wait_for(2)
+        assert sorted(node.received) == [("a", b"at resync"), ("b", b"at resync")]
+        assert (await node.settle(0.2)) and node.resyncs == 1
+    finally:
+        await broker.close()
+
+
+async def test_publishes_cut_by_the_outage_fail_and_are_never_lost_silently(
+    server: RedisServer,
+) -> None:
+    await server.start()
+    broker = RedisBroker(f"{server.url}?prefix=cut:", backoff_policy=quick_backoff)
+    node = Node(broker)
+    try:
+        await broker.start(node.deliver)
+        await broker.subscribe("a")
+        futures = [broker.publish_nowait("a", b"%d" % i, HISTORY) for i in range(2000)]
+        await asyncio.sleep(0)  # let the first batch go out, then pull the plug
+        await server.kill()
+        done = await outcomes(futures)
+        ok = [d for d in done if isinstance(d, Publication)]
+        failed = [d for d in done if not isinstance(d, Publication)]
+        assert failed and all(isinstance(e, BrokerUnavailable) for e in failed)
+        # Replies come in order: what succeeded is a prefix of the calls, gap-free.
+        assert done[: len(ok)] == ok and [p.offset for p in ok] == list(range(1, len(ok) + 1))
+        assert broker.publish_errors >= len(failed)
+    finally:
+        await broker.close()
+
+
+async def test_restart_without_persistence_changes_the_epoch(server: RedisServer) -> None:
+    await server.start()
+    node = Node(RedisBroker(f"{server.url}?prefix=epoch:", backoff_policy=quick_backoff))
+    broker = node.broker
+    try:
+        await broker.start(node.deliver, node.resync)
+        before = [await broker.publish("a", b"%d" % i, HISTORY) for i in range(3)]
+        await server.kill()
+        await server.start()
+        await wait_until(lambda: node.resyncs == 1)
+        after = await broker.publish("a", b"new", HISTORY)
+        assert after.offset == 1 and after.epoch not in ("", before[0].epoch)
+        page = await broker.history("a", 3, 10)  # a client's old position: another epoch
+        assert page.position == Position(1, after.epoch)
+    finally:
+        await broker.close()
+
+
+async def test_script_cache_flush_is_survived(server: RedisServer) -> None:
+    await server.start()
+    broker = RedisBroker(f"{server.url}?prefix=flush:")
+    client = Redis.from_url(server.url)
+    try:
+        await broker.start(Node(broker).deliver)
+        assert (await broker.publish("a", b"1", HISTORY)).offset == 1
+        await client.script_flush()  # NOSCRIPT for the next EVALSHA: reloaded, retried
+        pubs = await outcomes([broker.publish_nowait("a", b"%d" % i, HISTORY) for i in range(5)])
+        assert [p.offset for p in pubs if isinstance(p, Publication)] == [2, 3, 4, 5, 6]
+        await client.script_flush()
+        assert (await broker.history("a", 5, 10)).publications[0].offset == 6
+    finally:
+        await broker.close()
+        await client.aclose()
+
+
+async def test_a_crashed_reader_is_restarted(
+    server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await server.start()
+    node = Node(
+        RedisBroker(f"{server.url}?prefix=crash:", backoff_policy=lambda: backoff(0.3, 1, 0.3))
+    )
+    broker = node.broker
+    assert isinstance(broker, RedisBroker)
+    real = broker._dispatch
+    crashes = 0
+
+    def buggy(reply: object) -> None:  # fault injection: the first message hits a bug
+        nonlocal crashes
+        if isinstance(reply, list) and reply[0] == b"message" and not crashes:
+            crashes += 1
+            raise RuntimeError("injected reader bug")
+        real(reply)
+
+    monkeypatch.setattr(broker, "_dispatch", buggy)
+    try:
+        await broker.start(node.deliver, node.resync)
+        await broker.subscribe("a")
+        await broker.publish("a", b"boom", HISTORY)
+        await wait_until(lambda: broker.reader_restarts == 1)
+        assert not broker.healthy  # restarting: never half-alive
+        crashed = messages(caplog, "reader crashed")
+        assert len(crashed) == 1 and crashed[0].exc_info is not None
+        await wait_until(lambda: broker.healthy and node.resyncs == 1)
+        await broker.publish("a", b"after", HISTORY)
+        assert await node.wait_for(1) == [("a", b"after")]
+        page = await broker.history("a", None, 10)  # what the crash lost is in the history
+        assert [p.payload for p in page.publications] == [b"boom", b"after"]
+    finally:
         await broker.close()

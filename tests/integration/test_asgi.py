@@ -45,11 +45,12 @@ async def test_app_runs_under_uvicorn() -> None:
                 connect(url, additional_headers=headers, subprotocols=["pubsocket.v1"]) as b:  # type: ignore[list-item]
             await a.send(json.dumps({"action": "subscribe", "topic": "room"}))
             await b.send(json.dumps({"action": "subscribe", "topic": "room", "id": 1}))
-            assert json.loads(await b.recv()) == {"type": "ack", "id": 1}
+            ack = json.loads(await b.recv())
+            assert (ack["type"], ack["id"], ack["topic"], ack["offset"]) == ("ack", 1, "room", 0)
             await b.send(json.dumps({"action": "publish", "topic": "room", "data": {"x": 1}}))
             assert json.loads(await asyncio.wait_for(a.recv(), 5)) == {"x": 1}
             assert json.loads(await asyncio.wait_for(b.recv(), 5)) == {
-                "type": "message", "topic": "room", "data": {"x": 1}}
+                "type": "message", "topic": "room", "offset": 1, "data": {"x": 1}}
         with pytest.raises(websockets.InvalidStatus):
             async with connect(url):
                 pass

@@ -86,13 +86,11 @@ class GatedHistory(FaultyBroker):
 
 
 async def idle(hub: Hub) -> None:
-    """Wait (bounded) until the hub's background work (fills) is done: no other task of
-    this test's loop is pending."""
-    me = asyncio.current_task()
+    """Wait (bounded) until the hub's background work (fills) is done."""
     async with asyncio.timeout(2):
         for _ in range(10):
             await asyncio.sleep(0)
-        while any(t is not me and not t.done() for t in asyncio.all_tasks()):
+        while any(not t.done() for t in hub._background):
             await asyncio.sleep(0.001)
         for _ in range(10):
             await asyncio.sleep(0)

@@ -17,21 +17,27 @@ from .base import (
 from .memory import MemoryBroker
 
 
-def broker_from_url(url: str, *, meta_ttl: float = 86_400.0,
-                    max_bytes: int = 64 * 1024 * 1024) -> Broker:
+def broker_from_url(
+    url: str, *, meta_ttl: float | None = None, max_bytes: int | None = None
+) -> Broker:
     """The broker for `url`. The Redis client is imported only for ``redis://`` URLs.
 
-    `meta_ttl`: how long a topic's position outlives its last publish; `max_bytes`: the
-    memory broker's cap on kept history (Redis bounds it per topic instead)."""
+    `meta_ttl` (seconds a topic's position outlives its last publish or history read)
+    goes to either broker, `max_bytes` (the node-wide history cap) to the memory broker;
+    None keeps the defaults (one day; 64 MiB).
+    """
     scheme = urlsplit(url).scheme
+    ttl = 86400.0 if meta_ttl is None else meta_ttl
     if scheme == "memory":
-        return MemoryBroker(meta_ttl=meta_ttl, max_bytes=max_bytes)
+        if max_bytes is None:
+            return MemoryBroker(meta_ttl=ttl)
+        return MemoryBroker(meta_ttl=ttl, max_bytes=max_bytes)
     if scheme in ("redis", "rediss", "unix"):
         try:
             from .redis import RedisBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError("redis:// brokers need `pip install pubsocket[redis]`") from exc
-        broker: Broker = RedisBroker(url, meta_ttl=meta_ttl)
+        broker: Broker = RedisBroker(url, meta_ttl=ttl)
         return broker
     raise ConfigError(f"PUBSOCKET_BROKER: unknown scheme {scheme!r} (use memory:// or redis://)")
 

@@ -1,0 +1,121 @@
+"""What the Redis broker stores and sends: key names, the Lua scripts, the message framing.
+
+One topic with history has two keys sharing the hash tag ``{<topic>}``, so that each
+script touches a single slot (the scripts would run unchanged on Redis Cluster):
+
+* ``<prefix>{<topic>}.m``: a hash, ``e`` = epoch, ``o`` = top offset, ``n`` = the
+  policy size of the last publish; expires `meta_ttl` after the last publish or history
+  read;
+* ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-0``, field ``d`` = payload,
+  trimmed to about ``policy.size`` entries (reads return at most the newest ``n``);
+  expires ``policy.ttl`` after the last publish.
+
+The epoch is created by whichever script first finds the meta missing, from a random
+candidate the client passes (scripts must be deterministic, and Lua's randomness is
+not); a stream left over from a lost meta is deleted then, so offsets restart at 1.
+
+Every message on a topic's channel is framed ``b"<offset>:<epoch>:" + payload``
+(``b"0::" + payload`` without history): the reader learns the position without another
+round trip, and the payload is sliced out once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .base import HistoryPage, Position, Publication
+
+# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, candidate epoch.
+# The stream is trimmed approximately (MAXLEN ~: whole stream nodes at a time), which
+# measured twice as fast as exact trimming on Redis 7.0; the size is kept in the meta
+# (``n``) so that history reads never return more than the newest `size` entries.
+PUBLISH_LUA = b"""
+local meta = redis.call('HMGET', KEYS[1], 'e', 'n')
+local epoch = meta[1]
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[1], 'e', epoch, 'n', ARGV[3])
+  redis.call('DEL', KEYS[2])
+elseif meta[2] ~= ARGV[3] then
+  redis.call('HSET', KEYS[1], 'n', ARGV[3])
+end
+local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[1], offset .. ':' .. epoch .. ':' .. ARGV[2])
+return {offset, epoch}
+"""
+
+# KEYS: meta, stream. ARGV: first wanted offset (since + 1), count, meta ttl ms,
+# candidate epoch. Returns {top offset, epoch, entries}: at most the newest `n`.
+HISTORY_LUA = b"""
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o', 'n')
+local epoch = meta[1]
+local top = tonumber(meta[2]) or 0
+if not epoch then
+  epoch = ARGV[4]
+  top = 0
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local entries = {}
+if tonumber(ARGV[2]) > 0 then
+  local first = tonumber(ARGV[1])
+  local size = tonumber(meta[3])
+  if size and first < top - size + 1 then
+    first = top - size + 1
+  end
+  entries = redis.call('XRANGE', KEYS[2], string.format('%d', first) .. '-0', '+',
+                       'COUNT', ARGV[2])
+end
+return {top, epoch, entries}
+"""
+
+_COLON = ord(":")
+
+
+def topic_keys(prefix: str, topic: str) -> tuple[str, str]:
+    """(meta hash, stream) of `topic`: one hash tag, so one slot."""
+    base = f"{prefix}{{{topic}}}"
+    return base + ".m", base + ".s"
+
+
+def candidate_epoch() -> str:
+    """A fresh random epoch (12 hex digits): used only if the topic has none.
+
+    Not a secret, so the fast non-cryptographic generator will do; it is drawn anew for
+    every call so that a topic whose keys were lost cannot get its old epoch back.
+    """
+    return f"{random.getrandbits(48):012x}"
+
+
+def milliseconds(seconds: float) -> int:
+    """A PEXPIRE argument: at least 1 ms (0 would delete the key at once)."""
+    return max(1, int(seconds * 1000))
+
+
+def parse_message(data: bytes) -> Publication:
+    """The publication in one channel message (raises ValueError if it is not framed)."""
+    first = data.index(_COLON)
+    second = data.index(_COLON, first + 1)
+    return Publication(int(data[:first]), data[first + 1 : second].decode(), data[second + 1 :])
+
+
+def publication_from_reply(reply: Any, payload: bytes) -> Publication:
+    """The publish script's ``{offset, epoch}`` reply as a Publication of `payload`."""
+    offset, epoch = reply
+    return Publication(int(offset), epoch.decode(), payload)
+
+
+def history_from_reply(reply: Any) -> HistoryPage:
+    """The history script's ``{top, epoch, entries}`` reply as a HistoryPage."""
+    top, raw_epoch, entries = reply
+    epoch = raw_epoch.decode()
+    pubs = [
+        Publication(int(entry_id.partition(b"-")[0]), epoch, fields[1])
+        for entry_id, fields in entries
+    ]
+    return HistoryPage(pubs, Position(int(top), epoch))

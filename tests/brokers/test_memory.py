@@ -1,0 +1,102 @@
+"""MemoryBroker beyond the contract: the byte cap, meta expiry and flat memory."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import tracemalloc
+
+from pubsocket.brokers import MemoryBroker
+from pubsocket.brokers.base import HistoryPolicy
+from pubsocket.brokers.memory import ENTRY_COST, RECORD_COST
+
+POLICY = HistoryPolicy(size=10, ttl=60.0)
+
+
+def test_byte_cap_drops_least_recently_published_topics_first() -> None:
+    broker = MemoryBroker(max_bytes=3 * (RECORD_COST + 2 * (ENTRY_COST + 100)))
+    payload = b"x" * 100
+    epochs = {t: broker.publish_nowait(t, payload, POLICY).epoch for t in ("a", "b", "c")}
+    broker.publish_nowait("a", payload, POLICY)  # now b is the least recently published
+    broker.publish_nowait("c", payload, POLICY)
+    assert broker.evicted_topics == 0 and broker.topic_records == 3
+    broker.publish_nowait("d", payload, POLICY)  # over the cap
+    assert broker.evicted_topics == 1 and broker.kept_bytes <= 3 * 800
+    assert broker.history_nowait("a", None, 10).position.epoch == epochs["a"]
+    assert broker.history_nowait("c", None, 10).position.epoch == epochs["c"]
+    page = broker.history_nowait("b", None, 10)  # evicted: a new epoch, nothing kept
+    assert page.publications == [] and page.position.offset == 0
+    assert page.position.epoch != epochs["b"]
+
+
+def test_a_single_topic_over_the_cap_keeps_its_newest_publication() -> None:
+    broker = MemoryBroker(max_bytes=1000)
+    pubs = [broker.publish_nowait("big", b"y" * 400, POLICY) for _ in range(5)]
+    page = broker.history_nowait("big", None, 10)
+    assert page.publications[-1] == pubs[-1] and len(page.publications) <= 2
+    assert page.position.offset == 5 and broker.kept_bytes <= 1000
+
+
+def test_meta_lives_meta_ttl_after_the_last_publish_or_read() -> None:
+    broker = MemoryBroker(meta_ttl=0.2)
+    epoch = broker.publish_nowait("m", b"1", POLICY).epoch
+    for _ in range(4):  # reads keep the position alive past meta_ttl
+        time.sleep(0.1)
+        assert broker.history_nowait("m", 0, 0).position.epoch == epoch
+    time.sleep(0.3)
+    pub = broker.publish_nowait("m", b"2", POLICY)
+    assert pub.offset == 1 and pub.epoch != epoch
+
+
+def test_sweep_frees_records_nobody_touches() -> None:
+    broker = MemoryBroker(meta_ttl=0.5)
+    brief = HistoryPolicy(size=5, ttl=0.1)
+    for i in range(3000):
+        broker.publish_nowait(f"t{i}", b"z" * 50, brief)
+    later = time.monotonic() + 0.2  # history expired, meta not yet
+    for _ in range(5):  # bounded: a few rounds cover every record
+        broker.sweep(now=later, batch=1000)
+    assert broker.topic_records == 3000 and broker.kept_bytes == 3000 * RECORD_COST
+    much_later = time.monotonic() + 1.0
+    for _ in range(5):
+        broker.sweep(now=much_later, batch=1000)
+    assert (broker.topic_records, broker.kept_bytes) == (0, 0)
+
+
+async def test_the_background_sweep_runs() -> None:
+    broker = MemoryBroker(meta_ttl=0.05, sweep_interval=0.02)
+    await broker.start(lambda topic, pub: None)
+    try:
+        broker.publish_nowait("gone", b"1", POLICY)
+        async with asyncio.timeout(2):
+            while broker.topic_records:
+                await asyncio.sleep(0.01)
+        assert broker.kept_bytes == 0
+    finally:
+        await broker.close()
+
+
+def test_memory_stays_flat_over_10000_topics() -> None:
+    cap = 1024 * 1024
+    broker = MemoryBroker(max_bytes=cap)
+    payload = b'{"text":"%s"}' % (b"m" * 180)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(10_000):
+            for _ in range(5):
+                broker.publish_nowait(f"topic-{i}", payload, POLICY)
+            if i == 4_999:
+                halfway = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        final = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    per_topic = RECORD_COST + 5 * (ENTRY_COST + len(payload))
+    assert broker.kept_bytes <= cap
+    assert broker.topic_records <= cap // per_topic + 1
+    assert broker.evicted_topics >= 10_000 - broker.topic_records
+    # The second 5000 topics cost no more memory than the first: old ones were dropped.
+    assert final < halfway * 1.2, (halfway, final)
+    assert final < 4 * cap  # the estimate is within a small factor of the real cost
