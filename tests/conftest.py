@@ -13,6 +13,7 @@ import pytest
 
 from pubsocket import App, Server, Settings
 from tests.redis_server import ENV_URL, RedisProcess, external_url, redis_binary
+from tests.transports import KINDS, Started, start_server
 
 API_KEY = "test-api-key-0123456789abcdef0123456789"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -25,10 +26,11 @@ def make_settings(**changes: object) -> Settings:
 
 @dataclass
 class Running:
-    """A started server: its app, port and base URLs."""
+    """A started server: its app, port and base URLs; `kind` is "native" or "asgi"."""
 
     app: App
-    server: Server
+    server: Started
+    kind: str = "native"
 
     @property
     def port(self) -> int:
@@ -66,6 +68,24 @@ async def serve() -> AsyncIterator[Callable[[App], Awaitable[Running]]]:
         return Running(app, server)
 
     yield start
+    for server in reversed(servers):
+        await server.shutdown()
+
+
+@pytest.fixture(params=KINDS)
+async def serve_any(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[[App], Awaitable[Running]]]:
+    """Like `serve`, once on the native server and once on uvicorn + `ASGIApp`."""
+    kind: str = request.param
+    servers: list[Started] = []
+
+    async def begin(app: App) -> Running:
+        server = await start_server(kind, app)
+        servers.append(server)
+        return Running(app, server, kind)
+
+    yield begin
     for server in reversed(servers):
         await server.shutdown()
 
