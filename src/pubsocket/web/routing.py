@@ -1,5 +1,11 @@
 """Routes and the `Router` that matches them. ``{name}`` captures one path segment.
 
+Matching runs on the raw (percent-encoded) path, so ``%2F`` inside a parameter never
+makes a new segment; each captured value is then percent-decoded as UTF-8
+(``/hello/caf%C3%A9`` gives ``café``, ``/files/a%2Fb`` gives ``a/b``). A value that
+does not decode to valid UTF-8 is a 400 ``bad_path`` refusal, never replacement
+characters a handler would have to notice.
+
 Auth markers live on the handler function (set by `secured()` / `noauth()`) and are read
 at dispatch, so the decorators work in either order above ``@get(...)``.
 """
@@ -10,6 +16,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
+
+from ..errors import HTTPError
 
 Handler = Callable[..., Awaitable[Any]]
 AuthMode = Literal["secured", "noauth"]
@@ -82,7 +91,7 @@ class Router:
             if route.method == method:
                 m = route.regex.match(path)
                 if m:
-                    return route, m.groupdict()
+                    return route, {k: _decode(v) for k, v in m.groupdict().items()}
         return None
 
     def allows(self, path: str) -> bool:
@@ -91,6 +100,16 @@ class Router:
 
     def __iter__(self) -> Any:
         return iter((*self._static.values(), *self._dynamic))
+
+
+def _decode(segment: str) -> str:
+    """Percent-decode one path segment as UTF-8 (``+`` stays ``+``: this is a path)."""
+    if "%" not in segment:
+        return segment
+    try:
+        return unquote(segment, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "bad_path", "a path parameter is not valid UTF-8") from None
 
 
 def mark_auth(handler: Handler, mode: AuthMode) -> Handler:
