@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,23 +127,34 @@ def test_from_folder_reads_the_folders_env(tmp_path: Path, monkeypatch: pytest.M
     assert given.app.settings.api_key == "given"
 
 
+def readme_uvicorn_command() -> tuple[dict[str, str], list[str]]:
+    """The README's ``PUBSOCKET_APP=... .venv/bin/uvicorn --factory ...`` line, split into
+    its variable assignments and its argv (with this venv's uvicorn)."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln.strip() for ln in readme.splitlines()
+                if "uvicorn --factory pubsocket.asgi:from_env" in ln)
+    words = shlex.split(line)
+    assigns = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+    argv = [w for w in words if w.split("=", 1)[0] not in assigns]
+    assert argv[0] == ".venv/bin/uvicorn"
+    return assigns, [str(Path(sys.executable).parent / "uvicorn"), *argv[1:]]
+
+
 def _clean_env(**changes: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PUBSOCKET_") and k not in ("API_KEY", "SECRET", "CI")}
     return {**env, **changes}
 
 
-async def test_uvicorn_factory_serves_a_folder_and_exits_on_sigterm(tmp_path: Path) -> None:
+async def test_readme_uvicorn_command_serves_a_folder_and_exits_on_sigterm() -> None:
     port = free_port()
-    elsewhere = tmp_path / "cwd"
-    elsewhere.mkdir()
-    # Run as a user would (default ws implementation, another working directory).
+    # The README's one command, as a user runs it from the repo (default ws implementation).
+    assigns, argv = readme_uvicorn_command()
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once; waits go through to_thread
-        [sys.executable, "-m", "uvicorn", "--factory", "pubsocket.asgi:from_env",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=_clean_env(PUBSOCKET_APP=str(ROOT / "examples/seed"), API_KEY=API_KEY,
-                       SECRET=SECRET, PYTHONWARNINGS="ignore::DeprecationWarning"),
+        [*argv, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=_clean_env(**assigns, API_KEY=API_KEY, SECRET=SECRET,
+                       PYTHONWARNINGS="ignore::DeprecationWarning"),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 15
