@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,8 +137,23 @@ def _init(root: Path) -> int:
     (routes / "app.py").write_text(_ROUTE_TEMPLATE)
     (public / "index.html").write_text("<!doctype html><title>pubsocket</title><p>It works.\n")
     _env(root / ".env")  # random API_KEY and SECRET, so `serve` works from anywhere
-    print(f"created {root}; run: pubsocket serve {root}")
+    print(f"created {root}; run: {_self_command()} serve {root}")
     return 0
+
+
+def _self_command() -> str:
+    """How the user runs this command again from here: ``pubsocket`` when PATH finds
+    this installation's, else its path in the venv (``.venv/bin/pubsocket``)."""
+    beside = Path(sys.executable).parent / "pubsocket"
+    found = shutil.which("pubsocket")
+    if found and beside.is_file() and Path(found).resolve() == beside.resolve():
+        return "pubsocket"
+    if not beside.is_file():
+        return f"{sys.executable} -m pubsocket"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 def _env(path: Path) -> int:

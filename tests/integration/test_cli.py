@@ -303,3 +303,14 @@ def test_serve_reads_the_folders_env_from_another_directory(tmp_path: Path) -> N
     (project / ".env").write_text("PORT=http\n")  # proves the folder's file is the one read
     done = pubsocket(tmp_path, "serve", str(project))
     assert_clean_failure(done, "PORT")
+
+
+def test_init_names_a_command_that_runs_from_here(tmp_path: Path) -> None:
+    venv_bin = Path(sys.executable).parent
+    assert (venv_bin / "pubsocket").is_file()
+    # pubsocket is not on PATH (the venv is not activated): the venv's path is printed
+    done = pubsocket(tmp_path, "init", "a", PATH="/usr/bin:/bin")
+    assert done.stdout.splitlines()[-1] == f"created a; run: {venv_bin / 'pubsocket'} serve a"
+    # activated: the plain name
+    done = pubsocket(tmp_path, "init", "b", PATH=f"{venv_bin}:/usr/bin:/bin")
+    assert done.stdout.splitlines()[-1] == "created b; run: pubsocket serve b"
