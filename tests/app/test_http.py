@@ -70,6 +70,16 @@ async def test_path_and_query_params(serve: Any) -> None:
     assert status == 200 and json.loads(body) == {"id": "42", "q": "x"}
 
 
+async def test_path_params_are_percent_decoded_on_both_servers(serve_any: Any) -> None:
+    srv = await serve_any(demo_app())
+    status, _, body = await ahttp("GET", f"{srv.http}/items/caf%C3%A9")
+    assert status == 200 and json.loads(body)["id"] == "café"
+    status, _, body = await ahttp("GET", f"{srv.http}/items/a%2Fb")
+    assert status == 200 and json.loads(body)["id"] == "a/b"
+    status, _, body = await ahttp("GET", f"{srv.http}/items/%FF")
+    assert status == 400 and json.loads(body)["error"] == "bad_path"
+
+
 async def test_headers_case_insensitive_cookies_and_custom_headers(serve: Any) -> None:
     srv = await serve(demo_app())
     status, headers, body = await ahttp("GET", f"{srv.http}/headers",

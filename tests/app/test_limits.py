@@ -1,4 +1,10 @@
-"""Every HTTP and WebSocket limit, driven with raw sockets and real clients."""
+"""Every HTTP and WebSocket limit, driven with raw sockets and real clients.
+
+The WebSocket limits and refusals run on both transports (`serve_any`). Native only,
+because under ASGI the server, not pubsocket, owns them: the HTTP head limits and the
+head timeout (uvicorn's parser answers those), and `max_fragments` (ASGI hands over
+whole messages, so fragments cannot be counted).
+"""
 
 from __future__ import annotations
 
@@ -94,8 +100,8 @@ async def test_http_limits(serve: Any, request_bytes: bytes, status: bytes) -> N
     assert b'"error"' in answer
 
 
-async def test_chunked_body_over_limit_is_413(serve: Any) -> None:
-    srv = await serve(echo_app(max_body_size=1000))
+async def test_chunked_body_over_limit_is_413(serve_any: Any) -> None:
+    srv = await serve_any(echo_app(max_body_size=1000))
     chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
     raw = (f"POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n"
            "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk * 3
@@ -110,21 +116,21 @@ async def test_request_head_timeout_closes(serve: Any) -> None:
     writer.close()
 
 
-async def test_non_upgrade_request_to_websocket_route_is_426(serve: Any) -> None:
-    srv = await serve(echo_app())
+async def test_non_upgrade_request_to_websocket_route_is_426(serve_any: Any) -> None:
+    srv = await serve_any(echo_app())
     answer = await raw_request(srv.port, b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n"
                                b"Connection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 426")
 
 
-async def test_bad_handshake_is_400(serve: Any) -> None:
-    srv = await serve(echo_app())
+async def test_bad_handshake_is_400(serve_any: Any) -> None:
+    srv = await serve_any(echo_app())
     bad = UPGRADE.format(key="not-base64!").encode()
     assert (await raw_request(srv.port, bad)).startswith(b"HTTP/1.1 400")
 
 
-async def test_message_too_big_is_1009_before_buffering(serve: Any) -> None:
-    srv = await serve(echo_app())
+async def test_message_too_big_is_1009_before_buffering(serve_any: Any) -> None:
+    srv = await serve_any(echo_app())
     reader, writer = await open_raw(srv.port)
     # Announce 2 MiB but send only the header: the server must refuse on the length alone.
     writer.write(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2 * 1024 * 1024) + os.urandom(4))
@@ -154,8 +160,8 @@ async def test_too_many_fragments_is_1009(serve: Any) -> None:
     ],
     ids=["opcode", "rsv", "unmasked", "utf8", "utf8-fragmented", "orphan-continuation"],
 )
-async def test_protocol_errors_get_a_close_frame(serve: Any, frame: bytes, code: int) -> None:
-    srv = await serve(echo_app())
+async def test_protocol_errors_get_a_close_frame(serve_any: Any, frame: bytes, code: int) -> None:
+    srv = await serve_any(echo_app())
     reader, writer = await open_raw(srv.port)
     writer.write(frame)
     assert await read_close(reader) == code
@@ -163,30 +169,30 @@ async def test_protocol_errors_get_a_close_frame(serve: Any, frame: bytes, code:
     writer.close()
 
 
-async def test_ping_timeout_closes_a_silent_peer(serve: Any) -> None:
-    srv = await serve(echo_app(ping_interval=0.2, ping_timeout=0.2))
+async def test_ping_timeout_closes_a_silent_peer(serve_any: Any) -> None:
+    srv = await serve_any(echo_app(ping_interval=0.2, ping_timeout=0.2))
     reader, writer = await open_raw(srv.port)  # a raw peer never answers pings
     assert await read_close(reader) == 1011
     writer.close()
 
 
-async def test_pings_answered_keep_the_connection(serve: Any) -> None:
-    srv = await serve(echo_app(ping_interval=0.1, ping_timeout=0.5))
+async def test_pings_answered_keep_the_connection(serve_any: Any) -> None:
+    srv = await serve_any(echo_app(ping_interval=0.1, ping_timeout=0.5))
     async with connect(f"{srv.ws}/ws/echo") as ws:  # websockets answers pings itself
         await asyncio.sleep(0.6)
         await ws.send("still here")
         assert await ws.recv() == "still here"
 
 
-async def test_peer_close_code_is_echoed(serve: Any) -> None:
-    srv = await serve(echo_app())
+async def test_peer_close_code_is_echoed(serve_any: Any) -> None:
+    srv = await serve_any(echo_app())
     async with connect(f"{srv.ws}/ws/echo") as ws:
         await ws.close(4000, "bye")
     assert ws.close_code == 4000
 
 
-async def test_large_fragmented_message_round_trips(serve: Any) -> None:
-    srv = await serve(echo_app())
+async def test_large_fragmented_message_round_trips(serve_any: Any) -> None:
+    srv = await serve_any(echo_app())
     async with connect(f"{srv.ws}/ws/echo", max_size=2**21) as ws:
         payload = "é" * 300_000
         await ws.send(chunk for chunk in (payload[i:i + 1000] for i in range(0, len(payload),

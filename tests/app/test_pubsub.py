@@ -1,7 +1,8 @@
 """The built-in pub/sub endpoint in both wire modes, its rules, limits and close codes.
 
 Every test keeps a separate publisher/subscriber pair alive and checks it still works
-after the bad input, so no refusal harms other clients.
+after the bad input, so no refusal harms other clients. The tests run on both transports
+(`serve_any`), except the two that are about the native server's own counters and writes.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ async def bystanders_still_work(url: str) -> None:
     await sub.close()
 
 
-async def test_seed_protocol_plain_mode_delivers_exactly_json_data(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_seed_protocol_plain_mode_delivers_exactly_json_data(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     url = f"{srv.ws}/ws/chat"
     a = await subscribed(url, "chatroom")
     b = await subscribed(url, "chatroom")
@@ -108,8 +109,8 @@ async def test_seed_protocol_plain_mode_delivers_exactly_json_data(serve: Any) -
     await b.close()
 
 
-async def test_v1_mode_envelopes_acks_and_correlated_errors(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_v1_mode_envelopes_acks_and_correlated_errors(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     url = f"{srv.ws}/ws/chat"
     ws = await subscribed(url, "room.1", v1=True)
     assert ws.subprotocol == "pubsocket.v1"
@@ -139,8 +140,8 @@ async def test_v1_mode_envelopes_acks_and_correlated_errors(serve: Any) -> None:
         ('{"action": "publish", "topic": "t", "data": 1, "id": {"x": 1}}', "bad_id"),
     ],
 )
-async def test_bad_commands_get_fixed_error_codes(serve: Any, message: str, code: str) -> None:
-    srv = await serve(hub_app())
+async def test_bad_commands_get_fixed_error_codes(serve_any: Any, message: str, code: str) -> None:
+    srv = await serve_any(hub_app())
     url = f"{srv.ws}/ws/chat"
     async with connect(url) as ws:
         await ws.send(message)
@@ -151,16 +152,16 @@ async def test_bad_commands_get_fixed_error_codes(serve: Any, message: str, code
     await bystanders_still_work(url)
 
 
-async def test_topic_alphabet_and_length_edges(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_topic_alphabet_and_length_edges(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     topic = "A-z_0.9:@/" + "x" * 245
     assert len(topic) == 255
     ws = await subscribed(f"{srv.ws}/ws/chat", topic, v1=True)
     await ws.close()
 
 
-async def test_binary_frames_close_with_1003(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_binary_frames_close_with_1003(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     async with connect(f"{srv.ws}/ws/chat") as ws:
         await ws.send(b"\x01\x02")
         with pytest.raises(websockets.ConnectionClosed):
@@ -169,8 +170,8 @@ async def test_binary_frames_close_with_1003(serve: Any) -> None:
     await bystanders_still_work(f"{srv.ws}/ws/chat")
 
 
-async def test_hundred_protocol_errors_close_with_1008(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_hundred_protocol_errors_close_with_1008(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     async with connect(f"{srv.ws}/ws/chat") as ws:
         for _ in range(100):
             await ws.send("nope")
@@ -183,8 +184,8 @@ async def test_hundred_protocol_errors_close_with_1008(serve: Any) -> None:
     await bystanders_still_work(f"{srv.ws}/ws/chat")
 
 
-async def test_subscription_cap(serve: Any) -> None:
-    srv = await serve(hub_app(max_subscriptions=3))
+async def test_subscription_cap(serve_any: Any) -> None:
+    srv = await serve_any(hub_app(max_subscriptions=3))
     async with connect(f"{srv.ws}/ws/chat", subprotocols=V1) as ws:  # type: ignore[list-item]
         for i in range(4):
             await ws.send(cmd("subscribe", f"t{i}", id=i))
@@ -196,8 +197,8 @@ async def test_subscription_cap(serve: Any) -> None:
         assert_subscribe_ack(await recv_json(ws), "again", "t0")
 
 
-async def test_rate_limit_closes_with_4029(serve: Any) -> None:
-    srv = await serve(hub_app(rate_limit=10, rate_burst=20))
+async def test_rate_limit_closes_with_4029(serve_any: Any) -> None:
+    srv = await serve_any(hub_app(rate_limit=10, rate_burst=20))
     async with connect(f"{srv.ws}/ws/chat") as ws:
         for _ in range(40):
             await ws.send(cmd("unsubscribe", "t"))
@@ -208,16 +209,16 @@ async def test_rate_limit_closes_with_4029(serve: Any) -> None:
     await bystanders_still_work(f"{srv.ws}/ws/chat")
 
 
-async def test_rate_limit_zero_turns_it_off(serve: Any) -> None:
-    srv = await serve(hub_app(rate_limit=0, rate_burst=1))
+async def test_rate_limit_zero_turns_it_off(serve_any: Any) -> None:
+    srv = await serve_any(hub_app(rate_limit=0, rate_burst=1))
     async with connect(f"{srv.ws}/ws/chat") as ws:
         for _ in range(300):
             await ws.send(cmd("unsubscribe", "t"))
         await settle(ws)
 
 
-async def test_token_expiry_closes_with_4001(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_token_expiry_closes_with_4001(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     token = Authenticator(None, SECRET).issue("alice", ttl=1)
     async with connect(f"{srv.ws}/ws/secure",
                        additional_headers={"Authorization": f"Bearer {token}"}) as ws:
@@ -228,17 +229,17 @@ async def test_token_expiry_closes_with_4001(serve: Any) -> None:
     assert time.monotonic() - started < 3
 
 
-async def test_secured_endpoint_needs_a_token(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_secured_endpoint_needs_a_token(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     with pytest.raises(websockets.InvalidStatus) as info:
         async with connect(f"{srv.ws}/ws/secure"):
             pass
     assert info.value.response.status_code == 401
 
 
-async def test_topic_state_goes_with_its_last_subscriber(serve: Any) -> None:
+async def test_topic_state_goes_with_its_last_subscriber(serve_any: Any) -> None:
     app = hub_app()
-    srv = await serve(app)
+    srv = await serve_any(app)
     url = f"{srv.ws}/ws/chat"
     async with connect(url) as pub:
         await pub.send(cmd("publish", "nobody-here", data=1))
@@ -251,8 +252,8 @@ async def test_topic_state_goes_with_its_last_subscriber(serve: Any) -> None:
         await until(lambda: app.hub.topic_count == 0 and app.hub.subscription_count == 0)
 
 
-async def test_http_publish_api(serve: Any) -> None:
-    srv = await serve(hub_app())
+async def test_http_publish_api(serve_any: Any) -> None:
+    srv = await serve_any(hub_app())
     ws = await subscribed(f"{srv.ws}/ws/chat", "news")
     body = json.dumps({"topic": "news", "data": {"headline": "hi"}}).encode()
     status, _, reply = await ahttp("POST", f"{srv.http}/api/publish", body,
@@ -275,9 +276,9 @@ async def test_http_publish_api(serve: Any) -> None:
     await ws.close()
 
 
-async def test_server_side_publish_from_route_and_thread(serve: Any) -> None:
+async def test_server_side_publish_from_route_and_thread(serve_any: Any) -> None:
     app = hub_app()
-    srv = await serve(app)
+    srv = await serve_any(app)
     ws = await subscribed(f"{srv.ws}/ws/chat", "alerts")
     status, _, _ = await ahttp("GET", f"{srv.http}/notify/alerts")
     assert status == 200
@@ -298,6 +299,8 @@ async def test_server_side_publish_from_route_and_thread(serve: Any) -> None:
 
 
 async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
+    # Native only: the transport counters (messages in, bytes out) are the native
+    # server's; under ASGI the server owns the socket and /metrics shows the hub's.
     from prometheus_client.parser import text_string_to_metric_families
 
     srv = await serve(hub_app())
@@ -324,6 +327,8 @@ async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
 
 
 async def test_stalled_writes_are_aborted_after_the_write_timeout(serve: Any) -> None:
+    # Native only: WRITE_TIMEOUT applies to the native server's socket writes; under
+    # ASGI the server owns them (OUTBOUND_BUDGET still bounds the adapter's queue).
     from tests.integration.test_slow_consumer import raw_subscriber
 
     app = hub_app(outbound_budget=0, write_timeout=0.5, rate_limit=0)

@@ -1,20 +1,18 @@
 """Broker fixtures: every contract test runs against `memory` and a real Redis.
 
 Each Redis test gets its own channel prefix, so tests never see each other's traffic.
-The Redis on 127.0.0.1:6379 (or ``PUBSOCKET_TEST_REDIS``) is required: CI starts one, and
-a missing server fails the redis tests loudly instead of skipping them.
+The Redis is the session's own (`redis_url` in tests/conftest.py: a server started on a
+free port, or ``PUBSOCKET_TEST_REDIS``); one that cannot start fails the redis tests
+loudly instead of skipping them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,9 +20,8 @@ from pubsocket.brokers import Broker, MemoryBroker
 from pubsocket.brokers.base import HistoryPolicy, Publication
 from pubsocket.brokers.redis import RedisBroker
 
-REDIS_URL = os.environ.get("PUBSOCKET_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HISTORY = HistoryPolicy(size=100, ttl=60.0)  # what the contract tests publish with
-TEST_META_TTL = 120.0  # keys the tests leave behind in the shared Redis expire soon
+TEST_META_TTL = 120.0  # keys the tests leave behind in a shared Redis expire soon
 
 
 @dataclass
@@ -57,23 +54,6 @@ class Node:
 
 
 MakeNode = Callable[..., Awaitable[Node]]
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The test Redis URL, after checking that something answers there."""
-    parts = urlsplit(REDIS_URL)
-    address = (parts.hostname or "127.0.0.1", parts.port or 6379)
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            pass
-    except OSError as exc:
-        pytest.fail(
-            f"no Redis answers on {address[0]}:{address[1]} ({exc}). The redis broker tests "
-            "need one: run `redis-server` (CI starts it) or set PUBSOCKET_TEST_REDIS.",
-            pytrace=False,
-        )
-    return REDIS_URL
 
 
 @pytest.fixture(params=["memory", "redis"])

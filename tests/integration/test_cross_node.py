@@ -19,14 +19,17 @@ from tests.integration.spawn import ROOT, spawn
 APP = ROOT / "tests/integration/apps/hub"
 
 
-def redis_url() -> str:
-    return f"redis://127.0.0.1:6379/0?prefix=test-{uuid.uuid4().hex[:8]}:"
+@pytest.fixture
+def url(redis_url: str) -> str:
+    """The session's Redis with a prefix of this test's own (spawned servers get it)."""
+    return f"{redis_url}?prefix=test-{uuid.uuid4().hex[:8]}:"
 
 
 async def subscriber(port: int, topic: str) -> ClientConnection:
     ws = await connect(f"ws://127.0.0.1:{port}/ws/chat", subprotocols=["pubsocket.v1"])  # type: ignore[list-item]
     await ws.send(json.dumps({"action": "subscribe", "topic": topic, "id": "s"}))
-    assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "ack", "id": "s"}
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert (ack["type"], ack["id"], ack["topic"]) == ("ack", "s", topic)
     return ws
 
 
@@ -42,8 +45,7 @@ async def recv_data(ws: ClientConnection) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), 5))["data"]
 
 
-async def test_two_nodes_form_one_hub_through_every_publish_path() -> None:
-    url = redis_url()
+async def test_two_nodes_form_one_hub_through_every_publish_path(url: str) -> None:
     with spawn(APP, PUBSOCKET_BROKER=url) as a, spawn(APP, PUBSOCKET_BROKER=url) as b:
         on_a = await subscriber(a.port, "room")
         on_b = await subscriber(b.port, "room")
@@ -66,8 +68,7 @@ async def test_two_nodes_form_one_hub_through_every_publish_path() -> None:
         await on_b.close()
 
 
-async def test_order_per_topic_per_publisher_holds_across_nodes() -> None:
-    url = redis_url()
+async def test_order_per_topic_per_publisher_holds_across_nodes(url: str) -> None:
     with spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_RATE_LIMIT="0") as a, \
             spawn(APP, PUBSOCKET_BROKER=url) as b:
         on_b = await subscriber(b.port, "seq")
@@ -79,9 +80,9 @@ async def test_order_per_topic_per_publisher_holds_across_nodes() -> None:
         await on_b.close()
 
 
-async def test_workers_share_one_port_and_one_hub() -> None:
+async def test_workers_share_one_port_and_one_hub(url: str) -> None:
     port = free_port()
-    with spawn(APP, port=port, PUBSOCKET_BROKER=redis_url(), PUBSOCKET_WORKERS="2"):
+    with spawn(APP, port=port, PUBSOCKET_BROKER=url, PUBSOCKET_WORKERS="2"):
         # SO_REUSEPORT spreads connections over both workers; with enough connections
         # both are used, and every subscriber still sees every message.
         subs = [await subscriber(port, "w") for _ in range(12)]
@@ -112,8 +113,9 @@ def test_workers_without_a_shared_broker_is_a_startup_error() -> None:
     assert b"Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("broker", ["memory://", "redis://127.0.0.1:6379/0?prefix=t:"])
-async def test_metrics_name_the_broker_counters(broker: str) -> None:
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_metrics_name_the_broker_counters(kind: str, request: pytest.FixtureRequest) -> None:
+    broker = request.getfixturevalue("url") if kind == "redis" else "memory://"
     with spawn(APP, PUBSOCKET_BROKER=broker) as node:
         def scrape() -> str:
             with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/metrics", timeout=5) as r:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -91,3 +92,39 @@ def test_serve_refuses_to_start_without_secrets_for_secured_routes(tmp_path: Pat
     )
     assert result.returncode == 2
     assert b"API_KEY" in result.stderr and b"Traceback" not in result.stderr
+
+
+def readme_client() -> str:
+    """The README's Python client, exactly as printed there."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```python\n")[1:]
+    return next(b.split("```", 1)[0] for b in blocks if "asyncio.run(chat_client())" in b)
+
+
+@pytest.mark.parametrize("token_from", ["TOKEN", ".env"])
+def test_readme_python_client_runs_as_written(tmp_path: Path, token_from: str) -> None:
+    (tmp_path / "client.py").write_text(readme_client())
+    env = {k: v for k, v in os.environ.items() if k not in ("TOKEN", "API_KEY", "SECRET")}
+    if token_from == "TOKEN":
+        env["TOKEN"] = API_KEY
+    else:
+        (tmp_path / ".env").write_text(f"API_KEY={API_KEY}\n")
+    with spawn(ROOT / "examples/chat") as server:
+        env["PUBSOCKET_URL"] = f"ws://localhost:{server.port}/ws/chat"
+        client = subprocess.Popen([sys.executable, "client.py"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert client.stdout is not None
+            line = client.stdout.readline()  # bounded by the test timeout
+            assert line == 'Received: {"message":"Hello!"}\n' or json.loads(
+                line.removeprefix("Received: ")) == {"message": "Hello!"}, line
+            client.send_signal(signal.SIGINT)  # "until Ctrl-C"
+            assert client.wait(10) == 0
+            assert client.stderr is not None and "Traceback" not in client.stderr.read()
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait(5)
+            for stream in (client.stdout, client.stderr):
+                if stream:
+                    stream.close()

@@ -247,3 +247,22 @@ def test_import_reads_no_env_file_and_creates_nothing(tmp_path: Path) -> None:
     assert done.stdout.strip() == "None"  # .env was not loaded into the environment
     assert done.stderr == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_env_files_first_wins_per_variable_and_environment_wins(tmp_path: Path) -> None:
+    app_env, cwd_env = tmp_path / "app.env", tmp_path / "cwd.env"
+    app_env.write_text("API_KEY=from-app\nPORT=1111\n")
+    cwd_env.write_text("API_KEY=from-cwd\nSECRET=from-cwd\nPORT=2222\n")
+    settings = Settings.from_env(environ={"PORT": "3333"},
+                                 env_files=[app_env, tmp_path / "missing.env", cwd_env])
+    assert (settings.api_key, settings.secret, settings.port) == ("from-app", "from-cwd", 3333)
+    assert Settings.from_env(environ={}, env_files=[]).api_key is None
+
+
+def test_env_files_for_names_the_folder_then_the_cwd_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pubsocket.web.project import env_files_for
+    monkeypatch.chdir(tmp_path)
+    assert env_files_for("proj") == (Path("proj/.env"), Path(".env"))
+    assert env_files_for(".") == (Path(".env"),)
+    assert env_files_for(tmp_path) == (Path(".env"),)

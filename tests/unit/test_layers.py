@@ -23,7 +23,7 @@ RANK = {
     "hub": 5,
     "web": 6,
     "server": 7,
-    "client": 8,
+    "client": 8, "asgi": 8,
     "cli": 9, "__init__": 10, "__main__": 10,
 }
 # Layers that may import only what is listed, whatever their rank.

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pubsocket import App, noauth, secured
+from pubsocket.errors import HTTPError
 from pubsocket.web.routing import Handler, Router
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -240,3 +241,38 @@ def test_decorator_syntax_both_orders() -> None:
     assert not needs("POST", "/d")
     assert needs("POST", "/e")
     assert not needs("GET", "/f")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/hello/caf%C3%A9", {"name": "café"}),
+        ("/hello/a%2Fb", {"name": "a/b"}),  # an encoded slash stays inside the segment
+        ("/hello/a%20b+c", {"name": "a b+c"}),  # '+' is literal in a path
+        ("/hello/%E2%98%83", {"name": "☃"}),
+        ("/hello/100%25", {"name": "100%"}),
+        ("/hello/plain", {"name": "plain"}),
+    ],
+)
+def test_path_parameters_are_percent_decoded_as_utf8(path: str, expected: dict[str, str]) -> None:
+    router = Router()
+    router.add("GET", "/hello/{name}", handler())
+    found = router.match("GET", path)
+    assert found is not None and found[1] == expected
+
+
+def test_an_encoded_slash_never_makes_a_new_segment() -> None:
+    router = Router()
+    router.add("GET", "/a/{x}/{y}", handler())
+    assert router.match("GET", "/a/b%2Fc") is None
+    found = router.match("GET", "/a/b%2Fc/d")
+    assert found is not None and found[1] == {"x": "b/c", "y": "d"}
+
+
+@pytest.mark.parametrize("raw", ["%FF", "caf%C3", "%C3%28"])
+def test_invalid_utf8_in_a_path_parameter_is_a_400(raw: str) -> None:
+    router = Router()
+    router.add("GET", "/hello/{name}", handler())
+    with pytest.raises(HTTPError) as info:
+        router.match("GET", f"/hello/{raw}")
+    assert (info.value.status, info.value.code) == (400, "bad_path")

@@ -1,9 +1,17 @@
 """Run a pubsocket `App` under any ASGI server: ``uvicorn mymodule:asgi``, where
-``asgi = ASGIApp(app)``.
+``asgi = ASGIApp(app)``, or a project folder in one command:
+``PUBSOCKET_APP=myapp uvicorn --factory pubsocket.asgi:from_env``.
 
 This is the compatibility path. The native server is the fast one: ASGI costs 2.6-4x per
 delivery (docs/design.md), and here the hub's non-blocking `deliver` must hand frames to
 a writer task, bounded by the same outbound budget (4008 when exceeded).
+
+It answers as the native server does (docs/protocol.md): refusals before the upgrade
+are HTTP responses with the JSON error body when the server offers the
+``websocket.http.response`` extension (uvicorn does); a message over the size limit
+closes with 1009 (uvicorn's ``--ws-max-size`` refuses it before buffering, the adapter
+checks every message it is handed); when the peer leaves or the server shuts down,
+`receive()` raises `ConnectionClosed` and `wait_closed()` returns, so handlers finish.
 """
 
 from __future__ import annotations
@@ -12,11 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..errors import CloseCode, ConnectionClosed, HTTPError
 from ..framing import frame_payload
 from ..web.app import App
+from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
 from ..web.websocket import Listener, MessageIterator
@@ -36,6 +47,16 @@ class ASGIApp:
         self.open_connections = 0
         self._started = False
         app.open_connections = lambda: self.open_connections
+
+    @classmethod
+    def from_folder(cls, app_dir: str | Path, settings: Settings | None = None) -> ASGIApp:
+        """The ASGI app for project folder `app_dir`; settings default to
+        `Settings.from_env` over ``app_dir/.env`` then ``./.env``."""
+        if settings is None:
+            settings = Settings.from_env(env_files=env_files_for(app_dir))
+        app = load_app(app_dir, settings)
+        app.check()  # fail at import, as `pubsocket serve` does, not at the first request
+        return cls(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -57,7 +78,7 @@ class ASGIApp:
             request = Request("GET", target, headers, b"", upgrader=upgrader, client=client)
             response = await self.app.handle(request)
             if response is not None and upgrader.accepted is None:
-                await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+                await _refuse(scope, send, response)
             elif upgrader.accepted is not None:
                 await upgrader.accepted.wait_closed()  # ASGI: the app lives as long as it
 
@@ -86,8 +107,10 @@ class ASGIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if limit and size > limit:
+                # The rest of the body is never read, so the connection cannot be reused.
                 response = error_response(HTTPError(413, "body_too_large",
-                                                    "request body too large"))
+                                                    "request body too large"),
+                                          {"Connection": "close"})
                 break
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -96,11 +119,35 @@ class ASGIApp:
             request = Request(scope["method"], target, headers, b"".join(chunks), client=client)
             response = await self.app.handle(request)
         assert response is not None
-        raw = [(b"content-type", response.content_type.encode()),
-               (b"content-length", str(len(response.body)).encode())]
-        raw += [(k.lower().encode(), v.encode()) for k, v in response.headers]
-        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": _raw_headers(response)})
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _raw_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    raw = [(b"content-type", response.content_type.encode()),
+           (b"content-length", str(len(response.body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in response.headers]
+    return raw
+
+
+async def _refuse(scope: Scope, send: Send, response: Response) -> None:
+    """Answer a refused upgrade with `response` itself (status + JSON body) when the
+    server supports the ``websocket.http.response`` extension, else with a close (which
+    servers turn into a bare 403)."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send({"type": "websocket.http.response.start", "status": response.status,
+                    "headers": _raw_headers(response)})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+    else:
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+
+
+def from_env() -> ASGIApp:
+    """Factory for ``uvicorn --factory pubsocket.asgi:from_env``: serves the project
+    folder named by ``PUBSOCKET_APP`` (default: the current directory)."""
+    app_dir = Settings.from_env(env_files=env_files_for(".")).app_dir
+    return ASGIApp.from_folder(app_dir)
 
 
 class _ASGIUpgrader:
@@ -130,7 +177,9 @@ class _ASGIUpgrader:
         chosen = next((s for s in subprotocols if s in self._offered), None)
         await self._send({"type": "websocket.accept", "subprotocol": chosen})
         self._owner.open_connections += 1
-        self._accepted = ASGIConnection(self._owner, self._receive, self._send, chosen)
+        limit = (self._owner.app.settings.max_message_size if max_message_size is None
+                 else max_message_size)
+        self._accepted = ASGIConnection(self._owner, self._receive, self._send, chosen, limit)
         return self._accepted
 
 
@@ -138,8 +187,9 @@ class ASGIConnection(MessageIterator):
     """`pubsocket.web.Connection` over ASGI messages, with a bounded writer task."""
 
     def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
-                 subprotocol: str | None) -> None:
+                 subprotocol: str | None, max_message_size: int = 0) -> None:
         self.subprotocol = subprotocol
+        self._max_size = max_message_size  # 0 = unlimited
         self._owner = owner
         self._receive = receive
         self._send = send
@@ -189,8 +239,6 @@ class ASGIConnection(MessageIterator):
         finally:
             listener.on_close()
             self._finish()
-            if not self._done.done():
-                self._done.set_result(None)
 
     @property
     def closed(self) -> bool:
@@ -199,19 +247,33 @@ class ASGIConnection(MessageIterator):
     async def receive(self) -> str | bytes:
         if self._gone is not None:
             raise self._gone
+        if self._closed:  # we closed it: the peer's answer is not waited for
+            raise ConnectionClosed(CloseCode.NORMAL, "closing")
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
+            # The peer left or the server is shutting down: end the connection here, so
+            # the handler's close() and the app's wait_closed() both return.
             self._gone = ConnectionClosed(message.get("code", 1005), message.get("reason") or "")
             self._finish()
             raise self._gone
         text = message.get("text")
-        return text if text is not None else message.get("bytes") or b""
+        data: str | bytes = text if text is not None else message.get("bytes") or b""
+        if self._max_size and _size(data) > self._max_size:
+            # The server's own limit (uvicorn --ws-max-size) may be larger than ours.
+            await self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            raise ConnectionClosed(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        return data
 
     async def send(self, message: str | bytes) -> None:
         if self._closed:
             raise self._gone or ConnectionClosed(CloseCode.NORMAL, "closing")
         key = "text" if isinstance(message, str) else "bytes"
-        await self._send({"type": "websocket.send", key: message})
+        try:
+            await self._send({"type": "websocket.send", key: message})
+        except (OSError, RuntimeError):  # what ASGI servers raise once the peer left
+            self._gone = ConnectionClosed(1006, "connection lost")
+            self._finish()
+            raise self._gone from None
 
     def deliver(self, frame: bytes) -> None:
         if self._closed:
@@ -237,14 +299,15 @@ class ASGIConnection(MessageIterator):
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
         self._finish()
-        if not self._done.done():
-            self._done.set_result(None)
 
     def _finish(self) -> None:
+        """The connection is over: stop the writer, count it out, release wait_closed()."""
         if not self._writer.done():
             self._writer.cancel()
             self._owner.open_connections -= 1
         self._closed = True
+        if not self._done.done():
+            self._done.set_result(None)
 
     async def _write_loop(self) -> None:
         while True:
@@ -256,3 +319,10 @@ class ASGIConnection(MessageIterator):
             except (OSError, RuntimeError):  # what ASGI servers raise once the peer left
                 log.debug("ASGI send failed; the connection is gone")
                 return
+
+
+def _size(message: str | bytes) -> int:
+    """The message's size on the wire (UTF-8 bytes for text), as the native limit counts."""
+    if isinstance(message, bytes) or message.isascii():
+        return len(message)
+    return len(message.encode())

@@ -41,6 +41,8 @@ class App:
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
+        # The project folder it was loaded from (`load_app`), for advice in errors.
+        self.root: Path | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
 
@@ -93,10 +95,15 @@ class App:
         if secured:
             raise ConfigError(
                 f"{secured[0].method} {secured[0].path} is @secured() but neither API_KEY nor "
-                "SECRET is set (run `make run` once, or set them in .env)"
+                f"SECRET is set ({self._secrets_advice()})"
             )
         if any(r.requires_auth() for r in self.router):
             log.warning("no API_KEY or SECRET is set: write routes will answer 401")
+
+    def _secrets_advice(self) -> str:
+        """Where to put the secrets, for this app's folder (not the repo's `make run`)."""
+        env = (self.root / ".env") if self.root is not None else Path(".env")
+        return f"set them in {env} or run `pubsocket env --file {env}`"
 
     async def startup(self) -> None:
         """Start the hub (and its broker), then the app's startup hooks."""

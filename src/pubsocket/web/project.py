@@ -15,6 +15,15 @@ from .decorators import using_app
 _counter = itertools.count()
 
 
+def env_files_for(app_dir: str | Path) -> tuple[Path, ...]:
+    """The `.env` files for a project folder, first wins: ``app_dir/.env``, then the
+    current directory's (once, when they are the same file)."""
+    own, here = Path(app_dir) / ".env", Path(".env")
+    if own.resolve() == here.resolve():
+        return (here,)
+    return (own, here)
+
+
 def load_app(app_dir: str | Path, settings: Settings) -> App:
     """A new `App` with every route file of `app_dir` executed against it, in path order.
 
@@ -27,6 +36,7 @@ def load_app(app_dir: str | Path, settings: Settings) -> App:
         raise ConfigError(f"{routes} does not exist (run `pubsocket init {root}`)")
     public = root / "src" / "public"
     app = App(settings, public_dir=public if public.is_dir() else None)
+    app.root = root  # for startup advice that names this folder
     run_id = next(_counter)
     with using_app(app):
         for index, file in enumerate(sorted(routes.rglob("*.py"))):

@@ -62,7 +62,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))
     if history_path and target.router.match("GET", history_path) is None:
-        target.get(history_path)(mark_auth(_history_handler(target), "secured"))
+        target.get(history_path)(mark_auth(_history_handler(target), "token"))
     if metrics_path and target.router.match("GET", metrics_path) is None:
         mount_metrics(target, metrics_path)
     return pubsub_endpoint

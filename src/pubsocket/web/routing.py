@@ -1,5 +1,11 @@
 """Routes and the `Router` that matches them. ``{name}`` captures one path segment.
 
+Matching runs on the raw (percent-encoded) path, so ``%2F`` inside a parameter never
+makes a new segment; each captured value is then percent-decoded as UTF-8
+(``/hello/caf%C3%A9`` gives ``café``, ``/files/a%2Fb`` gives ``a/b``). A value that
+does not decode to valid UTF-8 is a 400 ``bad_path`` refusal, never replacement
+characters a handler would have to notice.
+
 Auth markers live on the handler function (set by `secured()` / `noauth()`) and are read
 at dispatch, so the decorators work in either order above ``@get(...)``.
 """
@@ -10,9 +16,14 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import unquote
+
+from ..errors import HTTPError
 
 Handler = Callable[..., Awaitable[Any]]
-AuthMode = Literal["secured", "noauth"]
+# "token": always needs a token, like a write route, but (unlike "secured") an app
+# without secrets still starts: the built-in read APIs (GET /api/history) use it.
+AuthMode = Literal["secured", "noauth", "token"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,7 +54,7 @@ class Route:
     def requires_auth(self) -> bool:
         """tina4 semantics: writes need a token unless `noauth`; reads only when `secured`."""
         mode: AuthMode | None = getattr(self.handler, AUTH_ATTR, None)
-        if mode == "secured":
+        if mode in ("secured", "token"):
             return True
         if mode == "noauth":
             return False
@@ -82,7 +93,7 @@ class Router:
             if route.method == method:
                 m = route.regex.match(path)
                 if m:
-                    return route, m.groupdict()
+                    return route, {k: _decode(v) for k, v in m.groupdict().items()}
         return None
 
     def allows(self, path: str) -> bool:
@@ -91,6 +102,16 @@ class Router:
 
     def __iter__(self) -> Any:
         return iter((*self._static.values(), *self._dynamic))
+
+
+def _decode(segment: str) -> str:
+    """Percent-decode one path segment as UTF-8 (``+`` stays ``+``: this is a path)."""
+    if "%" not in segment:
+        return segment
+    try:
+        return unquote(segment, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "bad_path", "a path parameter is not valid UTF-8") from None
 
 
 def mark_auth(handler: Handler, mode: AuthMode) -> Handler:
