@@ -28,13 +28,12 @@ entries just stop counting); see docs/auth-presence-draft.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from .base import DEFAULT_TTL, ClientInfo, Presence, PresenceUnavailable, Removed, Stats
@@ -44,6 +43,7 @@ log = logging.getLogger("pubsocket.presence")
 DEFAULT_PREFIX = "pubsocket:presence:"
 PRUNE_BATCH = 1000  # expired entries removed per script call (bounds one script's run time)
 REFRESH_CHUNK = 500  # client ids per refresh call
+MAX_CONNECTIONS = 32  # concurrent calls beyond this wait for a connection (up to 5 s)
 _STATS_ROUNDS = 1000  # prune rounds before stats gives up waiting for a clean topic
 
 _COMMON = """
@@ -151,7 +151,9 @@ class RedisPresence(Presence):
         self._ttl_ms = max(1, int(ttl * 1000))
         self._prefix = prefix
         self._owns_client = client is None
-        self._redis: Redis = client if client is not None else Redis.from_url(url)
+        # A blocking pool: a burst of adds (a reconnect storm) queues instead of failing.
+        self._redis: Redis = client if client is not None else Redis.from_pool(
+            BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=5.0))
         self._add = self._redis.register_script(_ADD)
         self._remove = self._redis.register_script(_REMOVE)
         self._refresh = self._redis.register_script(_REFRESH)
@@ -179,8 +181,9 @@ class RedisPresence(Presence):
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not `await task` under suppress(CancelledError): that would also
+            # swallow a cancel of close() itself.
+            await asyncio.wait([self._task])
         try:
             for topic, clients in list(self._own.items()):
                 for client_id in list(clients):
@@ -247,8 +250,12 @@ class RedisPresence(Presence):
 
     async def _refresh_forever(self) -> None:
         interval = self.ttl / 3
-        while True:
+        # The flag, not only the cancel, ends this loop: redis-py can turn a cancel that
+        # lands mid-command into a connection error, which the loop below would survive.
+        while not self._closed:
             await asyncio.sleep(interval)
+            if self._closed:
+                return
             try:
                 await self.refresh()
             except PresenceUnavailable:
