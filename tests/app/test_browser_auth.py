@@ -244,3 +244,18 @@ async def test_subprotocol_token_works_under_asgi() -> None:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def test_request_claims_stay_a_plain_serializable_dict(serve: Any) -> None:
+    app = App(make_settings())
+
+    @app.get("/ws/claims")
+    @secured()
+    async def claims(request: Any, response: Any) -> None:
+        ws = await Websocket(request).connection()
+        assert type(request.claims) is dict
+        await ws.send(response(request.claims).body.decode())  # orjson must accept it
+
+    srv = await serve(app)
+    async with connect(f"{srv.ws}/ws/claims", subprotocols=offer("bearer", TOKEN)) as ws:
+        assert json.loads(await ws.recv())["sub"] == "alice"

@@ -163,7 +163,9 @@ class App:
                    if request.upgrader is not None else ())
         principal = self.auth.authenticate(request.headers.getall("authorization"), offered)
         request.principal = principal
-        request.claims = principal.claims
+        # A plain dict, as before: handlers may mutate or serialize it (orjson refuses
+        # the principal's read-only mapping).
+        request.claims = dict(principal.claims)
 
     def _route(self, request: Request) -> Route | None:
         match = self.router.match(request.method, request.path)
