@@ -73,6 +73,12 @@ async def presence_costs() -> None:
                 await timed(f"redis refresh of {n} own entries", 5, lambda i, p=p: p.refresh())
             await timed(f"{name} remove", n, lambda i, p=p: p.remove("room", f"c{i}"))
             await p.close()
+        many = RedisPresence(prefix=prefix)
+        for start in range(0, 10_000, 32):
+            await asyncio.gather(*(many.add(f"t{i}", ClientInfo(f"c{i}", "u"))
+                                   for i in range(start, start + 32)))
+        await timed("redis refresh of 10000 topics x 1 client", 1, lambda i: many.refresh())
+        await timed("redis close() removing 10000 own entries", 1, lambda i: many.close())
     finally:
         keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
         if keys:

@@ -163,3 +163,23 @@ async def test_close_during_a_refresh_always_ends(redis_url: str, prefix: str) -
         await asyncio.sleep(0.001 * (i % 15))
         async with asyncio.timeout(5):
             await node.close()
+
+
+async def test_refresh_and_close_cover_many_topics(make_redis: MakePresence) -> None:
+    node = await make_redis(ttl=TTL, start=False)
+    other = await make_redis(ttl=60)
+    topics = [f"t{i}" for i in range(250)]  # more than one refresh pipeline
+    for topic in topics:
+        await node.add(topic, ClientInfo(f"{topic}-c", "alice"))
+    await node.add("t0", ClientInfo("t0-second", "bob"))
+    await asyncio.sleep(TTL * 1.3)
+    assert await other.get("t7") == {}
+    assert isinstance(node, RedisPresence)
+    await node.refresh()  # all were pruned: every one is restored
+    for topic in topics:
+        assert set(await other.get(topic)) == {f"{topic}-c"} | (
+            {"t0-second"} if topic == "t0" else set())
+    await node.refresh()  # and now simply re-scored
+    assert await other.stats("t0") == Stats(2, 2)
+    await node.close()
+    assert [await other.stats(topic) for topic in topics] == [Stats(0, 0)] * len(topics)

@@ -43,6 +43,7 @@ log = logging.getLogger("pubsocket.presence")
 DEFAULT_PREFIX = "pubsocket:presence:"
 PRUNE_BATCH = 1000  # expired entries removed per script call (bounds one script's run time)
 REFRESH_CHUNK = 500  # client ids per refresh call
+REFRESH_PIPELINE = 100  # refresh calls per round trip
 MAX_CONNECTIONS = 32  # concurrent calls beyond this wait for a connection (up to 5 s)
 _STATS_ROUNDS = 1000  # prune rounds before stats gives up waiting for a clean topic
 
@@ -184,10 +185,11 @@ class RedisPresence(Presence):
             # wait(), not `await task` under suppress(CancelledError): that would also
             # swallow a cancel of close() itself.
             await asyncio.wait([self._task])
+        owned = [(topic, cid) for topic, clients in self._own.items() for cid in clients]
         try:
-            for topic, clients in list(self._own.items()):
-                for client_id in list(clients):
-                    await self.remove(topic, client_id)
+            for start in range(0, len(owned), MAX_CONNECTIONS):  # as many as the pool runs
+                await asyncio.gather(*(self.remove(topic, cid)
+                                       for topic, cid in owned[start:start + MAX_CONNECTIONS]))
         except PresenceUnavailable:
             log.warning("presence: Redis unreachable at close; entries expire after %gs",
                         self.ttl)
@@ -196,7 +198,12 @@ class RedisPresence(Presence):
             await self._redis.aclose()
 
     async def add(self, topic: str, client: ClientInfo) -> bool:
-        """Record `client` in `topic`; True when first of its user (decided in Redis)."""
+        """Record `client` in `topic`; True when first of its user (decided in Redis).
+
+        The client is this node's from the call on: if Redis is unreachable (this raises
+        `PresenceUnavailable`), the refresh puts it in once Redis is back, without a join
+        event. Call `remove` when the client leaves whether or not `add` succeeded.
+        """
         self._own.setdefault(topic, {})[client.client_id] = client
         payload = orjson.dumps({"k": _user_key(client), "u": client.user, "i": client.info})
         first = await self._call(self._add(keys=self.keys(topic), args=[
@@ -235,13 +242,22 @@ class RedisPresence(Presence):
         raise PresenceUnavailable("presence: expired entries could not be pruned in time")
 
     async def refresh(self) -> None:
-        """Re-score this node's entries now (the background task calls this every ttl/3)."""
-        for topic, clients in list(self._own.items()):
-            ids = list(clients)
-            for start in range(0, len(ids), REFRESH_CHUNK):
-                chunk = ids[start:start + REFRESH_CHUNK]
-                missing = await self._call(self._refresh(keys=self.keys(topic),
-                                                         args=[self._ttl_ms, *chunk]))
+        """Re-score this node's entries now (the background task calls this every ttl/3).
+
+        Calls are pipelined, `REFRESH_PIPELINE` per round trip, so a node with many
+        topics refreshes in (topics / REFRESH_PIPELINE) round trips, not one per topic.
+        """
+        calls = [(topic, ids[start:start + REFRESH_CHUNK])
+                 for topic, ids in ((t, list(c)) for t, c in self._own.items())
+                 for start in range(0, len(ids), REFRESH_CHUNK)]
+        for start in range(0, len(calls), REFRESH_PIPELINE):
+            batch = calls[start:start + REFRESH_PIPELINE]
+            pipe = self._redis.pipeline(transaction=False)
+            for topic, chunk in batch:
+                await self._refresh(keys=self.keys(topic), args=[self._ttl_ms, *chunk],
+                                    client=pipe)
+            results = await self._call(pipe.execute())
+            for (topic, _), missing in zip(batch, results, strict=True):
                 for raw_id in missing:
                     # Pruned while this node stalled: restore it if it is still ours.
                     client = self._own.get(topic, {}).get(raw_id.decode())
