@@ -142,7 +142,11 @@ def _decode(client_id: str, payload: bytes) -> ClientInfo:
 
 
 class RedisPresence(Presence):
-    """`Presence` on Redis (module docstring). `ttl` in seconds; `client` is borrowed."""
+    """`Presence` on Redis (module docstring). `ttl` in seconds.
+
+    `client` is borrowed (not closed by `close`) and must return bytes (no
+    ``decode_responses``); without it a blocking pool of `MAX_CONNECTIONS` is made from `url`.
+    """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = DEFAULT_PREFIX,
                  ttl: float = DEFAULT_TTL, client: Redis | None = None) -> None:
