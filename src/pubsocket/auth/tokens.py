@@ -4,6 +4,16 @@
 request and returns the token's claims, or raises `Unauthorized`. Only
 ``Authorization: Bearer <token>`` is read (scheme case-insensitive, exactly one header);
 query-string tokens are never read. The API key is compared in constant time.
+
+`Authenticator.authenticate(header_values, offered)` returns a `Principal` and also
+reads a token from a WebSocket upgrade's subprotocol offer: the entry ``bearer``
+followed by the token (tina4 3.x's convention, the only way a browser can send one):
+``Sec-WebSocket-Protocol: pubsocket.v1, bearer, <token>``. An ``Authorization`` header
+wins when both are present: the offer is then not read at all, and an invalid header is
+a 401 even if the offer holds a good token (one credential, never a fallback). The
+``bearer`` entry and the token are never selected as the subprotocol (`strip_bearer`).
+Only HTTP tokens (RFC 7230 ``tchar``) can travel there: JWTs qualify, and an API key
+must consist of such characters to be usable by browsers. No token is ever logged.
 """
 
 from __future__ import annotations
@@ -14,10 +24,44 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jwt
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_subprotocol
 
 from ..errors import ConfigError, Unauthorized
+from .principal import API_KEY_SUB, Principal
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
+BEARER_SUBPROTOCOL = "bearer"  # matched exactly (subprotocol names are case-sensitive)
+
+
+def offered_subprotocols(header_values: Sequence[str]) -> list[str]:
+    """Every entry of the ``Sec-WebSocket-Protocol`` headers, in order ([] if malformed:
+    the handshake answers 400 for that itself; auth then simply finds no token)."""
+    try:
+        return [str(p) for h in header_values for p in parse_subprotocol(h)]
+    except InvalidHeader:
+        return []
+
+
+def split_bearer(offered: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the real subprotocols, the tokens) of an offer: each ``bearer`` entry takes the
+    entry after it as a token ("" when ``bearer`` is last)."""
+    protocols: list[str] = []
+    tokens: list[str] = []
+    entries = iter(offered)
+    for entry in entries:
+        if entry == BEARER_SUBPROTOCOL:
+            tokens.append(next(entries, ""))
+        else:
+            protocols.append(entry)
+    return protocols, tokens
+
+
+def strip_bearer(offered: Sequence[str]) -> list[str]:
+    """`offered` without ``bearer`` entries and their tokens (what may be selected)."""
+    if BEARER_SUBPROTOCOL not in offered:
+        return list(offered)
+    return split_bearer(offered)[0]
 
 
 class Authenticator:
@@ -29,6 +73,29 @@ class Authenticator:
 
     def verify(self, authorization: Sequence[str]) -> Mapping[str, Any]:
         """Claims of the single Bearer token in `authorization`, or raise `Unauthorized`."""
+        return self._check(self._from_header(authorization))[0]
+
+    def authenticate(self, authorization: Sequence[str],
+                     offered: Sequence[str] = ()) -> Principal:
+        """The principal of the request's token, or raise `Unauthorized` (module docstring).
+
+        `authorization`: every ``Authorization`` header value; `offered`: the upgrade's
+        subprotocol entries (`offered_subprotocols`), empty for plain HTTP requests.
+        """
+        if authorization:
+            token = self._from_header(authorization)
+        else:
+            tokens = split_bearer(offered)[1]
+            if len(tokens) > 1:
+                raise Unauthorized("exactly one bearer subprotocol entry is allowed")
+            if not tokens or not tokens[0]:
+                raise Unauthorized()
+            token = tokens[0]
+        claims, is_api_key = self._check(token)
+        return Principal.from_claims(claims, is_api_key=is_api_key)
+
+    @staticmethod
+    def _from_header(authorization: Sequence[str]) -> str:
         if len(authorization) != 1:
             raise Unauthorized(
                 "a valid Bearer token is required"
@@ -39,8 +106,12 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization must be 'Bearer <token>'")
+        return token
+
+    def _check(self, token: str) -> tuple[Mapping[str, Any], bool]:
+        """(claims, is the API key) of `token`, or raise `Unauthorized` (no token text)."""
         if self._api_key is not None and hmac.compare_digest(token.encode(), self._api_key):
-            return {"sub": "api_key"}
+            return {"sub": API_KEY_SUB}, True
         if self._secret is None:
             raise Unauthorized("invalid token")
         try:
@@ -55,7 +126,7 @@ class Authenticator:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
-        return claims
+        return claims, False
 
     def issue(
         self,

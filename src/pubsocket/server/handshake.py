@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_connection, parse_subprotocol, parse_upgrade
 from websockets.utils import accept_key
 
+from ..auth.tokens import strip_bearer
 from ..errors import HTTPError
 from ..web.request import Headers
 
@@ -29,7 +30,8 @@ def accept_handshake(
 
     Raises `HTTPError`: 426 when the request is not a version-13 WebSocket upgrade,
     400 for a malformed key or header. The subprotocol is the first one in `supported`
-    that the client offered; offering none (or only others) is not an error.
+    that the client offered; offering none (or only others) is not an error. A
+    ``bearer`` entry and the token after it are credentials, never selectable.
     """
     if method != "GET":
         raise HTTPError(405, "method_not_allowed", "WebSocket upgrades use GET")
@@ -54,6 +56,7 @@ def accept_handshake(
         raise HTTPError(400, "bad_handshake", _BAD) from None
     if len(raw_key) != 16:
         raise HTTPError(400, "bad_handshake", _BAD)
+    offered = strip_bearer(offered)  # never echo a token back as the subprotocol
     chosen = next((s for s in supported if s in offered), None)
     head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_key(keys[0])}\r\n")

@@ -2,9 +2,10 @@
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
-(401), then the handler. All refusals happen before any upgrade. After a WebSocket
-handler returns, its connection is closed with 1000; if it raised, with 1011 and the
-traceback goes to the server log only.
+(401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
+All refusals happen before any upgrade. After a WebSocket handler returns, its
+connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
+server log only. Every request has a `request.principal` (anonymous unless secured).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..auth import Authenticator
+from ..auth import Authenticator, offered_subprotocols
 from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
@@ -134,7 +135,7 @@ class App:
             if upgrader is not None:
                 self._check_upgrade(request)
             if route.requires_auth():
-                request.claims = self.auth.verify(request.headers.getall("authorization"))
+                self._authenticate(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
             if upgrader is not None and upgrader.accepted is not None:
@@ -158,6 +159,20 @@ class App:
                 await upgrader.accepted.close(CloseCode.NORMAL)
             return None
         return result if isinstance(result, Response) else self.response(result)
+
+    def _authenticate(self, request: Request) -> None:
+        """Set the request's principal and claims from its token, or raise `Unauthorized`.
+
+        Upgrades may carry the token in the subprotocol offer (``bearer, <token>``) since
+        browsers cannot set headers; an ``Authorization`` header wins (auth/tokens.py).
+        """
+        offered = (offered_subprotocols(request.headers.getall("sec-websocket-protocol"))
+                   if request.upgrader is not None else ())
+        principal = self.auth.authenticate(request.headers.getall("authorization"), offered)
+        request.principal = principal
+        # A plain dict, as before: handlers may mutate or serialize it (orjson refuses
+        # the principal's read-only mapping).
+        request.claims = dict(principal.claims)
 
     def _route(self, request: Request) -> Route | None:
         match = self.router.match(request.method, request.path)

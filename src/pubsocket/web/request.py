@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from ..auth.principal import Principal
+
 if TYPE_CHECKING:
     from .app import App
     from .websocket import Upgrader
@@ -78,6 +80,19 @@ class Request:
         self.client = client
         self.claims: Mapping[str, Any] | None = None  # set when a token was verified
         self.app: App | None = None  # the app dispatching this request
+        self._principal: Principal | None = None
+
+    @property
+    def principal(self) -> Principal:
+        """Who sent this request: the verified token's principal on secured routes,
+        else anonymous (made on first access, so plain HTTP requests pay nothing)."""
+        if self._principal is None:
+            self._principal = Principal.anonymous()
+        return self._principal
+
+    @principal.setter
+    def principal(self, principal: Principal) -> None:
+        self._principal = principal
 
     @property
     def params(self) -> dict[str, str]:

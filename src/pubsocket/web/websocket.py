@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..auth.tokens import BEARER_SUBPROTOCOL, offered_subprotocols, split_bearer
 from ..errors import ConnectionClosed, HTTPError
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class Websocket:
 
         `subprotocols` are the server's supported subprotocols in order of preference;
         the first one the client also offered is selected (`Connection.subprotocol`).
+        ``bearer`` and a token offered after it are never selected, whatever the
+        transport (they are credentials, auth/tokens.py).
         `max_message_size` and `max_fragments` override the server-wide limits for
         this connection (0 = unlimited).
         """
@@ -138,7 +141,17 @@ class Websocket:
             raise HTTPError(426, "upgrade_required", "this endpoint needs a WebSocket upgrade")
         if upgrader.accepted is not None:
             return upgrader.accepted
-        return await upgrader.accept(subprotocols, max_message_size, max_fragments)
+        return await upgrader.accept(self._selectable(subprotocols), max_message_size,
+                                     max_fragments)
+
+    def _selectable(self, subprotocols: Sequence[str]) -> Sequence[str]:
+        if not subprotocols:
+            return subprotocols
+        values = self.request.headers.getall("sec-websocket-protocol")
+        if not any(BEARER_SUBPROTOCOL in v for v in values):
+            return subprotocols  # the common case: no parse
+        reserved = {BEARER_SUBPROTOCOL, *split_bearer(offered_subprotocols(values))[1]}
+        return [s for s in subprotocols if s not in reserved]
 
 
 __all__ = ["Connection", "ConnectionClosed", "Listener", "Upgrader", "Websocket"]

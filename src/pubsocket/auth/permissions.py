@@ -1,0 +1,183 @@
+"""Per-topic permissions: the ``topics`` claim and the app's ``authorize`` hook. No I/O.
+
+Two sources combine, in this order (docs/auth-presence-draft.md):
+
+1. The token's ``topics`` claim, compiled once per connection into `TopicRules`. It maps
+   each `Action` to a list of glob patterns; ``{sub}`` in a pattern is replaced by the
+   token's ``sub`` (escaped, so a ``sub`` holding glob characters matches only itself).
+   A claim that is present limits *every* action: an action it does not name is denied.
+   A malformed claim denies everything and is logged (fail closed). No claim: no limit.
+2. The app hook ``authorize(principal, action, topic) -> bool | Awaitable[bool]``, asked
+   only when the claim allowed. Only ``True`` allows; a hook that raises (or returns
+   something else) denies and is logged. Its exception text never reaches a client.
+
+With neither source, everything is allowed. A denial is reported to clients as the error
+code `FORBIDDEN` by the hub.
+
+Glob semantics are `fnmatch.fnmatchcase` (case-sensitive on every OS): ``*`` matches any
+run of characters *including* ``:`` and ``/``, ``?`` one character, ``[seq]`` / ``[!seq]``
+a character class. There is no backslash escape; ``[*]`` is a literal ``*``.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .principal import Principal
+
+log = logging.getLogger("pubsocket.auth")
+
+FORBIDDEN = "forbidden"  # the error code a refused command gets
+SUB_PLACEHOLDER = "{sub}"
+MAX_PATTERNS = 256  # per action: bounds the compile cost of one connection
+MAX_PATTERN_LENGTH = 1024
+
+
+class Action(enum.StrEnum):
+    """What a principal wants to do with a topic. A `str`, so ``action == "publish"`` works."""
+
+    SUBSCRIBE = "subscribe"
+    PUBLISH = "publish"
+    PRESENCE = "presence"
+    HISTORY = "history"
+
+
+AuthorizeHook = Callable[["Principal", Action, str], "bool | Awaitable[bool]"]
+_Matcher = Callable[[str], "re.Match[str] | None"]
+_ACTIONS = {a.value: a for a in Action}
+
+
+def escape_glob(text: str) -> str:
+    """`text` as a glob that matches exactly `text` (``*``, ``?`` and ``[`` bracketed)."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+class MalformedClaim(ValueError):
+    """The ``topics`` claim does not have the documented shape (the message says how)."""
+
+
+class TopicRules:
+    """A compiled ``topics`` claim: `allows(action, topic)` in one regex match per call."""
+
+    __slots__ = ("_matchers",)
+
+    def __init__(self, matchers: Mapping[Action, _Matcher]) -> None:
+        self._matchers = dict(matchers)  # an action without a matcher is denied
+
+    @classmethod
+    def deny_all(cls) -> TopicRules:
+        """Rules that allow nothing (what a malformed claim compiles to)."""
+        return cls({})
+
+    def allows(self, action: Action, topic: str) -> bool:
+        """True when some pattern of `action` matches the whole of `topic`."""
+        match = self._matchers.get(action)
+        return match is not None and match(topic) is not None
+
+
+def _validate(claim: object) -> dict[Action, list[str]]:
+    if not isinstance(claim, Mapping):
+        raise MalformedClaim(f"must be an object, not {type(claim).__name__}")
+    shaped: dict[Action, list[str]] = {}
+    for key, patterns in claim.items():
+        action = _ACTIONS.get(key) if isinstance(key, str) else None
+        if action is None:
+            # Strict on purpose: a typo ("subcribe") must not silently deny or allow.
+            raise MalformedClaim(f"unknown action {str(key)[:40]!r}")
+        if not isinstance(patterns, list) or len(patterns) > MAX_PATTERNS:
+            raise MalformedClaim(f"{action}: must be a list of at most {MAX_PATTERNS} patterns")
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_PATTERN_LENGTH:
+                raise MalformedClaim(f"{action}: every pattern must be a non-empty string "
+                                     f"of at most {MAX_PATTERN_LENGTH} characters")
+        shaped[action] = patterns
+    return shaped
+
+
+def compile_topics(claim: object, sub: str | None) -> TopicRules:
+    """Compile a ``topics`` claim for the principal `sub`. Never raises.
+
+    A malformed claim is logged (its shape problem, not its content) and denies all.
+    A pattern with ``{sub}`` is dropped when there is no `sub` (it can match nothing).
+    """
+    try:
+        shaped = _validate(claim)
+    except MalformedClaim as exc:
+        log.warning("malformed 'topics' claim (sub=%r): %s; every action is denied", sub, exc)
+        return TopicRules.deny_all()
+    escaped = escape_glob(sub) if sub is not None else None
+    matchers: dict[Action, _Matcher] = {}
+    for action, patterns in shaped.items():
+        globs = [p.replace(SUB_PLACEHOLDER, escaped) if escaped is not None else p
+                 for p in patterns if escaped is not None or SUB_PLACEHOLDER not in p]
+        if globs:
+            # translate() gives "(?s:...)\Z" per glob; one alternation = one match per check.
+            regex = re.compile("|".join(fnmatch.translate(g) for g in dict.fromkeys(globs)))
+            matchers[action] = regex.match
+    return TopicRules(matchers)
+
+
+class Authorizer:
+    """Combines a principal's `TopicRules` with an optional app hook (module docstring).
+
+    `check` is the hub's hot path: it returns a plain `bool` whenever no coroutine is
+    involved (no hook, a claim that denies, or a sync hook) and an awaitable only when
+    the hook returned one. `allowed` is the always-async convenience.
+    """
+
+    __slots__ = ("_hook",)
+
+    def __init__(self, hook: AuthorizeHook | None = None) -> None:
+        self._hook = hook
+
+    @property
+    def hook(self) -> AuthorizeHook | None:
+        """The app hook, if any."""
+        return self._hook
+
+    def check(self, principal: Principal, action: Action, topic: str) -> bool | Awaitable[bool]:
+        """Whether `principal` may do `action` on `topic` (a bool, or an awaitable of one)."""
+        rules = principal.rules
+        if rules is not None and not rules.allows(action, topic):
+            return False  # the claim denies: the hook is not asked
+        hook = self._hook
+        if hook is None:
+            return True
+        try:
+            result = hook(principal, action, topic)
+        except Exception:
+            log.exception("authorize hook raised for %s %r: denied", action.value, topic)
+            return False
+        if isinstance(result, bool):
+            return result
+        if inspect.isawaitable(result):
+            return self._settle(result, action, topic)
+        return _not_bool(result, action, topic)
+
+    async def allowed(self, principal: Principal, action: Action, topic: str) -> bool:
+        """`check`, always awaited."""
+        result = self.check(principal, action, topic)
+        return result if isinstance(result, bool) else await result
+
+    @staticmethod
+    async def _settle(pending: Awaitable[Any], action: Action, topic: str) -> bool:
+        try:
+            result = await pending
+        except Exception:
+            log.exception("authorize hook raised for %s %r: denied", action.value, topic)
+            return False
+        return result if isinstance(result, bool) else _not_bool(result, action, topic)
+
+
+def _not_bool(result: object, action: Action, topic: str) -> bool:
+    # Truthiness is not permission: a hook that returns None by accident must deny.
+    log.error("authorize hook returned %s, not bool, for %s %r: denied",
+              type(result).__name__, action.value, topic)
+    return False
