@@ -1,4 +1,5 @@
-"""Presence fixtures: every contract test runs on memory and on a real Redis.
+"""Presence fixtures: every contract test runs on memory and on a real Redis (the
+session's own, from `tests/conftest.py`'s `redis_url`, or PUBSOCKET_TEST_REDIS).
 
 All nodes of one test share a store: one `MemoryPresenceStore`, or one fresh Redis key
 prefix (deleted by SCAN afterwards; the shared Redis is never flushed).
@@ -6,11 +7,8 @@ prefix (deleted by SCAN afterwards; the shared Redis is never flushed).
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -18,24 +16,7 @@ from redis.asyncio import Redis
 from pubsocket.presence import MemoryPresence, MemoryPresenceStore, Presence
 from pubsocket.presence.redis import RedisPresence
 
-REDIS_URL = os.environ.get("PUBSOCKET_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
 MakePresence = Callable[..., Awaitable[Presence]]
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The test Redis URL, after checking that something answers there (else fail loudly)."""
-    parts = urlsplit(REDIS_URL)
-    address = (parts.hostname or "127.0.0.1", parts.port or 6379)
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            pass
-    except OSError as exc:
-        pytest.fail(f"no Redis answers on {address[0]}:{address[1]} ({exc}); the presence "
-                    "tests need one (run `redis-server` or set PUBSOCKET_TEST_REDIS)",
-                    pytrace=False)
-    return REDIS_URL
 
 
 async def delete_prefix(url: str, prefix: str) -> None:
