@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from pubsocket.presence import ClientInfo, PresenceUnavailable, Removed, Stats
 from pubsocket.presence.redis import PRUNE_BATCH, RedisPresence
@@ -164,6 +165,51 @@ async def test_close_during_a_refresh_always_ends(redis_url: str, prefix: str) -
         async with asyncio.timeout(5):
             await node.close()
 
+
+
+async def test_a_refresh_cancelled_in_script_exists_gives_its_connection_back(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cause of the flake above: a pipeline's execute() runs SCRIPT EXISTS (for the
+    # refresh script) on a pooled connection before its own try/finally, so a cancel
+    # landing there (close() during a refresh) left the pipeline holding the connection:
+    # never returned to the pool, and a ResourceWarning when the pipeline was collected.
+    client = Redis.from_url(redis_url)
+    pipes: list[Pipeline] = []
+    make_pipeline = client.pipeline
+
+    def spy(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipe = make_pipeline(transaction, shard_hint)
+        pipes.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", spy)
+    inside = asyncio.Event()
+    immediate = Pipeline.immediate_execute_command
+
+    async def stalled(self: Pipeline, *args: object, **options: object) -> object:
+        # This takes a connection from the pool for the pipeline.
+        result = await immediate(self, *args, **options)  # type: ignore[no-untyped-call]
+        inside.set()
+        await asyncio.sleep(30)  # cancelled long before
+        return result
+
+    node = RedisPresence(client=client, prefix=prefix, ttl=60)
+    try:
+        await node.add("room", ClientInfo("c1", "alice"))
+        monkeypatch.setattr(Pipeline, "immediate_execute_command", stalled)
+        task = asyncio.create_task(node.refresh())
+        async with asyncio.timeout(5):
+            await inside.wait()
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
+        assert task.cancelled()
+        assert len(pipes) == 1
+        assert pipes[0].connection is None  # given back to the pool
+        monkeypatch.undo()
+        await node.close()
+    finally:
+        await client.aclose()
 
 async def test_refresh_and_close_cover_many_topics(make_redis: MakePresence) -> None:
     node = await make_redis(ttl=TTL, start=False)

@@ -256,11 +256,16 @@ class RedisPresence(Presence):
                  for start in range(0, len(ids), REFRESH_CHUNK)]
         for start in range(0, len(calls), REFRESH_PIPELINE):
             batch = calls[start:start + REFRESH_PIPELINE]
-            pipe = self._redis.pipeline(transaction=False)
-            for topic, chunk in batch:
-                await self._refresh(keys=self.keys(topic), args=[self._ttl_ms, *chunk],
-                                    client=pipe)
-            results = await self._call(pipe.execute())
+            # `async with`: the pipeline must give its connection back however execute()
+            # ends. redis-py's execute() takes a connection for SCRIPT EXISTS (load_scripts)
+            # before its own try/finally reset, so a cancel (close()) landing there left
+            # the pipeline holding a pooled connection: leaked, and a ResourceWarning
+            # ("Unclosed client session") when it was collected.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for topic, chunk in batch:
+                    await self._refresh(keys=self.keys(topic), args=[self._ttl_ms, *chunk],
+                                        client=pipe)
+                results = await self._call(pipe.execute())
             for (topic, _), missing in zip(batch, results, strict=True):
                 for raw_id in missing:
                     # Pruned while this node stalled: restore it if it is still ours.

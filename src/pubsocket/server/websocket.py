@@ -29,6 +29,7 @@ CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before droppin
 HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
 FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
+PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
 
 class FrameProtocol(Protocol):
@@ -71,7 +72,9 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         "_stall_size",
         "_stall_timer",
         "_state",
+        "_throttled",
         "_transport",
+        "_unparsed",
         "_waiter",
         "subprotocol",
     )
@@ -94,6 +97,8 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         self._reading_paused = False
         self._assembly = Assembler(max_fragments)  # a fragmented message in progress
         self._deferred: list[Frame] | None = None  # frames left for the next loop iteration
+        self._unparsed: bytearray | None = None  # bytes left for the next loop iteration
+        self._throttled = False  # a _continue is scheduled (reading paused meanwhile)
         # keepalive (driven by the server's Keepalive sweep) and stall/close timers
         self._ping_payload: bytes | None = None
         self._ping_sent: float | None = None
@@ -224,31 +229,63 @@ class WSConnection(MessageIterator, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
+        if self._throttled:  # a burst is being worked through: queue behind it
+            self._unparsed = (self._unparsed or bytearray()) + data
+            return
+        self._feed(data)
+
+    # Fairness: one connection's burst (thousands of publishes in one 256 KB read) must
+    # not hold up every other connection. Per loop iteration a connection parses at most
+    # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
+    # the next iteration with reading paused (tests/integration/test_fairness.py).
+    def _feed(self, data: bytes) -> None:
+        if len(data) > PARSE_SLICE:
+            self._unparsed = bytearray(data[PARSE_SLICE:])
+            data = data[:PARSE_SLICE]
+            self._throttle()
         self._proto.receive_data(data)
-        if self._deferred is None:
-            self._handle(self._proto.events_received())  # type: ignore[arg-type]
+        self._handle(self._proto.events_received())  # type: ignore[arg-type]
 
     def _handle(self, frames: list[Frame]) -> None:
-        """Handle at most `FRAMES_PER_TICK` frames now and the rest on the next loop
-        iteration, with reading paused meanwhile: one connection's burst of thousands
-        of publishes in one read must not hold up every other connection."""
         if len(frames) > FRAMES_PER_TICK:
             frames, self._deferred = frames[:FRAMES_PER_TICK], frames[FRAMES_PER_TICK:]
-            self._transport.pause_reading()
-            self._state.loop.call_soon(self._handle_deferred)
+            self._throttle()
         for frame in frames:
             self._on_frame(frame)
         self._pump()
 
-    def _handle_deferred(self) -> None:
-        frames, self._deferred = self._deferred or [], None
+    def _throttle(self) -> None:
+        if not self._throttled:
+            self._throttled = True
+            self._transport.pause_reading()
+            self._state.loop.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        """One more slice of a burst: the deferred frames, else the next bytes."""
+        self._throttled = False
         if self._gone is not None:
             return
-        if not self._reading_paused and not self._transport.is_closing():
+        frames, self._deferred = self._deferred, None
+        if frames:
+            self._handle(frames)
+        elif self._unparsed:
+            data, self._unparsed = bytes(self._unparsed), None
+            self._feed(data)
+        if self._throttled:
+            return
+        if self._unparsed or self._deferred:
+            self._throttle()
+        elif not self._reading_paused and not self._transport.is_closing():
             self._transport.resume_reading()
-        self._handle(frames + self._proto.events_received())  # type: ignore[operator]
 
     def eof_received(self) -> bool | None:
+        while self._deferred or self._unparsed:  # what came before EOF is handled first
+            frames, self._deferred = self._deferred or [], None
+            data, self._unparsed = bytes(self._unparsed or b""), None
+            self._handle(frames)
+            if data:
+                self._proto.receive_data(data)
+                self._handle(self._proto.events_received())  # type: ignore[arg-type]
         self._proto.receive_eof()
         self._pump()
         return None
