@@ -49,8 +49,15 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "history_meta_ttl": ("PUBSOCKET_HISTORY_META_TTL",),
     "history_max_bytes": ("PUBSOCKET_HISTORY_MAX_BYTES",),
     "history_rules": ("PUBSOCKET_HISTORY",),
+    "presence": ("PUBSOCKET_PRESENCE",),
+    "presence_events": ("PUBSOCKET_PRESENCE_EVENTS",),
+    "presence_ttl": ("PUBSOCKET_PRESENCE_TTL",),
+    "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "app_dir": ("PUBSOCKET_APP",),
 }
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
 
 # tina4's TINA4_DEBUG_LEVEL values, mapped to logging level names.
 _TINA4_LEVELS = {
@@ -98,6 +105,14 @@ class Settings:
     history_meta_ttl: float = 86_400.0
     history_max_bytes: int = 64 * MiB
     history_rules: tuple[tuple[str, int, float], ...] = field(default_factory=tuple)
+    # Presence (docs/protocol.md "Presence"): topic patterns that track who is subscribed
+    # (PUBSOCKET_PRESENCE="chat:*,room.*"), whether join/leave events go to subscribers,
+    # and how long a node's entries outlive it in Redis (refreshed every ttl/3).
+    presence: tuple[str, ...] = field(default_factory=tuple)
+    presence_events: bool = True
+    presence_ttl: float = 60.0
+    # Seconds a pubsocket.v1 connection may stay open past its token's exp to refresh.
+    token_grace: float = 5.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
 
     @classmethod
@@ -146,6 +161,12 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return tuple(o.strip() for o in raw.split(",") if o.strip())
         if name == "history_rules":
             return _history_rules(var, raw)
+        if name == "presence":
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if type_name.startswith("bool"):
+            if raw.strip().lower() not in _BOOLS:
+                raise ConfigError(f"{var} must be true or false")
+            return _BOOLS[raw.strip().lower()]
         if type_name.startswith("int"):
             value: object = int(raw)
         elif type_name.startswith("float"):

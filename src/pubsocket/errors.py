@@ -7,6 +7,7 @@
     ├── HTTPError                   an HTTP refusal before any upgrade (status + JSON code)
     │   └── Unauthorized            401
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
+    ├── Forbidden                   a principal's action on a topic was refused
     ├── ProtocolViolation           a pub/sub command that breaks the wire protocol
     │                               (carries an `ErrorCode`; never the client's input)
     └── BrokerError                 the broker cannot take a publish or a subscription
@@ -33,6 +34,7 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     AUTH_EXPIRED = 4001
+    DISCONNECTED = 4003
     SLOW_CONSUMER = 4008
     RATE_LIMITED = 4029
 
@@ -48,6 +50,9 @@ class ErrorCode(enum.StrEnum):
     BAD_FIELD = "bad_field"
     SUBSCRIPTION_LIMIT = "subscription_limit"
     UNRECOVERABLE_POSITION = "unrecoverable_position"
+    FORBIDDEN = "forbidden"
+    PRESENCE_OFF = "presence_off"
+    INVALID_TOKEN = "invalid_token"
     BROKER_UNAVAILABLE = "broker_unavailable"
 
     @property
@@ -98,6 +103,10 @@ class ProtocolViolation(PubsocketError):
         self.code = code
         self.message = message
         self.cmd_id = cmd_id
+
+
+class Forbidden(PubsocketError):
+    """The principal may not do this action on this topic (the `forbidden` error code)."""
 
 
 class BrokerError(PubsocketError):

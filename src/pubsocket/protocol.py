@@ -7,7 +7,7 @@ results back into bytes; the session and the hub only ever see the types below. 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from .brokers.base import Position, Publication
@@ -57,7 +57,24 @@ class History:
     limit: int = MAX_HISTORY_LIMIT
 
 
-Command = Subscribe | Unsubscribe | Publish | History
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Replace the connection's token with `token` (same user)."""
+
+    token: str = field(repr=False)
+    id: CmdId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is subscribed to `topic` (`stats`: only how many connections and users)."""
+
+    topic: str
+    id: CmdId | None = None
+    stats: bool = False
+
+
+Command = Subscribe | Unsubscribe | Publish | History | Refresh | Presence
 
 
 @dataclass(frozen=True, slots=True)

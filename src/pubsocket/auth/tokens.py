@@ -94,6 +94,11 @@ class Authenticator:
         claims, is_api_key = self._check(token)
         return Principal.from_claims(claims, is_api_key=is_api_key)
 
+    def principal_of(self, token: str) -> Principal:
+        """The principal of a bare `token` (a refresh over the socket), or `Unauthorized`."""
+        claims, is_api_key = self._check(token)
+        return Principal.from_claims(claims, is_api_key=is_api_key)
+
     @staticmethod
     def _from_header(authorization: Sequence[str]) -> str:
         if len(authorization) != 1:

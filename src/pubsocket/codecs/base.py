@@ -9,11 +9,22 @@ returns None means "this protocol sends nothing here" (plain mode sends no acks)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import ProtocolViolation
-from ..protocol import CmdId, Command, ErrorCode, History, Publish, Subscribe, SubscribeResult
+from ..presence.base import ClientInfo, Stats
+from ..protocol import (
+    CmdId,
+    Command,
+    ErrorCode,
+    History,
+    Presence,
+    Publish,
+    Refresh,
+    Subscribe,
+    SubscribeResult,
+)
 
 Parsed = Command | ProtocolViolation
 
@@ -56,6 +67,36 @@ class Codec(ABC):
     def gap(self, topic: str, position: Position) -> bytes | None:
         """The notice that live delivery of `topic` skipped publications the hub could not
         fill from history; `position` is where the stream continues from."""
+
+    # Pushes and replies of the access and presence features. A protocol without them
+    # (plain mode) keeps these defaults and sends nothing.
+    def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
+        """The reply to an accepted token refresh."""
+        return None
+
+    def expiring(self, expires_at: float) -> bytes | None:
+        """The notice that the connection's token expires at `expires_at` (Unix time)."""
+        return None
+
+    def unsubscribed(self, topic: str, reason: str) -> bytes | None:
+        """The notice that the server ended the connection's subscription to `topic`."""
+        return None
+
+    def presence(self, cmd: Presence, clients: Mapping[str, ClientInfo]) -> bytes | None:
+        """The reply to a presence query."""
+        return None
+
+    def presence_stats(self, cmd: Presence, stats: Stats) -> bytes | None:
+        """The reply to a presence_stats query."""
+        return None
+
+    def join(self, topic: str, client: ClientInfo) -> bytes | None:
+        """The push that a user joined `topic` (its first connection there)."""
+        return None
+
+    def leave(self, topic: str, client: ClientInfo) -> bytes | None:
+        """The push that a user left `topic` (its last connection there)."""
+        return None
 
     @property
     def replay_in_reply(self) -> bool:

@@ -18,7 +18,9 @@ from ..protocol import (
     Command,
     ErrorCode,
     History,
+    Presence,
     Publish,
+    Refresh,
     Subscribe,
     Unsubscribe,
     valid_id,
@@ -26,6 +28,9 @@ from ..protocol import (
 )
 
 _MISSING: Final = object()
+_ACTIONS: Final = frozenset({"subscribe", "unsubscribe", "publish"})
+_V1_ACTIONS: Final = frozenset({"history", "presence", "presence_stats", "refresh"})
+MAX_TOKEN_LENGTH: Final = 8192
 _TOPIC_RULE: Final = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
 
 
@@ -43,11 +48,16 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
         raise ProtocolViolation(ErrorCode.BAD_ID, f"id must be a string of at most "
                                 f"{MAX_ID_LENGTH} characters or an integer")
     action = msg.get("action")
-    if action not in ("subscribe", "unsubscribe", "publish") and not (
-            extended and action == "history"):
-        allowed = "subscribe, unsubscribe, publish or history" if extended else \
-            "subscribe, unsubscribe or publish"
+    if not isinstance(action, str) or action not in _ACTIONS and not (
+            extended and action in _V1_ACTIONS):
+        allowed = ("subscribe, unsubscribe, publish, history, presence, presence_stats or "
+                   "refresh") if extended else "subscribe, unsubscribe or publish"
         raise ProtocolViolation(ErrorCode.BAD_ACTION, f"action must be {allowed}", cmd_id)
+    if action == "refresh":
+        token = msg.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+            raise ProtocolViolation(ErrorCode.BAD_FIELD, "refresh needs a token string", cmd_id)
+        return Refresh(token, cmd_id)
     topic = msg.get("topic")
     if not isinstance(topic, str) or not valid_topic(topic):
         raise ProtocolViolation(ErrorCode.INVALID_TOPIC, _TOPIC_RULE, cmd_id)
@@ -63,6 +73,8 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
         return Publish(topic, payload, cmd_id)
     if action == "unsubscribe":
         return Unsubscribe(topic, cmd_id)
+    if action in ("presence", "presence_stats"):
+        return Presence(topic, cmd_id, stats=action == "presence_stats")
     since = _since(msg.get("since"), cmd_id) if extended else None
     if action == "subscribe":
         return Subscribe(topic, cmd_id, since)

@@ -8,17 +8,32 @@ docs/protocol.md is the reference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import ProtocolViolation
-from ..protocol import CmdId, Command, ErrorCode, History, Publish, Subscribe, SubscribeResult
+from ..presence.base import ClientInfo, Stats
+from ..protocol import (
+    CmdId,
+    Command,
+    ErrorCode,
+    History,
+    Presence,
+    Publish,
+    Refresh,
+    Subscribe,
+    SubscribeResult,
+)
 from .base import Codec, Parsed
 from .json_commands import parse_json_command
 from .plain import encode_error
+
+
+def _client(client: ClientInfo) -> dict[str, Any]:
+    return {"user": client.user, "info": client.info}
 
 
 def _ack(cmd_id: CmdId | None, **fields: Any) -> bytes:
@@ -77,6 +92,38 @@ class V1Codec(Codec):
 
     def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None) -> bytes:
         return encode_error(code, message, cmd_id)
+
+    def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
+        return _ack(cmd.id, expires_at=expires_at)
+
+    def expiring(self, expires_at: float) -> bytes | None:
+        return orjson.dumps({"type": "expiring", "expires_at": expires_at})
+
+    def unsubscribed(self, topic: str, reason: str) -> bytes | None:
+        return orjson.dumps({"type": "unsubscribed", "topic": topic, "reason": reason})
+
+    def presence(self, cmd: Presence, clients: Mapping[str, ClientInfo]) -> bytes | None:
+        body: dict[str, Any] = {"type": "presence"}
+        if cmd.id is not None:
+            body["id"] = cmd.id
+        body["topic"] = cmd.topic
+        body["clients"] = {cid: _client(c) for cid, c in clients.items()}
+        return orjson.dumps(body)
+
+    def presence_stats(self, cmd: Presence, stats: Stats) -> bytes | None:
+        body: dict[str, Any] = {"type": "presence_stats"}
+        if cmd.id is not None:
+            body["id"] = cmd.id
+        body.update(topic=cmd.topic, connections=stats.connections, users=stats.users)
+        return orjson.dumps(body)
+
+    def join(self, topic: str, client: ClientInfo) -> bytes | None:
+        return orjson.dumps({"type": "join", "topic": topic, **_client(client),
+                             "client": client.client_id})
+
+    def leave(self, topic: str, client: ClientInfo) -> bytes | None:
+        return orjson.dumps({"type": "leave", "topic": topic, **_client(client),
+                             "client": client.client_id})
 
     def gap(self, topic: str, position: Position) -> bytes | None:
         return orjson.dumps({"type": "gap", "topic": topic, "offset": position.offset,

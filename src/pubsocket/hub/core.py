@@ -22,21 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 
+from ..auth import Action, Authorizer, Principal
 from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
 from ..codecs import PLAIN, Codec
 from ..config import Settings
-from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from ..errors import BrokerError, BrokerUnavailable, CloseCode, ConfigError, Forbidden
 from ..framing import text_frame
+from ..presence.base import Presence
+from ..presence.memory import MemoryPresence
 from ..protocol import SubscribeResult, valid_topic
+from . import control
+from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .delivery import Delivery
 from .policy import HistoryRules
+from .presence import PresenceHooks
 from .recovery import recover
 from .topic import Hold, Subscriber, Topic
 
@@ -74,6 +81,9 @@ class Hub(Delivery):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
+        self.authorizer = Authorizer()  # pubsub(authorize=...) sets the app's hook
+        self.registry = Registry()  # local sessions by user, for server-side control
+        self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
 
     @property
     def broker(self) -> Broker:
@@ -90,12 +100,37 @@ class Hub(Delivery):
             raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver, self._resync)
+        if self.presence.patterns and self.presence.store is None:
+            self.presence.store = self._presence_store()
+            await self.presence.store.start()
+        if not self.broker.subscribe_nowait(CONTROL_TOPIC):
+            # In the background: start() must not wait on (or fail for) an absent broker.
+            self._spawn(self._subscribe_control())
+
+    async def _subscribe_control(self) -> None:
+        for delay in itertools.chain((0.0, 0.1, 0.5, 1.0), itertools.repeat(2.0)):
+            await asyncio.sleep(delay)
+            try:
+                await self.broker.subscribe(CONTROL_TOPIC)
+                return
+            except (BrokerError, OSError):
+                log.warning("control channel not subscribed yet; retrying")
+
+    def _presence_store(self) -> Presence:
+        broker: Any = self.broker
+        if broker.shared:
+            from ..presence.redis import RedisPresence
+
+            return RedisPresence(broker.redis_url, prefix=broker.prefix + "presence:",
+                                 ttl=self.settings.presence_ttl)
+        return MemoryPresence()
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
         self._topics.clear()
         for task in list(self._background):
             task.cancel()
+        await self.presence.close()
         if self._broker is not None:
             await self._broker.close()
 
@@ -111,7 +146,9 @@ class Hub(Delivery):
         finishes it. Either way the subscriber is live when the result is in hand: the
         caller sends the reply and `result.replay` before yielding to the event loop."""
         entry = self._topics.get(topic)
-        if entry is None and self.broker.subscribe_nowait(topic):
+        if entry is None and self.broker.subscribe_nowait(topic) and (
+                not self.presence.events_for(topic)
+                or self.broker.subscribe_nowait(PRESENCE_PREFIX + topic)):
             entry = self._topics[topic] = Topic()
             if not self._position_nowait(topic, entry):
                 entry.ready = asyncio.get_running_loop().create_future()
@@ -157,6 +194,8 @@ class Hub(Delivery):
             if not subscribed:
                 await self.broker.subscribe(topic)
                 subscribed = True
+                if self.presence.events_for(topic):
+                    await self.broker.subscribe(PRESENCE_PREFIX + topic)
             if self.history_policy(topic).enabled:
                 page = await self.broker.history(topic, None, 0)
                 entry.offset, entry.epoch = page.position.offset, page.position.epoch
@@ -252,7 +291,10 @@ class Hub(Delivery):
     def unsubscribe_nowait(self, sub: Subscriber, topic: str) -> None:
         """`unsubscribe` without waiting: delivery to `sub` stops now; a broker
         unsubscribe that needs I/O runs in the background (in call order)."""
-        if self._remove(sub, topic) and not self.broker.unsubscribe_nowait(topic):
+        if self._remove(sub, topic) and not (
+                self.broker.unsubscribe_nowait(topic) and (
+                    not self.presence.events_for(topic)
+                    or self.broker.unsubscribe_nowait(PRESENCE_PREFIX + topic))):
             self._spawn(self._broker_unsubscribe(topic))
 
     async def unsubscribe(self, sub: Subscriber, topic: str) -> None:
@@ -274,16 +316,23 @@ class Hub(Delivery):
     async def _broker_unsubscribe(self, topic: str) -> None:
         try:
             await self.broker.unsubscribe(topic)
+            if self.presence.events_for(topic):
+                await self.broker.unsubscribe(PRESENCE_PREFIX + topic)
         except BrokerError:
             log.warning("broker unsubscribe failed; it will be dropped on reconnect")
 
     # -- publishing and history -------------------------------------------------------
-    async def publish(self, topic: str, data: Any) -> Publication:
+    async def publish(self, topic: str, data: Any, *,
+                      principal: Principal | None = None) -> Publication:
         """Publish `data` (JSON-serializable) to `topic` on every node; return the
-        publication with its position. Raises ValueError for an invalid topic or data,
-        `BrokerUnavailable` when the broker could not take the message."""
+        publication with its position. With `principal`, on its behalf: `Forbidden`
+        unless the topic permissions allow it. Raises ValueError for an invalid topic
+        or data, `BrokerUnavailable` when the broker could not take the message."""
         if not valid_topic(topic):
             raise ValueError("invalid topic")
+        if principal is not None and not await self.authorizer.allowed(
+                principal, Action.PUBLISH, topic):
+            raise Forbidden("not allowed to publish to this topic")
         try:
             payload = orjson.dumps(data)
         except TypeError as exc:
@@ -311,6 +360,28 @@ class Hub(Delivery):
         if self._loop is None:
             raise RuntimeError("the hub is not started")
         return asyncio.run_coroutine_threadsafe(self.publish(topic, data), self._loop)
+
+    # -- server-side control and internal channels -----------------------------------
+    async def disconnect_user(self, user: str, reason: str = "disconnected by the server"
+                              ) -> None:
+        """Close every connection of `user` on every node (4003), e.g. on logout or ban.
+        Raises `BrokerUnavailable` when the command could not be sent."""
+        await self.publish_internal(CONTROL_TOPIC, control.encode(
+            "disconnect", user, code=int(CloseCode.DISCONNECTED), reason=reason))
+
+    async def unsubscribe_user(self, user: str, topic: str) -> None:
+        """End `user`'s subscriptions to `topic` on every node; each of its v1 connections
+        hears ``{"type": "unsubscribed", ...}``."""
+        await self.publish_internal(CONTROL_TOPIC, control.encode("unsubscribe", user,
+                                                                  topic=topic))
+
+    async def publish_internal(self, channel: str, payload: bytes) -> None:
+        """Send on a ``$`` channel (control, presence events): no history, no checks."""
+        result = self.broker.publish_nowait(channel, payload, NO_HISTORY)
+        if result is None:
+            await self.broker.publish(channel, payload, NO_HISTORY)
+        elif not isinstance(result, Publication):
+            await result
 
     def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
         """`history` when the broker answers inline, else None."""

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import HistoryPolicy, Position, Publication
 from ..errors import BrokerError
+from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
+from .presence import decode_event
 from .recovery import merge
 from .topic import Topic
 
@@ -32,6 +34,7 @@ class Delivery:
 
     _topics: dict[str, Topic]
     stats: HubStats
+    registry: Registry
     frame: Callable[[bytes], bytes]
 
     @property
@@ -48,6 +51,9 @@ class Delivery:
     def _deliver(self, topic: str, pub: Publication) -> None:
         """The one delivery path (the broker calls it): in order, or hold and fill."""
         self.stats.received += 1
+        if topic[0] == "$":  # control and presence channels: never a client topic
+            self._internal(topic, pub.payload)
+            return
         entry = self._topics.get(topic)
         if entry is None:
             return
@@ -72,6 +78,23 @@ class Delivery:
             self._gap(topic, entry, Position(pub.offset - 1, pub.epoch))
             entry.offset, entry.epoch = pub.offset, pub.epoch
             self._fanout(topic, entry, pub)
+
+    def _internal(self, channel: str, payload: bytes) -> None:
+        if channel == CONTROL_TOPIC:
+            self.registry.apply(payload)
+            return
+        topic = channel.removeprefix(PRESENCE_PREFIX)
+        entry = self._topics.get(topic)
+        event = decode_event(payload)
+        if entry is None or event is None:
+            return
+        kind, client = event
+        for codec, subs in entry.subs.items():
+            notice = codec.join(topic, client) if kind == "join" else codec.leave(topic, client)
+            if notice is not None:
+                frame = self.frame(notice)
+                for sub in subs:
+                    sub.deliver(frame)
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
         stats = self.stats

@@ -7,12 +7,25 @@ it; replies go through `session.reply` / `session.error` so they keep command or
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
+from ..auth import Action, expiry_of
 from ..brokers.base import HistoryPage, Publication
-from ..errors import BrokerError, ErrorCode
-from ..protocol import Command, History, Publish, Subscribe, SubscribeResult, Unsubscribe
+from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
+from ..presence.base import PresenceUnavailable
+from ..protocol import (
+    CmdId,
+    Command,
+    History,
+    Presence,
+    Publish,
+    Refresh,
+    Subscribe,
+    SubscribeResult,
+    Unsubscribe,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -23,13 +36,48 @@ _BROKER_DOWN = "the message broker is unavailable, retry later"
 def run(session: Session, cmd: Command) -> Awaitable[None] | None:
     """Run a non-publish command: None when done, else the coroutine finishing it."""
     if isinstance(cmd, Subscribe):
-        return subscribe(session, cmd)
+        return checked(session, Action.SUBSCRIBE, cmd, subscribe)
     if isinstance(cmd, Unsubscribe):
         unsubscribe(session, cmd)
         return None
     if isinstance(cmd, History):
-        return history(session, cmd)
+        return checked(session, Action.HISTORY, cmd, history)
+    if isinstance(cmd, Presence):
+        return checked(session, Action.PRESENCE, cmd, presence)
+    if isinstance(cmd, Refresh):
+        return refresh(session, cmd)
     raise TypeError(f"not a barrier command: {type(cmd).__name__}")
+
+
+# -- permissions ---------------------------------------------------------------------
+_C = TypeVar("_C", Subscribe, History, Presence)
+Then = Callable[["Session", _C], Awaitable[None] | None]
+
+
+def checked(session: Session, action: Action, cmd: _C, then: Then[_C]
+            ) -> Awaitable[None] | None:
+    """Run `then` if the principal may do `action` on the command's topic, else answer
+    `forbidden` (the hook's exception text, if any, stays in the server log)."""
+    verdict = session.hub.authorizer.check(session.principal, action, cmd.topic)
+    if verdict is True:
+        return then(session, cmd)
+    if verdict is False:
+        _forbidden(session, cmd.id)
+        return None
+    return _after(session, verdict, cmd, then)
+
+
+async def _after(session: Session, verdict: Awaitable[bool], cmd: _C, then: Then[_C]) -> None:
+    if not await verdict:
+        _forbidden(session, cmd.id)
+        return
+    pending = then(session, cmd)
+    if pending is not None:
+        await pending
+
+
+def _forbidden(session: Session, cmd_id: CmdId | None) -> None:
+    session.error(ErrorCode.FORBIDDEN, "not allowed on this topic", cmd_id)
 
 
 # -- subscribe / unsubscribe ------------------------------------------------------------
@@ -37,8 +85,7 @@ def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
     hub, topic = session.hub, cmd.topic
     if topic in session.topics:
         # Subscribing again restarts the subscription, so a `since` is honoured afresh.
-        session.topics.discard(topic)
-        hub.unsubscribe_nowait(session.peer, topic)
+        leave(session, topic)
     cap = session.settings.max_subscriptions
     if cap and len(session.topics) >= cap:
         session.error(ErrorCode.SUBSCRIPTION_LIMIT,
@@ -48,8 +95,14 @@ def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
     result = hub.subscribe_nowait(session.peer, topic, session.codec, cmd.since)
     if isinstance(result, SubscribeResult):
         _subscribed(session, cmd, result)
-        return None
+        return _join(session, topic) if hub.presence.enabled(topic) else None
     return _finish_subscribe(session, cmd, result)
+
+
+async def _join(session: Session, topic: str) -> None:
+    """Record the new subscriber in presence (announcing a user's first connection)."""
+    hub = session.hub
+    await hub.presence.joined(topic, session.client, hub.publish_internal)
 
 
 async def _finish_subscribe(session: Session, cmd: Subscribe,
@@ -63,6 +116,8 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
     # No await between here and the replay: the subscriber is live already, and its
     # reply and replay must reach the socket before any live delivery.
     _subscribed(session, cmd, result)
+    if session.hub.presence.enabled(cmd.topic) and not session.closed:
+        await _join(session, cmd.topic)
 
 
 def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> None:
@@ -75,23 +130,49 @@ def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> No
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:
     if cmd.topic in session.topics:
-        session.topics.discard(cmd.topic)
-        session.hub.unsubscribe_nowait(session.peer, cmd.topic)
+        leave(session, cmd.topic)
     session.reply(session.codec.done(cmd))
+
+
+def leave(session: Session, topic: str) -> None:
+    """End the session's subscription to `topic` (presence follows in the background)."""
+    hub = session.hub
+    session.topics.discard(topic)
+    hub.unsubscribe_nowait(session.peer, topic)
+    if hub.presence.enabled(topic):
+        hub.presence.left(topic, session.principal.client_id, hub.publish_internal)
 
 
 # -- publish ---------------------------------------------------------------------------
 def publish(session: Session, cmd: Publish
-            ) -> Publication | asyncio.Future[Publication] | Awaitable[Publication]:
+            ) -> Publication | asyncio.Future[Publication] | Awaitable[Publication] | None:
     """The hub's `publish_payload_nowait` result (a publication, a queued future, or an
-    awaitable the session must finish before the next command)."""
-    return session.hub.publish_payload_nowait(cmd.topic, cmd.payload)
+    awaitable the session must finish before the next command); None when refused
+    (already answered). An async authorize hook makes every publish an awaitable."""
+    hub = session.hub
+    verdict = hub.authorizer.check(session.principal, Action.PUBLISH, cmd.topic)
+    if verdict is True:
+        return hub.publish_payload_nowait(cmd.topic, cmd.payload)
+    if verdict is False:
+        _forbidden(session, cmd.id)
+        return None
+    return _checked_publish(session, cmd, verdict)
+
+
+async def _checked_publish(session: Session, cmd: Publish, verdict: Awaitable[bool]
+                           ) -> Publication:
+    if not await verdict:
+        raise Forbidden("not allowed to publish to this topic")
+    return await session.hub.publish_payload(cmd.topic, cmd.payload)
 
 
 async def finish_publish(session: Session, cmd: Publish,
                          pending: Awaitable[Publication]) -> None:
     try:
         pub = await pending
+    except Forbidden:
+        _forbidden(session, cmd.id)
+        return
     except BrokerError:
         session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
         return
@@ -157,3 +238,64 @@ def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
     if top.epoch != epoch or offset > top.offset:
         return False
     return pubs[0].offset == offset + 1 if pubs else offset == top.offset
+
+
+# -- presence --------------------------------------------------------------------------
+def presence(session: Session, cmd: Presence) -> Awaitable[None] | None:
+    store = session.hub.presence.store
+    if store is None or not session.hub.presence.enabled(cmd.topic):
+        session.error(ErrorCode.PRESENCE_OFF, "presence is not enabled for this topic", cmd.id)
+        return None
+    return _presence(session, cmd)
+
+
+async def _presence(session: Session, cmd: Presence) -> None:
+    store = session.hub.presence.store
+    assert store is not None
+    try:
+        if cmd.stats:
+            session.reply(session.codec.presence_stats(cmd, await store.stats(cmd.topic)))
+        else:
+            session.reply(session.codec.presence(cmd, await store.get(cmd.topic)))
+    except PresenceUnavailable:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+
+
+# -- token refresh ---------------------------------------------------------------------
+def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
+    """Swap in a new token for the same user, re-check every subscription against it
+    (dropping, with a notice, what is no longer allowed) and restart the expiry clock."""
+    auth, old = session.authenticator, session.principal
+    if auth is None:
+        session.error(ErrorCode.INVALID_TOKEN, "this endpoint takes no tokens", cmd.id)
+        return None
+    try:
+        new = auth.principal_of(cmd.token)
+    except Unauthorized:
+        session.error(ErrorCode.INVALID_TOKEN, "the token is invalid or expired", cmd.id)
+        return None
+    if new.sub != old.sub or new.is_api_key != old.is_api_key:
+        session.error(ErrorCode.INVALID_TOKEN, "the token is for another user", cmd.id)
+        return None
+    session.principal = dataclasses.replace(new, client_id=old.client_id)
+    verdicts = {t: session.hub.authorizer.check(session.principal, Action.SUBSCRIBE, t)
+                for t in sorted(session.topics)}
+    if all(isinstance(v, bool) for v in verdicts.values()):
+        _refreshed(session, cmd, {t: bool(v) for t, v in verdicts.items()})
+        return None
+    return _settle_refresh(session, cmd, verdicts)
+
+
+async def _settle_refresh(session: Session, cmd: Refresh,
+                          verdicts: dict[str, bool | Awaitable[bool]]) -> None:
+    settled = {t: v if isinstance(v, bool) else await v for t, v in verdicts.items()}
+    _refreshed(session, cmd, settled)
+
+
+def _refreshed(session: Session, cmd: Refresh, allowed: dict[str, bool]) -> None:
+    for topic, ok in allowed.items():
+        if not ok:
+            session.drop(topic, "forbidden")
+    expires_at = expiry_of(session.principal.claims)
+    session.clock.reschedule(expires_at)
+    session.reply(session.codec.refreshed(cmd, expires_at))

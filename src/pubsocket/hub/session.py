@@ -28,13 +28,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
+from ..auth import Authenticator, Principal, expiry_of
 from ..brokers.base import Publication
 from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
+from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
 from . import handlers
 from .core import Hub
+from .lifetime import TokenClock
 
 log = logging.getLogger("pubsocket.hub")
 
@@ -86,16 +89,23 @@ _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_bucket", "_closed", "_expiry", "_inflight", "_paused", "_task", "_waiting",
-                 "codec", "errors", "expires_at", "hub", "peer", "settings", "topics")
+    __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_task", "_waiting",
+                 "authenticator", "clock", "codec", "errors", "hub", "peer", "principal",
+                 "settings", "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
+                 principal: Principal | None = None,
+                 authenticator: Authenticator | None = None,
                  expires_at: float | None = None) -> None:
+        """`principal` is who is connected (anonymous by default); `authenticator`
+        verifies refreshed tokens; the token's expiry comes from the principal's claims
+        unless `expires_at` (Unix time) is given."""
         self.hub = hub
         self.peer = peer
         self.settings = settings
         self.codec = codec
-        self.expires_at = expires_at
+        self.principal = principal or Principal.anonymous()
+        self.authenticator = authenticator
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
@@ -104,15 +114,43 @@ class Session:
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
-        self._expiry: asyncio.TimerHandle | None = None
-        if expires_at is not None:
-            delay = max(0.0, expires_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(
-                delay, self.close, CloseCode.AUTH_EXPIRED, "token expired")
+        can_refresh = codec.expiring(0.0) is not None and authenticator is not None
+        self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
+                                settings.token_grace)
+        self.clock.reschedule(expires_at if expires_at is not None
+                              else expiry_of(self.principal.claims))
+        if self.principal.user is not None:
+            hub.registry.add(self.principal.user, self)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def client(self) -> ClientInfo:
+        """This connection as presence shows it."""
+        p = self.principal
+        return ClientInfo(p.client_id, p.user, p.info)
+
+    def _expiring(self, expires_at: float) -> None:
+        self.reply(self.codec.expiring(expires_at))
+
+    def _expired(self) -> None:
+        self.close(CloseCode.AUTH_EXPIRED, "token expired")
+
+    # -- server-side control (hub.control.Controlled) ---------------------------------
+    def kick(self, code: int, reason: str) -> None:
+        """Close this connection on the server's behalf (disconnect_user)."""
+        if not self._closed:
+            self.close(CloseCode(code) if code in CloseCode._value2member_map_
+                       else CloseCode.DISCONNECTED, reason)
+
+    def drop(self, topic: str, reason: str) -> None:
+        """End the subscription to `topic` and tell the client why."""
+        if self._closed or topic not in self.topics:
+            return
+        handlers.leave(self, topic)
+        self.reply(self.codec.unsubscribed(topic, reason))
 
     # -- push mode (the transport calls these) ----------------------------------------
     def on_message(self, message: str | bytes) -> None:
@@ -137,13 +175,13 @@ class Session:
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
         self._closed = True
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self.clock.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        for topic in self.topics:
-            self.hub.unsubscribe_nowait(self.peer, topic)
-        self.topics = set()
+        for topic in list(self.topics):
+            handlers.leave(self, topic)
+        if self.principal.user is not None:
+            self.hub.registry.discard(self.principal.user, self)
 
     # -- pull mode -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -170,6 +208,8 @@ class Session:
             self.error(item.code, item.message, item.cmd_id)
         elif isinstance(item, Publish):
             result = handlers.publish(self, item)
+            if result is None:  # refused, already answered
+                return
             if isinstance(result, Publication):
                 self.reply(self.codec.published(item, result))
             elif isinstance(result, asyncio.Future):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from ..auth import expiry_of
+from ..auth import Action, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy
 from ..codecs import PLAIN, V1
-from ..errors import BrokerError, HTTPError
+from ..errors import BrokerError, Forbidden, HTTPError
 from ..hub import Session
 from ..hub.handlers import continues
+from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
 from .app import App
 from .decorators import current_app
@@ -24,6 +25,7 @@ from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
 HISTORY_PATH = "/api/history"
+PRESENCE_PATH = "/api/presence"
 METRICS_PATH = "/metrics"
 _TOPIC_RULE = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
 _BROKER_DOWN = "the message broker is unavailable, retry later"
@@ -31,8 +33,11 @@ _BROKER_DOWN = "the message broker is unavailable, retry later"
 
 def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = False,
            history: Mapping[str, HistoryPolicy | None] | None = None,
+           authorize: AuthorizeHook | None = None,
+           presence: Sequence[str] = (), presence_events: bool | None = None,
            publish_path: str | None = PUBLISH_PATH,
            history_path: str | None = HISTORY_PATH,
+           presence_path: str | None = PRESENCE_PATH,
            metrics_path: str | None = METRICS_PATH) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history`` and ``GET /metrics``.
@@ -42,17 +47,26 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     the ``pubsocket.v1`` subprotocol get envelopes with offsets, acks, recovery and
     history. `history` maps topic patterns to what is kept (None: nothing) ahead of the
     settings' rules, e.g. ``{"ticks.*": None, "chat:*": HistoryPolicy(500, 600)}``.
+    `authorize(principal, action, topic) -> bool` (sync or async) is asked for every
+    subscribe, publish, history and presence, after the token's ``topics`` claim.
+    `presence` lists topic patterns whose subscribers are tracked (``["*"]``: all);
+    `presence_events` turns join/leave pushes on or off (default: on).
     """
     target = app or current_app()
+    hub = target.hub
     if history:
-        target.hub.rules.prepend(history)
+        hub.rules.prepend(history)
+    if authorize is not None:
+        hub.authorizer = Authorizer(authorize)
+    if presence or presence_events is not None:
+        hub.presence.enable(presence, presence_events)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
             codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
-            expires_at=expiry_of(request.claims) if request.claims else None,
+            principal=request.principal, authenticator=target.auth,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 
@@ -63,6 +77,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         target.post(publish_path)(_publish_handler(target))
     if history_path and target.router.match("GET", history_path) is None:
         target.get(history_path)(mark_auth(_history_handler(target), "token"))
+    if presence_path and target.router.match("GET", presence_path) is None:
+        target.get(presence_path)(mark_auth(_presence_handler(target), "token"))
     if metrics_path and target.router.match("GET", metrics_path) is None:
         mount_metrics(target, metrics_path)
     return pubsub_endpoint
@@ -81,7 +97,9 @@ def _publish_handler(app: App) -> Handler:
         if "data" not in body:
             raise HTTPError(400, "missing_data", "publish needs a data field")
         try:
-            pub = await app.hub.publish(topic, body["data"])
+            pub = await app.hub.publish(topic, body["data"], principal=request.principal)
+        except Forbidden:
+            raise HTTPError(403, "forbidden", "not allowed on this topic") from None
         except BrokerError:
             raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
         except ValueError:
@@ -101,6 +119,7 @@ def _history_handler(app: App) -> Handler:
         topic = params.get("topic")
         if not isinstance(topic, str) or not valid_topic(topic):
             raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
+        await _check(app, request, Action.HISTORY, topic)
         limit = _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT)
         since = params.get("since")
         try:
@@ -121,6 +140,36 @@ def _history_handler(app: App) -> Handler:
                              for p in page.publications]})
 
     return history
+
+
+def _presence_handler(app: App) -> Handler:
+    async def presence(request: Request, response: ResponseFactory) -> Response:
+        """``GET /api/presence?topic=T[&stats=1]``: who is subscribed to T (client id ->
+        user, info), or only how many connections and distinct users."""
+        topic = request.params.get("topic")
+        if not isinstance(topic, str) or not valid_topic(topic):
+            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
+        await _check(app, request, Action.PRESENCE, topic)
+        store = app.hub.presence.store
+        if store is None or not app.hub.presence.enabled(topic):
+            raise HTTPError(404, "presence_off", "presence is not enabled for this topic")
+        try:
+            if request.params.get("stats") in ("1", "true"):
+                stats = await store.stats(topic)
+                return response({"topic": topic, "connections": stats.connections,
+                                 "users": stats.users})
+            clients = await store.get(topic)
+        except PresenceUnavailable:
+            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
+        return response({"topic": topic, "clients": {
+            cid: {"user": c.user, "info": c.info} for cid, c in clients.items()}})
+
+    return presence
+
+
+async def _check(app: App, request: Request, action: Action, topic: str) -> None:
+    if not await app.hub.authorizer.allowed(request.principal, action, topic):
+        raise HTTPError(403, "forbidden", "not allowed on this topic")
 
 
 def _int_param(raw: object, default: int, name: str, maximum: int) -> int:

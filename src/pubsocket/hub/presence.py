@@ -1,0 +1,103 @@
+"""Presence in the hub: who is subscribed to which topic, and join/leave events.
+
+Opt-in per topic pattern (`Settings.presence`, ``pubsub(presence=...)``). When a
+session's subscription to such a topic takes effect, its client (id, user, ``info``
+claim) is added to the `Presence` store; when it ends, removed. The store says whether
+that was the user's first (or last) connection in the topic across every node, and only
+then a join (leave) event goes out, on the broker channel ``$p:<topic>``, so a second
+tab of the same user announces nothing. Every node subscribed to the topic receives it
+and pushes it to its subscribers (pubsocket.v1: ``{"type": "join", ...}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+
+from ..presence.base import ClientInfo, Presence, PresenceUnavailable
+from .control import PRESENCE_PREFIX
+
+log = logging.getLogger("pubsocket.hub")
+
+Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
+
+
+class PresenceHooks:
+    """The hub's presence side; `store` is None until presence is enabled somewhere."""
+
+    def __init__(self, patterns: Iterable[str], events: bool) -> None:
+        self.patterns = list(patterns)
+        self.events = events
+        self.store: Presence | None = None
+        self._cache: dict[str, bool] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def enable(self, patterns: Iterable[str], events: bool | None = None) -> None:
+        """Add topic patterns (``pubsub(presence=...)``)."""
+        self.patterns.extend(patterns)
+        if events is not None:
+            self.events = events
+        self._cache.clear()
+
+    def enabled(self, topic: str) -> bool:
+        found = self._cache.get(topic)
+        if found is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            found = self._cache[topic] = any(fnmatchcase(topic, p) for p in self.patterns)
+        return found
+
+    def events_for(self, topic: str) -> bool:
+        return self.events and self.enabled(topic)
+
+    async def joined(self, topic: str, client: ClientInfo, publish: Publish) -> None:
+        """`client` subscribed to `topic`: record it, announce a first connection."""
+        assert self.store is not None
+        try:
+            first = await self.store.add(topic, client)
+        except PresenceUnavailable:
+            log.warning("presence store unavailable: a join was not recorded")
+            return
+        if first and self.events:
+            await publish(PRESENCE_PREFIX + topic, encode_event("join", client))
+
+    def left(self, topic: str, client_id: str, publish: Publish) -> None:
+        """The client's subscription ended: remove it in the background, announce a last."""
+        if self.store is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._leave(topic, client_id, publish))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave(self, topic: str, client_id: str, publish: Publish) -> None:
+        assert self.store is not None
+        try:
+            removed = await self.store.remove(topic, client_id)
+            if removed is not None and removed.last_of_user and self.events:
+                event = encode_event("leave", ClientInfo(client_id, removed.user))
+                await publish(PRESENCE_PREFIX + topic, event)
+        except Exception:  # a leave must never take the connection's cleanup down
+            log.warning("presence leave failed; the entry expires on its TTL", exc_info=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.store is not None:
+            await self.store.close()
+
+
+def encode_event(kind: str, client: ClientInfo) -> bytes:
+    return orjson.dumps({"k": kind, "c": client.client_id, "u": client.user, "i": client.info})
+
+
+def decode_event(payload: bytes) -> tuple[str, ClientInfo] | None:
+    try:
+        event: Any = orjson.loads(payload)
+        return str(event["k"]), ClientInfo(str(event["c"]), event["u"], event.get("i"))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
