@@ -336,7 +336,7 @@ async def test_stalled_writes_are_aborted_after_the_write_timeout(serve: Any) ->
     _reader, writer = await raw_subscriber(srv.port, "stall")  # never reads
     await until(lambda: app.hub.subscriber_count("stall") == 1)
     async with connect(f"{srv.ws}/ws/chat") as pub:
-        for _ in range(300):  # ~3 MiB: far past the socket buffers
+        for _ in range(800):  # ~8 MiB: past the socket buffers (tcp_wmem max 4 MiB here)
             await pub.send(cmd("publish", "stall", data="x" * 10_000))
         started = time.monotonic()
         await until(lambda: app.hub.subscriber_count("stall") == 0, timeout=5)

@@ -21,12 +21,12 @@ from websockets.protocol import OPEN, Protocol
 from ..errors import CloseCode, ConnectionClosed
 from ..web.websocket import Listener, MessageIterator
 from .assembly import Assembler, AssemblyError
+from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
 
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
-HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
 FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
@@ -45,7 +45,7 @@ class FrameProtocol(Protocol):
         super().recv_frame(frame)
 
 
-class WSConnection(MessageIterator, asyncio.Protocol):
+class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
     Slotted, with futures and buffers created only when needed: an idle subscribed
@@ -57,20 +57,15 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         "_close_timer",
         "_closing",
         "_deferred",
-        "_drain",
         "_gone",
-        "_hub_frames",
         "_inbox",
         "_last_ping",
         "_listener",
         "_lost",
-        "_out",
         "_ping_payload",
         "_ping_sent",
         "_proto",
         "_reading_paused",
-        "_stall_size",
-        "_stall_timer",
         "_state",
         "_throttled",
         "_transport",
@@ -193,17 +188,6 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         except Exception:
             log.exception("a WebSocket listener failed on close")
 
-    def deliver(self, frame: bytes) -> None:
-        """Queue a pre-encoded frame for this tick's write. Never blocks or raises."""
-        if self._closing:
-            self._state.stats.dropped += 1
-            return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        out.append(frame)
-        self._hub_frames = True
-
     def close_nowait(self, code: int, reason: str = "") -> None:
         """Start the closing handshake with `code` (idempotent, never raises)."""
         if self._closing:
@@ -313,19 +297,6 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         self._state.stats.ws_closed += 1
         self._notify_closed()
 
-    def pause_writing(self) -> None:
-        if self._drain is None or self._drain.done():
-            self._drain = self._state.loop.create_future()
-        self._arm_stall()
-
-    def resume_writing(self) -> None:
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
-        self._drain = None
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
-
     # -- inbound -----------------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -379,60 +350,6 @@ class WSConnection(MessageIterator, asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    # -- outbound ----------------------------------------------------------------------
-    def _pump(self) -> None:
-        """Move what the protocol wants to send into the queue; act on EOF."""
-        for data in self._proto.data_to_send():
-            if data:
-                if not self._out:
-                    self._state.flusher.mark(self._flush)
-                self._out.append(data)
-            else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
-                self._flush()
-                self._transport.close()
-
-    def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        self._out = []
-        transport = self._transport
-        if transport.is_closing():
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        transport.write(data)
-        stats = self._state.stats
-        stats.frames_out += len(out)
-        stats.bytes_out += len(data)
-        # The budget bounds what the hub queued without waiting; send() is bounded by its
-        # own backpressure instead, so one large echo never counts as a slow consumer.
-        if not self._hub_frames:
-            return
-        self._hub_frames = False
-        budget = self._state.settings.outbound_budget
-        if budget and not self._closing and transport.get_write_buffer_size() > budget:
-            stats.slow_closes += 1
-            log.info("closing a slow consumer (outbound buffer over %d bytes)", budget)
-            self.close_nowait(CloseCode.SLOW_CONSUMER, "slow consumer")
-
-    def _arm_stall(self) -> None:
-        timeout = self._state.settings.write_timeout
-        if not timeout or self._stall_timer is not None:
-            return
-        self._stall_size = self._transport.get_write_buffer_size()
-        self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
-
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        size = self._transport.get_write_buffer_size()
-        if size <= HIGH_WATER:
-            return
-        if size >= self._stall_size:
-            log.info("aborting a connection whose writes made no progress")
-            self._transport.abort()
-            return
-        self._arm_stall()
 
     # -- keepalive ---------------------------------------------------------------------
     def keepalive(self, now: float, interval: float, timeout: float) -> None:
