@@ -48,8 +48,8 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
         raise ProtocolViolation(ErrorCode.BAD_ID, f"id must be a string of at most "
                                 f"{MAX_ID_LENGTH} characters or an integer")
     action = msg.get("action")
-    if not isinstance(action, str) or action not in _ACTIONS and not (
-            extended and action in _V1_ACTIONS):
+    if not isinstance(action, str) or (action not in _ACTIONS and not (
+            extended and action in _V1_ACTIONS)):
         allowed = ("subscribe, unsubscribe, publish, history, presence, presence_stats or "
                    "refresh") if extended else "subscribe, unsubscribe or publish"
         raise ProtocolViolation(ErrorCode.BAD_ACTION, f"action must be {allowed}", cmd_id)

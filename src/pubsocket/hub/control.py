@@ -8,10 +8,21 @@ of that user. The registry maps users to their local sessions.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+
+from ..brokers.base import NO_HISTORY, Publication
+from ..config import Settings
+from ..errors import BrokerError, CloseCode
+from ..presence.base import Presence
+from ..presence.memory import MemoryPresence
+
+if TYPE_CHECKING:
+    from ..brokers import Broker
 
 log = logging.getLogger("pubsocket.hub")
 
@@ -65,3 +76,51 @@ class Registry:
 
 def encode(op: str, user: str, **fields: Any) -> bytes:
     return orjson.dumps({"op": op, "user": user, **fields})
+
+
+class Control:
+    """The hub's side of control and internal channels (mixed into `Hub`)."""
+
+    settings: Settings
+
+    @property
+    def broker(self) -> Broker:
+        raise NotImplementedError
+
+    async def disconnect_user(self, user: str, reason: str = "disconnected by the server"
+                              ) -> None:
+        """Close every connection of `user` on every node (4003), e.g. on logout or ban.
+        Raises `BrokerUnavailable` when the command could not be sent."""
+        await self.publish_internal(CONTROL_TOPIC, encode(
+            "disconnect", user, code=int(CloseCode.DISCONNECTED), reason=reason))
+
+    async def unsubscribe_user(self, user: str, topic: str) -> None:
+        """End `user`'s subscriptions to `topic` on every node; each of its v1 connections
+        hears ``{"type": "unsubscribed", ...}``."""
+        await self.publish_internal(CONTROL_TOPIC, encode("unsubscribe", user, topic=topic))
+
+    async def publish_internal(self, channel: str, payload: bytes) -> None:
+        """Send on a ``$`` channel (control, presence events): no history, no checks."""
+        result = self.broker.publish_nowait(channel, payload, NO_HISTORY)
+        if result is None:
+            await self.broker.publish(channel, payload, NO_HISTORY)
+        elif not isinstance(result, Publication):
+            await result
+
+    async def _subscribe_control(self) -> None:
+        for delay in itertools.chain((0.0, 0.1, 0.5, 1.0), itertools.repeat(2.0)):
+            await asyncio.sleep(delay)
+            try:
+                await self.broker.subscribe(CONTROL_TOPIC)
+                return
+            except (BrokerError, OSError):
+                log.warning("control channel not subscribed yet; retrying")
+
+    def _presence_store(self) -> Presence:
+        broker: Any = self.broker
+        if broker.shared:
+            from ..presence.redis import RedisPresence
+
+            return RedisPresence(broker.redis_url, prefix=broker.prefix + "presence:",
+                                 ttl=self.settings.presence_ttl)
+        return MemoryPresence()

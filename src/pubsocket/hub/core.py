@@ -14,6 +14,7 @@ subscriber that asks to resume after a position is held (its live publications b
 while the hub reads history, then gets the replay and the buffer with no gap and no
 duplicate, or ``recovered=False`` (`hub.recovery`).
 
+The control channel, `disconnect_user` and `unsubscribe_user` are in `hub.control`.
 The hub has no socket, protocol or event-loop transport code: it sees codecs and
 `Subscriber.deliver(frame)`.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -34,13 +34,10 @@ from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
 from ..codecs import PLAIN, Codec
 from ..config import Settings
-from ..errors import BrokerError, BrokerUnavailable, CloseCode, ConfigError, Forbidden
+from ..errors import BrokerError, BrokerUnavailable, ConfigError, Forbidden
 from ..framing import text_frame
-from ..presence.base import Presence
-from ..presence.memory import MemoryPresence
 from ..protocol import SubscribeResult, valid_topic
-from . import control
-from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
+from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
 from .policy import HistoryRules
 from .presence import PresenceHooks
@@ -68,7 +65,7 @@ class HubStats:
         self.recovery_failures = 0  # subscribes with since answered recovered=False
 
 
-class Hub(Delivery):
+class Hub(Delivery, Control):
     """Pub/sub across this process's connections, scaled out through a `Broker`."""
 
     def __init__(self, settings: Settings | None = None, broker: Broker | None = None, *,
@@ -106,24 +103,6 @@ class Hub(Delivery):
         if not self.broker.subscribe_nowait(CONTROL_TOPIC):
             # In the background: start() must not wait on (or fail for) an absent broker.
             self._spawn(self._subscribe_control())
-
-    async def _subscribe_control(self) -> None:
-        for delay in itertools.chain((0.0, 0.1, 0.5, 1.0), itertools.repeat(2.0)):
-            await asyncio.sleep(delay)
-            try:
-                await self.broker.subscribe(CONTROL_TOPIC)
-                return
-            except (BrokerError, OSError):
-                log.warning("control channel not subscribed yet; retrying")
-
-    def _presence_store(self) -> Presence:
-        broker: Any = self.broker
-        if broker.shared:
-            from ..presence.redis import RedisPresence
-
-            return RedisPresence(broker.redis_url, prefix=broker.prefix + "presence:",
-                                 ttl=self.settings.presence_ttl)
-        return MemoryPresence()
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
@@ -360,28 +339,6 @@ class Hub(Delivery):
         if self._loop is None:
             raise RuntimeError("the hub is not started")
         return asyncio.run_coroutine_threadsafe(self.publish(topic, data), self._loop)
-
-    # -- server-side control and internal channels -----------------------------------
-    async def disconnect_user(self, user: str, reason: str = "disconnected by the server"
-                              ) -> None:
-        """Close every connection of `user` on every node (4003), e.g. on logout or ban.
-        Raises `BrokerUnavailable` when the command could not be sent."""
-        await self.publish_internal(CONTROL_TOPIC, control.encode(
-            "disconnect", user, code=int(CloseCode.DISCONNECTED), reason=reason))
-
-    async def unsubscribe_user(self, user: str, topic: str) -> None:
-        """End `user`'s subscriptions to `topic` on every node; each of its v1 connections
-        hears ``{"type": "unsubscribed", ...}``."""
-        await self.publish_internal(CONTROL_TOPIC, control.encode("unsubscribe", user,
-                                                                  topic=topic))
-
-    async def publish_internal(self, channel: str, payload: bytes) -> None:
-        """Send on a ``$`` channel (control, presence events): no history, no checks."""
-        result = self.broker.publish_nowait(channel, payload, NO_HISTORY)
-        if result is None:
-            await self.broker.publish(channel, payload, NO_HISTORY)
-        elif not isinstance(result, Publication):
-            await result
 
     def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
         """`history` when the broker answers inline, else None."""
