@@ -33,6 +33,9 @@ class Codec(ABC):
     """One wire protocol. Instances are stateless and shared by every connection."""
 
     name: str = ""
+    # Whether clients of this protocol can refresh their token over the socket (then
+    # they get an expiry notice and a grace period instead of a close at exp).
+    refreshable: bool = False
 
     @abstractmethod
     def parse(self, text: str) -> Sequence[Parsed]:

@@ -48,6 +48,7 @@ class V1Codec(Codec):
     """The pubsocket.v1 subprotocol."""
 
     name = "pubsocket.v1"
+    refreshable = True
 
     def parse(self, text: str) -> Sequence[Parsed]:
         try:

@@ -114,7 +114,7 @@ class Session:
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
-        can_refresh = codec.expiring(0.0) is not None and authenticator is not None
+        can_refresh = codec.refreshable and authenticator is not None
         self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
                                 settings.token_grace)
         self.clock.reschedule(expires_at if expires_at is not None
