@@ -27,10 +27,11 @@ class PlainCodec(Codec):
     """Plain mode: what the seed page's `websockets` and `websocat` clients expect."""
 
     name = "plain"
+    extended = False  # pubsocket.v1 (a subclass) also takes since, history, presence, ...
 
     def parse(self, text: str) -> Sequence[Parsed]:
         try:
-            return (parse_json_command(text, extended=False),)
+            return (parse_json_command(text, extended=self.extended),)
         except ProtocolViolation as exc:
             return (exc,)
 

@@ -8,18 +8,16 @@ docs/protocol.md is the reference.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from ..brokers.base import HistoryPage, Position, Publication
-from ..errors import ProtocolViolation
 from ..presence.base import ClientInfo, Stats
 from ..protocol import (
     CmdId,
     Command,
-    ErrorCode,
     History,
     Presence,
     Publish,
@@ -27,34 +25,32 @@ from ..protocol import (
     Subscribe,
     SubscribeResult,
 )
-from .base import Codec, Parsed
-from .json_commands import parse_json_command
-from .plain import encode_error
+from .plain import PlainCodec
 
 
 def _client(client: ClientInfo) -> dict[str, Any]:
     return {"user": client.user, "info": client.info}
 
 
-def _ack(cmd_id: CmdId | None, **fields: Any) -> bytes:
-    body: dict[str, Any] = {"type": "ack"}
+def _reply(kind: str, cmd_id: CmdId | None, **fields: Any) -> bytes:
+    """``{"type": kind, "id"?: cmd_id, **fields}``: the id, when there is one, comes second."""
+    body: dict[str, Any] = {"type": kind}
     if cmd_id is not None:
         body["id"] = cmd_id
     body.update(fields)
     return orjson.dumps(body)
 
 
-class V1Codec(Codec):
-    """The pubsocket.v1 subprotocol."""
+def _ack(cmd_id: CmdId | None, **fields: Any) -> bytes:
+    return _reply("ack", cmd_id, **fields)
+
+
+class V1Codec(PlainCodec):
+    """The pubsocket.v1 subprotocol: the plain commands and errors, and more."""
 
     name = "pubsocket.v1"
+    extended = True
     refreshable = True
-
-    def parse(self, text: str) -> Sequence[Parsed]:
-        try:
-            return (parse_json_command(text, extended=True),)
-        except ProtocolViolation as exc:
-            return (exc,)
 
     def publication(self, topic: str, pub: Publication) -> bytes:
         # Built by concatenation around the already-encoded payload: no re-encoding of data.
@@ -82,17 +78,11 @@ class V1Codec(Codec):
         return _ack(cmd.id, offset=pub.offset) if pub.offset else _ack(cmd.id)
 
     def history(self, cmd: History, page: HistoryPage) -> bytes | None:
-        body: dict[str, Any] = {"type": "history"}
-        if cmd.id is not None:
-            body["id"] = cmd.id
-        body.update(topic=cmd.topic, offset=page.position.offset, epoch=page.position.epoch)
-        head = orjson.dumps(body)
+        head = _reply("history", cmd.id, topic=cmd.topic, offset=page.position.offset,
+                      epoch=page.position.epoch)
         pubs = b",".join(b'{"offset":' + str(p.offset).encode() + b',"data":' + p.payload + b"}"
                          for p in page.publications)
         return head[:-1] + b',"publications":[' + pubs + b"]}"
-
-    def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None) -> bytes:
-        return encode_error(code, message, cmd_id)
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
         return _ack(cmd.id, expires_at=expires_at)
@@ -104,19 +94,12 @@ class V1Codec(Codec):
         return orjson.dumps({"type": "unsubscribed", "topic": topic, "reason": reason})
 
     def presence(self, cmd: Presence, clients: Mapping[str, ClientInfo]) -> bytes | None:
-        body: dict[str, Any] = {"type": "presence"}
-        if cmd.id is not None:
-            body["id"] = cmd.id
-        body["topic"] = cmd.topic
-        body["clients"] = {cid: _client(c) for cid, c in clients.items()}
-        return orjson.dumps(body)
+        return _reply("presence", cmd.id, topic=cmd.topic,
+                      clients={cid: _client(c) for cid, c in clients.items()})
 
     def presence_stats(self, cmd: Presence, stats: Stats) -> bytes | None:
-        body: dict[str, Any] = {"type": "presence_stats"}
-        if cmd.id is not None:
-            body["id"] = cmd.id
-        body.update(topic=cmd.topic, connections=stats.connections, users=stats.users)
-        return orjson.dumps(body)
+        return _reply("presence_stats", cmd.id, topic=cmd.topic,
+                      connections=stats.connections, users=stats.users)
 
     def join(self, topic: str, client: ClientInfo) -> bytes | None:
         return orjson.dumps({"type": "join", "topic": topic, **_client(client),
