@@ -34,10 +34,13 @@ test: $(VENV)/.dev
 conformance: $(VENV)/.installed
 	bash conformance/run.sh
 
-## make bench: Node ws baseline vs pubsocket, then the Redis scale-out runs (needs Redis)
+## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
+## then acked publishes/s and recovery latency (the Redis ones start a throwaway
+## redis-server of their own: no Redis service needed)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
+	$(PY) bench/delivery_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

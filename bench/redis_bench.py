@@ -1,10 +1,16 @@
 """Scale-out benchmarks on Redis (part of `make bench`).
 
-    python bench/redis_bench.py [--rounds 3] [--quick] [--redis redis://127.0.0.1:6379/0]
+    python bench/redis_bench.py [--rounds 3] [--quick] [--redis redis://HOST:PORT/0]
+
+Without `--redis` it starts a throwaway redis-server of its own on a free port
+(tests/redis_server.py: redis-server on PATH, else the dev extra's valkey-server) and
+stops it at the end, so `make bench` needs no Redis service.
 
 Measured in the same run, interleaved, medians of rounds:
-* fanout1000 through the memory broker (reference), through Redis with 1 worker and
-  with `--workers 2` (SO_REUSEPORT on one port);
+* fanout1000 through the memory broker (reference, history on: the default), the memory
+  broker with history off (`PUBSOCKET_HISTORY_SIZE=0`: what positions cost), through
+  Redis with 1 worker and with `--workers 2` (SO_REUSEPORT on one port); targets:
+  history on / off >= 0.9, Redis (1 worker) / memory >= 0.7;
 * cross-node latency: 100 subscribers on node B, a publisher on node A, 200 publishes/s;
 * topic locality: two nodes, each with subscribers for half of 100 topics, 10 000
   publishes spread over all topics; each node's `pubsocket_broker_received_total` shows
@@ -22,20 +28,39 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run import RESULTS, raise_nofile, run_loadgen
 from servers import RunningServer, ServerSpec, default_pinning, pubsocket_spec
+from tests.redis_server import RedisProcess
 
 
-def spec(name: str, broker: str, workers: int = 1) -> ServerSpec:
-    base = pubsocket_spec(env={"PUBSOCKET_BROKER": broker, "PUBSOCKET_WORKERS": str(workers)})
+def spec(name: str, broker: str, workers: int = 1, **env: str) -> ServerSpec:
+    base = pubsocket_spec(env={"PUBSOCKET_BROKER": broker, "PUBSOCKET_WORKERS": str(workers),
+                               **env})
     return ServerSpec(name, base.cmd, base.env)
+
+
+@contextmanager
+def redis_url(given: str | None) -> Iterator[str]:
+    """`given`, or a throwaway redis-server on a free port (stopped at the end)."""
+    if given:
+        yield given
+        return
+    server = RedisProcess().start()
+    print(f"started a throwaway Redis: {server.binary} on {server.url}", flush=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def loadgen(scenario: str, srv: RunningServer, quick: bool, pin: Any,
@@ -102,20 +127,31 @@ def main() -> int:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--redis", default=None,
+                    help="an existing Redis (default: start a throwaway redis-server)")
     args = ap.parse_args()
+    with redis_url(args.redis) as url:
+        args.redis = url
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     raise_nofile()
     rounds = args.rounds or (1 if args.quick else 3)
     pin = default_pinning()
     logs = RESULTS / "logs"
-    fan: dict[str, list[float | None]] = {"memory": [], "redis-w1": [], "redis-w2": []}
+    fan: dict[str, list[float | None]] = {"memory": [], "memory-nohist": [], "redis-w1": [],
+                                          "redis-w2": []}
     lat: list[dict[str, Any]] = []
     for rnd in range(1, rounds + 1):
         prefix = f"?prefix=bench-{uuid.uuid4().hex[:8]}:"
-        for name, broker, workers in (("memory", "memory://", 1),
-                                      ("redis-w1", args.redis + prefix, 1),
-                                      ("redis-w2", args.redis + prefix, 2)):
-            with RunningServer(spec(name, broker, workers), logs / f"redis-{name}-r{rnd}.log",
+        for name, broker, workers, env in (
+                ("memory", "memory://", 1, {}),
+                ("memory-nohist", "memory://", 1, {"PUBSOCKET_HISTORY_SIZE": "0"}),
+                ("redis-w1", args.redis + prefix, 1, {}),
+                ("redis-w2", args.redis + prefix, 2, {})):
+            with RunningServer(spec(name, broker, workers, **env),
+                               logs / f"redis-{name}-r{rnd}.log",
                                cpus=pin[0] if pin else None) as srv:
                 res = loadgen("fanout1000", srv, args.quick, pin)
             fan[name].append(metric(res, "deliveries_per_s"))
@@ -142,17 +178,30 @@ def main() -> int:
         "cross_node_loss": max((r.get("loss", 0) or 0 for r in lat), default=None),
         "locality": loc,
     }
+    fan_med = summary["fanout1000_deliveries_per_s"]
+
+    def ratio(num: str, den: str) -> float | None:
+        a, b = fan_med[num], fan_med[den]
+        return a / b if a and b else None
+
+    summary["ratios"] = {  # label: (value, target)
+        "history on / off (memory)": (ratio("memory", "memory-nohist"), 0.9),
+        "redis (1 worker) / memory": (ratio("redis-w1", "memory"), 0.7),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "redis.json"
     out.write_text(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rounds": rounds,
                                "raw": {"fanout": fan, "latency": lat}, "summary": summary},
                               indent=2))
     f = summary["fanout1000_deliveries_per_s"]
-    print("\nscale-out on Redis (medians)")
+    print(f"\nscale-out on Redis (medians of {rounds})")
     for name in fan:
         ratio = (f[name] / f["memory"]) if f[name] and f["memory"] else None
-        print(f"  fanout1000 {name:<9} {f[name] or 0:>12,.0f} deliveries/s"
+        print(f"  fanout1000 {name:<13} {f[name] or 0:>12,.0f} deliveries/s"
               + (f"  ({ratio:.2f}x memory)" if ratio else ""))
+    for label, (value, target) in summary["ratios"].items():
+        met = "yes" if value is not None and value >= target else "NO"
+        print(f"  {label}: {value or 0:.2f}x (target >= {target}: {met})")
     c = summary["cross_node_latency_ms"]
     print(f"  cross-node latency (200 publishes/s to 100 subscribers): p50 {c['p50_ms']} ms, "
           f"p99 {c['p99_ms']} ms, loss {summary['cross_node_loss']}")
