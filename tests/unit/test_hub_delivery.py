@@ -8,7 +8,6 @@ subscribers of both codecs receive, frame by frame.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,19 +17,7 @@ from pubsocket import Hub, Settings
 from pubsocket.brokers import HistoryPage, HistoryPolicy, MemoryBroker, Position, Publication
 from pubsocket.brokers.base import DeliverFn, ResyncFn
 from pubsocket.codecs import PLAIN, V1
-from pubsocket.framing import frame_payload
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def deliver(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    @property
-    def messages(self) -> list[Any]:
-        return [json.loads(frame_payload(f)) for f in self.frames]
+from tests.unit.test_hub import Recorder
 
 
 class FaultyBroker(MemoryBroker):
