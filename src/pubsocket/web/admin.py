@@ -32,7 +32,7 @@ _ASSETS = {"": ("admin.html", "text/html; charset=utf-8"),
 # The page holds the API key: no framing, no inline or foreign scripts, no referrer.
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "connect-src 'self'; img-src 'self'; form-action 'none'; "
+                               "connect-src 'self'; img-src 'self' data:; form-action 'none'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
