@@ -9,11 +9,12 @@ import os
 import time
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from pubsocket import App, admin, pubsub
 from pubsocket.auth import Authenticator
-from pubsocket.web.recent import MAX_MESSAGE, MAX_RECORDS, install
+from pubsocket.web.recent import MAX_MESSAGE, MAX_RECORDS, RecentHandler, install
 from tests.app.test_http import ahttp
 from tests.app.test_pubsub import V1, assert_subscribe_ack, cmd, recv_json
 from tests.conftest import API_KEY, SECRET, make_settings
@@ -175,3 +176,26 @@ def test_install_is_once_per_process() -> None:
     root = logging.getLogger("pubsocket")
     assert install() is install()
     assert sum(h is install() for h in root.handlers) == 1
+
+
+def test_the_ring_keeps_last_resort_output_when_it_is_the_only_handler(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An app that never configured logging still sees its warnings on stderr."""
+    ring = RecentHandler(capacity=3)
+    alone = logging.getLogger("pubsocket_ring_alone")
+    alone.propagate = False
+    alone.addHandler(ring)
+    try:
+        alone.warning("seen on stderr")
+        assert capsys.readouterr().err == "seen on stderr\n"
+        other = logging.StreamHandler()
+        alone.addHandler(other)
+        try:
+            alone.warning("seen once, by the other handler")
+        finally:
+            alone.removeHandler(other)
+        assert capsys.readouterr().err.count("seen once") == 1
+        assert [r["message"] for r in ring.records()] == [
+            "seen on stderr", "seen once, by the other handler"]
+    finally:
+        alone.removeHandler(ring)
