@@ -19,6 +19,7 @@ from .web import (
     Response,
     Router,
     Websocket,
+    admin,
     delete,
     get,
     load_app,
@@ -33,6 +34,6 @@ from .web import (
 __all__ = [
     "ASGIApp", "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
     "HTTPError", "Hub", "PubsocketError", "Request", "Response", "Router", "Server",
-    "Settings", "Unauthorized", "Websocket", "delete", "get", "load_app", "noauth", "patch",
-    "post", "pubsub", "put", "secured",
+    "Settings", "Unauthorized", "Websocket", "admin", "delete", "get", "load_app", "noauth",
+    "patch", "post", "pubsub", "put", "secured",
 ]

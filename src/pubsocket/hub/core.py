@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -372,6 +373,12 @@ class Hub(Delivery, Control):
     def subscription_count(self) -> int:
         """Local (subscriber, topic) pairs."""
         return sum(entry.count for entry in self._topics.values())
+
+    def busiest_topics(self, limit: int) -> list[tuple[str, int]]:
+        """Up to `limit` topics with the most local subscribers, as (topic, count), most
+        first (ties by name). O(topics); for the ops page, not the hot path."""
+        counts = ((topic, entry.count) for topic, entry in self._topics.items())
+        return heapq.nsmallest(limit, counts, key=lambda c: (-c[1], c[0]))
 
 
 __all__ = ["NO_HISTORY", "Hub", "HubStats", "Subscriber"]

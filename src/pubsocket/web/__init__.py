@@ -1,5 +1,6 @@
 """Routing, requests and responses, the WebSocket API and the built-in pub/sub endpoint."""
 
+from .admin import admin
 from .app import App
 from .decorators import current_app, delete, get, noauth, patch, post, put, secured, using_app
 from .project import load_app
@@ -11,6 +12,6 @@ from .websocket import Connection, Upgrader, Websocket
 
 __all__ = [
     "App", "Connection", "Headers", "Request", "Response", "ResponseFactory", "Router",
-    "Upgrader", "Websocket", "current_app", "delete", "get", "load_app", "noauth", "patch",
-    "post", "pubsub", "put", "secured", "using_app",
+    "Upgrader", "Websocket", "admin", "current_app", "delete", "get", "load_app", "noauth",
+    "patch", "post", "pubsub", "put", "secured", "using_app",
 ]

@@ -8,7 +8,6 @@ Each app has its own registry, so two apps in one process never mix their number
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -17,9 +16,28 @@ from prometheus_client.registry import Collector
 from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
-from .stats import TransportStats
+from .snapshot import snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Help text per `snapshot()` key; a key without one is a KeyError at the first scrape
+# (test_pubsub scrapes), never a metric shipped undocumented.
+_COUNTER_DOCS = {
+    "published": "Messages this node handed to the broker",
+    "broker_received": "Messages the broker delivered to this node",
+    "deliveries": "Frames queued to local subscribers",
+    "duplicates_dropped": "Publications dropped as already delivered",
+    "gaps": "Holes in a topic's stream announced to subscribers (not fillable from history)",
+    "recoveries": "Subscribes with since that recovered",
+    "recovery_failures": "Subscribes with since answered recovered=false",
+}
+_TRANSPORT_DOCS = {
+    "messages_in": "WebSocket messages received",
+    "bytes_in": "WebSocket bytes received",
+    "messages_out": "WebSocket frames written",
+    "bytes_out": "WebSocket bytes written",
+    "dropped": "Frames dropped because their connection was closing",
+    "slow_consumer_closes": "Connections closed with 4008",
+}
 
 
 class _Collector(Collector):
@@ -27,44 +45,25 @@ class _Collector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        hub = self.app.hub
-        yield _gauge("connections", "Open WebSocket connections", self.app.open_connections())
+        snap = snapshot(self.app)
+        yield _gauge("connections", "Open WebSocket connections", snap["connections"])
         yield _gauge("subscriptions", "Local (connection, topic) subscriptions",
-                     hub.subscription_count)
-        yield _gauge("topics", "Topics with local subscribers", hub.topic_count)
-        yield _counter("published", "Messages this node handed to the broker",
-                       hub.stats.published)
-        yield _counter("broker_received", "Messages the broker delivered to this node",
-                       hub.stats.received)
-        yield _counter("deliveries", "Frames queued to local subscribers", hub.stats.deliveries)
-        yield _counter("duplicates_dropped", "Publications dropped as already delivered",
-                       hub.stats.duplicates)
-        yield _counter("gaps", "Holes in a topic's stream announced to subscribers (not "
-                       "fillable from history)", hub.stats.gaps)
-        yield _counter("recoveries", "Subscribes with since that recovered", hub.stats.recoveries)
-        yield _counter("recovery_failures", "Subscribes with since answered recovered=false",
-                       hub.stats.recovery_failures)
-        stats: TransportStats | None = self.app.transport_stats
-        if stats is not None:
-            yield _counter("messages_in", "WebSocket messages received", stats.messages_in)
-            yield _counter("bytes_in", "WebSocket bytes received", stats.bytes_in)
-            yield _counter("messages_out", "WebSocket frames written", stats.frames_out)
-            yield _counter("bytes_out", "WebSocket bytes written", stats.bytes_out)
-            yield _counter("dropped", "Frames dropped because their connection was closing",
-                           stats.dropped)
-            yield _counter("slow_consumer_closes", "Connections closed with 4008",
-                           stats.slow_closes)
-        broker: Any = hub.broker
+                     snap["subscriptions"])
+        yield _gauge("topics", "Topics with local subscribers", snap["topics"])
+        for name, value in snap["counters"].items():
+            yield _counter(name, _COUNTER_DOCS[name], value)
+        for name, value in (snap["transport"] or {}).items():
+            yield _counter(name, _TRANSPORT_DOCS[name], value)
+        broker = snap["broker"]
         yield _gauge("broker_healthy", "1 while the broker link and reader are up",
-                     1.0 if broker.healthy else 0.0)
+                     1.0 if broker["healthy"] else 0.0)
         yield _counter("broker_reader_restarts", "Broker reader tasks restarted after a crash",
-                       getattr(broker, "reader_restarts", 0))
-        yield _counter("broker_reconnects", "Broker reconnections",
-                       getattr(broker, "reconnects", 0))
+                       broker["reader_restarts"])
+        yield _counter("broker_reconnects", "Broker reconnections", broker["reconnects"])
         yield _counter("broker_publish_errors", "Publishes the broker refused",
-                       getattr(broker, "publish_errors", 0))
+                       broker["publish_errors"])
         yield _gauge("broker_publish_latency_seconds", "Last broker publish round trip",
-                     getattr(broker, "last_publish_latency", 0.0))
+                     broker["publish_latency_seconds"])
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

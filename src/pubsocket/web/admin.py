@@ -1,0 +1,93 @@
+"""The ops page: ``GET /admin`` (a static shell) and ``GET /admin/stats`` (API key only).
+
+The shell holds no data, so it is open; the page asks for the API key, keeps it in the
+tab's sessionStorage and polls the stats once a second. ``/admin/stats`` needs a token
+(401 without one or with a bad one) and only the API key may read it (a user JWT is a
+403 ``forbidden``). The publish form on the page posts to ``POST /api/publish``, which
+`pubsub()` mounts; `admin()` mounts nothing else.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import socket
+import time
+from importlib import resources
+from typing import Any
+
+from ..errors import HTTPError
+from .app import App
+from .decorators import current_app
+from .recent import install
+from .request import Request
+from .response import Response, ResponseFactory
+from .routing import Handler, mark_auth
+from .snapshot import snapshot
+
+TOP_TOPICS = 50
+_ASSETS = {"": ("admin.html", "text/html; charset=utf-8"),
+           "/admin.js": ("admin.js", "text/javascript; charset=utf-8"),
+           "/admin.css": ("admin.css", "text/css; charset=utf-8")}
+# The page holds the API key: no framing, no inline or foreign scripts, no referrer.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "connect-src 'self'; img-src 'self' data:; form-action 'none'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+}
+
+
+def admin(path: str = "/admin", *, app: App | None = None) -> Handler:
+    """Mount the ops page at ``GET path`` (its script and style beside it) and its data at
+    ``GET path/stats``; return the stats handler. Installs the process's recent-errors
+    ring (`web.recent`) on first use."""
+    target = app or current_app()
+    base = path.rstrip("/")
+    if not base.startswith("/"):
+        raise ValueError(f"admin path must start with '/': {path!r}")
+    recent = install()
+    started = [time.monotonic()]
+
+    async def reset_uptime() -> None:
+        started[0] = time.monotonic()
+
+    target.on_startup(reset_uptime)
+    for suffix, (name, ctype) in _ASSETS.items():
+        target.get(base + suffix)(_asset(name, ctype, base))
+
+    async def admin_stats(request: Request, response: ResponseFactory) -> Response:
+        """The numbers, the busiest topics and the recent WARNING+ log records."""
+        if not request.principal.is_api_key:
+            raise HTTPError(403, "forbidden", "only the API key may read the ops stats")
+        snap = snapshot(target)
+        presence = target.hub.presence
+        body: dict[str, Any] = {
+            **snap,
+            "topics": {"count": snap["topics"], "top": [
+                {"topic": t, "subscribers": n}
+                for t, n in target.hub.busiest_topics(TOP_TOPICS)]},
+            "presence": {"enabled": bool(presence.patterns), "patterns": presence.patterns,
+                         "events": presence.events},
+            "uptime_seconds": time.monotonic() - started[0],
+            "time": time.time(),
+            "node": {"host": socket.gethostname(), "pid": os.getpid()},
+            "recent_errors": recent.records(),
+        }
+        return response(body, headers={"Cache-Control": "no-store"})
+
+    target.get(base + "/stats")(mark_auth(admin_stats, "token"))
+    return admin_stats
+
+
+def _asset(name: str, content_type: str, base: str) -> Handler:
+    # Read once at mount: a missing file is a packaging bug, found at startup. The page
+    # names its script, style and stats by the mount path, so /admin/ works like /admin.
+    body = resources.files("pubsocket").joinpath("static", name).read_bytes()
+    body = body.replace(b"{{base}}", html.escape(base).encode())
+
+    async def page(request: Request, response: ResponseFactory) -> Response:
+        return response(body, content_type=content_type, headers=_PAGE_HEADERS)
+
+    return mark_auth(page, "noauth")
