@@ -10,8 +10,7 @@ from typing import Any
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
 from pubsocket.brokers import HistoryPolicy
-from pubsocket.client import Event
-from pubsocket.client import Subscription
+from pubsocket.client import Event, Subscription
 from tests.conftest import API_KEY, SECRET, Running, make_settings
 
 AUTH = Authenticator(API_KEY, SECRET)

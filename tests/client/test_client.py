@@ -111,7 +111,7 @@ async def test_a_server_without_the_v1_subprotocol_is_refused() -> None:
 
     async with ws_serve(plain, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        with pytest.raises(pc.ConnectFailed, match="pubsocket.v1"):
+        with pytest.raises(pc.ConnectFailed, match=r"pubsocket\.v1"):
             async with pc.connect(f"ws://127.0.0.1:{port}/"):
                 pass
 

@@ -7,6 +7,7 @@ server shuts down (1001) and a new one starts on the same port.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -174,7 +175,7 @@ async def test_the_injected_backoff_is_asked_and_its_delays_are_waited(serve: An
             await take(sub, 1)
     assert backoff.attempts == [1, 2, 3]
     times = [t for _, _, t in backoff.asked]
-    assert all(b - a >= 0.15 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.15 for a, b in itertools.pairwise(times))
 
     # Reset after a successful connect: a new server on the same port, two drops.
     again = RecordingBackoff(0.01)
