@@ -1,9 +1,8 @@
 """`Client`: one `pubsocket.v1` connection that reconnects, resubscribes and recovers.
 
-One task (`_run`) owns the socket: it reads frames and dispatches them synchronously
-(replies to their waiting command by `id`, deliveries to their `Subscription`), so a
-subscribe ack always updates the subscription's position before the next delivery is
-looked at. When the connection drops it fails the commands still waiting for a reply
+One task (`_run`) owns the socket: it reads frames and hands each to the `Router`
+(router.py, synchronous: replies to their waiting command by `id`, deliveries to their
+`Subscription`). When the connection drops it fails the commands still waiting for a reply
 (`ClientClosed`: a command is never sent twice, so from the client's side it is at most
 once), waits `backoff.delay(attempt)`, reconnects (asking the token callable again),
 resubscribes every confirmed subscription from its last offset and only then lets
@@ -34,14 +33,12 @@ from .errors import (
     AuthError,
     ClientClosed,
     ClientError,
-    CommandError,
     ConnectFailed,
-    Forbidden,
     Timeout,
-    Unsubscribed,
 )
 from .results import HistoryPage, Member, PresenceStats
-from .subscription import Callback, Gap, Message, Subscription
+from .router import Handler, Router, error_of
+from .subscription import Callback, Message, Subscription
 
 log = logging.getLogger("pubsocket.client")
 
@@ -50,8 +47,6 @@ Token = str | Callable[[], str | Awaitable[str]] | None
 State = Literal["connecting", "connected", "reconnecting", "closed"]
 # Close codes after which reconnecting repeats the failure (docs/protocol.md, close codes).
 FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009})
-REPLIES = frozenset({"ack", "error", "history", "presence", "presence_stats"})
-Handler = Callable[[dict[str, Any]], None]
 
 
 class Client:
@@ -86,8 +81,7 @@ class Client:
         self._ws: ClientConnection | None = None
         self._ready = asyncio.Event()  # set while connected, and once the client ended
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[Handler, asyncio.Future[dict[str, Any]] | None]] = {}
-        self._subs: dict[str, Subscription] = {}
+        self._router = Router(self._refresh_soon)
         self._runner: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._failure: ClientError | None = None
@@ -161,12 +155,12 @@ class Client:
         (raising `sub_error`, or just stopping when None)."""
         self._failure = failure
         self._ws = None
-        self._drop_pending(failure)
-        for sub in list(self._subs.values()):
+        self._router.drop_pending(failure)
+        for sub in list(self._router.subs.values()):
             sub._finish(sub_error)
             if sub._worker is not None and sub_error is None:
                 sub._worker.cancel()
-        self._subs.clear()
+        self._router.subs.clear()
         self._ready.set()  # wake waiters so they see the failure
         self._set_state("closed")
 
@@ -196,7 +190,7 @@ class Client:
                 code = ws.close_code if ws.close_code is not None else 1006
                 self._ws = None
                 self._ready.clear()
-                self._drop_pending(ClientClosed(
+                self._router.drop_pending(ClientClosed(
                     f"the connection dropped ({code}) before the reply; the command may "
                     "or may not have taken effect"))
                 if self._closing:
@@ -227,7 +221,7 @@ class Client:
                     log.warning("ignored a frame that is not JSON")
                     continue
                 if isinstance(frame, dict):
-                    self._dispatch(frame)
+                    self._router.dispatch(frame)
 
     async def _reconnect(self) -> ClientConnection:
         refusals = 0
@@ -255,7 +249,7 @@ class Client:
     async def _resubscribe(self, ws: ClientConnection) -> None:
         """Send a subscribe for every confirmed subscription, with ``since`` where it has
         a position; the acks are handled by the reader, in order with the replays."""
-        for sub in list(self._subs.values()):
+        for sub in list(self._router.subs.values()):
             if not sub.confirmed:
                 continue  # its own subscribe() call fails with ClientClosed and drops it
             body: dict[str, Any] = {"action": "subscribe", "topic": sub.topic}
@@ -264,70 +258,11 @@ class Client:
                 body["since"] = {"offset": sub.offset, "epoch": sub.epoch}
             cid = next(self._ids)
             body["id"] = cid
-            self._pending[cid] = (self._resubscribed_handler(sub, recoverable), None)
+            self._router.pending[cid] = (self._router.resubscribed(sub, recoverable), None)
             try:
                 await ws.send(orjson.dumps(body).decode())
             except ConnectionClosed:
                 return  # the reader sees the close and starts over
-
-    def _resubscribed_handler(self, sub: Subscription, recoverable: bool) -> Handler:
-        def handle(frame: dict[str, Any]) -> None:
-            if frame.get("type") == "error":
-                if self._subs.get(sub.topic) is sub:
-                    del self._subs[sub.topic]
-                sub._finish(_error_of(frame))
-                return
-            self._subscribed(sub, frame, recoverable)
-        return handle
-
-    def _drop_pending(self, error: ClientError) -> None:
-        pending, self._pending = self._pending, {}
-        for _handler, future in pending.values():
-            if future is not None and not future.done():
-                future.set_exception(error)
-
-    # -- dispatch (synchronous: frames are handled in arrival order) -----------------------
-
-    def _dispatch(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "message":
-            sub = self._subs.get(frame.get("topic"))  # type: ignore[arg-type]
-            offset = frame.get("offset")
-            offset = offset if isinstance(offset, int) else None
-            if sub is not None and sub.confirmed and sub._accept(offset):
-                sub._push(Message(sub.topic, frame.get("data"), offset))
-            return
-        cid = frame.get("id")
-        if kind in REPLIES and isinstance(cid, int) and cid in self._pending:
-            handler, _future = self._pending.pop(cid)
-            handler(frame)
-        elif kind == "gap":
-            sub = self._subs.get(frame.get("topic"))  # type: ignore[arg-type]
-            if sub is not None:
-                offset, epoch = frame.get("offset"), frame.get("epoch")
-                sub.offset = offset if isinstance(offset, int) else None
-                sub.epoch = epoch if isinstance(epoch, str) else None
-                sub._push(Gap(sub.topic, sub.offset, sub.epoch, "gap"))
-        elif kind == "unsubscribed":
-            sub = self._subs.pop(frame.get("topic"), None)  # type: ignore[arg-type]
-            if sub is not None:
-                reason = str(frame.get("reason", ""))
-                sub._finish(Forbidden(f"{sub.topic}: not allowed any more") if reason ==
-                            "forbidden" else Unsubscribed(sub.topic, reason))
-        elif kind == "expiring":
-            self._refresh_soon()
-        elif kind == "error":
-            log.warning("the server reported %s", frame.get("code"))
-        # join/leave and unknown types are ignored, as the protocol asks of clients
-
-    def _subscribed(self, sub: Subscription, frame: dict[str, Any], with_since: bool) -> None:
-        offset, epoch = frame.get("offset"), frame.get("epoch")
-        offset = offset if isinstance(offset, int) else None
-        epoch = epoch if isinstance(epoch, str) else None
-        # A topic without positions cannot recover anything; say so after a reconnect.
-        if (sub.confirmed and not with_since) or (with_since and frame.get("recovered") is False):
-            sub._push(Gap(sub.topic, offset, epoch, "not_recovered"))
-        sub.offset, sub.epoch, sub.confirmed = offset, epoch, True
 
     def _refresh_soon(self) -> None:
         if callable(self._token) and (self._refresher is None or self._refresher.done()):
@@ -363,7 +298,7 @@ class Client:
                 ws = await self._connection()
                 cid = next(self._ids)
                 text = orjson.dumps({**body, "id": cid}).decode()
-                self._pending[cid] = (handle, future)
+                self._router.pending[cid] = (handle, future)
                 try:
                     await ws.send(text)
                 except ConnectionClosed:
@@ -372,9 +307,9 @@ class Client:
         except TimeoutError:
             raise Timeout(f"no reply to {body.get('action')} within {limit} s") from None
         finally:
-            self._pending.pop(cid, None)
+            self._router.pending.pop(cid, None)
         if reply.get("type") == "error":
-            raise _error_of(reply)
+            raise error_of(reply)
         return reply
 
     async def _connection(self) -> ClientConnection:
@@ -397,16 +332,17 @@ class Client:
         a task calls them in order; otherwise iterate the subscription. Raises
         `Forbidden`, `Timeout`, `CommandError`, `ClientClosed`, or `ClientError` when
         this client already follows `topic`."""
-        if topic in self._subs:
+        if topic in self._router.subs:
             raise ClientError(f"already subscribed to {topic!r}")
         sub = Subscription(self, topic, self._queue_size)
         body: dict[str, Any] = {"action": "subscribe", "topic": topic}
         if since is not None:
             body["since"] = {"offset": since[0], "epoch": since[1]}
-        self._subs[topic] = sub
+        self._router.subs[topic] = sub
+        with_since = since is not None
         try:
             await self._command(body, timeout,
-                                lambda frame: self._subscribed(sub, frame, since is not None))
+                                lambda frame: self._router.subscribed(sub, frame, with_since))
         except BaseException:
             self._forget(sub)
             sub._finish()
@@ -416,11 +352,10 @@ class Client:
         return sub
 
     def _forget(self, sub: Subscription) -> None:
-        if self._subs.get(sub.topic) is sub:
-            del self._subs[sub.topic]
+        self._router.forget(sub)
 
     async def _unsubscribe(self, sub: Subscription, timeout: float | None) -> None:  # noqa: ASYNC109
-        was_active = sub.active and self._subs.get(sub.topic) is sub
+        was_active = sub.active and self._router.subs.get(sub.topic) is sub
         self._forget(sub)
         sub._finish()
         if was_active and self._ws is not None and self._failure is None:
@@ -465,11 +400,6 @@ class Client:
         """How many connections and distinct users are subscribed to `topic`."""
         reply = await self._command({"action": "presence_stats", "topic": topic}, timeout)
         return PresenceStats(int(reply.get("connections", 0)), int(reply.get("users", 0)))
-
-
-def _error_of(frame: dict[str, Any]) -> ClientError:
-    code, message = str(frame.get("code", "")), str(frame.get("message", ""))
-    return Forbidden(message) if code == "forbidden" else CommandError(code, message)
 
 
 def connect(url: str, *, token: Token = None, backoff: Backoff | None = None,
