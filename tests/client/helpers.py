@@ -17,10 +17,11 @@ AUTH = Authenticator(API_KEY, SECRET)
 
 
 def chat_app(**changes: Any) -> App:
-    """Secured, presence everywhere; topics ``small*`` keep only 5 publications."""
+    """Secured, presence everywhere; topics ``small*`` keep only 5 publications,
+    ``nohist*`` none (no offsets, no recovery)."""
     app = App(make_settings(**changes))
     pubsub("/ws/chat", app=app, secured=True, presence=["*"],
-           history={"small*": HistoryPolicy(5, 60)})
+           history={"small*": HistoryPolicy(5, 60), "nohist*": None})
     return app
 
 

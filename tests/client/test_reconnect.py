@@ -95,6 +95,22 @@ async def test_more_missed_than_history_holds_is_a_not_recovered_gap(serve: Any)
         assert live == Message("small", "live", 12)
 
 
+async def test_a_topic_without_history_says_it_may_have_lost_some(serve: Any) -> None:
+    srv = await serve(chat_app())
+    async with pc.connect(url(srv), token=API_KEY, backoff=RecordingBackoff(0.2)) as client:
+        sub = await client.subscribe("nohist")
+        assert await client.publish("nohist", "a") is None
+        assert await take(sub, 1) == [Message("nohist", "a", None)]
+        drop_all(srv)
+        await until(lambda: client.state == "reconnecting")
+        await srv.app.hub.publish("nohist", "lost")  # nobody can recover this one
+        await until(lambda: client.state == "connected")
+        await client.publish("nohist", "b")
+        gap, live = await take(sub, 2)
+        assert isinstance(gap, Gap) and (gap.reason, gap.offset) == ("not_recovered", None)
+        assert live == Message("nohist", "b", None)
+
+
 async def test_publish_during_a_reconnect_waits_and_is_sent_once(serve: Any) -> None:
     srv = await serve(chat_app())
     async with pc.connect(url(srv), token=API_KEY, backoff=RecordingBackoff(0.2)) as client:

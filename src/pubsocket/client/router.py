@@ -64,6 +64,8 @@ class Router:
     def subscribed(self, sub: Subscription, frame: dict[str, Any], with_since: bool) -> None:
         """A subscribe ack: emit the `Gap` it implies, then take its position."""
         offset, epoch = _int(frame.get("offset")), _str(frame.get("epoch"))
+        if epoch is None:  # a topic without history is acked with offset 0 and epoch ""
+            offset = None
         # A topic without positions cannot recover anything: say so after a reconnect.
         if (sub.confirmed and not with_since) or (with_since and frame.get("recovered") is False):
             sub._push(Gap(sub.topic, offset, epoch, "not_recovered"))
@@ -103,4 +105,4 @@ def _int(value: object) -> int | None:
 
 
 def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value else None
