@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from websockets.typing import Subprotocol
 
 from pubsocket import client as pc
 from pubsocket.client import Gap, Message
-from tests.client.helpers import chat_app, take, token, url
+from tests.client.helpers import RecordingBackoff, chat_app, take, token, until, url
 from tests.conftest import API_KEY, free_port
 
 
@@ -211,3 +212,30 @@ def test_exponential_backoff_with_and_without_jitter() -> None:
     assert [half.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.5, 4.5, 13.5]
     with pytest.raises(ValueError, match="factor"):
         pc.ExponentialBackoff(factor=0.5)
+
+
+async def test_a_publish_whose_ack_is_lost_raises_client_closed_and_is_not_resent() -> None:
+    received: list[dict[str, Any]] = []
+    connections = 0
+
+    async def drop_after_one(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            received.append(json.loads(await ws.recv()))
+            await ws.close(1011)  # the command arrived; its ack never will
+        else:
+            async for raw in ws:
+                received.append(json.loads(raw))
+
+    async with ws_serve(drop_after_one, "127.0.0.1", 0,
+                        subprotocols=[Subprotocol("pubsocket.v1")]) as server:
+        port = server.sockets[0].getsockname()[1]
+        backoff = RecordingBackoff(0.01)
+        async with pc.connect(f"ws://127.0.0.1:{port}/", backoff=backoff) as client:
+            with pytest.raises(pc.ClientClosed, match="may or may not"):
+                await client.publish("room", "once")
+            await until(lambda: connections == 2 and client.state == "connected")
+            await asyncio.sleep(0.1)  # room for a (wrong) resend to arrive
+    assert [r["action"] for r in received] == ["publish"]
+    assert backoff.attempts == [1]

@@ -206,6 +206,10 @@ class Client:
                 self._attach(ws)
         except ClientError as exc:
             self._end(exc, exc)
+        except Exception:  # a bug (or an on_state callback that raised): end, loudly
+            log.exception("the pubsocket client's connection task failed")
+            error = ClientClosed("the client's connection task failed (see the log)")
+            self._end(error, error)
         except asyncio.CancelledError:
             await ws.close()  # a connection made while reconnecting, not attached yet
             raise
