@@ -44,6 +44,7 @@ async def test_drops_while_publishing_lose_nothing_and_repeat_nothing(serve: Any
                 if i % 10 == 0:
                     await asyncio.sleep(0.005)
                 if i in (60, 150, 240):
+                    await until(lambda: client.state == "connected")  # back from the last
                     assert drop_all(srv) == 1
 
         task = asyncio.create_task(publisher())
