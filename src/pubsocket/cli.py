@@ -1,8 +1,10 @@
-"""The ``pubsocket`` command: serve | token | init | env.
+"""The ``pubsocket`` command: serve | token | init | env | sub | pub | presence.
 
 Every command that needs settings takes a project folder (``serve APP_DIR``,
 ``token --app APP_DIR``, ``env --app APP_DIR``) and reads ``APP_DIR/.env``, then the
 current directory's ``.env``; the environment wins over both (`Settings.from_env`).
+The client commands (``sub``, ``pub``, ``presence``: `pubsocket.client.commands`) take
+``--token``, by default the ``API_KEY`` of the environment or the current ``.env``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from .auth import Authenticator
+from .client import commands as client_commands
 from .config import Settings
 from .errors import ConfigError
 from .log import configure_logging
@@ -56,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = sub.add_parser("env", help="write API_KEY and SECRET to a .env file if missing")
     env.add_argument("--app", default=".", help="project folder (default file: APP/.env)")
     env.add_argument("--file", help="the .env file to write (default: APP/.env)")
+    client_commands.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command in client_commands.COMMANDS:
+            return client_commands.run(args, lambda: Settings.from_env().api_key)
         if args.command == "serve":
             return _serve(args)
         if args.command == "token":

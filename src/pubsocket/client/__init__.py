@@ -1,0 +1,31 @@
+"""The asyncio Python client for the ``pubsocket.v1`` protocol (docs/clients.md)::
+
+    async with pubsocket.client.connect("ws://127.0.0.1:7145/ws/chat", token=get_token) as c:
+        sub = await c.subscribe("chat:lobby")
+        await c.publish("chat:lobby", {"text": "hi"})
+        async for event in sub:          # Message(topic, data, offset) | Gap(...)
+            ...
+"""
+
+from .backoff import Backoff, ExponentialBackoff
+from .connection import Client, State, Token, connect
+from .errors import (
+    AuthError,
+    ClientClosed,
+    ClientError,
+    CommandError,
+    ConnectFailed,
+    Forbidden,
+    Overflow,
+    Timeout,
+    Unsubscribed,
+)
+from .results import HistoryPage, Member, PresenceStats
+from .subscription import Event, Gap, Message, Subscription
+
+__all__ = [
+    "AuthError", "Backoff", "Client", "ClientClosed", "ClientError", "CommandError",
+    "ConnectFailed", "Event", "ExponentialBackoff", "Forbidden", "Gap", "HistoryPage",
+    "Member", "Message", "Overflow", "PresenceStats", "State", "Subscription", "Timeout",
+    "Token", "Unsubscribed", "connect",
+]

@@ -1,0 +1,413 @@
+"""`Client`: one `pubsocket.v1` connection that reconnects, resubscribes and recovers.
+
+One task (`_run`) owns the socket: it reads frames and hands each to the `Router`
+(router.py, synchronous: replies to their waiting command by `id`, deliveries to their
+`Subscription`). When the connection drops it fails the commands still waiting for a reply
+(`ClientClosed`: a command is never sent twice, so from the client's side it is at most
+once), waits `backoff.delay(attempt)`, reconnects (asking the token callable again),
+resubscribes every confirmed subscription from its last offset and only then lets
+waiting commands through, so they queue behind the resubscribes on the server.
+
+Every command takes `timeout`: a per-call override of `Client.timeout`, the deadline for
+the reply (connection wait included); hence the ASYNC109 exemptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from .backoff import Backoff, ExponentialBackoff
+from .errors import (
+    AuthError,
+    ClientClosed,
+    ClientError,
+    ConnectFailed,
+    Timeout,
+)
+from .results import HistoryPage, Member, PresenceStats
+from .router import Handler, Router, error_of
+from .subscription import Callback, Message, Subscription
+
+log = logging.getLogger("pubsocket.client")
+
+SUBPROTOCOL = "pubsocket.v1"
+Token = str | Callable[[], str | Awaitable[str]] | None
+State = Literal["connecting", "connected", "reconnecting", "closed"]
+# Close codes after which reconnecting repeats the failure (docs/protocol.md, close codes).
+FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009})
+
+
+class Client:
+    """A `pubsocket.v1` client; use ``async with connect(url, token=...) as client``.
+
+    `token` is a string, or a sync or async callable returning one, called on every
+    (re)connect and when the server says the token is expiring (then sent as
+    ``refresh``). `timeout` bounds every command (waiting for a connection included)
+    unless the call passes its own. After `max_auth_failures` consecutive 401s while
+    reconnecting (or a close 4003) the client gives up with `AuthError`; after a close
+    1002/1003/1007/1008/1009, or `max_attempts` failed attempts, with `ClientClosed`.
+    Either way every subscription and waiting call raises that error and `state`
+    becomes ``"closed"``. `on_state(state)` is called on every change of `state`.
+    """
+
+    def __init__(self, url: str, *, token: Token = None, backoff: Backoff | None = None,
+                 timeout: float = 10.0, open_timeout: float = 10.0,
+                 max_auth_failures: int = 3, max_attempts: int | None = None,
+                 queue_size: int = 10_000, max_size: int | None = 16 * 2**20,
+                 on_state: Callable[[State], None] | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.on_state = on_state
+        self._token = token
+        self._backoff: Backoff = backoff if backoff is not None else ExponentialBackoff()
+        self._open_timeout = open_timeout
+        self._max_auth_failures = max(1, max_auth_failures)
+        self._max_attempts = max_attempts
+        self._queue_size = queue_size
+        self._max_size = max_size
+        self._state: State = "closed"
+        self._ws: ClientConnection | None = None
+        self._ready = asyncio.Event()  # set while connected, and once the client ended
+        self._ids = itertools.count(1)
+        self._router = Router(self._refresh_soon)
+        self._runner: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._failure: ClientError | None = None
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """``"connecting"`` | ``"connected"`` | ``"reconnecting"`` | ``"closed"``."""
+        return self._state
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect once. Raises `AuthError` (401), `ConnectFailed` (anything else)."""
+        if self._runner is not None:
+            raise ClientError("the client was already started")
+        self._set_state("connecting")
+        try:
+            ws = await self._open()
+        except InvalidStatus as exc:
+            self._set_state("closed")
+            status = exc.response.status_code
+            if status == 401:
+                raise AuthError("the server refused the token (401)") from None
+            raise ConnectFailed(f"the server refused the connection (HTTP {status})") from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            self._set_state("closed")
+            raise ConnectFailed(f"cannot connect to {self.url}: {exc}") from None
+        except BaseException:
+            self._set_state("closed")
+            raise
+        self._attach(ws)
+        self._runner = asyncio.get_running_loop().create_task(self._run(ws))
+
+    async def close(self) -> None:
+        """Close the connection; subscriptions end (iteration stops), waiting calls raise
+        `ClientClosed`. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        for task in (self._runner, self._refresher):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+        self._end(ClientClosed("the client is closed"), None)
+
+    def _set_state(self, state: State) -> None:
+        if state != self._state:
+            self._state = state
+            if self.on_state is not None:
+                self.on_state(state)
+
+    def _attach(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._ready.set()
+        self._set_state("connected")
+
+    def _end(self, failure: ClientError, sub_error: ClientError | None) -> None:
+        """The client is over: fail waiting calls with `failure`, end subscriptions
+        (raising `sub_error`, or just stopping when None)."""
+        self._failure = failure
+        self._ws = None
+        self._router.drop_pending(failure)
+        for sub in list(self._router.subs.values()):
+            sub._finish(sub_error)
+            if sub._worker is not None and sub_error is None:
+                sub._worker.cancel()
+        self._router.subs.clear()
+        self._ready.set()  # wake waiters so they see the failure
+        self._set_state("closed")
+
+    # -- the connection task ------------------------------------------------------------
+
+    async def _open(self) -> ClientConnection:
+        token = await self._get_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        ws = await ws_connect(self.url, subprotocols=[Subprotocol(SUBPROTOCOL)],
+                              additional_headers=headers, open_timeout=self._open_timeout,
+                              max_size=self._max_size, close_timeout=2)
+        if ws.subprotocol != SUBPROTOCOL:
+            await ws.close()
+            raise ConnectFailed(f"{self.url} does not speak {SUBPROTOCOL}")
+        return ws
+
+    async def _get_token(self) -> str | None:
+        if self._token is None or isinstance(self._token, str):
+            return self._token
+        result = self._token()
+        return await result if inspect.isawaitable(result) else result
+
+    async def _run(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._read(ws)
+                code = ws.close_code if ws.close_code is not None else 1006
+                self._ws = None
+                self._ready.clear()
+                self._router.drop_pending(ClientClosed(
+                    f"the connection dropped ({code}) before the reply; the command may "
+                    "or may not have taken effect"))
+                if self._closing:
+                    return
+                if code == 4003:
+                    raise AuthError("the server disconnected this user (4003)")
+                if code in FINAL_CLOSES:
+                    raise ClientClosed(f"the server closed the connection with {code}")
+                log.info("connection closed (%d); reconnecting", code)
+                self._set_state("reconnecting")
+                ws = await self._reconnect()
+                await self._resubscribe(ws)
+                self._attach(ws)
+        except ClientError as exc:
+            self._end(exc, exc)
+        except Exception:  # a bug (or an on_state callback that raised): end, loudly
+            log.exception("the pubsocket client's connection task failed")
+            error = ClientClosed("the client's connection task failed (see the log)")
+            self._end(error, error)
+        except asyncio.CancelledError:
+            await ws.close()  # a connection made while reconnecting, not attached yet
+            raise
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                if isinstance(raw, bytes):
+                    continue  # the protocol is text frames only
+                try:
+                    frame = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    log.warning("ignored a frame that is not JSON")
+                    continue
+                if isinstance(frame, dict):
+                    self._router.dispatch(frame)
+
+    async def _reconnect(self) -> ClientConnection:
+        refusals = 0
+        for attempt in itertools.count(1):
+            if self._max_attempts is not None and attempt > self._max_attempts:
+                raise ClientClosed(f"gave up reconnecting after {self._max_attempts} attempts")
+            await asyncio.sleep(self._backoff.delay(attempt))
+            try:
+                return await self._open()
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                refusals = refusals + 1 if status == 401 else 0
+                if refusals >= self._max_auth_failures:
+                    raise AuthError(f"the server refused the token (401) {refusals} times "
+                                    "in a row") from None
+                log.warning("reconnect attempt %d refused with HTTP %d", attempt, status)
+            except (OSError, TimeoutError, InvalidHandshake, ConnectFailed) as exc:
+                refusals = 0
+                log.info("reconnect attempt %d failed: %s", attempt, exc)
+            except Exception:  # the token callable failed: try again later
+                log.warning("reconnect attempt %d: the token callable raised", attempt,
+                            exc_info=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _resubscribe(self, ws: ClientConnection) -> None:
+        """Send a subscribe for every confirmed subscription, with ``since`` where it has
+        a position; the acks are handled by the reader, in order with the replays."""
+        for sub in list(self._router.subs.values()):
+            if not sub.confirmed:
+                continue  # its own subscribe() call fails with ClientClosed and drops it
+            body: dict[str, Any] = {"action": "subscribe", "topic": sub.topic}
+            recoverable = sub.offset is not None and sub.epoch is not None
+            if recoverable:
+                body["since"] = {"offset": sub.offset, "epoch": sub.epoch}
+            cid = next(self._ids)
+            body["id"] = cid
+            self._router.pending[cid] = (self._router.resubscribed(sub, recoverable), None)
+            try:
+                await ws.send(orjson.dumps(body).decode())
+            except ConnectionClosed:
+                return  # the reader sees the close and starts over
+
+    def _refresh_soon(self) -> None:
+        if callable(self._token) and (self._refresher is None or self._refresher.done()):
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            token = await self._get_token()
+            await self._command({"action": "refresh", "token": token}, None)
+        except ClientError as exc:
+            log.warning("token refresh failed (%s); the server will close with 4001 and "
+                        "the client reconnect", exc)
+        except Exception:  # the token callable failed; same outcome as a refused refresh
+            log.warning("token refresh: the token callable raised", exc_info=True)
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def _command(self, body: dict[str, Any], timeout: float | None,  # noqa: ASYNC109
+                       on_reply: Handler | None = None) -> dict[str, Any]:
+        """Send `body` with a fresh id once connected; its reply (error replies raised)."""
+        limit = self.timeout if timeout is None else timeout
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def handle(frame: dict[str, Any]) -> None:
+            if on_reply is not None and frame.get("type") != "error":
+                on_reply(frame)
+            if not future.done():
+                future.set_result(frame)
+
+        cid = -1
+        try:
+            async with asyncio.timeout(limit):
+                ws = await self._connection()
+                cid = next(self._ids)
+                text = orjson.dumps({**body, "id": cid}).decode()
+                self._router.pending[cid] = (handle, future)
+                try:
+                    await ws.send(text)
+                except ConnectionClosed:
+                    raise ClientClosed("the connection dropped while sending") from None
+                reply = await future
+        except TimeoutError:
+            raise Timeout(f"no reply to {body.get('action')} within {limit} s") from None
+        finally:
+            self._router.pending.pop(cid, None)
+        if reply.get("type") == "error":
+            raise error_of(reply)
+        return reply
+
+    async def _connection(self) -> ClientConnection:
+        for _ in range(1000):  # each turn waits for a state change; bounded all the same
+            if self._failure is not None:
+                raise self._failure
+            if self._runner is None:
+                raise ClientClosed("the client is not started")
+            if self._ws is not None:
+                return self._ws
+            self._ready.clear()
+            await self._ready.wait()
+        raise ClientClosed("the connection kept changing")  # pragma: no cover
+
+    async def subscribe(self, topic: str, *, since: tuple[int, str] | None = None,
+                        on_message: Callback | None = None, on_gap: Callback | None = None,
+                        timeout: float | None = None) -> Subscription:  # noqa: ASYNC109
+        """Subscribe once the server confirmed it. `since` = (offset, epoch) recovers from
+        there (a `Gap` first when it cannot). With `on_message`/`on_gap` (sync or async)
+        a task calls them in order; otherwise iterate the subscription. Raises
+        `Forbidden`, `Timeout`, `CommandError`, `ClientClosed`, or `ClientError` when
+        this client already follows `topic`."""
+        if topic in self._router.subs:
+            raise ClientError(f"already subscribed to {topic!r}")
+        sub = Subscription(self, topic, self._queue_size)
+        body: dict[str, Any] = {"action": "subscribe", "topic": topic}
+        if since is not None:
+            body["since"] = {"offset": since[0], "epoch": since[1]}
+        self._router.subs[topic] = sub
+        with_since = since is not None
+        try:
+            await self._command(body, timeout,
+                                lambda frame: self._router.subscribed(sub, frame, with_since))
+        except BaseException:
+            self._forget(sub)
+            sub._finish()
+            raise
+        if on_message is not None or on_gap is not None:
+            sub._start_callbacks(on_message, on_gap)
+        return sub
+
+    def _forget(self, sub: Subscription) -> None:
+        self._router.forget(sub)
+
+    async def _unsubscribe(self, sub: Subscription, timeout: float | None) -> None:  # noqa: ASYNC109
+        was_active = sub.active and self._router.subs.get(sub.topic) is sub
+        self._forget(sub)
+        sub._finish()
+        if was_active and self._ws is not None and self._failure is None:
+            await self._command({"action": "unsubscribe", "topic": sub.topic}, timeout)
+
+    async def publish(self, topic: str, data: Any, *, timeout: float | None = None  # noqa: ASYNC109
+                      ) -> int | None:
+        """Publish `data` (JSON-serializable) and wait for the ack; its offset (None on
+        topics without history). Waits for a reconnect within `timeout`. A drop before
+        the ack raises `ClientClosed` and the publish is not retried (it may have
+        happened: at most once). Raises `Forbidden`, `Timeout`, `CommandError`."""
+        reply = await self._command({"action": "publish", "topic": topic, "data": data},
+                                    timeout)
+        offset = reply.get("offset")
+        return offset if isinstance(offset, int) else None
+
+    async def history(self, topic: str, *, limit: int | None = None,
+                      since: tuple[int, str] | None = None, timeout: float | None = None  # noqa: ASYNC109
+                      ) -> HistoryPage:
+        """The kept publications (newest `limit`, or those after `since`) and the position.
+        `CommandError("unrecoverable_position")` when history no longer reaches `since`."""
+        body: dict[str, Any] = {"action": "history", "topic": topic}
+        if limit is not None:
+            body["limit"] = limit
+        if since is not None:
+            body["since"] = {"offset": since[0], "epoch": since[1]}
+        reply = await self._command(body, timeout)
+        messages = [Message(topic, p.get("data"), p.get("offset"))
+                    for p in reply.get("publications", ()) if isinstance(p, dict)]
+        return HistoryPage(topic, messages, reply.get("offset"), reply.get("epoch"))
+
+    async def presence(self, topic: str, *, timeout: float | None = None  # noqa: ASYNC109
+                       ) -> dict[str, Member]:
+        """Client id -> `Member(user, info)` for every subscriber of `topic`."""
+        reply = await self._command({"action": "presence", "topic": topic}, timeout)
+        clients = reply.get("clients") or {}
+        return {cid: Member(v.get("user"), v.get("info")) for cid, v in clients.items()
+                if isinstance(v, dict)}
+
+    async def presence_stats(self, topic: str, *, timeout: float | None = None  # noqa: ASYNC109
+                             ) -> PresenceStats:
+        """How many connections and distinct users are subscribed to `topic`."""
+        reply = await self._command({"action": "presence_stats", "topic": topic}, timeout)
+        return PresenceStats(int(reply.get("connections", 0)), int(reply.get("users", 0)))
+
+
+def connect(url: str, *, token: Token = None, backoff: Backoff | None = None,
+            **options: Any) -> Client:
+    """A `Client` for `url` (``ws://host:port/ws/chat``); connect with ``async with``
+    (or ``await client.start()``). Options: see `Client`."""
+    return Client(url, token=token, backoff=backoff, **options)

@@ -1,0 +1,148 @@
+"""What a subscription yields (`Message`, `Gap`) and the `Subscription` itself.
+
+A subscription's events wait in a bounded queue (`queue_size`, default 10 000). When it
+is full the subscription ends with `Overflow` (after the events already queued): growing
+without bound would hide a stuck consumer, and dropping would lose messages behind the
+caller's back. Resubscribe (from `sub.offset`/`sub.epoch`) to carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import Overflow
+
+if TYPE_CHECKING:
+    from .connection import Client
+
+log = logging.getLogger("pubsocket.client")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One publication: `offset` is None on topics without history."""
+
+    topic: str
+    data: Any
+    offset: int | None
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Messages may be missing before this point. `reason` is ``"not_recovered"`` (a
+    resubscribe was answered ``recovered: false``), ``"gap"`` (the server's gap notice);
+    live delivery continues after (`offset`, `epoch`). Reload state another way (e.g.
+    `Client.history`)."""
+
+    topic: str
+    offset: int | None
+    epoch: str | None
+    reason: Literal["not_recovered", "gap"]
+
+
+Event = Message | Gap
+Callback = Callable[[Any], Awaitable[None] | None]
+
+
+class Subscription:
+    """``async for event in sub`` yields `Message` and `Gap` in order, exactly once.
+
+    Iteration ends (StopAsyncIteration) after `unsubscribe()` or `Client.close()`, and
+    raises when the subscription failed: `Overflow`, `Forbidden`/`Unsubscribed` (the
+    server ended it), `AuthError`/`ClientClosed` (the client gave up reconnecting).
+    `offset` and `epoch` are the position of the last event (what a reconnect recovers
+    from). One `Subscription` per topic and client.
+    """
+
+    def __init__(self, client: Client, topic: str, queue_size: int) -> None:
+        self.topic = topic
+        self.offset: int | None = None
+        self.epoch: str | None = None
+        self.confirmed = False  # the server acknowledged it (so a reconnect resubscribes it)
+        self._client = client
+        self._items: deque[Event] = deque()
+        self._size = queue_size
+        self._wake = asyncio.Event()
+        self._ended = False
+        self._error: BaseException | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    # -- consumer side ------------------------------------------------------------------
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._items:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        return self._items.popleft()
+
+    @property
+    def active(self) -> bool:
+        """True until the subscription ended (by either side)."""
+        return not self._ended
+
+    async def unsubscribe(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Stop receiving; iteration ends after the events already queued. Idempotent."""
+        await self._client._unsubscribe(self, timeout)
+
+    # -- client side --------------------------------------------------------------------
+
+    def _accept(self, offset: int | None) -> bool:
+        """Track the position; False for an offset already seen (a replayed duplicate)."""
+        if offset is None:
+            return True
+        if self.offset is not None and offset <= self.offset:
+            return False
+        self.offset = offset
+        return True
+
+    def _push(self, event: Event) -> None:
+        if self._ended:
+            return
+        if len(self._items) >= self._size:
+            self._finish(Overflow(f"{self.topic}: more than {self._size} events queued"))
+            self._client._forget(self)
+            return
+        self._items.append(event)
+        self._wake.set()
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        """End the subscription: iterators drain what is queued, then stop (or raise)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._error = error
+        self._wake.set()
+
+    def _start_callbacks(self, on_message: Callback | None, on_gap: Callback | None) -> None:
+        """Callback form: a task consumes the queue and calls the (sync or async)
+        callbacks in order; a callback that raises is logged and does not stop it."""
+
+        async def consume() -> None:
+            try:
+                async for event in self:
+                    handler = on_message if isinstance(event, Message) else on_gap
+                    if handler is None:
+                        continue
+                    try:
+                        result = handler(event)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        log.exception("subscription callback for %r raised", self.topic)
+            except Exception:  # the subscription failed; nobody iterates to see it
+                log.warning("subscription to %r ended", self.topic, exc_info=True)
+
+        self._worker = asyncio.get_running_loop().create_task(consume())
