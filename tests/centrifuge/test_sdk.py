@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from centrifuge import Client, ReplyError, SubscriptionState
 from websockets.asyncio.client import connect
 
+from centrifuge import Client, ReplyError, SubscriptionState
 from pubsocket.auth import Principal
 from pubsocket.brokers.base import HistoryPolicy
 from tests.centrifuge.conftest import PATH, Events, cf_app, client_events, sub_events, token
+from tests.integration.spawn import ROOT, spawn
 
 
 @asynccontextmanager
@@ -168,21 +169,26 @@ async def test_subscription_refused_by_the_topics_claim(serve: Any) -> None:
         assert (ctx.code, ctx.reason) == (103, "permission denied")
         assert sub.state == SubscriptionState.UNSUBSCRIBED
         ok, ok_ev = await subscribed(client, "room:1")
+        await ok.publish("allowed")
+        assert (await ok_ev.next("publication")).pub.data == "allowed"
         with pytest.raises(ReplyError) as info:
             await client.publish("secret:1", 1)
         assert info.value.code == 103
 
 
 async def test_subscription_token_grants_a_channel(serve: Any) -> None:
-    srv = await serve(cf_app())
+    app = cf_app()
+    srv = await serve(app)
     tok = token("alice", topics={"subscribe": []})  # no topic permission at all
 
     async def sub_token(channel: str) -> str:
         return token("alice", ttl=60, channel=channel)
 
     async with sdk(srv.ws + PATH, token=tok) as (client, _):
-        sub, ev = await subscribed(client, "vip:1", get_token=sub_token)
+        _sub, ev = await subscribed(client, "vip:1", get_token=sub_token)
         assert (await ev.next("subscribed")).channel == "vip:1"
+        await app.hub.publish("vip:1", "for members")
+        assert (await ev.next("publication")).pub.data == "for members"
         wrong = Events()
         other = client.new_subscription("vip:2", events=sub_events(wrong),
                                         token=token("alice", channel="vip:1"))
@@ -234,3 +240,19 @@ async def test_shutdown_closes_with_3001_and_the_sdk_reconnects(serve: Any) -> N
         await srv.server.shutdown()
         ctx = await events.next("connecting", within=10, where=lambda c: c.code != 0)
         assert (ctx.code, ctx.reason) == (3001, "shutdown")
+
+
+async def test_the_chat_example_serves_both_protocols_on_one_hub() -> None:
+    with spawn(ROOT / "examples/chat") as proc:
+        url = f"ws://127.0.0.1:{proc.port}"
+        async with sdk(url + PATH, token=token("alice")) as (client, _), \
+                connect(url + "/ws/chat", additional_headers={
+                    "Authorization": f"Bearer {token('bob')}"}) as plain:
+            sub, ev = await subscribed(client, "chatroom", recoverable=True, join_leave=True)
+            assert (await ev.next("subscribed")).recoverable
+            await plain.send(json.dumps({"action": "subscribe", "topic": "chatroom"}))
+            await plain.send(json.dumps({"action": "publish", "topic": "chatroom",
+                                         "data": {"message": "Hello!"}}))
+            assert (await ev.next("publication")).pub.data == {"message": "Hello!"}
+            who = await sub.presence()
+            assert {c.user for c in who.clients.values()} == {"alice", "bob"}

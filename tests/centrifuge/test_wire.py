@@ -10,10 +10,10 @@ import threading
 from typing import Any
 
 import pytest
-from centrifuge import Client, ClientEventHandler, SubscriptionEventHandler
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from centrifuge import Client, ClientEventHandler, SubscriptionEventHandler
 from pubsocket.brokers.base import HistoryPolicy
 from tests.centrifuge.conftest import PATH, cf_app, token
 from tests.tools import require
