@@ -234,3 +234,12 @@ async def test_slow_sdk_consumer_is_closed_3008_and_recovers(serve: Any) -> None
     await asyncio.to_thread(thread.join, 10)
     assert 3008 in codes
     assert received == list(range(1, total + 1))  # recovered: none missing, none twice
+
+
+async def test_a_connection_without_connect_is_closed_as_stale(serve_any: Any) -> None:
+    srv = await serve_any(cf_app(centrifuge_ping=0.2))
+    async with connect(srv.ws + PATH) as idle, connect(srv.ws + PATH) as ok:
+        await ok.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
+        await replies(ok, 1)
+        assert await closed_with(idle) == (3502, "stale")  # after one to two sweeps
+        assert await replies(ok, 1) == [{}]  # the connected one is pinged, not closed
