@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from centrifuge import Client, ReplyError, SubscriptionState
 from pubsocket.auth import Principal
-from pubsocket.brokers.base import HistoryPolicy
+from pubsocket.brokers.base import HistoryPolicy, Position
 from tests.centrifuge.conftest import PATH, Events, cf_app, client_events, sub_events, token
 from tests.integration.spawn import ROOT, spawn
 
@@ -29,6 +29,12 @@ async def sdk(url: str, **kwargs: Any) -> AsyncIterator[tuple[Client, Events]]:
         yield client, events
     finally:
         await client.disconnect()
+
+
+def drop_every_connection(srv: Any) -> None:
+    """The server closes every WebSocket it holds with 1001 (3001 for Centrifuge)."""
+    for conn in list(srv.server.state.websockets):
+        conn.close_nowait(1001, "going away")
 
 
 async def subscribed(client: Client, channel: str, **kwargs: Any) -> tuple[Any, Events]:
@@ -107,8 +113,7 @@ async def test_server_drop_reconnects_and_recovers_without_duplicates(serve: Any
         got = [(await sub_ev.next("publication")).pub.offset for _ in range(3)]
         # the server closes every connection with a reconnect code (3001 shutdown) and
         # publishes while the client is away
-        for session in list(app.hub.registry._users["alice"]):
-            session.peer.close_nowait(1001, "going away")
+        drop_every_connection(srv)
         for i in range(3, 8):
             await app.hub.publish("chat:r", i)
         again = await sub_ev.next("subscribed", within=10)
@@ -129,8 +134,7 @@ async def test_gap_beyond_history_is_recovered_false(serve: Any) -> None:
         await sub_ev.next("subscribed")
         await sub.publish("a")
         await sub_ev.next("publication")
-        for session in list(app.hub.registry._users["alice"]):
-            session.peer.close_nowait(1001, "going away")
+        drop_every_connection(srv)
         for i in range(10):
             await app.hub.publish("short:1", i)
         again = await sub_ev.next("subscribed", within=10)
@@ -138,6 +142,25 @@ async def test_gap_beyond_history_is_recovered_false(serve: Any) -> None:
         assert again.stream_position.offset == 11
         await sub.publish("b")
         assert (await sub_ev.next("publication")).pub.offset == 12
+
+
+async def test_a_live_gap_makes_the_sdk_resubscribe_and_recover(serve: Any) -> None:
+    app = cf_app()
+    srv = await serve(app)
+    async with sdk(srv.ws + PATH, token=token("alice")) as (client, _events):
+        sub, sub_ev = await subscribed(client, "chat:g", recoverable=True)
+        await sub_ev.next("subscribed")
+        await sub.publish("a")
+        await sub_ev.next("publication")
+        # the hub announces a hole it could not fill (what Redis loss or overflow does)
+        app.hub._gap("chat:g", app.hub._topics["chat:g"], Position(1, "ignored"))
+        resub = await sub_ev.next("subscribing")
+        assert (resub.code, resub.reason) == (2500, "insufficient state")
+        again = await sub_ev.next("subscribed")
+        assert again.was_recovering and again.recovered  # history had it all
+        await sub.publish("b")
+        assert (await sub_ev.next("publication")).pub.offset == 2
+        assert app.hub.subscriber_count("chat:g") == 1  # restarted, not doubled
 
 
 async def test_presence_stats_and_join_leave(serve: Any) -> None:
