@@ -14,7 +14,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pubsocket import load_app
+from tests.app.test_http import ahttp
 from tests.conftest import make_settings
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat"
@@ -51,10 +54,10 @@ async def members_are(page: Any, names: list[str]) -> None:
         f"() => ({_MEMBERS})().join(',') === {','.join(names)!r}", timeout=WAIT_MS)
 
 
-async def say(page: Any, text: str) -> None:
+async def say(page: Any, text: str, room: str = "lobby") -> None:
     await page.fill("#text", text)
     await page.press("#text", "Enter")
-    await shows(page, text, 1)
+    await shows(page, text, 1, room)
 
 
 async def shows(page: Any, text: str, times: int, room: str = "lobby") -> None:
@@ -112,6 +115,17 @@ async def test_two_people_chat_and_one_recovers_what_it_missed(
     assert len(sockets) >= 2, "bob's page should have opened a second WebSocket"
     await bob.screenshot(path=str(output_dir / "chat-phone-recovered.png"))
 
+    # A second room: its own log and members; back in the lobby, all is as it was.
+    await alice.fill("#room-name", "random")
+    await alice.press("#room-name", "Enter")
+    await alice.wait_for_selector('#room-title:text-is("# random")', timeout=WAIT_MS)
+    await members_are(alice, ["alice"])
+    await say(alice, "anyone here?", "random")
+    await alice.click('#rooms button:has-text("lobby")')
+    await members_are(alice, ["alice", "bob"])
+    assert await count(alice, "anyone here?") == 0
+    await alice.screenshot(path=str(output_dir / "chat-desktop-recovered.png"))
+
     # A late joiner gets the room's history; the phone layout fits 375 px.
     late = await browser.new_context(viewport=PHONE)
     carol = await enter(late, url, "carol", errors)
@@ -127,3 +141,28 @@ async def test_two_people_chat_and_one_recovers_what_it_missed(
     await alice.screenshot(path=str(output_dir / "chat-desktop-after.png"))
     assert errors == []
     await desk.close()
+
+
+async def test_demo_token_route(serve: Any) -> None:
+    """DEMO ONLY route: a token for any nick, limited to ``room:*``, one `sub` per session."""
+    app = load_app(CHAT, make_settings())
+    running = await serve(app)
+
+    async def mint(body: object) -> tuple[int, Any]:
+        status, _, raw = await ahttp("POST", running.http + "/demo/token",
+                                     orjson.dumps(body), {"Content-Type": "application/json"})
+        return status, orjson.loads(raw)
+
+    status, reply = await mint({"nick": " Alice ", "session": "0123abcd"})
+    assert status == 200 and reply["sub"] == "Alice#0123abcd"
+    claims = app.auth.verify([f"Bearer {reply['token']}"])
+    assert claims["sub"] == "Alice#0123abcd" and claims["info"] == {"name": "Alice"}
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["topics"] == {action: ["room:*"]
+                                for action in ("subscribe", "publish", "presence", "history")}
+    assert (await mint({"nick": "Alice", "session": "0123abcd"}))[1]["sub"] == reply["sub"]
+    other = (await mint({"nick": "Alice", "session": "no!"}))[1]["sub"]
+    assert other.startswith("Alice#") and other != reply["sub"]
+    for bad in ({"nick": ""}, {"nick": "x" * 25}, {"nick": "<b>"}, {}, ["nick"]):
+        status, refusal = await mint(bad)
+        assert (status, refusal["error"]) == (400, "bad_nick"), bad
