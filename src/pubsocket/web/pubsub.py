@@ -18,6 +18,7 @@ from ..hub.handlers import continues
 from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
 from .app import App
+from .client_js import CLIENT_PATH, mount_client
 from .decorators import current_app
 from .metrics import mount_metrics
 from .request import Request
@@ -41,10 +42,12 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            history_path: str | None = HISTORY_PATH,
            presence_path: str | None = PRESENCE_PATH,
            metrics_path: str | None = METRICS_PATH,
+           client_path: str | None = CLIENT_PATH,
            protocol: Literal["plain", "centrifuge"] = "plain",
            rpc: RpcHook | None = None) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
-    ``POST /api/publish``, ``GET /api/history`` and ``GET /metrics``.
+    ``POST /api/publish``, ``GET /api/history``, ``GET /metrics`` and ``GET /pubsocket.js``
+    (the browser client, docs/clients.md); each ``*_path`` may be None to leave it out.
 
     Returns the endpoint handler, so ``secured()(pubsub("/ws/chat"))`` works as well as
     ``secured=True``. Plain clients get ``json(data)`` deliveries; clients that offer
@@ -97,6 +100,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         target.get(presence_path)(mark_auth(_presence_handler(target), "token"))
     if metrics_path and target.router.match("GET", metrics_path) is None:
         mount_metrics(target, metrics_path)
+    if client_path and target.router.match("GET", client_path) is None:
+        mount_client(target, client_path)
     return pubsub_endpoint
 
 

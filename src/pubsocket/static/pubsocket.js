@@ -1,0 +1,572 @@
+// pubsocket browser client: one ES module, no build step (docs/clients.md "Browser client").
+// Speaks pubsocket.v1 (docs/protocol.md): integer ids, replies matched by id, per-call
+// timeouts, reconnect with exponential backoff and full jitter, a fresh token on every
+// attempt and on the server's `expiring` notice, resubscription with `since` and
+// exactly-once replay (offsets at or below the last one seen are dropped).
+//
+//   import { connect } from "/pubsocket.js";
+//   const client = connect("ws://host/ws/chat", { token: () => fetchToken() });
+//   await client.subscribe("room:lobby", (data, message) => show(data));
+//   await client.publish("room:lobby", { text: "hi" });
+//   client.close();
+
+const SUBPROTOCOL = "pubsocket.v1";
+const DEFAULT_TIMEOUT = 10_000;
+// Close codes after which reconnecting would only repeat the failure
+// (docs/protocol.md "Close codes"): protocol errors and "disconnected by the server".
+const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
+
+/**
+ * @typedef {string | (() => string | Promise<string>)} TokenSource
+ *   A token, or a function called before every connection attempt and on `expiring`.
+ * @typedef {"connecting" | "connected" | "reconnecting" | "closed"} State
+ * @typedef {{state: State, reconnected?: boolean, recovered?: boolean | null,
+ *   attempt?: number, delay?: number, code?: number, reason?: string}} StateEvent
+ *   `recovered` (on "connected" after a reconnect): every subscription resumed with
+ *   nothing missed (true), or at least one could not be (false; its `onGap` was called).
+ * @typedef {{type: "message", topic: string, offset?: number, data: unknown}} Message
+ * @typedef {{topic: string, offset: number, epoch: string,
+ *   reason: "gap" | "not_recovered"}} Gap
+ * @typedef {{topic: string, user: string | null, info: unknown, client: string}} PresenceEvent
+ * @typedef {{topic: string, offset?: number, epoch?: string, recovered?: boolean,
+ *   resubscribed: boolean}} Subscribed
+ * @typedef {object} SubscribeOptions
+ * @property {(gap: Gap) => void} [onGap] publications may be missing before `gap.offset`
+ *   (a server `gap` notice, or a resubscribe answered `recovered: false`).
+ * @property {(event: PresenceEvent) => void} [onJoin] a user joined (presence topics).
+ * @property {(event: PresenceEvent) => void} [onLeave] a user's last connection left.
+ * @property {(ack: Subscribed) => void} [onSubscribed] every subscribe ack, also after
+ *   each reconnect (re-read presence there).
+ * @property {(reason: string) => void} [onUnsubscribed] the server ended it (e.g. a
+ *   refreshed token no longer allows the topic); it is not resumed.
+ * @property {{offset: number, epoch: string}} [since] resume from a known position.
+ * @property {number} [timeout] ms for the first ack (default: the client's).
+ * @typedef {object} ConnectOptions
+ * @property {TokenSource} [token] sent in the subprotocol offer (`bearer`, token).
+ * @property {(attempt: number) => number} [backoff] ms to wait before attempt n (0-based).
+ * @property {number} [timeout] default per-call timeout in ms (10 000).
+ * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests, other runtimes).
+ */
+
+/** An error from the client or the server. `code`: "timeout", "forbidden" (the token
+ * or the app refuses), "auth" (no token could be obtained), "closed" (`close()` was
+ * called or the server said not to reconnect), "disconnected" (the connection dropped
+ * before the reply; the command may or may not have taken effect), or a server error
+ * code from docs/protocol.md (e.g. "invalid_topic", "presence_off"). */
+export class PubsocketError extends Error {
+  /** @param {string} code @param {string} message */
+  constructor(code, message) {
+    super(message);
+    this.name = "PubsocketError";
+    /** @type {string} */
+    this.code = code;
+  }
+}
+
+/** Full-jitter exponential backoff: a uniform wait in [0, min(30 s, 0.5 s * 2^attempt)).
+ * @param {number} attempt @returns {number} */
+export function defaultBackoff(attempt) {
+  return Math.random() * Math.min(30_000, 500 * 2 ** Math.min(attempt, 16));
+}
+
+/** Open a client; it connects at once and keeps reconnecting until `close()`.
+ * @param {string} url @param {ConnectOptions} [options] @returns {Client} */
+export function connect(url, options = {}) {
+  return new Client(url, options);
+}
+
+export class Client {
+  /** @param {string} url @param {ConnectOptions} [options] */
+  constructor(url, options = {}) {
+    this.url = url;
+    /** @type {State} */
+    this.state = "connecting";
+    this._token = options.token;
+    this._backoff = options.backoff ?? defaultBackoff;
+    this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    /** @type {WebSocket | null} */
+    this._ws = null;
+    this._open = false;
+    this._nextId = 1;
+    this._attempt = 0;
+    this._everConnected = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._retryTimer = null;
+    /** @type {Map<number, {resolve: (r: any) => void, reject: (e: Error) => void,
+     *   timer: ReturnType<typeof setTimeout>, frame: object, sent: boolean,
+     *   keep: boolean}>} */
+    this._pending = new Map();
+    /** @type {Map<string, Sub>} */
+    this._subs = new Map();
+    /** @type {Map<string, Set<Function>>} */
+    this._listeners = new Map();
+    this._onOnline = () => { if (this.state === "reconnecting") this._retryNow(); };
+    this._onOffline = () => { if (this._ws) this._drop(); };
+    if (globalThis.addEventListener) {
+      // A browser that knows it lost the network says so; the socket itself may take a
+      // ping timeout to notice. Either way recovery resumes every subscription.
+      globalThis.addEventListener("online", this._onOnline);
+      globalThis.addEventListener("offline", this._onOffline);
+    }
+    this._connect();
+  }
+
+  /** Listen to "state" ({@link StateEvent}) or "error" (a {@link PubsocketError} that
+   * belongs to no call: a failed token refresh, an error frame without id).
+   * @param {"state" | "error"} event @param {Function} fn
+   * @returns {() => void} removes the listener */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event)?.add(fn);
+    return () => this._listeners.get(event)?.delete(fn);
+  }
+
+  /** Subscribe, and stay subscribed across reconnects until `unsubscribe`.
+   * Resolves with the first ack ({@link Subscribed}); rejects with a PubsocketError
+   * ("forbidden", "invalid_topic", "timeout", ...), and then is not kept.
+   * Subscribing to a topic again replaces its callbacks.
+   * @param {string} topic @param {(data: any, message: Message) => void} onMessage
+   * @param {SubscribeOptions} [options] @returns {Promise<Subscribed>} */
+  subscribe(topic, onMessage, options = {}) {
+    if (this.state === "closed") return Promise.reject(closedError());
+    const existing = this._subs.get(topic);
+    if (existing) {
+      existing.onMessage = onMessage;
+      existing.options = options;
+      return existing.first;
+    }
+    const sub = new Sub(topic, onMessage, options);
+    this._subs.set(topic, sub);
+    if (this._open) this._sendSubscribe(sub, options.timeout);
+    else sub.armTimeout(options.timeout ?? this._timeout, () => this._subs.delete(topic));
+    return sub.first;
+  }
+
+  /** Stop following `topic` (a no-op for a topic not followed).
+   * @param {string} topic @param {{timeout?: number}} [options] @returns {Promise<void>} */
+  async unsubscribe(topic, options = {}) {
+    const sub = this._subs.get(topic);
+    if (!sub) return;
+    this._subs.delete(topic);
+    sub.fail(new PubsocketError("closed", "unsubscribed before the ack"));
+    if (this._open) await this._call({ action: "unsubscribe", topic }, options.timeout);
+  }
+
+  /** Publish `data` (any JSON value). Resolves with the ack ({offset} on topics with
+   * history) once the server took it; waits for a connection if there is none.
+   * @param {string} topic @param {unknown} data @param {{timeout?: number}} [options]
+   * @returns {Promise<{offset?: number}>} */
+  async publish(topic, data, options = {}) {
+    const ack = await this._call({ action: "publish", topic, data }, options.timeout);
+    return ack.offset === undefined ? {} : { offset: ack.offset };
+  }
+
+  /** The kept publications of `topic`, oldest first: the newest `limit` (default 1000),
+   * or those after `since` (rejects "unrecoverable_position" if history no longer holds it).
+   * @param {string} topic
+   * @param {{limit?: number, since?: {offset: number, epoch: string}, timeout?: number}} [options]
+   * @returns {Promise<{offset: number, epoch: string,
+   *   publications: {offset: number, data: any}[]}>} */
+  async history(topic, options = {}) {
+    /** @type {Record<string, unknown>} */
+    const frame = { action: "history", topic };
+    if (options.limit !== undefined) frame.limit = options.limit;
+    if (options.since) frame.since = { offset: options.since.offset, epoch: options.since.epoch };
+    const reply = await this._call(frame, options.timeout);
+    return { offset: reply.offset, epoch: reply.epoch, publications: reply.publications };
+  }
+
+  /** Who is subscribed to `topic`: client id -> {user, info}.
+   * @param {string} topic @param {{timeout?: number}} [options]
+   * @returns {Promise<Record<string, {user: string | null, info: unknown}>>} */
+  async presence(topic, options = {}) {
+    return (await this._call({ action: "presence", topic }, options.timeout)).clients;
+  }
+
+  /** How many connections and distinct users are subscribed to `topic`.
+   * @param {string} topic @param {{timeout?: number}} [options]
+   * @returns {Promise<{connections: number, users: number}>} */
+  async presenceStats(topic, options = {}) {
+    const reply = await this._call({ action: "presence_stats", topic }, options.timeout);
+    return { connections: reply.connections, users: reply.users };
+  }
+
+  /** Drop the current connection and reconnect (with recovery) now. */
+  reconnect() {
+    if (this.state === "closed") return;
+    if (this._ws) this._drop();
+    else this._retryNow();
+  }
+
+  /** Close for good: pending calls reject with "closed"; no reconnect. */
+  close() {
+    if (this.state === "closed") return;
+    this._finish(1000, "closed by the client");
+  }
+
+  // -- connection ------------------------------------------------------------------
+
+  async _connect() {
+    if (this.state === "closed") return;
+    let token;
+    try {
+      token = await this._getToken();
+    } catch (err) {
+      this._emit("error", new PubsocketError("auth", `no token: ${errorText(err)}`));
+      this._scheduleRetry();
+      return;
+    }
+    if (this.state === "closed") return;
+    const offer = token ? [SUBPROTOCOL, "bearer", token] : [SUBPROTOCOL];
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url, offer);
+    } catch (err) {
+      this._emit("error", new PubsocketError("closed", `cannot connect: ${errorText(err)}`));
+      this._scheduleRetry();
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => { if (this._ws === ws) this._opened(); };
+    ws.onmessage = (event) => { if (this._ws === ws) this._frame(event.data); };
+    // A refused upgrade (401 for a bad token, 503) looks like close 1006 in browsers:
+    // it gets the same backoff as a dropped link, and the next attempt a fresh token.
+    ws.onclose = (event) => { if (this._ws === ws) this._closed(event.code, event.reason); };
+  }
+
+  async _getToken() {
+    const source = this._token;
+    if (typeof source === "function") return await source();
+    return source;
+  }
+
+  _opened() {
+    this._open = true;
+    const resumes = [];
+    for (const sub of this._subs.values()) resumes.push(this._sendSubscribe(sub));
+    // Commands made while offline go out after the resubscribes, in call order.
+    for (const [id, entry] of this._pending) {
+      if (!entry.sent) { entry.sent = true; this._write({ ...entry.frame, id }); }
+    }
+    const reconnected = this._everConnected;
+    Promise.all(resumes).then((results) => {
+      if (!this._open || this._ws === null) return;
+      this._attempt = 0;
+      this._everConnected = true;
+      const recovered = reconnected ? results.every((r) => r !== false) : null;
+      this._setState({ state: "connected", reconnected, recovered });
+    });
+  }
+
+  /** @param {number} code @param {string} reason */
+  _closed(code, reason) {
+    this._ws = null;
+    this._open = false;
+    for (const [id, entry] of this._pending) {
+      if (entry.sent && !entry.keep) {
+        this._settle(id, null, new PubsocketError(
+          "disconnected", "the connection dropped before the reply"));
+      }
+    }
+    for (const [id, entry] of this._pending) if (entry.keep) this._settle(id, false, null);
+    if (TERMINAL_CLOSE_CODES.has(code)) {
+      this._finish(code, reason || "closed by the server");
+      return;
+    }
+    this._scheduleRetry(code, reason);
+  }
+
+  _drop() {
+    const ws = this._ws;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try { ws.close(4000, "client reconnect"); } catch { /* already closing */ }
+    this._closed(1006, "dropped by the client");
+  }
+
+  /** @param {number} [code] @param {string} [reason] */
+  _scheduleRetry(code, reason) {
+    if (this.state === "closed" || this._retryTimer !== null) return;
+    const attempt = this._attempt++;
+    const delay = Math.max(0, this._backoff(attempt));
+    this._setState({ state: "reconnecting", attempt, delay, code, reason });
+    this._retryTimer = setTimeout(() => { this._retryTimer = null; this._connect(); }, delay);
+  }
+
+  _retryNow() {
+    if (this._retryTimer === null) return;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._connect();
+  }
+
+  /** @param {number} code @param {string} reason */
+  _finish(code, reason) {
+    this.state = "closed";
+    if (this._retryTimer !== null) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (globalThis.removeEventListener) {
+      globalThis.removeEventListener("online", this._onOnline);
+      globalThis.removeEventListener("offline", this._onOffline);
+    }
+    const ws = this._ws;
+    this._ws = null;
+    this._open = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      try { ws.close(1000); } catch { /* already closing */ }
+    }
+    const error = closedError(code === 1000 ? undefined : `${reason} (${code})`);
+    for (const id of [...this._pending.keys()]) this._settle(id, null, error);
+    for (const sub of this._subs.values()) sub.fail(error);
+    this._subs.clear();
+    this._emit("state", { state: "closed", code, reason });
+  }
+
+  /** @param {StateEvent} event */
+  _setState(event) {
+    this.state = event.state;
+    this._emit("state", event);
+  }
+
+  /** @param {string} name @param {unknown} value */
+  _emit(name, value) {
+    for (const fn of this._listeners.get(name) ?? []) {
+      try { fn(value); } catch (err) { reportLater(err); }
+    }
+  }
+
+  // -- commands --------------------------------------------------------------------
+
+  /** Send `frame` with a fresh id; resolve with the reply, reject on error or timeout.
+   * @param {Record<string, unknown>} frame @param {number} [timeout]
+   * @param {boolean} [keep] a resubscribe: resolved with false instead of rejected
+   *   when the connection drops. @returns {Promise<any>} */
+  _call(frame, timeout, keep = false) {
+    if (this.state === "closed") return Promise.reject(closedError());
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const ms = timeout ?? this._timeout;
+      const timer = setTimeout(() => this._settle(id, null, new PubsocketError(
+        "timeout", `no reply to ${frame.action} within ${ms} ms`)), ms);
+      const sent = this._open;
+      this._pending.set(id, { resolve, reject, timer, frame, sent, keep });
+      if (sent) this._write({ ...frame, id });
+    });
+  }
+
+  /** @param {number} id @param {any} reply @param {Error | null} error */
+  _settle(id, reply, error) {
+    const entry = this._pending.get(id);
+    if (!entry) return;
+    this._pending.delete(id);
+    clearTimeout(entry.timer);
+    if (error) entry.reject(error);
+    else entry.resolve(reply);
+  }
+
+  /** @param {object} frame */
+  _write(frame) {
+    try { this._ws?.send(JSON.stringify(frame)); } catch { /* the close event follows */ }
+  }
+
+  /** Subscribe (with `since` when resuming); resolves true / false (recovered or not)
+   * or null for a first subscribe, and never rejects.
+   * @param {Sub} sub @param {number} [timeout] @returns {Promise<boolean | null>} */
+  async _sendSubscribe(sub, timeout) {
+    /** @type {Record<string, unknown>} */
+    const frame = { action: "subscribe", topic: sub.topic };
+    const since = sub.position();
+    if (since) frame.since = since;
+    let ack;
+    try {
+      ack = await this._call(frame, timeout, true);
+    } catch (err) {
+      if (this._subs.get(sub.topic) !== sub) return null;
+      if (err instanceof PubsocketError && err.code === "timeout" && sub.acked) {
+        this._drop();  // a resubscribe that hangs: start over rather than half-subscribed
+        return false;
+      }
+      this._subs.delete(sub.topic);
+      sub.fail(/** @type {Error} */ (err));
+      if (sub.acked && sub.options.onUnsubscribed) {
+        // A resubscribe refused (e.g. the fresh token no longer allows the topic).
+        safely(sub.options.onUnsubscribed, err instanceof PubsocketError ? err.code : "error");
+      }
+      return null;
+    }
+    if (ack === false || this._subs.get(sub.topic) !== sub) return false;
+    return sub.acknowledged(ack, since !== null);
+  }
+
+  /** @param {string} text */
+  _frame(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    if (msg === null || typeof msg !== "object") return;
+    const sub = typeof msg.topic === "string" ? this._subs.get(msg.topic) : undefined;
+    switch (msg.type) {
+      case "message":
+        sub?.deliver(msg);
+        return;
+      case "ack": case "history": case "presence": case "presence_stats":
+        this._settle(msg.id, msg, null);
+        return;
+      case "error":
+        if (this._pending.has(msg.id)) {
+          this._settle(msg.id, null, new PubsocketError(msg.code, msg.message));
+        } else {
+          this._emit("error", new PubsocketError(msg.code, msg.message));
+        }
+        return;
+      case "gap":
+        sub?.gap(msg.offset, msg.epoch, "gap");
+        return;
+      case "join": case "leave": {
+        const hook = msg.type === "join" ? sub?.options.onJoin : sub?.options.onLeave;
+        if (hook) safely(hook, { topic: msg.topic, user: msg.user ?? null,
+          info: msg.info ?? null, client: msg.client });
+        return;
+      }
+      case "unsubscribed":
+        if (sub) {
+          this._subs.delete(msg.topic);
+          if (sub.options.onUnsubscribed) safely(sub.options.onUnsubscribed, msg.reason);
+        }
+        return;
+      case "expiring":
+        this._refresh();
+        return;
+      default:
+        return;  // clients must ignore what they do not know
+    }
+  }
+
+  async _refresh() {
+    if (typeof this._token !== "function") return;  // a fixed token cannot be renewed
+    try {
+      const token = await this._getToken();
+      if (this._open) await this._call({ action: "refresh", token });
+    } catch (err) {
+      // Without a refresh the server closes with 4001 after the grace; the reconnect
+      // then asks the token function again.
+      this._emit("error", err instanceof PubsocketError ? err
+        : new PubsocketError("auth", `token refresh failed: ${errorText(err)}`));
+    }
+  }
+}
+
+/** One subscription: the caller's callbacks and the last position delivered. */
+class Sub {
+  /** @param {string} topic @param {(data: any, message: Message) => void} onMessage
+   * @param {SubscribeOptions} options */
+  constructor(topic, onMessage, options) {
+    this.topic = topic;
+    this.onMessage = onMessage;
+    this.options = options;
+    /** @type {number | null} */
+    this.offset = options.since ? options.since.offset : null;
+    /** @type {string | null} */
+    this.epoch = options.since ? options.since.epoch : null;
+    this.acked = false;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._timer = null;
+    /** @type {(ack: Subscribed) => void} */
+    this._resolve = () => {};
+    /** @type {(err: Error) => void} */
+    this._reject = () => {};
+    /** @type {Promise<Subscribed>} */
+    this.first = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.first.catch(() => {});  // callers that ignore the promise get no unhandled rejection
+  }
+
+  /** Reject the first ack's promise after `ms` unless it came (offline subscribes).
+   * @param {number} ms @param {() => void} onTimeout */
+  armTimeout(ms, onTimeout) {
+    this._timer = setTimeout(() => {
+      if (this.acked) return;
+      onTimeout();
+      this.fail(new PubsocketError("timeout", `no reply to subscribe within ${ms} ms`));
+    }, ms);
+  }
+
+  /** @returns {{offset: number, epoch: string} | null} */
+  position() {
+    return this.offset !== null && this.epoch ? { offset: this.offset, epoch: this.epoch } : null;
+  }
+
+  /** @param {any} ack @param {boolean} resumed @returns {boolean | null} */
+  acknowledged(ack, resumed) {
+    const recovered = resumed ? ack.recovered === true : null;
+    if (resumed && !recovered) {
+      // Nothing old is replayed: live delivery continues after the ack's position.
+      this.offset = ack.offset ?? null;
+      this.epoch = ack.epoch ?? null;
+      this.gap(ack.offset, ack.epoch, "not_recovered");
+    } else if (!resumed) {
+      this.offset = ack.offset ?? null;
+      this.epoch = ack.epoch ?? null;
+    }
+    /** @type {Subscribed} */
+    const info = { topic: this.topic, offset: ack.offset, epoch: ack.epoch,
+      resubscribed: this.acked };
+    if (recovered !== null) info.recovered = recovered;
+    const first = !this.acked;
+    this.acked = true;
+    if (this._timer !== null) clearTimeout(this._timer);
+    if (first) this._resolve(info);
+    if (this.options.onSubscribed) safely(this.options.onSubscribed, info);
+    return recovered;
+  }
+
+  /** @param {any} msg */
+  deliver(msg) {
+    if (typeof msg.offset === "number") {
+      // Replays after a resubscribe can overlap what was already delivered: at most once
+      // per offset within the epoch.
+      if (this.offset !== null && msg.offset <= this.offset) return;
+      this.offset = msg.offset;
+    }
+    safely(this.onMessage, msg.data, msg);
+  }
+
+  /** @param {number} offset @param {string} epoch @param {"gap" | "not_recovered"} reason */
+  gap(offset, epoch, reason) {
+    if (reason === "gap") {
+      this.offset = offset;
+      this.epoch = epoch;
+    }
+    if (this.options.onGap) safely(this.options.onGap, { topic: this.topic, offset, epoch, reason });
+  }
+
+  /** @param {Error} err */
+  fail(err) {
+    if (this._timer !== null) clearTimeout(this._timer);
+    if (!this.acked) this._reject(err);
+  }
+}
+
+/** @param {string} [detail] */
+function closedError(detail) {
+  return new PubsocketError("closed", detail ? `client closed: ${detail}` : "client closed");
+}
+
+/** @param {unknown} err */
+function errorText(err) {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Run a caller's callback; its exception must not break the client's state.
+ * @param {Function} fn @param {...unknown} args */
+function safely(fn, ...args) {
+  try { fn(...args); } catch (err) { reportLater(err); }
+}
+
+/** @param {unknown} err */
+function reportLater(err) {
+  setTimeout(() => { throw err; }, 0);  // surfaces in the console as an uncaught error
+}

@@ -1,0 +1,168 @@
+"""The chat demo (examples/chat) in headless Chromium: two people chat, one drops off the
+network and comes back to every missed message exactly once, the member list follows.
+
+"Goes offline" is Playwright's ``context.set_offline(True)``: the page gets the browser's
+``offline`` event, on which the client drops its socket (Chromium's offline emulation
+alone leaves an open WebSocket untouched) and its reconnect attempts then fail for real
+until ``set_offline(False)`` fires ``online``. The server sees a real close, so the other
+side's member list loses the user, and the return is a real reconnect with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pubsocket import load_app
+from tests.app.test_http import ahttp
+from tests.conftest import make_settings
+
+CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat"
+WAIT_MS = 8000
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1000, "height": 640}
+
+_COUNT = """([room, text]) => [...document.querySelectorAll(
+    `.room-log[data-room="${room}"] .msg .text`)].filter((e) => e.textContent === text).length"""
+_MEMBERS = "() => [...document.querySelectorAll('#members li')].map((e) => e.textContent)"
+
+
+async def enter(context: Any, url: str, nick: str, errors: list[str],
+                sockets: list[Any] | None = None) -> Any:
+    """A page of `context` that entered the chat as `nick` and is connected; its script
+    errors go to `errors`, its WebSockets to `sockets`."""
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: errors.append(f"{nick}: {exc}"))
+    if sockets is not None:
+        page.on("websocket", lambda ws: sockets.append(ws))
+    await page.goto(url)
+    await page.fill("#nick", nick)
+    await page.click("#join button")
+    await state_is(page, "connected")
+    return page
+
+
+async def state_is(page: Any, state: str) -> None:
+    await page.wait_for_selector(f'#state[data-state="{state}"]', timeout=WAIT_MS)
+
+
+async def members_are(page: Any, names: list[str]) -> None:
+    await page.wait_for_function(
+        f"() => ({_MEMBERS})().join(',') === {','.join(names)!r}", timeout=WAIT_MS)
+
+
+async def say(page: Any, text: str, room: str = "lobby") -> None:
+    await page.fill("#text", text)
+    await page.press("#text", "Enter")
+    await shows(page, text, 1, room)
+
+
+async def shows(page: Any, text: str, times: int, room: str = "lobby") -> None:
+    await page.wait_for_function(f"() => ({_COUNT})([{room!r}, {text!r}]) >= {times}",
+                                 timeout=WAIT_MS)
+
+
+async def count(page: Any, text: str, room: str = "lobby") -> int:
+    result: int = await page.evaluate(_COUNT, [room, text])
+    return result
+
+
+async def test_two_people_chat_and_one_recovers_what_it_missed(
+        serve: Any, browser: Any, output_dir: Path) -> None:
+    running = await serve(load_app(CHAT, make_settings()))
+    url = running.http + "/"
+    desk = await browser.new_context(viewport=DESKTOP)
+    phone = await browser.new_context(viewport=PHONE)
+    errors: list[str] = []
+    sockets: list[Any] = []
+    alice = await enter(desk, url, "alice", errors)
+    bob = await enter(phone, url, "bob", errors, sockets)
+
+    await members_are(alice, ["alice", "bob"])
+    await members_are(bob, ["alice", "bob"])
+    await alice.wait_for_selector("text=bob joined", timeout=WAIT_MS)
+    await say(alice, "hello from alice")
+    await shows(bob, "hello from alice", 1)
+    await say(bob, "hi alice")
+    await shows(alice, "hi alice", 1)
+    await alice.screenshot(path=str(output_dir / "chat-desktop.png"))
+    await bob.screenshot(path=str(output_dir / "chat-phone.png"))
+
+    await phone.set_offline(True)
+    await state_is(bob, "reconnecting")
+    await members_are(alice, ["alice"])  # the server saw bob's connection end
+    missed = [f"while bob was away {n}" for n in range(1, 5)]
+    for text in missed:
+        await say(alice, text)
+    await asyncio.sleep(0.3)  # bob's retries meet the offline network meanwhile
+    assert [await count(bob, text) for text in missed] == [0, 0, 0, 0]
+    await bob.screenshot(path=str(output_dir / "chat-phone-offline.png"))
+
+    await phone.set_offline(False)
+    await state_is(bob, "recovered")
+    for text in missed:
+        await shows(bob, text, 1)
+    await members_are(alice, ["alice", "bob"])
+    await members_are(bob, ["alice", "bob"])
+    await say(alice, "welcome back")
+    await shows(bob, "welcome back", 1)
+    await asyncio.sleep(0.2)  # a duplicate would arrive right behind the original
+    for text in [*missed, "hello from alice", "hi alice", "welcome back"]:
+        assert await count(bob, text) == 1, text
+    assert len(sockets) >= 2, "bob's page should have opened a second WebSocket"
+    await bob.screenshot(path=str(output_dir / "chat-phone-recovered.png"))
+
+    # A second room: its own log and members; back in the lobby, all is as it was.
+    await alice.fill("#room-name", "random")
+    await alice.press("#room-name", "Enter")
+    await alice.wait_for_selector('#room-title:text-is("# random")', timeout=WAIT_MS)
+    await members_are(alice, ["alice"])
+    await say(alice, "anyone here?", "random")
+    await alice.click('#rooms button:has-text("lobby")')
+    await members_are(alice, ["alice", "bob"])
+    assert await count(alice, "anyone here?") == 0
+    await alice.screenshot(path=str(output_dir / "chat-desktop-recovered.png"))
+
+    # A late joiner gets the room's history; the phone layout fits 375 px.
+    late = await browser.new_context(viewport=PHONE)
+    carol = await enter(late, url, "carol", errors)
+    for text in ["hello from alice", *missed, "welcome back"]:
+        await shows(carol, text, 1)
+    width = await carol.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"]
+    await late.close()
+
+    await phone.close()
+    await members_are(alice, ["alice"])
+    await alice.wait_for_selector("text=bob left", timeout=WAIT_MS)
+    await alice.screenshot(path=str(output_dir / "chat-desktop-after.png"))
+    assert errors == []
+    await desk.close()
+
+
+async def test_demo_token_route(serve: Any) -> None:
+    """DEMO ONLY route: a token for any nick, limited to ``room:*``, one `sub` per session."""
+    app = load_app(CHAT, make_settings())
+    running = await serve(app)
+
+    async def mint(body: object) -> tuple[int, Any]:
+        status, _, raw = await ahttp("POST", running.http + "/demo/token",
+                                     orjson.dumps(body), {"Content-Type": "application/json"})
+        return status, orjson.loads(raw)
+
+    status, reply = await mint({"nick": " Alice ", "session": "0123abcd"})
+    assert status == 200 and reply["sub"] == "Alice#0123abcd"
+    claims = app.auth.verify([f"Bearer {reply['token']}"])
+    assert claims["sub"] == "Alice#0123abcd" and claims["info"] == {"name": "Alice"}
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["topics"] == {action: ["room:*"]
+                                for action in ("subscribe", "publish", "presence", "history")}
+    assert (await mint({"nick": "Alice", "session": "0123abcd"}))[1]["sub"] == reply["sub"]
+    other = (await mint({"nick": "Alice", "session": "no!"}))[1]["sub"]
+    assert other.startswith("Alice#") and other != reply["sub"]
+    for bad in ({"nick": ""}, {"nick": "x" * 25}, {"nick": "<b>"}, {}, ["nick"]):
+        status, refusal = await mint(bad)
+        assert (status, refusal["error"]) == (400, "bad_nick"), bad
