@@ -257,3 +257,17 @@ async def test_app_hub_uses_settings_broker() -> None:
         assert isinstance(app.hub.broker, MemoryBroker)
     finally:
         await app.hub.close()
+
+
+def test_secured_centrifuge_endpoint_needs_secrets_to_start_but_no_token_to_upgrade() -> None:
+    # The Centrifuge SDKs authenticate in the connect command: the upgrade is open, yet
+    # an app that could never verify a token must refuse to start, like @secured().
+    app = App(Settings())
+    pubsocket.pubsub("/connection/websocket", app=app, protocol="centrifuge", secured=True)
+    route = app.router.match("GET", "/connection/websocket")
+    assert route is not None and not route[0].requires_auth()
+    with pytest.raises(ConfigError, match="/connection/websocket"):
+        app.check()
+    open_app = App(Settings())
+    pubsocket.pubsub("/connection/websocket", app=open_app, protocol="centrifuge")
+    open_app.check()

@@ -92,7 +92,8 @@ class App:
         """Startup validation: raise `ConfigError` for a configuration that cannot work."""
         if self.settings.api_key or self.settings.secret:
             return
-        secured = [r for r in self.router if getattr(r.handler, AUTH_ATTR, None) == "secured"]
+        secured = [r for r in self.router
+                   if getattr(r.handler, AUTH_ATTR, None) in ("secured", "in_band")]
         if secured:
             raise ConfigError(
                 f"{secured[0].method} {secured[0].path} is @secured() but neither API_KEY nor "

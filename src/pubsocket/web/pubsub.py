@@ -89,8 +89,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 
-    if secured and endpoint is None:
-        mark_auth(pubsub_endpoint, "secured")
+    if secured:
+        mark_auth(pubsub_endpoint, "secured" if endpoint is None else "in_band")
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))

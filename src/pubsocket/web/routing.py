@@ -23,7 +23,10 @@ from ..errors import HTTPError
 Handler = Callable[..., Awaitable[Any]]
 # "token": always needs a token, like a write route, but (unlike "secured") an app
 # without secrets still starts: the built-in read APIs (GET /api/history) use it.
-AuthMode = Literal["secured", "noauth", "token"]
+# "in_band": the handler authenticates inside the connection (the Centrifuge connect
+# command), so the upgrade needs no token; like "secured", an app without secrets
+# refuses to start.
+AuthMode = Literal["secured", "noauth", "token", "in_band"]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -56,7 +59,7 @@ class Route:
         mode: AuthMode | None = getattr(self.handler, AUTH_ATTR, None)
         if mode in ("secured", "token"):
             return True
-        if mode == "noauth":
+        if mode in ("noauth", "in_band"):
             return False
         return self.method in WRITE_METHODS
 
