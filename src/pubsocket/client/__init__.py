@@ -4,6 +4,7 @@
         sub = await c.subscribe("chat:lobby")
         await c.publish("chat:lobby", {"text": "hi"})
         async for event in sub:          # Message(topic, data, offset) | Gap(...)
+            ...                          # (+ Join | Leave with presence_events=True)
             ...
 """
 
@@ -21,11 +22,12 @@ from .errors import (
     Unsubscribed,
 )
 from .results import HistoryPage, Member, PresenceStats
-from .subscription import Event, Gap, Message, Subscription
+from .subscription import Delivery, Event, Gap, Join, Leave, Message, PresenceEvent, Subscription
 
 __all__ = [
     "AuthError", "Backoff", "Client", "ClientClosed", "ClientError", "CommandError",
-    "ConnectFailed", "Event", "ExponentialBackoff", "Forbidden", "Gap", "HistoryPage",
-    "Member", "Message", "Overflow", "PresenceStats", "State", "Subscription", "Timeout",
+    "ConnectFailed", "Delivery", "Event", "ExponentialBackoff", "Forbidden", "Gap",
+    "HistoryPage", "Join", "Leave", "Member", "Message", "Overflow", "PresenceEvent",
+    "PresenceStats", "State", "Subscription", "Timeout",
     "Token", "Unsubscribed", "connect",
 ]

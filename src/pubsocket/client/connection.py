@@ -20,7 +20,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import orjson
 from websockets.asyncio.client import ClientConnection
@@ -38,7 +38,7 @@ from .errors import (
 )
 from .results import HistoryPage, Member, PresenceStats
 from .router import Handler, Router, error_of
-from .subscription import Callback, Message, Subscription
+from .subscription import Callback, Delivery, Event, Gap, Join, Leave, Message, Subscription
 
 log = logging.getLogger("pubsocket.client")
 
@@ -328,17 +328,36 @@ class Client:
             await self._ready.wait()
         raise ClientClosed("the connection kept changing")  # pragma: no cover
 
+    # The type of what iteration yields follows `presence_events`.
+    @overload
+    async def subscribe(self, topic: str, *, since: tuple[int, str] | None = ...,
+                        on_message: Callback | None = ..., on_gap: Callback | None = ...,
+                        on_join: Callback | None = ..., on_leave: Callback | None = ...,
+                        on_error: Callback | None = ..., presence_events: Literal[False] = ...,
+                        timeout: float | None = ...) -> Subscription[Delivery]: ...  # noqa: ASYNC109
+    @overload
+    async def subscribe(self, topic: str, *, since: tuple[int, str] | None = ...,
+                        on_message: Callback | None = ..., on_gap: Callback | None = ...,
+                        on_join: Callback | None = ..., on_leave: Callback | None = ...,
+                        on_error: Callback | None = ..., presence_events: Literal[True],
+                        timeout: float | None = ...) -> Subscription[Event]: ...  # noqa: ASYNC109
     async def subscribe(self, topic: str, *, since: tuple[int, str] | None = None,
                         on_message: Callback | None = None, on_gap: Callback | None = None,
-                        timeout: float | None = None) -> Subscription:  # noqa: ASYNC109
+                        on_join: Callback | None = None, on_leave: Callback | None = None,
+                        on_error: Callback | None = None, presence_events: bool = False,
+                        timeout: float | None = None) -> Subscription[Any]:  # noqa: ASYNC109
         """Subscribe once the server confirmed it. `since` = (offset, epoch) recovers from
-        there (a `Gap` first when it cannot). With `on_message`/`on_gap` (sync or async)
-        a task calls them in order; otherwise iterate the subscription. Raises
-        `Forbidden`, `Timeout`, `CommandError`, `ClientClosed`, or `ClientError` when
-        this client already follows `topic`."""
+        there (a `Gap` first when it cannot). With any of `on_message`/`on_gap`/
+        `on_join`/`on_leave` (sync or async) a task calls them in order, and
+        `on_error(exception)` when the subscription fails; otherwise iterate the
+        subscription: `Message | Gap`, plus `Join | Leave` with ``presence_events=True``.
+        Raises `Forbidden`, `Timeout`, `CommandError`, `ClientClosed`, or `ClientError`
+        when this client already follows `topic`."""
         if topic in self._router.subs:
             raise ClientError(f"already subscribed to {topic!r}")
-        sub = Subscription(self, topic, self._queue_size)
+        callbacks = on_message, on_gap, on_join, on_leave
+        presence = presence_events or on_join is not None or on_leave is not None
+        sub: Subscription[Any] = Subscription(self, topic, self._queue_size, presence)
         body: dict[str, Any] = {"action": "subscribe", "topic": topic}
         if since is not None:
             body["since"] = {"offset": since[0], "epoch": since[1]}
@@ -351,14 +370,15 @@ class Client:
             self._forget(sub)
             sub._finish()
             raise
-        if on_message is not None or on_gap is not None:
-            sub._start_callbacks(on_message, on_gap)
+        if any(cb is not None for cb in callbacks) or on_error is not None:
+            sub._start_callbacks(dict(zip((Message, Gap, Join, Leave), callbacks, strict=True)),
+                                 on_error)
         return sub
 
-    def _forget(self, sub: Subscription) -> None:
+    def _forget(self, sub: Subscription[Any]) -> None:
         self._router.forget(sub)
 
-    async def _unsubscribe(self, sub: Subscription, timeout: float | None) -> None:  # noqa: ASYNC109
+    async def _unsubscribe(self, sub: Subscription[Any], timeout: float | None) -> None:  # noqa: ASYNC109
         was_active = sub.active and self._router.subs.get(sub.topic) is sub
         self._forget(sub)
         sub._finish()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ClientError, CommandError, Forbidden, Unsubscribed
-from .subscription import Gap, Message, Subscription
+from .subscription import Gap, Join, Leave, Message, Subscription
 
 log = logging.getLogger("pubsocket.client")
 
@@ -30,12 +30,12 @@ class Router:
 
     def __init__(self, on_expiring: Callable[[], None]) -> None:
         self.pending: dict[int, tuple[Handler, Reply | None]] = {}
-        self.subs: dict[str, Subscription] = {}
+        self.subs: dict[str, Subscription[Any]] = {}
         self._on_expiring = on_expiring
 
     def dispatch(self, frame: dict[str, Any]) -> None:
-        """Handle one decoded frame (unknown types and join/leave are ignored, as the
-        protocol asks of clients)."""
+        """Handle one decoded frame (unknown types are ignored, as the protocol asks of
+        clients; join/leave reach only subscriptions that asked for them)."""
         kind = frame.get("type")
         topic = frame.get("topic")
         sub = self.subs.get(topic) if isinstance(topic, str) else None
@@ -51,6 +51,13 @@ class Router:
         elif kind == "gap" and sub is not None:
             sub.offset, sub.epoch = _int(frame.get("offset")), _str(frame.get("epoch"))
             sub._push(Gap(sub.topic, sub.offset, sub.epoch, "gap"))
+        elif kind in ("join", "leave") and sub is not None:
+            # Live notices, not positions: queued even before the ack (our own join can
+            # precede it), never deduplicated or recovered.
+            cls = Join if kind == "join" else Leave
+            user = frame.get("user")
+            sub._push(cls(sub.topic, user if isinstance(user, str) else None, frame.get("info"),
+                          str(frame.get("client", ""))))
         elif kind == "unsubscribed" and sub is not None:
             self.forget(sub)
             reason = str(frame.get("reason", ""))
@@ -61,7 +68,7 @@ class Router:
         elif kind == "error":
             log.warning("the server reported %s", frame.get("code"))
 
-    def subscribed(self, sub: Subscription, frame: dict[str, Any], with_since: bool) -> None:
+    def subscribed(self, sub: Subscription[Any], frame: dict[str, Any], with_since: bool) -> None:
         """A subscribe ack: emit the `Gap` it implies, then take its position."""
         offset, epoch = _int(frame.get("offset")), _str(frame.get("epoch"))
         if epoch is None:  # a topic without history is acked with offset 0 and epoch ""
@@ -71,7 +78,7 @@ class Router:
             sub._push(Gap(sub.topic, offset, epoch, "not_recovered"))
         sub.offset, sub.epoch, sub.confirmed = offset, epoch, True
 
-    def resubscribed(self, sub: Subscription, with_since: bool) -> Handler:
+    def resubscribed(self, sub: Subscription[Any], with_since: bool) -> Handler:
         """The reply handler of a resubscribe: an error ends the subscription with it."""
         def handle(frame: dict[str, Any]) -> None:
             if frame.get("type") == "error":
@@ -88,7 +95,7 @@ class Router:
             if future is not None and not future.done():
                 future.set_exception(error)
 
-    def forget(self, sub: Subscription) -> None:
+    def forget(self, sub: Subscription[Any]) -> None:
         """Stop routing to `sub` (if it is still the topic's subscription)."""
         if self.subs.get(sub.topic) is sub:
             del self.subs[sub.topic]

@@ -1,4 +1,5 @@
-"""What a subscription yields (`Message`, `Gap`) and the `Subscription` itself.
+"""What a subscription yields (`Message`, `Gap`, and on request `Join`, `Leave`) and
+the `Subscription` itself.
 
 A subscription's events wait in a bounded queue (`queue_size`, default 10 000). When it
 is full the subscription ends with `Overflow` (after the events already queued): growing
@@ -14,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from .errors import Overflow
 
@@ -46,12 +47,43 @@ class Gap:
     reason: Literal["not_recovered", "gap"]
 
 
-Event = Message | Gap
+@dataclass(frozen=True)
+class Join:
+    """The first connection of `user` subscribed to `topic` (a presence notice; `info`
+    is its token's ``info`` claim, `client` the joining connection's id)."""
+
+    topic: str
+    user: str | None
+    info: Any
+    client: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    """The last connection of `user` left `topic` (`client`: the connection that left)."""
+
+    topic: str
+    user: str | None
+    info: Any
+    client: str
+
+
+Delivery = Message | Gap
+"""What every subscription yields."""
+PresenceEvent = Join | Leave
+"""What a subscription with ``presence_events=True`` (or `on_join`/`on_leave`) adds."""
+Event = Message | Gap | Join | Leave
+"""Everything a subscription can yield."""
+E = TypeVar("E", bound=Event)
 Callback = Callable[[Any], Awaitable[None] | None]
 
 
-class Subscription:
-    """``async for event in sub`` yields `Message` and `Gap` in order, exactly once.
+class Subscription(Generic[E]):
+    """``async for event in sub`` yields `Message` and `Gap` in order, exactly once
+    (`Subscription[Delivery]`); subscribed with ``presence_events=True`` also the
+    topic's `Join` and `Leave` notices in arrival order (`Subscription[Event]`).
+    Presence notices are live only: nothing recovers the ones missed while
+    reconnecting (reload them with `Client.presence`).
 
     Iteration ends (StopAsyncIteration) after `unsubscribe()` or `Client.close()`, and
     raises when the subscription failed: `Overflow`, `Forbidden`/`Unsubscribed` (the
@@ -60,13 +92,15 @@ class Subscription:
     from). One `Subscription` per topic and client.
     """
 
-    def __init__(self, client: Client, topic: str, queue_size: int) -> None:
+    def __init__(self, client: Client, topic: str, queue_size: int,
+                 presence_events: bool = False) -> None:
         self.topic = topic
+        self.presence_events = presence_events  # queue Join/Leave too
         self.offset: int | None = None
         self.epoch: str | None = None
         self.confirmed = False  # the server acknowledged it (so a reconnect resubscribes it)
         self._client = client
-        self._items: deque[Event] = deque()
+        self._items: deque[E] = deque()
         self._size = queue_size
         self._wake = asyncio.Event()
         self._ended = False
@@ -75,10 +109,10 @@ class Subscription:
 
     # -- consumer side ------------------------------------------------------------------
 
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> Subscription[E]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> E:
         while not self._items:
             if self._error is not None:
                 raise self._error
@@ -109,13 +143,13 @@ class Subscription:
         return True
 
     def _push(self, event: Event) -> None:
-        if self._ended:
+        if self._ended or (isinstance(event, Join | Leave) and not self.presence_events):
             return
         if len(self._items) >= self._size:
             self._finish(Overflow(f"{self.topic}: more than {self._size} events queued"))
             self._client._forget(self)
             return
-        self._items.append(event)
+        self._items.append(cast(E, event))
         self._wake.set()
 
     def _finish(self, error: BaseException | None = None) -> None:
@@ -126,23 +160,31 @@ class Subscription:
         self._error = error
         self._wake.set()
 
-    def _start_callbacks(self, on_message: Callback | None, on_gap: Callback | None) -> None:
+    def _start_callbacks(self, handlers: dict[type, Callback | None],
+                         on_error: Callback | None) -> None:
         """Callback form: a task consumes the queue and calls the (sync or async)
-        callbacks in order; a callback that raises is logged and does not stop it."""
+        handler of each event's type in order; a callback that raises is logged and does
+        not stop it. When the subscription fails, `on_error(exception)` is called (the
+        failure is logged when there is no `on_error`)."""
 
         async def consume() -> None:
             try:
                 async for event in self:
-                    handler = on_message if isinstance(event, Message) else on_gap
-                    if handler is None:
-                        continue
-                    try:
-                        result = handler(event)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        log.exception("subscription callback for %r raised", self.topic)
-            except Exception:  # the subscription failed; nobody iterates to see it
-                log.warning("subscription to %r ended", self.topic, exc_info=True)
+                    await _call(handlers.get(type(event)), event)
+            except Exception as exc:  # the subscription failed; nobody iterates to see it
+                if on_error is None:
+                    log.warning("subscription to %r ended", self.topic, exc_info=True)
+                else:
+                    await _call(on_error, exc)
+
+        async def _call(handler: Callback | None, arg: object) -> None:
+            if handler is None:
+                return
+            try:
+                result = handler(arg)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("subscription callback for %r raised", self.topic)
 
         self._worker = asyncio.get_running_loop().create_task(consume())
