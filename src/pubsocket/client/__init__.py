@@ -9,7 +9,8 @@
 """
 
 from .backoff import Backoff, ExponentialBackoff
-from .connection import Client, State, Token, connect
+from .connection import Client, State, connect
+from .dial import Token
 from .errors import (
     AuthError,
     ClientClosed,

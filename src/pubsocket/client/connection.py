@@ -1,12 +1,16 @@
 """`Client`: one `pubsocket.v1` connection that reconnects, resubscribes and recovers.
 
-One task (`_run`) owns the socket: it reads frames and hands each to the `Router`
+One task (`reconnect.run`) owns the socket: it hands each frame to the `Router`
 (router.py, synchronous: replies to their waiting command by `id`, deliveries to their
-`Subscription`). When the connection drops it fails the commands still waiting for a reply
-(`ClientClosed`: a command is never sent twice, so from the client's side it is at most
-once), waits `backoff.delay(attempt)`, reconnects (asking the token callable again),
-resubscribes every confirmed subscription from its last offset and only then lets
-waiting commands through, so they queue behind the resubscribes on the server.
+`Subscription`) and, when the connection drops, fails the commands still waiting
+(`ClientClosed`: never sent twice, so at most once), reconnects, resubscribes from the
+last offsets and only then lets waiting commands through (reconnect.py has the details).
+
+This module holds the client's state, its lifecycle (`start`, `close`, `_attach`,
+`_end`, `_set_state`, which the task drives), the token refresh, and the commands that
+subscribe, unsubscribe and publish, all sent through `_command`. The handshake and
+frame reading are dial.py; `history`, `presence` and `presence_stats` are the
+`Queries` mixin of queries.py.
 
 Every command takes `timeout`: a per-call override of `Client.timeout`, the deadline for
 the reply (connection wait included); hence the ASYNC109 exemptions.
@@ -16,40 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import orjson
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.typing import Subprotocol
 
 from .backoff import Backoff, ExponentialBackoff
-from .errors import (
-    AuthError,
-    ClientClosed,
-    ClientError,
-    ConnectFailed,
-    Timeout,
-)
-from .results import HistoryPage, Member, PresenceStats
+from .dial import Token, get_token, open_ws
+from .errors import AuthError, ClientClosed, ClientError, ConnectFailed, Timeout
+from .queries import Queries
+from .reconnect import run
 from .router import Handler, Router, error_of
 from .subscription import Callback, Delivery, Event, Gap, Join, Leave, Message, Subscription
 
 log = logging.getLogger("pubsocket.client")
 
-SUBPROTOCOL = "pubsocket.v1"
-Token = str | Callable[[], str | Awaitable[str]] | None
 State = Literal["connecting", "connected", "reconnecting", "closed"]
-# Close codes after which reconnecting repeats the failure (docs/protocol.md, close codes).
-FINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009})
 
 
-class Client:
+class Client(Queries):
     """A `pubsocket.v1` client; use ``async with connect(url, token=...) as client``.
 
     `token` is a string, or a sync or async callable returning one, called on every
@@ -121,7 +114,7 @@ class Client:
             self._set_state("closed")
             raise
         self._attach(ws)
-        self._runner = asyncio.get_running_loop().create_task(self._run(ws))
+        self._runner = asyncio.get_running_loop().create_task(run(self, ws))
 
     async def close(self) -> None:
         """Close the connection; subscriptions end (iteration stops), waiting calls raise
@@ -167,106 +160,8 @@ class Client:
     # -- the connection task ------------------------------------------------------------
 
     async def _open(self) -> ClientConnection:
-        token = await self._get_token()
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        ws = await ws_connect(self.url, subprotocols=[Subprotocol(SUBPROTOCOL)],
-                              additional_headers=headers, open_timeout=self._open_timeout,
-                              max_size=self._max_size, close_timeout=2)
-        if ws.subprotocol != SUBPROTOCOL:
-            await ws.close()
-            raise ConnectFailed(f"{self.url} does not speak {SUBPROTOCOL}")
-        return ws
-
-    async def _get_token(self) -> str | None:
-        if self._token is None or isinstance(self._token, str):
-            return self._token
-        result = self._token()
-        return await result if inspect.isawaitable(result) else result
-
-    async def _run(self, ws: ClientConnection) -> None:
-        try:
-            while True:
-                await self._read(ws)
-                code = ws.close_code if ws.close_code is not None else 1006
-                self._ws = None
-                self._ready.clear()
-                self._router.drop_pending(ClientClosed(
-                    f"the connection dropped ({code}) before the reply; the command may "
-                    "or may not have taken effect"))
-                if self._closing:
-                    return
-                if code == 4003:
-                    raise AuthError("the server disconnected this user (4003)")
-                if code in FINAL_CLOSES:
-                    raise ClientClosed(f"the server closed the connection with {code}")
-                log.info("connection closed (%d); reconnecting", code)
-                self._set_state("reconnecting")
-                ws = await self._reconnect()
-                await self._resubscribe(ws)
-                self._attach(ws)
-        except ClientError as exc:
-            self._end(exc, exc)
-        except Exception:  # a bug (or an on_state callback that raised): end, loudly
-            log.exception("the pubsocket client's connection task failed")
-            error = ClientClosed("the client's connection task failed (see the log)")
-            self._end(error, error)
-        except asyncio.CancelledError:
-            await ws.close()  # a connection made while reconnecting, not attached yet
-            raise
-
-    async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                if isinstance(raw, bytes):
-                    continue  # the protocol is text frames only
-                try:
-                    frame = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    log.warning("ignored a frame that is not JSON")
-                    continue
-                if isinstance(frame, dict):
-                    self._router.dispatch(frame)
-
-    async def _reconnect(self) -> ClientConnection:
-        refusals = 0
-        for attempt in itertools.count(1):
-            if self._max_attempts is not None and attempt > self._max_attempts:
-                raise ClientClosed(f"gave up reconnecting after {self._max_attempts} attempts")
-            await asyncio.sleep(self._backoff.delay(attempt))
-            try:
-                return await self._open()
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                refusals = refusals + 1 if status == 401 else 0
-                if refusals >= self._max_auth_failures:
-                    raise AuthError(f"the server refused the token (401) {refusals} times "
-                                    "in a row") from None
-                log.warning("reconnect attempt %d refused with HTTP %d", attempt, status)
-            except (OSError, TimeoutError, InvalidHandshake, ConnectFailed) as exc:
-                refusals = 0
-                log.info("reconnect attempt %d failed: %s", attempt, exc)
-            except Exception:  # the token callable failed: try again later
-                log.warning("reconnect attempt %d: the token callable raised", attempt,
-                            exc_info=True)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _resubscribe(self, ws: ClientConnection) -> None:
-        """Send a subscribe for every confirmed subscription, with ``since`` where it has
-        a position; the acks are handled by the reader, in order with the replays."""
-        for sub in list(self._router.subs.values()):
-            if not sub.confirmed:
-                continue  # its own subscribe() call fails with ClientClosed and drops it
-            body: dict[str, Any] = {"action": "subscribe", "topic": sub.topic}
-            recoverable = sub.offset is not None and sub.epoch is not None
-            if recoverable:
-                body["since"] = {"offset": sub.offset, "epoch": sub.epoch}
-            cid = next(self._ids)
-            body["id"] = cid
-            self._router.pending[cid] = (self._router.resubscribed(sub, recoverable), None)
-            try:
-                await ws.send(orjson.dumps(body).decode())
-            except ConnectionClosed:
-                return  # the reader sees the close and starts over
+        return await open_ws(self.url, await get_token(self._token),
+                             open_timeout=self._open_timeout, max_size=self._max_size)
 
     def _refresh_soon(self) -> None:
         if callable(self._token) and (self._refresher is None or self._refresher.done()):
@@ -274,7 +169,7 @@ class Client:
 
     async def _refresh(self) -> None:
         try:
-            token = await self._get_token()
+            token = await get_token(self._token)
             await self._command({"action": "refresh", "token": token}, None)
         except ClientError as exc:
             log.warning("token refresh failed (%s); the server will close with 4001 and "
@@ -395,35 +290,6 @@ class Client:
                                     timeout)
         offset = reply.get("offset")
         return offset if isinstance(offset, int) else None
-
-    async def history(self, topic: str, *, limit: int | None = None,
-                      since: tuple[int, str] | None = None, timeout: float | None = None  # noqa: ASYNC109
-                      ) -> HistoryPage:
-        """The kept publications (newest `limit`, or those after `since`) and the position.
-        `CommandError("unrecoverable_position")` when history no longer reaches `since`."""
-        body: dict[str, Any] = {"action": "history", "topic": topic}
-        if limit is not None:
-            body["limit"] = limit
-        if since is not None:
-            body["since"] = {"offset": since[0], "epoch": since[1]}
-        reply = await self._command(body, timeout)
-        messages = [Message(topic, p.get("data"), p.get("offset"))
-                    for p in reply.get("publications", ()) if isinstance(p, dict)]
-        return HistoryPage(topic, messages, reply.get("offset"), reply.get("epoch"))
-
-    async def presence(self, topic: str, *, timeout: float | None = None  # noqa: ASYNC109
-                       ) -> dict[str, Member]:
-        """Client id -> `Member(user, info)` for every subscriber of `topic`."""
-        reply = await self._command({"action": "presence", "topic": topic}, timeout)
-        clients = reply.get("clients") or {}
-        return {cid: Member(v.get("user"), v.get("info")) for cid, v in clients.items()
-                if isinstance(v, dict)}
-
-    async def presence_stats(self, topic: str, *, timeout: float | None = None  # noqa: ASYNC109
-                             ) -> PresenceStats:
-        """How many connections and distinct users are subscribed to `topic`."""
-        reply = await self._command({"action": "presence_stats", "topic": topic}, timeout)
-        return PresenceStats(int(reply.get("connections", 0)), int(reply.get("users", 0)))
 
 
 def connect(url: str, *, token: Token = None, backoff: Backoff | None = None,

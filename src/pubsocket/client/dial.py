@@ -1,0 +1,70 @@
+"""The socket side of `Client`: open a ``pubsocket.v1`` connection and read it.
+
+Stateless helpers; `Client` (connection.py) owns the state and passes what each needs.
+
+* `get_token(token)`: the token to send now (a callable is asked again on every call).
+* `open_ws(url, token, ...)`: one handshake offering ``pubsocket.v1`` (the token as a
+  Bearer header). Raises what websockets raises (`InvalidStatus` for an HTTP refusal,
+  `InvalidHandshake`, `OSError`, `TimeoutError`), or `ConnectFailed` when the server
+  does not pick ``pubsocket.v1``.
+* `read_frames(ws, dispatch)`: returns once the connection closed, having handed every
+  text frame holding a JSON object to `dispatch`, in order (binary frames are skipped,
+  frames that are not JSON skipped with a warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from .errors import ConnectFailed
+
+log = logging.getLogger("pubsocket.client")
+
+SUBPROTOCOL = "pubsocket.v1"
+Token = str | Callable[[], str | Awaitable[str]] | None
+
+
+async def get_token(token: Token) -> str | None:
+    """`token` itself, or what the (sync or async) callable returns now."""
+    if token is None or isinstance(token, str):
+        return token
+    result = token()
+    return await result if inspect.isawaitable(result) else result
+
+
+async def open_ws(url: str, token: str | None, *, open_timeout: float,
+                  max_size: int | None) -> ClientConnection:
+    """One opening handshake for ``pubsocket.v1``; see the module docstring for errors."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    ws = await ws_connect(url, subprotocols=[Subprotocol(SUBPROTOCOL)],
+                          additional_headers=headers, open_timeout=open_timeout,
+                          max_size=max_size, close_timeout=2)
+    if ws.subprotocol != SUBPROTOCOL:
+        await ws.close()
+        raise ConnectFailed(f"{url} does not speak {SUBPROTOCOL}")
+    return ws
+
+
+async def read_frames(ws: ClientConnection, dispatch: Callable[[dict[str, Any]], None]) -> None:
+    """Hand every JSON object frame to `dispatch` until the connection closes."""
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in ws:
+            if isinstance(raw, bytes):
+                continue  # the protocol is text frames only
+            try:
+                frame = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                log.warning("ignored a frame that is not JSON")
+                continue
+            if isinstance(frame, dict):
+                dispatch(frame)
