@@ -1,0 +1,91 @@
+"""A TCP proxy on 127.0.0.1 port 0 the tests put between an SDK and the server, so a
+test can cut the network (no close frame: the SDK sees an abnormal close), keep the SDK
+out for a while, or stop reading the server's bytes (a slow consumer) without reaching
+into the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+class Proxy:
+    """Forwards every accepted connection to ``127.0.0.1:target``."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.accepting = True
+        self.reading = asyncio.Event()  # cleared: server -> client bytes are not read
+        self.reading.set()
+        self.accepted = 0
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, up_w)
+        self._pairs.add(pair)
+        try:
+            await asyncio.gather(self._pipe(reader, up_w, False), self._pipe(up_r, writer, True))
+        finally:
+            self._pairs.discard(pair)
+            writer.transport.abort()
+            up_w.transport.abort()
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    from_server: bool) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                if from_server:
+                    await self.reading.wait()
+                data = await src.read(65536)
+                if not data:
+                    break
+                dst.write(data)
+                await dst.drain()
+        dst.transport.abort()
+
+    def cut(self, refuse: bool = True) -> None:
+        """Abort every proxied connection; with `refuse`, abort new ones until `resume`."""
+        self.accepting = not refuse
+        for client, upstream in list(self._pairs):
+            client.transport.abort()
+            upstream.transport.abort()
+
+    def resume(self) -> None:
+        self.accepting = True
+        self.reading.set()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(port: int) -> AsyncIterator[Proxy]:
+    proxy = Proxy(port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
