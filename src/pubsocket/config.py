@@ -53,6 +53,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "presence_events": ("PUBSOCKET_PRESENCE_EVENTS",),
     "presence_ttl": ("PUBSOCKET_PRESENCE_TTL",),
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
+    "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
     "app_dir": ("PUBSOCKET_APP",),
 }
 
@@ -113,6 +114,8 @@ class Settings:
     presence_ttl: float = 60.0
     # Seconds a pubsocket.v1 connection may stay open past its token's exp to refresh.
     token_grace: float = 5.0
+    # Seconds between the application pings (``{}``) sent to Centrifuge clients.
+    centrifuge_ping: float = 25.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
 
     @classmethod

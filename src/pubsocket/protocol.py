@@ -30,6 +30,8 @@ class Subscribe:
     topic: str
     id: CmdId | None = None
     since: Position | None = None
+    token: str | None = field(default=None, repr=False)  # a subscription token (Centrifuge)
+    expires_at: float | None = None  # the verified subscription token's exp (set by the hub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class History:
     id: CmdId | None = None
     since: Position | None = None
     limit: int = MAX_HISTORY_LIMIT
+    reverse: bool = False  # newest first (Centrifuge; only without `since`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,38 @@ class Presence:
     stats: bool = False
 
 
-Command = Subscribe | Unsubscribe | Publish | History | Refresh | Presence
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Authenticate in-band (Centrifuge): the first command of a handshake session.
+    `token` is "" when the client sent none; `data` is the JSON of its connect data."""
+
+    token: str = field(default="", repr=False)
+    data: bytes | None = None
+    name: str = ""
+    version: str = ""
+    id: CmdId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubRefresh:
+    """Replace the subscription token of `topic` (Centrifuge)."""
+
+    topic: str
+    token: str = field(repr=False)
+    id: CmdId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rpc:
+    """Call the app's rpc hook with `method` and `payload` (JSON) (Centrifuge)."""
+
+    method: str
+    payload: bytes
+    id: CmdId | None = None
+
+
+Command = (Subscribe | Unsubscribe | Publish | History | Refresh | Presence | Connect
+           | SubRefresh | Rpc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,8 @@ from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import handlers
+from . import connect, handlers
+from .connect import Endpoint
 from .core import Hub
 from .lifetime import TokenClock
 
@@ -90,19 +91,27 @@ class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_task", "_waiting",
-                 "authenticator", "clock", "codec", "errors", "hub", "peer", "principal",
-                 "settings", "topics")
+                 "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
+                 "principal", "settings", "stage", "sub_clocks", "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
                  authenticator: Authenticator | None = None,
-                 expires_at: float | None = None) -> None:
+                 expires_at: float | None = None,
+                 endpoint: Endpoint | None = None) -> None:
         """`principal` is who is connected (anonymous by default); `authenticator`
         verifies refreshed tokens; the token's expiry comes from the principal's claims
-        unless `expires_at` (Unix time) is given."""
+        unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
+        session is a handshake session: nothing runs before a connect command
+        (`hub.connect`), and the codec is the endpoint's."""
         self.hub = hub
         self.peer = peer
         self.settings = settings
+        self.endpoint = endpoint
+        self.stage = connect.AWAITING
+        self.sub_clocks: dict[str, asyncio.TimerHandle] | None = None  # sub token expiry
+        if endpoint is not None:
+            codec = endpoint.codec
         self.codec = codec
         self.principal = principal or Principal.anonymous()
         self.authenticator = authenticator
@@ -131,6 +140,16 @@ class Session:
         """This connection as presence shows it."""
         p = self.principal
         return ClientInfo(p.client_id, p.user, p.info)
+
+    def login(self, principal: Principal) -> None:
+        """Become `principal` (an in-band connect): registry and token clock follow."""
+        registry = self.hub.registry
+        if self.principal.user is not None:
+            registry.discard(self.principal.user, self)
+        self.principal = principal
+        if principal.user is not None:
+            registry.add(principal.user, self)
+        self.clock.reschedule(expiry_of(principal.claims))
 
     def _expiring(self, expires_at: float) -> None:
         self.reply(self.codec.expiring(expires_at))
@@ -176,6 +195,11 @@ class Session:
         """The peer left: stop, and leave every topic."""
         self._closed = True
         self.clock.cancel()
+        if self.endpoint is not None:
+            self.endpoint.pinger.discard(self.peer)
+            for handle in (self.sub_clocks or {}).values():
+                handle.cancel()
+            self.sub_clocks = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
         for topic in list(self.topics):
@@ -205,8 +229,12 @@ class Session:
     def _start(self, item: Parsed) -> None:
         """Start one command now (nothing is waiting ahead of it)."""
         if isinstance(item, ProtocolViolation):
-            self.error(item.code, item.message, item.cmd_id)
-        elif isinstance(item, Publish):
+            if self.endpoint is not None:
+                connect.violation(self, item)
+            else:
+                self.error(item.code, item.message, item.cmd_id)
+        elif isinstance(item, Publish) and (self.endpoint is None
+                                            or self.stage == connect.CONNECTED):
             result = handlers.publish(self, item)
             if result is None:  # refused, already answered
                 return
@@ -220,7 +248,8 @@ class Session:
         elif self._inflight:
             self._waiting = deque([item])  # starts when the publishes ahead are done
         else:
-            pending = handlers.run(self, item)
+            pending = (handlers.run(self, item) if self.endpoint is None
+                       else connect.run(self, item))
             if pending is not None:
                 self._barrier(pending)
 
@@ -307,7 +336,8 @@ class Session:
         if cap and self.errors >= cap:
             self.close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
 
-    def close(self, code: CloseCode, reason: str) -> None:
-        """Close the connection with a documented code; nothing more is handled."""
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with a documented code (a `CloseCode`, or the protocol's
+        own for a Centrifuge session); nothing more is handled."""
         self._closed = True
         self.peer.close_nowait(code, reason)

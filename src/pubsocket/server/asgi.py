@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..web.app import App
 from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
 from ..web.response import Response, error_response
-from ..web.websocket import Listener, MessageIterator
+from ..web.websocket import Listener, MessageIterator, translate_close
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -189,6 +189,7 @@ class ASGIConnection(MessageIterator):
     def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
                  subprotocol: str | None, max_message_size: int = 0) -> None:
         self.subprotocol = subprotocol
+        self.close_codes: Mapping[int, tuple[int, str]] | None = None
         self._max_size = max_message_size  # 0 = unlimited
         self._owner = owner
         self._receive = receive
@@ -294,6 +295,7 @@ class ASGIConnection(MessageIterator):
             return
         self._closed = True
         if self._gone is None:
+            code, reason = translate_close(self.close_codes, code, reason)
             with contextlib.suppress(Exception):  # the peer may be gone already
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
         if self._reader is not None and not self._reader.done():

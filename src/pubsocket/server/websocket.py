@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
-from ..web.websocket import Listener, MessageIterator
+from ..web.websocket import Listener, MessageIterator, translate_close
 from .assembly import Assembler, AssemblyError
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
@@ -71,12 +72,14 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_transport",
         "_unparsed",
         "_waiter",
+        "close_codes",
         "subprotocol",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
+        self.close_codes: Mapping[int, tuple[int, str]] | None = None
         self._proto = proto
         self._transport = transport
         self._state = state
@@ -194,7 +197,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             return
         self._closing = True
         if self._proto.state is OPEN:
-            self._proto.send_close(code, reason)
+            self._proto.send_close(*translate_close(self.close_codes, code, reason))
         self._pump()
         self._flush()
         if self._gone is None and self._close_timer is None:
@@ -342,7 +345,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         self._assembly.reset()
-        self._proto.fail(code, reason)
+        self._proto.fail(*translate_close(self.close_codes, code, reason))
         self._closing = True
         self._wake()
 

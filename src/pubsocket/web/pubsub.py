@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from ..auth import Action, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy
 from ..codecs import PLAIN, V1
+from ..codecs.centrifuge import CLOSE_CODES
 from ..errors import BrokerError, Forbidden, HTTPError
 from ..hub import Session
+from ..hub.connect import Endpoint, RpcHook
 from ..hub.handlers import continues
 from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
@@ -38,7 +40,9 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            publish_path: str | None = PUBLISH_PATH,
            history_path: str | None = HISTORY_PATH,
            presence_path: str | None = PRESENCE_PATH,
-           metrics_path: str | None = METRICS_PATH) -> Handler:
+           metrics_path: str | None = METRICS_PATH,
+           protocol: Literal["plain", "centrifuge"] = "plain",
+           rpc: RpcHook | None = None) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history`` and ``GET /metrics``.
 
@@ -51,6 +55,10 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     subscribe, publish, history and presence, after the token's ``topics`` claim.
     `presence` lists topic patterns whose subscribers are tracked (``["*"]``: all);
     `presence_events` turns join/leave pushes on or off (default: on).
+    ``protocol="centrifuge"`` serves the Centrifuge JSON protocol instead (the SDKs'
+    path is ``/connection/websocket``; docs/centrifuge.md): the token comes in the
+    connect command, so `secured` is enforced there, not at the upgrade;
+    `rpc(principal, method, data) -> data` answers its rpc commands.
     """
     target = app or current_app()
     hub = target.hub
@@ -60,8 +68,16 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         hub.authorizer = Authorizer(authorize)
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
+    endpoint = None if protocol == "plain" else Endpoint(
+        hub.frame, target.settings.centrifuge_ping, secured=secured, rpc=rpc)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
+        if endpoint is not None:
+            cws = await Websocket(request).connection()
+            cws.close_codes = CLOSE_CODES
+            cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
+                               authenticator=target.auth, endpoint=endpoint))
+            return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
@@ -70,7 +86,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 
-    if secured:
+    if secured and endpoint is None:
         mark_auth(pubsub_endpoint, "secured")
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:

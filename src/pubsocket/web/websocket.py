@@ -6,7 +6,7 @@ in `pubsocket.server`, or the ASGI adapter). Handlers and the hub only see `Conn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..auth.tokens import BEARER_SUBPROTOCOL, offered_subprotocols, split_bearer
@@ -39,9 +39,14 @@ class Connection(Protocol):
     once when the connection ends, and the handler may return without the connection
     being closed. No task waits per idle connection then. `receive()` is not used in
     push mode. `pause_reading` / `resume_reading` apply backpressure to the peer.
+
+    `close_codes` (None by default), set once by the endpoint, translates every close
+    this connection sends, the transport's own included (slow consumer, shutdown,
+    keepalive timeout): code -> (code, reason) of the wire protocol in use (Centrifuge).
     """
 
     subprotocol: str | None
+    close_codes: Mapping[int, tuple[int, str]] | None
 
     @property
     def closed(self) -> bool: ...
@@ -68,6 +73,14 @@ class Connection(Protocol):
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
     async def __anext__(self) -> str | bytes: ...
+
+
+def translate_close(codes: Mapping[int, tuple[int, str]] | None, code: int,
+                    reason: str) -> tuple[int, str]:
+    """(code, reason) as `Connection.close_codes` says to send them."""
+    if codes is None:
+        return code, reason
+    return codes.get(code, (code, reason))
 
 
 class MessageIterator:
@@ -154,4 +167,5 @@ class Websocket:
         return [s for s in subprotocols if s not in reserved]
 
 
-__all__ = ["Connection", "ConnectionClosed", "Listener", "Upgrader", "Websocket"]
+__all__ = ["Connection", "ConnectionClosed", "Listener", "Upgrader", "Websocket",
+           "translate_close"]

@@ -1,0 +1,179 @@
+"""Parsing of Centrifuge protocol v2 JSON commands into the shared command types.
+
+A text frame holds one or more JSON objects separated by newlines, each
+``{"id": N, "<method>": {...}}``; they are returned in order. ``{}`` (the answer to a
+server ping) is no command and yields nothing. A malformed line stands in the sequence
+as a `ProtocolViolation` (the codec turns the client-side ones into a 3501 close, as the
+protocol does); a well-formed line after it is not parsed, since the connection ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from ..brokers.base import Position
+from ..errors import ProtocolViolation
+from ..protocol import (
+    MAX_HISTORY_LIMIT,
+    CmdId,
+    Command,
+    Connect,
+    ErrorCode,
+    History,
+    Presence,
+    Publish,
+    Refresh,
+    Rpc,
+    SubRefresh,
+    Subscribe,
+    Unsubscribe,
+    valid_id,
+    valid_topic,
+)
+from .base import Parsed
+from .json_commands import MAX_TOKEN_LENGTH
+
+MAX_NAME_LENGTH: Final = 255  # method, client name and version strings
+_METHODS: Final = ("connect", "subscribe", "unsubscribe", "publish", "presence",
+                   "presence_stats", "history", "refresh", "sub_refresh", "rpc", "send")
+_MISSING: Final = object()
+
+
+def parse_frame(text: str) -> list[Parsed]:
+    """The commands of one text frame, in order (see the module docstring)."""
+    out: list[Parsed] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            cmd = parse_command(line)
+        except ProtocolViolation as exc:
+            out.append(exc)
+            break
+        if cmd is not None:
+            out.append(cmd)
+    return out
+
+
+def parse_command(line: str | bytes) -> Command | None:
+    """One command object; None for the empty command (a pong). Raises
+    `ProtocolViolation` with a fixed message (never the client's input)."""
+    try:
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ProtocolViolation(ErrorCode.BAD_JSON, "command is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise ProtocolViolation(ErrorCode.BAD_JSON, "command must be a JSON object")
+    raw_id = msg.get("id", 0)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int) or not valid_id(raw_id) \
+            or raw_id < 0:
+        raise ProtocolViolation(ErrorCode.BAD_ID, "id must be a positive integer")
+    cmd_id: CmdId | None = raw_id or None
+    methods = [m for m in _METHODS if m in msg]
+    if not methods:
+        if cmd_id is None and set(msg) <= {"id", "ping"}:
+            return None  # the empty command: an answer to the server's ping
+        raise ProtocolViolation(ErrorCode.BAD_ACTION, "unknown command", cmd_id)
+    if len(methods) > 1:
+        raise ProtocolViolation(ErrorCode.BAD_ACTION, "one method per command", cmd_id)
+    method = methods[0]
+    body = msg[method]
+    if not isinstance(body, dict):
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "a method's request must be an object",
+                                cmd_id)
+    return _build(method, body, cmd_id)
+
+
+def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Command:
+    if method == "connect":
+        data = body.get("data", _MISSING)
+        return Connect(_token(body, cmd_id, required=False),
+                       None if data is _MISSING else _json(data, cmd_id),
+                       _string(body, "name", cmd_id), _string(body, "version", cmd_id), cmd_id)
+    if method == "refresh":
+        return Refresh(_token(body, cmd_id, required=True), cmd_id)
+    if method == "rpc":
+        name = _string(body, "method", cmd_id)
+        return Rpc(name, _json(body.get("data"), cmd_id), cmd_id)
+    if method == "send":
+        raise ProtocolViolation(ErrorCode.BAD_ACTION, "send is not supported", cmd_id)
+    topic = body.get("channel")
+    if not isinstance(topic, str) or not valid_topic(topic):
+        raise ProtocolViolation(ErrorCode.INVALID_TOPIC, "unknown channel", cmd_id)
+    if method == "subscribe":
+        since = None
+        if body.get("recover") is True:
+            since = Position(_offset(body.get("offset", 0), cmd_id),
+                             _epoch(body.get("epoch", ""), cmd_id))
+        token = _token(body, cmd_id, required=False)
+        return Subscribe(topic, cmd_id, since, token or None)
+    if method == "unsubscribe":
+        return Unsubscribe(topic, cmd_id)
+    if method == "publish":
+        if "data" not in body:
+            raise ProtocolViolation(ErrorCode.MISSING_DATA, "publish needs data", cmd_id)
+        return Publish(topic, _json(body["data"], cmd_id), cmd_id)
+    if method in ("presence", "presence_stats"):
+        return Presence(topic, cmd_id, stats=method == "presence_stats")
+    if method == "sub_refresh":
+        return SubRefresh(topic, _token(body, cmd_id, required=True), cmd_id)
+    return _history(topic, body, cmd_id)
+
+
+def _history(topic: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> History:
+    limit = body.get("limit", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "limit must be an integer", cmd_id)
+    # Centrifuge: 0 asks only for the position, a negative limit for everything kept.
+    limit = MAX_HISTORY_LIMIT if limit < 0 else min(limit, MAX_HISTORY_LIMIT)
+    reverse = body.get("reverse", False)
+    if not isinstance(reverse, bool):
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "reverse must be a boolean", cmd_id)
+    since = None
+    raw = body.get("since")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            raise ProtocolViolation(ErrorCode.BAD_FIELD, "since must be an object", cmd_id)
+        since = Position(_offset(raw.get("offset", 0), cmd_id),
+                         _epoch(raw.get("epoch", ""), cmd_id))
+    return History(topic, cmd_id, since, limit, reverse)
+
+
+def _offset(value: Any, cmd_id: CmdId | None) -> int:
+    # uint64 in the schema: protobuf's JSON mapping may quote it.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "offset must be an integer >= 0", cmd_id)
+    return value
+
+
+def _epoch(value: Any, cmd_id: CmdId | None) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "epoch must be a short string", cmd_id)
+    return value
+
+
+def _token(body: Mapping[str, Any], cmd_id: CmdId | None, *, required: bool) -> str:
+    token = body.get("token", "")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or (required and not token):
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, "token must be a string", cmd_id)
+    return token
+
+
+def _string(body: Mapping[str, Any], key: str, cmd_id: CmdId | None) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or len(value) > MAX_NAME_LENGTH:
+        raise ProtocolViolation(ErrorCode.BAD_FIELD, f"{key} must be a short string", cmd_id)
+    return value
+
+
+def _json(data: Any, cmd_id: CmdId | None) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:  # orjson reads 1024 levels of nesting, writes ~254
+        raise ProtocolViolation(ErrorCode.BAD_JSON, "data is nested too deeply",
+                                cmd_id) from None

@@ -1,0 +1,252 @@
+"""What a Centrifuge session needs beside the shared handlers: the connect gate, in-band
+authentication, connection and subscription token refresh, subscription tokens, rpc.
+
+A session built with an `Endpoint` refuses every command before a `Connect` (close 3501);
+the connect authenticates the token with the app's `Authenticator` (our JWTs, or the API
+key) and sets the principal. A subscription token (JWT with ``channel`` == the topic,
+``sub`` == the connection's ``sub``, optional ``exp``) grants that one subscribe in place of
+the topic permissions; when it expires unrefreshed, the subscription ends with an
+``unsubscribe`` push (2501) and the SDK resubscribes with a new token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from ..auth import Principal, expiry_of
+from ..codecs.centrifuge import (
+    BAD_REQUEST_CLOSE,
+    CENTRIFUGE,
+    INTERNAL,
+    INVALID_TOKEN,
+    NOT_AVAILABLE,
+    PERMISSION_DENIED,
+    PING,
+    TOKEN_EXPIRED,
+    CentrifugeCodec,
+)
+from ..errors import ProtocolViolation, Unauthorized
+from ..protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe, Unsubscribe
+from . import handlers
+from .pinger import Pinger
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger("pubsocket.hub")
+
+RpcHook = Callable[[Principal, str, Any], Awaitable[Any]]
+
+def _version() -> str:
+    try:
+        return f"pubsocket {metadata.version('pubsocket')}"
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "pubsocket"
+
+
+VERSION: Final = _version()
+
+AWAITING, CONNECTED, REFUSED = 0, 1, 2  # Session.stage of a handshake session
+
+
+class Endpoint:
+    """What every session of one Centrifuge endpoint shares (one per `pubsub()` call)."""
+
+    __slots__ = ("codec", "ping", "pinger", "rpc", "secured")
+
+    def __init__(self, frame: Callable[[bytes], bytes], ping: float, *, secured: bool,
+                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE) -> None:
+        """`frame` is the hub's framing; `ping` the seconds between pings (0: none);
+        `secured`: a connect needs a valid token; `rpc(principal, method, data)` answers
+        rpc commands (None: error 108 "not available")."""
+        self.codec = codec
+        self.ping = ping
+        self.secured = secured
+        self.rpc = rpc
+        self.pinger = Pinger(ping, lambda: frame(PING))
+
+
+def _endpoint(session: Session) -> Endpoint:
+    ep = session.endpoint
+    assert ep is not None
+    return ep
+
+
+def violation(session: Session, exc: ProtocolViolation) -> None:
+    """A malformed command: the protocol's disconnect, or an error reply."""
+    close = _endpoint(session).codec.violation_close(exc)
+    if close is None:
+        session.error(exc.code, exc.message, exc.cmd_id)
+    else:
+        session.close(*close)
+
+
+def run(session: Session, cmd: Command) -> Awaitable[None] | None:
+    """Run one command of a handshake session (None when done, else what finishes it)."""
+    if session.stage != CONNECTED:
+        if isinstance(cmd, Connect) and session.stage == AWAITING:
+            connect(session, cmd)
+        elif session.stage == AWAITING:
+            session.close(*BAD_REQUEST_CLOSE)  # nothing before connect
+        # REFUSED: the connect was answered with an error and the client is leaving;
+        # what it sent behind the connect (the JS SDK sends its subscribes along) is
+        # dropped, not answered with a close that would stop the SDK reconnecting.
+        return None
+    if isinstance(cmd, Connect):
+        session.close(*BAD_REQUEST_CLOSE)  # a second connect
+        return None
+    if isinstance(cmd, Rpc):
+        return rpc(session, cmd)
+    if isinstance(cmd, SubRefresh):
+        sub_refresh(session, cmd)
+        return None
+    if isinstance(cmd, Refresh):
+        return refresh(session, cmd)
+    if isinstance(cmd, Subscribe | Unsubscribe):
+        _cancel_sub_clock(session, cmd.topic)
+        if isinstance(cmd, Subscribe) and cmd.token:
+            return token_subscribe(session, cmd)
+    return handlers.run(session, cmd)
+
+
+# -- connect / refresh -------------------------------------------------------------------
+def connect(session: Session, cmd: Connect) -> None:
+    ep = _endpoint(session)
+    principal = session.principal
+    if cmd.token or ep.secured:
+        verified = _verify(session, cmd.token, cmd.id)
+        if verified is None:
+            return
+        principal = verified
+    session.stage = CONNECTED
+    session.login(principal)
+    ep.pinger.add(session.peer)
+    session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
+                                     session.clock.expires_at, ep.ping))
+
+
+def _verify(session: Session, token: str, cmd_id: CmdId | None) -> Principal | None:
+    """The token's principal; else the refusal is sent (109 if only expired) and None."""
+    auth = session.authenticator
+    try:
+        if auth is None or not token:
+            raise Unauthorized("invalid token")
+        return auth.principal_of(token)
+    except Unauthorized as exc:
+        if exc.message == "token expired":
+            # The SDK gets a new token from its callback and connects again.
+            session.stage = REFUSED
+            session.reply(_endpoint(session).codec.error_code(TOKEN_EXPIRED, cmd_id))
+        else:
+            session.close(*INVALID_TOKEN)
+        return None
+
+
+def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
+    """A new connection token: invalid or expired closes with 3500 (the SDK would
+    disconnect on the error anyway); otherwise the shared refresh logic runs."""
+    auth = session.authenticator
+    try:
+        if auth is None:
+            raise Unauthorized("invalid token")
+        auth.principal_of(cmd.token)
+    except Unauthorized:
+        session.close(*INVALID_TOKEN)
+        return None
+    return handlers.refresh(session, cmd)
+
+
+# -- subscription tokens -------------------------------------------------------------
+def _sub_claims(session: Session, topic: str, token: str,
+                cmd_id: CmdId | None) -> Mapping[str, Any] | None:
+    """The claims of a valid subscription token for `topic`; else the error is sent."""
+    codec = _endpoint(session).codec
+    auth = session.authenticator
+    try:
+        if auth is None:
+            raise Unauthorized("invalid token")
+        claims = auth.principal_of(token).claims
+    except Unauthorized as exc:
+        code = TOKEN_EXPIRED if exc.message == "token expired" else PERMISSION_DENIED
+        session.reply(codec.error_code(code, cmd_id))
+        return None
+    if claims.get("channel") != topic or claims.get("sub") != session.principal.sub:
+        session.reply(codec.error_code(PERMISSION_DENIED, cmd_id))
+        return None
+    return claims
+
+
+def token_subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
+    """Subscribe on the strength of a subscription token (no topic permission check)."""
+    claims = _sub_claims(session, cmd.topic, cmd.token or "", cmd.id)
+    if claims is None:
+        return None
+    expires_at = expiry_of(claims)
+    pending = handlers.subscribe(session, dataclasses.replace(cmd, expires_at=expires_at))
+    _start_sub_clock(session, cmd.topic, expires_at)
+    return pending
+
+
+def sub_refresh(session: Session, cmd: SubRefresh) -> None:
+    codec = _endpoint(session).codec
+    if cmd.topic not in session.topics:
+        session.reply(codec.error_code(PERMISSION_DENIED, cmd.id))
+        return
+    claims = _sub_claims(session, cmd.topic, cmd.token, cmd.id)
+    if claims is None:
+        return
+    expires_at = expiry_of(claims)
+    _start_sub_clock(session, cmd.topic, expires_at)
+    session.reply(codec.sub_refreshed(cmd, expires_at))
+
+
+def _start_sub_clock(session: Session, topic: str, expires_at: float | None) -> None:
+    _cancel_sub_clock(session, topic)
+    if expires_at is None:
+        return
+    delay = max(0.0, expires_at - time.time()) + session.settings.token_grace
+    handle = asyncio.get_running_loop().call_later(delay, _sub_expired, session, topic)
+    if session.sub_clocks is None:
+        session.sub_clocks = {}
+    session.sub_clocks[topic] = handle
+
+
+def _cancel_sub_clock(session: Session, topic: str) -> None:
+    clocks = session.sub_clocks
+    if clocks and (handle := clocks.pop(topic, None)) is not None:
+        handle.cancel()
+
+
+def _sub_expired(session: Session, topic: str) -> None:
+    if session.sub_clocks:
+        session.sub_clocks.pop(topic, None)
+    session.drop(topic, "expired")  # an unsubscribe push with 2501: the SDK resubscribes
+
+
+# -- rpc -------------------------------------------------------------------------------
+def rpc(session: Session, cmd: Rpc) -> Awaitable[None] | None:
+    ep = _endpoint(session)
+    if ep.rpc is None:
+        session.reply(ep.codec.error_code(NOT_AVAILABLE, cmd.id))
+        return None
+    return _rpc(session, ep.rpc, cmd)
+
+
+async def _rpc(session: Session, hook: RpcHook, cmd: Rpc) -> None:
+    codec = _endpoint(session).codec
+    try:
+        result = await hook(session.principal, cmd.method, orjson.loads(cmd.payload))
+        payload = orjson.dumps(result)
+    except Exception:
+        log.exception("the rpc hook failed")  # the client gets only the code
+        session.reply(codec.error_code(INTERNAL, cmd.id))
+        return
+    session.reply(codec.rpc_result(cmd.id, payload))
