@@ -18,8 +18,8 @@ PAGE = """<!doctype html><title>centrifuge-js</title>
 window.events = [];
 const log = (ev, ctx) => window.events.push({ev, ...ctx});
 window.start = (url, token) => {
-  const c = new Centrifuge.Centrifuge(url, {token, minReconnectDelay: 50,
-                                           maxReconnectDelay: 300, timeout: 3000});
+  const c = new Centrifuge(url, {token, minReconnectDelay: 50,
+                                maxReconnectDelay: 300, timeout: 3000});
   c.on('connecting', (x) => log('connecting', {code: x.code}));
   c.on('connected', (x) => log('connected', {client: x.client}));
   c.on('disconnected', (x) => log('disconnected', {code: x.code}));

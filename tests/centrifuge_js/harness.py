@@ -46,7 +46,7 @@ class SdkClient:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.events: list[Event] = []  # everything seen, in order
-        self._next = 0  # index of the first event `expect` has not consumed
+        self._taken: set[int] = set()  # indices `expect` returned
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
         self._ids = 0
@@ -67,15 +67,15 @@ class SdkClient:
 
     async def expect(self, ev: str, where: Callable[[Event], bool] | None = None,
                      timeout: float = WAIT) -> Event:
-        """The next not yet consumed event named `ev` (matching `where`); events before it
-        stay visible in `events` but are skipped by later `expect` calls."""
+        """The oldest event named `ev` (matching `where`) that no earlier `expect`
+        returned, waiting for it (bounded); events stay visible in `events`."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    for i in range(self._next, len(self.events)):
-                        e = self.events[i]
-                        if e["ev"] == ev and (where is None or where(e)):
-                            self._next = i + 1
+                    for i, e in enumerate(self.events):
+                        if (i not in self._taken and e["ev"] == ev
+                                and (where is None or where(e))):
+                            self._taken.add(i)
                             return e
                     if self._reader.done():
                         raise AssertionError(f"node exited before {ev!r}: {self.events}")
