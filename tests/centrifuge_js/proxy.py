@@ -19,6 +19,7 @@ class Proxy:
         self.reading = asyncio.Event()  # cleared: server -> client bytes are not read
         self.reading.set()
         self.accepted = 0
+        self.sent: list[bytearray] = []  # per accepted connection: every client -> server byte
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
 
@@ -43,15 +44,18 @@ class Proxy:
             return
         pair = (writer, up_w)
         self._pairs.add(pair)
+        record = bytearray()
+        self.sent.append(record)
         try:
-            await asyncio.gather(self._pipe(reader, up_w, False), self._pipe(up_r, writer, True))
+            await asyncio.gather(self._pipe(reader, up_w, False, record),
+                                 self._pipe(up_r, writer, True))
         finally:
             self._pairs.discard(pair)
             writer.transport.abort()
             up_w.transport.abort()
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                    from_server: bool) -> None:
+                    from_server: bool, record: bytearray | None = None) -> None:
         with contextlib.suppress(OSError):
             while True:
                 if from_server:
@@ -59,6 +63,8 @@ class Proxy:
                 data = await src.read(65536)
                 if not data:
                     break
+                if record is not None and len(record) < 1 << 20:
+                    record += data
                 dst.write(data)
                 await dst.drain()
         dst.transport.abort()
@@ -89,3 +95,18 @@ async def proxy_to(port: int) -> AsyncIterator[Proxy]:
         yield proxy
     finally:
         await proxy.close()
+
+
+def first_client_frame(raw: bytes) -> bytes:
+    """The payload of the first WebSocket frame a client sent after its upgrade request
+    (RFC 6455 5.2: client frames are masked)."""
+    head = raw.index(b"\r\n\r\n") + 4
+    b1 = raw[head + 1]
+    assert b1 & 0x80, "client frames are masked"
+    size, pos = b1 & 0x7F, head + 2
+    if size == 126:
+        size, pos = int.from_bytes(raw[pos:pos + 2], "big"), pos + 2
+    elif size == 127:
+        size, pos = int.from_bytes(raw[pos:pos + 8], "big"), pos + 8
+    mask, pos = raw[pos:pos + 4], pos + 4
+    return bytes(c ^ mask[i % 4] for i, c in enumerate(raw[pos:pos + size]))

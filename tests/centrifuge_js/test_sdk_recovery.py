@@ -95,10 +95,15 @@ async def test_slow_consumer_is_closed_then_recovers(start_cf: StartCf) -> None:
                 await hub.publish("chat:slow", {"i": n, "blob": blob})
                 n += 1
                 await asyncio.sleep(0.01)
+        for i in range(n, n + 5):  # published after the close: only recovery brings them
+            await hub.publish("chat:slow", {"i": i, "blob": blob})
+        n += 5
         proxy.resume()
-        await sdk.expect("connecting", lambda e: e["code"] != 0, timeout=15)
+        closed = await sdk.expect("connecting", lambda e: e["code"] != 0, timeout=15)
+        assert (closed["code"], closed["reason"]) == (3008, "slow"), closed
         again = await sdk.expect("subscribed", timeout=15)
         assert again["wasRecovering"] is True and again["recovered"] is True, again
+        assert again["hasRecoveredPublications"] is True, again
         async with asyncio.timeout(15):
             while len(sdk.publications("chat:slow")) < n:
                 await sdk.expect("publication")
