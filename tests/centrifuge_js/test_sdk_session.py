@@ -14,7 +14,7 @@ import time
 from pubsocket.auth import Authenticator
 from tests.centrifuge_js.conftest import AUTH, StartCf, cf_url, token
 from tests.centrifuge_js.harness import sdk_client
-from tests.centrifuge_js.proxy import first_client_frame, proxy_to
+from tests.centrifuge_js.proxy import client_frames, proxy_to
 
 
 def expired() -> str:
@@ -109,8 +109,9 @@ async def test_presence_stats_and_join_leave(start_cf: StartCf) -> None:
 
 
 async def test_several_commands_in_one_frame(start_cf: StartCf) -> None:
-    """The "batch" scenario queues two subscribes before connect and releases them with
-    the connect: the SDK sends connect + 2 subscribes in one frame, newline-separated."""
+    """What the SDK puts in one frame (connect + the subscribes it already has; three
+    publishes between startBatching/stopBatching) is all answered; the proxy's copy of
+    the client's bytes shows those frames really carried several commands."""
     srv = await start_cf()
     async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port), "batch",
                                                       token=token("alice")) as sdk:
@@ -120,12 +121,17 @@ async def test_several_commands_in_one_frame(start_cf: StartCf) -> None:
         await sdk.expect("connected")
         got = {(await sdk.expect("subscribed"))["channel"] for _ in range(2)}
         assert got == {"chat:b1", "chat:b2"}
-        await srv.app.hub.publish("chat:b2", "two")
-        assert (await sdk.expect("publication"))["channel"] == "chat:b2"
-        commands = [json.loads(line) for line in
-                    first_client_frame(bytes(proxy.sent[0])).splitlines()]
-        assert [next(k for k in c if k != "id") for c in commands] == [
-            "connect", "subscribe", "subscribe"], commands
+        sdk.send("batch", ops=[{"op": "publish", "channel": "chat:b2", "data": i, "id": i}
+                               for i in range(3)])
+        results = [await sdk.expect("result", lambda e, i=i: e["id"] == i) for i in range(3)]
+        assert all(r["ok"] for r in results), results
+        pubs = [await sdk.expect("publication") for _ in range(3)]
+        assert [(p["data"], p["offset"]) for p in pubs] == [(0, 1), (1, 2), (2, 3)]
+        frames = [[next((k for k in json.loads(line) if k != "id"), "pong")
+                   for line in f.splitlines()]
+                  for f in client_frames(bytes(proxy.sent[0]))]
+        assert frames[0] == ["connect", "subscribe", "subscribe"], frames
+        assert ["publish"] * 3 in frames, frames
 
 
 async def test_shutdown_sends_the_reconnect_code(start_cf: StartCf) -> None:

@@ -3,8 +3,7 @@
 //   node tests/js/centrifuge_scenarios.mjs <scenario> <url> <json-args>
 //
 // Scenarios: "client" (one Centrifuge client, driven by commands) and "batch" (the
-// same, but `sub` commands sent before `connect` go out with startBatching() so the
-// SDK puts the connect and the subscribes into one WebSocket frame).
+// same, with startBatching() from the start until the first `connect`).
 // json-args: {token?, getToken?: bool, minReconnectDelay?, maxReconnectDelay?, timeout?}.
 //
 // stdout: one JSON object per line, {"ev": <name>, "t": <ms since start>, ...ctx}, for
@@ -14,6 +13,7 @@
 //   {"op":"sub","channel":C,"opts":{recoverable,positioned,joinLeave,since,token,getToken:bool}}
 //   {"op":"unsub","channel":C} {"op":"publish","channel":C,"data":D,"id":I}
 //   {"op":"presence"|"presence_stats"|"history","channel":C,"id":I}
+//   {"op":"batch","ops":[cmd, ...]}     those commands between startBatching/stopBatching
 //   {"op":"token","token":T}            answers the oldest pending connection getToken
 //   {"op":"sub_token","channel":C,"token":T}  answers that channel's pending getToken
 // getToken callbacks print {"ev":"get_token"} / {"ev":"get_sub_token","channel":C} and
@@ -151,6 +151,11 @@ function handle(cmd) {
       resolve?.(cmd.token);
       return;
     }
+    case 'batch': // the commands of cmd.ops go out in one frame
+      client.startBatching();
+      cmd.ops.forEach(handle);
+      client.stopBatching();
+      return;
     case 'exit':
       finish(0);
       return;
