@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from centrifuge import ClientEventHandler, SubscriptionEventHandler
-
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
 from pubsocket.brokers.base import HistoryPolicy

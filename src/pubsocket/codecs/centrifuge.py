@@ -79,6 +79,7 @@ NO_PONG: Final = (3012, "no pong")
 TOO_MANY: Final = (3013, "too many requests")
 INVALID_TOKEN: Final = (3500, "invalid token")
 BAD_REQUEST_CLOSE: Final = (3501, "bad request")
+STALE: Final = (3502, "stale")
 FORCE_NO_RECONNECT: Final = (3503, "force disconnect")
 TOO_MANY_ERRORS: Final = (3509, "too many errors")
 CLOSE_CODES: Final[Mapping[int, tuple[int, str]]] = {

@@ -128,6 +128,7 @@ def connect(session: Session, cmd: Connect) -> None:
         principal = verified
     session.stage = CONNECTED
     session.login(principal)
+    ep.pinger.connected(session)
     ep.pinger.add(session.peer)
     session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
                                      session.clock.expires_at, ep.ping))

@@ -31,6 +31,7 @@ from typing import Protocol
 from ..auth import Authenticator, Principal, expiry_of
 from ..brokers.base import Publication
 from ..codecs import PLAIN, Codec, Parsed
+from ..codecs.centrifuge import STALE
 from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..presence.base import ClientInfo
@@ -112,6 +113,7 @@ class Session:
         self.sub_clocks: dict[str, asyncio.TimerHandle] | None = None  # sub token expiry
         if endpoint is not None:
             codec = endpoint.codec
+            endpoint.pinger.wait(self)
         self.codec = codec
         self.principal = principal or Principal.anonymous()
         self.authenticator = authenticator
@@ -150,6 +152,11 @@ class Session:
         if principal.user is not None:
             registry.add(principal.user, self)
         self.clock.reschedule(expiry_of(principal.claims))
+
+    def stale(self) -> None:
+        """No connect command came in time (the endpoint's sweep says so)."""
+        if not self._closed:
+            self.close(*STALE)
 
     def _expiring(self, expires_at: float) -> None:
         self.reply(self.codec.expiring(expires_at))
@@ -197,6 +204,7 @@ class Session:
         self.clock.cancel()
         if self.endpoint is not None:
             self.endpoint.pinger.discard(self.peer)
+            self.endpoint.pinger.connected(self)
             for handle in (self.sub_clocks or {}).values():
                 handle.cancel()
             self.sub_clocks = None

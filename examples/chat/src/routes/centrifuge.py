@@ -1,0 +1,11 @@
+"""The Centrifuge protocol at /connection/websocket (docs/centrifuge.md), on the same hub
+as /ws/chat: a centrifuge-js or centrifuge-python client sees what a seed-protocol client
+publishes there, and the other way round.
+
+History and recovery are on for every topic (the default); presence and join/leave too.
+The SDKs send the connection token (our JWT) in their connect command.
+"""
+
+from pubsocket import pubsub
+
+pubsub("/connection/websocket", protocol="centrifuge", secured=True, presence=["*"])
