@@ -70,7 +70,8 @@ def main() -> int:
     discarded: list[dict[str, Any]] = []
     for scenario, sets in plan.items():
         per = results.setdefault(scenario, {p: [] for p in PROTOCOLS})
-        for rnd in range(1, (args.rounds if scenario == "fanout1000" else 2) + 1):
+        rounds = args.rounds if scenario == "fanout1000" else 2
+        for rnd in range(1, rounds + 1):
             for proto in PROTOCOLS:
                 extra = ["cf=1"] if proto == "centrifuge" else []
                 for _attempt in range(1 + args.retries):  # re-measure a busy box's run
@@ -89,17 +90,25 @@ def main() -> int:
                              f"server CPU {m['server_cpu_pct']:.0f}%"
                              if scenario == "fanout1000"
                              else f"{m['rss_per_conn_bytes']:,.0f} B/conn")
-                    print(f"[{scenario} r{rnd}/{args.rounds}] {proto:<10} {brief}",
+                    print(f"[{scenario} r{rnd}/{rounds}] {proto:<10} {brief}",
                           file=sys.stderr, flush=True)
                 per[proto].append(res)
                 time.sleep(0.3)
     fan = {p: median(results["fanout1000"][p], "deliveries_per_s") for p in PROTOCOLS}
     mem = {p: median(results["idle"][p], "rss_per_conn_bytes") for p in PROTOCOLS}
+    for runs in results["fanout1000"].values():
+        for r in runs:  # server CPU time per delivery (server_cpu_pct is % of one core)
+            if r.get("ok"):
+                m = r["metrics"]
+                m["server_us_per_delivery"] = m["server_cpu_pct"] * 1e4 / m["deliveries_per_s"]
+    cost = {p: median(results["fanout1000"][p], "server_us_per_delivery") for p in PROTOCOLS}
     fan_ratio = fan["centrifuge"] / fan["plain"]
     mem_ratio = mem["centrifuge"] / mem["plain"]
     rows = [
         ("fanout1000 deliveries/s", fan["plain"], fan["centrifuge"], fan_ratio,
          f">= {FANOUT_TARGET}x", fan_ratio >= FANOUT_TARGET),
+        ("fanout1000 server CPU ns/delivery", 1e3 * cost["plain"], 1e3 * cost["centrifuge"],
+         cost["centrifuge"] / cost["plain"], "-", True),
         (f"idle RSS/conn ({args.conns} conns), B", mem["plain"], mem["centrifuge"], mem_ratio,
          f"<= {MEMORY_TARGET}x", mem_ratio <= MEMORY_TARGET),
     ]
