@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 from pubsocket.auth import Authenticator
@@ -145,3 +146,20 @@ async def test_shutdown_sends_the_reconnect_code(start_cf: StartCf) -> None:
         again = await sdk.expect("connecting", lambda e: e["code"] != 0)
         assert 3000 <= again["code"] < 3500, again  # a reconnect code, not a 1006 drop
         assert not sdk.seen("disconnected")
+
+
+async def test_live_token_is_refreshed_before_it_expires(start_cf: StartCf) -> None:
+    srv = await start_cf(token_grace=0.5)
+    exp = math.ceil(time.time() + 2)
+    async with sdk_client(cf_url(srv.port), token=AUTH.issue("alice", None, {"exp": exp}),
+                          getToken=True) as sdk:
+        sdk.send("connect")
+        sdk.send("sub", channel="chat:live")
+        await sdk.expect("subscribed")
+        await sdk.expect("get_token", timeout=5)  # asked ahead of the expiry
+        sdk.send("token", token=token("alice"))
+        await asyncio.sleep(max(0.0, exp - time.time()) + 1.5)  # past exp and the grace
+        await srv.app.hub.publish("chat:live", "after expiry")
+        assert (await sdk.expect("publication"))["data"] == "after expiry"
+        assert not sdk.seen("disconnected")
+        assert not sdk.seen("connecting", lambda e: e["code"] != 0), sdk.events
