@@ -163,3 +163,24 @@ async def test_live_token_is_refreshed_before_it_expires(start_cf: StartCf) -> N
         assert (await sdk.expect("publication"))["data"] == "after expiry"
         assert not sdk.seen("disconnected")
         assert not sdk.seen("connecting", lambda e: e["code"] != 0), sdk.events
+
+
+async def test_subscription_token_grants_and_is_refreshed(start_cf: StartCf) -> None:
+    """The connection's `topics` claim refuses private:*; a subscription token for the
+    channel grants it. An expired one makes the SDK ask its getToken for a new one."""
+    srv = await start_cf()
+    conn = token("alice", topics={"subscribe": ["chat:*"]})
+    stale = AUTH.issue("alice", None, {"channel": "private:a", "exp": int(time.time()) - 10})
+    async with sdk_client(cf_url(srv.port), token=conn) as sdk:
+        sdk.send("connect")
+        sdk.send("sub", channel="private:a", opts={"token": stale, "getToken": True})
+        await sdk.expect("get_sub_token")
+        sdk.send("sub_token", channel="private:a",
+                 token=AUTH.issue("alice", 60, {"channel": "private:a"}))
+        await sdk.expect("subscribed", lambda e: e["channel"] == "private:a")
+        await srv.app.hub.publish("private:a", "secret")
+        assert (await sdk.expect("publication"))["data"] == "secret"
+        wrong = AUTH.issue("alice", 60, {"channel": "private:other"})
+        sdk.send("sub", channel="private:b", opts={"token": wrong})
+        gone = await sdk.expect("unsubscribed", lambda e: e["channel"] == "private:b")
+        assert gone["code"] == 103, gone
