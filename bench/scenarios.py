@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lg_centrifuge import CfCountListener, cf_url, connect_and_subscribe
 from lg_client import (
     TEXT,
     CountListener,
@@ -142,18 +143,24 @@ async def paced(rate: float, total_s: float, fn: Callable[[int], None]) -> tuple
 async def _subscribers(
     ctx: Ctx, sh: Shared, n: int, topic_of: Callable[[int], str], latency: bool
 ) -> tuple[list[tuple[WSTransport, CountListener]], dict[str, list[CountListener]]]:
-    cls = LatencyListener if latency else CountListener
+    # cf=1: subscribers speak the Centrifuge protocol on its endpoint (publishers and
+    # sentinels stay on the seed endpoint, so only the subscriber side differs)
+    centrifuge = bool(ctx.get("cf", 0.0))
+    if centrifuge and latency:
+        raise ValueError("cf=1 is for fanout and idle (no latency listener for it)")
+    cls = CfCountListener if centrifuge else LatencyListener if latency else CountListener
+    encode = connect_and_subscribe if centrifuge else sub_msg
     msgs: dict[str, bytes] = {}
 
     def on_connected(i: int, tr: WSTransport) -> None:
         t = topic_of(i)
         m = msgs.get(t)
         if m is None:
-            m = msgs[t] = sub_msg(t)
+            m = msgs[t] = encode(t)
         tr.send(TEXT, m)
 
     conns = await connect_many(
-        ctx.url,
+        cf_url(ctx.url) if centrifuge else ctx.url,
         n,
         lambda _i: cls(sh),
         on_connected,
@@ -171,7 +178,9 @@ async def _subscribers(
 
 def _sub_spread(listeners: list[CountListener]) -> Metrics:
     ns = [x.n for x in listeners]
-    return {"per_sub_min": min(ns, default=0), "per_sub_max": max(ns, default=0)}
+    errors = sum(x.errors for x in listeners if isinstance(x, CfCountListener))
+    return {"per_sub_min": min(ns, default=0), "per_sub_max": max(ns, default=0),
+            "protocol_errors": errors}
 
 
 async def fanout(ctx: Ctx, n_subs: int) -> Metrics:

@@ -1,0 +1,73 @@
+"""The load generator's Centrifuge-protocol subscribers (JSON protocol, as centrifuge-js
+speaks it): connect + subscribe in one frame, count publication pushes, answer pings.
+
+Frame classification differs from the seed protocol's: until a subscriber has seen its
+first publication (the sentinel ``0`` the scenarios publish), every frame is parsed
+(connect/subscribe replies, pings, the sentinel push). After that the hot path looks only
+at the size: a push of a ~100-byte publication is >= ``CF_DATA_MIN`` bytes, a late
+sentinel push (~60) and a ping ``{}`` (2) are not. A frame that carries several
+newline-separated pushes (the protocol allows it) counts as that many deliveries.
+"""
+
+from __future__ import annotations
+
+import orjson
+from lg_client import TEXT, CountListener, Shared
+from picows import WSFrame, WSMsgType, WSTransport
+
+CF_PATH = "/connection/websocket"
+CF_DATA_MIN = 100
+PONG = b"{}"
+
+
+def cf_url(plain_url: str) -> str:
+    """The Centrifuge endpoint of the server whose seed endpoint is `plain_url`."""
+    base, _, _ = plain_url.rpartition("/ws/")
+    return base + CF_PATH
+
+
+def connect_and_subscribe(channel: str) -> bytes:
+    """Connect (id 1) and subscribe (id 2) in one frame, newline-separated."""
+    return (orjson.dumps({"id": 1, "connect": {"name": "loadgen"}}) + b"\n"
+            + orjson.dumps({"id": 2, "subscribe": {"channel": channel}}))
+
+
+class CfCountListener(CountListener):
+    """`CountListener` for a Centrifuge subscriber; errors and disconnect pushes are
+    counted in ``errors`` (a run with any is reported as failed by the scenario)."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self, sh: Shared) -> None:
+        super().__init__(sh)
+        self.errors = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        size = frame.payload_size
+        if self.is_ready and size >= CF_DATA_MIN:
+            k = 1 if size < 2 * CF_DATA_MIN else frame.get_payload_as_bytes().count(b"\n") + 1
+            self.n += k
+            sh = self.sh
+            sh.received += k
+            if sh.received >= sh.wake_at:
+                sh.wake()
+        elif frame.msg_type == TEXT:
+            self._control(transport, frame.get_payload_as_bytes())
+        elif frame.msg_type == WSMsgType.CLOSE:
+            transport.disconnect()
+
+    def _control(self, transport: WSTransport, payload: bytes) -> None:
+        for line in payload.split(b"\n"):
+            if line == PONG:  # the server's ping: answer, or it closes us
+                transport.send(TEXT, PONG)
+                continue
+            try:
+                msg = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.errors += 1
+                continue
+            if "error" in msg or "disconnect" in msg.get("push", {}):
+                self.errors += 1
+            elif "pub" in msg.get("push", {}) and not self.is_ready:
+                self.is_ready = True
+                self.sh.ready += 1
