@@ -76,7 +76,10 @@ async def test_bad_json_and_a_refused_publish_show_an_error(serve: Any, browser:
     await tab.fill("#topic", "bad topic!")
     await tab.click("#publish button[type=submit]")
     await tab.wait_for_function(
-        "document.querySelector('#publish-result').textContent.startsWith('refused (400)')",
+        # A function, not an expression string: Playwright polls a string with eval(),
+        # which the page's CSP (script-src 'self') refuses.
+        "() => document.querySelector('#publish-result').textContent"
+        ".startsWith('refused (400)')",
         timeout=WAIT_MS)
 
 
