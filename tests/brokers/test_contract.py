@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from pubsocket.brokers import Broker, MemoryBroker
-from pubsocket.brokers.base import NO_HISTORY, HistoryPolicy, Position, Publication
+from pubsocket.brokers.base import NO_HISTORY, HistoryPolicy, Position, Publication, Publisher
 from pubsocket.brokers.redis import RedisBroker
 
 from .conftest import HISTORY, MakeNode, Node, delete_keys
@@ -287,3 +287,43 @@ async def test_history_limit_is_counted_from_since(broker: Broker, limit: int) -
     await publish_all(broker, "l", [b"%d" % i for i in range(6)])
     page = await broker.history("l", 2, limit)
     assert [p.offset for p in page.publications] == list(range(3, 3 + limit))
+
+
+ALICE = Publisher("c-1", "alice", b'{"name":"Alice","n":[1,2]}')
+BOB = Publisher("c-2", None)  # anonymous, no info
+
+
+@pytest.mark.parametrize("policy", [HISTORY, NO_HISTORY], ids=["history", "no-history"])
+async def test_publisher_travels_with_live_delivery(
+    make_node: MakeNode, policy: HistoryPolicy
+) -> None:
+    listener = await make_node()
+    talker = await make_node() if listener.broker.shared else listener
+    await listener.broker.subscribe("who")
+    sent = [
+        await talker.broker.publish("who", b'{"x":1}', policy, ALICE),
+        await talker.broker.publish("who", b'"~not a frame"', policy, BOB),
+        await talker.broker.publish("who", b"[]", policy),
+    ]
+    assert [p.publisher for p in sent] == [ALICE, BOB, None]
+    await listener.wait_for(3)
+    got = [p for _, p in listener.publications]
+    assert [p.publisher for p in got] == [ALICE, BOB, None]
+    assert [p.payload for p in got] == [b'{"x":1}', b'"~not a frame"', b"[]"]
+    assert [p.offset for p in got] == [p.offset for p in sent]
+
+
+async def test_publisher_is_kept_in_history(make_node: MakeNode) -> None:
+    talker = await make_node()
+    reader = await make_node() if talker.broker.shared else talker
+    futures = [talker.broker.publish_nowait("kept", b"1", HISTORY, ALICE),
+               talker.broker.publish_nowait("kept", b"2", HISTORY),
+               talker.broker.publish_nowait("kept", b"3", HISTORY, BOB)]
+    for f in futures:
+        if f is not None and not isinstance(f, Publication):
+            await f
+    page = await reader.broker.history("kept", None, 10)
+    assert [(p.offset, p.payload, p.publisher) for p in page.publications] == [
+        (1, b"1", ALICE), (2, b"2", None), (3, b"3", BOB)]
+    page = await reader.broker.history("kept", 2, 10)
+    assert [p.publisher for p in page.publications] == [BOB]

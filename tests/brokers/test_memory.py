@@ -8,7 +8,7 @@ import time
 import tracemalloc
 
 from pubsocket.brokers import MemoryBroker
-from pubsocket.brokers.base import HistoryPolicy
+from pubsocket.brokers.base import HistoryPolicy, Publisher
 from pubsocket.brokers.memory import ENTRY_COST, RECORD_COST
 
 POLICY = HistoryPolicy(size=10, ttl=60.0)
@@ -100,3 +100,16 @@ def test_memory_stays_flat_over_10000_topics() -> None:
     # The second 5000 topics cost no more memory than the first: old ones were dropped.
     assert final < halfway * 1.2, (halfway, final)
     assert final < 4 * cap  # the estimate is within a small factor of the real cost
+
+
+def test_publisher_info_counts_towards_the_byte_cap_as_it_comes_and_goes() -> None:
+    broker = MemoryBroker()
+    who = Publisher("c", "alice", b'{"name":"' + b"A" * 90 + b'"}')
+    ring = HistoryPolicy(size=2, ttl=60)
+    broker.publish_nowait("t", b"1", ring, who)
+    broker.publish_nowait("t", b"2", ring)
+    assert broker.kept_bytes == RECORD_COST + 2 * (ENTRY_COST + 1) + len(who.info)
+    broker.publish_nowait("t", b"3", ring)  # pushes out the one with the publisher
+    assert broker.kept_bytes == RECORD_COST + 2 * (ENTRY_COST + 1)
+    broker.publish_nowait("t", b"4", HistoryPolicy(size=1, ttl=60), who)  # recounted
+    assert broker.kept_bytes == RECORD_COST + ENTRY_COST + 1 + len(who.info)

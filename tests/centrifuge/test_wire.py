@@ -59,8 +59,10 @@ async def test_several_commands_in_one_frame_run_in_order(serve: Any) -> None:
     assert ids == [1, 2, None, 3, 4, 5, 6]  # the delivery precedes the publish reply
     assert got[0]["connect"]["ping"] == 25 and got[0]["connect"]["pong"] is True
     assert got[1]["subscribe"]["offset"] == 0 and got[1]["subscribe"]["recoverable"]
-    assert got[2] == {"push": {"channel": "chat:f", "pub": {"data": {"n": 1}, "offset": 1}}}
-    assert got[4]["history"]["publications"] == [{"data": {"n": 1}, "offset": 1}]
+    me = {"user": "alice", "client": got[0]["connect"]["client"]}  # the publisher: this one
+    assert got[2] == {"push": {"channel": "chat:f", "pub": {"data": {"n": 1}, "offset": 1,
+                                                            "info": me}}}
+    assert got[4]["history"]["publications"] == [{"data": {"n": 1}, "offset": 1, "info": me}]
     assert got[5] == {"id": 5, "unsubscribe": {}}
     assert got[6] == {"id": 6, "error": {"code": 102, "message": "unknown channel"}}
 

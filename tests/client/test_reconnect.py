@@ -145,7 +145,9 @@ async def test_an_async_token_callable_refreshes_before_expiry(serve: Any) -> No
         await until(lambda: len(calls) == 2)  # "expiring" came at once (< 30 s left)
         await asyncio.sleep(2.4 + 0.3 + 0.2 - (time.time() - calls[0]))  # past exp + grace
         await client.publish("room", "still here")
-        assert await take(sub, 1) == [Message("room", "still here", 1)]
+        [got] = await take(sub, 1)
+        assert (got.data, got.offset) == ("still here", 1)
+        assert got.publisher is not None and got.publisher.user == "alice"  # the refreshed token
     assert states == ["connecting", "connected", "closed"]  # never dropped
     assert len(calls) == 2
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pubsocket.brokers.base import HistoryPage, Position, Publication
+from pubsocket.brokers.base import HistoryPage, Position, Publication, Publisher
 from pubsocket.codecs import CENTRIFUGE
 from pubsocket.codecs.centrifuge import CLOSE_CODES, ttl_of
 from pubsocket.codecs.centrifuge_parse import parse_frame
@@ -197,3 +197,20 @@ def test_transport_closes_map_to_the_protocol_codes() -> None:
                     CloseCode.RATE_LIMITED, CloseCode.INTERNAL_ERROR}
     for ours, (theirs, reason) in CLOSE_CODES.items():
         assert reason and (theirs < 3500) == (ours in reconnecting)
+
+
+def test_publication_carries_the_publisher_as_client_info() -> None:
+    alice = Publisher("c1", "alice", b'{"name":"Alice"}')
+    assert CENTRIFUGE.publication("t", Publication(4, "e", b'{"a":1}', alice)) == (
+        b'{"push":{"channel":"t","pub":{"data":{"a":1},"offset":4,'
+        b'"info":{"user":"alice","client":"c1","conn_info":{"name":"Alice"}}}}}')
+    anon = Publication(0, "", b"7", Publisher("c2", None))
+    assert json.loads(CENTRIFUGE.publication("t", anon))["push"]["pub"] == {
+        "data": 7, "info": {"user": "", "client": "c2"}}  # no conn_info without info
+    replay = SubscribeResult(Position(4, "e"), True, (Publication(4, "e", b"1", alice),))
+    got = json.loads(CENTRIFUGE.subscribed(Subscribe("t", 1, Position(3, "e")), replay) or b"")
+    assert got["subscribe"]["publications"][0]["info"]["conn_info"] == {"name": "Alice"}
+    page = HistoryPage([Publication(4, "e", b"1", alice), Publication(5, "e", b"2")],
+                       Position(5, "e"))
+    pubs = json.loads(CENTRIFUGE.history(History("t", 2), page) or b"")["history"]["publications"]
+    assert [p.get("info", {}).get("user") for p in pubs] == ["alice", None]

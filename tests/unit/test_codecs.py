@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from pubsocket.brokers import HistoryPage, Position, Publication
+from pubsocket.brokers.base import Publisher
 from pubsocket.codecs import PLAIN, V1, Codec
 from pubsocket.codecs.json_commands import parse_json_command
 from pubsocket.errors import ProtocolViolation
@@ -255,3 +256,31 @@ def test_v1_history_without_id_is_valid_json() -> None:
 
 def test_v1_gap_bytes() -> None:
     assert V1.gap("t", Position(7, "ep")) == b'{"type":"gap","topic":"t","offset":7,"epoch":"ep"}'
+
+
+# -- the publisher ------------------------------------------------------------------------
+
+ALICE = Publisher("c1", "alice", b'{"name":"Alice"}')
+BY_ALICE = Publication(4, "ep", b'{"a":1}', ALICE)
+BY_ANON = Publication(0, "", b"[]", Publisher("c2", None))
+
+
+def test_plain_delivery_ignores_the_publisher() -> None:
+    assert PLAIN.publication("t", BY_ALICE) == b'{"a":1}'
+
+
+def test_v1_delivery_carries_from_byte_exact() -> None:
+    assert V1.publication("t", BY_ALICE) == (
+        b'{"type":"message","topic":"t","offset":4,"data":{"a":1},'
+        b'"from":{"user":"alice","client":"c1","info":{"name":"Alice"}}}')
+    assert orjson.loads(V1.publication("t", BY_ANON)) == {
+        "type": "message", "topic": "t", "data": [], "from": {"user": None, "client": "c2"}}
+
+
+def test_v1_history_entries_carry_from_when_set() -> None:
+    page = HistoryPage([BY_ALICE, Publication(5, "ep", b"2")], Position(5, "ep"))
+    got = orjson.loads(V1.history(History("t", "h"), page) or b"")
+    assert got["publications"] == [
+        {"offset": 4, "data": {"a": 1},
+         "from": {"user": "alice", "client": "c1", "info": {"name": "Alice"}}},
+        {"offset": 5, "data": 2}]

@@ -19,7 +19,7 @@ from pubsocket.brokers import (
     MemoryBroker,
     Publication,
 )
-from pubsocket.brokers.base import ResyncFn
+from pubsocket.brokers.base import Publisher, ResyncFn
 from pubsocket.codecs import V1
 from pubsocket.errors import BrokerError
 from pubsocket.framing import frame_payload, text_frame
@@ -77,7 +77,8 @@ class DownBroker(Broker):
     async def unsubscribe(self, topic: str) -> None:
         self.unsubscribed.append(topic)
 
-    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
+    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy,
+                      publisher: Publisher | None = None) -> Publication:
         raise BrokerUnavailable("down")
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:

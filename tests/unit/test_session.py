@@ -15,6 +15,7 @@ from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import PLAIN, V1, Codec
 from pubsocket.framing import frame_payload
 from pubsocket.hub.session import Session, TokenBucket
+from tests.conftest import ANON, normalize_from
 
 
 class MemoryPeer:
@@ -69,7 +70,7 @@ class MemoryPeer:
     def received(self) -> list[Any]:
         """Every frame decoded; a (non-empty string) epoch reads as "E" so the random
         epochs of the memory broker compare equal."""
-        out = [json.loads(frame_payload(f)) for f in self.frames]
+        out = [normalize_from(json.loads(frame_payload(f))) for f in self.frames]
         for m in out:
             if isinstance(m, dict) and "epoch" in m:
                 assert isinstance(m["epoch"], str) and m["epoch"]
@@ -121,7 +122,7 @@ async def test_envelope_mode_acks_commands_with_an_id(hub: Hub) -> None:
     await run(hub, peer, codec=V1)
     assert peer.received == [
         sub_ack("s1", "t"),
-        {"type": "message", "topic": "t", "offset": 1, "data": {"a": 1}},
+        {"type": "message", "topic": "t", "offset": 1, "data": {"a": 1}, "from": ANON},
         {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": "u"},
     ]
@@ -133,7 +134,8 @@ async def test_envelope_mode_without_id_gets_no_ack(hub: Hub) -> None:
     peer.send(sub("t"), pub("t", "x"), unsub("t"), unsub("never"))
     peer.hang_up()
     await run(hub, peer, codec=V1)
-    assert peer.received == [{"type": "message", "topic": "t", "offset": 1, "data": "x"}]
+    assert peer.received == [{"type": "message", "topic": "t", "offset": 1, "data": "x",
+                              "from": ANON}]
 
 
 async def test_plain_mode_never_acks_and_delivers_bare_data(hub: Hub) -> None:
@@ -189,7 +191,8 @@ async def test_session_publishes_reach_other_sessions(hub: Hub) -> None:
     listener.hang_up()
     await asyncio.wait_for(listening, 2)
     assert listener.received == [sub_ack("s", "room"),
-                                 {"type": "message", "topic": "room", "offset": 1, "data": "hi"}]
+                                 {"type": "message", "topic": "room", "offset": 1, "data": "hi",
+                                  "from": ANON}]
     assert talker.frames == []
 
 
@@ -429,7 +432,7 @@ async def test_push_mode_keeps_order_behind_a_slow_broker(hub: Hub) -> None:
     await asyncio.wait_for(_until(lambda: len(peer.received) == 4), 2)
     assert peer.received == [
         sub_ack(1, "t"),
-        {"type": "message", "topic": "t", "offset": 1, "data": "x"},
+        {"type": "message", "topic": "t", "offset": 1, "data": "x", "from": ANON},
         {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": 3},
     ]

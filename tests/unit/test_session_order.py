@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from pubsocket import BrokerUnavailable, Hub, Settings
-from pubsocket.brokers import HistoryPolicy, MemoryBroker, Publication
+from pubsocket.brokers import HistoryPolicy, MemoryBroker, Publication, Publisher
 from pubsocket.codecs import V1
 from pubsocket.hub.session import Session
+from tests.conftest import ANON
 from tests.unit.test_session import MemoryPeer, sub_ack
 
 
@@ -31,8 +32,8 @@ class PipelinedBroker(MemoryBroker):
         self.calls_at_first_completion: int | None = None
         self.completed = 0
 
-    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy
-                       ) -> asyncio.Future[Publication]:
+    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy,
+                       publisher: Publisher | None = None) -> asyncio.Future[Publication]:
         self.calls += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Publication] = loop.create_future()
@@ -44,13 +45,15 @@ class PipelinedBroker(MemoryBroker):
             if payload in self.fail:
                 future.set_exception(BrokerUnavailable("lost"))
             else:
-                future.set_result(MemoryBroker.publish_nowait(self, topic, payload, policy))
+                future.set_result(MemoryBroker.publish_nowait(self, topic, payload, policy,
+                                                              publisher))
 
         loop.call_soon(loop.call_soon, complete)  # two iterations later, FIFO
         return future
 
-    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
-        return await self.publish_nowait(topic, payload, policy)
+    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy,
+                      publisher: Publisher | None = None) -> Publication:
+        return await self.publish_nowait(topic, payload, policy, publisher)
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ async def test_a_subscribe_after_publishes_waits_for_them(
         {"type": "ack", "id": 1, "offset": 1},
         {"type": "ack", "id": 2, "offset": 2},
         sub_ack("s", "t", 2),
-        {"type": "message", "topic": "t", "offset": 3, "data": "c"},
+        {"type": "message", "topic": "t", "offset": 3, "data": "c", "from": ANON},
         {"type": "ack", "id": 3, "offset": 3},
     ]
     assert broker.completed == 3
@@ -147,7 +150,7 @@ async def test_a_failed_publish_gets_an_error_with_its_id_and_later_acks_still_a
     assert got[2:] == [
         {"type": "ack", "id": "c", "offset": 2},
         sub_ack("s", "t", 2),
-        {"type": "message", "topic": "t", "offset": 3, "data": "ok3"},
+        {"type": "message", "topic": "t", "offset": 3, "data": "ok3", "from": ANON},
         {"type": "ack", "id": "d", "offset": 3},
     ]
     assert session.errors == 0  # the server's fault: not counted toward the error limit
@@ -177,7 +180,8 @@ async def test_a_history_read_after_publishes_sees_them(
     got = peer.received
     assert got[:2] == [{"type": "ack", "id": 1, "offset": 1}, {"type": "ack", "id": 2, "offset": 2}]
     assert got[2] == {"type": "history", "id": "q", "topic": "h", "offset": 2, "epoch": "E",
-                      "publications": [{"offset": 1, "data": "a"}, {"offset": 2, "data": "b"}]}
+                      "publications": [{"offset": 1, "data": "a", "from": ANON},
+                                       {"offset": 2, "data": "b", "from": ANON}]}
     session.on_close()
 
 

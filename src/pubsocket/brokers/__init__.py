@@ -13,6 +13,7 @@ from .base import (
     HistoryPolicy,
     Position,
     Publication,
+    Publisher,
 )
 from .memory import MemoryBroker
 
@@ -43,4 +44,4 @@ def broker_from_url(
 
 
 __all__ = ["NO_HISTORY", "Broker", "DeliverFn", "HistoryPage", "HistoryPolicy", "MemoryBroker",
-           "Position", "Publication", "broker_from_url"]
+           "Position", "Publication", "Publisher", "broker_from_url"]

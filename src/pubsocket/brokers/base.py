@@ -29,6 +29,9 @@ Contracts every broker meets (``tests/brokers/test_contract.py`` runs them on ea
   itself (epoch and top offset) lives the broker's `meta_ttl` (a constructor argument,
   default one day) after the topic's last publish or history read, so a client that
   comes back after the history expired still learns whether it missed anything.
+* **Publisher.** ``publish(..., publisher=p)`` keeps `p` with the publication: the
+  delivered `Publication` and the ones `history` returns later carry an equal
+  `Publisher` (None when published without one), on every node.
 * **Failure.** ``publish`` raises `BrokerUnavailable` when the message could not be
   handed to the engine (never a silent drop), `BrokerError` when the engine refused it;
   ``history`` raises the same.
@@ -58,16 +61,28 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class Publisher:
+    """Who published: the connection's `client` id, its `user` (the token's ``sub``,
+    None when anonymous) and `info`, the JSON encoding of the token's ``info`` claim
+    (b"" when it has none). Attested by the server, never taken from the client's data."""
+
+    client: str
+    user: str | None
+    info: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Publication:
     """One published message as the broker carries and keeps it.
 
     `payload` is the JSON encoding of the publisher's data. `offset`/`epoch` are 0/""
-    for topics that keep no history.
+    for topics that keep no history. `publisher` is None for server-side publishes.
     """
 
     offset: int
     epoch: str
     payload: bytes
+    publisher: Publisher | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +135,11 @@ class Broker(ABC):
         """Stop receiving `topic` (best effort while the engine is away)."""
 
     @abstractmethod
-    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
+    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy,
+                      publisher: Publisher | None = None) -> Publication:
         """Append to history (per `policy`) and hand to every subscribed node; return the
-        publication with its position. Raises `BrokerUnavailable` / `BrokerError`."""
+        publication with its position (and `publisher`, kept with it in delivery and
+        history). Raises `BrokerUnavailable` / `BrokerError`."""
 
     @abstractmethod
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
@@ -138,7 +155,8 @@ class Broker(ABC):
         """Unsubscribe without waiting, if this broker can; True when done."""
         return False
 
-    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy) -> PublishResult:
+    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy,
+                       publisher: Publisher | None = None) -> PublishResult:
         """The publication when done inline; a future already queued in publish order;
         or None: then await `publish`."""
         return None

@@ -12,12 +12,13 @@ Contracts, beyond `Broker`:
   next use of the topic starts a new epoch at offset 1. Expiry is checked lazily on
   every access, and a background sweep (bounded work per round) frees what nobody
   touches any more.
-* Node-wide byte cap: `kept_bytes` (payload bytes plus a fixed per-entry and per-record
-  estimate of the Python objects around them) stays under `max_bytes`. Over it, whole
-  records are dropped least-recently-published first, so those topics get a new epoch:
-  a client recovering from one learns it lost history (recovered: false) instead of
-  getting a stream with a hole. Only when the topic just published is the last one left
-  is its own oldest history trimmed (never its newest publication).
+* Node-wide byte cap: `kept_bytes` (payload and publisher info bytes plus a fixed
+  per-entry and per-record estimate of the Python objects around them) stays under
+  `max_bytes`. Over it, whole records are dropped least-recently-published first, so
+  those topics get a new epoch: a client recovering from one learns it lost history
+  (recovered: false) instead of getting a stream with a hole. Only when the topic just
+  published is the last one left is its own oldest history trimmed (never its newest
+  publication).
 """
 
 from __future__ import annotations
@@ -30,13 +31,29 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 
-from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Position, Publication, ResyncFn
+from .base import (
+    Broker,
+    DeliverFn,
+    HistoryPage,
+    HistoryPolicy,
+    Position,
+    Publication,
+    Publisher,
+    ResyncFn,
+)
 
 # Rough sizes of the Python objects around a payload (Publication, deque slot, record,
 # dict entry), so that the byte cap also bounds many empty payloads and many topics.
 ENTRY_COST = 100
 RECORD_COST = 300
 _SWEEP_BATCH = 5000  # records looked at per sweep round: bounded work per loop turn
+
+
+def _cost(payload: bytes, publisher: Publisher | None) -> int:
+    """What one kept publication counts towards the byte cap."""
+    if publisher is None:
+        return ENTRY_COST + len(payload)
+    return ENTRY_COST + len(payload) + len(publisher.info)
 
 
 class _Record:
@@ -48,7 +65,7 @@ class _Record:
         self.epoch = secrets.token_hex(4)
         self.top = 0
         self.ring: deque[Publication] = deque(maxlen=0)
-        self.bytes = 0  # ENTRY_COST + len(payload) summed over `ring`
+        self.bytes = 0  # _cost() summed over `ring`
         self.published_at = now
         self.touched_at = now  # last publish or history read: the meta_ttl clock
         self.ttl = 0.0  # the history ttl of the last publish
@@ -108,8 +125,10 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, topic: str) -> None:
         self.unsubscribe_nowait(topic)
 
-    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
-        return self.publish_nowait(topic, payload, policy)
+    async def publish(
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+    ) -> Publication:
+        return self.publish_nowait(topic, payload, policy, publisher)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         return self.history_nowait(topic, since, limit)
@@ -122,11 +141,16 @@ class MemoryBroker(Broker):
         self._topics.discard(topic)
         return True
 
-    def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
-        """Append to the topic's ring (per `policy`), deliver inline, return the publication."""
+    def publish_nowait(
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+    ) -> Publication:
+        """Append to the topic's ring (per `policy`), deliver inline, return the publication.
+
+        `publisher` is kept as given (one object per connection, shared by its
+        publications); its `info` counts towards the byte cap like payload bytes."""
         size = policy.size
         if size <= 0:
-            pub = Publication(0, "", payload)
+            pub = Publication(0, "", payload, publisher)
         else:
             now = time.monotonic()
             rec = self._records.get(topic)
@@ -140,14 +164,15 @@ class MemoryBroker(Broker):
             if ring.maxlen != size:  # first publish, or the policy changed: keep the newest
                 ring = rec.ring = deque(ring, maxlen=size)
                 self._recount(rec)
-            cost = ENTRY_COST + len(payload)
+            cost = _cost(payload, publisher)
             if len(ring) == size:
-                cost -= ENTRY_COST + len(ring[0].payload)  # the append pushes this one out
+                cost -= _cost(ring[0].payload, ring[0].publisher)  # the append pushes it out
             rec.top += 1
             # Kept payloads are copied to their exact size: orjson.dumps hands back bytes
             # with a ~4 KiB allocation behind even a 10-byte result, which history would
             # otherwise hold (measured with tracemalloc: 4 KiB vs 56 B per publication).
-            pub = Publication(rec.top, rec.epoch, bytes(memoryview(payload)))
+            # A publisher's info is copied to its exact size where it is made (hub.session).
+            pub = Publication(rec.top, rec.epoch, bytes(memoryview(payload)), publisher)
             ring.append(pub)
             rec.bytes += cost
             self._bytes += cost
@@ -194,7 +219,7 @@ class MemoryBroker(Broker):
         rec.bytes = 0
 
     def _recount(self, rec: _Record) -> None:
-        new = sum(ENTRY_COST + len(p.payload) for p in rec.ring)
+        new = sum(_cost(p.payload, p.publisher) for p in rec.ring)
         self._bytes += new - rec.bytes
         rec.bytes = new
 
@@ -211,7 +236,8 @@ class MemoryBroker(Broker):
             self.evicted_topics += 1
         ring = keep.ring
         while self._bytes > self._max_bytes and len(ring) > 1:
-            cost = ENTRY_COST + len(ring.popleft().payload)
+            old = ring.popleft()
+            cost = _cost(old.payload, old.publisher)
             keep.bytes -= cost
             self._bytes -= cost
 

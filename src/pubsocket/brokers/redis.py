@@ -51,7 +51,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, ResyncFn
+from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, Publisher, ResyncFn
 from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
 from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
@@ -61,6 +61,7 @@ from .redis_scripts import (
     history_from_reply,
     milliseconds,
     parse_message,
+    publisher_json,
     topic_keys,
 )
 
@@ -225,7 +226,7 @@ class RedisBroker(Broker):
                     await self._send(self._conn, "UNSUBSCRIBE", self._channel(topic))
 
     def publish_nowait(
-        self, topic: str, payload: bytes, policy: HistoryPolicy
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
     ) -> asyncio.Future[Publication]:
         """Queue the publish on the pipeline; the future is already in call order."""
         if not self.healthy or self._task is None:
@@ -234,19 +235,23 @@ class RedisBroker(Broker):
             future.set_exception(BrokerUnavailable("broker is not connected"))
             return future
         channel = self._channel(topic)
+        who = b"" if publisher is None else publisher_json(publisher)
         if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
-            pub = Publication(0, "", payload)
-            return self._pipeline.submit(("PUBLISH", channel, b"0::" + payload), pub, payload)
+            pub = Publication(0, "", payload, publisher)
+            head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
+            return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
         meta, stream = topic_keys(self.prefix, topic)
         args = (
             "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
-            policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(),
+            policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
         )  # fmt: skip
-        return self._pipeline.submit(args, None, payload)
+        return self._pipeline.submit(args, None, payload, publisher)
 
-    async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy) -> Publication:
+    async def publish(
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+    ) -> Publication:
         """`publish_nowait`, awaited: `BrokerUnavailable` / `BrokerError` on failure."""
-        return await self.publish_nowait(topic, payload, policy)
+        return await self.publish_nowait(topic, payload, policy, publisher)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         """One script: create the epoch if missing, read the position and the entries."""

@@ -39,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ..errors import BrokerError, BrokerUnavailable
-from .base import Publication
+from .base import Publication, Publisher
 from .redis_scripts import publication_from_reply
 
 log = logging.getLogger("pubsocket.broker")
@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - hiredis comes with the redis extra
 class _Item:
     """One queued command and where its answer goes."""
 
-    __slots__ = ("args", "future", "payload", "pub", "retried", "t0")
+    __slots__ = ("args", "future", "payload", "pub", "publisher", "retried", "t0")
 
     def __init__(
         self,
@@ -65,11 +65,13 @@ class _Item:
         pub: Publication | None,
         payload: bytes,
         t0: float,
+        publisher: Publisher | None = None,
     ) -> None:
         self.args = args
         self.future = future
         self.pub = pub  # known in advance (plain PUBLISH), else built from the reply
         self.payload = payload
+        self.publisher = publisher
         self.t0 = t0
         self.retried = False
 
@@ -109,16 +111,21 @@ class PublishPipeline:
         self.last_latency = 0.0
 
     def submit(
-        self, args: Command, pub: Publication | None, payload: bytes
+        self,
+        args: Command,
+        pub: Publication | None,
+        payload: bytes,
+        publisher: Publisher | None = None,
     ) -> asyncio.Future[Publication]:
-        """Queue `args`; the future gets `pub`, or the script reply's publication."""
+        """Queue `args`; the future gets `pub`, or the script reply's publication (of
+        `payload` by `publisher`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Publication] = loop.create_future()
         if len(self._pending) >= self._max_queued:
             self.errors += 1
             future.set_exception(BrokerUnavailable("publish queue full"))
             return future
-        self._pending.append(_Item(args, future, pub, payload, loop.time()))
+        self._pending.append(_Item(args, future, pub, payload, loop.time(), publisher))
         if self._writer is None:
             self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
         self._wake.set()
@@ -241,7 +248,7 @@ class PublishPipeline:
             future.set_exception(BrokerError(f"broker rejected the publish: {reply}"))
             return
         try:
-            pub = item.pub or publication_from_reply(reply, item.payload)
+            pub = item.pub or publication_from_reply(reply, item.payload, item.publisher)
         except (ValueError, TypeError, AttributeError) as exc:
             self.errors += 1
             future.set_exception(BrokerError(f"unexpected publish reply: {exc}"))

@@ -23,12 +23,22 @@ from .errors import (
     Unsubscribed,
 )
 from .results import HistoryPage, Member, PresenceStats
-from .subscription import Delivery, Event, Gap, Join, Leave, Message, PresenceEvent, Subscription
+from .subscription import (
+    Delivery,
+    Event,
+    Gap,
+    Join,
+    Leave,
+    Message,
+    PresenceEvent,
+    Sender,
+    Subscription,
+)
 
 __all__ = [
     "AuthError", "Backoff", "Client", "ClientClosed", "ClientError", "CommandError",
     "ConnectFailed", "Delivery", "Event", "ExponentialBackoff", "Forbidden", "Gap",
     "HistoryPage", "Join", "Leave", "Member", "Message", "Overflow", "PresenceEvent",
-    "PresenceStats", "State", "Subscription", "Timeout",
+    "PresenceStats", "Sender", "State", "Subscription", "Timeout",
     "Token", "Unsubscribed", "connect",
 ]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ClientError, CommandError, Forbidden, Unsubscribed
-from .subscription import Gap, Join, Leave, Message, Subscription
+from .subscription import Gap, Join, Leave, Message, Sender, Subscription
 
 log = logging.getLogger("pubsocket.client")
 
@@ -42,7 +42,8 @@ class Router:
         if kind == "message":
             offset = _int(frame.get("offset"))
             if sub is not None and sub.confirmed and sub._accept(offset):
-                sub._push(Message(sub.topic, frame.get("data"), offset))
+                sub._push(Message(sub.topic, frame.get("data"), offset,
+                                  Sender.parse(frame.get("from"))))
             return
         cid = frame.get("id")
         if kind in REPLIES and isinstance(cid, int) and cid in self.pending:

@@ -26,12 +26,35 @@ log = logging.getLogger("pubsocket.client")
 
 
 @dataclass(frozen=True)
+class Sender:
+    """Who published a message, as the server attests it (the envelope's ``from``):
+    `user` is the publisher's token ``sub`` (None: anonymous), `client` its connection
+    id, `info` its token's ``info`` claim (None when it has none)."""
+
+    user: str | None
+    client: str
+    info: Any = None
+
+    @classmethod
+    def parse(cls, value: object) -> Sender | None:
+        """The sender of a ``from`` field; None when absent or not an object."""
+        if not isinstance(value, dict):
+            return None
+        user, client = value.get("user"), value.get("client")
+        return cls(user if isinstance(user, str) else None,
+                   client if isinstance(client, str) else "", value.get("info"))
+
+
+@dataclass(frozen=True)
 class Message:
-    """One publication: `offset` is None on topics without history."""
+    """One publication: `offset` is None on topics without history; `publisher` is
+    None for server-side publishes (HTTP API with the API key, `hub.publish`) and in
+    `Client.history` results."""
 
     topic: str
     data: Any
     offset: int | None
+    publisher: Sender | None = None
 
 
 @dataclass(frozen=True)

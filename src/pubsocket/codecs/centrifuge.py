@@ -11,6 +11,7 @@ docs/centrifuge.md is the reference; commands are parsed in `centrifuge_parse`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from ..brokers.base import HistoryPage, Position, Publication
+from ..brokers.base import HistoryPage, Position, Publication, Publisher
 from ..errors import CloseCode, ProtocolViolation
 from ..presence.base import ClientInfo, Stats
 from ..protocol import (
@@ -119,10 +120,20 @@ def _client(client: ClientInfo) -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)  # one entry per publishing connection seen lately
+def _info(publisher: Publisher) -> bytes:
+    """``,"info":{...}``: the publisher as a ClientInfo, `conn_info` spliced in raw."""
+    body: dict[str, Any] = {"user": publisher.user or "", "client": publisher.client}
+    if publisher.info:
+        body["conn_info"] = orjson.Fragment(publisher.info)
+    return b',"info":' + orjson.dumps(body)
+
+
 def _pub(pub: Publication) -> bytes:
+    tail = b"}" if pub.publisher is None else _info(pub.publisher) + b"}"
     if pub.offset:
-        return b'{"data":' + pub.payload + b',"offset":' + str(pub.offset).encode() + b"}"
-    return b'{"data":' + pub.payload + b"}"
+        return b'{"data":' + pub.payload + b',"offset":' + str(pub.offset).encode() + tail
+    return b'{"data":' + pub.payload + tail
 
 
 def _reply(method: str, cmd_id: CmdId | None, body: Mapping[str, Any]) -> bytes | None:

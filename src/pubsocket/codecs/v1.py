@@ -1,19 +1,21 @@
 """``pubsocket.v1``: envelopes with offsets, acks with positions, recovery, history, gaps.
 
-Deliveries: ``{"type":"message","topic":T,"offset":N,"data":D}`` (`offset` absent on
-topics without history). A command with an `id` is answered with ``{"type":"ack","id":I,
+Deliveries: ``{"type":"message","topic":T,"offset":N,"data":D,"from":F}`` (`offset`
+absent on topics without history; `from` = ``{"user":U,"client":C,"info"?:I}`` only when
+a client published it). A command with an `id` is answered with ``{"type":"ack","id":I,
 ...}`` or an error with the same `id`; a subscribe with `since` is always answered.
 docs/protocol.md is the reference.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from ..brokers.base import HistoryPage, Position, Publication
+from ..brokers.base import HistoryPage, Position, Publication, Publisher
 from ..presence.base import ClientInfo, Stats
 from ..protocol import (
     CmdId,
@@ -30,6 +32,21 @@ from .plain import PlainCodec
 
 def _client(client: ClientInfo) -> dict[str, Any]:
     return {"user": client.user, "info": client.info}
+
+
+@functools.lru_cache(maxsize=4096)  # one entry per publishing connection seen lately
+def _from(publisher: Publisher) -> bytes:
+    """``,"from":{...}``: the publisher's fields, `info` spliced in raw."""
+    body: dict[str, Any] = {"user": publisher.user, "client": publisher.client}
+    if publisher.info:
+        body["info"] = orjson.Fragment(publisher.info)
+    return b',"from":' + orjson.dumps(body)
+
+
+def _entry(pub: Publication) -> bytes:
+    """One history entry: ``{"offset":N,"data":D,"from"?:F}``."""
+    tail = b"}" if pub.publisher is None else _from(pub.publisher) + b"}"
+    return b'{"offset":' + str(pub.offset).encode() + b',"data":' + pub.payload + tail
 
 
 def _reply(kind: str, cmd_id: CmdId | None, **fields: Any) -> bytes:
@@ -57,7 +74,8 @@ class V1Codec(PlainCodec):
         head = b'{"type":"message","topic":' + orjson.dumps(topic)
         if pub.offset:
             head += b',"offset":' + str(pub.offset).encode()
-        return head + b',"data":' + pub.payload + b"}"
+        tail = b"}" if pub.publisher is None else _from(pub.publisher) + b"}"
+        return head + b',"data":' + pub.payload + tail
 
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.id is None and cmd.since is None:
@@ -80,8 +98,7 @@ class V1Codec(PlainCodec):
     def history(self, cmd: History, page: HistoryPage) -> bytes | None:
         head = _reply("history", cmd.id, topic=cmd.topic, offset=page.position.offset,
                       epoch=page.position.epoch)
-        pubs = b",".join(b'{"offset":' + str(p.offset).encode() + b',"data":' + p.payload + b"}"
-                         for p in page.publications)
+        pubs = b",".join(_entry(p) for p in page.publications)
         return head[:-1] + b',"publications":[' + pubs + b"]}"
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:

@@ -32,7 +32,7 @@ import orjson
 
 from ..auth import Action, Authorizer, Principal
 from ..brokers import Broker, broker_from_url
-from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
+from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication, Publisher
 from ..codecs import PLAIN, Codec
 from ..config import Settings
 from ..errors import BrokerError, BrokerUnavailable, ConfigError, Forbidden
@@ -47,6 +47,16 @@ from .topic import Hold, Subscriber, Topic
 
 log = logging.getLogger("pubsocket.hub")
 
+
+def publisher_of(principal: Principal) -> Publisher | None:
+    """The publisher a publish on behalf of `principal` carries: its client id, `sub` and
+    ``info`` claim (JSON, copied to its exact size: history keeps it). None for the API
+    key: it is the app's backend speaking as the server (like a server-side publish),
+    and its fixed ``sub`` names no user."""
+    if principal.is_api_key:
+        return None
+    info = b"" if principal.info is None else bytes(memoryview(orjson.dumps(principal.info)))
+    return Publisher(principal.client_id, principal.sub, info)
 
 
 class HubStats:
@@ -306,7 +316,8 @@ class Hub(Delivery, Control):
                       principal: Principal | None = None) -> Publication:
         """Publish `data` (JSON-serializable) to `topic` on every node; return the
         publication with its position. With `principal`, on its behalf: `Forbidden`
-        unless the topic permissions allow it. Raises ValueError for an invalid topic
+        unless the topic permissions allow it, and the publication carries
+        `publisher_of(principal)`. Raises ValueError for an invalid topic
         or data, `BrokerUnavailable` when the broker could not take the message."""
         if not valid_topic(topic):
             raise ValueError("invalid topic")
@@ -317,23 +328,28 @@ class Hub(Delivery, Control):
             payload = orjson.dumps(data)
         except TypeError as exc:
             raise ValueError("data is not JSON-serializable") from exc
-        return await self.publish_payload(topic, payload)
+        publisher = None if principal is None else publisher_of(principal)
+        return await self.publish_payload(topic, payload, publisher)
 
-    async def publish_payload(self, topic: str, payload: bytes) -> Publication:
+    async def publish_payload(self, topic: str, payload: bytes,
+                              publisher: Publisher | None = None) -> Publication:
         """Publish an already JSON-encoded `payload` (the caller validated `topic`)."""
-        result = self.publish_payload_nowait(topic, payload)
+        result = self.publish_payload_nowait(topic, payload, publisher)
         return result if isinstance(result, Publication) else await result
 
-    def publish_payload_nowait(self, topic: str, payload: bytes
+    def publish_payload_nowait(self, topic: str, payload: bytes,
+                               publisher: Publisher | None = None
                                ) -> Publication | asyncio.Future[Publication] | Awaitable[
                                    Publication]:
         """The publication when the broker took it inline; an `asyncio.Future` when the
         broker queued it in order (consecutive calls may be in flight together); any
-        other awaitable must be awaited before the next publish to keep order."""
+        other awaitable must be awaited before the next publish to keep order.
+        `publisher` (None: a server-side publish) travels with the publication."""
         self.stats.published += 1
         policy = self.history_policy(topic)
-        result = self.broker.publish_nowait(topic, payload, policy)
-        return self.broker.publish(topic, payload, policy) if result is None else result
+        result = self.broker.publish_nowait(topic, payload, policy, publisher)
+        return (self.broker.publish(topic, payload, policy, publisher) if result is None
+                else result)
 
     def publish_threadsafe(self, topic: str, data: Any) -> concurrent.futures.Future[Publication]:
         """`publish` from another thread; the returned future carries its outcome."""
@@ -381,4 +397,4 @@ class Hub(Delivery, Control):
         return heapq.nsmallest(limit, counts, key=lambda c: (-c[1], c[0]))
 
 
-__all__ = ["NO_HISTORY", "Hub", "HubStats", "Subscriber"]
+__all__ = ["NO_HISTORY", "Hub", "HubStats", "Subscriber", "publisher_of"]

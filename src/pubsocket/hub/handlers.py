@@ -152,7 +152,7 @@ def publish(session: Session, cmd: Publish
     hub = session.hub
     verdict = hub.authorizer.check(session.principal, Action.PUBLISH, cmd.topic)
     if verdict is True:
-        return hub.publish_payload_nowait(cmd.topic, cmd.payload)
+        return hub.publish_payload_nowait(cmd.topic, cmd.payload, session.publisher)
     if verdict is False:
         _forbidden(session, cmd.id)
         return None
@@ -163,7 +163,7 @@ async def _checked_publish(session: Session, cmd: Publish, verdict: Awaitable[bo
                            ) -> Publication:
     if not await verdict:
         raise Forbidden("not allowed to publish to this topic")
-    return await session.hub.publish_payload(cmd.topic, cmd.payload)
+    return await session.hub.publish_payload(cmd.topic, cmd.payload, session.publisher)
 
 
 async def finish_publish(session: Session, cmd: Publish,

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
 from ..auth import Authenticator, Principal, expiry_of
-from ..brokers.base import Publication
+from ..brokers.base import Publication, Publisher
 from ..codecs import PLAIN, Codec, Parsed
 from ..codecs.centrifuge import STALE
 from ..config import Settings
@@ -38,7 +38,7 @@ from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
 from . import connect, handlers
 from .connect import Endpoint
-from .core import Hub
+from .core import Hub, publisher_of
 from .lifetime import TokenClock
 
 log = logging.getLogger("pubsocket.hub")
@@ -91,7 +91,7 @@ _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_task", "_waiting",
+    __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
                  "principal", "settings", "stage", "sub_clocks", "topics")
 
@@ -116,6 +116,7 @@ class Session:
             endpoint.pinger.wait(self)
         self.codec = codec
         self.principal = principal or Principal.anonymous()
+        self._publisher: tuple[Principal, Publisher | None] | None = None
         self.authenticator = authenticator
         self.topics: set[str] = set()
         self.errors = 0
@@ -142,6 +143,15 @@ class Session:
         """This connection as presence shows it."""
         p = self.principal
         return ClientInfo(p.client_id, p.user, p.info)
+
+    @property
+    def publisher(self) -> Publisher | None:
+        """Who this connection's publishes are attested as (`publisher_of` the current
+        principal, made once per principal: a refresh or login makes it anew)."""
+        cached = self._publisher
+        if cached is None or cached[0] is not self.principal:
+            cached = self._publisher = (self.principal, publisher_of(self.principal))
+        return cached[1]
 
     def login(self, principal: Principal) -> None:
         """Become `principal` (an in-band connect): registry and token clock follow."""
