@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import websockets
 
 from pubsocket import load_app
 from tests.app.test_http import ahttp
@@ -141,6 +142,35 @@ async def test_two_people_chat_and_one_recovers_what_it_missed(
     await alice.screenshot(path=str(output_dir / "chat-desktop-after.png"))
     assert errors == []
     await desk.close()
+
+
+_WHO = """([room, text]) => [...document.querySelectorAll(
+    `.room-log[data-room="${room}"] .msg`)].filter((e) => e.querySelector(".text")
+    .textContent === text).map((e) => e.querySelector(".who").textContent)"""
+
+
+async def test_the_sender_shown_is_the_one_the_server_attests(serve: Any, browser: Any) -> None:
+    # A publisher cannot claim another name in its data: the demo shows `from`, which
+    # the server fills from the publisher's token; the API key's publishes show "server".
+    app = load_app(CHAT, make_settings())
+    running = await serve(app)
+    context = await browser.new_context(viewport=DESKTOP)
+    errors: list[str] = []
+    alice = await enter(context, running.http + "/", "alice", errors)
+    mallory = app.auth.issue(sub="mallory#1", ttl=600, claims={"info": {"name": "Mallory"}})
+    async with websockets.connect(running.ws + "/ws/chat", subprotocols=["pubsocket.v1"],
+                                  additional_headers={"Authorization": f"Bearer {mallory}"}
+                                  ) as ws:
+        await ws.send(orjson.dumps({"action": "publish", "topic": "room:lobby", "id": 1,
+                                    "data": {"text": "i am alice", "name": "alice"}}).decode())
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+    await app.hub.publish("room:lobby", {"text": "from the backend"})
+    await shows(alice, "i am alice", 1)
+    await shows(alice, "from the backend", 1)
+    assert await alice.evaluate(_WHO, ["lobby", "i am alice"]) == ["Mallory"]
+    assert await alice.evaluate(_WHO, ["lobby", "from the backend"]) == ["server"]
+    assert errors == []
+    await context.close()
 
 
 async def test_demo_token_route(serve: Any) -> None:

@@ -24,7 +24,11 @@ const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
  *   attempt?: number, delay?: number, code?: number, reason?: string}} StateEvent
  *   `recovered` (on "connected" after a reconnect): every subscription resumed with
  *   nothing missed (true), or at least one could not be (false; its `onGap` was called).
- * @typedef {{type: "message", topic: string, offset?: number, data: unknown}} Message
+ * @typedef {{user: string | null, client: string, info?: unknown}} Sender
+ *   Who published, as the server attests it (the publisher's token `sub` and `info`);
+ *   absent for the API key and for server-side publishes.
+ * @typedef {{type: "message", topic: string, offset?: number, data: unknown,
+ *   from?: Sender}} Message
  * @typedef {{topic: string, offset: number, epoch: string,
  *   reason: "gap" | "not_recovered"}} Gap
  * @typedef {{topic: string, user: string | null, info: unknown, client: string}} PresenceEvent
@@ -167,7 +171,7 @@ export class Client {
    * @param {string} topic
    * @param {{limit?: number, since?: {offset: number, epoch: string}, timeout?: number}} [options]
    * @returns {Promise<{offset: number, epoch: string,
-   *   publications: {offset: number, data: any}[]}>} */
+   *   publications: {offset: number, data: any, from?: Sender}[]}>} */
   async history(topic, options = {}) {
     /** @type {Record<string, unknown>} */
     const frame = { action: "history", topic };

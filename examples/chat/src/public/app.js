@@ -78,17 +78,20 @@ function addLine(room, li, { prepend = false } = {}) {
   }
 }
 
-function messageLine(data, offset) {
+// The sender's name comes from `from`, which the server attests (the publisher's token),
+// never from the message body; publishes without one (the API key, the server) show as
+// "server".
+function messageLine(data, offset, from) {
   const li = document.createElement("li");
   li.className = "msg";
   if (offset !== undefined) li.dataset.offset = String(offset);
   const who = document.createElement("span");
   who.className = "who";
-  who.textContent = typeof data?.name === "string" ? data.name : "?";
+  who.textContent = from ? nameOf(from.info, from.user) : "server";
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = typeof data?.text === "string" ? data.text : JSON.stringify(data);
-  if (data?.sub === mySub) li.classList.add("mine");
+  if (from && from.user === mySub) li.classList.add("mine");
   li.append(who, text);
   return li;
 }
@@ -166,7 +169,7 @@ async function joinRoom(name) {
     // Subscribe first, then read history up to the ack's offset: nothing published in
     // between is lost or shown twice (live deliveries all have higher offsets).
     ack = await client.subscribe(room.topic, (data, message) => {
-      addLine(room, messageLine(data, message.offset));
+      addLine(room, messageLine(data, message.offset, message.from));
     }, {
       onJoin: (e) => {
         room.members.set(e.user, nameOf(e.info, e.user));
@@ -191,7 +194,7 @@ async function joinRoom(name) {
     const history = await client.history(room.topic, { limit: HISTORY_ON_JOIN });
     const older = history.publications.filter(
       (p) => ack.offset === undefined || history.epoch !== ack.epoch || p.offset <= ack.offset);
-    for (const p of older.reverse()) addLine(room, messageLine(p.data, p.offset), { prepend: true });
+    for (const p of older.reverse()) addLine(room, messageLine(p.data, p.offset, p.from), { prepend: true });
   } catch (err) {
     notice(room, `Could not load history: ${err.message}`, true);
   }
@@ -238,7 +241,7 @@ $("send").addEventListener("submit", async (event) => {
   if (!text || !room) return;
   $("text").value = "";
   try {
-    await client.publish(room.topic, { name: nick, sub: mySub, text });
+    await client.publish(room.topic, { text });
   } catch (err) {
     notice(room, `Not sent (${err.code}): ${text}`, true);
   }
