@@ -57,7 +57,7 @@ class History:
     id: CmdId | None = None
     since: Position | None = None
     limit: int = MAX_HISTORY_LIMIT
-    reverse: bool = False  # newest first (Centrifuge; only without `since`)
+    reverse: bool = False  # newest first; with `since`: those before it (Centrifuge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from centrifuge import Client, ReplyError, SubscriptionState
+from centrifuge import Client, ReplyError, StreamPosition, SubscriptionState
 from pubsocket.auth import Principal
 from pubsocket.brokers.base import HistoryPolicy, Position
 from tests.centrifuge.conftest import PATH, Events, cf_app, client_events, sub_events, token
@@ -59,6 +59,24 @@ async def test_connect_with_jwt_subscribe_publish_receive(serve: Any) -> None:
         assert [p.data for p in history.publications] == [{"text": "hi"}]
         newest = await sub.history(limit=1, reverse=True)
         assert newest.offset == 1 and len(newest.publications) == 1
+
+
+async def test_history_reverse_with_since_reads_backwards_from_a_position(serve: Any) -> None:
+    srv = await serve(cf_app())
+    async with sdk(srv.ws + PATH, token=token("alice")) as (client, _):
+        sub, sub_ev = await subscribed(client, "chat:back", recoverable=True)
+        await sub_ev.next("subscribed")
+        for n in range(1, 7):
+            await sub.publish({"n": n})
+        epoch = (await sub.history(limit=0)).epoch
+        page = await sub.history(limit=2, since=StreamPosition(5, epoch), reverse=True)
+        assert [p.offset for p in page.publications] == [4, 3]
+        assert [p.data for p in page.publications] == [{"n": 4}, {"n": 3}]
+        start = await sub.history(limit=10, since=StreamPosition(3, epoch), reverse=True)
+        assert [p.offset for p in start.publications] == [2, 1]
+        with pytest.raises(ReplyError) as refused:
+            await sub.history(limit=2, since=StreamPosition(5, "another"), reverse=True)
+        assert refused.value.code == 112
 
 
 async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:

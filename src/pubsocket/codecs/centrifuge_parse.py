@@ -137,9 +137,6 @@ def _history(topic: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Histo
     if raw is not None:
         if not isinstance(raw, dict):
             raise ProtocolViolation(ErrorCode.BAD_FIELD, "since must be an object", cmd_id)
-        if reverse:
-            raise ProtocolViolation(ErrorCode.BAD_FIELD, "reverse with since is not supported",
-                                    cmd_id)
         since = Position(_offset(raw.get("offset", 0), cmd_id),
                          _epoch(raw.get("epoch", ""), cmd_id))
     return History(topic, cmd_id, since, limit, reverse)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..auth import Action, expiry_of
-from ..brokers.base import HistoryPage, Publication
+from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
 from ..presence.base import PresenceUnavailable
 from ..protocol import (
@@ -184,11 +184,32 @@ def history(session: Session, cmd: History) -> Awaitable[None] | None:
     hub = session.hub
     if cmd.since is None:
         return _latest(session, cmd)
+    if cmd.reverse:
+        return _before(session, cmd, cmd.since)
     page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
     if page is None:
         return _finish_history(session, cmd, cmd.since.offset)
     _history_reply(session, cmd, page)
     return None
+
+
+async def _before(session: Session, cmd: History, since: Position) -> None:
+    """Reverse with `since` (Centrifuge): the newest `limit` kept publications *before*
+    `since`, in the same epoch (else `unrecoverable_position`); the codec orders them
+    newest first. What history no longer keeps is simply not in the page."""
+    start = max(0, since.offset - 1 - cmd.limit)
+    try:
+        page = await session.hub.history(cmd.topic, start, cmd.limit)
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    if page.position.epoch != since.epoch or since.offset > page.position.offset:
+        session.error(ErrorCode.UNRECOVERABLE_POSITION,
+                      "history no longer holds that position; read it without since",
+                      cmd.id)
+        return
+    older = [p for p in page.publications if p.offset < since.offset]
+    session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
 
 
 def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
