@@ -101,8 +101,10 @@ async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:
         assert client.state.value == "connected"
 
 
-@pytest.mark.parametrize("tok", ["not-a-jwt", ""])
+@pytest.mark.parametrize("tok", ["not-a-jwt", "", "subscription token"])
 async def test_refused_connect_closes_3500_without_reconnect(serve: Any, tok: str) -> None:
+    if tok == "subscription token":  # grants one channel, never a connection
+        tok = token("alice", channel="chat:1")
     srv = await serve(cf_app())
     async with sdk(srv.ws + PATH, token=tok) as (_client, events):
         ctx = await events.next("disconnected")

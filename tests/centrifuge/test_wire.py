@@ -239,7 +239,8 @@ async def test_slow_sdk_consumer_is_closed_3008_and_recovers(serve: Any) -> None
 
 
 async def test_a_connection_without_connect_is_closed_as_stale(serve_any: Any) -> None:
-    srv = await serve_any(cf_app(centrifuge_ping=0.2))
+    # 0.5 s: the connected one must send its connect within a sweep even on a busy box.
+    srv = await serve_any(cf_app(centrifuge_ping=0.5))
     async with connect(srv.ws + PATH) as idle, connect(srv.ws + PATH) as ok:
         await ok.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
         await replies(ok, 1)

@@ -206,3 +206,22 @@ def test_refusals_never_echo_the_token(auth: Authenticator) -> None:
             auth.verify(headers)
         assert token not in str(info.value)
         assert token not in info.value.message
+
+
+def test_subscription_tokens_grant_only_subscriptions(auth: Authenticator) -> None:
+    # A JWT with a channel claim (a Centrifuge subscription token) carries no topics
+    # claim: accepted as a connection token it would allow everything.
+    sub_token = signed({"sub": "alice", "channel": "chat:1", "exp": time.time() + 60})
+    for use in (lambda: auth.authenticate(bearer(sub_token)),
+                lambda: auth.authenticate([], ["pubsocket.v1", "bearer", sub_token]),
+                lambda: auth.principal_of(sub_token), lambda: auth.verify(bearer(sub_token))):
+        with pytest.raises(Unauthorized, match="invalid token"):
+            use()
+    assert auth.subscription_claims(sub_token)["channel"] == "chat:1"
+    connection_token = signed({"sub": "alice", "exp": time.time() + 60})
+    for token in (connection_token, API_KEY):
+        with pytest.raises(Unauthorized, match="invalid token"):
+            auth.subscription_claims(token)
+    expired = signed({"sub": "alice", "channel": "chat:1", "exp": time.time() - 60})
+    with pytest.raises(Unauthorized, match="token expired"):
+        auth.subscription_claims(expired)

@@ -99,6 +99,14 @@ class Authenticator:
         claims, is_api_key = self._check(token)
         return Principal.from_claims(claims, is_api_key=is_api_key)
 
+    def subscription_claims(self, token: str) -> Mapping[str, Any]:
+        """The claims of a subscription token (a JWT with a ``channel`` claim, the
+        Centrifuge SDKs' kind), or `Unauthorized`. The API key is not one."""
+        claims, is_api_key = self._check(token, subscription=True)
+        if is_api_key:
+            raise Unauthorized("invalid token")
+        return claims
+
     @staticmethod
     def _from_header(authorization: Sequence[str]) -> str:
         if len(authorization) != 1:
@@ -113,8 +121,14 @@ class Authenticator:
             raise Unauthorized("Authorization must be 'Bearer <token>'")
         return token
 
-    def _check(self, token: str) -> tuple[Mapping[str, Any], bool]:
-        """(claims, is the API key) of `token`, or raise `Unauthorized` (no token text)."""
+    def _check(self, token: str, *, subscription: bool = False
+               ) -> tuple[Mapping[str, Any], bool]:
+        """(claims, is the API key) of `token`, or raise `Unauthorized` (no token text).
+
+        A JWT with a ``channel`` claim is a subscription token: it grants one subscribe
+        and never authenticates a connection or a request (it carries no ``topics``
+        claim, so as a connection token it would allow everything). Only
+        `subscription=True` accepts it, and then only it."""
         if self._api_key is not None and hmac.compare_digest(token.encode(), self._api_key):
             return {"sub": API_KEY_SUB}, True
         if self._secret is None:
@@ -131,6 +145,8 @@ class Authenticator:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
+        if ("channel" in claims) != subscription:
+            raise Unauthorized("invalid token")
         return claims, False
 
     def issue(

@@ -174,7 +174,7 @@ def _sub_claims(session: Session, topic: str, token: str,
     try:
         if auth is None:
             raise Unauthorized("invalid token")
-        claims = auth.principal_of(token).claims
+        claims = auth.subscription_claims(token)
     except Unauthorized as exc:
         code = TOKEN_EXPIRED if exc.message == "token expired" else PERMISSION_DENIED
         session.reply(codec.error_code(code, cmd_id))
