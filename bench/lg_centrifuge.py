@@ -36,16 +36,24 @@ class CfCountListener(CountListener):
     """`CountListener` for a Centrifuge subscriber; errors and disconnect pushes are
     counted in ``errors`` (a run with any is reported as failed by the scenario)."""
 
-    __slots__ = ("errors",)
+    __slots__ = ("errors", "single")
 
     def __init__(self, sh: Shared) -> None:
         super().__init__(sh)
         self.errors = 0
+        # The size of one publication push, learnt from the first data frame: a push
+        # carries the publisher's info when there is one, so the size is not fixed.
+        self.single = 0
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         size = frame.payload_size
         if self.is_ready and size >= CF_DATA_MIN:
-            k = 1 if size < 2 * CF_DATA_MIN else frame.get_payload_as_bytes().count(b"\n") + 1
+            if size < 2 * self.single:
+                k = 1
+            else:  # the first data frame, or several pushes in one frame
+                k = frame.get_payload_as_bytes().count(b"\n") + 1
+                if k == 1:
+                    self.single = size
             self.n += k
             sh = self.sh
             sh.received += k

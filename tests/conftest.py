@@ -20,7 +20,6 @@ API_KEY = "test-api-key-0123456789abcdef0123456789"
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
 
-ANON = {"user": None, "client": "C"}  # `from` of an anonymous publisher, normalized
 
 
 def normalize_from(message: Any) -> Any:

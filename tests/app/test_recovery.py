@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from pubsocket import App, pubsub
 from pubsocket.brokers import HistoryPolicy
 from tests.app.test_http import ahttp
-from tests.conftest import ANON, API_KEY, make_settings, normalize_from
+from tests.conftest import API_KEY, make_settings, normalize_from
 
 V1 = ["pubsocket.v1"]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -98,7 +98,7 @@ async def test_reconnect_with_since_replays_exactly_what_was_missed(serve: Any) 
                                                          (7, "g")]
     assert await publish_all(pub, "room", ["live"]) == [8]
     assert await recv_json(back) == {"type": "message", "topic": "room", "offset": 8,
-                                     "data": "live", "from": ANON}
+                                     "data": "live"}
     await nothing_more(back)  # none twice
     await back.close()
     await pub.close()
@@ -131,7 +131,7 @@ async def test_subscribe_with_since_is_answered_without_an_id(serve: Any) -> Non
     assert await recv_json(ws) == {"type": "ack", "topic": "room", "offset": 1,
                                    "epoch": epoch, "recovered": True}
     assert await recv_json(ws) == {"type": "message", "topic": "room", "offset": 2,
-                                   "data": "y", "from": ANON}
+                                   "data": "y"}
     await nothing_more(ws)
     await ws.close()
     await pub.close()
@@ -148,8 +148,7 @@ async def test_wrong_epoch_is_not_recovered_and_replays_nothing(serve: Any) -> N
     assert ack["offset"] == 3 and ack["epoch"] != "stale"
     await nothing_more(ws)
     await publish_all(pub, "room", [4])
-    assert await recv_json(ws) == {"type": "message", "topic": "room", "offset": 4, "data": 4,
-                                   "from": ANON}
+    assert await recv_json(ws) == {"type": "message", "topic": "room", "offset": 4, "data": 4}
     await ws.close()
     await pub.close()
 
@@ -201,8 +200,7 @@ async def test_since_on_a_topic_without_history(serve: Any) -> None:
     pub = await v1_client(srv)
     await pub.send(cmd("publish", "off.x", data="z", id="p"))
     assert await recv_json(pub) == {"type": "ack", "id": "p"}  # no offset: no position
-    assert await recv_json(ws) == {"type": "message", "topic": "off.x", "data": "z",
-                                   "from": ANON}
+    assert await recv_json(ws) == {"type": "message", "topic": "off.x", "data": "z"}
     await ws.close()
     await pub.close()
 
@@ -229,13 +227,13 @@ async def test_history_command(serve: Any) -> None:
     full = await recv_json(ws)
     epoch = full["epoch"]
     assert full == {"type": "history", "id": "all", "topic": "h", "offset": 6, "epoch": epoch,
-                    "publications": [{"offset": n, "data": {"n": n}, "from": ANON}
+                    "publications": [{"offset": n, "data": {"n": n}}
                                      for n in range(1, 7)]}
     await ws.send(cmd("history", "h", id="last2", limit=2))
     assert await recv_json(ws) == {
         "type": "history", "id": "last2", "topic": "h", "offset": 6, "epoch": epoch,
-        "publications": [{"offset": 5, "data": {"n": 5}, "from": ANON},
-                         {"offset": 6, "data": {"n": 6}, "from": ANON}]}
+        "publications": [{"offset": 5, "data": {"n": 5}},
+                         {"offset": 6, "data": {"n": 6}}]}
     await ws.send(cmd("history", "h", id="since", since={"offset": 3, "epoch": epoch}))
     assert [p["offset"] for p in (await recv_json(ws))["publications"]] == [4, 5, 6]
     await ws.send(cmd("history", "h", id="since1", limit=1,

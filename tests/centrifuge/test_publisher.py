@@ -93,6 +93,8 @@ async def test_client_publish_carries_the_publisher_everywhere(nodes: tuple[Any,
         history = await sub.history(limit=10)
         assert [(p.info.user, p.info.conn_info) for p in history.publications] == [
             ("alice", ALICE_INFO)]
+        py_history = await bob.history(topic, limit=10)
+        assert [m.publisher for m in py_history.messages] == [sender]
 
         # A v1 history read and a recovery replay carry `from` as well.
         async with v1(away, token("dave")) as dave:

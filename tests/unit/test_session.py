@@ -15,7 +15,7 @@ from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import PLAIN, V1, Codec
 from pubsocket.framing import frame_payload
 from pubsocket.hub.session import Session, TokenBucket
-from tests.conftest import ANON, normalize_from
+from tests.conftest import normalize_from
 
 
 class MemoryPeer:
@@ -122,7 +122,7 @@ async def test_envelope_mode_acks_commands_with_an_id(hub: Hub) -> None:
     await run(hub, peer, codec=V1)
     assert peer.received == [
         sub_ack("s1", "t"),
-        {"type": "message", "topic": "t", "offset": 1, "data": {"a": 1}, "from": ANON},
+        {"type": "message", "topic": "t", "offset": 1, "data": {"a": 1}},
         {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": "u"},
     ]
@@ -134,8 +134,7 @@ async def test_envelope_mode_without_id_gets_no_ack(hub: Hub) -> None:
     peer.send(sub("t"), pub("t", "x"), unsub("t"), unsub("never"))
     peer.hang_up()
     await run(hub, peer, codec=V1)
-    assert peer.received == [{"type": "message", "topic": "t", "offset": 1, "data": "x",
-                              "from": ANON}]
+    assert peer.received == [{"type": "message", "topic": "t", "offset": 1, "data": "x"}]
 
 
 async def test_plain_mode_never_acks_and_delivers_bare_data(hub: Hub) -> None:
@@ -191,8 +190,7 @@ async def test_session_publishes_reach_other_sessions(hub: Hub) -> None:
     listener.hang_up()
     await asyncio.wait_for(listening, 2)
     assert listener.received == [sub_ack("s", "room"),
-                                 {"type": "message", "topic": "room", "offset": 1, "data": "hi",
-                                  "from": ANON}]
+                                 {"type": "message", "topic": "room", "offset": 1, "data": "hi"}]
     assert talker.frames == []
 
 
@@ -432,7 +430,7 @@ async def test_push_mode_keeps_order_behind_a_slow_broker(hub: Hub) -> None:
     await asyncio.wait_for(_until(lambda: len(peer.received) == 4), 2)
     assert peer.received == [
         sub_ack(1, "t"),
-        {"type": "message", "topic": "t", "offset": 1, "data": "x", "from": ANON},
+        {"type": "message", "topic": "t", "offset": 1, "data": "x"},
         {"type": "ack", "id": 2, "offset": 1},
         {"type": "ack", "id": 3},
     ]

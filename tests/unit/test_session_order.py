@@ -17,7 +17,6 @@ from pubsocket import BrokerUnavailable, Hub, Settings
 from pubsocket.brokers import HistoryPolicy, MemoryBroker, Publication, Publisher
 from pubsocket.codecs import V1
 from pubsocket.hub.session import Session
-from tests.conftest import ANON
 from tests.unit.test_session import MemoryPeer, sub_ack
 
 
@@ -112,7 +111,7 @@ async def test_a_subscribe_after_publishes_waits_for_them(
         {"type": "ack", "id": 1, "offset": 1},
         {"type": "ack", "id": 2, "offset": 2},
         sub_ack("s", "t", 2),
-        {"type": "message", "topic": "t", "offset": 3, "data": "c", "from": ANON},
+        {"type": "message", "topic": "t", "offset": 3, "data": "c"},
         {"type": "ack", "id": 3, "offset": 3},
     ]
     assert broker.completed == 3
@@ -150,7 +149,7 @@ async def test_a_failed_publish_gets_an_error_with_its_id_and_later_acks_still_a
     assert got[2:] == [
         {"type": "ack", "id": "c", "offset": 2},
         sub_ack("s", "t", 2),
-        {"type": "message", "topic": "t", "offset": 3, "data": "ok3", "from": ANON},
+        {"type": "message", "topic": "t", "offset": 3, "data": "ok3"},
         {"type": "ack", "id": "d", "offset": 3},
     ]
     assert session.errors == 0  # the server's fault: not counted toward the error limit
@@ -180,8 +179,8 @@ async def test_a_history_read_after_publishes_sees_them(
     got = peer.received
     assert got[:2] == [{"type": "ack", "id": 1, "offset": 1}, {"type": "ack", "id": 2, "offset": 2}]
     assert got[2] == {"type": "history", "id": "q", "topic": "h", "offset": 2, "epoch": "E",
-                      "publications": [{"offset": 1, "data": "a", "from": ANON},
-                                       {"offset": 2, "data": "b", "from": ANON}]}
+                      "publications": [{"offset": 1, "data": "a"},
+                                       {"offset": 2, "data": "b"}]}
     session.on_close()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .results import HistoryPage, Member, PresenceStats
-from .subscription import Message
+from .subscription import Message, Sender
 
 
 class _Commands(Protocol):
@@ -23,7 +23,7 @@ class _Commands(Protocol):
 
 def history_of(topic: str, reply: dict[str, Any]) -> HistoryPage:
     """A `history` reply as a `HistoryPage`."""
-    messages = [Message(topic, p.get("data"), p.get("offset"))
+    messages = [Message(topic, p.get("data"), p.get("offset"), Sender.parse(p.get("from")))
                 for p in reply.get("publications", ()) if isinstance(p, dict)]
     return HistoryPage(topic, messages, reply.get("offset"), reply.get("epoch"))
 

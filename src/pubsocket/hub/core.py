@@ -52,8 +52,10 @@ def publisher_of(principal: Principal) -> Publisher | None:
     """The publisher a publish on behalf of `principal` carries: its client id, `sub` and
     ``info`` claim (JSON, copied to its exact size: history keeps it). None for the API
     key: it is the app's backend speaking as the server (like a server-side publish),
-    and its fixed ``sub`` names no user."""
-    if principal.is_api_key:
+    and its fixed ``sub`` names no user. None for an anonymous connection too: there is
+    no one to attest, only a random connection id (and every delivery would carry it:
+    a Centrifuge push grows by half)."""
+    if principal.is_api_key or principal.sub is None:
         return None
     info = b"" if principal.info is None else bytes(memoryview(orjson.dumps(principal.info)))
     return Publisher(principal.client_id, principal.sub, info)
