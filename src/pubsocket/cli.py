@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -24,6 +25,9 @@ from .config import Settings
 from .errors import ConfigError
 from .log import configure_logging
 from .web.project import env_files_for
+
+if TYPE_CHECKING:
+    from .web import App
 
 _ROUTE_TEMPLATE = '''"""Routes: every file under src/routes is loaded by `pubsocket serve`."""
 
@@ -92,20 +96,38 @@ def _serve(args: argparse.Namespace) -> int:
     app_dir = Path(args.app_dir)
     settings = Settings.from_env(env_files=env_files_for(app_dir), **overrides)
     configure_logging(settings.log_level)
-    load_app(app_dir, settings).check()  # fail fast, before forking or binding
+    app = load_app(app_dir, settings)
+    app.check()  # fail fast, before forking or binding
 
     def ready(server: object) -> None:
         port = getattr(server, "port", settings.port)
-        print(_connect_help(settings, port), flush=True)
+        print(_connect_help(settings, port, _pages(app)), flush=True)
 
     run(lambda: load_app(app_dir, settings), settings.host, settings.port,
         workers=settings.workers, ready=ready)
     return 0
 
 
-def _connect_help(settings: Settings, port: int) -> str:
+def _pages(app: App) -> list[tuple[str, str]]:
+    """(label, path) of what a person can open: the app's page, the ops page, the
+    Centrifuge endpoint, when the app has them."""
+    found = []
+    if app.public_dir is not None and (app.public_dir / "index.html").is_file():
+        found.append(("Open:", "/"))
+    if app.router.match("GET", "/admin") is not None:
+        found.append(("Ops page:", "/admin"))
+    if app.router.match("GET", "/connection/websocket") is not None:
+        found.append(("Centrifuge:", "/connection/websocket"))
+    return found
+
+
+def _connect_help(settings: Settings, port: int,
+                  pages: Sequence[tuple[str, str]] = ()) -> str:
     url = f"ws://{settings.host}:{port}/ws/chat"
     lines = [f"pubsocket serving on http://{settings.host}:{port}"]
+    for label, path in pages:
+        scheme = "ws" if path == "/connection/websocket" else "http"
+        lines.append(f"  {label:<10} {scheme}://{settings.host}:{port}{path}")
     token = None
     if settings.secret:
         token = Authenticator(settings.api_key, settings.secret).issue(sub="cli", ttl=24 * 3600)

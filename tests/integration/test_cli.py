@@ -314,3 +314,31 @@ def test_init_names_a_command_that_runs_from_here(tmp_path: Path) -> None:
     # activated: the plain name
     done = pubsocket(tmp_path, "init", "b", PATH=f"{venv_bin}:/usr/bin:/bin")
     assert done.stdout.splitlines()[-1] == "created b; run: pubsocket serve b"
+
+
+def test_serve_lists_the_pages_of_the_chat_example(tmp_path: Path) -> None:
+    # `make run` serves examples/chat: its help names the demo, the ops page and the
+    # Centrifuge endpoint, each on the port actually bound.
+    chat = Path(__file__).resolve().parents[2] / "examples" / "chat"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pubsocket", "serve", str(chat), "--port", "0"],
+        cwd=tmp_path, env=clean_env(API_KEY="k" * 32, SECRET="s" * 40),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for _ in range(30):  # log lines, then the connect help (readline: test timeout)
+            lines.append(proc.stdout.readline())
+            if lines[-1].lstrip().startswith("Token:"):
+                break
+        head = next(line for line in lines if line.startswith("pubsocket serving on"))
+        base = head.split()[-1].removeprefix("http://")
+        shown = [line.split() for line in lines if line.startswith("  ")]
+        assert ["Open:", f"http://{base}/"] in shown
+        assert ["Ops", "page:", f"http://{base}/admin"] in shown
+        assert ["Centrifuge:", f"ws://{base}/connection/websocket"] in shown
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
