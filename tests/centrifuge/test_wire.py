@@ -43,6 +43,21 @@ async def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
     return ws.close_code, ws.close_reason
 
 
+async def test_the_rate_limit_counts_commands_not_frames(serve: Any) -> None:
+    # 100 commands/s, burst 200: one frame of 150 publishes passes, one more frame of
+    # 150 right behind it is over the limit (3013, reconnect) however few frames it took.
+    srv = await serve(cf_app(rate_limit=100, rate_burst=200))
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame({"id": 1, "connect": {"token": token("alice")}}))
+        await replies(ws, 1)
+        batch = [{"id": n, "publish": {"channel": "chat:r", "data": n}}
+                 for n in range(2, 152)]
+        await ws.send(frame(*batch))
+        assert len(await replies(ws, 150)) == 150
+        await ws.send(frame(*batch))
+        assert await closed_with(ws) == (3013, "too many requests")
+
+
 async def test_several_commands_in_one_frame_run_in_order(serve: Any) -> None:
     srv = await serve(cf_app())
     async with connect(srv.ws + PATH) as ws:

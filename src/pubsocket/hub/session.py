@@ -72,16 +72,16 @@ class TokenBucket:
         self._tokens = self._burst
         self._last = time.monotonic()
 
-    def take(self) -> bool:
-        """Spend one token; False when none is left."""
+    def take(self, n: int = 1) -> bool:
+        """Spend `n` tokens; False (spending none) when fewer are left."""
         if not self._rate:
             return True
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        if self._tokens < 1.0:
+        if self._tokens < n:
             return False
-        self._tokens -= 1.0
+        self._tokens -= n
         return True
 
 
@@ -196,10 +196,13 @@ class Session:
         if isinstance(message, bytes):
             self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
             return
-        if not self._bucket.take():
+        items = self.codec.parse(message)
+        # One token per command, not per frame: a protocol that batches commands in a
+        # frame (Centrifuge) must not multiply the rate limit by the batch size.
+        if not self._bucket.take(max(1, len(items))):
             self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
             return
-        for item in self.codec.parse(message):
+        for item in items:
             if self._closed:
                 return
             if self._waiting is not None:
