@@ -162,8 +162,17 @@ Conn = tuple[WSTransport, WSListener]
 USE_AIOFASTNET = False
 
 
+def bearer(token: str | None) -> dict[str, str] | None:
+    """The upgrade headers of a client authenticating with `token` (None: anonymous)."""
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
 async def connect_one(
-    url: str, listener_factory: Callable[[], WSListener], timeout: float, attempts: int = 2
+    url: str,
+    listener_factory: Callable[[], WSListener],
+    timeout: float,
+    attempts: int = 2,
+    headers: Mapping[str, str] | None = None,
 ) -> Conn:
     last: BaseException | None = None
     for _ in range(attempts):
@@ -176,6 +185,7 @@ async def connect_one(
                     max_frame_size=1 << 20,
                     read_buffer_init_size=4096,
                     use_aiofastnet=USE_AIOFASTNET,
+                    extra_headers=headers,
                 )
         except (OSError, TimeoutError) as exc:
             last = exc
@@ -192,6 +202,7 @@ async def connect_many(
     concurrency: int = 64,
     timeout_each: float = 10.0,
     total_timeout: float = 120.0,
+    headers: Mapping[str, str] | None = None,
 ) -> list[Conn]:
     """Open ``n`` connections with at most ``concurrency`` handshakes in flight."""
     conns: list[Conn | None] = [None] * n
@@ -199,7 +210,7 @@ async def connect_many(
 
     async def worker() -> None:
         for i in it:  # shared iterator: each index taken exactly once
-            tr, lis = await connect_one(url, partial(factory, i), timeout_each)
+            tr, lis = await connect_one(url, partial(factory, i), timeout_each, headers=headers)
             conns[i] = (tr, lis)
             on_connected(i, tr)
 

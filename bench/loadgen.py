@@ -3,6 +3,10 @@
     python bench/loadgen.py fanout1000 --url ws://127.0.0.1:8080/ws/chat \
         [--server-pid PID] [--quick] [--set duration=3 --set subs=500] [--timeout 180]
 
+BENCH_PUB_TOKEN / BENCH_SUB_TOKEN in the environment: the publisher's / the
+subscribers' token (Bearer header on the seed endpoint, the connect command's token on
+the Centrifuge one) for a secured server; unset, every client is anonymous.
+
 Prints one JSON object on stdout: {"scenario", "ok", "metrics" | "error", "elapsed_s"}.
 """
 
@@ -56,6 +60,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         quick=args.quick,
         opts=parse_sets(args.set, args.scenario),
         pub_url=args.pub_url,
+        # tokens come from the environment, not argv (ps shows argv to every user)
+        pub_token=os.environ.get("BENCH_PUB_TOKEN") or None,
+        sub_token=os.environ.get("BENCH_SUB_TOKEN") or None,
     )
     lg_client.USE_AIOFASTNET = bool(ctx.get("aiofastnet", 0.0))
     async with asyncio.timeout(args.timeout):

@@ -14,6 +14,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lg_centrifuge import CfCountListener, cf_url, connect_and_subscribe
@@ -24,6 +25,7 @@ from lg_client import (
     LatencyListener,
     Payload,
     Shared,
+    bearer,
     close_all,
     confirm_subscribed,
     connect_many,
@@ -43,6 +45,8 @@ class Ctx:
     quick: bool = False
     opts: dict[str, float] = field(default_factory=dict)
     pub_url: str | None = None  # publisher on another node (cross-node runs)
+    pub_token: str | None = None  # the publisher's token (None: anonymous)
+    sub_token: str | None = None  # the subscribers' token (None: anonymous)
 
     @property
     def publisher_url(self) -> str:
@@ -149,7 +153,9 @@ async def _subscribers(
     if centrifuge and latency:
         raise ValueError("cf=1 is for fanout and idle (no latency listener for it)")
     cls = CfCountListener if centrifuge else LatencyListener if latency else CountListener
-    encode = connect_and_subscribe if centrifuge else sub_msg
+    token = ctx.sub_token
+    encode = (partial(connect_and_subscribe, token=token)  # token in the connect command
+              if centrifuge else sub_msg)
     msgs: dict[str, bytes] = {}
 
     def on_connected(i: int, tr: WSTransport) -> None:
@@ -166,6 +172,7 @@ async def _subscribers(
         on_connected,
         concurrency=ctx.geti("concurrency", 64),
         total_timeout=ctx.get("connect_timeout", 120.0),
+        headers=None if centrifuge else bearer(token),
     )
     typed: list[tuple[WSTransport, CountListener]] = []
     groups: dict[str, list[CountListener]] = {}
@@ -196,7 +203,8 @@ async def fanout(ctx: Ctx, n_subs: int) -> Metrics:
     stall_timeout = ctx.get("stall_timeout", 3.0)
     sh = Shared()
     topic = "fanout"
-    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0,
+                                       headers=bearer(ctx.pub_token))
     conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=False)
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
@@ -242,7 +250,8 @@ async def latency(ctx: Ctx) -> Metrics:
     duration = ctx.get("duration", 5.0, 2.0)
     sh = Shared()
     topic = "latency"
-    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0,
+                                       headers=bearer(ctx.pub_token))
     conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=True)
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
@@ -286,7 +295,8 @@ async def chat(ctx: Ctx) -> Metrics:
     duration = ctx.get("duration", 5.0, 2.0)
     sh = Shared()
     names = [f"room-{k}" for k in range(n_topics)]
-    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0,
+                                       headers=bearer(ctx.pub_token))
     conns, groups = await _subscribers(ctx, sh, n, lambda i: names[i % n_topics], latency=True)
     rounds = await confirm_subscribed(ctrl, groups, sh)
     await asyncio.sleep(0.1)
@@ -336,7 +346,8 @@ async def idle(ctx: Ctx) -> Metrics:
     settle = ctx.get("settle", 1.0, 0.5)
     sh = Shared()
     names = [f"idle-{k}" for k in range(n_topics)]
-    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0)
+    ctrl, ctrl_lis = await connect_one(ctx.url, lambda: IdleListener(sh), 10.0,
+                                       headers=bearer(ctx.pub_token))
     await asyncio.sleep(0.2)
     rss0 = ctx.probe.rss()
     snap0 = snapshot(0, ctx.probe)

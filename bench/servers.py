@@ -25,6 +25,8 @@ class ServerSpec:
     cmd: list[str]  # may contain "{port}"
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = ROOT
+    # sent with the readiness probe's upgrade (a secured endpoint answers 401 without)
+    ready_headers: dict[str, str] = field(default_factory=dict)
 
     def argv(self, port: int) -> list[str]:
         return [a.replace("{port}", str(port)) for a in self.cmd]
@@ -72,12 +74,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ws_handshake_ok(port: int, timeout: float = 1.0) -> bool:
-    """True if a WebSocket upgrade on WS_PATH gets '101' back."""
+def ws_handshake_ok(
+    port: int, timeout: float = 1.0, headers: dict[str, str] | None = None
+) -> bool:
+    """True if a WebSocket upgrade on WS_PATH (with `headers`) gets '101' back."""
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     req = (
         f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra}\r\n"
     ).encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -167,7 +173,7 @@ class RunningServer:
                 raise RuntimeError(
                     f"{self.spec.name} exited with {self.proc.returncode}: {self.log_tail()}"
                 )
-            if ws_handshake_ok(self.port):
+            if ws_handshake_ok(self.port, headers=self.spec.ready_headers):
                 return
             time.sleep(0.05)
         self.stop()
