@@ -29,7 +29,7 @@ from ..framing import frame_payload
 from ..web.app import App
 from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
-from ..web.response import Response, error_response
+from ..web.response import BODILESS, Response, error_response
 from ..web.websocket import Listener, MessageIterator, translate_close
 
 Scope = MutableMapping[str, Any]
@@ -121,12 +121,14 @@ class ASGIApp:
         assert response is not None
         await send({"type": "http.response.start", "status": response.status,
                     "headers": _raw_headers(response)})
-        await send({"type": "http.response.body", "body": response.body})
+        await send({"type": "http.response.body",
+                    "body": b"" if response.status in BODILESS else response.body})
 
 
 def _raw_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    raw = [(b"content-type", response.content_type.encode()),
-           (b"content-length", str(len(response.body)).encode())]
+    raw = [] if response.status in BODILESS else [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(len(response.body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in response.headers]
     return raw
 

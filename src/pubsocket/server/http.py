@@ -23,7 +23,7 @@ from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
 from ..web.request import Headers, Request
-from ..web.response import Response, error_response
+from ..web.response import BODILESS, Response, error_response
 from .handshake import accept_handshake
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
@@ -187,17 +187,19 @@ class HttpProtocol(asyncio.Protocol):
 
     def _write_response(self, response: Response, keep_alive: bool) -> None:
         reason = _reason(response.status)
-        lines = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"content-type: {response.content_type}",
-            f"content-length: {len(response.body)}",
+        bodiless = response.status in BODILESS
+        lines = [f"HTTP/1.1 {response.status} {reason}"]
+        if not bodiless:
+            lines += [f"content-type: {response.content_type}",
+                      f"content-length: {len(response.body)}"]
+        lines += [
             f"date: {formatdate(usegmt=True)}",
             "server: pubsocket",
             f"connection: {'keep-alive' if keep_alive else 'close'}",
         ]
         lines += [f"{k}: {v}" for k, v in response.headers]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self._transport.write(head + response.body)
+        self._transport.write(head if bodiless else head + response.body)
 
     def _refuse(self, error: HTTPError) -> None:
         if self._transport.is_closing():

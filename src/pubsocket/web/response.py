@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from ..errors import HTTPError
+
+# Statuses sent without content, Content-Type or Content-Length (RFC 9110 §15.3.5,
+# §15.4.5: a 304's length would otherwise tell a cache the resource is empty).
+BODILESS: Final = frozenset({204, 304})
 
 
 @dataclass(slots=True)
