@@ -11,6 +11,9 @@ side's member list loses the user, and the return is a real reconnect with ``sin
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import websockets
 
 from pubsocket import load_app
 from tests.app.test_http import ahttp
-from tests.conftest import make_settings
+from tests.conftest import SECRET, make_settings
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat"
 WAIT_MS = 8000
@@ -184,13 +187,19 @@ async def test_demo_token_route(serve: Any) -> None:
         return status, orjson.loads(raw)
 
     status, reply = await mint({"nick": " Alice ", "session": "0123abcd"})
-    assert status == 200 and reply["sub"] == "Alice#0123abcd"
+    # The suffix is derived from the session with the SECRET, not the session itself:
+    # no one can mint a token with another tab's exact `sub` by sending its session.
+    tag = base64.urlsafe_b64encode(hmac.new(
+        SECRET.encode(), b"demo-sub:0123abcd", hashlib.sha256).digest()).decode()[:12]
+    assert status == 200 and reply["sub"] == f"Alice#{tag}"
+    assert "0123abcd" not in reply["sub"]
     claims = app.auth.verify([f"Bearer {reply['token']}"])
-    assert claims["sub"] == "Alice#0123abcd" and claims["info"] == {"name": "Alice"}
+    assert claims["sub"] == reply["sub"] and claims["info"] == {"name": "Alice"}
     assert claims["exp"] - claims["iat"] == 600
     assert claims["topics"] == {action: ["room:*"]
                                 for action in ("subscribe", "publish", "presence", "history")}
     assert (await mint({"nick": "Alice", "session": "0123abcd"}))[1]["sub"] == reply["sub"]
+    assert (await mint({"nick": "Alice", "session": "0123abce"}))[1]["sub"] != reply["sub"]
     other = (await mint({"nick": "Alice", "session": "no!"}))[1]["sub"]
     assert other.startswith("Alice#") and other != reply["sub"]
     for bad in ({"nick": ""}, {"nick": "x" * 25}, {"nick": "<b>"}, {}, ["nick"]):

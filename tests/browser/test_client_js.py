@@ -278,3 +278,167 @@ async def test_replayed_duplicates_and_gap_notices_from_a_scripted_server(
 
 def _message(offset: int) -> dict[str, Any]:
     return {"type": "message", "topic": "t", "offset": offset, "data": offset}
+
+
+async def _drain(ws: Any, handle: Any = None) -> None:
+    """Read commands (passing each to `handle`) until the page closes the client."""
+    async with asyncio.timeout(10):
+        async for raw in ws:
+            if handle is not None:
+                await handle(orjson.loads(raw))
+
+
+async def _until(test: Any) -> None:
+    for _ in range(250):  # bounded: 250 x 20 ms
+        if test():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def test_broker_unavailable_subscribe_is_retried_not_dropped(
+        serve: Any, browser: Any) -> None:
+    """`broker_unavailable` means "retry later" (docs/protocol.md "Errors"): a resubscribe
+    or a first subscribe answered so is kept and sent again after a backoff, and the
+    reconnect it belongs to is not reported as recovered."""
+    app = make_app()
+    connections: list[list[Any]] = []
+
+    @app.get("/ws/retry")
+    async def retry(request: Any, response: Any) -> None:
+        ws = await Websocket(request).connection(subprotocols=["pubsocket.v1"])
+        commands: list[Any] = []
+        connections.append(commands)
+        if len(connections) == 1:
+            command = orjson.loads(await ws.receive())
+            commands.append(command)
+            for frame in ({"type": "ack", "id": command["id"], "topic": "t", "offset": 0,
+                           "epoch": "e1"}, _message(1)):
+                await ws.send(orjson.dumps(frame).decode())
+            await ws.close(1011, "scripted drop")
+            return
+
+        async def answer(command: Any) -> None:
+            commands.append(command)
+            topic, seen = command["topic"], [c["topic"] for c in commands].count(command["topic"])
+            frames: list[dict[str, Any]]
+            if seen == 1:  # the first try of each topic on this socket
+                frames = [{"type": "error", "id": command["id"], "code": "broker_unavailable",
+                           "message": "the broker is unavailable; retry later"}]
+            elif topic == "t":
+                frames = [{"type": "ack", "id": command["id"], "topic": "t", "offset": 1,
+                           "epoch": "e1", "recovered": True}, _message(2)]
+            else:
+                frames = [{"type": "ack", "id": command["id"], "topic": topic, "offset": 0,
+                           "epoch": "e2"}]
+            for frame in frames:
+                await ws.send(orjson.dumps(frame).decode())
+
+        await _drain(ws, answer)
+
+    running = await serve(app)
+    page, errors = await open_page(browser, running.http + "/")
+    out = await page.evaluate("""async (url) => {
+      const t = {got: [], states: [], ended: [], subscribed: [], gaps: []};
+      const client = ps.connect(url, {backoff: () => 20});
+      client.on("state", (e) => t.states.push(e));
+      await client.subscribe("t", (d) => t.got.push(d), {
+        onUnsubscribed: (r) => t.ended.push(r), onGap: (g) => t.gaps.push(g),
+        onSubscribed: (i) => t.subscribed.push([i.resubscribed, i.recovered ?? null]),
+      });
+      await until(() => t.states.some((e) => e.state === "connected" && e.reconnected));
+      t.u = await outcome(client.subscribe("u", () => {}, {timeout: 3000}));
+      await until(() => t.got.includes(2));
+      await sleep(50);
+      client.close();
+      return t;
+    }""", running.ws + "/ws/retry")
+    assert out["ended"] == [] and out["gaps"] == []  # kept, and resumed with nothing missed
+    assert out["got"] == [1, 2]
+    assert out["subscribed"] == [[False, None], [True, True]]
+    connected = [e for e in out["states"] if e["state"] == "connected"]
+    assert connected == [{"state": "connected", "reconnected": False, "recovered": None},
+                         {"state": "connected", "reconnected": True, "recovered": False}]
+    assert out["u"] == ["ok", {"topic": "u", "offset": 0, "epoch": "e2",
+                               "resubscribed": False}]
+    since = {"offset": 1, "epoch": "e1"}
+    for topic, expected in (("t", [since, since]), ("u", [None, None])):
+        assert [c.get("since") for c in connections[1] if c["topic"] == topic] == expected
+    assert errors == []
+
+
+async def test_first_subscribe_deadline_survives_a_reconnect(serve: Any, browser: Any) -> None:
+    """A subscribe sent on an open socket that drops before the ack still rejects with
+    `timeout` at the caller's deadline, though the new socket never answers it."""
+    app = make_app()
+    commands: list[Any] = []
+
+    @app.get("/ws/silent")
+    async def silent(request: Any, response: Any) -> None:
+        ws = await Websocket(request).connection(subprotocols=["pubsocket.v1"])
+        if not commands:
+            commands.append(orjson.loads(await ws.receive()))
+            await ws.close(1011, "scripted drop")
+            return
+
+        async def record(command: Any) -> None:
+            commands.append(command)
+
+        await _drain(ws, record)  # never answers
+
+    running = await serve(app)
+    page, errors = await open_page(browser, running.http + "/")
+    out = await page.evaluate("""async (url) => {
+      const client = ps.connect(url, {backoff: () => 20, timeout: 5000});
+      await until(() => client.state === "connected");
+      const start = Date.now();
+      const result = await Promise.race([
+        outcome(client.subscribe("t", () => {}, {timeout: 400})),
+        sleep(3000).then(() => "still pending")]);
+      const elapsed = Date.now() - start;
+      await sleep(50);
+      client.close();
+      return {result, elapsed};
+    }""", running.ws + "/ws/silent")
+    assert out["result"] == ["PubsocketError", "timeout"]
+    assert 350 <= out["elapsed"] < 2000
+    assert [c["topic"] for c in commands] == ["t", "t"]  # sent on both sockets
+    assert errors == []
+
+
+async def test_late_ack_for_an_abandoned_subscribe_is_undone(serve: Any, browser: Any) -> None:
+    """A subscribe given up on timeout that the server acks later is unsubscribed, once,
+    instead of staying live on the server with nobody reading it."""
+    app = make_app()
+    commands: list[Any] = []
+
+    @app.get("/ws/late")
+    async def late(request: Any, response: Any) -> None:
+        ws = await Websocket(request).connection(subprotocols=["pubsocket.v1"])
+        command = orjson.loads(await ws.receive())
+        commands.append(command)
+        await asyncio.sleep(0.5)  # past the client's 200 ms
+        for frame in ({"type": "ack", "id": command["id"], "topic": "t", "offset": 0,
+                       "epoch": "e1"}, _message(1)):
+            await ws.send(orjson.dumps(frame).decode())
+
+        async def answer(command: Any) -> None:
+            commands.append(command)
+            await ws.send(orjson.dumps({"type": "ack", "id": command["id"]}).decode())
+            await ws.send(orjson.dumps(_message(2)).decode())  # in flight meanwhile
+
+        await _drain(ws, answer)
+
+    running = await serve(app)
+    page, errors = await open_page(browser, running.http + "/")
+    await page.evaluate("""async (url) => {
+      window.t = {got: []};
+      window.client = ps.connect(url, {backoff: () => 20});
+      t.result = await outcome(client.subscribe("t", (d) => t.got.push(d), {timeout: 200}));
+    }""", running.ws + "/ws/late")
+    await _until(lambda: len(commands) >= 2)
+    out = await page.evaluate("async () => { await sleep(300); client.close(); return t; }")
+    assert out == {"got": [], "result": ["PubsocketError", "timeout"]}
+    assert commands == [{"action": "subscribe", "topic": "t", "id": 1},
+                        {"action": "unsubscribe", "topic": "t", "id": 2}]
+    assert errors == []

@@ -15,6 +15,10 @@ const DEFAULT_TIMEOUT = 10_000;
 // Close codes after which reconnecting would only repeat the failure
 // (docs/protocol.md "Close codes"): protocol errors and "disconnected by the server".
 const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
+// Error codes that mean "retry later" (docs/protocol.md "Errors"): a subscribe refused
+// with one is kept and sent again after a backoff, not given up.
+const TEMPORARY_ERROR_CODES = new Set(["broker_unavailable"]);
+const MAX_RETRY_DELAY = 30_000;
 
 /**
  * @typedef {string | (() => string | Promise<string>)} TokenSource
@@ -23,7 +27,8 @@ const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
  * @typedef {{state: State, reconnected?: boolean, recovered?: boolean | null,
  *   attempt?: number, delay?: number, code?: number, reason?: string}} StateEvent
  *   `recovered` (on "connected" after a reconnect): every subscription resumed with
- *   nothing missed (true), or at least one could not be (false; its `onGap` was called).
+ *   nothing missed (true), or at least one could not be (false; its `onGap` was called)
+ *   or is still being retried after a "retry later" error (false).
  * @typedef {{user: string | null, client: string, info?: unknown}} Sender
  *   Who published, as the server attests it (the publisher's token `sub` and `info`);
  *   absent for the API key and for server-side publishes.
@@ -42,9 +47,11 @@ const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
  * @property {(ack: Subscribed) => void} [onSubscribed] every subscribe ack, also after
  *   each reconnect (re-read presence there).
  * @property {(reason: string) => void} [onUnsubscribed] the server ended it (e.g. a
- *   refreshed token no longer allows the topic); it is not resumed.
+ *   refreshed token no longer allows the topic, a resubscribe refused for good); it is
+ *   not resumed. A "retry later" refusal (`broker_unavailable`) is retried instead.
  * @property {{offset: number, epoch: string}} [since] resume from a known position.
- * @property {number} [timeout] ms for the first ack (default: the client's).
+ * @property {number} [timeout] ms for the first ack (default: the client's), one
+ *   deadline across reconnects and retries.
  * @typedef {object} ConnectOptions
  * @property {TokenSource} [token] sent in the subprotocol offer (`bearer`, token).
  * @property {(attempt: number) => number} [backoff] ms to wait before attempt n (0-based).
@@ -103,6 +110,10 @@ export class Client {
     this._pending = new Map();
     /** @type {Map<string, Sub>} */
     this._subs = new Map();
+    /** Topics whose subscribe went out on the current socket and was then given up
+     * (timeout): a late ack or message for one means the server holds it; unsubscribe.
+     * @type {Set<string>} */
+    this._abandoned = new Set();
     /** @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
     this._onOnline = () => { if (this.state === "reconnecting") this._retryNow(); };
@@ -128,7 +139,9 @@ export class Client {
 
   /** Subscribe, and stay subscribed across reconnects until `unsubscribe`.
    * Resolves with the first ack ({@link Subscribed}); rejects with a PubsocketError
-   * ("forbidden", "invalid_topic", "timeout", ...), and then is not kept.
+   * ("forbidden", "invalid_topic", "timeout", ...), and then is not kept (one given up
+   * on timeout that the server acks later is unsubscribed). A "retry later" error
+   * (`broker_unavailable`) is retried after a backoff until the timeout.
    * Subscribing to a topic again replaces its callbacks.
    * @param {string} topic @param {(data: any, message: Message) => void} onMessage
    * @param {SubscribeOptions} [options] @returns {Promise<Subscribed>} */
@@ -142,8 +155,11 @@ export class Client {
     }
     const sub = new Sub(topic, onMessage, options);
     this._subs.set(topic, sub);
-    if (this._open) this._sendSubscribe(sub, options.timeout);
-    else sub.armTimeout(options.timeout ?? this._timeout, () => this._subs.delete(topic));
+    this._abandoned.delete(topic);
+    // One deadline for the first ack, whether the subscribe goes out now, after a
+    // reconnect, or again after a "retry later" error.
+    sub.armTimeout(options.timeout ?? this._timeout, (err) => this._abandon(sub, err));
+    if (this._open) this._sendSubscribe(sub);
     return sub.first;
   }
 
@@ -154,6 +170,7 @@ export class Client {
     if (!sub) return;
     this._subs.delete(topic);
     sub.fail(new PubsocketError("closed", "unsubscribed before the ack"));
+    this._abandoned.delete(topic);
     if (this._open) await this._call({ action: "unsubscribe", topic }, options.timeout);
   }
 
@@ -267,6 +284,7 @@ export class Client {
   _closed(code, reason) {
     this._ws = null;
     this._open = false;
+    this._abandoned.clear();  // the server dropped that socket's subscriptions with it
     for (const [id, entry] of this._pending) {
       if (entry.sent && !entry.keep) {
         this._settle(id, null, new PubsocketError(
@@ -376,21 +394,43 @@ export class Client {
   }
 
   /** Subscribe (with `since` when resuming); resolves true / false (recovered or not)
-   * or null for a first subscribe, and never rejects.
-   * @param {Sub} sub @param {number} [timeout] @returns {Promise<boolean | null>} */
-  async _sendSubscribe(sub, timeout) {
+   * or null for a first subscribe, and never rejects. A resubscribe refused with a
+   * temporary error resolves false (not resumed yet) and is retried after a backoff.
+   * @param {Sub} sub @returns {Promise<boolean | null>} */
+  async _sendSubscribe(sub) {
     /** @type {Record<string, unknown>} */
     const frame = { action: "subscribe", topic: sub.topic };
     const since = sub.position();
     if (since) frame.since = since;
+    const ws = this._ws;
+    sub.sentOn = ws;
+    // Until the first ack the caller's deadline bounds every attempt.
+    const timeout = sub.acked ? undefined : sub.remaining();
     let ack;
     try {
       ack = await this._call(frame, timeout, true);
     } catch (err) {
       if (this._subs.get(sub.topic) !== sub) return null;
-      if (err instanceof PubsocketError && err.code === "timeout" && sub.acked) {
+      const code = err instanceof PubsocketError ? err.code : "error";
+      if (code === "timeout") {
+        if (!sub.acked) {
+          this._abandon(sub, /** @type {Error} */ (err));
+          return null;
+        }
         this._drop();  // a resubscribe that hangs: start over rather than half-subscribed
         return false;
+      }
+      if (TEMPORARY_ERROR_CODES.has(code)) {
+        // "Retry later": keep the subscription (and its position) and send it again on
+        // this socket; a new socket resubscribes anyway.
+        sub.lastError = /** @type {Error} */ (err);
+        const delay = Math.min(MAX_RETRY_DELAY, Math.max(0, this._backoff(sub.retries++)));
+        sub.retryLater(delay, () => {
+          if (this._subs.get(sub.topic) === sub && this._open && this._ws === ws) {
+            this._sendSubscribe(sub);
+          }
+        });
+        return sub.acked ? false : null;
       }
       this._subs.delete(sub.topic);
       sub.fail(/** @type {Error} */ (err));
@@ -404,6 +444,27 @@ export class Client {
     return sub.acknowledged(ack, since !== null);
   }
 
+  /** Give up `sub` before its first ack (its deadline passed).
+   * @param {Sub} sub @param {Error} err */
+  _abandon(sub, err) {
+    if (this._subs.get(sub.topic) !== sub) return;
+    this._subs.delete(sub.topic);
+    // Sent on this socket, the subscribe may still take effect on the server.
+    if (this._open && sub.sentOn === this._ws) this._abandoned.add(sub.topic);
+    sub.fail(err);
+  }
+
+  /** An ack or a message for a topic given up on this socket: the server went on to
+   * subscribe it; undo that once rather than leave it live and unread.
+   * @param {unknown} topic */
+  _stray(topic) {
+    if (typeof topic !== "string" || this._subs.has(topic) || !this._abandoned.has(topic)) {
+      return;
+    }
+    this._abandoned.delete(topic);
+    this._call({ action: "unsubscribe", topic }).catch(() => {});
+  }
+
   /** @param {string} text */
   _frame(text) {
     let msg;
@@ -412,10 +473,12 @@ export class Client {
     const sub = typeof msg.topic === "string" ? this._subs.get(msg.topic) : undefined;
     switch (msg.type) {
       case "message":
-        sub?.deliver(msg);
+        if (sub) sub.deliver(msg);
+        else this._stray(msg.topic);
         return;
       case "ack": case "history": case "presence": case "presence_stats":
         this._settle(msg.id, msg, null);
+        if (msg.type === "ack") this._stray(msg.topic);
         return;
       case "error":
         if (this._pending.has(msg.id)) {
@@ -436,6 +499,7 @@ export class Client {
       case "unsubscribed":
         if (sub) {
           this._subs.delete(msg.topic);
+          sub.fail(new PubsocketError("closed", `unsubscribed by the server: ${msg.reason}`));
           if (sub.options.onUnsubscribed) safely(sub.options.onUnsubscribed, msg.reason);
         }
         return;
@@ -474,8 +538,16 @@ class Sub {
     /** @type {string | null} */
     this.epoch = options.since ? options.since.epoch : null;
     this.acked = false;
+    /** the socket the last subscribe went out on @type {WebSocket | null} */
+    this.sentOn = null;
+    /** "retry later" answers since the last ack; the last one @type {Error | null} */
+    this.retries = 0;
+    this.lastError = null;
+    this._deadline = 0;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this._timer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._retryTimer = null;
     /** @type {(ack: Subscribed) => void} */
     this._resolve = () => {};
     /** @type {(err: Error) => void} */
@@ -488,14 +560,28 @@ class Sub {
     this.first.catch(() => {});  // callers that ignore the promise get no unhandled rejection
   }
 
-  /** Reject the first ack's promise after `ms` unless it came (offline subscribes).
-   * @param {number} ms @param {() => void} onTimeout */
+  /** Give up after `ms` unless the first ack came by then, across reconnects and retries.
+   * @param {number} ms @param {(err: Error) => void} onTimeout */
   armTimeout(ms, onTimeout) {
+    this._deadline = Date.now() + ms;
     this._timer = setTimeout(() => {
       if (this.acked) return;
-      onTimeout();
-      this.fail(new PubsocketError("timeout", `no reply to subscribe within ${ms} ms`));
+      const last = this.lastError;
+      onTimeout(last instanceof PubsocketError
+        ? new PubsocketError(last.code, `${last.message} (retried for ${ms} ms)`)
+        : new PubsocketError("timeout", `no reply to subscribe within ${ms} ms`));
     }, ms);
+  }
+
+  /** ms left until the first-ack deadline (at least 1). */
+  remaining() {
+    return Math.max(1, this._deadline - Date.now());
+  }
+
+  /** @param {number} ms @param {() => void} fn */
+  retryLater(ms, fn) {
+    if (this._retryTimer !== null) clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => { this._retryTimer = null; fn(); }, ms);
   }
 
   /** @returns {{offset: number, epoch: string} | null} */
@@ -521,6 +607,8 @@ class Sub {
     if (recovered !== null) info.recovered = recovered;
     const first = !this.acked;
     this.acked = true;
+    this.retries = 0;
+    this.lastError = null;
     if (this._timer !== null) clearTimeout(this._timer);
     if (first) this._resolve(info);
     if (this.options.onSubscribed) safely(this.options.onSubscribed, info);
@@ -550,6 +638,7 @@ class Sub {
   /** @param {Error} err */
   fail(err) {
     if (this._timer !== null) clearTimeout(this._timer);
+    if (this._retryTimer !== null) clearTimeout(this._retryTimer);
     if (!this.acked) this._reject(err);
   }
 }

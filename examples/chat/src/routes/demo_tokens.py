@@ -6,10 +6,13 @@
 !!! Turn it off by setting DEMO_TOKENS = False below, or by deleting this file.
 
 The token is short-lived (10 minutes; the page's client refreshes it on the server's
-`expiring` notice), says who the user is (``sub`` "nick#id", ``info`` {"name": nick}),
+`expiring` notice), says who the user is (``sub`` "nick#tag", ``info`` {"name": nick}),
 and its ``topics`` claim limits it to the chat's rooms, ``room:*``.
 """
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 
@@ -23,6 +26,17 @@ _NICK = re.compile(r"[^\W_][\w .'-]{0,23}")  # 1-24 characters, starts with a le
 _SESSION = re.compile(r"[0-9a-f]{8,32}")
 
 
+def session_tag(secret: str, session: str) -> str:
+    """The ``sub`` suffix for `session`: 12 base64url characters of HMAC-SHA256(secret).
+
+    Every ``sub`` is visible to the room (presence, ``from.user``); were the suffix the
+    session itself, anyone could mint a token with someone else's exact ``sub``. Derived
+    here, the same session keeps its ``sub`` while no one can produce another's.
+    """
+    digest = hmac.new(secret.encode(), b"demo-sub:" + session.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode()[:12]
+
+
 if DEMO_TOKENS:
 
     @noauth()
@@ -32,7 +46,8 @@ if DEMO_TOKENS:
 
         `session` (a random id the page keeps per tab) makes the same tab get the same
         ``sub`` on every call, which a token refresh requires (docs/protocol.md "Live
-        tokens"); without it a new one is drawn.
+        tokens"); without it a new one is drawn. The ``sub`` carries a tag derived from
+        the session with the app's SECRET (`session_tag`), never the session itself.
         """
         body = request.body
         nick = body.get("nick") if isinstance(body, dict) else None
@@ -42,7 +57,7 @@ if DEMO_TOKENS:
         if not isinstance(session, str) or not _SESSION.fullmatch(session):
             session = secrets.token_hex(4)
         nick = nick.strip()
-        sub = f"{nick}#{session}"
+        sub = f"{nick}#{session_tag(request.app.settings.secret or '', session)}"
         claims = {"info": {"name": nick},
                   "topics": {"subscribe": ROOMS, "publish": ROOMS,
                              "presence": ROOMS, "history": ROOMS}}
