@@ -104,7 +104,8 @@ class Client(Queries):
         await self.close()
 
     async def start(self) -> None:
-        """Connect once. Raises `AuthError` (401), `ConnectFailed` (anything else)."""
+        """Connect once. Raises `AuthError` (401), `ConnectFailed` (anything else, an
+        invalid URL included)."""
         if self._runner is not None:
             raise ClientError("the client was already started")
         self._set_state("connecting")

@@ -5,10 +5,12 @@ and cancels it on close). It reads `ws` into the client's `Router` until the con
 drops, then: fails the commands still waiting for a reply with `ClientClosed` (never
 resent: at most once), stops if the client is closing, ends the client if the close code
 is final (`close_failure`), otherwise sets ``"reconnecting"``, `redial`s, sends a
-subscribe for every confirmed subscription (`resubscribe`, ``since`` its last position)
-and only then attaches the new socket, so waiting commands queue behind the resubscribes
-on the server. Any `ClientError` (or a bug, logged) ends the client through
-`Client._end`; cancellation closes a socket that was dialed but not yet attached.
+subscribe for every confirmed subscription (`resubscribe`, ``since`` its last position,
+in chunks within the server's rate limit) and only then attaches the new socket, so
+waiting commands queue behind the resubscribes on the server. The attempt count goes
+on across connections until one proves healthy (`HEALTHY_AFTER`). Any `ClientError`
+(or a bug, logged) ends the client through `Client._end`; cancellation closes a socket
+that was dialed but not yet attached.
 
 * `close_failure(code)`: the error that ends the client after the server closed with
   `code`, or None when reconnecting may help (docs/protocol.md, close codes).

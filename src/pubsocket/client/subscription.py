@@ -112,8 +112,8 @@ class Subscription(Generic[E]):
     Iteration ends (StopAsyncIteration) after `unsubscribe()` or `Client.close()`, and
     raises when the subscription failed: `Overflow`, `Forbidden`/`Unsubscribed` (the
     server ended it), `AuthError`/`ClientClosed` (the client gave up reconnecting).
-    `offset` and `epoch` are the position of the last event (what a reconnect recovers
-    from). One `Subscription` per topic and client.
+    `offset` and `epoch` are the position of the last event queued (what a reconnect,
+    or a resubscribe after `Overflow`, recovers from). One `Subscription` per topic and client.
     """
 
     def __init__(self, client: Client, topic: str, queue_size: int,
