@@ -120,3 +120,47 @@ async def test_friendly_errors(serve: Any, tmp_path: Path) -> None:
     assert code == 2 and "OFFSET:EPOCH" in err
     for done in (code, err):
         assert "Traceback" not in str(done)
+
+
+async def test_bad_urls_are_one_line_errors(tmp_path: Path) -> None:
+    for bad in ("ws://127.0.0.1:notaport/ws", "ftp://x", "ws://[::1/ws"):
+        code, out, err = await run("pub", bad, "room", "1", "--token", API_KEY, cwd=tmp_path)
+        assert (code, out) == (1, ""), err
+        assert err.startswith(f"pubsocket: {bad} is not a valid ws:// or wss:// URL")
+        assert err.count("\n") == 1, err
+
+
+async def test_ctrl_c_ends_every_command_promptly_and_quietly(tmp_path: Path) -> None:
+    """Against a TCP server that never answers the handshake: each command is still
+    connecting when SIGINT comes."""
+    accepted: list[asyncio.StreamWriter] = []
+    arrived = asyncio.Event()
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        arrived.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = f"ws://127.0.0.1:{port}/ws/chat"
+    try:
+        for args in (("pub", endpoint, "room", "1"), ("presence", endpoint, "room"),
+                     ("sub", endpoint, "room")):
+            arrived.clear()
+            proc = await start(*args, "--token", API_KEY, cwd=tmp_path)
+            try:
+                async with asyncio.timeout(15):
+                    await arrived.wait()  # it is in the handshake now
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(3):  # well before the 10 s open timeout
+                    out, err = await proc.communicate()
+                assert (proc.returncode, out, err) == (130, b"", b""), (args, err)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -3,13 +3,16 @@
 `pubsocket.cli` mounts them (`add_parsers`) and runs them (`run`) with the default token
 it read from the settings (the client never reads the environment itself). Output is
 JSON, one value per line; errors are one ``pubsocket: ...`` line on stderr and exit 1
-(2 for a bad argument).
+(2 for a bad argument). Ctrl-C (SIGINT) or SIGTERM ends ``sub`` at once, whether it is
+still connecting or already printing (exit 0 once subscribed, 130 before); Ctrl-C ends
+``pub`` and ``presence`` with 130, quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from .errors import ClientError, Forbidden
 from .subscription import Message
 
 COMMANDS = frozenset({"sub", "pub", "presence"})
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace, default_token: Callable[[], str | None]) -> in
         if args.command == "pub":
             return asyncio.run(_pub(url, args.topic, data, token, args.timeout))
         return asyncio.run(_presence(url, args.topic, args.stats, token))
+    except KeyboardInterrupt:
+        return INTERRUPTED
     except Forbidden as exc:
         print(f"pubsocket: forbidden on {args.topic}: {exc}", file=sys.stderr)
     except ClientError as exc:  # each carries a one-line, user-facing message
@@ -95,14 +101,17 @@ async def _sub(url: str, topic: str, since: tuple[int, str] | None, token: str |
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with connect(url, token=token) as client:
-        sub = await client.subscribe(topic, since=since)
-        # sub.offset may already be past the ack (replayed messages are queued): print
-        # the epoch, the part of a --since position that the message lines do not carry
-        print(f"pubsocket: subscribed to {topic} (epoch {sub.epoch}; resume with --since "
-              f"OFFSET:{sub.epoch})", file=sys.stderr, flush=True)
+    subscribed = False
 
-        async def pump() -> None:
+    async def follow() -> None:
+        nonlocal subscribed
+        async with connect(url, token=token) as client:
+            sub = await client.subscribe(topic, since=since)
+            subscribed = True
+            # sub.offset may already be past the ack (replayed messages are queued): print
+            # the epoch, the part of a --since position that the message lines do not carry
+            print(f"pubsocket: subscribed to {topic} (epoch {sub.epoch}; resume with "
+                  f"--since OFFSET:{sub.epoch})", file=sys.stderr, flush=True)
             async for event in sub:
                 if isinstance(event, Message):
                     _line({"topic": event.topic, "offset": event.offset, "data": event.data})
@@ -110,14 +119,18 @@ async def _sub(url: str, topic: str, since: tuple[int, str] | None, token: str |
                     _line({"gap": event.reason, "topic": event.topic, "offset": event.offset,
                            "epoch": event.epoch}, err=True)
 
-        pumping = asyncio.create_task(pump())
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({pumping, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (pumping, stopping):
-            task.cancel()
-        if pumping in done:
-            pumping.result()  # the subscription failed: raise its error
-    return 0
+    # The stop signal races connecting and subscribing too, not only the printing.
+    following = asyncio.create_task(follow())
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (following, stopping):
+        task.cancel()
+    if following in done:
+        following.result()  # the connection or the subscription failed: raise its error
+        return 0
+    with contextlib.suppress(asyncio.CancelledError):
+        await following  # closes the client
+    return 0 if subscribed else INTERRUPTED
 
 
 async def _pub(url: str, topic: str, data: Any, token: str | None, wait: float) -> int:

@@ -27,11 +27,19 @@ from typing import Any, Literal, overload
 
 import orjson
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from .backoff import Backoff, ExponentialBackoff
 from .dial import Token, get_token, open_ws
-from .errors import AuthError, ClientClosed, ClientError, ConnectFailed, Timeout
+from .errors import (
+    AuthError,
+    ClientClosed,
+    ClientError,
+    CommandError,
+    ConnectFailed,
+    Forbidden,
+    Timeout,
+)
 from .queries import Queries
 from .reconnect import run
 from .router import Handler, Router, error_of
@@ -79,6 +87,7 @@ class Client(Queries):
         self._refresher: asyncio.Task[None] | None = None
         self._failure: ClientError | None = None
         self._closing = False
+        self._leaving: dict[str, asyncio.Task[None]] = {}  # topic -> best-effort unsubscribe
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -95,7 +104,8 @@ class Client(Queries):
         await self.close()
 
     async def start(self) -> None:
-        """Connect once. Raises `AuthError` (401), `ConnectFailed` (anything else)."""
+        """Connect once. Raises `AuthError` (401), `ConnectFailed` (anything else, an
+        invalid URL included)."""
         if self._runner is not None:
             raise ClientError("the client was already started")
         self._set_state("connecting")
@@ -110,6 +120,11 @@ class Client(Queries):
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._set_state("closed")
             raise ConnectFailed(f"cannot connect to {self.url}: {exc}") from None
+        except (InvalidURI, ValueError) as exc:  # ValueError: a bad port or IPv6 literal
+            self._set_state("closed")
+            reason = exc.msg if isinstance(exc, InvalidURI) else str(exc)
+            raise ConnectFailed(f"{self.url} is not a valid ws:// or wss:// URL ({reason})"
+                                ) from None
         except BaseException:
             self._set_state("closed")
             raise
@@ -122,7 +137,7 @@ class Client(Queries):
         if self._closing:
             return
         self._closing = True
-        for task in (self._runner, self._refresher):
+        for task in (self._runner, self._refresher, *self._leaving.values()):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -256,13 +271,22 @@ class Client(Queries):
         body: dict[str, Any] = {"action": "subscribe", "topic": topic}
         if since is not None:
             body["since"] = {"offset": since[0], "epoch": since[1]}
+        leaving = self._leaving.get(topic)
+        if leaving is not None:  # our unsubscribe of the last one goes first
+            await asyncio.wait({leaving}, timeout=self.timeout)
+        if topic in self._router.subs:
+            raise ClientError(f"already subscribed to {topic!r}")
         self._router.subs[topic] = sub
         with_since = since is not None
         try:
             await self._command(body, timeout,
                                 lambda frame: self._router.subscribed(sub, frame, with_since))
-        except BaseException:
+        except (Forbidden, CommandError):  # refused: the server holds nothing
             self._forget(sub)
+            sub._finish()
+            raise
+        except BaseException:  # cancelled, timed out, dropped: it may hold it
+            self._drop(sub)
             sub._finish()
             raise
         if any(cb is not None for cb in callbacks) or on_error is not None:
@@ -272,6 +296,29 @@ class Client(Queries):
 
     def _forget(self, sub: Subscription[Any]) -> None:
         self._router.forget(sub)
+
+    def _drop(self, sub: Subscription[Any]) -> None:
+        """Forget `sub` locally and, since the server may still hold it, send a
+        best-effort unsubscribe in the background (never awaited by the caller, errors
+        only logged at debug level); a new subscribe to the topic waits for it."""
+        if self._router.subs.get(sub.topic) is not sub:
+            return
+        self._router.forget(sub)
+        if self._failure is not None or self._closing or sub.topic in self._leaving:
+            return
+        topic = sub.topic
+
+        async def leave() -> None:
+            try:
+                await self._command({"action": "unsubscribe", "topic": topic}, None)
+            except ClientError as exc:  # e.g. it was never subscribed, or we are offline
+                log.debug("best-effort unsubscribe from %r: %s", topic, exc)
+            finally:
+                if self._leaving.get(topic) is task:
+                    del self._leaving[topic]
+
+        task = asyncio.get_running_loop().create_task(leave())
+        self._leaving[topic] = task
 
     async def _unsubscribe(self, sub: Subscription[Any], timeout: float | None) -> None:  # noqa: ASYNC109
         was_active = sub.active and self._router.subs.get(sub.topic) is sub

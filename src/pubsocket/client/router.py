@@ -41,17 +41,19 @@ class Router:
         sub = self.subs.get(topic) if isinstance(topic, str) else None
         if kind == "message":
             offset = _int(frame.get("offset"))
-            if sub is not None and sub.confirmed and sub._accept(offset):
-                sub._push(Message(sub.topic, frame.get("data"), offset,
-                                  Sender.parse(frame.get("from"))))
+            if sub is not None and sub.confirmed:
+                sub._deliver(Message(sub.topic, frame.get("data"), offset,
+                                     Sender.parse(frame.get("from"))))
             return
         cid = frame.get("id")
         if kind in REPLIES and isinstance(cid, int) and cid in self.pending:
             handler, _future = self.pending.pop(cid)
             handler(frame)
         elif kind == "gap" and sub is not None:
-            sub.offset, sub.epoch = _int(frame.get("offset")), _str(frame.get("epoch"))
-            sub._push(Gap(sub.topic, sub.offset, sub.epoch, "gap"))
+            # The position moves past the gap only once the Gap is queued (not on Overflow).
+            offset, epoch = _int(frame.get("offset")), _str(frame.get("epoch"))
+            if sub._push(Gap(sub.topic, offset, epoch, "gap")):
+                sub.offset, sub.epoch = offset, epoch
         elif kind in ("join", "leave") and sub is not None:
             # Live notices, not positions: queued even before the ack (our own join can
             # precede it), never deduplicated or recovered.
@@ -75,8 +77,10 @@ class Router:
         if epoch is None:  # a topic without history is acked with offset 0 and epoch ""
             offset = None
         # A topic without positions cannot recover anything: say so after a reconnect.
-        if (sub.confirmed and not with_since) or (with_since and frame.get("recovered") is False):
-            sub._push(Gap(sub.topic, offset, epoch, "not_recovered"))
+        lost = ((sub.confirmed and not with_since)
+                or (with_since and frame.get("recovered") is False))
+        if lost and not sub._push(Gap(sub.topic, offset, epoch, "not_recovered")):
+            return  # Overflow: keep the position of the last event queued
         sub.offset, sub.epoch, sub.confirmed = offset, epoch, True
 
     def resubscribed(self, sub: Subscription[Any], with_since: bool) -> Handler:

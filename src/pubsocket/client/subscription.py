@@ -4,7 +4,8 @@ the `Subscription` itself.
 A subscription's events wait in a bounded queue (`queue_size`, default 10 000). When it
 is full the subscription ends with `Overflow` (after the events already queued): growing
 without bound would hide a stuck consumer, and dropping would lose messages behind the
-caller's back. Resubscribe (from `sub.offset`/`sub.epoch`) to carry on.
+caller's back. Resubscribe (from `sub.offset`/`sub.epoch`, the position of the last
+event queued) to carry on: nothing is skipped.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ class Subscription(Generic[E]):
     Iteration ends (StopAsyncIteration) after `unsubscribe()` or `Client.close()`, and
     raises when the subscription failed: `Overflow`, `Forbidden`/`Unsubscribed` (the
     server ended it), `AuthError`/`ClientClosed` (the client gave up reconnecting).
-    `offset` and `epoch` are the position of the last event (what a reconnect recovers
-    from). One `Subscription` per topic and client.
+    `offset` and `epoch` are the position of the last event queued (what a reconnect,
+    or a resubscribe after `Overflow`, recovers from). One `Subscription` per topic and client.
     """
 
     def __init__(self, client: Client, topic: str, queue_size: int,
@@ -156,24 +157,29 @@ class Subscription(Generic[E]):
 
     # -- client side --------------------------------------------------------------------
 
-    def _accept(self, offset: int | None) -> bool:
-        """Track the position; False for an offset already seen (a replayed duplicate)."""
-        if offset is None:
-            return True
-        if self.offset is not None and offset <= self.offset:
-            return False
-        self.offset = offset
-        return True
-
-    def _push(self, event: Event) -> None:
-        if self._ended or (isinstance(event, Join | Leave) and not self.presence_events):
+    def _deliver(self, message: Message) -> None:
+        """Queue a live or replayed message: a duplicate (an offset already queued) is
+        skipped. The position moves only once the message is queued, so after an
+        `Overflow` (`offset`, `epoch`) still names the last queued event and resuming
+        from it replays the message that did not fit."""
+        offset = message.offset
+        if offset is not None and self.offset is not None and offset <= self.offset:
             return
+        if self._push(message) and offset is not None:
+            self.offset = offset
+
+    def _push(self, event: Event) -> bool:
+        """Queue `event`; False when it was not queued (ended, not wanted, or the queue
+        is full: then the subscription ends with `Overflow` and the client drops it)."""
+        if self._ended or (isinstance(event, Join | Leave) and not self.presence_events):
+            return False
         if len(self._items) >= self._size:
             self._finish(Overflow(f"{self.topic}: more than {self._size} events queued"))
-            self._client._forget(self)
-            return
+            self._client._drop(self)
+            return False
         self._items.append(cast(E, event))
         self._wake.set()
+        return True
 
     def _finish(self, error: BaseException | None = None) -> None:
         """End the subscription: iterators drain what is queued, then stop (or raise)."""
