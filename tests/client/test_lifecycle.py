@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from pubsocket import App, pubsub
 from pubsocket import client as pc
+from pubsocket.auth import Action
 from pubsocket.client import Message
 from tests.client.helpers import RecordingBackoff, chat_app, drop_all, take, token, until, url
+from tests.conftest import make_settings
 
 
 async def test_resuming_after_overflow_from_its_position_loses_nothing(serve: Any) -> None:
@@ -60,16 +63,39 @@ async def test_dropped_subscriptions_are_unsubscribed_on_the_server(serve: Any) 
         [live] = await take(fresh, 1)
         assert isinstance(live, Message) and live.data == "live"
 
-        # A subscribe cancelled after it was sent.
-        task = asyncio.create_task(client.subscribe("other"))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+
+async def test_a_subscribe_cancelled_after_it_was_sent_is_undone_on_the_server(
+        serve: Any) -> None:
+    # The server holds subscribes to "held" in its authorize hook until released, so
+    # the cancel lands for sure after the command left and before its ack.
+    asked, release, granted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def authorize(principal: Any, action: Any, topic: str) -> bool:
+        if topic == "held" and action == Action.SUBSCRIBE:
+            asked.set()
+            await release.wait()
+            granted.set()  # the session subscribes in this same step, right after
+        return True
+
+    app = App(make_settings())
+    pubsub("/ws/chat", app=app, secured=True, presence=["*"], authorize=authorize)
+    srv = await serve(app)
+    async with pc.connect(url(srv), token=token("watcher")) as watcher, \
+            pc.connect(url(srv), token=token()) as client:
+        task = asyncio.create_task(client.subscribe("held"))
+        async with asyncio.timeout(5):
+            await asked.wait()  # the subscribe is on the server, unanswered
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.2)
-        assert "other" not in client._router.subs
-        assert await members(watcher, "other") == 0
+        release.set()  # the server subscribes now, then reads the client's unsubscribe
+        async with asyncio.timeout(5):
+            await granted.wait()
+            while await members(watcher, "held"):
+                await asyncio.sleep(0.02)
+        assert "held" not in client._router.subs
+        await app.hub.publish("held", "not for the cancelled one")
+        assert await members(watcher, "held") == 0
 
 
 async def test_connections_that_drop_at_once_escalate_and_give_up(serve: Any) -> None:
