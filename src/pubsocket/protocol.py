@@ -58,6 +58,7 @@ class History:
     since: Position | None = None
     limit: int = MAX_HISTORY_LIMIT
     reverse: bool = False  # newest first; with `since`: those before it (Centrifuge)
+    oldest: bool = False  # without `since`: the oldest `limit` kept, not the newest (Centrifuge)
 
 
 @dataclass(frozen=True, slots=True)

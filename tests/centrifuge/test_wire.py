@@ -261,3 +261,122 @@ async def test_a_connection_without_connect_is_closed_as_stale(serve_any: Any) -
         await replies(ok, 1)
         assert await closed_with(idle) == (3502, "stale")  # after one to two sweeps
         assert await replies(ok, 1) == [{}]  # the connected one is pinged, not closed
+
+
+async def quiet(ws: ClientConnection, within: float) -> list[dict[str, Any]]:
+    """Whatever arrives within `within` seconds (expected: nothing)."""
+    out: list[dict[str, Any]] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(within):
+            while True:
+                message = await ws.recv()
+                assert isinstance(message, str)
+                out += [json.loads(line) for line in message.split("\n") if line]
+    return out
+
+
+async def test_a_refused_resubscribe_keeps_the_subscription_token_expiry(serve: Any) -> None:
+    # A re-subscribe that is refused (no permission, an expired or a foreign token)
+    # changes nothing: the token-held subscription still ends at its token's expiry.
+    srv = await serve(cf_app(token_grace=0.1))
+    expired = token("alice", ttl=-10, channel="vip:a")
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame(
+            {"id": 1, "connect": {"token": token("alice", topics={"subscribe": []})}},
+            {"id": 2, "subscribe": {"channel": "vip:a",
+                                    "token": token("alice", ttl=1, channel="vip:a")}},
+            {"id": 3, "subscribe": {"channel": "vip:a"}},
+            {"id": 4, "subscribe": {"channel": "vip:a", "token": expired}},
+            {"id": 5, "subscribe": {"channel": "vip:a",
+                                    "token": token("alice", channel="vip:b")}}))
+        got = await replies(ws, 5)
+        assert "subscribe" in got[1]
+        assert [r["error"]["code"] for r in got[2:]] == [103, 109, 103]
+        assert await replies(ws, 1) == [{"push": {"channel": "vip:a", "unsubscribe": {
+            "code": 2501, "reason": "subscription expired"}}}]
+        await srv.app.hub.publish("vip:a", {"secret": 1})
+        assert await quiet(ws, 0.5) == []
+
+
+async def test_a_connection_refresh_keeps_subscriptions_granted_by_tokens(serve: Any) -> None:
+    # The topics claim allows none of them; the subscription tokens (one with exp, one
+    # without) granted them, and a connection refresh must not take them away.
+    srv = await serve(cf_app())
+    none = {"subscribe": []}
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame(
+            {"id": 1, "connect": {"token": token("alice", topics=none)}},
+            {"id": 2, "subscribe": {"channel": "vip:a",
+                                    "token": token("alice", channel="vip:a")}},
+            {"id": 3, "subscribe": {"channel": "vip:b",
+                                    "token": token("alice", None, channel="vip:b")}}))
+        assert ["subscribe" in r for r in await replies(ws, 3)] == [False, True, True]
+        await ws.send(frame({"id": 4, "refresh": {"token": token("alice", topics=none)}}))
+        assert list((await replies(ws, 1))[0]) == ["id", "refresh"]  # no unsubscribe push
+        await srv.app.hub.publish("vip:a", 1)
+        await srv.app.hub.publish("vip:b", 2)
+        pubs = await replies(ws, 2)
+        assert [(p["push"]["channel"], p["push"]["pub"]["data"]) for p in pubs] == [
+            ("vip:a", 1), ("vip:b", 2)]
+
+
+async def test_a_subscribe_over_the_cap_holds_no_token_clock(serve: Any) -> None:
+    srv = await serve(cf_app(max_subscriptions=1))
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame(
+            {"id": 1, "connect": {"token": token("alice", topics={"subscribe": []})}},
+            *({"id": 2 + i, "subscribe": {"channel": f"vip:{i}",
+                                          "token": token("alice", channel=f"vip:{i}")}}
+              for i in range(5))))
+        got = await replies(ws, 6)
+        assert [r.get("error", {}).get("code") for r in got[2:]] == [106] * 4
+        (session,) = srv.app.hub.registry._users["alice"]  # the one connection's session
+        assert session.topics == {"vip:0"} and set(session.sub_clocks) == {"vip:0"}
+
+
+@pytest.mark.parametrize("ping", [0, 25])
+async def test_the_connect_deadline_does_not_wait_for_pings(serve: Any, ping: float) -> None:
+    # Pings off (0) or rare (25 s): a connection that never connects is still closed
+    # within one to two connect timeouts (handshake_timeout).
+    srv = await serve(cf_app(centrifuge_ping=ping, handshake_timeout=0.3))
+    async with connect(srv.ws + PATH) as idle, connect(srv.ws + PATH) as ok:
+        await ok.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
+        await replies(ok, 1)
+        async with asyncio.timeout(2):
+            assert await closed_with(idle) == (3502, "stale")
+        assert await quiet(ok, 0.2) == []  # connected in time: not closed, no ping yet
+
+
+async def test_history_without_since_reads_from_the_oldest_kept(serve: Any) -> None:
+    # Centrifugo reads its stream from the front: without `since` the oldest `limit`;
+    # reversed, the newest `limit`, newest first.
+    srv = await serve(cf_app())
+    for n in range(1, 5):
+        await srv.app.hub.publish("chat:h", n)
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame(
+            {"id": 1, "connect": {"token": token("alice")}},
+            {"id": 2, "history": {"channel": "chat:h", "limit": 2}},
+            {"id": 3, "history": {"channel": "chat:h", "limit": 2, "reverse": True}},
+            {"id": 4, "history": {"channel": "chat:h", "limit": -1}}))
+        got = await replies(ws, 4)
+        assert [[p["offset"] for p in r["history"]["publications"]] for r in got[1:]] == [
+            [1, 2], [4, 3], [1, 2, 3, 4]]
+
+
+async def test_an_unsubscribe_ends_the_token_hold(serve: Any) -> None:
+    # Token-held, unsubscribed, then subscribed on the topics claim: the old token's
+    # expiry must not end the new subscription.
+    srv = await serve(cf_app(token_grace=0.1))
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(frame(
+            {"id": 1, "connect": {"token": token("alice", topics={"subscribe": ["vip:*"]})}},
+            {"id": 2, "subscribe": {"channel": "vip:a",
+                                    "token": token("alice", ttl=1, channel="vip:a")}},
+            {"id": 3, "unsubscribe": {"channel": "vip:a"}},
+            {"id": 4, "subscribe": {"channel": "vip:a"}}))
+        assert [next(iter(r.keys() - {"id"})) for r in await replies(ws, 4)] == [
+            "connect", "subscribe", "unsubscribe", "subscribe"]
+        assert await quiet(ws, 1.6) == []  # past the old token's exp + grace
+        await srv.app.hub.publish("vip:a", 1)
+        assert (await replies(ws, 1))[0]["push"]["pub"]["data"] == 1

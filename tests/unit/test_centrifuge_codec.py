@@ -71,7 +71,8 @@ def test_a_frame_holds_commands_in_order_and_pongs_are_nothing() -> None:
 
 
 def test_history_limits_since_and_reverse() -> None:
-    assert one({"id": 1, "history": {"channel": "c"}}) == History("c", 1, None, 0)
+    # Without since and not reversed, Centrifugo reads from the oldest kept publication.
+    assert one({"id": 1, "history": {"channel": "c"}}) == History("c", 1, None, 0, oldest=True)
     assert one({"id": 1, "history": {"channel": "c", "limit": -1, "reverse": True}}) == \
         History("c", 1, None, MAX_HISTORY_LIMIT, True)
     assert one({"id": 1, "history": {"channel": "c", "limit": 10**6,

@@ -139,7 +139,9 @@ def _history(topic: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Histo
             raise ProtocolViolation(ErrorCode.BAD_FIELD, "since must be an object", cmd_id)
         since = Position(_offset(raw.get("offset", 0), cmd_id),
                          _epoch(raw.get("epoch", ""), cmd_id))
-    return History(topic, cmd_id, since, limit, reverse)
+    # Centrifugo reads its stream from the front unless reversed: without `since`, the
+    # oldest `limit` kept publications (pubsocket.v1 answers the newest).
+    return History(topic, cmd_id, since, limit, reverse, oldest=since is None and not reverse)
 
 
 def _offset(value: Any, cmd_id: CmdId | None) -> int:

@@ -6,7 +6,9 @@ the connect authenticates the token with the app's `Authenticator` (our JWTs, or
 key) and sets the principal. A subscription token (JWT with ``channel`` == the topic,
 ``sub`` == the connection's ``sub``, optional ``exp``) grants that one subscribe in place of
 the topic permissions; when it expires unrefreshed, the subscription ends with an
-``unsubscribe`` push (2501) and the SDK resubscribes with a new token.
+``unsubscribe`` push (2501) and the SDK resubscribes with a new token. A topic so held
+(`Session.sub_clocks`) stays held until a subscribe or unsubscribe for it takes effect
+(`handlers.leave` releases it); a refused one changes nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..codecs.centrifuge import (
     CentrifugeCodec,
 )
 from ..errors import ProtocolViolation, Unauthorized
-from ..protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe, Unsubscribe
+from ..protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
 from . import handlers
 from .pinger import Pinger
 
@@ -110,10 +112,11 @@ def run(session: Session, cmd: Command) -> Awaitable[None] | None:
         return None
     if isinstance(cmd, Refresh):
         return refresh(session, cmd)
-    if isinstance(cmd, Subscribe | Unsubscribe):
-        _cancel_sub_clock(session, cmd.topic)
-        if isinstance(cmd, Subscribe) and cmd.token:
-            return token_subscribe(session, cmd)
+    if isinstance(cmd, Subscribe) and cmd.token:
+        return token_subscribe(session, cmd)
+    # A plain subscribe or an unsubscribe that takes effect ends a token-held
+    # subscription in `handlers.leave` (its expiry clock with it); a refused one leaves
+    # the subscription, and so its clock, as they were.
     return handlers.run(session, cmd)
 
 
@@ -192,8 +195,19 @@ def token_subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
         return None
     expires_at = expiry_of(claims)
     pending = handlers.subscribe(session, dataclasses.replace(cmd, expires_at=expires_at))
-    _start_sub_clock(session, cmd.topic, expires_at)
-    return pending
+    # Held on the token only once subscribed: a subscribe the cap refused holds nothing.
+    if cmd.topic in session.topics:
+        _hold(session, cmd.topic, expires_at)
+    if pending is None:
+        return None
+    return _finish_token_subscribe(session, cmd.topic, pending)
+
+
+async def _finish_token_subscribe(session: Session, topic: str,
+                                  pending: Awaitable[None]) -> None:
+    await pending
+    if topic not in session.topics:  # the broker failed: no subscription to expire
+        handlers.release_token(session, topic)
 
 
 def sub_refresh(session: Session, cmd: SubRefresh) -> None:
@@ -205,25 +219,22 @@ def sub_refresh(session: Session, cmd: SubRefresh) -> None:
     if claims is None:
         return
     expires_at = expiry_of(claims)
-    _start_sub_clock(session, cmd.topic, expires_at)
+    _hold(session, cmd.topic, expires_at)
     session.reply(codec.sub_refreshed(cmd, expires_at))
 
 
-def _start_sub_clock(session: Session, topic: str, expires_at: float | None) -> None:
-    _cancel_sub_clock(session, topic)
-    if expires_at is None:
-        return
-    delay = max(0.0, expires_at - time.time()) + session.settings.token_grace
-    handle = asyncio.get_running_loop().call_later(delay, _sub_expired, session, topic)
+def _hold(session: Session, topic: str, expires_at: float | None) -> None:
+    """Mark the subscription to `topic` as held on a subscription token that expires at
+    `expires_at` (None: never), replacing any earlier token's clock. A held topic is
+    not re-checked by a connection refresh (`handlers.refresh`)."""
+    handlers.release_token(session, topic)
+    handle = None
+    if expires_at is not None:
+        delay = max(0.0, expires_at - time.time()) + session.settings.token_grace
+        handle = asyncio.get_running_loop().call_later(delay, _sub_expired, session, topic)
     if session.sub_clocks is None:
         session.sub_clocks = {}
     session.sub_clocks[topic] = handle
-
-
-def _cancel_sub_clock(session: Session, topic: str) -> None:
-    clocks = session.sub_clocks
-    if clocks and (handle := clocks.pop(topic, None)) is not None:
-        handle.cancel()
 
 
 def _sub_expired(session: Session, topic: str) -> None:

@@ -138,9 +138,18 @@ def leave(session: Session, topic: str) -> None:
     """End the session's subscription to `topic` (presence follows in the background)."""
     hub = session.hub
     session.topics.discard(topic)
+    release_token(session, topic)
     hub.unsubscribe_nowait(session.peer, topic)
     if hub.presence.enabled(topic):
         hub.presence.left(topic, session.principal.client_id, hub.publish_internal)
+
+
+def release_token(session: Session, topic: str) -> None:
+    """`topic` is no longer held on a subscription token (Centrifuge): its expiry clock,
+    if any, stops."""
+    clocks = session.sub_clocks
+    if clocks and topic in clocks and (handle := clocks.pop(topic)) is not None:
+        handle.cancel()
 
 
 # -- publish ---------------------------------------------------------------------------
@@ -183,7 +192,7 @@ async def finish_publish(session: Session, cmd: Publish,
 def history(session: Session, cmd: History) -> Awaitable[None] | None:
     hub = session.hub
     if cmd.since is None:
-        return _latest(session, cmd)
+        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
     if cmd.reverse:
         return _before(session, cmd, cmd.since)
     page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
@@ -212,6 +221,15 @@ async def _before(session: Session, cmd: History, since: Position) -> None:
     session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
 
 
+def _oldest(session: Session, cmd: History) -> Awaitable[None] | None:
+    """Without `since`, `oldest` set: the oldest `limit` kept publications."""
+    page = session.hub.history_nowait(cmd.topic, None, cmd.limit)
+    if page is None:
+        return _finish_history(session, cmd, None)
+    _history_reply(session, cmd, page)
+    return None
+
+
 def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
     """Without `since`: the newest `limit` publications (oldest first)."""
     hub = session.hub
@@ -234,7 +252,7 @@ async def _finish_latest(session: Session, cmd: History) -> None:
     await _finish_history(session, cmd, max(0, top.position.offset - cmd.limit))
 
 
-async def _finish_history(session: Session, cmd: History, since: int) -> None:
+async def _finish_history(session: Session, cmd: History, since: int | None) -> None:
     try:
         page = await session.hub.history(cmd.topic, since, cmd.limit)
     except BrokerError:
@@ -285,7 +303,8 @@ async def _presence(session: Session, cmd: Presence) -> None:
 # -- token refresh ---------------------------------------------------------------------
 def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
     """Swap in a new token for the same user, re-check every subscription against it
-    (dropping, with a notice, what is no longer allowed) and restart the expiry clock."""
+    (dropping, with a notice, what is no longer allowed; not those held on a
+    subscription token) and restart the expiry clock."""
     auth, old = session.authenticator, session.principal
     if auth is None:
         session.error(ErrorCode.INVALID_TOKEN, "this endpoint takes no tokens", cmd.id)
@@ -299,8 +318,11 @@ def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
         session.error(ErrorCode.INVALID_TOKEN, "the token is for another user", cmd.id)
         return None
     session.principal = dataclasses.replace(new, client_id=old.client_id)
+    # A topic held on a subscription token was granted by that token, not by the
+    # connection token's permissions: its own expiry and sub_refresh govern it.
+    held = session.sub_clocks or {}
     verdicts = {t: session.hub.authorizer.check(session.principal, Action.SUBSCRIBE, t)
-                for t in sorted(session.topics)}
+                for t in sorted(session.topics) if t not in held}
     if all(isinstance(v, bool) for v in verdicts.values()):
         _refreshed(session, cmd, {t: bool(v) for t, v in verdicts.items()})
         return None

@@ -110,10 +110,11 @@ class Session:
         self.settings = settings
         self.endpoint = endpoint
         self.stage = connect.AWAITING
-        self.sub_clocks: dict[str, asyncio.TimerHandle] | None = None  # sub token expiry
+        # Topics held on a subscription token -> its expiry clock (None: no exp).
+        self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
         if endpoint is not None:
             codec = endpoint.codec
-            endpoint.pinger.wait(self)
+            endpoint.pinger.wait(self, settings.handshake_timeout)
         self.codec = codec
         self.principal = principal or Principal.anonymous()
         self._publisher: tuple[Principal, Publisher | None] | None = None
@@ -219,7 +220,8 @@ class Session:
             self.endpoint.pinger.discard(self.peer)
             self.endpoint.pinger.connected(self)
             for handle in (self.sub_clocks or {}).values():
-                handle.cancel()
+                if handle is not None:
+                    handle.cancel()
             self.sub_clocks = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
