@@ -32,6 +32,7 @@ from ..codecs.centrifuge import (
     NOT_AVAILABLE,
     PERMISSION_DENIED,
     PING,
+    STALE,
     TOKEN_EXPIRED,
     CentrifugeCodec,
 )
@@ -73,7 +74,7 @@ class Endpoint:
         self.ping = ping
         self.secured = secured
         self.rpc = rpc
-        self.pinger = Pinger(ping, lambda: frame(PING))
+        self.pinger = Pinger(ping, lambda: frame(PING), STALE)
 
 
 def _endpoint(session: Session) -> Endpoint:

@@ -23,7 +23,10 @@ class Pingable(Protocol):
 
 
 class Waiting(Protocol):
-    def stale(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self, code: int, reason: str) -> None: ...
 
 
 class Pinger:
@@ -31,10 +34,13 @@ class Pinger:
     closes waiting sessions that do not connect in time (`wait`)."""
 
     __slots__ = ("_armed_at", "_check", "_frame", "_handle", "_interval", "_loop", "_marked",
-                 "_next_check", "_next_ping", "peers", "waiting")
+                 "_next_check", "_next_ping", "_stale", "peers", "waiting")
 
-    def __init__(self, interval: float, frame: Callable[[], bytes]) -> None:
+    def __init__(self, interval: float, frame: Callable[[], bytes],
+                 stale: tuple[int, str]) -> None:
+        """`stale`: the (code, reason) a session that never connected is closed with."""
         self._interval = interval
+        self._stale = stale
         self._check = interval if interval > 0 else 0.0  # the stale cadence (0: none)
         self._frame = frame
         self._handle: asyncio.TimerHandle | None = None
@@ -104,7 +110,8 @@ class Pinger:
         if self._next_check is not None and self._next_check <= at:
             for session in [s for s in self._marked if s in self.waiting]:
                 self.connected(session)
-                session.stale()
+                if not session.closed:
+                    session.close(*self._stale)
             self._marked = set(self.waiting)
             self._next_check = now + self._check if self.waiting else None
         if self._next_ping is not None and self._next_ping <= at:

@@ -31,7 +31,6 @@ from typing import Protocol
 from ..auth import Authenticator, Principal, expiry_of
 from ..brokers.base import Publication, Publisher
 from ..codecs import PLAIN, Codec, Parsed
-from ..codecs.centrifuge import STALE
 from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..presence.base import ClientInfo
@@ -163,11 +162,6 @@ class Session:
         if principal.user is not None:
             registry.add(principal.user, self)
         self.clock.reschedule(expiry_of(principal.claims))
-
-    def stale(self) -> None:
-        """No connect command came in time (the endpoint's sweep says so)."""
-        if not self._closed:
-            self.close(*STALE)
 
     def _expiring(self, expires_at: float) -> None:
         self.reply(self.codec.expiring(expires_at))
