@@ -9,6 +9,7 @@ The framework's own loggers live under ``pubsocket.*`` and never log payloads or
 from __future__ import annotations
 
 import logging
+import time
 
 APP_LOGGER = logging.getLogger("pubsocket.app")
 
@@ -53,3 +54,41 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._pubsocket = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+
+
+class Throttled:
+    """Logs refusals (a limit hit, a bad token) at most once per `interval` seconds per
+    kind, counting what it held back, so a flood of bad requests cannot flood the log.
+
+    ``refusals.warn("history_too_large", peer)`` logs ``limit history_too_large by
+    127.0.0.1:5555 (+12 more since the last)``. Never pass a token or a payload: the
+    peer address and the limit's name are all a refusal log line carries.
+    """
+
+    __slots__ = ("_held", "_interval", "_last", "_logger")
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warn(self, kind: str, peer: object = None, level: int = logging.WARNING) -> bool:
+        """Log one refusal of `kind` by `peer` unless one was logged within the
+        interval (then count it). True when a line was written."""
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return False
+        if len(self._last) > 1024:  # kinds are a closed set; never grow without bound
+            self._last.clear()
+            self._held.clear()
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        self._logger.log(level, "limit %s by %s%s", kind, peer if peer is not None else "?",
+                         f" (+{held} more since the last)" if held else "")
+        return True
+
+
+refusals = Throttled(logging.getLogger("pubsocket.limits"))
