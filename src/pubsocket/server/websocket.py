@@ -16,10 +16,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
+from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from .assembly import Assembler, AssemblyError
 from .outbound import HIGH_WATER, Outbound
@@ -29,6 +31,7 @@ log = logging.getLogger("pubsocket.server")
 
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
+INBOUND_BYTES = 1024 * 1024  # characters or bytes buffered before we stop reading
 FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
@@ -60,6 +63,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_deferred",
         "_gone",
         "_inbox",
+        "_inbox_size",
         "_last_ping",
         "_listener",
         "_lost",
@@ -86,6 +90,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         self._out: list[bytes] = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] = []
+        self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -125,7 +130,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             finally:
                 self._waiter = None
         message = self._inbox.pop(0)  # at most INBOUND_QUEUE entries
-        if self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4:
+        self._inbox_size -= len(message)
+        if (self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4
+                and self._inbox_size < INBOUND_BYTES // 4):
             self._reading_paused = False
             self._transport.resume_reading()
         return message
@@ -156,11 +163,16 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def attach(self, listener: Listener) -> None:
         """Push mode: hand every message to `listener` (see `Connection`)."""
         self._listener = listener
-        inbox, self._inbox = self._inbox, []
+        inbox, self._inbox, self._inbox_size = self._inbox, [], 0
         for message in inbox:
             self._notify(message)
         if self._gone is not None:
             self._notify_closed()
+
+    def set_max_message_size(self, size: int) -> None:
+        """Refuse (1009) messages over `size` bytes from the next frame on (0: no limit).
+        Checked from each frame header, before the payload is buffered."""
+        self._proto.max_message_size = size or None
 
     def pause_reading(self) -> None:
         """Stop reading from the socket until `resume_reading`."""
@@ -217,7 +229,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
         if self._throttled:  # a burst is being worked through: queue behind it
-            self._unparsed = (self._unparsed or bytearray()) + data
+            if self._unparsed is None:
+                self._unparsed = bytearray(data)
+            else:
+                self._unparsed += data  # in place: no copy of what is already queued
             return
         self._feed(data)
 
@@ -232,6 +247,16 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._throttle()
         self._proto.receive_data(data)
         self._handle(self._proto.events_received())  # type: ignore[arg-type]
+        if self._proto.parser_exc is not None and not self._closing:
+            self._refused(self._proto.parser_exc)
+
+    def _refused(self, exc: Exception) -> None:
+        """websockets failed the connection itself (a frame over the size limit, a
+        protocol error) and sent the close: log the refusal once, drop what is queued."""
+        self._closing = True
+        self._unparsed = None
+        kind = "message_size" if isinstance(exc, PayloadTooBig) else "frame_protocol"
+        refusals.warn(kind, self._transport.get_extra_info("peername"))
 
     def _handle(self, frames: list[Frame]) -> None:
         if len(frames) > FRAMES_PER_TICK:
@@ -338,8 +363,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._notify(message)
             return
         self._inbox.append(message)
+        self._inbox_size += len(message)
         self._wake()
-        if len(self._inbox) >= INBOUND_QUEUE and not self._reading_paused:
+        if not self._reading_paused and (len(self._inbox) >= INBOUND_QUEUE
+                                         or self._inbox_size >= INBOUND_BYTES):
             self._reading_paused = True
             self._transport.pause_reading()
 
