@@ -37,16 +37,25 @@ PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness und
 
 
 class FrameProtocol(Protocol):
-    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message.
+    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message,
+    and closing in the connection's wire protocol when it fails the connection itself.
 
     RFC 6455 allows control frames between fragments, and a close there ends the
     connection normally (Autobahn 7.1.5); websockets treats it as a protocol error.
+    A frame over the size limit is refused by websockets from its header (1009): with
+    `close_codes` set (Centrifuge), that close is translated as every other one is.
     """
+
+    close_codes: Mapping[int, tuple[int, str]] | None = None
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        # Idempotent on translated codes: the protocol's own are not keys of the map.
+        super().fail(*translate_close(self.close_codes, code, reason))
 
 
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
@@ -76,14 +85,12 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_transport",
         "_unparsed",
         "_waiter",
-        "close_codes",
         "subprotocol",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
-        self.close_codes: Mapping[int, tuple[int, str]] | None = None
         self._proto = proto
         self._transport = transport
         self._state = state
@@ -114,6 +121,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
+    @property
+    def close_codes(self) -> Mapping[int, tuple[int, str]] | None:
+        """How this connection's closes are translated (see `Connection`)."""
+        return getattr(self._proto, "close_codes", None)
+
+    @close_codes.setter
+    def close_codes(self, codes: Mapping[int, tuple[int, str]] | None) -> None:
+        self._proto.close_codes = codes  # type: ignore[attr-defined]  # a FrameProtocol
+
     @property
     def closed(self) -> bool:
         """True once a close frame was sent or received, or the TCP connection dropped."""
