@@ -149,8 +149,8 @@ async def test_an_empty_frame_before_connect_closes(serve_any: Any) -> None:
 
 @pytest.mark.parametrize("ping", [0, 25])
 async def test_a_connection_without_connect_is_closed_within_the_connect_timeout(
-        serve: Any, ping: float) -> None:
-    srv = await serve(cf_app(centrifuge_ping=ping, connect_timeout=1.0))
+        serve_any: Any, ping: float) -> None:
+    srv = await serve_any(cf_app(centrifuge_ping=ping, connect_timeout=1.0))
     opened = time.monotonic()
     async with connect(srv.ws + PATH) as idle:
         assert await closed_with(idle) == (3502, "stale")
