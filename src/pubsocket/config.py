@@ -55,6 +55,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
     "app_dir": ("PUBSOCKET_APP",),
+    # frames and commands (issue 15: bounded inbound work per frame and before connect)
+    "max_frame_commands": ("PUBSOCKET_MAX_FRAME_COMMANDS",),
+    "connect_message_size": ("PUBSOCKET_CONNECT_MESSAGE_SIZE",),
+    "connect_timeout": ("PUBSOCKET_CONNECT_TIMEOUT",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -117,6 +121,13 @@ class Settings:
     # Seconds between the application pings (``{}``) sent to Centrifuge clients.
     centrifuge_ping: float = 25.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
+    # Frames and commands (docs/security.md "Frames and commands"): the commands one
+    # frame may carry (counted before parsing; over it: close 1009), and, on an endpoint
+    # that authenticates in-band (Centrifuge), the message size allowed until the
+    # connect command succeeded and the seconds a connection may stay open without one.
+    max_frame_commands: int = 256
+    connect_message_size: int = 16 * 1024
+    connect_timeout: float = 5.0
 
     @classmethod
     def from_env(

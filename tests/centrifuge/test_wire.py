@@ -337,8 +337,8 @@ async def test_a_subscribe_over_the_cap_holds_no_token_clock(serve: Any) -> None
 @pytest.mark.parametrize("ping", [0, 25])
 async def test_the_connect_deadline_does_not_wait_for_pings(serve: Any, ping: float) -> None:
     # Pings off (0) or rare (25 s): a connection that never connects is still closed
-    # within one to two connect timeouts (handshake_timeout).
-    srv = await serve(cf_app(centrifuge_ping=ping, handshake_timeout=0.3))
+    # within the connect timeout (connect_timeout).
+    srv = await serve(cf_app(centrifuge_ping=ping, connect_timeout=0.3))
     async with connect(srv.ws + PATH) as idle, connect(srv.ws + PATH) as ok:
         await ok.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
         await replies(ok, 1)

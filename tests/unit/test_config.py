@@ -60,6 +60,9 @@ def test_defaults() -> None:
         ("PUBSOCKET_OUTBOUND_BUDGET", "outbound_budget", "65536", 65536),
         ("PUBSOCKET_WRITE_TIMEOUT", "write_timeout", "1.25", 1.25),
         ("PUBSOCKET_SHUTDOWN_TIMEOUT", "shutdown_timeout", "3", 3.0),
+        ("PUBSOCKET_MAX_FRAME_COMMANDS", "max_frame_commands", "32", 32),
+        ("PUBSOCKET_CONNECT_MESSAGE_SIZE", "connect_message_size", "8192", 8192),
+        ("PUBSOCKET_CONNECT_TIMEOUT", "connect_timeout", "2.5", 2.5),
     ],
 )
 def test_each_variable_and_alias(var: str, field: str, raw: str, expected: object) -> None:

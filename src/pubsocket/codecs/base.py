@@ -37,6 +37,12 @@ class Codec(ABC):
     # they get an expiry notice and a grace period instead of a close at exp).
     refreshable: bool = False
 
+    def count(self, text: str) -> int:
+        """An upper bound on the commands in `text`, found without parsing it (the
+        session charges and caps them before `parse` does any work). One command per
+        message unless the protocol batches."""
+        return 1
+
     @abstractmethod
     def parse(self, text: str) -> Sequence[Parsed]:
         """The commands in one text message, in order; a malformed one stands in the

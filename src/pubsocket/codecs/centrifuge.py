@@ -36,7 +36,7 @@ from ..protocol import (
     Unsubscribe,
 )
 from .base import Codec, Parsed
-from .centrifuge_parse import parse_frame
+from .centrifuge_parse import count_lines, parse_frame
 
 # Centrifuge client error codes (centrifugal.dev "Error and disconnect codes").
 INTERNAL: Final = 100
@@ -151,6 +151,9 @@ class CentrifugeCodec(Codec):
 
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
+
+    def count(self, text: str) -> int:
+        return count_lines(text)
 
     def parse(self, text: str) -> Sequence[Parsed]:
         return parse_frame(text)

@@ -42,6 +42,13 @@ _METHODS: Final = ("connect", "subscribe", "unsubscribe", "publish", "presence",
 _MISSING: Final = object()
 
 
+def count_lines(text: str) -> int:
+    """The lines of a frame, each a command or a pong: at least the commands
+    `parse_frame` would find (a blank line counts too). One scan in C, no parsing, so a
+    frame can be charged and capped before any of its commands is parsed."""
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
 def parse_frame(text: str) -> list[Parsed]:
     """The commands of one text frame, in order (see the module docstring)."""
     out: list[Parsed] = []

@@ -1,7 +1,11 @@
 """What a Centrifuge session needs beside the shared handlers: the connect gate, in-band
 authentication, connection and subscription token refresh, subscription tokens, rpc.
 
-A session built with an `Endpoint` refuses every command before a `Connect` (close 3501);
+A session built with an `Endpoint` refuses every command before a `Connect` (close 3501),
+and an empty frame too; until the connect succeeds its messages may be at most
+`Settings.connect_message_size` bytes (the endpoint asks the transport so at the upgrade,
+`connect` raises it), and it is closed as stale (3502) unless the connect comes within
+`Settings.connect_timeout` seconds (`Pinger.wait`);
 the connect authenticates the token with the app's `Authenticator` (our JWTs, or the API
 key) and sets the principal. A subscription token (JWT with ``channel`` == the topic,
 ``sub`` == the connection's ``sub``, optional ``exp``) grants that one subscribe in place of
@@ -37,6 +41,7 @@ from ..codecs.centrifuge import (
     CentrifugeCodec,
 )
 from ..errors import ProtocolViolation, Unauthorized
+from ..log import refusals
 from ..protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
 from . import handlers
 from .pinger import Pinger
@@ -98,6 +103,7 @@ def run(session: Session, cmd: Command) -> Awaitable[None] | None:
         if isinstance(cmd, Connect) and session.stage == AWAITING:
             connect(session, cmd)
         elif session.stage == AWAITING:
+            refusals.warn("before_connect", session.address)
             session.close(*BAD_REQUEST_CLOSE)  # nothing before connect
         # REFUSED: the connect was answered with an error and the client is leaving;
         # what it sent behind the connect (the JS SDK sends its subscribes along) is
@@ -121,6 +127,14 @@ def run(session: Session, cmd: Command) -> Awaitable[None] | None:
     return handlers.run(session, cmd)
 
 
+def idle(session: Session) -> None:
+    """A frame without a command (only pongs, or blank): before connect it is refused
+    like any other command (3501), so a connection cannot idle on empty frames."""
+    if session.stage == AWAITING:
+        refusals.warn("before_connect", session.address)
+        session.close(*BAD_REQUEST_CLOSE)
+
+
 # -- connect / refresh -------------------------------------------------------------------
 def connect(session: Session, cmd: Connect) -> None:
     ep = _endpoint(session)
@@ -131,6 +145,9 @@ def connect(session: Session, cmd: Connect) -> None:
             return
         principal = verified
     session.stage = CONNECTED
+    # Until now the transport took only `connect_message_size` per message (the
+    # endpoint asked so at the upgrade): an unauthenticated peer buffers little.
+    session.peer.set_max_message_size(session.settings.max_message_size)
     session.login(principal)
     ep.pinger.connected(session)
     ep.pinger.add(session.peer)

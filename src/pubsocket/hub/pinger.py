@@ -6,9 +6,10 @@ reply) and reconnect when it stops. One timer per endpoint walks its live peers;
 or task lives per connection. It starts with the first peer on the running loop (native
 server or ASGI alike) and stops when nothing is left to do. The same timer ends
 connections that never sent their connect command, on its own cadence: every `check` =
-min(ping, the connect timeout) seconds (the connect timeout alone with pings off), a
-session still waiting at two checks in a row is closed as stale (between one and two
-`check` intervals after it opened). The one timer is armed for whichever is due first.
+min(ping, half the connect timeout) seconds (half the connect timeout alone with pings
+off), a session still waiting at two checks in a row is closed as stale (between one
+and two `check` intervals after it opened: so never later than the connect timeout).
+The one timer is armed for whichever is due first.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ class Pinger:
 
     def wait(self, session: Waiting, within: float) -> None:
         """Close `session` as stale unless `connected` follows within two checks; a
-        check runs every min(ping, `within`) seconds (`within` <= 0: only pings count)."""
+        check runs every min(ping, `within` / 2) seconds, so the close comes at most
+        `within` seconds after this call (`within` <= 0: only pings count)."""
         if within > 0:
-            self._check = min(self._interval, within) if self._interval > 0 else within
+            half = within / 2
+            self._check = min(self._interval, half) if self._interval > 0 else half
         self.waiting.add(session)
         self._start()
 

@@ -33,6 +33,7 @@ from ..brokers.base import Publication, Publisher
 from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
+from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
 from . import connect, handlers
@@ -56,6 +57,8 @@ class Peer(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+    def set_max_message_size(self, size: int) -> None: ...
 
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
@@ -91,20 +94,22 @@ class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
-                 "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
+                 "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
                  "principal", "settings", "stage", "sub_clocks", "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
                  authenticator: Authenticator | None = None,
                  expires_at: float | None = None,
-                 endpoint: Endpoint | None = None) -> None:
+                 endpoint: Endpoint | None = None, address: object = None) -> None:
         """`principal` is who is connected (anonymous by default); `authenticator`
         verifies refreshed tokens; the token's expiry comes from the principal's claims
         unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
         session is a handshake session: nothing runs before a connect command
-        (`hub.connect`), and the codec is the endpoint's."""
+        (`hub.connect`), and the codec is the endpoint's. `address` is the peer's, for
+        refusal log lines only."""
         self.hub = hub
+        self.address = address
         self.peer = peer
         self.settings = settings
         self.endpoint = endpoint
@@ -113,7 +118,7 @@ class Session:
         self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
         if endpoint is not None:
             codec = endpoint.codec
-            endpoint.pinger.wait(self, settings.handshake_timeout)
+            endpoint.pinger.wait(self, settings.connect_timeout)
         self.codec = codec
         self.principal = principal or Principal.anonymous()
         self._publisher: tuple[Principal, Publisher | None] | None = None
@@ -191,12 +196,23 @@ class Session:
         if isinstance(message, bytes):
             self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
             return
-        items = self.codec.parse(message)
-        # One token per command, not per frame: a protocol that batches commands in a
-        # frame (Centrifuge) must not multiply the rate limit by the batch size.
-        if not self._bucket.take(max(1, len(items))):
+        # Charged before parsed: the commands are counted with one cheap scan, a frame
+        # over the cap is refused, and one token is spent per command (a pong line
+        # too), so a batching protocol (Centrifuge) cannot multiply the rate limit by
+        # the batch size, nor make the server parse what it would then refuse.
+        count = self.codec.count(message)
+        cap = self.settings.max_frame_commands
+        if cap and count > cap:
+            refusals.warn("frame_commands", self.address)
+            self.close(CloseCode.MESSAGE_TOO_BIG, "too many commands in one frame")
+            return
+        if not self._bucket.take(count):
+            refusals.warn("rate_limit", self.address)
             self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
             return
+        items = self.codec.parse(message)
+        if not items and self.endpoint is not None:
+            connect.idle(self)  # before connect, a frame must carry the connect
         for item in items:
             if self._closed:
                 return

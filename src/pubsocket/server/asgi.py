@@ -215,6 +215,12 @@ class ASGIConnection(MessageIterator):
         """Push mode over ASGI: a reader task feeds `listener` (ASGI has no callbacks)."""
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(listener))
 
+    def set_max_message_size(self, size: int) -> None:
+        """Close 1009 on messages over `size` from now on (0: no limit). The ASGI server
+        has buffered each message whole before we see it (uvicorn: up to its
+        ``--ws-max-size``, 16 MiB by default), so set that no larger than needed."""
+        self._max_size = size
+
     def pause_reading(self) -> None:
         self._readable.clear()
 

@@ -16,10 +16,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
+from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from .assembly import Assembler, AssemblyError
 from .outbound import HIGH_WATER, Outbound
@@ -29,21 +31,31 @@ log = logging.getLogger("pubsocket.server")
 
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
+INBOUND_BYTES = 1024 * 1024  # characters or bytes buffered before we stop reading
 FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
 
 class FrameProtocol(Protocol):
-    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message.
+    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message,
+    and closing in the connection's wire protocol when it fails the connection itself.
 
     RFC 6455 allows control frames between fragments, and a close there ends the
     connection normally (Autobahn 7.1.5); websockets treats it as a protocol error.
+    A frame over the size limit is refused by websockets from its header (1009): with
+    `close_codes` set (Centrifuge), that close is translated as every other one is.
     """
+
+    close_codes: Mapping[int, tuple[int, str]] | None = None
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        # Idempotent on translated codes: the protocol's own are not keys of the map.
+        super().fail(*translate_close(self.close_codes, code, reason))
 
 
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
@@ -60,6 +72,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_deferred",
         "_gone",
         "_inbox",
+        "_inbox_size",
         "_last_ping",
         "_listener",
         "_lost",
@@ -72,20 +85,19 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_transport",
         "_unparsed",
         "_waiter",
-        "close_codes",
         "subprotocol",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
-        self.close_codes: Mapping[int, tuple[int, str]] | None = None
         self._proto = proto
         self._transport = transport
         self._state = state
         self._out: list[bytes] = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] = []
+        self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -110,6 +122,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
 
     # -- the Connection API ------------------------------------------------------------
     @property
+    def close_codes(self) -> Mapping[int, tuple[int, str]] | None:
+        """How this connection's closes are translated (see `Connection`)."""
+        return getattr(self._proto, "close_codes", None)
+
+    @close_codes.setter
+    def close_codes(self, codes: Mapping[int, tuple[int, str]] | None) -> None:
+        self._proto.close_codes = codes  # type: ignore[attr-defined]  # a FrameProtocol
+
+    @property
     def closed(self) -> bool:
         """True once a close frame was sent or received, or the TCP connection dropped."""
         return self._closing
@@ -125,7 +146,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             finally:
                 self._waiter = None
         message = self._inbox.pop(0)  # at most INBOUND_QUEUE entries
-        if self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4:
+        self._inbox_size -= len(message)
+        if (self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4
+                and self._inbox_size < INBOUND_BYTES // 4):
             self._reading_paused = False
             self._transport.resume_reading()
         return message
@@ -156,11 +179,16 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def attach(self, listener: Listener) -> None:
         """Push mode: hand every message to `listener` (see `Connection`)."""
         self._listener = listener
-        inbox, self._inbox = self._inbox, []
+        inbox, self._inbox, self._inbox_size = self._inbox, [], 0
         for message in inbox:
             self._notify(message)
         if self._gone is not None:
             self._notify_closed()
+
+    def set_max_message_size(self, size: int) -> None:
+        """Refuse (1009) messages over `size` bytes from the next frame on (0: no limit).
+        Checked from each frame header, before the payload is buffered."""
+        self._proto.max_message_size = size or None
 
     def pause_reading(self) -> None:
         """Stop reading from the socket until `resume_reading`."""
@@ -217,7 +245,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
         if self._throttled:  # a burst is being worked through: queue behind it
-            self._unparsed = (self._unparsed or bytearray()) + data
+            if self._unparsed is None:
+                self._unparsed = bytearray(data)
+            else:
+                self._unparsed += data  # in place: no copy of what is already queued
             return
         self._feed(data)
 
@@ -232,6 +263,16 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._throttle()
         self._proto.receive_data(data)
         self._handle(self._proto.events_received())  # type: ignore[arg-type]
+        if self._proto.parser_exc is not None and not self._closing:
+            self._refused(self._proto.parser_exc)
+
+    def _refused(self, exc: Exception) -> None:
+        """websockets failed the connection itself (a frame over the size limit, a
+        protocol error) and sent the close: log the refusal once, drop what is queued."""
+        self._closing = True
+        self._unparsed = None
+        kind = "message_size" if isinstance(exc, PayloadTooBig) else "frame_protocol"
+        refusals.warn(kind, self._transport.get_extra_info("peername"))
 
     def _handle(self, frames: list[Frame]) -> None:
         if len(frames) > FRAMES_PER_TICK:
@@ -338,8 +379,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._notify(message)
             return
         self._inbox.append(message)
+        self._inbox_size += len(message)
         self._wake()
-        if len(self._inbox) >= INBOUND_QUEUE and not self._reading_paused:
+        if not self._reading_paused and (len(self._inbox) >= INBOUND_QUEUE
+                                         or self._inbox_size >= INBOUND_BYTES):
             self._reading_paused = True
             self._transport.pause_reading()
 

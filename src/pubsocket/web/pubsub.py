@@ -11,6 +11,7 @@ from ..auth import Action, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy
 from ..codecs import PLAIN, V1
 from ..codecs.centrifuge import CLOSE_CODES
+from ..config import Settings
 from ..errors import BrokerError, Forbidden, HTTPError
 from ..hub import Session
 from ..hub.connect import Endpoint, RpcHook
@@ -71,21 +72,24 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         hub.authorizer = Authorizer(authorize)
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
+    pre_connect = _pre_connect_size(target.settings)
     endpoint = None if protocol == "plain" else Endpoint(
         hub.frame, target.settings.centrifuge_ping, secured=secured, rpc=rpc)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
-            cws = await Websocket(request).connection()
+            # Small messages until the connect command succeeds (hub.connect raises it).
+            cws = await Websocket(request).connection(max_message_size=pre_connect)
             cws.close_codes = CLOSE_CODES
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, endpoint=endpoint))
+                               authenticator=target.auth, endpoint=endpoint,
+                               address=request.client))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
             codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
-            principal=request.principal, authenticator=target.auth,
+            principal=request.principal, authenticator=target.auth, address=request.client,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 
@@ -199,3 +203,10 @@ def _int_param(raw: object, default: int, name: str, maximum: int) -> int:
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) <= maximum:
         return int(raw)
     raise HTTPError(400, "bad_field", f"{name} must be an integer from 0 to {maximum}")
+
+
+def _pre_connect_size(settings: Settings) -> int:
+    """The message size limit of a Centrifuge connection before its connect: the smaller
+    of `connect_message_size` and `max_message_size` (0 is none)."""
+    sizes = [n for n in (settings.connect_message_size, settings.max_message_size) if n]
+    return min(sizes, default=0)

@@ -39,6 +39,8 @@ class Connection(Protocol):
     once when the connection ends, and the handler may return without the connection
     being closed. No task waits per idle connection then. `receive()` is not used in
     push mode. `pause_reading` / `resume_reading` apply backpressure to the peer.
+    `set_max_message_size(size)` changes the message size limit set at the upgrade
+    (0: none) from the next message on, e.g. raised once a peer authenticated in-band.
 
     `close_codes` (None by default), set once by the endpoint, translates every close
     this connection sends, the transport's own included (slow consumer, shutdown,
@@ -69,6 +71,8 @@ class Connection(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+    def set_max_message_size(self, size: int) -> None: ...
 
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
