@@ -2,7 +2,7 @@
 history silently (issue 15).
 
 Two real server processes share one real Redis: the publisher node talks to it
-directly, the subscriber node through a TCP proxy this test controls, so only the
+directly, the subscriber node through a TCP proxy the test controls, so only the
 subscriber node's link is cut (what a network blip or a Redis failover does to one
 node). A publisher client keeps publishing to a topic without history on the
 publisher node while the link is cut and after it comes back; every publish is acked,
@@ -26,6 +26,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.centrifuge_js.proxy import proxy_to
 from tests.conftest import free_port
 from tests.integration.spawn import ROOT, Proc, spawn
 from tests.redis_server import RedisProcess
@@ -35,56 +36,6 @@ TOPIC = "feed:ticks"
 NO_HISTORY = {"PUBSOCKET_HISTORY": "feed:*=off"}
 
 
-class CutProxy:
-    """A TCP proxy to Redis whose links can be cut: `cut()` closes every open link and
-    refuses new ones until `restore()`."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self.refusing = False
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except OSError:
-            writer.close()
-            return
-        self._links |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        self._links.discard(writer)
-        writer.close()
-
-    def cut(self) -> None:
-        self.refusing = True
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-
-
 @contextlib.contextmanager
 def redis_on(port: int, binary: str) -> Iterator[RedisProcess]:
     server = RedisProcess(port, binary).start()
@@ -92,16 +43,6 @@ def redis_on(port: int, binary: str) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.kill()
-
-
-@contextlib.asynccontextmanager
-async def proxy_to(port: int) -> AsyncIterator[CutProxy]:
-    proxy = CutProxy(port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
 
 
 @dataclass
@@ -259,7 +200,7 @@ async def test_a_cut_link_never_loses_messages_silently(redis_server_binary: str
                 async def outage() -> None:
                     proxy.cut()
                     await asyncio.sleep(1.0)  # the publisher node publishes meanwhile
-                    proxy.restore()
+                    proxy.resume()
 
                 seen = await run_outage(a, b, outage)
     # The cut is certain to lose messages: each subscriber must have been told.
@@ -280,14 +221,14 @@ async def test_a_redis_restart_never_loses_messages_silently(redis_server_binary
                           **env) as b:
                 async def outage() -> None:
                     redis.kill()  # both nodes lose Redis; publishes get error replies
-                    proxy.refusing = True
+                    proxy.accepting = False
                     await asyncio.sleep(0.5)
                     redis.start()
                     # The nodes reconnect on their own backoff schedules (with jitter in
                     # production): here the subscriber node comes back last, so what the
                     # publisher node publishes meanwhile is acked and not delivered to it.
                     await asyncio.sleep(0.7)
-                    proxy.restore()
+                    proxy.resume()
 
                 seen = await run_outage(a, b, outage)
     finally:
