@@ -99,6 +99,8 @@ class Settings:
     rate_burst: int = 200
     outbound_budget: int = 1 * MiB
     write_timeout: float = 10.0
+    # Origins (besides the server's own site) whose pages may open sockets; "*": any
+    # (web/origins.py). Empty: same site only; no Origin header (not a browser) is fine.
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     shutdown_timeout: float = 10.0
     # History (docs/protocol.md "Positions and recovery"): per topic, the last

@@ -54,7 +54,9 @@ async def test_centrifuge_js_in_chromium(serve: Any, browser: Any, output_dir: P
     srv = await serve(app)
     async with proxy_to(srv.port) as proxy:
         tab = await browser.new_page()
-        await tab.goto(srv.http + "/")
+        # The page comes through the proxy too, so its socket is same-site (the server
+        # refuses cross-site upgrades by default; web/origins.py).
+        await tab.goto(f"http://127.0.0.1:{proxy.port}/")
         await tab.evaluate("([u, t]) => window.start(u, t)",
                            [cf_url(proxy.port), token("alice")])
         await tab.wait_for_function(count("subscribed"), arg=1, timeout=8000)

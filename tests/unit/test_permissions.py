@@ -55,13 +55,40 @@ def test_sub_placeholder_makes_personal_topics() -> None:
     assert not rules.allows(SUB, "user:bob") and not rules.allows(SUB, "user:alicex")
 
 
-@pytest.mark.parametrize("sub", ["*", "a*", "?", "[a-z]*", "[", "]", "{sub}", "a.b"])
-def test_sub_with_glob_characters_cannot_widen_the_pattern(sub: str) -> None:
-    rules = compile_topics({"publish": ["user:{sub}"]}, sub)
-    assert rules.allows(PUB, f"user:{sub}")  # exactly itself
-    for other in ("user:bob", "user:", "user:ab", "user:a", "user:z", "user:axb"):
-        if other != f"user:{sub}":
-            assert not rules.allows(PUB, other), (sub, other)
+@pytest.mark.parametrize("sub", ["*", "a*", "?", "[a-z]*", "[", "]", "{sub}", "a.b", "",
+                                 "bob:x", "bob/x", "bob.x", ":", "a b"])
+def test_a_sub_that_is_not_one_segment_gets_nothing_from_sub_patterns(sub: str) -> None:
+    rules = compile_topics({"publish": ["user:{sub}", "user:{sub}:*", "open"]}, sub)
+    for other in ("user:bob", "user:", "user:ab", "user:a", "user:z", "user:axb",
+                  f"user:{sub}", f"user:{sub}:x", "user:bob:x", "user:bob:x:y"):
+        assert not rules.allows(PUB, other), (sub, other)
+    assert rules.allows(PUB, "open")  # patterns without {sub} are unaffected
+
+
+def test_sub_cannot_reach_into_a_longer_sub_across_a_separator() -> None:
+    # `bob` must not read the private topics of the user `bob:x` (nor `bob.x`, `bob/x`):
+    # such subs get nothing from {sub}, and `bob`'s own segment is exactly `bob`.
+    claim = {"subscribe": ["private:{sub}", "private:{sub}:*", "p.{sub}.*", "p/{sub}/*"]}
+    bob = compile_topics(claim, "bob")
+    assert bob.allows(SUB, "private:bob") and bob.allows(SUB, "private:bob:inbox")
+    assert bob.allows(SUB, "p.bob.inbox") and bob.allows(SUB, "p/bob/inbox")
+    for victim in ("bob:x", "bob.x", "bob/x"):
+        assert not compile_topics(claim, victim).allows(SUB, f"private:{victim}:inbox")
+    assert not bob.allows(SUB, "private:bobby:inbox") and not bob.allows(SUB, "p.bobx.y")
+    alice = compile_topics(claim, "alice@example-1_2")  # every segment character is fine
+    assert alice.allows(SUB, "private:alice@example-1_2:inbox")
+
+
+def test_sub_must_be_a_whole_segment_of_the_pattern() -> None:
+    # "user:{sub}*" would let `bob` match `bob`-prefixed users' topics: malformed, and a
+    # malformed claim denies everything.
+    for pattern in ("user:{sub}*", "user{sub}", "inbox-{sub}", "{sub}x", "a:{sub}?",
+                    "[{sub}]"):
+        rules = compile_topics({"subscribe": [pattern, "public"]}, "bob")
+        assert not rules.allows(SUB, "public"), pattern
+    for pattern in ("{sub}", "{sub}:x", "x.{sub}", "a/{sub}/b", "*:{sub}", "{sub}:{sub}"):
+        rules = compile_topics({"subscribe": [pattern]}, "bob")
+        assert rules.allows(SUB, pattern.replace("{sub}", "bob").replace("*", "any")), pattern
 
 
 def test_escape_glob() -> None:

@@ -4,7 +4,7 @@ Two sources combine, in this order (docs/auth-presence-draft.md):
 
 1. The token's ``topics`` claim, compiled once per connection into `TopicRules`. It maps
    each `Action` to a list of glob patterns; ``{sub}`` in a pattern is replaced by the
-   token's ``sub`` (escaped, so a ``sub`` holding glob characters matches only itself).
+   token's ``sub`` (the rule below).
    A claim that is present limits *every* action: an action it does not name is denied.
    A malformed claim denies everything and is logged (fail closed). No claim: no limit.
 2. The app hook ``authorize(principal, action, topic) -> bool | Awaitable[bool]``, asked
@@ -17,6 +17,15 @@ code `FORBIDDEN` by the hub.
 Glob semantics are `fnmatch.fnmatchcase` (case-sensitive on every OS): ``*`` matches any
 run of characters *including* ``:`` and ``/``, ``?`` one character, ``[seq]`` / ``[!seq]``
 a character class. There is no backslash escape; ``[*]`` is a literal ``*``.
+
+``{sub}`` is one whole topic segment, owned by one user. So that no user's pattern
+reaches into another's segment (``bob`` must not match ``private:bob:x:*``, meant for
+the user ``bob:x``): a pattern may hold ``{sub}`` only between its start or a separator
+(``:`` ``.`` ``/``) and a separator or its end (else the claim is malformed), and it is
+substituted only for a ``sub`` of segment characters (`SUB_SEGMENT`: letters, digits,
+``_`` ``@`` ``-``). Any other ``sub`` (holding a separator, a glob character, or empty)
+makes every ``{sub}`` pattern match nothing: then the substituted segment of a topic is
+exactly the ``sub``, bounded by separators that no ``sub`` contains.
 """
 
 from __future__ import annotations
@@ -38,6 +47,10 @@ FORBIDDEN = "forbidden"  # the error code a refused command gets
 SUB_PLACEHOLDER = "{sub}"
 MAX_PATTERNS = 256  # per action: bounds the compile cost of one connection
 MAX_PATTERN_LENGTH = 1024
+SEPARATORS = ":./"  # what splits a topic into segments
+SUB_SEGMENT = re.compile(r"[A-Za-z0-9_@\-]+")  # a `sub` that `{sub}` may stand for
+# `{sub}` with something other than the pattern's start, its end or a separator beside it.
+_SUB_NOT_A_SEGMENT = re.compile(r"[^:./]\{sub\}|\{sub\}[^:./]")
 
 
 class Action(enum.StrEnum):
@@ -97,6 +110,9 @@ def _validate(claim: object) -> dict[Action, list[str]]:
             if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_PATTERN_LENGTH:
                 raise MalformedClaim(f"{action}: every pattern must be a non-empty string "
                                      f"of at most {MAX_PATTERN_LENGTH} characters")
+            if _SUB_NOT_A_SEGMENT.search(pattern):
+                raise MalformedClaim(f"{action}: {{sub}} must be a whole segment, between "
+                                     "separators (: . /) or the pattern's ends")
         shaped[action] = patterns
     return shaped
 
@@ -105,14 +121,18 @@ def compile_topics(claim: object, sub: str | None) -> TopicRules:
     """Compile a ``topics`` claim for the principal `sub`. Never raises.
 
     A malformed claim is logged (its shape problem, not its content) and denies all.
-    A pattern with ``{sub}`` is dropped when there is no `sub` (it can match nothing).
+    A pattern with ``{sub}`` is dropped when there is no `sub`, or one that is not a
+    single segment (module docstring): it matches nothing then.
     """
     try:
         shaped = _validate(claim)
     except MalformedClaim as exc:
         log.warning("malformed 'topics' claim (sub=%r): %s; every action is denied", sub, exc)
         return TopicRules.deny_all()
-    escaped = escape_glob(sub) if sub is not None else None
+    # Escaping is moot for a segment-only sub; kept so the substitution is literal by
+    # construction, whatever SUB_SEGMENT allows one day.
+    segment = sub is not None and SUB_SEGMENT.fullmatch(sub) is not None
+    escaped = escape_glob(sub) if sub is not None and segment else None
     matchers: dict[Action, _Matcher] = {}
     for action, patterns in shaped.items():
         globs = [p.replace(SUB_PLACEHOLDER, escaped) if escaped is not None else p

@@ -14,11 +14,13 @@ a 401 even if the offer holds a good token (one credential, never a fallback). T
 ``bearer`` entry and the token are never selected as the subprotocol (`strip_bearer`).
 Only HTTP tokens (RFC 7230 ``tchar``) can travel there: JWTs qualify, and an API key
 must consist of such characters to be usable by browsers. No token is ever logged.
+A JWT whose ``exp``, ``nbf`` or ``iat`` is not a finite number is invalid.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -145,7 +147,7 @@ class Authenticator:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
-        if ("channel" in claims) != subscription:
+        if ("channel" in claims) != subscription or not _times_are_numbers(claims):
             raise Unauthorized("invalid token")
         return claims, False
 
@@ -166,6 +168,25 @@ class Authenticator:
         if ttl:
             payload["exp"] = now + int(ttl)
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _times_are_numbers(claims: Mapping[str, Any]) -> bool:
+    """True when each time claim present is a finite JSON number (RFC 7519 NumericDate).
+
+    PyJWT checks them with ``int(value)``, so ``"exp": "9999999999"`` passes its check
+    while `expiry_of` sees no number: the token would never expire. A bool is an int to
+    Python and ``Infinity`` parses as a float: neither is a date."""
+    for name in TIME_CLAIMS:
+        if name in claims:
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False
+            if not math.isfinite(value):
+                return False
+    return True
 
 
 def expiry_of(claims: Mapping[str, Any]) -> float | None:

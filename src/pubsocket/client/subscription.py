@@ -63,7 +63,8 @@ class Gap:
     """Messages may be missing before this point. `reason` is ``"not_recovered"`` (a
     resubscribe was answered ``recovered: false``), ``"gap"`` (the server's gap notice);
     live delivery continues after (`offset`, `epoch`). Reload state another way (e.g.
-    `Client.history`)."""
+    `Client.history`). On a topic without history the notice has offset 0 and epoch
+    ``""``: the server's broker link dropped, and what was lost is unknown."""
 
     topic: str
     offset: int | None

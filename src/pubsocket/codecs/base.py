@@ -27,6 +27,9 @@ from ..protocol import (
 )
 
 Parsed = Command | ProtocolViolation
+# The position of a topic without history: a gap "after" it says only that something
+# may be missing, not what (docs/protocol.md "Gaps").
+UNKNOWN_RANGE = Position(0, "")
 
 
 class Codec(ABC):
@@ -76,6 +79,12 @@ class Codec(ABC):
     def gap(self, topic: str, position: Position) -> bytes | None:
         """The notice that live delivery of `topic` skipped publications the hub could not
         fill from history; `position` is where the stream continues from."""
+
+    def lost(self, topic: str) -> bytes | None:
+        """The notice that publications of `topic`, a topic without history (no
+        positions), may have been lost: the broker link dropped and came back. None: the
+        protocol cannot say so, and the hub closes the subscriber with 1012 instead."""
+        return self.gap(topic, UNKNOWN_RANGE)
 
     # Pushes and replies of the access and presence features. A protocol without them
     # (plain mode) keeps these defaults and sends nothing.

@@ -54,7 +54,9 @@ class PlainCodec(Codec):
         return encode_error(code, message, cmd_id)
 
     def gap(self, topic: str, position: Position) -> bytes | None:
-        return None  # plain clients have no positions to resume from
+        # Plain clients have no positions to resume from, and no notice exists in plain
+        # mode: a loss on a topic without history (`lost`) closes them with 1012 instead.
+        return None
 
 
 PLAIN = PlainCodec()

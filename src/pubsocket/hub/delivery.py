@@ -3,7 +3,9 @@
 `Delivery` is mixed into `Hub`; it needs the hub's topics, stats, framing and broker.
 Every publication the broker delivers passes `_deliver`: the next offset of a topic is
 fanned out at once; a hole holds later publications back while `_fill` reads history;
-what history cannot fill is announced with `_gap` before delivery goes on.
+what history cannot fill is announced with `_gap` before delivery goes on. After the
+broker link came back (`_resync`), topics with history are filled the same way and
+subscribers of topics without history are told they may have lost publications (`_lost`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import HistoryPolicy, Position, Publication
-from ..errors import BrokerError
+from ..errors import BrokerError, CloseCode
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
 from .recovery import merge
@@ -121,11 +123,36 @@ class Delivery:
             hold.mark_gap(position)
 
     def _resync(self) -> None:
-        """The broker link broke and came back: fill each history topic from its position."""
+        """The broker link broke and came back: fill each history topic from its position;
+        tell the subscribers of every topic without one that they may have lost some."""
+        lost = 0
         for topic, entry in list(self._topics.items()):
-            if entry.ready is None and entry.epoch and entry.backlog is None:
+            if entry.ready is not None:
+                continue  # its first subscribe is still waiting: nothing delivered yet
+            if not entry.epoch:
+                lost += 1
+                self._lost(topic, entry)
+            elif entry.backlog is None:
                 entry.backlog = []
                 self._spawn(self._fill(topic, entry))
+        if lost:
+            log.warning("broker link was lost: subscribers of %d topics without history "
+                        "were told they may have missed publications", lost)
+
+    def _lost(self, topic: str, entry: Topic) -> None:
+        """Publications of `topic` (no history, no positions) may have been missed while
+        the link was down; which and how many is unknown. Never silent: each subscriber
+        gets its protocol's notice, or is closed (1012) when the protocol has none."""
+        self.stats.gaps += 1
+        for codec, subs in list(entry.subs.items()):
+            notice = codec.lost(topic)
+            if notice is None:
+                for sub in list(subs):
+                    sub.close_nowait(CloseCode.SERVICE_RESTART, "broker link lost")
+                continue
+            frame = self.frame(notice)
+            for sub in subs:
+                sub.deliver(frame)
 
     async def _fill(self, topic: str, entry: Topic) -> None:
         """Read the hole after `entry.offset` from history, then deliver the buffered live

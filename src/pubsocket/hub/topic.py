@@ -10,9 +10,12 @@ from ..codecs import Codec
 
 
 class Subscriber(Protocol):
-    """What the hub delivers to. `deliver` must not block, raise, or call into the hub."""
+    """What the hub delivers to. `deliver` must not block, raise, or call into the hub;
+    `close_nowait` ends the connection (a protocol that cannot be told of a loss)."""
 
     def deliver(self, frame: bytes) -> None: ...
+
+    def close_nowait(self, code: int, reason: str = "") -> None: ...
 
 
 class Hold:

@@ -41,7 +41,8 @@ const MAX_RETRY_DELAY = 30_000;
  *   resubscribed: boolean}} Subscribed
  * @typedef {object} SubscribeOptions
  * @property {(gap: Gap) => void} [onGap] publications may be missing before `gap.offset`
- *   (a server `gap` notice, or a resubscribe answered `recovered: false`).
+ *   (a server `gap` notice, or a resubscribe answered `recovered: false`). On a topic
+ *   without history a notice has offset 0 and epoch "": some may be lost, which is unknown.
  * @property {(event: PresenceEvent) => void} [onJoin] a user joined (presence topics).
  * @property {(event: PresenceEvent) => void} [onLeave] a user's last connection left.
  * @property {(ack: Subscribed) => void} [onSubscribed] every subscribe ack, also after

@@ -1,7 +1,8 @@
 """`App`: routes + settings + hub, and the dispatch of one request to its handler.
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
-then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
+then for upgrades the Origin policy (403; same site unless listed: `web.origins`) and the
+connection cap (503), then auth
 (401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
@@ -18,6 +19,8 @@ from ..auth import Authenticator, offered_subprotocols
 from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
+from ..log import refusals
+from .origins import origin_allowed
 from .request import Request
 from .response import Response, ResponseFactory, error_response
 from .routing import AUTH_ATTR, Handler, Route, Router
@@ -193,11 +196,16 @@ class App:
         return error_response(HTTPError(404, "not_found", "not found"))
 
     def _check_upgrade(self, request: Request) -> None:
-        allowed = self.settings.allowed_origins
-        origin = request.headers.get("origin")
-        if allowed and origin is not None and origin not in allowed:
+        if not origin_allowed(request.headers.get("origin"), request.headers.get("host"),
+                              self.settings.allowed_origins):  # web/origins.py: same site
+            refusals.warn("origin_not_allowed", _peer(request))
             raise HTTPError(403, "origin_not_allowed", "origin not allowed")
         cap = self.settings.max_connections
         assert request.upgrader is not None
         if cap and request.upgrader.open_connections >= cap:
             raise HTTPError(503, "server_full", "too many connections, retry later")
+
+
+def _peer(request: Request) -> str | None:
+    """The peer's address for a refusal log line (never anything the client sent)."""
+    return f"{request.client[0]}:{request.client[1]}" if request.client else None
