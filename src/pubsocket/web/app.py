@@ -2,7 +2,9 @@
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
-(401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
+(401; for upgrades also from a ``bearer, <token>`` subprotocol offer, or, on a route
+with a connection hook and no token, the hook behind a same-origin check:
+web/connect_auth.py), then the handler.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
 server log only. Every request has a `request.principal` (anonymous unless secured).
@@ -18,6 +20,7 @@ from ..auth import Authenticator, offered_subprotocols
 from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
+from .connect_auth import authenticate_with_hook, carries_token, connect_hook
 from .request import Request
 from .response import Response, ResponseFactory, error_response
 from .routing import AUTH_ATTR, Handler, Route, Router
@@ -135,7 +138,12 @@ class App:
                 return self._unrouted(request)
             if upgrader is not None:
                 self._check_upgrade(request)
-            if route.requires_auth():
+            hook = connect_hook(route.handler) if upgrader is not None else None
+            if hook is not None and not carries_token(request):
+                # The host's own login (web/connect_auth.py): Origin check, then the hook.
+                request.principal = await authenticate_with_hook(self, request, hook)
+                request.claims = dict(request.principal.claims)
+            elif route.requires_auth() or hook is not None:
                 self._authenticate(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
