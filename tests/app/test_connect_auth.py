@@ -151,6 +151,6 @@ def test_hook_results_map_to_principals() -> None:
 
 
 def test_a_hook_is_refused_on_the_centrifuge_endpoint() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="connect command"):
         pubsub("/c", app=App(make_settings()), protocol="centrifuge",
                authenticate=lambda request: "u")
