@@ -4,7 +4,8 @@ login authenticates pubsocket sockets mounted at /rt (chatsite/realtime.py's hoo
 A real login POST (Django's LoginView, with its CSRF token and cookie) gives a session
 cookie; a WebSocket upgrade carrying it from the site's own Origin subscribes and
 receives. Without the cookie: 401; from a foreign Origin (cross-site WebSocket
-hijacking) or with no Origin: 403; after logout the old cookie is 401.
+hijacking) or with no Origin: 403; logging out closes the open socket (4003) and the
+old cookie is then 401.
 """
 
 from __future__ import annotations
@@ -172,7 +173,11 @@ async def test_django_session_login_authenticates_the_socket(site: Host) -> None
         denied = await reply_to(ws, action="publish", topic="news", data={}, id=4)
         assert denied["code"] == "forbidden"
 
-    # Logging out ends the session: the old cookie no longer opens a socket.
-    status, _ = await asyncio.to_thread(browser.post_form, "/", "/accounts/logout/", {})
-    assert status == 302
+        # Logging out closes the open socket (the site's logout signal, close 4003) ...
+        status, _ = await asyncio.to_thread(browser.post_form, "/", "/accounts/logout/", {})
+        assert status == 302
+        with pytest.raises(websockets.ConnectionClosed):
+            await next_message(ws)
+        assert ws.close_code == 4003
+    # ... and the old cookie no longer opens one.
     assert await refused(site, session) == 401

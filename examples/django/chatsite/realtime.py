@@ -6,14 +6,16 @@ runs it only after the request's Origin proved to be this site (a cookie-authent
 upgrade from another site is refused with 403: cross-site WebSocket hijacking). It
 looks the session up the way Django's AuthenticationMiddleware does, including the
 session hash check, so logging out or changing the password also closes the door
-to new sockets.
+to new sockets; `close_sockets_on_logout` closes the ones already open (4003).
 """
 
 from types import SimpleNamespace
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import aget_user
+from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
@@ -42,3 +44,13 @@ realtime = App(Settings.from_env())
 pubsub("/ws/chat", app=realtime, authenticate=django_session, presence=["room:*"])
 admin("/admin", app=realtime)
 rt = ASGIApp(realtime)
+
+
+def close_sockets_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """Django's logout signal (sent from a sync view, in a worker thread): close the
+    user's open sockets on every node; the hook already refuses new ones."""
+    if user is not None:
+        async_to_sync(realtime.hub.disconnect_user)(str(user.pk), "signed out")
+
+
+user_logged_out.connect(close_sockets_on_logout)
