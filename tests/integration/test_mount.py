@@ -8,6 +8,7 @@ The subprocess tests with the runnable examples are test_fastapi.py and test_dja
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import urllib.request
 from collections.abc import AsyncIterator
@@ -130,6 +131,44 @@ async def test_uvicorn_root_path_serves_the_app_below_it() -> None:
     app, _ = rt_app()
     async with uvicorn_serving(ASGIApp(app), root_path="/rt") as port:
         await check_routes_under(f"http://127.0.0.1:{port}")
+
+
+async def test_a_hand_written_router_like_djangos_asgi_py() -> None:
+    # examples/django/chatsite/asgi.py's shape: lifespan events and /rt/... go to
+    # pubsocket with root_path set, everything else elsewhere.
+    app, events = rt_app()
+    rt = ASGIApp(app)
+
+    async def elsewhere(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"the host"})
+
+    async def router(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await rt(scope, receive, send)
+        elif scope["path"] == "/rt" or scope["path"].startswith("/rt/"):
+            await rt({**scope, "root_path": "/rt"}, receive, send)
+        else:
+            await elsewhere(scope, receive, send)
+
+    async with uvicorn_serving(router) as port:
+        assert events == ["startup"]  # the ASGI lifespan protocol, through the router
+        base = f"http://127.0.0.1:{port}"
+        await check_routes_under(base + "/rt")
+        assert await aget(base + "/hello/x") == (200, b"the host")
+
+        def no_redirect(url: str) -> tuple[int, str | None]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("GET", url)
+                reply = conn.getresponse()
+                return reply.status, reply.getheader("Location")
+            finally:
+                conn.close()
+
+        # The mount point itself redirects to its slash form, where relative URLs work.
+        assert await asyncio.to_thread(no_redirect, "/rt?a=1") == (308, "/rt/?a=1")
+    assert events == ["startup", "shutdown"]
 
 
 async def test_connections_are_counted_out_once_when_clients_leave() -> None:

@@ -104,7 +104,14 @@ class ASGIApp:
         target = app_target(scope)
         client = tuple(scope["client"]) if scope.get("client") else None
         root_path = scope.get("root_path") or ""
-        if kind == "http":
+        if kind == "http" and root_path.rstrip("/") and scope["path"] == root_path.rstrip("/"):
+            # ``/rt`` -> ``/rt/``: the pages' relative URLs resolve below the mount only
+            # from a URL ending in a slash (Starlette's Mount redirects the same way).
+            query = scope.get("query_string") or b""
+            location = quote(scope["path"]) + "/" + ("?" + query.decode("latin-1") if query else "")
+            await _send_response(send, Response(status=308, body=b"", content_type="text/plain",
+                                                headers=[("Location", location)]))
+        elif kind == "http":
             await self._http(scope, receive, send, headers, target, client, root_path)
         elif kind == "websocket":
             upgrader = _ASGIUpgrader(self, receive, send, tuple(scope.get("subprotocols", ())))
