@@ -142,6 +142,7 @@ async def test_a_token_still_authenticates_without_origin_and_skips_the_hook(
 
 def test_hook_results_map_to_principals() -> None:
     assert to_principal(None) is None and to_principal(False) is None
+    assert to_principal("") is None
     user = to_principal("u1")
     assert user is not None and (user.sub, user.authenticated) == ("u1", True)
     given = Principal(sub="x", authenticated=True)

@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from websockets.asyncio.client import connect
 
 from pubsocket import App, ASGIApp, admin, pubsub
-from pubsocket.server.asgi import app_target
+from pubsocket.server.asgi_paths import app_target
 from tests.conftest import API_KEY, make_settings
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -202,6 +202,7 @@ def test_app_target_strips_the_root_path() -> None:
     assert target("/rt", "/rt", b"/rt") == "/"
     assert target("/rt/x", "/rt/", b"/rt/x", b"q=1") == "/x?q=1"
     assert target("/a", "", b"/a") == "/a"
+    assert target("/caf\u00e9", "") == "/caf%C3%A9"  # no raw_path: the path, encoded
     # A server that already stripped the prefix from path: taken whole.
     assert target("/x", "/rt", b"/x") == "/x"
     # A prefix that is only a string prefix of the segment is not a mount.

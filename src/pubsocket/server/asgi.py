@@ -33,8 +33,8 @@ from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from ..web.websocket import Listener, MessageIterator, translate_close
+from .asgi_paths import Scope, app_target
 
-Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -42,7 +42,13 @@ log = logging.getLogger("pubsocket.asgi")
 
 
 class ASGIApp:
-    """An ASGI 3 application wrapping `app` (http, websocket and lifespan scopes)."""
+    """An ASGI 3 application wrapping `app` (http, websocket and lifespan scopes).
+
+    Mountable under a prefix (``app.mount("/rt", asgi)``, ``uvicorn --root-path``):
+    routes match the path below the scope's ``root_path`` (`app_target`), and the mount
+    point itself redirects to its slash form. `lifespan` starts and stops the app for
+    hosts that do not forward lifespan events to mounted apps; `auth` mints tokens.
+    """
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -161,32 +167,6 @@ class ASGIApp:
             response = await self.app.handle(request)
         assert response is not None
         await _send_response(send, response)
-
-
-def app_target(scope: Scope) -> str:
-    """The request target below the scope's ``root_path``: raw path + query.
-
-    ASGI puts the full path in ``path`` and ``raw_path`` and the mount prefix in
-    ``root_path`` (uvicorn ``--root-path``, Starlette's ``Mount``); some servers strip
-    the prefix from ``path`` themselves, so a path not starting with it is taken whole.
-    Routes match the raw (percent-encoded) path, so the prefix comes off ``raw_path``
-    when it starts with the prefix's encoding, else the decoded rest is re-encoded.
-    """
-    path: str = scope["path"]
-    raw: str = scope.get("raw_path", path.encode()).decode("latin-1")
-    root = (scope.get("root_path") or "").rstrip("/")
-    if root and (path == root or path.startswith(root + "/")):
-        rest = path[len(root):]
-        encoded_root = quote(root)
-        if raw == encoded_root or raw.startswith(encoded_root + "/"):
-            raw = raw[len(encoded_root):]
-        else:
-            raw = quote(rest)
-        raw = raw or "/"
-    target = raw
-    if scope.get("query_string"):
-        target += "?" + scope["query_string"].decode("latin-1")
-    return target
 
 
 async def _send_response(send: Send, response: Response) -> None:

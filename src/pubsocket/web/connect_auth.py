@@ -5,7 +5,7 @@ carries no token. The hook sees the upgrade request (``request.headers``,
 ``request.cookies``, ``request.client``) and returns who it is:
 
 * a `Principal` (used as is),
-* a ``str``: the user id (the principal's ``sub``),
+* a ``str``: the user id (the principal's ``sub``; "" refuses, like None),
 * a mapping of claims, as a token would carry them (``{"sub": id, "info": {...},
   "topics": {...}}``: ``info`` shows in presence, ``topics`` limits the connection),
 * None (or False) to refuse with 401; or it raises `HTTPError` (e.g. 403) itself.
@@ -95,7 +95,7 @@ async def authenticate_with_hook(app: App, request: Request, hook: ConnectHook) 
 
 def to_principal(result: object) -> Principal | None:
     """The principal a hook's `result` describes (module docstring), None for a refusal."""
-    if result is None or result is False:
+    if result is None or result is False or result == "":
         return None
     if isinstance(result, Principal):
         return result
