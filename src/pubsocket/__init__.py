@@ -1,5 +1,6 @@
 """pubsocket: realtime WebSocket pub/sub for Python (tina4's API, a fast hub, Redis scale-out)."""
 
+from .auth import Principal
 from .config import Settings
 from .errors import (
     BrokerUnavailable,
@@ -33,7 +34,7 @@ from .web import (
 
 __all__ = [
     "ASGIApp", "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
-    "HTTPError", "Hub", "PubsocketError", "Request", "Response", "Router", "Server",
+    "HTTPError", "Hub", "Principal", "PubsocketError", "Request", "Response", "Router", "Server",
     "Settings", "Unauthorized", "Websocket", "admin", "delete", "get", "load_app", "noauth",
     "patch", "post", "pubsub", "put", "secured",
 ]

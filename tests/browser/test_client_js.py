@@ -442,3 +442,20 @@ async def test_late_ack_for_an_abandoned_subscribe_is_undone(serve: Any, browser
     assert commands == [{"action": "subscribe", "topic": "t", "id": 1},
                         {"action": "unsubscribe", "topic": "t", "id": 2}]
     assert errors == []
+
+
+async def test_urls_resolve_against_the_page_for_any_mount(serve: Any, browser: Any) -> None:
+    # A page under a prefix connects with a relative URL (docs/clients.md): "ws/chat"
+    # from http://host/rt/ is ws://host/rt/ws/chat; http(s) becomes ws(s).
+    running = await serve(make_app())
+    page, errors = await open_page(browser, running.http + "/")
+    out = await page.evaluate("""() => [
+      ps.websocketUrl("ws/chat"), ps.websocketUrl("/rt/ws/chat"),
+      ps.websocketUrl("https://example.com/rt/ws/chat"),
+      ps.websocketUrl("wss://example.com/x?y=1"),
+      new ps.Client("http://example.com/a", {WebSocket: class { close() {} }}).url]""")
+    host = running.http.removeprefix("http://")
+    assert out == [f"ws://{host}/ws/chat", f"ws://{host}/rt/ws/chat",
+                   "wss://example.com/rt/ws/chat", "wss://example.com/x?y=1",
+                   "ws://example.com/a"]
+    assert errors == []

@@ -157,7 +157,17 @@ class Authenticator:
         ttl: float | None = 3600,
         claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed token. Raises `ConfigError` when no `SECRET` is set (never a default)."""
+        """A signed HS256 token (JWT) for one user, to hand out from the app's login view.
+
+        `sub`: the user id (presence groups connections by it; a token refresh must keep
+        it). `ttl`: seconds until ``exp`` (None or 0: no expiry; the clients fetch a new
+        token when the server announces the expiry, docs/protocol.md "Live tokens").
+        `claims`: more claims, e.g. ``{"info": {"name": "Ann"}}`` (shown in presence and
+        as the publisher) and ``{"topics": {"subscribe": ["room:*"], "publish": [...]}}``
+        (what the connection may do, docs/protocol.md); ``iat`` defaults to now, and
+        `sub`/`ttl` win over the same keys in `claims`. Raises `ConfigError` when no
+        ``SECRET`` is set (never a default). Reached as ``app.auth.issue(...)``, or
+        ``asgi.auth.issue(...)`` on an `ASGIApp`."""
         if self._secret is None:
             raise ConfigError("signed tokens need SECRET (or PUBSOCKET_SECRET) to be set")
         now = int(time.time())

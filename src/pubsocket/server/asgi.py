@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from ..auth import Authenticator
 from ..config import Settings
 from ..errors import CloseCode, ConnectionClosed, HTTPError
 from ..framing import frame_payload
@@ -31,8 +33,8 @@ from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from ..web.websocket import Listener, MessageIterator, translate_close
+from .asgi_paths import Scope, app_target
 
-Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -40,13 +42,52 @@ log = logging.getLogger("pubsocket.asgi")
 
 
 class ASGIApp:
-    """An ASGI 3 application wrapping `app` (http, websocket and lifespan scopes)."""
+    """An ASGI 3 application wrapping `app` (http, websocket and lifespan scopes).
+
+    Mountable under a prefix (``app.mount("/rt", asgi)``, ``uvicorn --root-path``):
+    routes match the path below the scope's ``root_path`` (`app_target`), and the mount
+    point itself redirects to its slash form. `lifespan` starts and stops the app for
+    hosts that do not forward lifespan events to mounted apps; `auth` mints tokens.
+    """
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.open_connections = 0
+        self._starting: asyncio.Task[None] | None = None
         self._started = False
         app.open_connections = lambda: self.open_connections
+
+    @property
+    def auth(self) -> Authenticator:
+        """The app's token helper: ``asgi.auth.issue(sub=..., ttl=..., claims=...)`` in a
+        host app's login view (auth/tokens.py)."""
+        return self.app.auth
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, host: object = None) -> AsyncIterator[None]:
+        """A Starlette-style lifespan: entering starts the app (hub, broker, startup
+        hooks), leaving shuts it down. For hosts that do not forward lifespan events to
+        mounted apps: ``FastAPI(lifespan=asgi.lifespan)``, or inside the host's own
+        lifespan ``async with asgi.lifespan(app): yield``. `host` (the host app Starlette
+        passes) is not used."""
+        await self._start()
+        try:
+            yield
+        finally:
+            await self._stop()
+
+    async def _start(self) -> None:
+        """Start the app once, however many callers (lifespan, first requests) race here."""
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self.app.startup())
+        await asyncio.shield(self._starting)
+        self._started = True
+
+    async def _stop(self) -> None:
+        if self._starting is not None:
+            self._starting = None
+            self._started = False
+            await self.app.shutdown()
 
     @classmethod
     def from_folder(cls, app_dir: str | Path, settings: Settings | None = None) -> ASGIApp:
@@ -63,19 +104,25 @@ class ASGIApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        if not self._started:  # a server without lifespan support
-            self._started = True
-            await self.app.startup()
+        if not self._started:  # no lifespan reached us (a mount without `self.lifespan`)
+            await self._start()
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
-        target = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
+        target = app_target(scope)
         client = tuple(scope["client"]) if scope.get("client") else None
-        if kind == "http":
-            await self._http(scope, receive, send, headers, target, client)
+        root_path = scope.get("root_path") or ""
+        if kind == "http" and root_path.rstrip("/") and scope["path"] == root_path.rstrip("/"):
+            # ``/rt`` -> ``/rt/``: the pages' relative URLs resolve below the mount only
+            # from a URL ending in a slash (Starlette's Mount redirects the same way).
+            query = scope.get("query_string") or b""
+            location = quote(scope["path"]) + "/" + ("?" + query.decode("latin-1") if query else "")
+            await _send_response(send, Response(status=308, body=b"", content_type="text/plain",
+                                                headers=[("Location", location)]))
+        elif kind == "http":
+            await self._http(scope, receive, send, headers, target, client, root_path)
         elif kind == "websocket":
             upgrader = _ASGIUpgrader(self, receive, send, tuple(scope.get("subprotocols", ())))
             request = Request("GET", target, headers, b"", upgrader=upgrader, client=client)
+            request.root_path = root_path
             response = await self.app.handle(request)
             if response is not None and upgrader.accepted is None:
                 await _refuse(scope, send, response)
@@ -86,16 +133,15 @@ class ASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._started = True
-                await self.app.startup()
+                await self._start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.app.shutdown()
+                await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, headers: Headers,
-                    target: str, client: Any) -> None:
+                    target: str, client: Any, root_path: str) -> None:
         limit = self.app.settings.max_body_size
         chunks: list[bytes] = []
         size = 0
@@ -117,12 +163,17 @@ class ASGIApp:
                 break
         if response is None:
             request = Request(scope["method"], target, headers, b"".join(chunks), client=client)
+            request.root_path = root_path
             response = await self.app.handle(request)
         assert response is not None
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": _raw_headers(response)})
-        await send({"type": "http.response.body",
-                    "body": b"" if response.status in BODILESS else response.body})
+        await _send_response(send, response)
+
+
+async def _send_response(send: Send, response: Response) -> None:
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": _raw_headers(response)})
+    await send({"type": "http.response.body",
+                "body": b"" if response.status in BODILESS else response.body})
 
 
 def _raw_headers(response: Response) -> list[tuple[bytes, bytes]]:
@@ -197,6 +248,7 @@ class ASGIConnection(MessageIterator):
         self._receive = receive
         self._send = send
         self._closed = False
+        self._counted_out = False
         self._gone: ConnectionClosed | None = None
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._queued = 0
@@ -312,9 +364,12 @@ class ASGIConnection(MessageIterator):
 
     def _finish(self) -> None:
         """The connection is over: stop the writer, count it out, release wait_closed()."""
-        if not self._writer.done():
-            self._writer.cancel()
+        # Counted out exactly once: `_finish` runs from receive(), close() and the reader's
+        # exit, often in one tick, and a cancelled writer is not `done()` until it runs.
+        if not self._counted_out:
+            self._counted_out = True
             self._owner.open_connections -= 1
+        self._writer.cancel()
         self._closed = True
         if not self._done.done():
             self._done.set_result(None)

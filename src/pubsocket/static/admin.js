@@ -2,7 +2,8 @@
 // Every value is written with textContent (topic names and log messages are data).
 "use strict";
 (function () {
-  const BASE = document.body.dataset.base;
+  const BASE = document.body.dataset.base; // the page's own path, e.g. /rt/admin
+  const ROOT = document.body.dataset.root; // where the app is mounted ("" at the root)
   const KEY = "pubsocket.admin.key";
   const PERIOD_MS = 1000;
   const REQUEST_TIMEOUT_MS = 5000;
@@ -166,7 +167,7 @@
     }
     out.textContent = "publishing…";
     try {
-      const reply = await withTimeout("/api/publish", {
+      const reply = await withTimeout(ROOT + "/api/publish", {
         method: "POST",
         headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY),
                    "Content-Type": "application/json" },

@@ -4,8 +4,8 @@
 // attempt and on the server's `expiring` notice, resubscription with `since` and
 // exactly-once replay (offsets at or below the last one seen are dropped).
 //
-//   import { connect } from "/pubsocket.js";
-//   const client = connect("ws://host/ws/chat", { token: () => fetchToken() });
+//   import { connect } from "./pubsocket.js";
+//   const client = connect("ws/chat", { token: () => fetchToken() });  // or "ws://host/ws/chat"
 //   await client.subscribe("room:lobby", (data, message) => show(data));
 //   await client.publish("room:lobby", { text: "hi" });
 //   client.close();
@@ -81,16 +81,29 @@ export function defaultBackoff(attempt) {
   return Math.random() * Math.min(30_000, 500 * 2 ** Math.min(attempt, 16));
 }
 
+/** The WebSocket URL for `url`: ws:// and wss:// URLs as given; an http(s) URL or a
+ * relative one (resolved against the page, so "ws/chat" works under any mount prefix)
+ * with its scheme turned into ws(s).
+ * @param {string | URL} url @returns {string} */
+export function websocketUrl(url) {
+  const base = globalThis.location ? globalThis.location.href : undefined;
+  const resolved = new URL(url, base);
+  if (resolved.protocol === "http:") resolved.protocol = "ws:";
+  else if (resolved.protocol === "https:") resolved.protocol = "wss:";
+  return resolved.href;
+}
+
 /** Open a client; it connects at once and keeps reconnecting until `close()`.
- * @param {string} url @param {ConnectOptions} [options] @returns {Client} */
+ * `url` may be relative to the page or http(s) (`websocketUrl`).
+ * @param {string | URL} url @param {ConnectOptions} [options] @returns {Client} */
 export function connect(url, options = {}) {
   return new Client(url, options);
 }
 
 export class Client {
-  /** @param {string} url @param {ConnectOptions} [options] */
+  /** @param {string | URL} url @param {ConnectOptions} [options] */
   constructor(url, options = {}) {
-    this.url = url;
+    this.url = websocketUrl(url);
     /** @type {State} */
     this.state = "connecting";
     this._token = options.token;

@@ -83,11 +83,22 @@ def admin(path: str = "/admin", *, app: App | None = None) -> Handler:
 
 def _asset(name: str, content_type: str, base: str) -> Handler:
     # Read once at mount: a missing file is a packaging bug, found at startup. The page
-    # names its script, style and stats by the mount path, so /admin/ works like /admin.
+    # names its script, style and stats by their full path, so /admin/ works like /admin:
+    # the mount path, under the prefix the app itself is mounted at (`request.root_path`,
+    # set by the host: uvicorn --root-path, Starlette's Mount), filled in per request.
     body = resources.files("pubsocket").joinpath("static", name).read_bytes()
-    body = body.replace(b"{{base}}", html.escape(base).encode())
+    pages: dict[str, bytes] = {}
+
+    def render(root: str) -> bytes:
+        if root not in pages:
+            if len(pages) >= 8:  # a host has one or two prefixes; never grow unbounded
+                pages.clear()
+            pages[root] = (body.replace(b"{{base}}", html.escape(root + base).encode())
+                           .replace(b"{{root}}", html.escape(root).encode()))
+        return pages[root]
 
     async def page(request: Request, response: ResponseFactory) -> Response:
-        return response(body, content_type=content_type, headers=_PAGE_HEADERS)
+        return response(render(request.root_path.rstrip("/")), content_type=content_type,
+                        headers=_PAGE_HEADERS)
 
     return mark_auth(page, "noauth")

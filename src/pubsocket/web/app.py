@@ -2,8 +2,9 @@
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin policy (403; same site unless listed: `web.origins`) and the
-connection cap (503), then auth
-(401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
+connection cap (503), then auth (401; for upgrades also from a ``bearer, <token>``
+subprotocol offer, or, on a route with a connection hook and no token, the hook behind a
+same-origin check: web/connect_auth.py), then the handler.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
 server log only. Every request has a `request.principal` (anonymous unless secured).
@@ -20,6 +21,7 @@ from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
 from ..log import refusals
+from .connect_auth import authenticate_with_hook, carries_token, connect_hook
 from .origins import origin_allowed
 from .request import Request
 from .response import Response, ResponseFactory, error_response
@@ -138,7 +140,12 @@ class App:
                 return self._unrouted(request)
             if upgrader is not None:
                 self._check_upgrade(request)
-            if route.requires_auth():
+            hook = connect_hook(route.handler) if upgrader is not None else None
+            if hook is not None and not carries_token(request):
+                # The host's own login (web/connect_auth.py): Origin check, then the hook.
+                request.principal = await authenticate_with_hook(self, request, hook)
+                request.claims = dict(request.principal.claims)
+            elif route.requires_auth() or hook is not None:
                 self._authenticate(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:

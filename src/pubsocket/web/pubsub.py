@@ -20,6 +20,7 @@ from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
 from .app import App
 from .client_js import CLIENT_PATH, mount_client
+from .connect_auth import ConnectHook, set_connect_hook
 from .decorators import current_app
 from .metrics import mount_metrics
 from .request import Request
@@ -45,7 +46,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            metrics_path: str | None = METRICS_PATH,
            client_path: str | None = CLIENT_PATH,
            protocol: Literal["plain", "centrifuge"] = "plain",
-           rpc: RpcHook | None = None) -> Handler:
+           rpc: RpcHook | None = None,
+           authenticate: ConnectHook | None = None) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history``, ``GET /metrics`` and ``GET /pubsocket.js``
     (the browser client, docs/clients.md); each ``*_path`` may be None to leave it out.
@@ -63,7 +65,14 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     path is ``/connection/websocket``; docs/centrifuge.md): the token comes in the
     connect command, so `secured` is enforced there, not at the upgrade;
     `rpc(principal, method, data) -> data` answers its rpc commands.
+    `authenticate(request) -> Principal | user id | claims | None` (sync or async) lets
+    the host app's own login admit a connection that carries no token, e.g. from its
+    session cookie, behind a same-origin check (web/connect_auth.py); connections
+    without a token and refused by it get 401. Tokens keep working beside it.
     """
+    if authenticate is not None and protocol != "plain":
+        raise ValueError("authenticate= is for the plain/pubsocket.v1 endpoint; the "
+                         "Centrifuge protocol authenticates in its connect command")
     target = app or current_app()
     hub = target.hub
     if history:
@@ -95,6 +104,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
 
     if secured:
         mark_auth(pubsub_endpoint, "secured" if endpoint is None else "in_band")
+    if authenticate is not None:
+        set_connect_hook(pubsub_endpoint, authenticate)
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))

@@ -58,6 +58,9 @@ class Request:
 
     `params` merges the query string and the path parameters (path wins);
     `upgrader` is set by the server when the request asks for a WebSocket upgrade.
+    `root_path` is the prefix the app is mounted under (ASGI ``root_path``, e.g.
+    ``/rt``; "" when served at the root): `path` is the path below it, so the public
+    URL of this request is ``root_path + path``.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Request:
         self.path_params: dict[str, str] = dict(path_params or {})
         self.upgrader = upgrader
         self.client = client
+        self.root_path = ""
         self.claims: Mapping[str, Any] | None = None  # set when a token was verified
         self.app: App | None = None  # the app dispatching this request
         self._principal: Principal | None = None

@@ -1,13 +1,15 @@
 // The chat demo: rooms are topics "room:<name>" on the built-in hub at /ws/chat.
 // History on join, a member list from presence plus join/leave pushes, and a badge with
 // the connection state. Plain ES modules, no build step.
-import { connect } from "/pubsocket.js";
+// Every URL is relative to this script, so the app works mounted under a prefix
+// (`app.mount("/rt", asgi)` serves this page at /rt/ and the hub at /rt/ws/chat).
+import { connect } from "./pubsocket.js";
 
 const $ = (id) => document.getElementById(id);
 const ROOM_NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 const HISTORY_ON_JOIN = 50;
 
-/** @type {import("/pubsocket.js").Client | null} */
+/** @type {import("./pubsocket.js").Client | null} */
 let client = null;
 let nick = "";
 let mySub = "";
@@ -32,7 +34,7 @@ function sessionId() {
 
 // DEMO ONLY: anyone can get a token from this route (see routes/demo_tokens.py).
 async function demoToken() {
-  const reply = await fetch("/demo/token", {
+  const reply = await fetch(new URL("demo/token", import.meta.url), {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ nick, session: sessionId() }),
@@ -213,8 +215,8 @@ $("join").addEventListener("submit", async (event) => {
   }
   $("join").hidden = true;
   $("chat").hidden = false;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  client = connect(`${scheme}://${location.host}/ws/chat`, { token: demoToken });
+  // pubsocket.js turns the http(s) URL into ws(s).
+  client = connect(new URL("ws/chat", import.meta.url).href, { token: demoToken });
   window.pubsocketDemo = { client, rooms };  // for the browser tests and the console
   showState({ state: "connecting" });
   client.on("state", showState);
