@@ -3,6 +3,9 @@
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
 (401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
+A route that needs no token still checks one that is presented (a Bearer header or a
+``bearer`` offer): a bad token is a 401 everywhere, never silently anonymous, and a
+good one sets the principal, so its ``topics`` claim limits an open hub too.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
 server log only. Every request has a `request.principal` (anonymous unless secured).
@@ -10,14 +13,16 @@ server log only. Every request has a `request.principal` (anonymous unless secur
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..auth import Authenticator, offered_subprotocols
+from ..auth import BEARER_SUBPROTOCOL, Authenticator, offered_subprotocols
 from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
+from ..log import refusals
 from .request import Request
 from .response import Response, ResponseFactory, error_response
 from .routing import AUTH_ATTR, Handler, Route, Router
@@ -52,6 +57,7 @@ class App:
         """Decorator registering a handler ``async def h(request, response)``."""
 
         def register(handler: Handler) -> Handler:
+            _require_async(handler, method, path)
             self.router.add(method, path, handler)
             return handler
 
@@ -135,13 +141,18 @@ class App:
                 return self._unrouted(request)
             if upgrader is not None:
                 self._check_upgrade(request)
-            if route.requires_auth():
+            if route.requires_auth() or _presents_token(request, route):
                 self._authenticate(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
             if upgrader is not None and upgrader.accepted is not None:
                 await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
                 return None
+            if isinstance(exc, Unauthorized):
+                # The reason (expired, bad signature...) is in the body and the log;
+                # the message set is closed, so it is a fine throttling kind.
+                refusals.warn(f"unauthorized ({exc.message})", _peer(request),
+                              level=logging.INFO)
             return error_response(exc, {"WWW-Authenticate": "Bearer"}
                                   if isinstance(exc, Unauthorized) else None)
         except ConnectionClosed:
@@ -201,3 +212,31 @@ class App:
         assert request.upgrader is not None
         if cap and request.upgrader.open_connections >= cap:
             raise HTTPError(503, "server_full", "too many connections, retry later")
+
+
+def _presents_token(request: Request, route: Route) -> bool:
+    """True when an open route's request carries a token we must check: a Bearer
+    ``Authorization`` header, or (upgrades) a ``bearer`` subprotocol entry. Other
+    schemes (Basic...) belong to the app; in-band routes read their token later."""
+    if getattr(route.handler, AUTH_ATTR, None) == "in_band":
+        return False
+    if any(v.strip()[:7].lower() == "bearer " or v.strip().lower() == "bearer"
+           for v in request.headers.getall("authorization")):
+        return True
+    return request.upgrader is not None and BEARER_SUBPROTOCOL in offered_subprotocols(
+        request.headers.getall("sec-websocket-protocol"))
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client[0]}:{request.client[1]}" if request.client else "?"
+
+
+def _require_async(handler: Handler, method: str, path: str) -> None:
+    """Refuse a sync route function at load time: called on the event loop it would
+    return a plain value where a coroutine is awaited (a 500 on every request)."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects count too
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call):
+        return
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    raise ConfigError(f"the handler {name} for {method.upper()} {path} must be "
+                      f"`async def` (route functions run on the event loop)")

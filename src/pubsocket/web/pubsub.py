@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from .decorators import current_app
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
-from .routing import Handler, mark_auth
+from .routing import AUTH_ATTR, Handler, mark_auth
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
@@ -32,6 +33,7 @@ PRESENCE_PATH = "/api/presence"
 METRICS_PATH = "/metrics"
 _TOPIC_RULE = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
 _BROKER_DOWN = "the message broker is unavailable, retry later"
+log = logging.getLogger("pubsocket.app")
 
 
 def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = False,
@@ -91,6 +93,12 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
 
     if secured:
         mark_auth(pubsub_endpoint, "secured" if endpoint is None else "in_band")
+    elif endpoint is None:
+        async def say_open() -> None:  # an open hub is a choice: say so at startup
+            if getattr(pubsub_endpoint, AUTH_ATTR, None) is None:  # not secured() later
+                log.warning("the hub at %s is open: anyone may connect without a token "
+                            "(pubsub(..., secured=True) requires one)", path)
+        target.on_startup(say_open)
     target.get(path)(pubsub_endpoint)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target))
