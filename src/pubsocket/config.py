@@ -55,6 +55,14 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
     "app_dir": ("PUBSOCKET_APP",),
+    # Serving and deployment (issue 17, scaffold): TLS, the access log, the health
+    # endpoints and the drain before a shutdown (docs/deploy.md).
+    "certfile": ("PUBSOCKET_CERTFILE",),
+    "keyfile": ("PUBSOCKET_KEYFILE",),
+    "access_log": ("PUBSOCKET_ACCESS_LOG",),
+    "health_path": ("PUBSOCKET_HEALTH_PATH",),
+    "ready_path": ("PUBSOCKET_READY_PATH",),
+    "drain_delay": ("PUBSOCKET_DRAIN_DELAY",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -117,6 +125,17 @@ class Settings:
     # Seconds between the application pings (``{}``) sent to Centrifuge clients.
     centrifuge_ping: float = 25.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
+    # Serving and deployment (docs/deploy.md). TLS when both files are set (PEM); one
+    # access log line per request and per WebSocket close when `access_log`; liveness
+    # and readiness answered at these paths unless an app route takes them ("off" in
+    # the environment: not answered); on SIGTERM, readiness answers 503 for
+    # `drain_delay` seconds before the connections are closed.
+    certfile: str | None = None
+    keyfile: str | None = None
+    access_log: bool = False
+    health_path: str = "/healthz"
+    ready_path: str = "/readyz"
+    drain_delay: float = 0.0
 
     @classmethod
     def from_env(
@@ -166,6 +185,13 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return _history_rules(var, raw)
         if name == "presence":
             return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if name in ("health_path", "ready_path"):
+            path = raw.strip()
+            if path.lower() == "off":
+                return ""
+            if not path.startswith("/"):
+                raise ConfigError(f"{var} must be a path starting with / (or off)")
+            return path
         if type_name.startswith("bool"):
             if raw.strip().lower() not in _BOOLS:
                 raise ConfigError(f"{var} must be true or false")

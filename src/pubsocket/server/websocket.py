@@ -21,6 +21,7 @@ from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
 from ..web.websocket import Listener, MessageIterator, translate_close
+from . import access
 from .assembly import Assembler, AssemblyError
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
@@ -72,6 +73,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_transport",
         "_unparsed",
         "_waiter",
+        "access",
         "close_codes",
         "subprotocol",
     )
@@ -80,6 +82,8 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
         self.close_codes: Mapping[int, tuple[int, str]] | None = None
+        # (path, peer, loop time opened) when the access log is on (server/access.py)
+        self.access: tuple[str, tuple[str, int] | None, float] | None = None
         self._proto = proto
         self._transport = transport
         self._state = state
@@ -298,6 +302,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._lost.set_result(None)
         self._state.websockets.discard(self)
         self._state.stats.ws_closed += 1
+        if self.access is not None:
+            path, peer, opened = self.access
+            access.closed(path, self._gone.code, self._state.loop.time() - opened, peer)
         self._notify_closed()
 
     # -- inbound -----------------------------------------------------------------------

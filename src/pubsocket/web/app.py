@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
 from ..log import refusals
+from .health import health_response
 from .request import Request
 from .response import Response, ResponseFactory, error_response
 from .routing import AUTH_ATTR, Handler, Route, Router
@@ -47,6 +48,8 @@ class App:
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
+        # Set by the transport on SIGTERM: readiness answers 503 (web/health.py).
+        self.draining = False
         # The project folder it was loaded from (`load_app`), for advice in errors.
         self.root: Path | None = None
         self._startup: list[Hook] = []
@@ -196,7 +199,8 @@ class App:
 
     def _unrouted(self, request: Request) -> Response:
         if request.method == "GET" and request.upgrader is None:
-            found = static_response(self.public_dir, request.path)
+            found = (health_response(self, request.path)
+                     or static_response(self.public_dir, request.path))
             if found is not None:
                 return found
         if self.router.allows(request.path):
