@@ -81,6 +81,7 @@ def _port(text: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import run
+    from .server.tls import server_context
     from .web import load_app
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
@@ -91,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     app = load_app(app_dir, settings)
     app.check()  # fail fast, before forking or binding
+    server_context(settings)  # a missing or unreadable certificate too
 
     def ready(server: object) -> None:
         port = getattr(server, "port", settings.port)
