@@ -144,3 +144,19 @@ def wait_subscribed(port: int, api_key: str, count: int = 1, timeout: float = 10
         if time.monotonic() > deadline:
             raise AssertionError(f"fewer than {count} subscriptions after {timeout}s")
         time.sleep(0.05)
+
+
+def fetch(method: str, url: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None,
+          context: object = None) -> tuple[int, bytes]:
+    """(status, body) of one HTTP(S) request; error statuses are returned, not raised."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=context) as reply:  # type: ignore[arg-type]
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
