@@ -54,13 +54,16 @@ async def test_the_scaffolded_hub_is_secured_and_claims_limit_it(tmp_path: Path)
         assert "is open" not in proc.read()
 
 
-def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path, workers: int,
+                                              redis_url: str) -> None:
     project = init_project(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run(["serve", str(project), "--port", str(port)], tmp_path)
+        done = run(["serve", str(project), "--port", str(port), "--workers", str(workers)],
+                   tmp_path, PUBSOCKET_BROKER=redis_url)
     assert done.returncode == 1, done.stderr
     assert done.stderr == (f"pubsocket: port {port} on 127.0.0.1 is already in use (stop "
                            f"the other server or pick another port with --port or PORT)\n")

@@ -15,7 +15,8 @@ import pytest
 import trustme
 import websockets
 
-from tests.deploy.proc import env_of, init_project, run, serving, wait_subscribed
+from tests.conftest import API_KEY, SECRET
+from tests.deploy.proc import ROOT, env_of, init_project, run, serving, wait_subscribed
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,10 @@ async def subscribe_and_receive(port: int, key: str, context: ssl.SSLContext,
             https, "POST", f"https://127.0.0.1:{port}/api/publish", context,
             {"topic": topic, "data": {"over": "tls"}}, key)
         assert status == 200 and body["ok"] is True
-        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert (message["type"], message["data"]) == ("message", {"over": "tls"})
+        async with asyncio.timeout(5):
+            while (message := json.loads(await ws.recv()))["type"] != "message":
+                assert message["type"] in ("join", "leave"), message  # presence (chat)
+        assert message["data"] == {"over": "tls"}
 
 
 async def test_serve_with_certfile_and_keyfile_speaks_https_and_wss(
@@ -118,3 +121,19 @@ def test_half_a_tls_configuration_is_a_clear_startup_error(
                 "--keyfile", str(pems[1])], tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"pubsocket: TLS: cannot load the certificate {pems[1]}")
+
+
+async def test_make_run_reads_the_certificate_from_the_current_directorys_env(
+        tmp_path: Path, pems: tuple[Path, Path], client_ssl: ssl.SSLContext) -> None:
+    # `make run` serves examples/chat from the repository root, whose .env it writes:
+    # the settings there (PUBSOCKET_CERTFILE/KEYFILE) apply, and the banner says wss.
+    certfile, keyfile = pems
+    (tmp_path / ".env").write_text(f"API_KEY={API_KEY}\nSECRET={SECRET}\n"
+                                   f"PUBSOCKET_CERTFILE={certfile}\n"
+                                   f"PUBSOCKET_KEYFILE={keyfile}\n")
+    with serving([str(ROOT / "examples" / "chat"), "--port", "0"], cwd=tmp_path) as proc:
+        assert proc.scheme == "https"
+        banner = proc.read()
+        assert f"wss://127.0.0.1:{proc.port}/ws/chat" in banner
+        assert f"https://127.0.0.1:{proc.port}/admin" in banner
+        await subscribe_and_receive(proc.port, API_KEY, client_ssl, "room:make-run")
