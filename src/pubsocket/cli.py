@@ -22,26 +22,13 @@ import orjson
 from .auth import Authenticator
 from .client import commands as client_commands
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, ListenError
 from .log import configure_logging
+from .scaffold import write_project
 from .web.project import env_files_for
 
 if TYPE_CHECKING:
     from .web import App
-
-_ROUTE_TEMPLATE = '''"""Routes: every file under src/routes is loaded by `pubsocket serve`."""
-
-from pubsocket import Debug, get, pubsub
-
-
-@get("/hello/{name}")
-async def hello(request, response):
-    Debug.info("hello", request.params["name"])
-    return response({"hello": request.params["name"]})
-
-
-pubsub("/ws/chat")  # the built-in hub endpoint
-'''
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=_port)
     serve.add_argument("--workers", type=int)
+    serve.add_argument("--certfile", help="TLS certificate chain (PEM): serve https/wss")
+    serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
     token = sub.add_parser("token", help="print a signed token (needs SECRET)")
     token.add_argument("--app", default=".", help="project folder whose .env to read")
     token.add_argument("--sub")
@@ -78,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pubsocket: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:  # one line naming the port, not a traceback
+        print(f"pubsocket: {exc}", file=sys.stderr)
+        return 1
 
 
 def _port(text: str) -> int:
@@ -89,19 +81,23 @@ def _port(text: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import run
+    from .server.tls import server_context
     from .web import load_app
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                   ("workers", args.workers)) if v is not None}
+                                   ("workers", args.workers), ("certfile", args.certfile),
+                                   ("keyfile", args.keyfile)) if v is not None}
     app_dir = Path(args.app_dir)
     settings = Settings.from_env(env_files=env_files_for(app_dir), **overrides)
     configure_logging(settings.log_level)
     app = load_app(app_dir, settings)
     app.check()  # fail fast, before forking or binding
+    server_context(settings)  # a missing or unreadable certificate too
 
     def ready(server: object) -> None:
         port = getattr(server, "port", settings.port)
-        print(_connect_help(settings, port, _pages(app)), flush=True)
+        tls = getattr(server, "scheme", "http") == "https"
+        print(_connect_help(settings, port, _pages(app), tls=tls), flush=True)
 
     run(lambda: load_app(app_dir, settings), settings.host, settings.port,
         workers=settings.workers, ready=ready)
@@ -122,11 +118,12 @@ def _pages(app: App) -> list[tuple[str, str]]:
 
 
 def _connect_help(settings: Settings, port: int,
-                  pages: Sequence[tuple[str, str]] = ()) -> str:
-    url = f"ws://{settings.host}:{port}/ws/chat"
-    lines = [f"pubsocket serving on http://{settings.host}:{port}"]
+                  pages: Sequence[tuple[str, str]] = (), tls: bool = False) -> str:
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    url = f"{ws}://{settings.host}:{port}/ws/chat"
+    lines = [f"pubsocket serving on {http}://{settings.host}:{port}"]
     for label, path in pages:
-        scheme = "ws" if path == "/connection/websocket" else "http"
+        scheme = ws if path == "/connection/websocket" else http
         lines.append(f"  {label:<10} {scheme}://{settings.host}:{port}{path}")
     token = None
     if settings.secret:
@@ -156,14 +153,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _init(root: Path) -> int:
-    routes = root / "src" / "routes"
-    public = root / "src" / "public"
-    if routes.exists():
-        raise ConfigError(f"{routes} already exists")
-    routes.mkdir(parents=True)
-    public.mkdir(parents=True, exist_ok=True)
-    (routes / "app.py").write_text(_ROUTE_TEMPLATE)
-    (public / "index.html").write_text("<!doctype html><title>pubsocket</title><p>It works.\n")
+    write_project(root)  # a secured hub, and a .gitignore that keeps .env out
     _env(root / ".env")  # random API_KEY and SECRET, so `serve` works from anywhere
     print(f"created {root}; run: {_self_command()} serve {root}")
     return 0

@@ -59,6 +59,14 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_frame_commands": ("PUBSOCKET_MAX_FRAME_COMMANDS",),
     "connect_message_size": ("PUBSOCKET_CONNECT_MESSAGE_SIZE",),
     "connect_timeout": ("PUBSOCKET_CONNECT_TIMEOUT",),
+    # Serving and deployment (issue 17, scaffold): TLS, the access log, the health
+    # endpoints and the drain before a shutdown (docs/deploy.md).
+    "certfile": ("PUBSOCKET_CERTFILE",),
+    "keyfile": ("PUBSOCKET_KEYFILE",),
+    "access_log": ("PUBSOCKET_ACCESS_LOG",),
+    "health_path": ("PUBSOCKET_HEALTH_PATH",),
+    "ready_path": ("PUBSOCKET_READY_PATH",),
+    "drain_delay": ("PUBSOCKET_DRAIN_DELAY",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -130,6 +138,17 @@ class Settings:
     max_frame_commands: int = 256
     connect_message_size: int = 16 * 1024
     connect_timeout: float = 5.0
+    # Serving and deployment (docs/deploy.md). TLS when both files are set (PEM); one
+    # access log line per request and per WebSocket close when `access_log`; liveness
+    # and readiness answered at these paths unless an app route takes them ("off" in
+    # the environment: not answered); on SIGTERM, readiness answers 503 for
+    # `drain_delay` seconds before the connections are closed.
+    certfile: str | None = None
+    keyfile: str | None = None
+    access_log: bool = False
+    health_path: str = "/healthz"
+    ready_path: str = "/readyz"
+    drain_delay: float = 0.0
 
     @classmethod
     def from_env(
@@ -179,6 +198,13 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return _history_rules(var, raw)
         if name == "presence":
             return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if name in ("health_path", "ready_path"):
+            path = raw.strip()
+            if path.lower() == "off":
+                return ""
+            if not path.startswith("/"):
+                raise ConfigError(f"{var} must be a path starting with / (or off)")
+            return path
         if type_name.startswith("bool"):
             if raw.strip().lower() not in _BOOLS:
                 raise ConfigError(f"{var} must be true or false")

@@ -4,6 +4,7 @@
 
     PubsocketError
     ├── ConfigError                 bad or missing settings; raised at startup
+    ├── ListenError                 the server cannot bind its address (in use, no right)
     ├── HTTPError                   an HTTP refusal before any upgrade (status + JSON code)
     │   └── Unauthorized            401
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
@@ -68,6 +69,10 @@ class PubsocketError(Exception):
 
 class ConfigError(PubsocketError):
     """Settings are missing or invalid. Raised at startup, never at request time."""
+
+
+class ListenError(PubsocketError):
+    """The server cannot listen on its host and port (the message names both)."""
 
 
 class HTTPError(PubsocketError):

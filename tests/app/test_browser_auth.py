@@ -140,14 +140,17 @@ async def test_query_string_tokens_stay_refused(serve: Any) -> None:
     await refused(f"{srv.ws}/ws/who?access_token={TOKEN}&bearer={TOKEN}")
 
 
-async def test_open_route_has_an_anonymous_principal_per_connection(serve: Any) -> None:
+async def test_open_route_reads_an_offered_token_else_anonymous(serve: Any) -> None:
     srv = await serve(who_app())
     first, chosen = await who(f"{srv.ws}/ws/open",
                               subprotocols=offer("bearer", TOKEN, "pubsocket.v1"))
     second, _ = await who(f"{srv.ws}/ws/open")
     assert chosen == "pubsocket.v1"  # "bearer" is listed by the handler, never chosen
-    assert first["sub"] is None and first["authenticated"] is False
-    assert first["claims_sub"] is None  # open routes do not read tokens
+    # A presented token is checked and used on open routes too (its topics claim
+    # then limits the connection); without one the connection is anonymous.
+    assert first["sub"] == "alice" and first["authenticated"] is True
+    assert second["sub"] is None and second["authenticated"] is False
+    assert second["claims_sub"] is None
     assert first["client_id"] != second["client_id"]
 
 

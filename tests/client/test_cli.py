@@ -109,7 +109,8 @@ async def test_presence_lists_and_counts(serve: Any, tmp_path: Path) -> None:
 async def test_friendly_errors(serve: Any, tmp_path: Path) -> None:
     srv = await serve(chat_app())
     code, out, err = await run("pub", url(srv), "room", "1", "--token", "wrong", cwd=tmp_path)
-    assert (code, out, err) == (1, "", "pubsocket: the server refused the token (401)\n")
+    assert (code, out, err) == (1, "", "pubsocket: the server refused the token (401): "
+                                 "not the API key and not a valid JWT\n")
     code, out, err = await run("pub", url(srv), "room", "{not json", cwd=tmp_path)
     assert code == 2 and out == "" and err.startswith("pubsocket: the message is not valid")
     tok = token("alice", topics={"subscribe": ["chat:*"]})

@@ -24,7 +24,7 @@ RANK = {
     "web": 6,
     "server": 7,
     "client": 8, "asgi": 8,
-    "cli": 9, "__init__": 10, "__main__": 10,
+    "scaffold": 8, "cli": 9, "__init__": 10, "__main__": 10,
 }
 # Layers that may import only what is listed, whatever their rank.
 ONLY = {"client": {"protocol", "errors", "client"}}

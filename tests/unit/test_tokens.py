@@ -48,8 +48,8 @@ def test_api_key_is_accepted(auth: Authenticator) -> None:
 
 
 def test_api_key_prefix_or_extension_is_refused(auth: Authenticator) -> None:
-    assert refused(auth, bearer(API_KEY[:-1])) == "invalid token"
-    assert refused(auth, bearer(API_KEY + "x")) == "invalid token"
+    assert refused(auth, bearer(API_KEY[:-1])) == "not the API key and not a valid JWT"
+    assert refused(auth, bearer(API_KEY + "x")) == "not the API key and not a valid JWT"
 
 
 def test_api_key_only_authenticator_refuses_jwts() -> None:
@@ -91,23 +91,23 @@ def test_expired_token(auth: Authenticator) -> None:
 
 def test_nbf_in_the_future_is_refused(auth: Authenticator) -> None:
     token = signed({"sub": "a", "nbf": int(time.time()) + 600})
-    assert refused(auth, bearer(token)) == "invalid token"
+    assert refused(auth, bearer(token)) == "token not yet valid"
 
 
 def test_iat_in_the_future_is_refused(auth: Authenticator) -> None:
-    # PyJWT raises ImmatureSignatureError for iat > now (+ leeway); it maps to invalid token
+    # PyJWT raises ImmatureSignatureError for iat > now (+ leeway); it says so
     token = signed({"sub": "a", "iat": int(time.time()) + 600})
-    assert refused(auth, bearer(token)) == "invalid token"
+    assert refused(auth, bearer(token)) == "token not yet valid"
 
 
 def test_wrong_secret(auth: Authenticator) -> None:
-    assert refused(auth, bearer(signed({"sub": "a"}, OTHER_SECRET))) == "invalid token"
+    assert refused(auth, bearer(signed({"sub": "a"}, OTHER_SECRET))) == "bad signature"
 
 
 def test_alg_none_token_is_refused(auth: Authenticator) -> None:
     header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     payload = b64(json.dumps({"sub": "admin"}).encode())
-    assert refused(auth, bearer(f"{header}.{payload}.")) == "invalid token"
+    assert refused(auth, bearer(f"{header}.{payload}.")) == "algorithm not allowed"
 
 
 def test_hs512_token_with_the_right_secret_is_refused() -> None:
@@ -115,18 +115,18 @@ def test_hs512_token_with_the_right_secret_is_refused() -> None:
     secret = SECRET * 2  # long enough for HS512 without a key-length warning
     token = signed({"sub": "a"}, secret, "HS512")
     assert jwt.decode(token, secret, algorithms=["HS512"])["sub"] == "a"
-    assert refused(Authenticator(None, secret), bearer(token)) == "invalid token"
+    assert refused(Authenticator(None, secret), bearer(token)) == "algorithm not allowed"
 
 
 def test_tampered_payload_is_refused(auth: Authenticator) -> None:
     header, _, sig = signed({"sub": "alice"}).split(".")
     payload = b64(json.dumps({"sub": "admin"}).encode())
-    assert refused(auth, bearer(f"{header}.{payload}.{sig}")) == "invalid token"
+    assert refused(auth, bearer(f"{header}.{payload}.{sig}")) == "bad signature"
 
 
 @pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", "a.b", "....", "ey.ey.ey", "é"])
 def test_malformed_tokens(auth: Authenticator, token: str) -> None:
-    assert refused(auth, bearer(token)) == "invalid token"
+    assert refused(auth, bearer(token)) == "not the API key and not a valid JWT"
 
 
 def test_no_header(auth: Authenticator) -> None:

@@ -34,6 +34,14 @@ from .principal import API_KEY_SUB, Principal
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
 BEARER_SUBPROTOCOL = "bearer"  # matched exactly (subprotocol names are case-sensitive)
+_REASONS: dict[type[Exception], str] = {
+    jwt.InvalidSignatureError: "bad signature",
+    jwt.InvalidAudienceError: "wrong audience",
+    jwt.ImmatureSignatureError: "token not yet valid",
+    jwt.InvalidIssuedAtError: "token issued in the future",
+    jwt.InvalidAlgorithmError: "algorithm not allowed",
+    jwt.DecodeError: "not the API key and not a valid JWT",
+}
 
 
 def offered_subprotocols(header_values: Sequence[str]) -> list[str]:
@@ -145,8 +153,10 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.PyJWTError:
-            raise Unauthorized("invalid token") from None
+        except jwt.PyJWTError as exc:
+            # Why, in words a person can act on (the 401 body and the log say it);
+            # never the token or the library's text.
+            raise Unauthorized(_REASONS.get(type(exc), "invalid token")) from None
         if ("channel" in claims) != subscription or not _times_are_numbers(claims):
             raise Unauthorized("invalid token")
         return claims, False

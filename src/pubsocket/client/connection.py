@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from .backoff import Backoff, ExponentialBackoff
-from .dial import Token, get_token, open_ws
+from .dial import Token, get_token, open_ws, refusal_reason
 from .errors import (
     AuthError,
     ClientClosed,
@@ -114,9 +114,12 @@ class Client(Queries):
         except InvalidStatus as exc:
             self._set_state("closed")
             status = exc.response.status_code
+            why = refusal_reason(exc.response)
+            why = f": {why}" if why else ""
             if status == 401:
-                raise AuthError("the server refused the token (401)") from None
-            raise ConnectFailed(f"the server refused the connection (HTTP {status})") from None
+                raise AuthError(f"the server refused the token (401){why}") from None
+            raise ConnectFailed(f"the server refused the connection (HTTP {status}){why}"
+                                ) from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._set_state("closed")
             raise ConnectFailed(f"cannot connect to {self.url}: {exc}") from None

@@ -55,6 +55,17 @@ async def open_ws(url: str, token: str | None, *, open_timeout: float,
     return ws
 
 
+def refusal_reason(response: Any) -> str:
+    """The ``message`` of a refused upgrade's JSON body (``{"error", "message"}``, the
+    server's error format), or "" when the body is not one (a proxy's page, say)."""
+    try:
+        body = orjson.loads(response.body or b"")
+    except (orjson.JSONDecodeError, TypeError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return message[:200] if isinstance(message, str) else ""
+
+
 async def read_frames(ws: ClientConnection, dispatch: Callable[[dict[str, Any]], None]) -> None:
     """Hand every JSON object frame to `dispatch` until the connection closes."""
     with contextlib.suppress(ConnectionClosed):

@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .backoff import Backoff
-from .dial import read_frames
+from .dial import read_frames, refusal_reason
 from .errors import AuthError, ClientClosed, ClientError, ConnectFailed
 from .router import Handler, Router
 from .subscription import Subscription
@@ -126,8 +126,9 @@ async def redial(open_: Callable[[], Awaitable[ClientConnection]], backoff: Back
             status = exc.response.status_code
             refusals = refusals + 1 if status == 401 else 0
             if refusals >= max_auth_failures:
+                why = refusal_reason(exc.response)
                 raise AuthError(f"the server refused the token (401) {refusals} times "
-                                "in a row") from None
+                                f"in a row{': ' + why if why else ''}") from None
             log.warning("reconnect attempt %d refused with HTTP %d", attempt, status)
         except (OSError, TimeoutError, InvalidHandshake, ConnectFailed) as exc:
             refusals = 0

@@ -24,6 +24,7 @@ from websockets.typing import Subprotocol
 from ..errors import HTTPError
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
+from . import access
 from .handshake import accept_handshake
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
@@ -169,7 +170,10 @@ class HttpProtocol(asyncio.Protocol):
             while self._queue:
                 request, keep_alive = self._queue.popleft()
                 self._state.stats.http_requests += 1
+                started = self._state.loop.time()
                 response = await self._state.app.handle(request)
+                if self._state.settings.access_log:
+                    self._log_access(request, response, started)
                 if response is None:  # upgraded: the WebSocket owns the transport now
                     return
                 if self._transport.is_closing():
@@ -184,6 +188,12 @@ class HttpProtocol(asyncio.Protocol):
             self._arm_timer()
         finally:
             self._task = None
+
+    def _log_access(self, request: Request, response: Response | None,
+                    started: float) -> None:
+        if response is not None:  # upgrades log at the 101 and at the close instead
+            access.request(request.method, request.path, response.status,
+                           self._state.loop.time() - started, self._client)
 
     def _write_response(self, response: Response, keep_alive: bool) -> None:
         reason = _reason(response.status)
@@ -240,6 +250,7 @@ class NativeUpgrader:
         self._http = http
         self._request = request
         self._accepted: WSConnection | None = None
+        self._started = http.state.loop.time()  # for the access log
 
     @property
     def accepted(self) -> WSConnection | None:
@@ -269,11 +280,16 @@ class NativeUpgrader:
                       else max_message_size) or None,
         )
         proto.subprotocol = Subprotocol(chosen) if chosen is not None else None
-        self._accepted = self._http.switch_to_websocket(
+        self._accepted = conn = self._http.switch_to_websocket(
             head, proto,
             settings.max_fragments if max_fragments is None else max_fragments,
         )
-        return self._accepted
+        if settings.access_log:
+            request, peer = self._request, self._request.client
+            now = self._http.state.loop.time()
+            access.request(request.method, request.path, 101, now - self._started, peer)
+            conn.access = (request.path, peer, now)
+        return conn
 
 
 def _reason(status: int) -> str:

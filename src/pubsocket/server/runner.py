@@ -1,8 +1,13 @@
 """`Server`: binds the app to a socket and runs it until SIGTERM/SIGINT.
 
-Shutdown: stop accepting, send 1001 to every WebSocket at once, wait for them and the
-in-flight requests up to `shutdown_timeout` (10 s), abort whatever is left, then stop
-the app (hub and broker). `run(..., workers=N)` forks N processes that share the port
+Shutdown: readiness answers 503 (`app.draining`) for `drain_delay` seconds while
+everything still works, so a load balancer stops sending new clients here; then stop
+accepting, send 1001 (Centrifuge: 3001) to every WebSocket at once (clients reconnect
+elsewhere after a jittered backoff), wait for them and the in-flight requests up to
+`shutdown_timeout` (10 s), abort whatever is left, then stop the app (hub and broker).
+With `certfile` and `keyfile` set the one listener speaks TLS (server/tls.py). A port
+that cannot be bound is a `ListenError` naming it, after the app was stopped again.
+`run(..., workers=N)` forks N processes that share the port
 with SO_REUSEPORT; N > 1 needs a shared broker.
 """
 
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -17,11 +23,13 @@ import socket
 import sys
 from collections.abc import Callable
 
-from ..errors import CloseCode, ConfigError
+from ..errors import CloseCode, ConfigError, ListenError
 from ..web.app import App
+from . import access
 from .http import HttpProtocol
 from .keepalive import Keepalive
 from .state import ServerState
+from .tls import server_context
 
 log = logging.getLogger("pubsocket.server")
 
@@ -36,6 +44,7 @@ class Server:
         self.port = port if port is not None else app.settings.port
         self.reuse_port = reuse_port
         self.state: ServerState | None = None
+        self.scheme = "http"  # "https" once started with TLS
         self._server: asyncio.Server | None = None
         self._keepalive: Keepalive | None = None
         self._stopped = asyncio.Event()
@@ -43,19 +52,29 @@ class Server:
     async def start(self) -> None:
         """Start the app, then listen. `self.port` is the bound port afterwards."""
         loop = asyncio.get_running_loop()
+        settings = self.app.settings
+        tls = server_context(settings)  # a bad certificate fails before anything starts
         self.state = state = ServerState.create(self.app, loop)
         self.app.transport_stats = state.stats
         self.app.open_connections = lambda: len(state.websockets)
         await self.app.startup()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(state), self.host, self.port,
-            backlog=4096, reuse_port=self.reuse_port or None,
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: HttpProtocol(state), self.host, self.port,
+                backlog=4096, reuse_port=self.reuse_port or None, ssl=tls,
+                ssl_handshake_timeout=(settings.handshake_timeout or None) if tls else None,
+            )
+        except OSError as exc:
+            await self.app.shutdown()
+            raise ListenError(listen_failure(self.host, self.port, exc)) from None
+        if settings.access_log:
+            access.enable()
         self._keepalive = Keepalive(state)
         self._keepalive.start()
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        log.info("listening on http://%s:%d", self.host, self.port)
+        self.scheme = "https" if tls is not None else "http"
+        log.info("listening on %s://%s:%d", self.scheme, self.host, self.port)
 
     async def shutdown(self) -> None:
         """Graceful stop (see module docstring). Idempotent."""
@@ -63,6 +82,11 @@ class Server:
             return
         self._stopped.set()
         state = self.state
+        self.app.draining = True  # readiness answers 503 from now on
+        if state.settings.drain_delay:
+            log.info("draining for %.1fs before closing connections",
+                     state.settings.drain_delay)
+            await asyncio.sleep(state.settings.drain_delay)
         state.shutting_down = True
         if self._keepalive is not None:
             self._keepalive.stop()
@@ -163,4 +187,14 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise ListenError(listen_failure(host, port, exc)) from None
+
+
+def listen_failure(host: str, port: int, exc: OSError) -> str:
+    """One line saying why `host`:`port` cannot be bound, naming both."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use (stop the other server or pick " \
+               f"another port with --port or PORT)"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on {host}:{port} (ports below 1024 need privileges)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"

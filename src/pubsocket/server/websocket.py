@@ -23,6 +23,7 @@ from websockets.protocol import OPEN, Protocol
 from ..errors import CloseCode, ConnectionClosed
 from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
+from . import access
 from .assembly import Assembler, AssemblyError
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
@@ -85,12 +86,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_transport",
         "_unparsed",
         "_waiter",
+        "access",
         "subprotocol",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
+        # (path, peer, loop time opened) when the access log is on (server/access.py)
+        self.access: tuple[str, tuple[str, int] | None, float] | None = None
         self._proto = proto
         self._transport = transport
         self._state = state
@@ -339,6 +343,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._lost.set_result(None)
         self._state.websockets.discard(self)
         self._state.stats.ws_closed += 1
+        if self.access is not None:
+            path, peer, opened = self.access
+            access.closed(path, self._gone.code, self._state.loop.time() - opened, peer)
         self._notify_closed()
 
     # -- inbound -----------------------------------------------------------------------

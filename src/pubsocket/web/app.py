@@ -5,6 +5,9 @@ then for upgrades the Origin policy (403; same site unless listed: `web.origins`
 connection cap (503), then auth (401; for upgrades also from a ``bearer, <token>``
 subprotocol offer, or, on a route with a connection hook and no token, the hook behind a
 same-origin check: web/connect_auth.py), then the handler.
+A route that needs no token still checks one that is presented (a Bearer header or a
+``bearer`` offer): a bad token is a 401 everywhere, never silently anonymous, and a
+good one sets the principal, so its ``topics`` claim limits an open hub too.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
 server log only. Every request has a `request.principal` (anonymous unless secured).
@@ -12,16 +15,18 @@ server log only. Every request has a `request.principal` (anonymous unless secur
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ..auth import Authenticator, offered_subprotocols
+from ..auth import BEARER_SUBPROTOCOL, Authenticator, offered_subprotocols
 from ..config import Settings
 from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
 from ..hub import Hub
 from ..log import refusals
 from .connect_auth import authenticate_with_hook, carries_token, connect_hook
+from .health import health_response
 from .origins import origin_allowed
 from .request import Request
 from .response import Response, ResponseFactory, error_response
@@ -47,6 +52,8 @@ class App:
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
+        # Set by the transport on SIGTERM: readiness answers 503 (web/health.py).
+        self.draining = False
         # The project folder it was loaded from (`load_app`), for advice in errors.
         self.root: Path | None = None
         self._startup: list[Hook] = []
@@ -57,6 +64,7 @@ class App:
         """Decorator registering a handler ``async def h(request, response)``."""
 
         def register(handler: Handler) -> Handler:
+            _require_async(handler, method, path)
             self.router.add(method, path, handler)
             return handler
 
@@ -145,13 +153,19 @@ class App:
                 # The host's own login (web/connect_auth.py): Origin check, then the hook.
                 request.principal = await authenticate_with_hook(self, request, hook)
                 request.claims = dict(request.principal.claims)
-            elif route.requires_auth() or hook is not None:
+            elif (route.requires_auth() or hook is not None
+                  or _presents_token(request, route)):
                 self._authenticate(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
             if upgrader is not None and upgrader.accepted is not None:
                 await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
                 return None
+            if isinstance(exc, Unauthorized):
+                # The reason (expired, bad signature...) is in the body and the log;
+                # the message set is closed, so it is a fine throttling kind.
+                refusals.warn(f"unauthorized ({exc.message})", _peer(request),
+                              level=logging.INFO)
             return error_response(exc, {"WWW-Authenticate": "Bearer"}
                                   if isinstance(exc, Unauthorized) else None)
         except ConnectionClosed:
@@ -195,7 +209,8 @@ class App:
 
     def _unrouted(self, request: Request) -> Response:
         if request.method == "GET" and request.upgrader is None:
-            found = static_response(self.public_dir, request.path)
+            found = (health_response(self, request.path)
+                     or static_response(self.public_dir, request.path))
             if found is not None:
                 return found
         if self.router.allows(request.path):
@@ -213,6 +228,30 @@ class App:
             raise HTTPError(503, "server_full", "too many connections, retry later")
 
 
-def _peer(request: Request) -> str | None:
-    """The peer's address for a refusal log line (never anything the client sent)."""
-    return f"{request.client[0]}:{request.client[1]}" if request.client else None
+def _presents_token(request: Request, route: Route) -> bool:
+    """True when an open route's request carries a token we must check: a Bearer
+    ``Authorization`` header, or (upgrades) a ``bearer`` subprotocol entry. Other
+    schemes (Basic...) belong to the app; in-band routes read their token later."""
+    if getattr(route.handler, AUTH_ATTR, None) == "in_band":
+        return False
+    if any(v.strip()[:7].lower() == "bearer " or v.strip().lower() == "bearer"
+           for v in request.headers.getall("authorization")):
+        return True
+    return request.upgrader is not None and BEARER_SUBPROTOCOL in offered_subprotocols(
+        request.headers.getall("sec-websocket-protocol"))
+
+
+def _peer(request: Request) -> str:
+    """The peer's address for a log line (never anything the client sent)."""
+    return f"{request.client[0]}:{request.client[1]}" if request.client else "?"
+
+
+def _require_async(handler: Handler, method: str, path: str) -> None:
+    """Refuse a sync route function at load time: called on the event loop it would
+    return a plain value where a coroutine is awaited (a 500 on every request)."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects count too
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call):
+        return
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    raise ConfigError(f"the handler {name} for {method.upper()} {path} must be "
+                      f"`async def` (route functions run on the event loop)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from .decorators import current_app
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
-from .routing import Handler, mark_auth
+from .routing import AUTH_ATTR, Handler, mark_auth
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
@@ -34,6 +35,7 @@ PRESENCE_PATH = "/api/presence"
 METRICS_PATH = "/metrics"
 _TOPIC_RULE = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
 _BROKER_DOWN = "the message broker is unavailable, retry later"
+log = logging.getLogger("pubsocket.app")
 
 
 def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = False,
@@ -104,6 +106,12 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
 
     if secured:
         mark_auth(pubsub_endpoint, "secured" if endpoint is None else "in_band")
+    elif endpoint is None and authenticate is None:
+        async def say_open() -> None:  # an open hub is a choice: say so at startup
+            if getattr(pubsub_endpoint, AUTH_ATTR, None) is None:  # not secured() later
+                log.warning("the hub at %s is open: anyone may connect without a token "
+                            "(pubsub(..., secured=True) requires one)", path)
+        target.on_startup(say_open)
     if authenticate is not None:
         set_connect_hook(pubsub_endpoint, authenticate)
     target.get(path)(pubsub_endpoint)
