@@ -61,6 +61,8 @@ from .base import (
 ENTRY_COST = 120
 RECORD_COST = 500
 RING_COST = 760
+MAX_BYTES = 64 * 1024 * 1024  # the node-wide default cap
+TOPIC_MAX_BYTES = 4 * 1024 * 1024  # one topic's history, on every broker
 _SWEEP_BATCH = 5000  # records looked at per sweep round: bounded work per loop turn
 
 
@@ -107,8 +109,8 @@ class MemoryBroker(Broker):
         self,
         *,
         meta_ttl: float = 86400.0,
-        max_bytes: int = 64 * 1024 * 1024,
-        topic_max_bytes: int = 4 * 1024 * 1024,
+        max_bytes: int = MAX_BYTES,
+        topic_max_bytes: int = TOPIC_MAX_BYTES,
         sweep_interval: float = 1.0,
     ) -> None:
         """`max_bytes`: the node-wide cap on `kept_bytes`; `topic_max_bytes`: one topic's

@@ -4,12 +4,16 @@ One topic with history has two keys sharing the hash tag ``{<topic>}``, so that 
 script touches a single slot (the scripts would run unchanged on Redis Cluster):
 
 * ``<prefix>{<topic>}.m``: a hash, ``e`` = epoch, ``o`` = top offset, ``n`` = the
-  policy size of the last publish; expires `meta_ttl` after the last publish or history
-  read;
-* ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-0``, field ``d`` = payload
-  (and ``p`` = the publisher JSON, when there is a publisher), trimmed to about
-  ``policy.size`` entries (reads return at most the newest ``n``); expires ``policy.ttl``
-  after the last publish.
+  policy size of the last publish, ``c`` = the bytes published in this epoch so far
+  (payload + publisher JSON), ``t`` = the value of ``c`` before the oldest entry the
+  byte cap last looked at (so ``c - t`` is an upper bound on the bytes the stream
+  keeps); expires `meta_ttl` after the last publish or history read;
+* ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-<c before it>``, field ``d`` =
+  payload (and ``p`` = the publisher JSON, when there is a publisher), trimmed to about
+  ``policy.size`` entries (reads return at most the newest ``n``) and to at most the
+  byte cap (exactly: oldest first, never the newest entry); expires ``policy.ttl``
+  after the last publish. The entry id's sequence part carries the running byte count,
+  so the byte cap finds what count trimming already removed from the oldest id alone.
 
 The epoch is created by whichever script first finds the meta missing, from a random
 candidate the client passes (scripts must be deterministic, and Lua's randomness is
@@ -37,28 +41,50 @@ import orjson
 from .base import HistoryPage, Position, Publication, Publisher
 
 # KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, candidate epoch,
-# and the publisher JSON ("" for none).
-# The stream is trimmed approximately (MAXLEN ~: whole stream nodes at a time), which
-# measured twice as fast as exact trimming on Redis 7.0; the size is kept in the meta
-# (``n``) so that history reads never return more than the newest `size` entries.
+# the publisher JSON ("" for none), and the topic's byte cap (0: none).
+# The stream is trimmed approximately by count (MAXLEN ~: whole stream nodes at a time),
+# which measured twice as fast as exact trimming on Redis 7.0; the size is kept in the
+# meta (``n``) so that history reads never return more than the newest `size` entries.
+# The byte cap is exact: while ``c - t`` is over it, the oldest entry is read (its id
+# tells ``t``, as count trimming may have removed older ones) and deleted. That costs
+# nothing while a topic is under its cap, and one read + delete per entry the cap drops.
 PUBLISH_LUA = b"""
-local meta = redis.call('HMGET', KEYS[1], 'e', 'n')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'n', 'o', 'c', 't')
 local epoch = meta[1]
 if not epoch then
   epoch = ARGV[6]
+  meta = {epoch, ARGV[3]}
   redis.call('HSET', KEYS[1], 'e', epoch, 'n', ARGV[3])
   redis.call('DEL', KEYS[2])
 elseif meta[2] ~= ARGV[3] then
   redis.call('HSET', KEYS[1], 'n', ARGV[3])
 end
-local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
+local offset = string.format('%d', (tonumber(meta[3]) or 0) + 1)
 local head = offset .. ':' .. epoch .. ':'
+local before = tonumber(meta[4]) or 0
+local total = before + string.len(ARGV[2]) + string.len(ARGV[7])
+local id = offset .. '-' .. string.format('%d', before)
+redis.call('HSET', KEYS[1], 'o', offset, 'c', string.format('%d', total))
 if ARGV[7] == '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'd', ARGV[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2])
 else
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'd', ARGV[2],
-             'p', ARGV[7])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2], 'p', ARGV[7])
   head = head .. '~' .. string.len(ARGV[7]) .. ':' .. ARGV[7]
+end
+local cap = tonumber(ARGV[8])
+if cap > 0 and total > cap then
+  local kept = tonumber(meta[5]) or 0
+  while total - kept > cap do
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+    if not oldest then break end
+    local before = tonumber(string.match(oldest[1], '-(%d+)$'))
+    if before > kept then kept = before end
+    if total - kept <= cap or oldest[1] == id then break end
+    local fields = oldest[2]
+    redis.call('XDEL', KEYS[2], oldest[1])
+    kept = kept + string.len(fields[2]) + string.len(fields[4] or '')
+  end
+  redis.call('HSET', KEYS[1], 't', string.format('%d', kept))
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
