@@ -92,7 +92,7 @@ class Session:
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
-                 "principal", "settings", "stage", "sub_clocks", "topics")
+                 "principal", "publish_bytes", "settings", "stage", "sub_clocks", "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -121,6 +121,11 @@ class Session:
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Payload bytes published per second (handlers.publish charges it before the
+        # broker keeps anything); a burst below the message limit would refuse the
+        # largest messages forever, so it is never smaller.
+        self.publish_bytes = TokenBucket(settings.publish_byte_rate, max(
+            settings.publish_byte_burst, settings.max_message_size))
         self._closed = False
         self._inflight: deque[_InFlight] = deque()  # publishes, and replies behind them
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
