@@ -263,6 +263,21 @@ async def test_byte_cap_and_count_trimming_together_stay_contiguous(
         assert 8 <= len(offsets) <= 100 and kept <= cap
 
 
+async def test_mixed_sizes_stay_within_the_byte_cap(make_node: MakeNode) -> None:
+    """Small publications (Redis leaves those under cap / (8 * (size + 100)) bytes
+    uncounted: their count bounds them) among large ones: still at most the cap."""
+    cap, deep = 200_000, HistoryPolicy(size=300, ttl=60.0)  # Redis: 60 B are not counted
+    broker = (await make_node(topic_max_bytes=cap)).broker
+    for round_ in range(6):
+        payloads = [b"s" * 60] * 20 + [b"L" * 9_000] * 5 + [b"m" * 99] * 20
+        await publish_all(broker, "mixed", payloads, deep)
+        page = await broker.history("mixed", None, 1000)
+        offsets = [p.offset for p in page.publications]
+        assert offsets == list(range(offsets[0], 45 * (round_ + 1) + 1))
+        assert sum(len(p.payload) for p in page.publications) <= cap
+    assert 150 <= len(offsets) < 270  # the cap, not the count, dropped the oldest
+
+
 async def test_history_expires_after_ttl_but_the_position_stays(broker: Broker) -> None:
     brief = HistoryPolicy(size=10, ttl=0.3)
     pubs = await publish_all(broker, "ttl", [b"1", b"2", b"3"], brief)

@@ -59,6 +59,7 @@ from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
+    byte_budget,
     candidate_epoch,
     history_from_reply,
     milliseconds,
@@ -119,7 +120,7 @@ class RedisBroker(Broker):
         self._publish_script = self._redis.register_script(PUBLISH_LUA)
         self._history_script = self._redis.register_script(HISTORY_LUA)
         self._meta_ttl_ms = milliseconds(meta_ttl)
-        self._topic_max_bytes = max(0, topic_max_bytes)
+        self._topic_max_bytes = topic_max_bytes
         self._pipeline = PublishPipeline(
             self._connect,
             PUBLISH_LUA,
@@ -247,10 +248,11 @@ class RedisBroker(Broker):
             head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
             return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
         meta, stream = topic_keys(self.prefix, topic)
+        smallest, budget = byte_budget(self._topic_max_bytes, policy.size)
         args = (
             "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
             policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
-            self._topic_max_bytes,
+            budget if len(payload) + len(who) >= smallest else b"0",
         )  # fmt: skip
         return self._pipeline.submit(args, None, payload, publisher)
 

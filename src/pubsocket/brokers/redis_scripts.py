@@ -4,10 +4,11 @@ One topic with history has two keys sharing the hash tag ``{<topic>}``, so that 
 script touches a single slot (the scripts would run unchanged on Redis Cluster):
 
 * ``<prefix>{<topic>}.m``: a hash, ``e`` = epoch, ``o`` = top offset, ``n`` = the
-  policy size of the last publish, ``c`` = the bytes published in this epoch so far
-  (payload + publisher JSON), ``t`` = the value of ``c`` before the oldest entry the
-  byte cap last looked at (so ``c - t`` is an upper bound on the bytes the stream
-  keeps); expires `meta_ttl` after the last publish or history read;
+  policy size of the last publish, ``c`` = the counted bytes published in this epoch so
+  far (payload + publisher JSON of the publications `byte_budget` counts),
+  ``t`` = the value of ``c`` before the oldest entry the byte cap last looked at (so
+  ``c - t`` bounds the counted bytes the stream keeps); expires `meta_ttl` after the
+  last publish or history read;
 * ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-<c before it>``, field ``d`` =
   payload (and ``p`` = the publisher JSON, when there is a publisher), trimmed to about
   ``policy.size`` entries (reads return at most the newest ``n``) and to at most the
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 from typing import Any
 
 import orjson
@@ -41,50 +43,52 @@ import orjson
 from .base import HistoryPage, Position, Publication, Publisher
 
 # KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, candidate epoch,
-# the publisher JSON ("" for none), and the topic's byte cap (0: none).
+# the publisher JSON ("" for none), and the byte budget this publication counts against
+# ("0": it is not counted, see `byte_budget`).
 # The stream is trimmed approximately by count (MAXLEN ~: whole stream nodes at a time),
 # which measured twice as fast as exact trimming on Redis 7.0; the size is kept in the
 # meta (``n``) so that history reads never return more than the newest `size` entries.
-# The byte cap is exact: while ``c - t`` is over it, the oldest entry is read (its id
-# tells ``t``, as count trimming may have removed older ones) and deleted. That costs
-# nothing while a topic is under its cap, and one read + delete per entry the cap drops.
+# The byte cap (`byte_budget`): small publications are not counted, so most publishes
+# pay nothing for it; the counted ones are kept within their budget exactly: while
+# ``c - t`` is over it, the oldest entry is read (its id tells ``t``, as count trimming
+# may have removed older ones) and deleted, never the newest.
 PUBLISH_LUA = b"""
-local meta = redis.call('HMGET', KEYS[1], 'e', 'n', 'o', 'c', 't')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'n', 'c')
 local epoch = meta[1]
 if not epoch then
   epoch = ARGV[6]
-  meta = {epoch, ARGV[3]}
   redis.call('HSET', KEYS[1], 'e', epoch, 'n', ARGV[3])
   redis.call('DEL', KEYS[2])
 elseif meta[2] ~= ARGV[3] then
   redis.call('HSET', KEYS[1], 'n', ARGV[3])
 end
-local offset = string.format('%d', (tonumber(meta[3]) or 0) + 1)
+local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
 local head = offset .. ':' .. epoch .. ':'
-local before = tonumber(meta[4]) or 0
-local total = before + string.len(ARGV[2]) + string.len(ARGV[7])
-local id = offset .. '-' .. string.format('%d', before)
-redis.call('HSET', KEYS[1], 'o', offset, 'c', string.format('%d', total))
+local id = offset .. '-' .. (meta[3] or '0')
 if ARGV[7] == '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2])
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2], 'p', ARGV[7])
   head = head .. '~' .. string.len(ARGV[7]) .. ':' .. ARGV[7]
 end
-local cap = tonumber(ARGV[8])
-if cap > 0 and total > cap then
-  local kept = tonumber(meta[5]) or 0
-  while total - kept > cap do
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-    if not oldest then break end
-    local before = tonumber(string.match(oldest[1], '-(%d+)$'))
-    if before > kept then kept = before end
-    if total - kept <= cap or oldest[1] == id then break end
-    local fields = oldest[2]
-    redis.call('XDEL', KEYS[2], oldest[1])
-    kept = kept + string.len(fields[2]) + string.len(fields[4] or '')
+if ARGV[8] ~= '0' then
+  local budget = tonumber(ARGV[8])
+  local total = redis.call('HINCRBY', KEYS[1], 'c', string.len(ARGV[2]) + string.len(ARGV[7]))
+  if total > budget then
+    local kept = tonumber(redis.call('HGET', KEYS[1], 't')) or 0
+    local was = kept
+    while total - kept > budget do
+      local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+      if not oldest then break end
+      local before = tonumber(string.match(oldest[1], '-(%d+)$'))
+      if before > kept then kept = before end
+      if total - kept <= budget or oldest[1] == id then break end
+      redis.call('XDEL', KEYS[2], oldest[1])
+    end
+    if kept ~= was then
+      redis.call('HSET', KEYS[1], 't', string.format('%d', kept))
+    end
   end
-  redis.call('HSET', KEYS[1], 't', string.format('%d', kept))
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -157,6 +161,28 @@ def candidate_epoch() -> str:
     every call so that a topic whose keys were lost cannot get its old epoch back.
     """
     return f"{random.getrandbits(48):012x}"
+
+
+# Stream nodes hold at most this many entries (Redis's stream-node-max-entries default),
+# so approximate count trimming keeps at most `size` + this many.
+_NODE_ENTRIES = 100
+
+
+@functools.lru_cache(maxsize=64)
+def byte_budget(cap: int, size: int) -> tuple[int, bytes]:
+    """(smallest counted publication, the budget of the counted ones) for a topic byte
+    cap of `cap` bytes and a history of `size` publications.
+
+    Publications under ``cap / (8 * (size + 100))`` bytes (2.6 KB for the defaults) are
+    not counted: at most ``size + 100`` of them are kept, so together they hold at most
+    an eighth of the cap; the counted ones get the rest. So a stream never keeps more
+    than `cap` bytes (payload + publisher JSON) plus its newest publication. No cap
+    (``cap <= 0``): nothing is counted.
+    """
+    if cap <= 0:
+        return sys.maxsize, b"0"
+    smallest = cap // (8 * (size + _NODE_ENTRIES))
+    return smallest, b"%d" % max(1, cap - (size + _NODE_ENTRIES) * smallest)
 
 
 def milliseconds(seconds: float) -> int:
