@@ -484,7 +484,8 @@ async def test_slow_consumer_closed_4008_recovers_everything(url: str) -> None:
     data_pad = "x" * 1000
     with spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_RATE_LIMIT="0",
                PUBSOCKET_PUBLISH_BYTE_RATE="0", PUBSOCKET_OUTBOUND_BUDGET="65536",
-               PUBSOCKET_HISTORY="slow*=20000/120") as node:
+               PUBSOCKET_HISTORY="slow*=20000/120",
+               PUBSOCKET_HISTORY_TOPIC_MAX_BYTES="0") as node:
         raw = await RawV1.open(node.port)
         raw.send({"action": "subscribe", "topic": "slow", "id": "s"})
         async with asyncio.timeout(5):
