@@ -59,3 +59,26 @@ async def _history(ws: Any, topic: str) -> list[Any]:
     reply = await recv_json(ws)
     assert reply["type"] == "history", reply
     return list(reply["publications"])
+
+
+async def test_centrifuge_publish_over_the_byte_rate_is_error_111(serve: Any) -> None:
+    """The Centrifuge endpoint shares the bucket: 111 "too many requests" (temporary, the
+    SDK may retry), the connection stays."""
+    from tests.centrifuge.conftest import PATH, cf_app, token
+    from tests.centrifuge.test_wire import frame, replies
+
+    srv = await serve(cf_app(publish_byte_rate=1, publish_byte_burst=1,
+                             max_message_size=100 * KB))
+    async with connect(srv.ws + PATH, max_size=None) as ws:
+        await ws.send(frame({"id": 1, "connect": {"token": token("alice")}}))
+        await replies(ws, 1)
+        await ws.send(frame({"id": 2, "publish": {"channel": "chat:r",
+                                                  "data": data(90 * KB, 0)}}))
+        await ws.send(frame({"id": 3, "publish": {"channel": "chat:r",
+                                                  "data": data(20 * KB, 1)}}))
+        first, second = await replies(ws, 2)
+        assert first == {"id": 2, "publish": {}}
+        assert second["id"] == 3 and second["error"]["code"] == 111
+        assert second["error"].get("temporary") is True
+        await ws.send(frame({"id": 4, "presence_stats": {"channel": "chat:r"}}))
+        assert (await replies(ws, 1))[0]["id"] == 4  # still connected
