@@ -54,6 +54,7 @@ def pubsocket_spec(cmd: str | None = None, env: dict[str, str] | None = None) ->
     )
     base = {
         "PUBSOCKET_RATE_LIMIT": "0",
+        "PUBSOCKET_PUBLISH_BYTE_RATE": "0",
         "PUBSOCKET_MAX_CONNECTIONS": "0",
         "PUBSOCKET_LOG_LEVEL": "WARNING",
     }

@@ -49,6 +49,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "history_meta_ttl": ("PUBSOCKET_HISTORY_META_TTL",),
     "history_max_bytes": ("PUBSOCKET_HISTORY_MAX_BYTES",),
     "history_rules": ("PUBSOCKET_HISTORY",),
+    # Brokers: what one client can make them keep (docs/security.md "Brokers").
+    "history_topic_max_bytes": ("PUBSOCKET_HISTORY_TOPIC_MAX_BYTES",),
+    "publish_byte_rate": ("PUBSOCKET_PUBLISH_BYTE_RATE",),
+    "publish_byte_burst": ("PUBSOCKET_PUBLISH_BYTE_BURST",),
     "presence": ("PUBSOCKET_PRESENCE",),
     "presence_events": ("PUBSOCKET_PRESENCE_EVENTS",),
     "presence_ttl": ("PUBSOCKET_PRESENCE_TTL",),
@@ -120,6 +124,13 @@ class Settings:
     history_meta_ttl: float = 86_400.0
     history_max_bytes: int = 64 * MiB
     history_rules: tuple[tuple[str, int, float], ...] = field(default_factory=tuple)
+    # Brokers (docs/security.md "Brokers"): one topic's history in payload + publisher
+    # bytes (memory and Redis alike); the payload bytes one connection may publish per
+    # second, in a bucket of `publish_byte_burst` (never less than max_message_size).
+    # Under these defaults one connection adds at most ~64 MiB to Redis per minute.
+    history_topic_max_bytes: int = 4 * MiB
+    publish_byte_rate: float = 1 * MiB
+    publish_byte_burst: int = 4 * MiB
     # Presence (docs/protocol.md "Presence"): topic patterns that track who is subscribed
     # (PUBSOCKET_PRESENCE="chat:*,room.*"), whether join/leave events go to subscribers,
     # and how long a node's entries outlive it in Redis (refreshed every ttl/3).

@@ -56,11 +56,13 @@ class ErrorCode(enum.StrEnum):
     PRESENCE_OFF = "presence_off"
     INVALID_TOKEN = "invalid_token"
     BROKER_UNAVAILABLE = "broker_unavailable"
+    PUBLISH_RATE = "publish_rate"  # over the connection's publish bytes per second
 
     @property
     def counts(self) -> bool:
         """Whether it counts toward the protocol-error limit (the server's fault doesn't)."""
-        return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION)
+        return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION,
+                            ErrorCode.PUBLISH_RATE)
 
 
 class PubsocketError(Exception):

@@ -32,7 +32,7 @@ def _guide_module(monkeypatch: pytest.MonkeyPatch, url: str) -> ModuleType:
 
 async def test_resuming_client_gets_everything_once_across_dropped_connections(
         serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = App(make_settings(rate_limit=0))
+    app = App(make_settings(rate_limit=0, publish_byte_rate=0))
     pubsub("/ws/chat", app=app, secured=True)
     srv = await serve(app)
     guide = _guide_module(monkeypatch, f"{srv.ws}/ws/chat")

@@ -331,7 +331,7 @@ async def test_stalled_writes_are_aborted_after_the_write_timeout(serve: Any) ->
     # ASGI the server owns them (OUTBOUND_BUDGET still bounds the adapter's queue).
     from tests.integration.test_slow_consumer import raw_subscriber
 
-    app = hub_app(outbound_budget=0, write_timeout=0.5, rate_limit=0)
+    app = hub_app(outbound_budget=0, write_timeout=0.5, rate_limit=0, publish_byte_rate=0)
     srv = await serve(app)
     _reader, writer = await raw_subscriber(srv.port, "stall")  # never reads
     await until(lambda: app.hub.subscriber_count("stall") == 1)

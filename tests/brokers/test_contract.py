@@ -135,13 +135,14 @@ async def test_no_firehose_other_topics_never_arrive(make_node: MakeNode) -> Non
 
 # -- positions and history ------------------------------------------------------------
 async def publish_all(broker: Broker, topic: str, payloads: list[bytes],
-                      policy: HistoryPolicy = HISTORY) -> list[Publication]:
+                      policy: HistoryPolicy = HISTORY,
+                      publisher: Publisher | None = None) -> list[Publication]:
     """Publish without awaiting in between (the pipelined path), then collect in order."""
-    started = [broker.publish_nowait(topic, p, policy) for p in payloads]
+    started = [broker.publish_nowait(topic, p, policy, publisher) for p in payloads]
     out: list[Publication] = []
     for payload, res in zip(payloads, started, strict=True):
         if res is None:
-            res = await broker.publish(topic, payload, policy)
+            res = await broker.publish(topic, payload, policy, publisher)
         elif isinstance(res, asyncio.Future):
             res = await res
         out.append(res)
@@ -214,6 +215,67 @@ async def test_history_keeps_at_most_size(broker: Broker) -> None:
     page = await broker.history("s", None, 100)
     assert [p.offset for p in page.publications] == [8, 9, 10, 11, 12]
     assert page.publications == pubs[7:] and page.position == Position(12, pubs[0].epoch)
+
+
+async def test_history_keeps_at_most_the_topic_byte_cap(make_node: MakeNode) -> None:
+    """Finding 3: a topic's history is capped in bytes as well as in count, oldest
+    dropped first; the position goes on in the same epoch, and a reader asking from a
+    dropped offset sees where the history starts (recovery: recovered false)."""
+    broker = (await make_node(topic_max_bytes=35_000)).broker
+    payloads = [b"%05d" % i + b"x" * 9_995 for i in range(10)]  # 10,000 bytes each
+    pubs = await publish_all(broker, "big", payloads)
+    page = await broker.history("big", None, 100)
+    assert [p.offset for p in page.publications] == [8, 9, 10]
+    assert page.publications == pubs[7:] and page.position == Position(10, pubs[0].epoch)
+    page = await broker.history("big", 2, 100)  # offsets 3..7 are gone: a hole to see
+    assert [p.offset for p in page.publications] == [8, 9, 10]
+    small = HistoryPolicy(size=2, ttl=60.0)  # the count still applies under the cap
+    await publish_all(broker, "big", [b"s"] * 3, small)
+    assert [p.offset for p in (await broker.history("big", None, 100)).publications] == [
+        12, 13]
+
+
+async def test_the_newest_publication_is_kept_whatever_its_size(make_node: MakeNode) -> None:
+    broker = (await make_node(topic_max_bytes=1_000)).broker
+    await broker.publish("huge", b"a" * 100, HISTORY)
+    last = await broker.publish("huge", b"b" * 5_000, HISTORY)
+    assert (await broker.history("huge", None, 100)).publications == [last]
+    after = await broker.publish("huge", b"c" * 100, HISTORY)
+    assert (await broker.history("huge", None, 100)).publications == [after]
+
+
+async def test_byte_cap_and_count_trimming_together_stay_contiguous(
+    make_node: MakeNode,
+) -> None:
+    """Many small publications: count trimming (approximate on Redis) and the byte cap
+    both drop from the oldest end; what is kept is contiguous up to the newest and
+    within the cap, with a publisher counted too."""
+    cap = 20_000
+    broker = (await make_node(topic_max_bytes=cap)).broker
+    who = Publisher("c1", "u1", b'{"n":"' + b"i" * 50 + b'"}')
+    for start in range(0, 600, 100):
+        await publish_all(broker, "many", [b"m" * 200] * 100, HISTORY, who)
+        page = await broker.history("many", None, 1000)
+        offsets = [p.offset for p in page.publications]
+        assert offsets == list(range(offsets[0], start + 101)), offsets
+        kept = sum(len(p.payload) + len(p.publisher.info) for p in page.publications
+                   if p.publisher is not None)
+        assert 8 <= len(offsets) <= 100 and kept <= cap
+
+
+async def test_mixed_sizes_stay_within_the_byte_cap(make_node: MakeNode) -> None:
+    """Small publications (Redis leaves those under cap / (8 * (size + 100)) bytes
+    uncounted: their count bounds them) among large ones: still at most the cap."""
+    cap, deep = 200_000, HistoryPolicy(size=300, ttl=60.0)  # Redis: 60 B are not counted
+    broker = (await make_node(topic_max_bytes=cap)).broker
+    for round_ in range(6):
+        payloads = [b"s" * 60] * 20 + [b"L" * 9_000] * 5 + [b"m" * 99] * 20
+        await publish_all(broker, "mixed", payloads, deep)
+        page = await broker.history("mixed", None, 1000)
+        offsets = [p.offset for p in page.publications]
+        assert offsets == list(range(offsets[0], 45 * (round_ + 1) + 1))
+        assert sum(len(p.payload) for p in page.publications) <= cap
+    assert 150 <= len(offsets) < 270  # the cap, not the count, dropped the oldest
 
 
 async def test_history_expires_after_ttl_but_the_position_stays(broker: Broker) -> None:

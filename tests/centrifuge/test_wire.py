@@ -192,7 +192,8 @@ async def test_websocat_both_ways(serve: Any) -> None:
 
 async def test_slow_sdk_consumer_is_closed_3008_and_recovers(serve: Any) -> None:
     total = 1500
-    app = cf_app(outbound_budget=64 * 1024, rate_limit=0,
+    app = cf_app(outbound_budget=64 * 1024, rate_limit=0, publish_byte_rate=0,
+                 history_topic_max_bytes=0,
                  history={"slow:*": HistoryPolicy(total + 10, 120)})
     srv = await serve(app)
     url = srv.ws + PATH

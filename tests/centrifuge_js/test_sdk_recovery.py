@@ -76,7 +76,8 @@ async def test_gap_beyond_history_is_not_recovered(start_cf: StartCf) -> None:
 async def test_slow_consumer_is_closed_then_recovers(start_cf: StartCf) -> None:
     """The proxy stops reading the server's bytes; past the outbound budget the server
     closes the connection; once reading resumes the SDK reconnects and recovers all."""
-    srv = await start_cf(outbound_budget=64 * 1024, history_size=1000)
+    srv = await start_cf(outbound_budget=64 * 1024, history_size=1000,
+                         history_topic_max_bytes=0)
     hub = srv.app.hub
     blob = "x" * 16_000
     n = 200  # 3.2 MB, then more until the server closes the connection

@@ -43,7 +43,7 @@ async def _cycle(port: int, topic: str) -> None:
 
 
 async def test_abrupt_disconnects_release_everything(serve: Any) -> None:
-    app = App(make_settings(rate_limit=0))
+    app = App(make_settings(rate_limit=0, publish_byte_rate=0))
     pubsub("/ws/chat", app=app)
     srv = await serve(app)
     me = psutil.Process()

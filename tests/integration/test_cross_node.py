@@ -69,7 +69,8 @@ async def test_two_nodes_form_one_hub_through_every_publish_path(url: str) -> No
 
 
 async def test_order_per_topic_per_publisher_holds_across_nodes(url: str) -> None:
-    with spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_RATE_LIMIT="0") as a, \
+    with spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_RATE_LIMIT="0",
+               PUBSOCKET_PUBLISH_BYTE_RATE="0") as a, \
             spawn(APP, PUBSOCKET_BROKER=url) as b:
         on_b = await subscriber(b.port, "seq")
         async with connect(f"ws://127.0.0.1:{a.port}/ws/chat") as pub:

@@ -48,7 +48,7 @@ SERVER = textwrap.dedent("""
 
     if len(sys.argv) > 1:
         websocket.FRAMES_PER_TICK = int(sys.argv[1])
-    app = App(make_settings(rate_limit=0))
+    app = App(make_settings(rate_limit=0, publish_byte_rate=0))
     pubsub("/ws/chat", app=app)
     runner.run(lambda: app, "127.0.0.1", 0,
                ready=lambda server: print("port", server.port, flush=True))

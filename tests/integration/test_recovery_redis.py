@@ -35,7 +35,8 @@ from tests.redis_server import RedisProcess
 
 APP = ROOT / "tests/integration/apps/hub"
 V1: Any = ["pubsocket.v1"]
-FAST = {"PUBSOCKET_RATE_LIMIT": "0", "PUBSOCKET_HISTORY_SIZE": "1000"}
+FAST = {"PUBSOCKET_RATE_LIMIT": "0", "PUBSOCKET_PUBLISH_BYTE_RATE": "0",
+        "PUBSOCKET_HISTORY_SIZE": "1000"}
 
 
 @pytest.fixture
@@ -482,7 +483,9 @@ class RawV1:
 async def test_slow_consumer_closed_4008_recovers_everything(url: str) -> None:
     data_pad = "x" * 1000
     with spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_RATE_LIMIT="0",
-               PUBSOCKET_OUTBOUND_BUDGET="65536", PUBSOCKET_HISTORY="slow*=20000/120") as node:
+               PUBSOCKET_PUBLISH_BYTE_RATE="0", PUBSOCKET_OUTBOUND_BUDGET="65536",
+               PUBSOCKET_HISTORY="slow*=20000/120",
+               PUBSOCKET_HISTORY_TOPIC_MAX_BYTES="0") as node:
         raw = await RawV1.open(node.port)
         raw.send({"action": "subscribe", "topic": "slow", "id": "s"})
         async with asyncio.timeout(5):

@@ -56,7 +56,7 @@ async def good_subscriber(url: str, latencies: list[float], ready: asyncio.Event
 
 
 async def test_never_reading_subscriber_is_closed_4008_and_harms_nobody() -> None:
-    with spawn(APP, PUBSOCKET_RATE_LIMIT="0") as proc:
+    with spawn(APP, PUBSOCKET_RATE_LIMIT="0", PUBSOCKET_PUBLISH_BYTE_RATE="0") as proc:
         url = f"ws://127.0.0.1:{proc.port}/ws/chat"
         server = psutil.Process(proc.pid)
         slow_reader, slow_writer = await raw_subscriber(proc.port, "firehose")

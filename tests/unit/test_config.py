@@ -192,6 +192,8 @@ def test_bad_number_in_env_file_is_refused(tmp_path: Path) -> None:
         "PUBSOCKET_MAX_CONNECTIONS", "PUBSOCKET_MAX_SUBSCRIPTIONS",
         "PUBSOCKET_MAX_PROTOCOL_ERRORS", "PUBSOCKET_RATE_LIMIT", "PUBSOCKET_RATE_BURST",
         "PUBSOCKET_OUTBOUND_BUDGET", "PUBSOCKET_WRITE_TIMEOUT", "PUBSOCKET_SHUTDOWN_TIMEOUT",
+        "PUBSOCKET_HISTORY_TOPIC_MAX_BYTES", "PUBSOCKET_PUBLISH_BYTE_RATE",
+        "PUBSOCKET_PUBLISH_BYTE_BURST",
     ],
 )
 def test_zero_turns_a_limit_off_and_is_accepted(var: str) -> None:

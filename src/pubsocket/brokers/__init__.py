@@ -15,30 +15,32 @@ from .base import (
     Publication,
     Publisher,
 )
-from .memory import MemoryBroker
+from .memory import MAX_BYTES, TOPIC_MAX_BYTES, MemoryBroker
 
 
 def broker_from_url(
-    url: str, *, meta_ttl: float | None = None, max_bytes: int | None = None
+    url: str, *, meta_ttl: float | None = None, max_bytes: int | None = None,
+    topic_max_bytes: int | None = None,
 ) -> Broker:
     """The broker for `url`. The Redis client is imported only for ``redis://`` URLs.
 
     `meta_ttl` (seconds a topic's position outlives its last publish or history read)
-    goes to either broker, `max_bytes` (the node-wide history cap) to the memory broker;
-    None keeps the defaults (one day; 64 MiB).
+    and `topic_max_bytes` (one topic's history) go to either broker, `max_bytes` (the
+    node-wide cap) to the memory broker; None keeps the defaults (one day; 4 MiB;
+    64 MiB).
     """
     scheme = urlsplit(url).scheme
     ttl = 86400.0 if meta_ttl is None else meta_ttl
+    topic_cap = TOPIC_MAX_BYTES if topic_max_bytes is None else topic_max_bytes
     if scheme == "memory":
-        if max_bytes is None:
-            return MemoryBroker(meta_ttl=ttl)
-        return MemoryBroker(meta_ttl=ttl, max_bytes=max_bytes)
+        return MemoryBroker(meta_ttl=ttl, topic_max_bytes=topic_cap,
+                            max_bytes=MAX_BYTES if max_bytes is None else max_bytes)
     if scheme in ("redis", "rediss", "unix"):
         try:
             from .redis import RedisBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError("redis:// brokers need `pip install pubsocket[redis]`") from exc
-        broker: Broker = RedisBroker(url, meta_ttl=ttl)
+        broker: Broker = RedisBroker(url, meta_ttl=ttl, topic_max_bytes=topic_cap)
         return broker
     raise ConfigError(f"PUBSOCKET_BROKER: unknown scheme {scheme!r} (use memory:// or redis://)")
 

@@ -12,8 +12,9 @@ Contracts, beyond `Broker`:
 * `subscribe`/`unsubscribe` reach Redis in call order, and `subscribe` returns only once
   Redis confirmed the channel, so a message published after it returns is delivered.
   `unsubscribe` stops delivery at once, dropping messages of the topic still in flight.
-* A publish with history is one atomic script (epoch, HINCRBY offset, XADD, PEXPIREs,
-  PUBLISH of the framed message), so every node gets offsets from the same counter.
+* A publish with history is one atomic script (epoch, HINCRBY offset, XADD, the byte
+  cap's trim, PEXPIREs, PUBLISH of the framed message), so every node gets offsets from
+  the same counter and every node's publishes count towards one topic's byte cap.
   `publish_nowait` always returns a future already queued in call order on the
   pipeline; `publish` awaits it. Messages read from one socket read are delivered in
   one go, without yielding to the loop in between. `history` runs on a connection of
@@ -52,11 +53,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, Publisher, ResyncFn
+from .memory import TOPIC_MAX_BYTES
 from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
 from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
+    byte_budget,
     candidate_epoch,
     history_from_reply,
     milliseconds,
@@ -85,9 +88,12 @@ class RedisBroker(Broker):
         confirm_timeout: float = 5.0,
         ping_interval: float = 30.0,
         meta_ttl: float = 86400.0,
+        topic_max_bytes: int = TOPIC_MAX_BYTES,
         max_inflight: int = 1024,
         max_queued: int = 65536,
     ) -> None:
+        """`topic_max_bytes`: what one topic's history keeps, in payload and publisher
+        bytes (0: no cap; the newest publication is always kept)."""
         self.prefix, self.redis_url = split_prefix(url)
         self._prefix_len = len(self.prefix.encode())
         options: dict[str, Any] = {"socket_connect_timeout": 5.0}
@@ -114,6 +120,7 @@ class RedisBroker(Broker):
         self._publish_script = self._redis.register_script(PUBLISH_LUA)
         self._history_script = self._redis.register_script(HISTORY_LUA)
         self._meta_ttl_ms = milliseconds(meta_ttl)
+        self._topic_max_bytes = topic_max_bytes
         self._pipeline = PublishPipeline(
             self._connect,
             PUBLISH_LUA,
@@ -241,9 +248,11 @@ class RedisBroker(Broker):
             head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
             return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
         meta, stream = topic_keys(self.prefix, topic)
+        smallest, budget = byte_budget(self._topic_max_bytes, policy.size)
         args = (
             "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
             policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
+            budget if len(payload) + len(who) >= smallest else b"0",
         )  # fmt: skip
         return self._pipeline.submit(args, None, payload, publisher)
 

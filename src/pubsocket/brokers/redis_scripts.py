@@ -4,12 +4,17 @@ One topic with history has two keys sharing the hash tag ``{<topic>}``, so that 
 script touches a single slot (the scripts would run unchanged on Redis Cluster):
 
 * ``<prefix>{<topic>}.m``: a hash, ``e`` = epoch, ``o`` = top offset, ``n`` = the
-  policy size of the last publish; expires `meta_ttl` after the last publish or history
-  read;
-* ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-0``, field ``d`` = payload
-  (and ``p`` = the publisher JSON, when there is a publisher), trimmed to about
-  ``policy.size`` entries (reads return at most the newest ``n``); expires ``policy.ttl``
-  after the last publish.
+  policy size of the last publish, ``c`` = the counted bytes published in this epoch so
+  far (payload + publisher JSON of the publications `byte_budget` counts),
+  ``t`` = the value of ``c`` before the oldest entry the byte cap last looked at (so
+  ``c - t`` bounds the counted bytes the stream keeps); expires `meta_ttl` after the
+  last publish or history read;
+* ``<prefix>{<topic>}.s``: a stream, entry id ``<offset>-<c before it>``, field ``d`` =
+  payload (and ``p`` = the publisher JSON, when there is a publisher), trimmed to about
+  ``policy.size`` entries (reads return at most the newest ``n``) and to at most the
+  byte cap (exactly: oldest first, never the newest entry); expires ``policy.ttl``
+  after the last publish. The entry id's sequence part carries the running byte count,
+  so the byte cap finds what count trimming already removed from the oldest id alone.
 
 The epoch is created by whichever script first finds the meta missing, from a random
 candidate the client passes (scripts must be deterministic, and Lua's randomness is
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 from typing import Any
 
 import orjson
@@ -37,12 +43,17 @@ import orjson
 from .base import HistoryPage, Position, Publication, Publisher
 
 # KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, candidate epoch,
-# and the publisher JSON ("" for none).
-# The stream is trimmed approximately (MAXLEN ~: whole stream nodes at a time), which
-# measured twice as fast as exact trimming on Redis 7.0; the size is kept in the meta
-# (``n``) so that history reads never return more than the newest `size` entries.
+# the publisher JSON ("" for none), and the byte budget this publication counts against
+# ("0": it is not counted, see `byte_budget`).
+# The stream is trimmed approximately by count (MAXLEN ~: whole stream nodes at a time),
+# which measured twice as fast as exact trimming on Redis 7.0; the size is kept in the
+# meta (``n``) so that history reads never return more than the newest `size` entries.
+# The byte cap (`byte_budget`): small publications are not counted, so most publishes
+# pay nothing for it; the counted ones are kept within their budget exactly: while
+# ``c - t`` is over it, the oldest entry is read (its id tells ``t``, as count trimming
+# may have removed older ones) and deleted, never the newest.
 PUBLISH_LUA = b"""
-local meta = redis.call('HMGET', KEYS[1], 'e', 'n')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'n', 'c')
 local epoch = meta[1]
 if not epoch then
   epoch = ARGV[6]
@@ -53,12 +64,31 @@ elseif meta[2] ~= ARGV[3] then
 end
 local offset = string.format('%d', redis.call('HINCRBY', KEYS[1], 'o', 1))
 local head = offset .. ':' .. epoch .. ':'
+local id = offset .. '-' .. (meta[3] or '0')
 if ARGV[7] == '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'd', ARGV[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2])
 else
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'd', ARGV[2],
-             'p', ARGV[7])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'd', ARGV[2], 'p', ARGV[7])
   head = head .. '~' .. string.len(ARGV[7]) .. ':' .. ARGV[7]
+end
+if ARGV[8] ~= '0' then
+  local budget = tonumber(ARGV[8])
+  local total = redis.call('HINCRBY', KEYS[1], 'c', string.len(ARGV[2]) + string.len(ARGV[7]))
+  if total > budget then
+    local kept = tonumber(redis.call('HGET', KEYS[1], 't')) or 0
+    local was = kept
+    while total - kept > budget do
+      local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+      if not oldest then break end
+      local before = tonumber(string.match(oldest[1], '-(%d+)$'))
+      if before > kept then kept = before end
+      if total - kept <= budget or oldest[1] == id then break end
+      redis.call('XDEL', KEYS[2], oldest[1])
+    end
+    if kept ~= was then
+      redis.call('HSET', KEYS[1], 't', string.format('%d', kept))
+    end
+  end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -131,6 +161,28 @@ def candidate_epoch() -> str:
     every call so that a topic whose keys were lost cannot get its old epoch back.
     """
     return f"{random.getrandbits(48):012x}"
+
+
+# Stream nodes hold at most this many entries (Redis's stream-node-max-entries default),
+# so approximate count trimming keeps at most `size` + this many.
+_NODE_ENTRIES = 100
+
+
+@functools.lru_cache(maxsize=64)
+def byte_budget(cap: int, size: int) -> tuple[int, bytes]:
+    """(smallest counted publication, the budget of the counted ones) for a topic byte
+    cap of `cap` bytes and a history of `size` publications.
+
+    Publications under ``cap / (8 * (size + 100))`` bytes (2.6 KB for the defaults) are
+    not counted: at most ``size + 100`` of them are kept, so together they hold at most
+    an eighth of the cap; the counted ones get the rest. So a stream never keeps more
+    than `cap` bytes (payload + publisher JSON) plus its newest publication. No cap
+    (``cap <= 0``): nothing is counted.
+    """
+    if cap <= 0:
+        return sys.maxsize, b"0"
+    smallest = cap // (8 * (size + _NODE_ENTRIES))
+    return smallest, b"%d" % max(1, cap - (size + _NODE_ENTRIES) * smallest)
 
 
 def milliseconds(seconds: float) -> int:

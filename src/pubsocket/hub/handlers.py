@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..auth import Action, expiry_of
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
+from ..log import refusals
 from ..presence.base import PresenceUnavailable
 from ..protocol import (
     CmdId,
@@ -157,7 +158,15 @@ def publish(session: Session, cmd: Publish
             ) -> Publication | asyncio.Future[Publication] | Awaitable[Publication] | None:
     """The hub's `publish_payload_nowait` result (a publication, a queued future, or an
     awaitable the session must finish before the next command); None when refused
-    (already answered). An async authorize hook makes every publish an awaitable."""
+    (already answered). An async authorize hook makes every publish an awaitable.
+
+    The payload's bytes are charged to the connection first (`publish_rate` when its
+    bucket is short): what a broker keeps is paid for before it is kept."""
+    if not session.publish_bytes.take(len(cmd.payload)):
+        refusals.warn("publish_rate", f"client {session.principal.client_id}")
+        session.error(ErrorCode.PUBLISH_RATE, "publishing too many bytes per second, "
+                      "retry later", cmd.id)
+        return None
     hub = session.hub
     verdict = hub.authorizer.check(session.principal, Action.PUBLISH, cmd.topic)
     if verdict is True:

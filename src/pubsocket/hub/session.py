@@ -94,8 +94,9 @@ class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
-                 "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
-                 "principal", "settings", "stage", "sub_clocks", "topics")
+                 "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub",
+                 "peer", "principal", "publish_bytes", "settings", "stage", "sub_clocks",
+                 "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -126,6 +127,11 @@ class Session:
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Payload bytes published per second (handlers.publish charges it before the
+        # broker keeps anything); a burst below the message limit would refuse the
+        # largest messages forever, so it is never smaller.
+        self.publish_bytes = TokenBucket(settings.publish_byte_rate, max(
+            settings.publish_byte_burst, settings.max_message_size))
         self._closed = False
         self._inflight: deque[_InFlight] = deque()  # publishes, and replies behind them
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
