@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from ..auth import Authenticator, Principal, expiry_of
@@ -39,6 +39,7 @@ from . import connect, handlers
 from .connect import Endpoint
 from .core import Hub, publisher_of
 from .lifetime import TokenClock
+from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
 
@@ -92,18 +93,21 @@ class Session:
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
-                 "principal", "settings", "stage", "sub_clocks", "topics")
+                 "principal", "settings", "stage", "sub_clocks", "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
                  authenticator: Authenticator | None = None,
                  expires_at: float | None = None,
-                 endpoint: Endpoint | None = None) -> None:
+                 endpoint: Endpoint | None = None,
+                 wires: Callable[[Codec], Wire] = RAW) -> None:
         """`principal` is who is connected (anonymous by default); `authenticator`
         verifies refreshed tokens; the token's expiry comes from the principal's claims
         unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
         session is a handshake session: nothing runs before a connect command
-        (`hub.connect`), and the codec is the endpoint's."""
+        (`hub.connect`), and the codec is the endpoint's. `wires` is the transport's
+        `WireSet`: the session's wire (its codec x the transport's framer) comes from it,
+        and every reply and delivery is framed by that wire (default: unframed)."""
         self.hub = hub
         self.peer = peer
         self.settings = settings
@@ -115,6 +119,7 @@ class Session:
             codec = endpoint.codec
             endpoint.pinger.wait(self, settings.handshake_timeout)
         self.codec = codec
+        self.wire = wires(codec)
         self.principal = principal or Principal.anonymous()
         self._publisher: tuple[Principal, Publisher | None] | None = None
         self.authenticator = authenticator
@@ -295,7 +300,7 @@ class Session:
             head = inflight[0]
             if isinstance(head, bytes):
                 inflight.popleft()
-                self.peer.deliver(self.hub.frame(head))
+                self.peer.deliver(self.wire.frame(head))
                 continue
             cmd, future = head
             if not future.done():
@@ -307,7 +312,7 @@ class Session:
             if error is None:
                 reply = self.codec.published(cmd, future.result())
                 if reply is not None:
-                    self.peer.deliver(self.hub.frame(reply))
+                    self.peer.deliver(self.wire.frame(reply))
             else:
                 self._publish_failed(cmd, error)
         if not inflight and self._waiting is not None and self._task is None:
@@ -318,7 +323,7 @@ class Session:
     def _publish_failed(self, cmd: Publish, error: BaseException) -> None:
         if not isinstance(error, BrokerError):
             log.error("publish failed", exc_info=error)
-        self.peer.deliver(self.hub.frame(self.codec.error(
+        self.peer.deliver(self.wire.frame(self.codec.error(
             ErrorCode.BROKER_UNAVAILABLE, "the message broker is unavailable, retry later",
             cmd.id)))
 
@@ -341,7 +346,7 @@ class Session:
         if self._inflight:
             self._inflight.append(payload)
         else:
-            self.peer.deliver(self.hub.frame(payload))
+            self.peer.deliver(self.wire.frame(payload))
 
     def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None = None) -> None:
         """Queue an error reply; the Nth counted protocol error closes with 1008."""

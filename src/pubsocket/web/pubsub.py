@@ -72,20 +72,21 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
     endpoint = None if protocol == "plain" else Endpoint(
-        hub.frame, target.settings.centrifuge_ping, secured=secured, rpc=rpc)
+        target.settings.centrifuge_ping, secured=secured, rpc=rpc)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
             cws = await Websocket(request).connection()
             cws.close_codes = CLOSE_CODES
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, endpoint=endpoint))
+                               authenticator=target.auth, endpoint=endpoint,
+                               wires=cws.wires))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
             codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
-            principal=request.principal, authenticator=target.auth,
+            principal=request.principal, authenticator=target.auth, wires=ws.wires,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..auth.tokens import BEARER_SUBPROTOCOL, offered_subprotocols, split_bearer
 from ..errors import ConnectionClosed, HTTPError
+from ..hub.wire import WireSet
 
 if TYPE_CHECKING:
     from .request import Request
@@ -40,6 +41,11 @@ class Connection(Protocol):
     being closed. No task waits per idle connection then. `receive()` is not used in
     push mode. `pause_reading` / `resume_reading` apply backpressure to the peer.
 
+    `wires(codec)` is the transport's `WireSet`: the wire (codec x this transport's
+    framing) a session of this connection writes through, shared by every connection of
+    the same kind so the hub frames each broadcast once per wire. `deliver` takes bytes
+    framed by that wire.
+
     `close_codes` (None by default), set once by the endpoint, translates every close
     this connection sends, the transport's own included (slow consumer, shutdown,
     keepalive timeout): code -> (code, reason) of the wire protocol in use (Centrifuge).
@@ -47,6 +53,7 @@ class Connection(Protocol):
 
     subprotocol: str | None
     close_codes: Mapping[int, tuple[int, str]] | None
+    wires: WireSet
 
     @property
     def closed(self) -> bool: ...
