@@ -22,7 +22,7 @@ from pubsocket.brokers import (
 from pubsocket.brokers.base import Publisher, ResyncFn
 from pubsocket.codecs import V1
 from pubsocket.errors import BrokerError
-from pubsocket.framing import frame_payload, text_frame
+from pubsocket.hub.wire import RAW, WireSet
 
 
 class Recorder:
@@ -36,7 +36,7 @@ class Recorder:
 
     @property
     def messages(self) -> list[Any]:
-        return [json.loads(frame_payload(f)) for f in self.frames]
+        return [json.loads(f) for f in self.frames]  # raw wires: payloads
 
 
 class GatedBroker(MemoryBroker):
@@ -124,7 +124,7 @@ async def test_one_frame_per_subscriber_and_the_same_bytes_object(hub: Hub) -> N
 async def test_envelope_subscribers_share_one_frame_too(hub: Hub) -> None:
     subs = [Recorder() for _ in range(3)]
     for s in subs:
-        await hub.subscribe(s, "room", V1)
+        await hub.subscribe(s, "room", RAW(V1))
     await hub.publish("room", [1])
     assert all(s.frames[0] is subs[0].frames[0] for s in subs)
 
@@ -132,12 +132,12 @@ async def test_envelope_subscribers_share_one_frame_too(hub: Hub) -> None:
 async def test_plain_and_envelope_subscribers_get_their_payloads(hub: Hub) -> None:
     plain, env = Recorder(), Recorder()
     await hub.subscribe(plain, "a/b:c")
-    await hub.subscribe(env, "a/b:c", V1)
+    await hub.subscribe(env, "a/b:c", RAW(V1))
     await hub.publish("a/b:c", {"x": "é"})
     assert plain.messages == [{"x": "é"}]
     assert env.messages == [{"type": "message", "topic": "a/b:c", "offset": 1,
                              "data": {"x": "é"}}]
-    assert plain.frames[0] == text_frame(b'{"x":"\xc3\xa9"}')
+    assert plain.frames[0] == b'{"x":"\xc3\xa9"}'
 
 
 async def test_only_subscribers_of_the_topic_receive(hub: Hub) -> None:
@@ -160,7 +160,7 @@ async def test_publish_to_a_topic_nobody_follows_creates_no_state(hub: Hub) -> N
 async def test_unsubscribing_the_last_subscriber_removes_the_topic(hub: Hub) -> None:
     a, b = Recorder(), Recorder()
     await hub.subscribe(a, "t")
-    await hub.subscribe(b, "t", V1)
+    await hub.subscribe(b, "t", RAW(V1))
     await hub.unsubscribe(a, "t")
     assert hub.topic_count == 1
     assert hub.subscriber_count("t") == 1
@@ -272,7 +272,7 @@ async def test_stats(hub: Hub) -> None:
     plain1, plain2, env = Recorder(), Recorder(), Recorder()
     await hub.subscribe(plain1, "t")
     await hub.subscribe(plain2, "t")
-    await hub.subscribe(env, "t", V1)
+    await hub.subscribe(env, "t", RAW(V1))
     await hub.publish("t", {"k": "v"})
     await hub.publish("nobody", 1)
     s = hub.stats
@@ -378,7 +378,7 @@ async def test_waiting_subscribers_fail_too_when_the_broker_refuses() -> None:
     h = await started(broker)
     first = asyncio.create_task(h.subscribe(Recorder(), "t"))
     await asyncio.wait_for(broker.entered.wait(), 2)
-    second = asyncio.create_task(h.subscribe(Recorder(), "t", V1))
+    second = asyncio.create_task(h.subscribe(Recorder(), "t", RAW(V1)))
     await asyncio.sleep(0)
     broker.error = OSError("refused")
     broker.gate.set()
@@ -437,3 +437,38 @@ async def test_failing_broker_unsubscribe_still_forgets_the_topic() -> None:
     await h.unsubscribe(a, "t")
     assert h.topic_count == 0
     await h.close()
+
+
+class CountingCodec(type(V1)):  # type: ignore[misc]
+    """V1, counting how often it encodes a publication."""
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def publication(self, topic: str, pub: Any) -> bytes:
+        self.encoded += 1
+        result: bytes = super().publication(topic, pub)
+        return result
+
+
+async def test_encoded_once_per_codec_and_framed_once_per_wire(hub: Hub) -> None:
+    """The wire seam: two framings of one codec share its encoding; each wire frames
+    it once and all its subscribers get the same bytes object."""
+    codec = CountingCodec()
+    framed: list[bytes] = []
+
+    def bracket(payload: bytes) -> bytes:
+        framed.append(payload)
+        return b"[" + payload + b"]"
+
+    raw, boxed = WireSet(lambda p: p, "raw")(codec), WireSet(bracket, "boxed")(codec)
+    subs = [Recorder() for _ in range(4)]
+    for i, sub in enumerate(subs):
+        await hub.subscribe(sub, "t", raw if i % 2 else boxed)
+    await hub.publish("t", {"n": 1})
+    assert codec.encoded == 1
+    assert len(framed) == 1
+    assert subs[0].frames[0] is subs[2].frames[0]
+    assert subs[1].frames[0] is subs[3].frames[0]
+    assert subs[0].frames[0] == b"[" + subs[1].frames[0] + b"]"
+    assert json.loads(subs[1].frames[0])["data"] == {"n": 1}

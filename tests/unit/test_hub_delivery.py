@@ -17,6 +17,7 @@ from pubsocket import Hub, Settings
 from pubsocket.brokers import HistoryPage, HistoryPolicy, MemoryBroker, Position, Publication
 from pubsocket.brokers.base import DeliverFn, ResyncFn
 from pubsocket.codecs import PLAIN, V1
+from pubsocket.hub.wire import RAW
 from tests.unit.test_hub import Recorder
 
 
@@ -103,8 +104,8 @@ async def faulty() -> AsyncIterator[tuple[Hub, FaultyBroker]]:
 
 async def two_subscribers(hub: Hub, topic: str = "t") -> tuple[Recorder, Recorder]:
     plain, v1 = Recorder(), Recorder()
-    await hub.subscribe(plain, topic, PLAIN)
-    await hub.subscribe(v1, topic, V1)
+    await hub.subscribe(plain, topic, RAW(PLAIN))
+    await hub.subscribe(v1, topic, RAW(V1))
     return plain, v1
 
 
@@ -343,7 +344,7 @@ async def test_subscribe_since_recovers_with_replay(faulty: tuple[Hub, FaultyBro
     pubs = [await hub.publish("t", n) for n in range(1, 6)]
     epoch = pubs[0].epoch
     back = Recorder()
-    result = await hub.subscribe(back, "t", V1, since=Position(2, epoch))
+    result = await hub.subscribe(back, "t", RAW(V1), since=Position(2, epoch))
     assert result.recovered
     assert result.position == Position(2, epoch)
     assert [p.offset for p in result.replay] == [3, 4, 5]
@@ -358,7 +359,7 @@ async def test_subscribe_since_the_current_position(faulty: tuple[Hub, FaultyBro
     hub, _ = faulty
     await hub.subscribe(Recorder(), "t")
     pub = await hub.publish("t", 1)
-    result = await hub.subscribe(Recorder(), "t", V1, since=Position(1, pub.epoch))
+    result = await hub.subscribe(Recorder(), "t", RAW(V1), since=Position(1, pub.epoch))
     assert (result.recovered, result.position, result.replay) == (True, Position(1, pub.epoch),
                                                                   ())
 
@@ -369,7 +370,7 @@ async def test_subscribe_since_a_foreign_position_is_not_recovered(
     hub, _ = faulty
     await hub.subscribe(Recorder(), "t")
     last = [await hub.publish("t", n) for n in range(3)][-1]
-    result = await hub.subscribe(Recorder(), "t", V1, since=since)
+    result = await hub.subscribe(Recorder(), "t", RAW(V1), since=since)
     assert not result.recovered
     assert result.position == Position(last.offset, last.epoch)
     assert result.replay == ()
@@ -382,11 +383,11 @@ async def test_subscribe_since_ahead_or_too_far_back(faulty: tuple[Hub, FaultyBr
     await hub.subscribe(Recorder(), "small")
     pubs = [await hub.publish("small", n) for n in range(1, 7)]
     epoch = pubs[0].epoch
-    ahead = await hub.subscribe(Recorder(), "small", V1, since=Position(9, epoch))
+    ahead = await hub.subscribe(Recorder(), "small", RAW(V1), since=Position(9, epoch))
     assert (ahead.recovered, ahead.position, ahead.replay) == (False, Position(6, epoch), ())
-    behind = await hub.subscribe(Recorder(), "small", V1, since=Position(1, epoch))
+    behind = await hub.subscribe(Recorder(), "small", RAW(V1), since=Position(1, epoch))
     assert (behind.recovered, behind.position, behind.replay) == (False, Position(6, epoch), ())
-    edge = await hub.subscribe(Recorder(), "small", V1, since=Position(3, epoch))
+    edge = await hub.subscribe(Recorder(), "small", RAW(V1), since=Position(3, epoch))
     assert edge.recovered
     assert [p.offset for p in edge.replay] == [4, 5, 6]
 
@@ -396,7 +397,7 @@ async def test_first_subscriber_since_a_position_recovers_too(
     hub, _ = faulty
     pubs = [await hub.publish("t", n) for n in range(1, 4)]  # nobody subscribed here
     sub = Recorder()
-    result = await hub.subscribe(sub, "t", V1, since=Position(1, pubs[0].epoch))
+    result = await hub.subscribe(sub, "t", RAW(V1), since=Position(1, pubs[0].epoch))
     assert result.recovered
     assert [p.offset for p in result.replay] == [2, 3]
     await hub.publish("t", 4)
@@ -410,7 +411,7 @@ async def test_recovery_read_overlapping_live_delivery_has_no_duplicate() -> Non
     await hub.subscribe(watcher, "t")
     pubs = [await hub.publish("t", n) for n in range(1, 4)]
     back = Recorder()
-    task = asyncio.create_task(hub.subscribe(back, "t", V1, since=Position(1, pubs[0].epoch)))
+    task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
     async with asyncio.timeout(2):
         while not broker.reads:
             await asyncio.sleep(0)
@@ -434,7 +435,7 @@ async def test_recovery_read_with_a_gap_meanwhile_is_not_recovered() -> None:
     await hub.subscribe(Recorder(), "t")
     pubs = [await hub.publish("t", n) for n in range(1, 3)]
     back = Recorder()
-    task = asyncio.create_task(hub.subscribe(back, "t", V1, since=Position(1, pubs[0].epoch)))
+    task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
     async with asyncio.timeout(2):
         while not broker.reads:
             await asyncio.sleep(0)
@@ -526,7 +527,7 @@ async def test_recovery_during_a_fill_has_no_duplicate(
     await hub.publish("t", 2)
     await hub.publish("t", 3)  # the hub holds 3 and will fill 2 from history
     back = Recorder()
-    result = await hub.subscribe(back, "t", V1, since=Position(0, first.epoch))
+    result = await hub.subscribe(back, "t", RAW(V1), since=Position(0, first.epoch))
     await idle(hub)
     await hub.publish("t", 4)
     replayed = [p.offset for p in result.replay]

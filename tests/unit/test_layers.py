@@ -80,3 +80,33 @@ def test_the_walker_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
     found = _imports(SRC / "hub" / "core.py")
     assert {"brokers", "codecs", "protocol", "config"} <= found
     assert "web" not in found and "server" not in found
+
+
+# The wire seam (docs/design.md "The wire"): the hub frames through opaque wires, so
+# no module of the hub (or of the protocols below it) may know WebSocket framing.
+FRAMING_FREE = ("hub", "codecs", "protocol", "brokers", "presence")
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level names of the non-pubsocket modules `path` imports."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _layer(p) in FRAMING_FREE],
+                         ids=lambda p: str(p.relative_to(SRC)))
+def test_the_hub_knows_no_websocket_framing(path: Path) -> None:
+    assert "websockets" not in _third_party(path), f"{path.relative_to(SRC)} imports websockets"
+    assert "framing" not in _imports(path), f"{path.relative_to(SRC)} imports pubsocket.framing"
+
+
+def test_the_framing_check_can_fail() -> None:
+    """`framing.py` itself imports websockets, and the transport imports framing."""
+    assert "websockets" in _third_party(SRC / "framing.py")
+    assert "framing" in _imports(SRC / "server" / "websocket.py")

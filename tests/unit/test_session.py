@@ -13,7 +13,6 @@ import pytest
 from pubsocket import BrokerUnavailable, CloseCode, Hub, Settings
 from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import PLAIN, V1, Codec
-from pubsocket.framing import frame_payload
 from pubsocket.hub.session import Session, TokenBucket
 from tests.conftest import normalize_from
 
@@ -70,7 +69,7 @@ class MemoryPeer:
     def received(self) -> list[Any]:
         """Every frame decoded; a (non-empty string) epoch reads as "E" so the random
         epochs of the memory broker compare equal."""
-        out = [normalize_from(json.loads(frame_payload(f))) for f in self.frames]
+        out = [normalize_from(json.loads(f)) for f in self.frames]  # raw wire: payloads
         for m in out:
             if isinstance(m, dict) and "epoch" in m:
                 assert isinstance(m["epoch"], str) and m["epoch"]

@@ -70,16 +70,16 @@ class Endpoint:
 
     __slots__ = ("codec", "ping", "pinger", "rpc", "secured")
 
-    def __init__(self, frame: Callable[[bytes], bytes], ping: float, *, secured: bool,
+    def __init__(self, ping: float, *, secured: bool,
                  rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE) -> None:
-        """`frame` is the hub's framing; `ping` the seconds between pings (0: none);
+        """`ping` is the seconds between pings (0: none);
         `secured`: a connect needs a valid token; `rpc(principal, method, data)` answers
         rpc commands (None: error 108 "not available")."""
         self.codec = codec
         self.ping = ping
         self.secured = secured
         self.rpc = rpc
-        self.pinger = Pinger(ping, lambda: frame(PING), STALE)
+        self.pinger = Pinger(ping, PING, STALE)
 
 
 def _endpoint(session: Session) -> Endpoint:
@@ -150,7 +150,7 @@ def connect(session: Session, cmd: Connect) -> None:
     session.peer.set_max_message_size(session.settings.max_message_size)
     session.login(principal)
     ep.pinger.connected(session)
-    ep.pinger.add(session.peer)
+    ep.pinger.add(session.peer, session.wire)
     session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
                                      session.clock.expires_at, ep.ping))
 

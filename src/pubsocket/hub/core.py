@@ -1,7 +1,8 @@
 """The hub: topics -> local subscribers, fan-out, and the merge of history with live delivery.
 
 Every publish, local or remote, goes to the broker; the broker calls `Hub._deliver`,
-which encodes the publication once per codec in use, frames it once, and hands the same
+which encodes the publication once per codec in use, frames it once per wire
+(`hub.wire`: the connection's codec x the transport's framer), and hands the same
 bytes to each subscriber's `deliver()` without awaiting (slow consumers are the
 transport's business, see docs/design.md). A topic exists only while it has local
 subscribers; a publish to a topic nobody here follows creates no hub state.
@@ -15,7 +16,7 @@ while the hub reads history, then gets the replay and the buffer with no gap and
 duplicate, or ``recovered=False`` (`hub.recovery`).
 
 The control channel, `disconnect_user` and `unsubscribe_user` are in `hub.control`.
-The hub has no socket, protocol or event-loop transport code: it sees codecs and
+The hub has no socket, protocol or event-loop transport code: it sees wires and
 `Subscriber.deliver(frame)`.
 """
 
@@ -25,7 +26,7 @@ import asyncio
 import concurrent.futures
 import heapq
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import orjson
@@ -33,10 +34,9 @@ import orjson
 from ..auth import Action, Authorizer, Principal
 from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication, Publisher
-from ..codecs import PLAIN, Codec
+from ..codecs import PLAIN
 from ..config import Settings
 from ..errors import BrokerError, BrokerUnavailable, ConfigError, Forbidden
-from ..framing import text_frame
 from ..protocol import SubscribeResult, valid_topic
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
@@ -44,8 +44,11 @@ from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover
 from .topic import Hold, Subscriber, Topic
+from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
+
+PLAIN_RAW = RAW(PLAIN)  # the default wire: plain payloads, unframed (tests, embedding)
 
 
 def publisher_of(principal: Principal) -> Publisher | None:
@@ -81,12 +84,11 @@ class HubStats:
 class Hub(Delivery, Control):
     """Pub/sub across this process's connections, scaled out through a `Broker`."""
 
-    def __init__(self, settings: Settings | None = None, broker: Broker | None = None, *,
-                 frame: Callable[[bytes], bytes] = text_frame) -> None:
+    def __init__(self, settings: Settings | None = None, broker: Broker | None = None
+                 ) -> None:
         self.settings = settings or Settings()
         self.rules = HistoryRules.from_settings(self.settings)
         self._broker = broker
-        self.frame = frame  # the transport's framing, applied once per encoded payload
         self._topics: dict[str, Topic] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -132,7 +134,7 @@ class Hub(Delivery, Control):
         return self.rules.policy(topic)
 
     # -- subscriptions --------------------------------------------------------------
-    def subscribe_nowait(self, sub: Subscriber, topic: str, codec: Codec = PLAIN,
+    def subscribe_nowait(self, sub: Subscriber, topic: str, wire: Wire = PLAIN_RAW,
                          since: Position | None = None
                          ) -> SubscribeResult | Awaitable[SubscribeResult]:
         """`subscribe` done inline when no broker I/O is needed, else the awaitable that
@@ -145,13 +147,13 @@ class Hub(Delivery, Control):
             entry = self._topics[topic] = Topic()
             if not self._position_nowait(topic, entry):
                 entry.ready = asyncio.get_running_loop().create_future()
-                return self._finish_first(sub, topic, codec, since, entry, subscribed=True)
+                return self._finish_first(sub, topic, wire, since, entry, subscribed=True)
         if entry is None or entry.ready is not None:
-            return self.subscribe(sub, topic, codec, since)
-        result = self._join_nowait(sub, topic, codec, since, entry)
-        return result if result is not None else self._join(sub, topic, codec, since, entry)
+            return self.subscribe(sub, topic, wire, since)
+        result = self._join_nowait(sub, topic, wire, since, entry)
+        return result if result is not None else self._join(sub, topic, wire, since, entry)
 
-    async def subscribe(self, sub: Subscriber, topic: str, codec: Codec = PLAIN,
+    async def subscribe(self, sub: Subscriber, topic: str, wire: Wire = PLAIN_RAW,
                         since: Position | None = None) -> SubscribeResult:
         """Add `sub` to `topic` (idempotent) and return where its stream starts. Raises
         `BrokerUnavailable` when the broker cannot confirm the first local subscription
@@ -160,7 +162,7 @@ class Hub(Delivery, Control):
         if entry is None:
             entry = self._topics[topic] = Topic()
             entry.ready = asyncio.get_running_loop().create_future()
-            return await self._finish_first(sub, topic, codec, since, entry, subscribed=False)
+            return await self._finish_first(sub, topic, wire, since, entry, subscribed=False)
         if entry.ready is not None:
             entry.waiting += 1
             try:
@@ -168,12 +170,12 @@ class Hub(Delivery, Control):
             finally:
                 entry.waiting -= 1
             if self._topics.get(topic) is not entry:  # failed, or emptied meanwhile
-                return await self.subscribe(sub, topic, codec, since)
-        result = self._join_nowait(sub, topic, codec, since, entry)
-        return result if result is not None else await self._join(sub, topic, codec, since,
+                return await self.subscribe(sub, topic, wire, since)
+        result = self._join_nowait(sub, topic, wire, since, entry)
+        return result if result is not None else await self._join(sub, topic, wire, since,
                                                                    entry)
 
-    async def _finish_first(self, sub: Subscriber, topic: str, codec: Codec,
+    async def _finish_first(self, sub: Subscriber, topic: str, wire: Wire,
                             since: Position | None, entry: Topic,
                             subscribed: bool) -> SubscribeResult:
         """The first local subscriber of `topic`: subscribe the broker, read the position.
@@ -211,8 +213,8 @@ class Hub(Delivery, Control):
         entry.ready = None
         self._release_backlog(topic, entry)
         ready.set_result(None)
-        result = self._join_nowait(sub, topic, codec, since, entry)
-        return result if result is not None else await self._join(sub, topic, codec, since,
+        result = self._join_nowait(sub, topic, wire, since, entry)
+        return result if result is not None else await self._join(sub, topic, wire, since,
                                                                    entry)
 
     def _position_nowait(self, topic: str, entry: Topic) -> bool:
@@ -224,7 +226,7 @@ class Hub(Delivery, Control):
         entry.offset, entry.epoch = page.position.offset, page.position.epoch
         return True
 
-    def _join_nowait(self, sub: Subscriber, topic: str, codec: Codec,
+    def _join_nowait(self, sub: Subscriber, topic: str, wire: Wire,
                      since: Position | None, entry: Topic) -> SubscribeResult | None:
         """Add `sub` to a positioned topic inline, or None when recovery needs a read.
 
@@ -235,24 +237,24 @@ class Hub(Delivery, Control):
         position = entry.position
         policy = self.history_policy(topic)
         if since is None or not policy.enabled:
-            entry.add(sub, codec)
+            entry.add(sub, wire)
             if since is not None:
                 self._count_recovery(False)
             return SubscribeResult(position, False)
         behind = position.offset - since.offset
         if since.epoch != position.epoch or not 0 <= behind <= policy.size:
-            entry.add(sub, codec)
+            entry.add(sub, wire)
             return self._count(SubscribeResult(position, False))
         if not behind:
-            entry.add(sub, codec)
+            entry.add(sub, wire)
             return self._count(SubscribeResult(position, True))
         page = self.broker.history_nowait(topic, since.offset, policy.size)
         if page is None:
             return None
-        entry.add(sub, codec)
+        entry.add(sub, wire)
         return self._count(recover(since, page, (), position))
 
-    async def _join(self, sub: Subscriber, topic: str, codec: Codec, since: Position | None,
+    async def _join(self, sub: Subscriber, topic: str, wire: Wire, since: Position | None,
                     entry: Topic) -> SubscribeResult:
         """Recovery through broker I/O: hold `sub`, read history, merge, go live."""
         assert since is not None
@@ -268,7 +270,7 @@ class Hub(Delivery, Control):
             raise
         if entry.held.pop(sub, None) is not hold or self._topics.get(topic) is not entry:
             raise BrokerError("unsubscribed while recovering")
-        entry.add(sub, codec)
+        entry.add(sub, wire)
         return self._count(recover(since, page, hold.pubs, entry.position, hold.gap))
 
     def _count(self, result: SubscribeResult) -> SubscribeResult:

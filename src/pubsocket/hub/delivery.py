@@ -1,6 +1,6 @@
 """The delivery half of the hub: in-order fan-out, holes filled from history, gap notices.
 
-`Delivery` is mixed into `Hub`; it needs the hub's topics, stats, framing and broker.
+`Delivery` is mixed into `Hub`; it needs the hub's topics, stats and broker.
 Every publication the broker delivers passes `_deliver`: the next offset of a topic is
 fanned out at once; a hole holds later publications back while `_fill` reads history;
 what history cannot fill is announced with `_gap` before delivery goes on. After the
@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import HistoryPolicy, Position, Publication
+from ..codecs import Codec
 from ..errors import BrokerError, CloseCode
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
@@ -37,7 +38,6 @@ class Delivery:
     _topics: dict[str, Topic]
     stats: HubStats
     registry: Registry
-    frame: Callable[[bytes], bytes]
 
     @property
     def broker(self) -> Broker:
@@ -91,17 +91,35 @@ class Delivery:
         if entry is None or event is None:
             return
         kind, client = event
-        for codec, subs in entry.subs.items():
-            notice = codec.join(topic, client) if kind == "join" else codec.leave(topic, client)
-            if notice is not None:
-                frame = self.frame(notice)
+        join = kind == "join"
+        self._notify(entry, lambda codec: codec.join(topic, client) if join
+                     else codec.leave(topic, client))
+
+    @staticmethod
+    def _notify(entry: Topic, notice: Callable[[Codec], bytes | None]) -> None:
+        """Send each live subscriber of `entry` the codec's `notice` (None: nothing),
+        encoded once per codec and framed once per wire."""
+        encoded: dict[Codec, bytes | None] = {}
+        for wire, subs in entry.subs.items():
+            codec = wire.codec
+            payload = encoded[codec] = (encoded[codec] if codec in encoded
+                                        else notice(codec))
+            if payload is not None:
+                frame = wire.frame(payload)
                 for sub in subs:
                     sub.deliver(frame)
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
+        """Each codec in use encodes `pub` once, each wire frames that once, and every
+        subscriber of the wire gets the same bytes."""
         stats = self.stats
-        for codec, subs in entry.subs.items():
-            frame = self.frame(codec.publication(topic, pub))
+        encoded: dict[Codec, bytes] = {}
+        for wire, subs in entry.subs.items():
+            codec = wire.codec
+            payload = encoded.get(codec)
+            if payload is None:
+                payload = encoded[codec] = codec.publication(topic, pub)
+            frame = wire.frame(payload)
             for sub in subs:
                 sub.deliver(frame)
             stats.deliveries += len(subs)
@@ -113,12 +131,7 @@ class Delivery:
         """Tell every subscriber of `topic` that live delivery skipped to `position`."""
         self.stats.gaps += 1
         log.warning("gap on a topic: publications could not be filled from history")
-        for codec, subs in entry.subs.items():
-            notice = codec.gap(topic, position)
-            if notice is not None:
-                frame = self.frame(notice)
-                for sub in subs:
-                    sub.deliver(frame)
+        self._notify(entry, lambda codec: codec.gap(topic, position))
         for hold in entry.held.values():
             hold.mark_gap(position)
 
@@ -144,13 +157,13 @@ class Delivery:
         the link was down; which and how many is unknown. Never silent: each subscriber
         gets its protocol's notice, or is closed (1012) when the protocol has none."""
         self.stats.gaps += 1
-        for codec, subs in list(entry.subs.items()):
-            notice = codec.lost(topic)
+        for wire, subs in list(entry.subs.items()):
+            notice = wire.codec.lost(topic)
             if notice is None:
                 for sub in list(subs):
                     sub.close_nowait(CloseCode.SERVICE_RESTART, "broker link lost")
                 continue
-            frame = self.frame(notice)
+            frame = wire.frame(notice)
             for sub in subs:
                 sub.deliver(frame)
 

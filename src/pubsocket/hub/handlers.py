@@ -93,7 +93,7 @@ def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
                       f"at most {cap} subscriptions per connection", cmd.id)
         return None
     session.topics.add(topic)
-    result = hub.subscribe_nowait(session.peer, topic, session.codec, cmd.since)
+    result = hub.subscribe_nowait(session.peer, topic, session.wire, cmd.since)
     if isinstance(result, SubscribeResult):
         _subscribed(session, cmd, result)
         return _join(session, topic) if hub.presence.enabled(topic) else None

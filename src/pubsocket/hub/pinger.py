@@ -15,8 +15,9 @@ The one timer is armed for whichever is due first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Protocol
+
+from .wire import Wire
 
 
 class Pingable(Protocol):
@@ -31,31 +32,31 @@ class Waiting(Protocol):
 
 
 class Pinger:
-    """Delivers `frame()` to every added peer each `interval` seconds (0: never), and
-    closes waiting sessions that do not connect in time (`wait`)."""
+    """Delivers the `ping` payload to every added peer each `interval` seconds (0:
+    never), framed once per wire, and closes waiting sessions that do not connect in
+    time (`wait`)."""
 
-    __slots__ = ("_armed_at", "_check", "_frame", "_handle", "_interval", "_loop", "_marked",
-                 "_next_check", "_next_ping", "_stale", "peers", "waiting")
+    __slots__ = ("_armed_at", "_check", "_handle", "_interval", "_loop", "_marked",
+                 "_next_check", "_next_ping", "_ping", "_stale", "peers", "waiting")
 
-    def __init__(self, interval: float, frame: Callable[[], bytes],
-                 stale: tuple[int, str]) -> None:
+    def __init__(self, interval: float, ping: bytes, stale: tuple[int, str]) -> None:
         """`stale`: the (code, reason) a session that never connected is closed with."""
         self._interval = interval
         self._stale = stale
         self._check = interval if interval > 0 else 0.0  # the stale cadence (0: none)
-        self._frame = frame
+        self._ping = ping
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0  # the loop time the handle fires at
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_ping: float | None = None  # loop times; None: not scheduled
         self._next_check: float | None = None
-        self.peers: set[Pingable] = set()
+        self.peers: dict[Pingable, Wire] = {}  # peer -> the wire its pings go through
         self.waiting: set[Waiting] = set()  # opened, no connect yet
         self._marked: set[Waiting] = set()  # were waiting at the last check
 
-    def add(self, peer: Pingable) -> None:
-        """Ping `peer` from the next sweep on (call from the event loop)."""
-        self.peers.add(peer)
+    def add(self, peer: Pingable, wire: Wire) -> None:
+        """Ping `peer` through `wire` from the next sweep on (call from the event loop)."""
+        self.peers[peer] = wire
         self._start()
 
     def wait(self, session: Waiting, within: float) -> None:
@@ -73,7 +74,7 @@ class Pinger:
         self._marked.discard(session)
 
     def discard(self, peer: Pingable) -> None:
-        self.peers.discard(peer)
+        self.peers.pop(peer, None)
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,9 +119,11 @@ class Pinger:
             self._marked = set(self.waiting)
             self._next_check = now + self._check if self.waiting else None
         if self._next_ping is not None and self._next_ping <= at:
-            if self.peers:
-                frame = self._frame()
-                for peer in list(self.peers):  # deliver never raises; a closed peer drops it
-                    peer.deliver(frame)
+            frames: dict[Wire, bytes] = {}
+            for peer, wire in list(self.peers.items()):
+                frame = frames.get(wire)
+                if frame is None:
+                    frame = frames[wire] = wire.frame(self._ping)
+                peer.deliver(frame)  # deliver never raises; a closed peer drops it
             self._next_ping = now + self._interval if self.peers else None
         self._arm(loop)

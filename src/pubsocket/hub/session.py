@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from ..auth import Authenticator, Principal, expiry_of
@@ -40,6 +40,7 @@ from . import connect, handlers
 from .connect import Endpoint
 from .core import Hub, publisher_of
 from .lifetime import TokenClock
+from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
 
@@ -96,19 +97,22 @@ class Session:
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub",
                  "peer", "principal", "publish_bytes", "settings", "stage", "sub_clocks",
-                 "topics")
+                 "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
                  authenticator: Authenticator | None = None,
                  expires_at: float | None = None,
-                 endpoint: Endpoint | None = None, address: object = None) -> None:
+                 endpoint: Endpoint | None = None, address: object = None,
+                 wires: Callable[[Codec], Wire] = RAW) -> None:
         """`principal` is who is connected (anonymous by default); `authenticator`
         verifies refreshed tokens; the token's expiry comes from the principal's claims
         unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
         session is a handshake session: nothing runs before a connect command
         (`hub.connect`), and the codec is the endpoint's. `address` is the peer's, for
-        refusal log lines only."""
+        refusal log lines only. `wires` is the transport's `WireSet`: the session's wire
+        (its codec x the transport's framer) comes from it, and every reply and delivery
+        is framed by that wire (default: unframed)."""
         self.hub = hub
         self.address = address
         self.peer = peer
@@ -121,6 +125,7 @@ class Session:
             codec = endpoint.codec
             endpoint.pinger.wait(self, settings.connect_timeout)
         self.codec = codec
+        self.wire = wires(codec)
         self.principal = principal or Principal.anonymous()
         self._publisher: tuple[Principal, Publisher | None] | None = None
         self.authenticator = authenticator
@@ -317,7 +322,7 @@ class Session:
             head = inflight[0]
             if isinstance(head, bytes):
                 inflight.popleft()
-                self.peer.deliver(self.hub.frame(head))
+                self.peer.deliver(self.wire.frame(head))
                 continue
             cmd, future = head
             if not future.done():
@@ -329,7 +334,7 @@ class Session:
             if error is None:
                 reply = self.codec.published(cmd, future.result())
                 if reply is not None:
-                    self.peer.deliver(self.hub.frame(reply))
+                    self.peer.deliver(self.wire.frame(reply))
             else:
                 self._publish_failed(cmd, error)
         if not inflight and self._waiting is not None and self._task is None:
@@ -340,7 +345,7 @@ class Session:
     def _publish_failed(self, cmd: Publish, error: BaseException) -> None:
         if not isinstance(error, BrokerError):
             log.error("publish failed", exc_info=error)
-        self.peer.deliver(self.hub.frame(self.codec.error(
+        self.peer.deliver(self.wire.frame(self.codec.error(
             ErrorCode.BROKER_UNAVAILABLE, "the message broker is unavailable, retry later",
             cmd.id)))
 
@@ -363,7 +368,7 @@ class Session:
         if self._inflight:
             self._inflight.append(payload)
         else:
-            self.peer.deliver(self.hub.frame(payload))
+            self.peer.deliver(self.wire.frame(payload))
 
     def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None = None) -> None:
         """Queue an error reply; the Nth counted protocol error closes with 1008."""

@@ -1,4 +1,4 @@
-"""One topic's state in the hub: its subscribers by codec, its position, what is held."""
+"""One topic's state in the hub: its subscribers by wire, its position, what is held."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from typing import Protocol
 
 from ..brokers.base import Position, Publication
-from ..codecs import Codec
+from .wire import Wire
 
 
 class Subscriber(Protocol):
@@ -39,14 +39,14 @@ class Hold:
 
 
 class Topic:
-    """Subscribers of one topic, grouped by codec so each publication is encoded once
-    per codec in use; the last offset/epoch fanned out; `backlog` holds live
-    publications while the hub reads history (None when live)."""
+    """Subscribers of one topic, grouped by wire so each publication is encoded once
+    per codec and framed once per wire in use; the last offset/epoch fanned out;
+    `backlog` holds live publications while the hub reads history (None when live)."""
 
     __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting")
 
     def __init__(self) -> None:
-        self.subs: dict[Codec, dict[Subscriber, None]] = {}
+        self.subs: dict[Wire, dict[Subscriber, None]] = {}
         self.held: dict[Subscriber, Hold] = {}
         self.ready: asyncio.Future[None] | None = None  # set until broker + position known
         self.waiting = 0  # subscribe() calls parked on `ready`
@@ -54,19 +54,19 @@ class Topic:
         self.epoch = ""
         self.backlog: list[Publication] | None = None
 
-    def add(self, sub: Subscriber, codec: Codec) -> None:
-        """Make `sub` live on this topic with `codec` (idempotent)."""
-        group = self.subs.get(codec)
+    def add(self, sub: Subscriber, wire: Wire) -> None:
+        """Make `sub` live on this topic through `wire` (idempotent)."""
+        group = self.subs.get(wire)
         if group is None:
-            group = self.subs[codec] = {}
+            group = self.subs[wire] = {}
         group[sub] = None
 
     def discard(self, sub: Subscriber) -> None:
         """Remove `sub` (live or held) from this topic."""
         self.held.pop(sub, None)
-        for codec, group in list(self.subs.items()):
+        for wire, group in list(self.subs.items()):
             if group.pop(sub, 0) is None and not group:
-                del self.subs[codec]
+                del self.subs[wire]
 
     @property
     def empty(self) -> bool:

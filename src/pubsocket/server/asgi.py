@@ -27,7 +27,7 @@ from urllib.parse import quote
 from ..auth import Authenticator
 from ..config import Settings
 from ..errors import CloseCode, ConnectionClosed, HTTPError
-from ..framing import frame_payload
+from ..hub.wire import RAW
 from ..web.app import App
 from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
@@ -239,6 +239,10 @@ class _ASGIUpgrader:
 class ASGIConnection(MessageIterator):
     """`pubsocket.web.Connection` over ASGI messages, with a bounded writer task."""
 
+    # The ASGI server frames (and compresses) what it sends: the hub hands this
+    # connection payloads, unframed, and it sends each one as a text message.
+    wires = RAW
+
     def __init__(self, owner: ASGIApp, receive: Receive, send: Send,
                  subprotocol: str | None, max_message_size: int = 0) -> None:
         self.subprotocol = subprotocol
@@ -376,11 +380,10 @@ class ASGIConnection(MessageIterator):
 
     async def _write_loop(self) -> None:
         while True:
-            frame = await self._queue.get()
-            self._queued -= len(frame)
+            payload = await self._queue.get()
+            self._queued -= len(payload)
             try:
-                await self._send({"type": "websocket.send",
-                                  "text": frame_payload(frame).decode()})
+                await self._send({"type": "websocket.send", "text": payload.decode()})
             except (OSError, RuntimeError):  # what ASGI servers raise once the peer left
                 log.debug("ASGI send failed; the connection is gone")
                 return

@@ -21,6 +21,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
+from ..framing import text_frame
+from ..hub.wire import WireSet
 from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
@@ -59,12 +61,17 @@ class FrameProtocol(Protocol):
         super().fail(*translate_close(self.close_codes, code, reason))
 
 
+TEXT_WIRES = WireSet(text_frame, "ws-text")  # every native connection: text frames
+
+
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
     Slotted, with futures and buffers created only when needed: an idle subscribed
     connection must stay small (the target is <= 8 KiB of RSS each).
     """
+
+    wires = TEXT_WIRES
 
     __slots__ = (
         "_assembly",

@@ -85,7 +85,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
     endpoint = None if protocol == "plain" else Endpoint(
-        hub.frame, target.settings.centrifuge_ping, secured=secured, rpc=rpc)
+        target.settings.centrifuge_ping, secured=secured, rpc=rpc)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
@@ -94,13 +94,14 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
             cws.close_codes = CLOSE_CODES
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
                                authenticator=target.auth, endpoint=endpoint,
-                               address=request.client))
+                               address=request.client, wires=cws.wires))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(
             target.hub, ws, target.settings,
             codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
             principal=request.principal, authenticator=target.auth, address=request.client,
+            wires=ws.wires,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..auth.tokens import BEARER_SUBPROTOCOL, offered_subprotocols, split_bearer
 from ..errors import ConnectionClosed, HTTPError
+from ..hub.wire import WireSet
 
 if TYPE_CHECKING:
     from .request import Request
@@ -42,6 +43,11 @@ class Connection(Protocol):
     `set_max_message_size(size)` changes the message size limit set at the upgrade
     (0: none) from the next message on, e.g. raised once a peer authenticated in-band.
 
+    `wires(codec)` is the transport's `WireSet`: the wire (codec x this transport's
+    framing) a session of this connection writes through, shared by every connection of
+    the same kind so the hub frames each broadcast once per wire. `deliver` takes bytes
+    framed by that wire.
+
     `close_codes` (None by default), set once by the endpoint, translates every close
     this connection sends, the transport's own included (slow consumer, shutdown,
     keepalive timeout): code -> (code, reason) of the wire protocol in use (Centrifuge).
@@ -49,6 +55,7 @@ class Connection(Protocol):
 
     subprotocol: str | None
     close_codes: Mapping[int, tuple[int, str]] | None
+    wires: WireSet
 
     @property
     def closed(self) -> bool: ...
