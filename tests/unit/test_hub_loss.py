@@ -12,7 +12,7 @@ from pubsocket.brokers import HistoryPolicy
 from pubsocket.codecs import PLAIN, V1
 from pubsocket.codecs.centrifuge import CENTRIFUGE
 from pubsocket.errors import CloseCode
-from pubsocket.framing import frame_payload
+from pubsocket.hub.wire import RAW
 from tests.unit.test_hub import Recorder
 from tests.unit.test_hub_delivery import FaultyBroker, idle, make_hub
 
@@ -30,7 +30,7 @@ class Closable(Recorder):
 
 def centrifuge_pushes(rec: Recorder) -> list[Any]:
     return [json.loads(line) for f in rec.frames
-            for line in frame_payload(f).decode().splitlines()]
+            for line in f.decode().splitlines()]  # raw wires: payloads
 
 
 async def hub_with_off_topics() -> tuple[Hub, FaultyBroker]:
@@ -44,10 +44,10 @@ async def test_resync_tells_subscribers_of_topics_without_history() -> None:
     hub, broker = await hub_with_off_topics()
     try:
         plain, v1, cf, kept = Closable(), Closable(), Closable(), Closable()
-        await hub.subscribe(plain, "off.1", PLAIN)
-        await hub.subscribe(v1, "off.1", V1)
-        await hub.subscribe(cf, "off.1", CENTRIFUGE)
-        await hub.subscribe(kept, "t", V1)  # with history: filled, never told
+        await hub.subscribe(plain, "off.1", RAW(PLAIN))
+        await hub.subscribe(v1, "off.1", RAW(V1))
+        await hub.subscribe(cf, "off.1", RAW(CENTRIFUGE))
+        await hub.subscribe(kept, "t", RAW(V1))  # with history: filled, never told
         await hub.publish("off.1", "a")
         await hub.publish("t", "b")
         broker.drop = 1
