@@ -19,6 +19,9 @@ Contracts, beyond `Broker`:
   (recovered: false) instead of getting a stream with a hole. Only when the topic just
   published is the last one left is its own oldest history trimmed (never its newest
   publication).
+* Idempotency keys (per topic) are kept `idempotency_ttl` seconds in one insertion-ordered
+  map (every key has the same TTL, so the oldest is at the front and expires first),
+  at most `max_idempotency_keys` of them (the oldest dropped beyond that).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 
 from .base import (
+    IDEMPOTENCY_TTL,
     Broker,
     DeliverFn,
     HistoryPage,
@@ -83,6 +87,8 @@ class MemoryBroker(Broker):
         meta_ttl: float = 86400.0,
         max_bytes: int = 64 * 1024 * 1024,
         sweep_interval: float = 1.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        max_idempotency_keys: int = 100_000,
     ) -> None:
         self._deliver: DeliverFn | None = None
         self._topics: set[str] = set()
@@ -95,6 +101,10 @@ class MemoryBroker(Broker):
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_keys: Iterator[str] = iter(())
         self.evicted_topics = 0
+        # (topic, key) -> (offset, epoch, expires at), oldest first.
+        self._seen: OrderedDict[tuple[str, str], tuple[int, str, float]] = OrderedDict()
+        self._idempotency_ttl = idempotency_ttl
+        self._max_keys = max_idempotency_keys
 
     @property
     def topic_records(self) -> int:
@@ -126,9 +136,11 @@ class MemoryBroker(Broker):
         self.unsubscribe_nowait(topic)
 
     async def publish(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
-        return self.publish_nowait(topic, payload, policy, publisher)
+        return self.publish_nowait(topic, payload, policy, publisher,
+                                   idempotency_key=idempotency_key)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         return self.history_nowait(topic, since, limit)
@@ -142,12 +154,43 @@ class MemoryBroker(Broker):
         return True
 
     def publish_nowait(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
         """Append to the topic's ring (per `policy`), deliver inline, return the publication.
 
         `publisher` is kept as given (one object per connection, shared by its
         publications); its `info` counts towards the byte cap like payload bytes."""
+        if idempotency_key is not None:
+            seen = self._seen_key(topic, idempotency_key)
+            if seen is not None:
+                return Publication(seen[0], seen[1], payload, publisher)
+            pub = self._publish(topic, payload, policy, publisher)
+            self._remember(topic, idempotency_key, pub)
+            return pub
+        return self._publish(topic, payload, policy, publisher)
+
+    def _seen_key(self, topic: str, key: str) -> tuple[int, str, float] | None:
+        now = time.monotonic()
+        seen = self._seen
+        while seen:  # expire from the front: the oldest key expires first
+            first = next(iter(seen.values()))
+            if first[2] > now:
+                break
+            seen.popitem(last=False)
+        return seen.get((topic, key))
+
+    def _remember(self, topic: str, key: str, pub: Publication) -> None:
+        if self._idempotency_ttl <= 0 or self._max_keys <= 0:
+            return
+        self._seen[(topic, key)] = (pub.offset, pub.epoch,
+                                    time.monotonic() + self._idempotency_ttl)
+        if len(self._seen) > self._max_keys:
+            self._seen.popitem(last=False)
+
+    def _publish(
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None
+    ) -> Publication:
         size = policy.size
         if size <= 0:
             pub = Publication(0, "", payload, publisher)

@@ -14,6 +14,8 @@ Contracts, beyond `Broker`:
   `unsubscribe` stops delivery at once, dropping messages of the topic still in flight.
 * A publish with history is one atomic script (epoch, HINCRBY offset, XADD, PEXPIREs,
   PUBLISH of the framed message), so every node gets offsets from the same counter.
+  A publish with an idempotency key passes it as a third key of the same script (or,
+  without history, a small EVAL), which checks it first (see `redis_scripts`).
   `publish_nowait` always returns a future already queued in call order on the
   pipeline; `publish` awaits it. Messages read from one socket read are delivered in
   one go, without yielding to the loop in between. `history` runs on a connection of
@@ -51,14 +53,25 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, Publisher, ResyncFn
+from .base import (
+    IDEMPOTENCY_TTL,
+    Broker,
+    DeliverFn,
+    HistoryPage,
+    HistoryPolicy,
+    Publication,
+    Publisher,
+    ResyncFn,
+)
 from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
 from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
+    PUBLISH_ONCE_LUA,
     candidate_epoch,
     history_from_reply,
+    idempotency_key_name,
     milliseconds,
     parse_message,
     publisher_json,
@@ -87,8 +100,10 @@ class RedisBroker(Broker):
         meta_ttl: float = 86400.0,
         max_inflight: int = 1024,
         max_queued: int = 65536,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self.prefix, self.redis_url = split_prefix(url)
+        self._idempotency_ttl_ms = milliseconds(idempotency_ttl)
         self._prefix_len = len(self.prefix.encode())
         options: dict[str, Any] = {"socket_connect_timeout": 5.0}
         try:
@@ -226,7 +241,8 @@ class RedisBroker(Broker):
                     await self._send(self._conn, "UNSUBSCRIBE", self._channel(topic))
 
     def publish_nowait(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> asyncio.Future[Publication]:
         """Queue the publish on the pipeline; the future is already in call order."""
         if not self.healthy or self._task is None:
@@ -239,19 +255,34 @@ class RedisBroker(Broker):
         if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
             pub = Publication(0, "", payload, publisher)
             head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
+            if idempotency_key is not None:  # rare: EVAL (Redis caches the script)
+                once = idempotency_key_name(self.prefix, topic, idempotency_key)
+                return self._pipeline.submit(
+                    ("EVAL", PUBLISH_ONCE_LUA, 1, once, channel, head + payload,
+                     self._idempotency_ttl_ms), pub, payload)  # fmt: skip
             return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
         meta, stream = topic_keys(self.prefix, topic)
-        args = (
-            "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
-            policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
-        )  # fmt: skip
+        if idempotency_key is not None:
+            once = idempotency_key_name(self.prefix, topic, idempotency_key)
+            args: tuple[str | bytes | int, ...] = (
+                "EVALSHA", self._publish_script.sha, 3, meta, stream, once, channel, payload,
+                policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
+                self._idempotency_ttl_ms,
+            )  # fmt: skip
+        else:
+            args = (
+                "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
+                policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
+            )  # fmt: skip
         return self._pipeline.submit(args, None, payload, publisher)
 
     async def publish(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
         """`publish_nowait`, awaited: `BrokerUnavailable` / `BrokerError` on failure."""
-        return await self.publish_nowait(topic, payload, policy, publisher)
+        return await self.publish_nowait(topic, payload, policy, publisher,
+                                         idempotency_key=idempotency_key)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         """One script: create the epoch if missing, read the position and the entries."""
