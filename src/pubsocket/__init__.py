@@ -12,6 +12,7 @@ from .errors import (
 )
 from .hub import Hub
 from .log import Debug
+from .publisher import AsyncPublisher, Publisher
 from .server import ASGIApp, Server
 from .web import (
     App,
@@ -32,8 +33,33 @@ from .web import (
 )
 
 __all__ = [
-    "ASGIApp", "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
-    "HTTPError", "Hub", "PubsocketError", "Request", "Response", "Router", "Server",
-    "Settings", "Unauthorized", "Websocket", "admin", "delete", "get", "load_app", "noauth",
-    "patch", "post", "pubsub", "put", "secured",
+    "ASGIApp",
+    "App",
+    "AsyncPublisher",
+    "BrokerUnavailable",
+    "CloseCode",
+    "ConfigError",
+    "ConnectionClosed",
+    "Debug",
+    "HTTPError",
+    "Hub",
+    "Publisher",
+    "PubsocketError",
+    "Request",
+    "Response",
+    "Router",
+    "Server",
+    "Settings",
+    "Unauthorized",
+    "Websocket",
+    "admin",
+    "delete",
+    "get",
+    "load_app",
+    "noauth",
+    "patch",
+    "post",
+    "pubsub",
+    "put",
+    "secured",
 ]

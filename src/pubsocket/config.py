@@ -55,6 +55,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
     "app_dir": ("PUBSOCKET_APP",),
+    # Publishing from elsewhere and the outbox (publisher.py, outbox/).
+    "idempotency_ttl": ("PUBSOCKET_IDEMPOTENCY_TTL",),
+    "outbox_dsn": ("PUBSOCKET_OUTBOX_DSN",),
+    "outbox_table": ("PUBSOCKET_OUTBOX_TABLE",),
+    "outbox_poll": ("PUBSOCKET_OUTBOX_POLL",),
+    "outbox_batch": ("PUBSOCKET_OUTBOX_BATCH",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -117,6 +123,15 @@ class Settings:
     # Seconds between the application pings (``{}``) sent to Centrifuge clients.
     centrifuge_ping: float = 25.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
+    # Publishing from elsewhere and the outbox (docs/publishing.md): seconds a publish's
+    # idempotency key is remembered by the broker; the outbox relay run inside `serve`
+    # when `outbox_dsn` is set (a PostgreSQL DSN), its table, its polling fallback in
+    # seconds (LISTEN/NOTIFY wakes it sooner) and the rows it publishes per round.
+    idempotency_ttl: float = 300.0
+    outbox_dsn: str | None = None
+    outbox_table: str = "pubsocket_outbox"
+    outbox_poll: float = 1.0
+    outbox_batch: int = 500
 
     @classmethod
     def from_env(

@@ -101,7 +101,8 @@ class Hub(Delivery, Control):
         if self._broker is None:
             self._broker = broker_from_url(
                 self.settings.broker, meta_ttl=self.settings.history_meta_ttl,
-                max_bytes=self.settings.history_max_bytes)
+                max_bytes=self.settings.history_max_bytes,
+                idempotency_ttl=self.settings.idempotency_ttl)
         return self._broker
 
     async def start(self) -> None:

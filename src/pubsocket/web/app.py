@@ -10,6 +10,7 @@ server log only. Every request has a `request.principal` (anonymous unless secur
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -46,6 +47,7 @@ class App:
         self.root: Path | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._outbox: asyncio.Task[None] | None = None
 
     # -- registration ----------------------------------------------------------------
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
@@ -111,6 +113,8 @@ class App:
         """Start the hub (and its broker), then the app's startup hooks."""
         self.check()
         await self.hub.start()
+        if self.settings.outbox_dsn:  # the outbox relay, in-process (docs/publishing.md)
+            self._outbox = _start_relay(self.hub, self.settings)
         for hook in self._startup:
             await hook()
 
@@ -118,6 +122,10 @@ class App:
         """Run shutdown hooks, then stop the hub."""
         for hook in self._shutdown:
             await hook()
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.cancel()
+            await asyncio.wait([outbox], timeout=5.0)
         await self.hub.close()
 
     # -- dispatch ----------------------------------------------------------------------
@@ -201,3 +209,15 @@ class App:
         assert request.upgrader is not None
         if cap and request.upgrader.open_connections >= cap:
             raise HTTPError(503, "server_full", "too many connections, retry later")
+
+
+def _start_relay(hub: Hub, settings: Settings) -> asyncio.Task[None]:
+    """Run the outbox relay on the hub's broker with the hub's history rules (with
+    ``--workers``, every worker runs one and the table's lock lets one of them work)."""
+    from ..outbox.relay import Relay
+
+    assert settings.outbox_dsn is not None
+    relay = Relay(settings.outbox_dsn, hub.broker, hub.history_policy,
+                  table=settings.outbox_table, poll=settings.outbox_poll,
+                  batch=settings.outbox_batch)
+    return asyncio.get_running_loop().create_task(relay.run(), name="pubsocket-outbox-relay")
