@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "outbox":
-            return outbox_cli.run(args)
+            return outbox_cli.run(args, Settings.from_env(env_files=env_files_for(args.app)))
         if args.command in client_commands.COMMANDS:
             return client_commands.run(args, lambda: Settings.from_env().api_key)
         if args.command == "serve":

@@ -17,7 +17,6 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..log import configure_logging
-from ..web.project import env_files_for
 from . import schema
 
 
@@ -35,9 +34,9 @@ def add_parser(sub: Any) -> None:
             action.add_argument("--broker", help="broker URL (default: PUBSOCKET_BROKER)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``outbox init`` or ``outbox relay``; the exit status."""
-    settings = Settings.from_env(env_files=env_files_for(args.app))
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``outbox init`` or ``outbox relay`` with `settings` (read by the caller from
+    ``--app``'s ``.env`` and the environment); the exit status."""
     configure_logging(settings.log_level)
     dsn = args.dsn or settings.outbox_dsn
     if not dsn:
