@@ -126,7 +126,8 @@ class Settings:
     # Publishing from elsewhere and the outbox (docs/publishing.md): seconds a publish's
     # idempotency key is remembered by the broker; the outbox relay run inside `serve`
     # when `outbox_dsn` is set (a PostgreSQL DSN), its table, its polling fallback in
-    # seconds (LISTEN/NOTIFY wakes it sooner) and the rows it publishes per round.
+    # seconds (LISTEN/NOTIFY wakes it sooner; 0: NOTIFY only) and the rows it publishes
+    # per round (0: the default).
     idempotency_ttl: float = 300.0
     outbox_dsn: str | None = None
     outbox_table: str = "pubsocket_outbox"

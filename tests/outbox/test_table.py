@@ -108,3 +108,18 @@ async def test_serve_runs_the_relay_in_process(
                 await conn.commit()
             event = await asyncio.wait_for(sub.__anext__(), 10)
     assert (event.topic, event.data, event.offset) == ("orders:1", {"state": "paid"}, 1)
+
+
+def test_the_outbox_settings_come_from_the_environment() -> None:
+    from pubsocket import Settings
+
+    settings = Settings.from_env({
+        "PUBSOCKET_OUTBOX_DSN": "postgresql://app@db/app", "PUBSOCKET_OUTBOX_TABLE": "ops.outbox",
+        "PUBSOCKET_OUTBOX_POLL": "0", "PUBSOCKET_OUTBOX_BATCH": "50",
+        "PUBSOCKET_IDEMPOTENCY_TTL": "60"}, env_file=None)
+    assert (settings.outbox_dsn, settings.outbox_table, settings.outbox_poll,
+            settings.outbox_batch, settings.idempotency_ttl) == (
+        "postgresql://app@db/app", "ops.outbox", 0.0, 50, 60.0)
+    assert Settings().outbox_dsn is None  # no relay inside serve unless asked
+    relay = Relay("postgresql://x", object(), lambda t: HISTORY, poll=0, batch=0)  # type: ignore[arg-type]
+    assert (relay.poll, relay.batch) == (None, 500)

@@ -54,6 +54,8 @@ class Relay:
     """Moves committed outbox rows of `table` at `dsn` to `broker` (already started).
 
     `policy(topic)` is the topic's history policy (the hub's, or `HistoryRules`).
+    `poll` is the polling fallback in seconds (0: wait for NOTIFY only), `batch` the rows
+    per round (0: 500).
     `run()` works until cancelled: it reconnects after database errors and backs off
     after broker errors, never losing or repeating a row (see the module docstring).
     `active` is set while this relay holds the table's lock.
@@ -66,8 +68,8 @@ class Relay:
         self.broker = broker
         self.policy = policy
         self.table = schema.checked(table)
-        self.poll = poll if poll > 0 else 1.0
-        self.batch = max(1, batch)
+        self.poll = poll if poll > 0 else None  # 0: no polling, NOTIFY only
+        self.batch = batch if batch > 0 else 500
         self.lock_retry = lock_retry
         self.retry = retry
         self.active = asyncio.Event()
