@@ -9,7 +9,7 @@ Measured in the same run, through the same Redis (a throwaway redis-server unles
   awaited until the broker answered with its offset, in two shapes:
   - *one at a time* (a view or task publishing once and waiting): a node's
     ``await hub.publish`` in a loop vs the sync ``Publisher.publish`` in a loop (from a
-    plain thread: its own loop thread answers) vs ``await AsyncPublisher.publish``;
+    plain thread, no event loop) vs ``await AsyncPublisher.publish``;
   - *windowed* (512 in flight, like a busy node): ``hub.publish`` vs `AsyncPublisher`
     vs the sync `Publisher` called from 8 threads.
   Target: the publishers >= 0.8x the node's rate of the same shape.

@@ -1,7 +1,7 @@
 """Publish from anywhere: `AsyncPublisher` and the synchronous `Publisher`.
 
 A Django view, a Celery task or a script publishes straight to the broker the nodes
-share (``redis://...``), exactly as a node's ``hub.publish`` does: the same broker class
+share (``redis://...``), exactly as a node's ``hub.publish`` does: the same broker code
 and publish script, so the publication gets the topic's next offset, is kept in history
 by the topic's policy and reaches every node's subscribers (and their recovery)::
 
@@ -20,22 +20,21 @@ Contracts:
   `Settings.from_env()`), plus `history` rules like ``pubsub(history=...)``'s: pass the
   same ones the server's routes use, or the two disagree on what a topic keeps.
 * ``memory://`` is refused (`ConfigError`): another process cannot reach it.
-* `AsyncPublisher` runs on the caller's event loop; `Publisher` runs one of its own
-  in a daemon thread, started on first use and again in a forked child, so it works
-  from threads without a loop (and is safe to share between threads). Both hold two
-  Redis connections (publishes, and the link that tells them Redis is reachable) until
-  `close` / `aclose` (or the end of a ``with`` / ``async with`` block).
+* `AsyncPublisher` runs on the caller's event loop with the node's `RedisBroker` (two
+  connections: the publish pipeline, and the link whose health says Redis is there).
+  `Publisher` needs no loop: it sends the same command (`redis_scripts.publish_command`)
+  with redis-py's sync client from the calling thread (`brokers.redis_sync`), one
+  pooled connection per concurrent thread, new ones in a forked child. Both connect on
+  first use and let go at `close` / `aclose` (or the end of a ``with`` block).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 import threading
 from collections.abc import Awaitable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -44,9 +43,10 @@ from .config import Settings
 from .errors import BrokerUnavailable, ConfigError
 from .hub.policy import HistoryRules
 from .protocol import valid_topic
-from .server.runner import new_event_loop
 
-_CONNECT_TIMEOUT = 10.0  # seconds the sync Publisher waits for its loop thread to start
+if TYPE_CHECKING:
+    from .brokers.redis_sync import RedisSyncPublisher
+
 
 
 def _no_delivery(topic: str, pub: Publication) -> None:
@@ -63,14 +63,7 @@ class AsyncPublisher:
 
     def __init__(self, broker_url: str | None = None, *, settings: Settings | None = None,
                  history: Mapping[str, HistoryPolicy | None] | None = None) -> None:
-        self.settings = settings if settings is not None else Settings.from_env()
-        self.url = broker_url if broker_url is not None else self.settings.broker
-        if self.url.partition("://")[0] == "memory":
-            raise ConfigError("a Publisher needs a shared broker (redis://...): memory:// "
-                              "lives inside one server process and cannot be reached")
-        self.rules = HistoryRules.from_settings(self.settings)
-        if history:
-            self.rules.prepend(history)
+        self.settings, self.url, self.rules = _configure(broker_url, settings, history)
         self._broker: Broker | None = None
         self._starting: asyncio.Task[Broker] | None = None
         self._closed = False
@@ -139,102 +132,77 @@ class AsyncPublisher:
 
 
 class Publisher:
-    """`AsyncPublisher` for synchronous code: a private event loop in a daemon thread.
+    """`AsyncPublisher` for synchronous code: no event loop, no thread of its own.
 
-    ``publish`` blocks until the broker took the message (at most `timeout` seconds,
-    then `BrokerUnavailable`). Thread-safe: concurrent callers share one pipelined
-    connection. Same arguments as `AsyncPublisher`.
+    ``publish`` sends the node's own publish command (`redis_scripts.publish_command`,
+    through `RedisSyncPublisher`) on a connection of the calling thread and waits for
+    the answer (at most `timeout` seconds, then `BrokerUnavailable`). Thread-safe and
+    fork-safe: concurrent threads each borrow a pooled connection; a forked child opens
+    its own. Same arguments as `AsyncPublisher`.
     """
 
     def __init__(self, broker_url: str | None = None, *, settings: Settings | None = None,
                  history: Mapping[str, HistoryPolicy | None] | None = None,
                  timeout: float = 10.0) -> None:
-        self._inner = AsyncPublisher(broker_url, settings=settings, history=history)
+        self.settings, self.url, self.rules = _configure(broker_url, settings, history)
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._sender: RedisSyncPublisher | None = None
         self._closed = False
-
-    @property
-    def url(self) -> str:
-        return self._inner.url
 
     def publish(self, topic: str, data: Any, *, idempotency_key: str | None = None) -> int:
         """Publish `data` to `topic` on every node; the offset (0 without history)."""
-        payload = encode(topic, data)  # bad input fails here, in the caller's thread
-        loop = self._ensure_loop()
-        done: concurrent.futures.Future[Publication] = concurrent.futures.Future()
-        # One callback on the loop, no Task per publish: it queues the publish on the
-        # broker's pipeline, whose answer completes `done` (measured: a coroutine per
-        # publish via run_coroutine_threadsafe cost a third of the rate).
-        loop.call_soon_threadsafe(self._submit, topic, payload, idempotency_key, done)
-        try:
-            return done.result(self.timeout).offset
-        except TimeoutError:
-            done.cancel()
-            raise BrokerUnavailable("publish timed out") from None
+        payload = encode(topic, data)
+        sender = self._sender or self._open()
+        pub = sender.publish(topic, payload, self.rules.policy(topic),
+                             idempotency_key=idempotency_key)
+        return pub.offset
 
-    def _submit(self, topic: str, payload: bytes, key: str | None,
-                done: concurrent.futures.Future[Publication]) -> None:
-        """On the loop thread: queue the publish, chain its outcome to `done`."""
-        if not done.set_running_or_notify_cancel():
-            return
-        inner = self._inner
-        try:
-            result = (inner.submit(inner._broker, topic, payload, key) if inner._broker
-                      else inner.publish_payload(topic, payload, idempotency_key=key))
-        except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
-            done.set_exception(exc)
-            return
-        if isinstance(result, Publication):
-            done.set_result(result)
-            return
-        future = asyncio.ensure_future(result)
-        future.add_done_callback(lambda f: _chain(f, done))
+    def _open(self) -> RedisSyncPublisher:
+        with self._lock:
+            if self._closed:
+                raise BrokerUnavailable("publisher closed")
+            if self._sender is None:
+                from .brokers.redis_sync import RedisSyncPublisher  # imports redis
+
+                self._sender = RedisSyncPublisher(
+                    self.url, meta_ttl=self.settings.history_meta_ttl,
+                    idempotency_ttl=self.settings.idempotency_ttl, timeout=self.timeout)
+            return self._sender
 
     def close(self) -> None:
-        """Close the connections and stop the thread. Idempotent."""
+        """Close the connections. Idempotent; publishing afterwards raises."""
         with self._lock:
             self._closed = True
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None or os.getpid() != self._pid:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._inner.aclose(), loop).result(self.timeout)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(self.timeout)
+            sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.close()
 
     def __enter__(self) -> Publisher:
-        self._ensure_loop()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None,
                  exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._closed:
-                raise BrokerUnavailable("publisher closed")
-            if os.getpid() != self._pid:
-                # A forked child: the parent's thread and connections are not ours.
-                self._pid, self._loop, self._thread = os.getpid(), None, None
-                rules = self._inner.rules  # keep the rules given at construction
-                self._inner = AsyncPublisher(self._inner.url, settings=self._inner.settings)
-                self._inner.rules = rules
-            if self._loop is None:
-                loop = new_event_loop()  # uvloop where available, like a node's
-                ready = threading.Event()
-                thread = threading.Thread(target=_serve_loop, args=(loop, ready),
-                                          name="pubsocket-publisher", daemon=True)
-                thread.start()
-                if not ready.wait(_CONNECT_TIMEOUT):
-                    raise BrokerUnavailable("publisher thread did not start")
-                self._loop, self._thread = loop, thread
-            return self._loop
+
+def _configure(broker_url: str | None, settings: Settings | None,
+               history: Mapping[str, HistoryPolicy | None] | None
+               ) -> tuple[Settings, str, HistoryRules]:
+    """(settings, broker URL, history rules) of a publisher; `ConfigError` for a broker
+    another process cannot reach."""
+    settings = settings if settings is not None else Settings.from_env()
+    url = broker_url if broker_url is not None else settings.broker
+    scheme = url.partition("://")[0]
+    if scheme == "memory":
+        raise ConfigError("a Publisher needs a shared broker (redis://...): memory:// "
+                          "lives inside one server process and cannot be reached")
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"a Publisher needs a redis:// broker URL, not {scheme!r}")
+    rules = HistoryRules.from_settings(settings)
+    if history:
+        rules.prepend(history)
+    return settings, url, rules
 
 
 def encode(topic: str, data: Any) -> bytes:
@@ -245,25 +213,6 @@ def encode(topic: str, data: Any) -> bytes:
         return orjson.dumps(data)
     except TypeError as exc:
         raise ValueError("data is not JSON-serializable") from exc
-
-
-def _chain(source: asyncio.Future[Publication],
-           done: concurrent.futures.Future[Publication]) -> None:
-    if source.cancelled():
-        done.cancel()
-    elif (exc := source.exception()) is not None:
-        done.set_exception(exc)
-    else:
-        done.set_result(source.result())
-
-
-def _serve_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
-    loop.call_soon(ready.set)
-    try:
-        loop.run_forever()
-    finally:
-        loop.close()
 
 
 __all__ = ["AsyncPublisher", "Publisher"]

@@ -145,3 +145,25 @@ def test_bad_arguments_are_refused_before_any_connection() -> None:
             publisher.publish("t", 1)  # nothing listens on port 9
     finally:
         publisher.close()
+
+
+async def test_the_sync_publisher_survives_a_script_flush_and_keeps_keys(
+    redis_url: str, url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    async with subscriber(redis_url, url, "s") as node:
+        with Publisher(url, settings=Settings()) as publisher:
+            assert await asyncio.to_thread(publisher.publish, "s", 1) == 1
+            admin = Redis.from_url(redis_url)
+            try:
+                await admin.script_flush()  # as after a Redis restart: NOSCRIPT next time
+            finally:
+                await admin.aclose()
+            assert await asyncio.to_thread(publisher.publish, "s", 2) == 2
+            for _ in range(2):  # a retried publish with its key: published once
+                offset = await asyncio.to_thread(
+                    lambda: publisher.publish("s", 3, idempotency_key="retry-1"))
+                assert offset == 3
+        await node.wait_for(3)
+        assert [json.loads(p) for _, p in await node.settle()] == [1, 2, 3]

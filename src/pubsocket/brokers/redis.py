@@ -68,13 +68,11 @@ from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
-    PUBLISH_ONCE_LUA,
     candidate_epoch,
     history_from_reply,
-    idempotency_key_name,
     milliseconds,
     parse_message,
-    publisher_json,
+    publish_command,
     topic_keys,
 )
 
@@ -250,31 +248,10 @@ class RedisBroker(Broker):
             future: asyncio.Future[Publication] = asyncio.get_running_loop().create_future()
             future.set_exception(BrokerUnavailable("broker is not connected"))
             return future
-        channel = self._channel(topic)
-        who = b"" if publisher is None else publisher_json(publisher)
-        if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
-            pub = Publication(0, "", payload, publisher)
-            head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
-            if idempotency_key is not None:  # rare: EVAL (Redis caches the script)
-                once = idempotency_key_name(self.prefix, topic, idempotency_key)
-                return self._pipeline.submit(
-                    ("EVAL", PUBLISH_ONCE_LUA, 1, once, channel, head + payload,
-                     self._idempotency_ttl_ms), pub, payload)  # fmt: skip
-            return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
-        meta, stream = topic_keys(self.prefix, topic)
-        if idempotency_key is not None:
-            once = idempotency_key_name(self.prefix, topic, idempotency_key)
-            args: tuple[str | bytes | int, ...] = (
-                "EVALSHA", self._publish_script.sha, 3, meta, stream, once, channel, payload,
-                policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
-                self._idempotency_ttl_ms,
-            )  # fmt: skip
-        else:
-            args = (
-                "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
-                policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
-            )  # fmt: skip
-        return self._pipeline.submit(args, None, payload, publisher)
+        command, pub = publish_command(
+            self.prefix, self._publish_script.sha, topic, payload, policy, publisher,
+            self._meta_ttl_ms, self._idempotency_ttl_ms, idempotency_key)
+        return self._pipeline.submit(command, pub, payload, publisher)
 
     async def publish(
         self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,

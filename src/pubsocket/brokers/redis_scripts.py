@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from .base import HistoryPage, Position, Publication, Publisher
+from .base import HistoryPage, HistoryPolicy, Position, Publication, Publisher
 
 # KEYS: meta, stream, and the idempotency key (optional). ARGV: channel, payload, size,
 # ttl ms, meta ttl ms, candidate epoch, the publisher JSON ("" for none), and the
@@ -205,3 +205,35 @@ def history_from_reply(reply: Any) -> HistoryPage:
         for entry_id, fields in entries
     ]
     return HistoryPage(pubs, Position(int(top), epoch))
+
+
+Command = tuple[str | bytes | int, ...]
+
+
+def publish_command(
+    prefix: str, sha: str, topic: str, payload: bytes, policy: HistoryPolicy,
+    publisher: Publisher | None, meta_ttl_ms: int, idempotency_ttl_ms: int,
+    idempotency_key: str | None,
+) -> tuple[Command, Publication | None]:
+    """The Redis command of one publish, and its publication when known in advance
+    (no history: offset 0), else None (build it from the script's reply with
+    `publication_from_reply`). `sha` is PUBLISH_LUA's. The one place a publish is
+    spelled out: the async broker's pipeline and the sync `RedisSyncPublisher` send it."""
+    channel = (prefix + topic).encode()
+    who = b"" if publisher is None else publisher_json(publisher)
+    if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
+        pub = Publication(0, "", payload, publisher)
+        head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
+        if idempotency_key is None:
+            return ("PUBLISH", channel, head + payload), pub
+        once = idempotency_key_name(prefix, topic, idempotency_key)
+        # Rare: EVAL (Redis caches the script by its hash, so it is compiled once).
+        return ("EVAL", PUBLISH_ONCE_LUA, 1, once, channel, head + payload,
+                idempotency_ttl_ms), pub
+    meta, stream = topic_keys(prefix, topic)
+    tail = (policy.size, milliseconds(policy.ttl), meta_ttl_ms, candidate_epoch(), who)
+    if idempotency_key is None:
+        return ("EVALSHA", sha, 2, meta, stream, channel, payload, *tail), None
+    once = idempotency_key_name(prefix, topic, idempotency_key)
+    return ("EVALSHA", sha, 3, meta, stream, once, channel, payload, *tail,
+            idempotency_ttl_ms), None
