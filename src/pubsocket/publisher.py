@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from .brokers.redis_sync import RedisSyncPublisher
 
 
-
 def _no_delivery(topic: str, pub: Publication) -> None:
     """A publisher subscribes to nothing, so nothing is ever delivered to it."""
 
@@ -137,8 +136,8 @@ class Publisher:
     ``publish`` sends the node's own publish command (`redis_scripts.publish_command`,
     through `RedisSyncPublisher`) on a connection of the calling thread and waits for
     the answer (at most `timeout` seconds, then `BrokerUnavailable`). Thread-safe and
-    fork-safe: concurrent threads each borrow a pooled connection; a forked child opens
-    its own. Same arguments as `AsyncPublisher`.
+    fork-safe: each thread publishes on a connection of its own; a forked child opens
+    new ones. Same arguments as `AsyncPublisher`.
     """
 
     def __init__(self, broker_url: str | None = None, *, settings: Settings | None = None,

@@ -105,7 +105,7 @@ class RedisSyncPublisher:
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
+        if conn is not None and self._pid == os.getpid() and not self._closed:
             return conn
         with self._lock:
             if self._closed:
