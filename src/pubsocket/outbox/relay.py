@@ -74,6 +74,7 @@ class Relay:
         self.retry = retry
         self.active = asyncio.Event()
         self.stats = RelayStats()
+        self._db_down = self._broker_down = False  # log an outage once, not every retry
 
     async def run(self) -> None:
         """Relay until cancelled."""
@@ -84,7 +85,9 @@ class Relay:
                 await self._session()
             except (psycopg.Error, OSError) as exc:
                 self.stats.failures += 1
-                log.warning("outbox relay lost its database (%s); reconnecting", exc)
+                if not self._db_down:  # once per outage, not every retry
+                    self._db_down = True
+                    log.warning("outbox relay lost its database (%s); reconnecting", exc)
             finally:
                 self.active.clear()
             await asyncio.sleep(self.retry)
@@ -94,6 +97,7 @@ class Relay:
 
         conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         try:
+            self._db_down = False
             await self._lock(conn)
             found = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL",
                                               (self.table,))).fetchone()
@@ -123,7 +127,7 @@ class Relay:
             await asyncio.sleep(self.lock_retry)  # another relay works on this table
 
     async def _round(self, conn: Any) -> int:
-        """Publish and delete one batch; the number of rows published (0: none left)."""
+        """Publish and delete one batch; the number of rows read (0: none left)."""
         cur = await conn.execute(schema.select_sql(self.table), (self.batch,))
         rows: list[tuple[int, str, str]] = await cur.fetchall()
         self.stats.rounds += 1
@@ -136,7 +140,10 @@ class Relay:
         if done < len(rows):  # the broker refused or is away: the rest waits, in order
             self.stats.failures += 1
             await asyncio.sleep(self.retry)
-        return done
+        elif self._broker_down:
+            self._broker_down = False
+            log.info("outbox relay: the broker takes rows again")
+        return len(rows)  # rows are pending: another round, not a wait for NOTIFY
 
     async def _publish(self, rows: list[tuple[int, str, str]]) -> int:
         """Publish `rows` in order (pipelined where the broker can); how many of the
@@ -159,7 +166,10 @@ class Relay:
             try:
                 await result
             except BrokerError as exc:
-                log.warning("outbox relay: the broker did not take a row (%s); retrying", exc)
+                if not self._broker_down:  # once per outage, not every retry
+                    self._broker_down = True
+                    log.warning("outbox relay: the broker did not take a row (%s); "
+                                "retrying every %.1fs", exc, self.retry)
                 for rest in sent[done + 1:]:  # settle the others so none is left unawaited
                     if isinstance(rest, asyncio.Future):
                         await asyncio.wait([rest])
