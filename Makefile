@@ -37,13 +37,16 @@ conformance: $(VENV)/.installed
 ## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
-## (fan-out to 1000, idle memory per connection; ~1 min), then fan-out to 1000 on this
-## tree vs main before the bounded-cost work (bench/before_after.py, interleaved)
+## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
+## publish and the outbox's commit-to-delivery latency (a throwaway PostgreSQL too),
+## then fan-out to 1000 on this tree vs main before the bounded-cost work
+## (bench/before_after.py, interleaved)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
 	$(PY) bench/delivery_bench.py
 	$(PY) bench/centrifuge_bench.py
+	$(PY) bench/publisher_bench.py
 	$(PY) bench/before_after.py
 
 clean:

@@ -13,6 +13,7 @@ from .errors import (
 )
 from .hub import Hub
 from .log import Debug
+from .publisher import AsyncPublisher, Publisher
 from .server import ASGIApp, Server
 from .web import (
     App,
@@ -33,8 +34,9 @@ from .web import (
 )
 
 __all__ = [
-    "ASGIApp", "App", "BrokerUnavailable", "CloseCode", "ConfigError", "ConnectionClosed", "Debug",
-    "HTTPError", "Hub", "Principal", "PubsocketError", "Request", "Response", "Router", "Server",
+    "ASGIApp", "App", "AsyncPublisher", "BrokerUnavailable", "CloseCode", "ConfigError",
+    "ConnectionClosed", "Debug", "HTTPError", "Hub", "Principal", "Publisher", "PubsocketError",
+    "Request", "Response", "Router", "Server",
     "Settings", "Unauthorized", "Websocket", "admin", "delete", "get", "load_app", "noauth",
     "patch", "post", "pubsub", "put", "secured",
 ]

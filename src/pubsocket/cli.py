@@ -1,4 +1,4 @@
-"""The ``pubsocket`` command: serve | token | init | env | sub | pub | presence.
+"""The ``pubsocket`` command: serve | token | init | env | sub | pub | presence | outbox.
 
 Every command that needs settings takes a project folder (``serve APP_DIR``,
 ``token --app APP_DIR``, ``env --app APP_DIR``) and reads ``APP_DIR/.env``, then the
@@ -24,6 +24,7 @@ from .client import commands as client_commands
 from .config import Settings
 from .errors import ConfigError, ListenError
 from .log import configure_logging
+from .outbox import cli as outbox_cli
 from .scaffold import write_project
 from .web.project import env_files_for
 
@@ -53,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.add_argument("--app", default=".", help="project folder (default file: APP/.env)")
     env.add_argument("--file", help="the .env file to write (default: APP/.env)")
     client_commands.add_parsers(sub)
+    outbox_cli.add_parser(sub)  # outbox init | relay (pubsocket.outbox.cli)
     args = parser.parse_args(argv)
     try:
+        if args.command == "outbox":
+            return outbox_cli.run(args, Settings.from_env(env_files=env_files_for(args.app)))
         if args.command in client_commands.COMMANDS:
             return client_commands.run(args, lambda: Settings.from_env().api_key)
         if args.command == "serve":

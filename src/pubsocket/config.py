@@ -71,6 +71,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "health_path": ("PUBSOCKET_HEALTH_PATH",),
     "ready_path": ("PUBSOCKET_READY_PATH",),
     "drain_delay": ("PUBSOCKET_DRAIN_DELAY",),
+    # Publishing from elsewhere and the outbox (publisher.py, outbox/).
+    "idempotency_ttl": ("PUBSOCKET_IDEMPOTENCY_TTL",),
+    "outbox_dsn": ("PUBSOCKET_OUTBOX_DSN",),
+    "outbox_table": ("PUBSOCKET_OUTBOX_TABLE",),
+    "outbox_poll": ("PUBSOCKET_OUTBOX_POLL",),
+    "outbox_batch": ("PUBSOCKET_OUTBOX_BATCH",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -160,6 +166,16 @@ class Settings:
     health_path: str = "/healthz"
     ready_path: str = "/readyz"
     drain_delay: float = 0.0
+    # Publishing from elsewhere and the outbox (docs/publishing.md): seconds a publish's
+    # idempotency key is remembered by the broker; the outbox relay run inside `serve`
+    # when `outbox_dsn` is set (a PostgreSQL DSN), its table, its polling fallback in
+    # seconds (LISTEN/NOTIFY wakes it sooner; 0: NOTIFY only) and the rows it publishes
+    # per round (0: the default).
+    idempotency_ttl: float = 300.0
+    outbox_dsn: str | None = None
+    outbox_table: str = "pubsocket_outbox"
+    outbox_poll: float = 1.0
+    outbox_batch: int = 500
 
     @classmethod
     def from_env(

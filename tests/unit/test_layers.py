@@ -21,9 +21,10 @@ RANK = {
     "protocol": 3,
     "codecs": 4,
     "hub": 5,
+    "outbox": 5.5,  # the relay runs inside `serve` (web) on the hub's broker and rules
     "web": 6,
     "server": 7,
-    "client": 8, "asgi": 8,
+    "client": 8, "asgi": 8, "publisher": 8,
     "scaffold": 8, "cli": 9, "__init__": 10, "__main__": 10,
 }
 # Layers that may import only what is listed, whatever their rank.

@@ -32,6 +32,12 @@ Contracts every broker meets (``tests/brokers/test_contract.py`` runs them on ea
 * **Publisher.** ``publish(..., publisher=p)`` keeps `p` with the publication: the
   delivered `Publication` and the ones `history` returns later carry an equal
   `Publisher` (None when published without one), on every node.
+* **Idempotency.** ``publish(..., idempotency_key=k)``: when a publish to the same topic
+  with the same key succeeded within the broker's `idempotency_ttl` (a constructor
+  argument, default 300 s), nothing is published, delivered or kept again, and the
+  first publication's offset and epoch are returned (offset 0 and epoch "" on a topic
+  without history). Keys are scoped to the topic. The outbox relay re-publishes a row
+  with the same key after a crash, so a subscriber sees it once.
 * **Failure.** ``publish`` raises `BrokerUnavailable` when the message could not be
   handed to the engine (never a silent drop), `BrokerError` when the engine refused it;
   ``history`` raises the same.
@@ -109,6 +115,8 @@ class HistoryPage:
     position: Position
 
 
+IDEMPOTENCY_TTL = 300.0  # seconds a publish's idempotency key is remembered by default
+
 DeliverFn = Callable[[str, Publication], None]
 ResyncFn = Callable[[], None]
 PublishResult = Publication | asyncio.Future[Publication] | None
@@ -136,10 +144,12 @@ class Broker(ABC):
 
     @abstractmethod
     async def publish(self, topic: str, payload: bytes, policy: HistoryPolicy,
-                      publisher: Publisher | None = None) -> Publication:
+                      publisher: Publisher | None = None, *,
+                      idempotency_key: str | None = None) -> Publication:
         """Append to history (per `policy`) and hand to every subscribed node; return the
         publication with its position (and `publisher`, kept with it in delivery and
-        history). Raises `BrokerUnavailable` / `BrokerError`."""
+        history). With `idempotency_key`, at most once per key and topic within the TTL
+        (see the module contract). Raises `BrokerUnavailable` / `BrokerError`."""
 
     @abstractmethod
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
@@ -156,7 +166,8 @@ class Broker(ABC):
         return False
 
     def publish_nowait(self, topic: str, payload: bytes, policy: HistoryPolicy,
-                       publisher: Publisher | None = None) -> PublishResult:
+                       publisher: Publisher | None = None, *,
+                       idempotency_key: str | None = None) -> PublishResult:
         """The publication when done inline; a future already queued in publish order;
         or None: then await `publish`."""
         return None

@@ -28,6 +28,9 @@ Contracts, beyond `Broker`:
   last one left is its own oldest history trimmed (never its newest publication). So
   meta-only records (a position whose history expired, kept `meta_ttl`) are bounded by
   the cap too: at most ``max_bytes / (RECORD_COST + topic)`` of them.
+* Idempotency keys (per topic) are kept `idempotency_ttl` seconds in one insertion-ordered
+  map (every key has the same TTL, so the oldest is at the front and expires first),
+  at most `max_idempotency_keys` of them (the oldest dropped beyond that).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 
 from .base import (
+    IDEMPOTENCY_TTL,
     Broker,
     DeliverFn,
     HistoryPage,
@@ -112,6 +116,8 @@ class MemoryBroker(Broker):
         max_bytes: int = MAX_BYTES,
         topic_max_bytes: int = TOPIC_MAX_BYTES,
         sweep_interval: float = 1.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        max_idempotency_keys: int = 100_000,
     ) -> None:
         """`max_bytes`: the node-wide cap on `kept_bytes`; `topic_max_bytes`: one topic's
         history (0 turns either off); `meta_ttl` as in `Broker`."""
@@ -128,6 +134,10 @@ class MemoryBroker(Broker):
         self._sweeper: asyncio.Task[None] | None = None
         self._sweep_keys: Iterator[str] = iter(())
         self.evicted_topics = 0
+        # (topic, key) -> (offset, epoch, expires at), oldest first.
+        self._seen: OrderedDict[tuple[str, str], tuple[int, str, float]] = OrderedDict()
+        self._idempotency_ttl = idempotency_ttl
+        self._max_keys = max_idempotency_keys
 
     @property
     def topic_records(self) -> int:
@@ -159,9 +169,11 @@ class MemoryBroker(Broker):
         self.unsubscribe_nowait(topic)
 
     async def publish(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
-        return self.publish_nowait(topic, payload, policy, publisher)
+        return self.publish_nowait(topic, payload, policy, publisher,
+                                   idempotency_key=idempotency_key)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         return self.history_nowait(topic, since, limit)
@@ -175,12 +187,43 @@ class MemoryBroker(Broker):
         return True
 
     def publish_nowait(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
         """Append to the topic's ring (per `policy`), deliver inline, return the publication.
 
         `publisher` is kept as given (one object per connection, shared by its
         publications); its `info` counts towards the byte cap like payload bytes."""
+        if idempotency_key is not None:
+            seen = self._seen_key(topic, idempotency_key)
+            if seen is not None:
+                return Publication(seen[0], seen[1], payload, publisher)
+            pub = self._publish(topic, payload, policy, publisher)
+            self._remember(topic, idempotency_key, pub)
+            return pub
+        return self._publish(topic, payload, policy, publisher)
+
+    def _seen_key(self, topic: str, key: str) -> tuple[int, str, float] | None:
+        now = time.monotonic()
+        seen = self._seen
+        while seen:  # expire from the front: the oldest key expires first
+            first = next(iter(seen.values()))
+            if first[2] > now:
+                break
+            seen.popitem(last=False)
+        return seen.get((topic, key))
+
+    def _remember(self, topic: str, key: str, pub: Publication) -> None:
+        if self._idempotency_ttl <= 0 or self._max_keys <= 0:
+            return
+        self._seen[(topic, key)] = (pub.offset, pub.epoch,
+                                    time.monotonic() + self._idempotency_ttl)
+        if len(self._seen) > self._max_keys:
+            self._seen.popitem(last=False)
+
+    def _publish(
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None
+    ) -> Publication:
         size = policy.size
         if size <= 0:
             pub = Publication(0, "", payload, publisher)

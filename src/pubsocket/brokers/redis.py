@@ -15,6 +15,8 @@ Contracts, beyond `Broker`:
 * A publish with history is one atomic script (epoch, HINCRBY offset, XADD, the byte
   cap's trim, PEXPIREs, PUBLISH of the framed message), so every node gets offsets from
   the same counter and every node's publishes count towards one topic's byte cap.
+  A publish with an idempotency key passes it as a third key of the same script (or,
+  without history, a small EVAL), which checks it first (see `redis_scripts`).
   `publish_nowait` always returns a future already queued in call order on the
   pipeline; `publish` awaits it. Messages read from one socket read are delivered in
   one go, without yielding to the loop in between. `history` runs on a connection of
@@ -52,19 +54,27 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import Broker, DeliverFn, HistoryPage, HistoryPolicy, Publication, Publisher, ResyncFn
+from .base import (
+    IDEMPOTENCY_TTL,
+    Broker,
+    DeliverFn,
+    HistoryPage,
+    HistoryPolicy,
+    Publication,
+    Publisher,
+    ResyncFn,
+)
 from .memory import TOPIC_MAX_BYTES
 from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
 from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
-    byte_budget,
     candidate_epoch,
     history_from_reply,
     milliseconds,
     parse_message,
-    publisher_json,
+    publish_command,
     topic_keys,
 )
 
@@ -91,10 +101,12 @@ class RedisBroker(Broker):
         topic_max_bytes: int = TOPIC_MAX_BYTES,
         max_inflight: int = 1024,
         max_queued: int = 65536,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         """`topic_max_bytes`: what one topic's history keeps, in payload and publisher
         bytes (0: no cap; the newest publication is always kept)."""
         self.prefix, self.redis_url = split_prefix(url)
+        self._idempotency_ttl_ms = milliseconds(idempotency_ttl)
         self._prefix_len = len(self.prefix.encode())
         options: dict[str, Any] = {"socket_connect_timeout": 5.0}
         try:
@@ -233,7 +245,8 @@ class RedisBroker(Broker):
                     await self._send(self._conn, "UNSUBSCRIBE", self._channel(topic))
 
     def publish_nowait(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> asyncio.Future[Publication]:
         """Queue the publish on the pipeline; the future is already in call order."""
         if not self.healthy or self._task is None:
@@ -241,26 +254,19 @@ class RedisBroker(Broker):
             future: asyncio.Future[Publication] = asyncio.get_running_loop().create_future()
             future.set_exception(BrokerUnavailable("broker is not connected"))
             return future
-        channel = self._channel(topic)
-        who = b"" if publisher is None else publisher_json(publisher)
-        if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
-            pub = Publication(0, "", payload, publisher)
-            head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
-            return self._pipeline.submit(("PUBLISH", channel, head + payload), pub, payload)
-        meta, stream = topic_keys(self.prefix, topic)
-        smallest, budget = byte_budget(self._topic_max_bytes, policy.size)
-        args = (
-            "EVALSHA", self._publish_script.sha, 2, meta, stream, channel, payload,
-            policy.size, milliseconds(policy.ttl), self._meta_ttl_ms, candidate_epoch(), who,
-            budget if len(payload) + len(who) >= smallest else b"0",
-        )  # fmt: skip
-        return self._pipeline.submit(args, None, payload, publisher)
+        command, pub = publish_command(
+            self.prefix, self._publish_script.sha, topic, payload, policy, publisher,
+            self._meta_ttl_ms, self._idempotency_ttl_ms, idempotency_key,
+            self._topic_max_bytes)
+        return self._pipeline.submit(command, pub, payload, publisher)
 
     async def publish(
-        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None
+        self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,
+        *, idempotency_key: str | None = None,
     ) -> Publication:
         """`publish_nowait`, awaited: `BrokerUnavailable` / `BrokerError` on failure."""
-        return await self.publish_nowait(topic, payload, policy, publisher)
+        return await self.publish_nowait(topic, payload, policy, publisher,
+                                         idempotency_key=idempotency_key)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
         """One script: create the epoch if missing, read the position and the entries."""

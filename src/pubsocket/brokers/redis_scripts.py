@@ -14,7 +14,9 @@ script touches a single slot (the scripts would run unchanged on Redis Cluster):
   ``policy.size`` entries (reads return at most the newest ``n``) and to at most the
   byte cap (exactly: oldest first, never the newest entry); expires ``policy.ttl``
   after the last publish. The entry id's sequence part carries the running byte count,
-  so the byte cap finds what count trimming already removed from the oldest id alone.
+  so the byte cap finds what count trimming already removed from the oldest id alone;
+* ``<prefix>{<topic>}.i:<key>``: ``"<offset>:<epoch>"`` of the publish that first used an
+  idempotency key (``"0:"`` without history); expires `idempotency_ttl` after it.
 
 The epoch is created by whichever script first finds the meta missing, from a random
 candidate the client passes (scripts must be deterministic, and Lua's randomness is
@@ -40,11 +42,14 @@ from typing import Any
 
 import orjson
 
-from .base import HistoryPage, Position, Publication, Publisher
+from .base import HistoryPage, HistoryPolicy, Position, Publication, Publisher
 
-# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, candidate epoch,
-# the publisher JSON ("" for none), and the byte budget this publication counts against
-# ("0": it is not counted, see `byte_budget`).
+# KEYS: meta, stream, and the idempotency key (optional). ARGV: channel, payload, size,
+# ttl ms, meta ttl ms, candidate epoch, the publisher JSON ("" for none), the byte budget
+# this publication counts against ("0": it is not counted, see `byte_budget`), and the
+# idempotency key's ttl ms (with KEYS[3]).
+# KEYS[3] holds "<offset>:<epoch>" of the publish that first used it: a repeat returns
+# that and does nothing else.
 # The stream is trimmed approximately by count (MAXLEN ~: whole stream nodes at a time),
 # which measured twice as fast as exact trimming on Redis 7.0; the size is kept in the
 # meta (``n``) so that history reads never return more than the newest `size` entries.
@@ -53,6 +58,13 @@ from .base import HistoryPage, Position, Publication, Publisher
 # ``c - t`` is over it, the oldest entry is read (its id tells ``t``, as count trimming
 # may have removed older ones) and deleted, never the newest.
 PUBLISH_LUA = b"""
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    local at = string.find(seen, ':', 1, true)
+    return {string.sub(seen, 1, at - 1), string.sub(seen, at + 1)}
+  end
+end
 local meta = redis.call('HMGET', KEYS[1], 'e', 'n', 'c')
 local epoch = meta[1]
 if not epoch then
@@ -93,7 +105,19 @@ end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[1], head .. ARGV[2])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], offset .. ':' .. epoch, 'PX', ARGV[9])
+end
 return {offset, epoch}
+"""
+
+# A publish without history but with an idempotency key. KEYS: the idempotency key.
+# ARGV: channel, the framed message, the key's ttl ms. Returns {0, ""} either way.
+PUBLISH_ONCE_LUA = b"""
+if redis.call('SET', KEYS[1], '0:', 'NX', 'PX', ARGV[3]) then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
+return {0, ''}
 """
 
 # KEYS: meta, stream. ARGV: first wanted offset (since + 1), count, meta ttl ms,
@@ -152,6 +176,12 @@ def topic_keys(prefix: str, topic: str) -> tuple[str, str]:
     """(meta hash, stream) of `topic`: one hash tag, so one slot."""
     base = f"{prefix}{{{topic}}}"
     return base + ".m", base + ".s"
+
+
+def idempotency_key_name(prefix: str, topic: str, key: str) -> str:
+    """The key remembering a publish's idempotency `key`: `topic`'s hash tag, so the
+    publish script still touches one slot."""
+    return f"{prefix}{{{topic}}}.i:{key}"
 
 
 def candidate_epoch() -> str:
@@ -227,3 +257,38 @@ def history_from_reply(reply: Any) -> HistoryPage:
         for entry_id, fields in entries
     ]
     return HistoryPage(pubs, Position(int(top), epoch))
+
+
+Command = tuple[str | bytes | int, ...]
+
+
+def publish_command(
+    prefix: str, sha: str, topic: str, payload: bytes, policy: HistoryPolicy,
+    publisher: Publisher | None, meta_ttl_ms: int, idempotency_ttl_ms: int,
+    idempotency_key: str | None, topic_max_bytes: int,
+) -> tuple[Command, Publication | None]:
+    """The Redis command of one publish, and its publication when known in advance
+    (no history: offset 0), else None (build it from the script's reply with
+    `publication_from_reply`). `sha` is PUBLISH_LUA's. The one place a publish is
+    spelled out: the async broker's pipeline and the sync `RedisSyncPublisher` send it.
+    `topic_max_bytes` is the topic's history byte cap (0: none, see `byte_budget`)."""
+    channel = (prefix + topic).encode()
+    who = b"" if publisher is None else publisher_json(publisher)
+    if policy.size <= 0:  # no keys, no position: a plain PUBLISH, framed like the rest
+        pub = Publication(0, "", payload, publisher)
+        head = b"0::~%d:%b" % (len(who), who) if who else b"0::"
+        if idempotency_key is None:
+            return ("PUBLISH", channel, head + payload), pub
+        once = idempotency_key_name(prefix, topic, idempotency_key)
+        # Rare: EVAL (Redis caches the script by its hash, so it is compiled once).
+        return ("EVAL", PUBLISH_ONCE_LUA, 1, once, channel, head + payload,
+                idempotency_ttl_ms), pub
+    meta, stream = topic_keys(prefix, topic)
+    smallest, budget = byte_budget(topic_max_bytes, policy.size)
+    tail = (policy.size, milliseconds(policy.ttl), meta_ttl_ms, candidate_epoch(), who,
+            budget if len(payload) + len(who) >= smallest else b"0")
+    if idempotency_key is None:
+        return ("EVALSHA", sha, 2, meta, stream, channel, payload, *tail), None
+    once = idempotency_key_name(prefix, topic, idempotency_key)
+    return ("EVALSHA", sha, 3, meta, stream, once, channel, payload, *tail,
+            idempotency_ttl_ms), None

@@ -104,7 +104,8 @@ class Hub(Delivery, Control):
             self._broker = broker_from_url(
                 self.settings.broker, meta_ttl=self.settings.history_meta_ttl,
                 max_bytes=self.settings.history_max_bytes,
-                topic_max_bytes=self.settings.history_topic_max_bytes)
+                topic_max_bytes=self.settings.history_topic_max_bytes,
+                idempotency_ttl=self.settings.idempotency_ttl)
         return self._broker
 
     async def start(self) -> None:

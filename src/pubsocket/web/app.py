@@ -15,6 +15,7 @@ server log only. Every request has a `request.principal` (anonymous unless secur
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,7 @@ class App:
         self.root: Path | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._outbox: asyncio.Task[None] | None = None
 
     # -- registration ----------------------------------------------------------------
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
@@ -124,6 +126,8 @@ class App:
         """Start the hub (and its broker), then the app's startup hooks."""
         self.check()
         await self.hub.start()
+        if self.settings.outbox_dsn:  # the outbox relay, in-process (docs/publishing.md)
+            self._outbox = _start_relay(self.hub, self.settings)
         for hook in self._startup:
             await hook()
 
@@ -131,6 +135,10 @@ class App:
         """Run shutdown hooks, then stop the hub."""
         for hook in self._shutdown:
             await hook()
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.cancel()
+            await asyncio.wait([outbox], timeout=5.0)
         await self.hub.close()
 
     # -- dispatch ----------------------------------------------------------------------
@@ -255,3 +263,15 @@ def _require_async(handler: Handler, method: str, path: str) -> None:
     name = getattr(handler, "__qualname__", None) or repr(handler)
     raise ConfigError(f"the handler {name} for {method.upper()} {path} must be "
                       f"`async def` (route functions run on the event loop)")
+
+
+def _start_relay(hub: Hub, settings: Settings) -> asyncio.Task[None]:
+    """Run the outbox relay on the hub's broker with the hub's history rules (with
+    ``--workers``, every worker runs one and the table's lock lets one of them work)."""
+    from ..outbox.relay import Relay
+
+    assert settings.outbox_dsn is not None
+    relay = Relay(settings.outbox_dsn, hub.broker, hub.history_policy,
+                  table=settings.outbox_table, poll=settings.outbox_poll,
+                  batch=settings.outbox_batch)
+    return asyncio.get_running_loop().create_task(relay.run(), name="pubsocket-outbox-relay")
