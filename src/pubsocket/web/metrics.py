@@ -37,6 +37,7 @@ _TRANSPORT_DOCS = {
     "bytes_out": "WebSocket bytes written",
     "dropped": "Frames dropped because their connection was closing",
     "slow_consumer_closes": "Connections closed with 4008",
+    "http_write_timeouts": "HTTP connections aborted because their response went unread",
 }
 
 
