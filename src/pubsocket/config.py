@@ -55,6 +55,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
     "app_dir": ("PUBSOCKET_APP",),
+    # HTTP (issue 15): per-client request budget, failed-auth budget, /metrics access
+    "http_rate_limit": ("PUBSOCKET_HTTP_RATE_LIMIT",),
+    "http_rate_burst": ("PUBSOCKET_HTTP_RATE_BURST",),
+    "auth_failure_limit": ("PUBSOCKET_AUTH_FAILURE_LIMIT",),
+    "auth_failure_burst": ("PUBSOCKET_AUTH_FAILURE_BURST",),
+    "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -117,6 +123,15 @@ class Settings:
     # Seconds between the application pings (``{}``) sent to Centrifuge clients.
     centrifuge_ping: float = 25.0
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
+    # HTTP (issue 15, docs/security.md "HTTP"): requests/s (and burst) each client may
+    # make to routes that need a token (/api/publish, /api/history, ...), keyed by the
+    # principal, else the peer address; failed authentications/s (and burst) per peer
+    # address before its token routes answer 429 unverified; /metrics without the API key.
+    http_rate_limit: float = 100.0
+    http_rate_burst: int = 200
+    auth_failure_limit: float = 5.0
+    auth_failure_burst: int = 20
+    metrics_public: bool = False
 
     @classmethod
     def from_env(

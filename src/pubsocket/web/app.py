@@ -2,7 +2,9 @@
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin allow-list (403) and the connection cap (503), then auth
-(401; for upgrades also from a ``bearer, <token>`` subprotocol offer), then the handler.
+(429 once the peer address spent its failed-auth budget, else 401 for a bad token; for
+upgrades also from a ``bearer, <token>`` subprotocol offer), then for plain HTTP the
+client's request budget (429 + ``Retry-After``, web/limits.py), then the handler.
 All refusals happen before any upgrade. After a WebSocket handler returns, its
 connection is closed with 1000; if it raised, with 1011 and the traceback goes to the
 server log only. Every request has a `request.principal` (anonymous unless secured).
@@ -16,10 +18,18 @@ from pathlib import Path
 
 from ..auth import Authenticator, offered_subprotocols
 from ..config import Settings
-from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
+from ..errors import (
+    CloseCode,
+    ConfigError,
+    ConnectionClosed,
+    HTTPError,
+    RateLimited,
+    Unauthorized,
+)
 from ..hub import Hub
+from .limits import HttpLimits, retry_after
 from .request import Request
-from .response import Response, ResponseFactory, error_response
+from .response import SECURITY_HEADERS, Response, ResponseFactory, error_response, with_defaults
 from .routing import AUTH_ATTR, Handler, Route, Router
 from .static import static_response
 from .stats import TransportStats
@@ -39,6 +49,10 @@ class App:
         self.public_dir = Path(public_dir) if public_dir else None
         self.hub = Hub(self.settings)
         self.response = ResponseFactory()
+        self.limits = HttpLimits(self.settings)
+        # Headers every HTML page and static file gets unless it sets its own; change
+        # or empty this to adjust the policy (X-Content-Type-Options is always sent).
+        self.security_headers: dict[str, str] = dict(SECURITY_HEADERS)
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
@@ -127,6 +141,13 @@ class App:
         Returns the HTTP response to send, or None when the request was upgraded to a
         WebSocket (the connection has been closed by the time this returns).
         """
+        response = await self._dispatch(request)
+        if response is None:
+            return None
+        page = response.content_type.startswith("text/html")
+        return with_defaults(response, self.security_headers, page)
+
+    async def _dispatch(self, request: Request) -> Response | None:
         upgrader = request.upgrader
         request.app = self
         try:
@@ -137,13 +158,14 @@ class App:
                 self._check_upgrade(request)
             if route.requires_auth():
                 self._authenticate(request)
+                if upgrader is None:
+                    self.limits.charge(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
             if upgrader is not None and upgrader.accepted is not None:
                 await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
                 return None
-            return error_response(exc, {"WWW-Authenticate": "Bearer"}
-                                  if isinstance(exc, Unauthorized) else None)
+            return error_response(exc, _refusal_headers(exc))
         except ConnectionClosed:
             if upgrader is not None and upgrader.accepted is not None:
                 return None
@@ -169,7 +191,13 @@ class App:
         """
         offered = (offered_subprotocols(request.headers.getall("sec-websocket-protocol"))
                    if request.upgrader is not None else ())
-        principal = self.auth.authenticate(request.headers.getall("authorization"), offered)
+        self.limits.before_auth(request)  # an address flooding bad tokens: 429, unverified
+        try:
+            principal = self.auth.authenticate(request.headers.getall("authorization"),
+                                               offered)
+        except Unauthorized:
+            self.limits.auth_failed(request)
+            raise
         request.principal = principal
         # A plain dict, as before: handlers may mutate or serialize it (orjson refuses
         # the principal's read-only mapping).
@@ -186,8 +214,8 @@ class App:
     def _unrouted(self, request: Request) -> Response:
         if request.method == "GET" and request.upgrader is None:
             found = static_response(self.public_dir, request.path)
-            if found is not None:
-                return found
+            if found is not None:  # every static file is a page: the full defaults
+                return with_defaults(found, self.security_headers, page=True)
         if self.router.allows(request.path):
             return error_response(HTTPError(405, "method_not_allowed", "method not allowed"))
         return error_response(HTTPError(404, "not_found", "not found"))
@@ -201,3 +229,11 @@ class App:
         assert request.upgrader is not None
         if cap and request.upgrader.open_connections >= cap:
             raise HTTPError(503, "server_full", "too many connections, retry later")
+
+
+def _refusal_headers(exc: HTTPError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": retry_after(exc.retry_after)}
+    return None
