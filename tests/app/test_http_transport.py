@@ -8,6 +8,7 @@ never reads is aborted after the write timeout instead of being held forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 from typing import Any
@@ -145,3 +146,21 @@ async def test_a_reading_client_gets_the_whole_large_response(serve: Any) -> Non
     finally:
         writer.close()
     assert running.server.state.stats.http_write_timeouts == 0
+
+
+async def test_a_trickle_reader_is_aborted_too(serve: Any) -> None:
+    """Reading a little now and then is not reading: under 64 KiB per write timeout.
+    (What the kernel had already taken may still reach the client after the abort.)"""
+    running = await serve(upload_app(write_timeout=0.5, outbound_budget=256 * 1024))
+    stats = running.server.state.stats
+    sock, _ = await _unread(running.port, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(5):
+            while stats.http_write_timeouts == 0:
+                with contextlib.suppress(ConnectionResetError):
+                    await loop.sock_recv(sock, 512)
+                await asyncio.sleep(0.05)
+    finally:
+        sock.close()
+    assert stats.http_write_timeouts == 1

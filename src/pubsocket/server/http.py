@@ -10,8 +10,9 @@ accepts, the transport is handed to a `WSConnection`.
 
 Write side (issue 15): one response at a time per connection. After a response is
 written, a connection holding more than `outbound_budget` unsent bytes serves nothing
-else until it drains; if the unsent bytes do not shrink for `write_timeout` seconds the
-client is not reading and the connection is aborted, freeing the response. A close with
+else until it drains; if the unsent bytes do not shrink by 64 KiB within `write_timeout`
+seconds the client is not reading (or reads a trickle) and the connection is aborted,
+freeing the response. A close with
 unsent bytes (``Connection: close``, a refusal, the idle timer) is an abort once
 `write_timeout` passes, so a client that never reads never pins a response.
 """
@@ -45,6 +46,7 @@ MAX_HEADER_LINE = 8 * 1024
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
 MAX_URL = 8 * 1024
+MIN_PROGRESS = 64 * 1024  # bytes an unread response must shed per write timeout
 
 
 class _Refuse(Exception):
@@ -242,7 +244,8 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _within_budget(self) -> bool:
         """Wait until at most `outbound_budget` bytes are unsent; abort the connection
-        (False) when they do not shrink for `write_timeout` seconds."""
+        (False) when less than `MIN_PROGRESS` of them leave in `write_timeout` seconds
+        (a client that reads a byte now and then holds its response no longer)."""
         settings = self._state.settings
         budget, timeout = settings.outbound_budget, settings.write_timeout
         transport, loop = self._transport, self._state.loop
@@ -250,21 +253,21 @@ class HttpProtocol(asyncio.Protocol):
         if not budget or size <= budget:
             return True
         transport.pause_reading()  # nothing more is parsed or queued meanwhile
-        deadline = loop.time() + timeout
+        mark, deadline = size, loop.time() + timeout
         while size > budget:
             # Woken by resume_writing, or polled when the budget is under the
             # transport's high-water mark (writing is then never paused).
-            wait = min(deadline - loop.time(), 0.25) if timeout else 0.25
+            wait = max(0.0, min(deadline - loop.time(), 0.25)) if timeout else 0.25
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._drained)
                                        if self._drained is not None
-                                       else asyncio.sleep(wait), max(wait, 0.0))
+                                       else asyncio.sleep(wait), wait)
             if transport.is_closing():
                 return False
-            now = transport.get_write_buffer_size()
-            if now < size:
-                size, deadline = now, loop.time() + timeout
-            elif timeout and loop.time() >= deadline:
+            size = transport.get_write_buffer_size()
+            if size <= mark - MIN_PROGRESS:
+                mark, deadline = size, loop.time() + timeout
+            elif timeout and loop.time() >= deadline and size > budget:
                 self._state.stats.http_write_timeouts += 1
                 refusals.warn("http_write_timeout", self._peer())
                 transport.abort()
