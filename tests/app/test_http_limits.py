@@ -156,3 +156,16 @@ async def test_an_app_overrides_the_default_headers(serve: Any, tmp_path: Path) 
     assert page_headers(raw)["x-frame-options"] == "ALLOWALL"
 
 
+
+
+async def test_forbidden_requests_are_logged_as_refusals(
+        serve: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pubsocket.web.limits.refusals",
+                        Throttled(logging.getLogger("pubsocket.limits")))
+    running = await serve(api_app())
+    user = {"Authorization": f"Bearer {token('alice', topics={'publish': ['room:*']})}"}
+    with caplog.at_level(logging.WARNING, "pubsocket.limits"):
+        status, _, _ = await ahttp("POST", running.http + "/api/publish",
+                                   orjson.dumps({"topic": "secret:x", "data": 1}), user)
+    assert status == 403
+    assert any("limit forbidden by 127.0.0.1" in r.getMessage() for r in caplog.records)

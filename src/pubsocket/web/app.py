@@ -165,6 +165,8 @@ class App:
             if upgrader is not None and upgrader.accepted is not None:
                 await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
                 return None
+            if exc.status == 403 and upgrader is None:  # 401/429: logged in web/limits.py
+                self.limits.refused(request, exc.code)
             return error_response(exc, _refusal_headers(exc))
         except ConnectionClosed:
             if upgrader is not None and upgrader.accepted is not None:

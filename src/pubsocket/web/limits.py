@@ -116,6 +116,10 @@ class HttpLimits:
         self.auth_failures.take(address_key(request))
         refusals.warn("invalid_token", _peer(request))
 
+    def refused(self, request: Request, kind: str) -> None:
+        """Log another refusal of `request` (a 403 from its handler)."""
+        refusals.warn(kind, _peer(request))
+
     def charge(self, request: Request) -> None:
         """Spend one request token of the request's client, or refuse with 429."""
         wait = self.requests.take(client_key(request.principal, request))
