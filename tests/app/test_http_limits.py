@@ -163,7 +163,8 @@ async def test_forbidden_requests_are_logged_as_refusals(
     monkeypatch.setattr("pubsocket.web.limits.refusals",
                         Throttled(logging.getLogger("pubsocket.limits")))
     running = await serve(api_app())
-    user = {"Authorization": f"Bearer {token('alice', topics={'publish': ['room:*']})}"}
+    user = {"Authorization": f"Bearer {token('alice', topics={'publish': ['room:*']})}",
+            "Content-Type": "application/json"}
     with caplog.at_level(logging.WARNING, "pubsocket.limits"):
         status, _, _ = await ahttp("POST", running.http + "/api/publish",
                                    orjson.dumps({"topic": "secret:x", "data": 1}), user)
