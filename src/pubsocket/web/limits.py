@@ -2,7 +2,9 @@
 
 Every request to a route that needs a token is charged one token to its client before
 the handler runs: the authenticated principal (``api_key``, or ``sub:<sub>``), else the
-peer address. An empty bucket is a 429 with ``Retry-After`` (the connection stays open).
+peer address. An empty bucket is a 429 with ``Retry-After`` (the connection stays open);
+while it stays empty, the same ``Authorization`` header is refused before it is
+verified again.
 Failed authentications are charged to the peer address on a second, smaller budget;
 once it is spent, that address's token routes answer 429 without verifying anything, so
 a flood of bad tokens costs one dict lookup per request. Refusals are logged through
@@ -26,6 +28,7 @@ from ..log import refusals
 from .request import Request
 
 MAX_KEYS = 10_000
+MAX_LIMITED = 1024  # refused Authorization headers remembered (each at most 8 KiB)
 
 
 class ClientLimiter:
@@ -103,13 +106,27 @@ class HttpLimits:
         self.requests = ClientLimiter(settings.http_rate_limit, settings.http_rate_burst)
         self.auth_failures = ClientLimiter(settings.auth_failure_limit,
                                            settings.auth_failure_burst)
+        # Authorization header -> the client key it was verified as, for headers whose
+        # client was refused a 429 lately: the next request with the very same header is
+        # refused before its signature is checked again while that client's budget is
+        # spent (a flood with one valid token costs a lookup, not a verification).
+        self._limited: dict[str, str] = {}
 
     def before_auth(self, request: Request) -> None:
-        """Refuse (429) an address whose failed-authentication budget is spent."""
+        """Refuse (429) an address whose failed-authentication budget is spent, and a
+        header already refused for a client whose budget is still spent."""
         wait = self.auth_failures.wait(address_key(request))
         if wait:
             refusals.warn("auth_failures", _peer(request))
             raise RateLimited(wait, "too many failed authentications, retry later")
+        if self._limited and request.upgrader is None:
+            key = self._limited.get(request.headers.get("authorization", ""))
+            if key is not None:
+                wait = self.requests.wait(key)
+                if wait:
+                    refusals.warn("http_rate_limit", _peer(request))
+                    raise RateLimited(wait)
+                del self._limited[request.headers.get("authorization", "")]
 
     def auth_failed(self, request: Request) -> None:
         """Charge a failed authentication to the peer address and log it."""
@@ -122,8 +139,14 @@ class HttpLimits:
 
     def charge(self, request: Request) -> None:
         """Spend one request token of the request's client, or refuse with 429."""
-        wait = self.requests.take(client_key(request.principal, request))
+        key = client_key(request.principal, request)
+        wait = self.requests.take(key)
         if wait:
+            header = request.headers.get("authorization")
+            if header is not None:
+                if len(self._limited) >= MAX_LIMITED:
+                    del self._limited[next(iter(self._limited))]
+                self._limited[header] = key
             refusals.warn("http_rate_limit", _peer(request))
             raise RateLimited(wait)
 
