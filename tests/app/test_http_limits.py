@@ -128,6 +128,9 @@ async def test_every_page_sends_the_security_headers(serve_any: Any) -> None:
         assert headers["x-content-type-options"] == "nosniff", path
         assert headers["referrer-policy"], path
         assert headers["x-frame-options"] in ("DENY", "SAMEORIGIN"), path
+    # The demo page and its files are static: the full same-origin policy.
+    _, raw, _ = await ahttp("GET", running.http + "/")
+    assert "script-src 'self'" in page_headers(raw)["content-security-policy"]
     # /admin keeps its own stricter policy (a response's own headers win).
     _, raw, _ = await ahttp("GET", running.http + "/admin")
     assert page_headers(raw)["x-frame-options"] == "DENY"
@@ -153,7 +156,14 @@ async def test_an_app_overrides_the_default_headers(serve: Any, tmp_path: Path) 
     assert headers["content-security-policy"] == "default-src 'none'"
     assert "x-frame-options" not in headers
     _, raw, _ = await ahttp("GET", running.http + "/framed")
-    assert page_headers(raw)["x-frame-options"] == "ALLOWALL"
+    headers = page_headers(raw)
+    assert headers["x-frame-options"] == "ALLOWALL"
+    # Handler HTML gets what cannot break its inline scripts: framing and referrer only.
+    assert headers["content-security-policy"].startswith("frame-ancestors 'self'")
+    assert "script-src" not in headers["content-security-policy"]
+    app.html_headers.clear()
+    _, raw, _ = await ahttp("GET", running.http + "/framed")
+    assert "content-security-policy" not in page_headers(raw)
 
 
 

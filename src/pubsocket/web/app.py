@@ -29,7 +29,14 @@ from ..errors import (
 from ..hub import Hub
 from .limits import HttpLimits, retry_after
 from .request import Request
-from .response import SECURITY_HEADERS, Response, ResponseFactory, error_response, with_defaults
+from .response import (
+    HTML_HEADERS,
+    SECURITY_HEADERS,
+    Response,
+    ResponseFactory,
+    error_response,
+    with_defaults,
+)
 from .routing import AUTH_ATTR, Handler, Route, Router
 from .static import static_response
 from .stats import TransportStats
@@ -50,9 +57,11 @@ class App:
         self.hub = Hub(self.settings)
         self.response = ResponseFactory()
         self.limits = HttpLimits(self.settings)
-        # Headers every HTML page and static file gets unless it sets its own; change
-        # or empty this to adjust the policy (X-Content-Type-Options is always sent).
+        # Headers every static file gets, and every HTML response of a handler, unless
+        # the response sets its own (web/response.py); edit or empty them to change the
+        # policy. X-Content-Type-Options: nosniff goes on every response.
         self.security_headers: dict[str, str] = dict(SECURITY_HEADERS)
+        self.html_headers: dict[str, str] = dict(HTML_HEADERS)
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
@@ -144,8 +153,7 @@ class App:
         response = await self._dispatch(request)
         if response is None:
             return None
-        page = response.content_type.startswith("text/html")
-        return with_defaults(response, self.security_headers, page)
+        return with_defaults(response, {})  # nosniff; pages got theirs in _dispatch
 
     async def _dispatch(self, request: Request) -> Response | None:
         upgrader = request.upgrader
@@ -183,7 +191,10 @@ class App:
             if not upgrader.accepted.attached:  # push-mode connections outlive the handler
                 await upgrader.accepted.close(CloseCode.NORMAL)
             return None
-        return result if isinstance(result, Response) else self.response(result)
+        response = result if isinstance(result, Response) else self.response(result)
+        if response.content_type.startswith("text/html"):
+            with_defaults(response, self.html_headers)
+        return response
 
     def _authenticate(self, request: Request) -> None:
         """Set the request's principal and claims from its token, or raise `Unauthorized`.
@@ -217,7 +228,7 @@ class App:
         if request.method == "GET" and request.upgrader is None:
             found = static_response(self.public_dir, request.path)
             if found is not None:  # every static file is a page: the full defaults
-                return with_defaults(found, self.security_headers, page=True)
+                return with_defaults(found, self.security_headers)
         if self.router.allows(request.path):
             return error_response(HTTPError(405, "method_not_allowed", "method not allowed"))
         return error_response(HTTPError(404, "not_found", "not found"))
