@@ -77,6 +77,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "outbox_table": ("PUBSOCKET_OUTBOX_TABLE",),
     "outbox_poll": ("PUBSOCKET_OUTBOX_POLL",),
     "outbox_batch": ("PUBSOCKET_OUTBOX_BATCH",),
+    # HTTP (issue 15): per-client request budget, failed-auth budget, /metrics access
+    "http_rate_limit": ("PUBSOCKET_HTTP_RATE_LIMIT",),
+    "http_rate_burst": ("PUBSOCKET_HTTP_RATE_BURST",),
+    "auth_failure_limit": ("PUBSOCKET_AUTH_FAILURE_LIMIT",),
+    "auth_failure_burst": ("PUBSOCKET_AUTH_FAILURE_BURST",),
+    "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -176,6 +182,15 @@ class Settings:
     outbox_table: str = "pubsocket_outbox"
     outbox_poll: float = 1.0
     outbox_batch: int = 500
+    # HTTP (issue 15, docs/security.md "HTTP"): requests/s (and burst) each client may
+    # make to routes that need a token (/api/publish, /api/history, ...), keyed by the
+    # principal, else the peer address; failed authentications/s (and burst) per peer
+    # address before its token routes answer 429 unverified; /metrics without the API key.
+    http_rate_limit: float = 100.0
+    http_rate_burst: int = 200
+    auth_failure_limit: float = 5.0
+    auth_failure_burst: int = 20
+    metrics_public: bool = False
 
     @classmethod
     def from_env(

@@ -6,7 +6,8 @@
     ├── ConfigError                 bad or missing settings; raised at startup
     ├── ListenError                 the server cannot bind its address (in use, no right)
     ├── HTTPError                   an HTTP refusal before any upgrade (status + JSON code)
-    │   └── Unauthorized            401
+    │   ├── Unauthorized            401
+    │   └── RateLimited             429 with Retry-After
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
     ├── Forbidden                   a principal's action on a topic was refused
     ├── ProtocolViolation           a pub/sub command that breaks the wire protocol
@@ -92,6 +93,16 @@ class Unauthorized(HTTPError):
 
     def __init__(self, message: str = "a valid Bearer token is required") -> None:
         super().__init__(401, "unauthorized", message)
+
+
+class RateLimited(HTTPError):
+    """The client's request budget is spent: HTTP 429 with ``Retry-After`` (`retry_after`
+    seconds until the next request would be accepted)."""
+
+    def __init__(self, retry_after: float,
+                 message: str = "too many requests, retry later") -> None:
+        super().__init__(429, "rate_limited", message)
+        self.retry_after = retry_after
 
 
 class ConnectionClosed(PubsocketError):

@@ -134,7 +134,7 @@ async def test_stats_count_real_connections_topics_and_deliveries(serve: Any) ->
 async def test_stats_and_metrics_read_the_same_numbers(serve: Any) -> None:
     srv = await serve(admin_app())
     _, body = await stats(srv.http)
-    _, _, text = await ahttp("GET", srv.http + "/metrics")
+    _, _, text = await ahttp("GET", srv.http + "/metrics", headers=KEY)
     metrics = dict(line.rsplit(" ", 1) for line in text.decode().splitlines()
                    if line and not line.startswith("#"))
     assert float(metrics["pubsocket_connections"]) == body["connections"]

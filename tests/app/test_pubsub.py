@@ -309,7 +309,8 @@ async def test_metrics_are_scraped_in_prometheus_format(serve: Any) -> None:
     await ws.send(cmd("publish", "m1", data={"x": 1}, id=3))
     replies = [await recv_json(ws) for _ in range(3)]
     assert {"type": "ack", "id": 3, "offset": 1} in replies
-    status, headers, body = await ahttp("GET", f"{srv.http}/metrics")
+    status, headers, body = await ahttp("GET", f"{srv.http}/metrics",
+                                        headers={"Authorization": f"Bearer {API_KEY}"})
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
     samples = {s.name: s.value for family in text_string_to_metric_families(body.decode())

@@ -199,9 +199,46 @@ async def test_demo_token_route(serve: Any) -> None:
     assert claims["topics"] == {action: ["room:*"]
                                 for action in ("subscribe", "publish", "presence", "history")}
     assert (await mint({"nick": "Alice", "session": "0123abcd"}))[1]["sub"] == reply["sub"]
-    assert (await mint({"nick": "Alice", "session": "0123abce"}))[1]["sub"] != reply["sub"]
-    other = (await mint({"nick": "Alice", "session": "no!"}))[1]["sub"]
-    assert other.startswith("Alice#") and other != reply["sub"]
+    assert (await mint({"nick": "Bob", "session": "0123abce"}))[1]["sub"] != f"Bob#{tag}"
+    other = (await mint({"nick": "Carol", "session": "no!"}))[1]["sub"]
+    assert other.startswith("Carol#") and not other.endswith(tag)
     for bad in ({"nick": ""}, {"nick": "x" * 25}, {"nick": "<b>"}, {}, ["nick"]):
         status, refusal = await mint(bad)
         assert (status, refusal["error"]) == (400, "bad_nick"), bad
+
+
+async def test_demo_nicknames_are_unique_up_to_look_alikes(serve: Any) -> None:
+    """Another session cannot take a held nickname, nor one that looks like it (NFKC,
+    case, Unicode confusables); the holder's own session can, to refresh its token."""
+    running = await serve(load_app(CHAT, make_settings()))
+
+    async def mint(nick: str, session: str) -> tuple[int, Any]:
+        status, _, raw = await ahttp("POST", running.http + "/demo/token",
+                                     orjson.dumps({"nick": nick, "session": session}),
+                                     {"Content-Type": "application/json"})
+        return status, orjson.loads(raw)
+
+    assert (await mint("Alice", "aaaa0001"))[0] == 200
+    assert (await mint("Paypal", "aaaa0002"))[0] == 200
+    # Case, fullwidth (NFKC), Cyrillic A, capital "I" for "l", Greek Alpha, Cyrillic a.
+    for look_alike in ("alice", "\uff21\uff2c\uff29\uff23\uff25", "\u0410lice", "AIice",
+                       "\u0391lice", "p\u0430ypaI"):
+        status, refusal = await mint(look_alike, "bbbb0001")
+        assert (status, refusal["error"]) == (409, "nick_taken"), look_alike
+        assert "pick another" in refusal["message"]
+    assert (await mint("Alice", "aaaa0001"))[0] == 200  # the holder refreshes
+    assert (await mint("Alicia", "bbbb0001"))[0] == 200  # a different name is fine
+
+
+async def test_demo_tokens_are_limited_per_address(serve: Any) -> None:
+    running = await serve(load_app(CHAT, make_settings()))
+    statuses, retry = [], None
+    for i in range(14):
+        status, headers, _ = await ahttp(
+            "POST", running.http + "/demo/token",
+            orjson.dumps({"nick": f"user{i}", "session": f"cccc{i:04d}"}),
+            {"Content-Type": "application/json"})
+        statuses.append(status)
+        retry = headers.get("Retry-After", retry)
+    assert statuses[:10] == [200] * 10 and set(statuses[10:]) == {429}
+    assert retry is not None and 1 <= int(retry) <= 6

@@ -17,6 +17,7 @@ from tests.conftest import API_KEY, free_port
 from tests.integration.spawn import ROOT, spawn
 
 APP = ROOT / "tests/integration/apps/hub"
+KEY = {"Authorization": f"Bearer {API_KEY}"}  # /metrics needs the API key
 
 
 @pytest.fixture
@@ -119,7 +120,8 @@ async def test_metrics_name_the_broker_counters(kind: str, request: pytest.Fixtu
     broker = request.getfixturevalue("url") if kind == "redis" else "memory://"
     with spawn(APP, PUBSOCKET_BROKER=broker) as node:
         def scrape() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/metrics", timeout=5) as r:
+            with urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{node.port}/metrics", headers=KEY), timeout=5) as r:
                 return str(r.read().decode())
         text = await asyncio.to_thread(scrape)
         assert "pubsocket_broker_reconnects_total 0.0" in text

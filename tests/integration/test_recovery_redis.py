@@ -29,7 +29,7 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.conftest import free_port
+from tests.conftest import API_KEY, free_port
 from tests.integration.spawn import ROOT, Proc, spawn
 from tests.redis_server import RedisProcess
 
@@ -55,8 +55,11 @@ def own_redis(binary: str) -> Iterator[RedisProcess]:
         server.kill()
 
 
+KEY = {"Authorization": f"Bearer {API_KEY}"}  # /metrics needs the API key
+
 def scrape(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers=KEY), timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith(f"pubsocket_{name} "):
                 return float(line.split()[1])

@@ -12,6 +12,11 @@ are HTTP responses with the JSON error body when the server offers the
 closes with 1009 (uvicorn's ``--ws-max-size`` refuses it before buffering, the adapter
 checks every message it is handed); when the peer leaves or the server shuts down,
 `receive()` raises `ConnectionClosed` and `wait_closed()` returns, so handlers finish.
+
+Bounds (issue 15): what the app applies holds here too (per-client 429s, the failed-auth
+budget, `/metrics` access, security headers) and the adapter counts the request body
+against `max_body_size` as it arrives; the request head limits and the HTTP write side
+(timeouts, unread responses) belong to the ASGI server (docs/security.md "HTTP").
 """
 
 from __future__ import annotations

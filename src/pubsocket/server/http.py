@@ -2,14 +2,25 @@
 
 Keep-alive and pipelining (requests are answered in order), Content-Length and chunked
 bodies, and the limits: 431 past 8 KiB per header line, 16 KiB of request head or 100
-headers; 414 past 8 KiB of URL; 413 past the body limit. The request head must arrive
-within the handshake timeout. An upgrade request gets a `NativeUpgrader`; once the
-handler accepts, the transport is handed to a `WSConnection`.
+headers; 414 past 8 KiB of URL; 413 past the body limit. The head is counted in the
+bytes fed to the parser while it is incomplete, so a body that arrives in the same
+segment as its head never counts against the head. The request head must arrive within
+the handshake timeout. An upgrade request gets a `NativeUpgrader`; once the handler
+accepts, the transport is handed to a `WSConnection`.
+
+Write side (issue 15): one response at a time per connection. After a response is
+written, a connection holding more than `outbound_budget` unsent bytes serves nothing
+else until it drains; if the unsent bytes do not shrink by 64 KiB within `write_timeout`
+seconds the client is not reading (or reads a trickle) and the connection is aborted,
+freeing the response. A close with
+unsent bytes (``Connection: close``, a refusal, the idle timer) is an abort once
+`write_timeout` passes, so a client that never reads never pins a response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -22,6 +33,7 @@ from websockets.protocol import Protocol, Side
 from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
+from ..log import refusals
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from . import access
@@ -35,6 +47,7 @@ MAX_HEADER_LINE = 8 * 1024
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
 MAX_URL = 8 * 1024
+MIN_PROGRESS = 64 * 1024  # bytes an unread response must shed per write timeout
 
 
 class _Refuse(Exception):
@@ -58,6 +71,8 @@ class HttpProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._upgraded = False
         self._tail = b""  # bytes after an upgrade request, before the handshake completes
+        self._drained: asyncio.Future[None] | None = None  # set while writing is paused
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -84,14 +99,25 @@ class HttpProtocol(asyncio.Protocol):
         if self._upgraded:
             self._tail += data  # early frames; handed to the WebSocket after the 101
             return
-        if self._in_head:
-            self._head_bytes += len(data)
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            self._upgraded = True
-            self._tail = data[exc.args[0]:]
-            self._transport.pause_reading()
+            while data:
+                if self._in_head:  # feed the head by slices, to count only its bytes
+                    room = MAX_HEAD + 1 - self._head_bytes
+                    chunk, data = data[:room], data[room:]
+                    self._head_bytes += len(chunk)
+                else:
+                    chunk, data = data, b""
+                try:
+                    self._parser.feed_data(chunk)
+                except httptools.HttpParserUpgrade as exc:
+                    self._upgraded = True
+                    self._tail = chunk[exc.args[0]:] + data
+                    self._transport.pause_reading()
+                    return
+                if self._in_head and self._head_bytes > MAX_HEAD:
+                    self._refuse(HTTPError(431, "headers_too_large",
+                                           "request headers too large"))
+                    return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _Refuse):
@@ -102,7 +128,19 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(HTTPError(400, "bad_request", "malformed HTTP request"))
 
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._state.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if self._task is not None and not self._upgraded:
@@ -119,13 +157,9 @@ class HttpProtocol(asyncio.Protocol):
             raise _Refuse(431, "header_too_large", "a header line is too large")
         if len(self._headers) >= MAX_HEADERS:
             raise _Refuse(431, "too_many_headers", "too many headers")
-        if self._head_bytes > MAX_HEAD:
-            raise _Refuse(431, "headers_too_large", "request headers too large")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        if self._head_bytes > MAX_HEAD + 64 * 1024:  # head plus what followed it in one read
-            raise _Refuse(431, "headers_too_large", "request headers too large")
         self._in_head = False
         limit = self._state.settings.max_body_size
         length = next((v for k, v in self._headers if k.lower() == "content-length"), None)
@@ -182,7 +216,9 @@ class HttpProtocol(asyncio.Protocol):
                     keep_alive = False
                 self._write_response(response, keep_alive)
                 if not keep_alive:
-                    self._transport.close()
+                    self._close()
+                    return
+                if not await self._within_budget():
                     return
                 self._transport.resume_reading()
             self._arm_timer()
@@ -209,13 +245,62 @@ class HttpProtocol(asyncio.Protocol):
         ]
         lines += [f"{k}: {v}" for k, v in response.headers]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self._transport.write(head if bodiless else head + response.body)
+        if bodiless or not response.body:
+            self._transport.write(head)
+        elif len(response.body) > 64 * 1024:  # large: no copy of the body into the head
+            self._transport.writelines((head, response.body))
+        else:
+            self._transport.write(head + response.body)
+
+    async def _within_budget(self) -> bool:
+        """Wait until at most `outbound_budget` bytes are unsent; abort the connection
+        (False) when less than `MIN_PROGRESS` of them leave in `write_timeout` seconds
+        (a client that reads a byte now and then holds its response no longer)."""
+        settings = self._state.settings
+        budget, timeout = settings.outbound_budget, settings.write_timeout
+        transport, loop = self._transport, self._state.loop
+        size = transport.get_write_buffer_size()
+        if not budget or size <= budget:
+            return True
+        transport.pause_reading()  # nothing more is parsed or queued meanwhile
+        mark, deadline = size, loop.time() + timeout
+        while size > budget:
+            # Woken by resume_writing, or polled when the budget is under the
+            # transport's high-water mark (writing is then never paused).
+            wait = max(0.0, min(deadline - loop.time(), 0.25)) if timeout else 0.25
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._drained)
+                                       if self._drained is not None
+                                       else asyncio.sleep(wait), wait)
+            if transport.is_closing():
+                return False
+            size = transport.get_write_buffer_size()
+            if size <= mark - MIN_PROGRESS:
+                mark, deadline = size, loop.time() + timeout
+            elif timeout and loop.time() >= deadline and size > budget:
+                self._state.stats.http_write_timeouts += 1
+                refusals.warn("http_write_timeout", self._peer())
+                transport.abort()
+                return False
+        return True
+
+    def _close(self) -> None:
+        """Close after the unsent bytes; abort if they are still unsent after
+        `write_timeout` (asyncio's close would otherwise wait for them forever)."""
+        transport = self._transport
+        transport.close()
+        timeout = self._state.settings.write_timeout
+        if timeout and transport.get_write_buffer_size() and self._abort_timer is None:
+            self._abort_timer = self._state.loop.call_later(timeout, transport.abort)
+
+    def _peer(self) -> str:
+        return f"{self._client[0]}:{self._client[1]}" if self._client else "?"
 
     def _refuse(self, error: HTTPError) -> None:
         if self._transport.is_closing():
             return
         self._write_response(error_response(error), keep_alive=False)
-        self._transport.close()
+        self._close()
 
     def _arm_timer(self) -> None:
         timeout = self._state.settings.handshake_timeout
@@ -225,7 +310,7 @@ class HttpProtocol(asyncio.Protocol):
     def _timed_out(self) -> None:
         self._timer = None
         if self._task is None and not self._upgraded:
-            self._transport.close()
+            self._close()
 
     # -- upgrade -------------------------------------------------------------------------
     def switch_to_websocket(self, head: bytes, proto: Protocol,

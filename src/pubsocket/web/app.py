@@ -2,9 +2,11 @@
 
 Dispatch order for a request: route lookup (static files for unmatched GETs, else 404/405),
 then for upgrades the Origin policy (403; same site unless listed: `web.origins`) and the
-connection cap (503), then auth (401; for upgrades also from a ``bearer, <token>``
-subprotocol offer, or, on a route with a connection hook and no token, the hook behind a
-same-origin check: web/connect_auth.py), then the handler.
+connection cap (503), then auth (429 once the peer address spent its failed-auth budget,
+else 401 for a bad token; for upgrades also from a ``bearer, <token>`` subprotocol offer,
+or, on a route with a connection hook and no token, the hook behind a same-origin check:
+web/connect_auth.py), then for plain HTTP the client's request budget (429 +
+``Retry-After``, web/limits.py), then the handler.
 A route that needs no token still checks one that is presented (a Bearer header or a
 ``bearer`` offer): a bad token is a 401 everywhere, never silently anonymous, and a
 good one sets the principal, so its ``topics`` claim limits an open hub too.
@@ -23,14 +25,29 @@ from pathlib import Path
 
 from ..auth import BEARER_SUBPROTOCOL, Authenticator, offered_subprotocols
 from ..config import Settings
-from ..errors import CloseCode, ConfigError, ConnectionClosed, HTTPError, Unauthorized
+from ..errors import (
+    CloseCode,
+    ConfigError,
+    ConnectionClosed,
+    HTTPError,
+    RateLimited,
+    Unauthorized,
+)
 from ..hub import Hub
 from ..log import refusals
 from .connect_auth import authenticate_with_hook, carries_token, connect_hook
 from .health import health_response
+from .limits import HttpLimits, retry_after
 from .origins import origin_allowed
 from .request import Request
-from .response import Response, ResponseFactory, error_response
+from .response import (
+    HTML_HEADERS,
+    SECURITY_HEADERS,
+    Response,
+    ResponseFactory,
+    error_response,
+    with_defaults,
+)
 from .routing import AUTH_ATTR, Handler, Route, Router
 from .static import static_response
 from .stats import TransportStats
@@ -50,6 +67,12 @@ class App:
         self.public_dir = Path(public_dir) if public_dir else None
         self.hub = Hub(self.settings)
         self.response = ResponseFactory()
+        self.limits = HttpLimits(self.settings)
+        # Headers every static file gets, and every HTML response of a handler, unless
+        # the response sets its own (web/response.py); edit or empty them to change the
+        # policy. X-Content-Type-Options: nosniff goes on every response.
+        self.security_headers: dict[str, str] = dict(SECURITY_HEADERS)
+        self.html_headers: dict[str, str] = dict(HTML_HEADERS)
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
@@ -148,6 +171,12 @@ class App:
         Returns the HTTP response to send, or None when the request was upgraded to a
         WebSocket (the connection has been closed by the time this returns).
         """
+        response = await self._dispatch(request)
+        if response is None:
+            return None
+        return with_defaults(response, {})  # nosniff; pages got theirs in _dispatch
+
+    async def _dispatch(self, request: Request) -> Response | None:
         upgrader = request.upgrader
         request.app = self
         try:
@@ -164,6 +193,8 @@ class App:
             elif (route.requires_auth() or hook is not None
                   or _presents_token(request, route)):
                 self._authenticate(request)
+                if upgrader is None:
+                    self.limits.charge(request)
             result = await route.handler(request, self.response)
         except HTTPError as exc:
             if upgrader is not None and upgrader.accepted is not None:
@@ -174,8 +205,9 @@ class App:
                 # the message set is closed, so it is a fine throttling kind.
                 refusals.warn(f"unauthorized ({exc.message})", _peer(request),
                               level=logging.INFO)
-            return error_response(exc, {"WWW-Authenticate": "Bearer"}
-                                  if isinstance(exc, Unauthorized) else None)
+            elif exc.status == 403 and upgrader is None:  # 429: logged in web/limits.py
+                self.limits.refused(request, exc.code)
+            return error_response(exc, _refusal_headers(exc))
         except ConnectionClosed:
             if upgrader is not None and upgrader.accepted is not None:
                 return None
@@ -191,7 +223,10 @@ class App:
             if not upgrader.accepted.attached:  # push-mode connections outlive the handler
                 await upgrader.accepted.close(CloseCode.NORMAL)
             return None
-        return result if isinstance(result, Response) else self.response(result)
+        response = result if isinstance(result, Response) else self.response(result)
+        if response.content_type.startswith("text/html"):
+            with_defaults(response, self.html_headers)
+        return response
 
     def _authenticate(self, request: Request) -> None:
         """Set the request's principal and claims from its token, or raise `Unauthorized`.
@@ -201,7 +236,13 @@ class App:
         """
         offered = (offered_subprotocols(request.headers.getall("sec-websocket-protocol"))
                    if request.upgrader is not None else ())
-        principal = self.auth.authenticate(request.headers.getall("authorization"), offered)
+        self.limits.before_auth(request)  # an address flooding bad tokens: 429, unverified
+        try:
+            principal = self.auth.authenticate(request.headers.getall("authorization"),
+                                               offered)
+        except Unauthorized:
+            self.limits.auth_failed(request)
+            raise
         request.principal = principal
         # A plain dict, as before: handlers may mutate or serialize it (orjson refuses
         # the principal's read-only mapping).
@@ -217,10 +258,12 @@ class App:
 
     def _unrouted(self, request: Request) -> Response:
         if request.method == "GET" and request.upgrader is None:
-            found = (health_response(self, request.path)
-                     or static_response(self.public_dir, request.path))
+            found = health_response(self, request.path)
             if found is not None:
                 return found
+            found = static_response(self.public_dir, request.path)
+            if found is not None:  # every static file is a page: the full defaults
+                return with_defaults(found, self.security_headers)
         if self.router.allows(request.path):
             return error_response(HTTPError(405, "method_not_allowed", "method not allowed"))
         return error_response(HTTPError(404, "not_found", "not found"))
@@ -275,3 +318,11 @@ def _start_relay(hub: Hub, settings: Settings) -> asyncio.Task[None]:
                   table=settings.outbox_table, poll=settings.outbox_poll,
                   batch=settings.outbox_batch)
     return asyncio.get_running_loop().create_task(relay.run(), name="pubsocket-outbox-relay")
+
+
+def _refusal_headers(exc: HTTPError) -> dict[str, str] | None:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimited):
+        return {"Retry-After": retry_after(exc.retry_after)}
+    return None

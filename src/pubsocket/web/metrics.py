@@ -3,6 +3,10 @@
 Nothing is counted on the hot path for this: the hub, the transport and the broker keep
 plain integer counters, and a custom collector turns them into samples when scraped.
 Each app has its own registry, so two apps in one process never mix their numbers.
+
+Access: the API key as a Bearer token (401 without a token, 403 for a user's token),
+unless ``PUBSOCKET_METRICS_PUBLIC=true`` opens it to anyone who can reach it (then keep
+it off the public network: a private listener, a proxy rule).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..errors import HTTPError
 from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
+from .routing import mark_auth
 from .snapshot import snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -37,6 +43,7 @@ _TRANSPORT_DOCS = {
     "bytes_out": "WebSocket bytes written",
     "dropped": "Frames dropped because their connection was closing",
     "slow_consumer_closes": "Connections closed with 4008",
+    "http_write_timeouts": "HTTP connections aborted because their response went unread",
 }
 
 
@@ -75,11 +82,15 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 def mount_metrics(app: App, path: str = "/metrics") -> None:
-    """Serve the app's metrics at ``GET path`` (open, like every GET unless secured)."""
+    """Serve the app's metrics at ``GET path``: to the API key only, unless the
+    settings' `metrics_public` opens it (module docstring)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(app))
+    public = app.settings.metrics_public
 
     async def metrics(request: Request, response: ResponseFactory) -> Response:
+        if not public and not request.principal.is_api_key:
+            raise HTTPError(403, "forbidden", "only the API key may read the metrics")
         return response(generate_latest(registry), content_type=CONTENT_TYPE)
 
-    app.get(path)(metrics)
+    app.get(path)(mark_auth(metrics, "noauth" if public else "token"))

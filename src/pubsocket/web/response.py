@@ -18,6 +18,39 @@ from ..errors import HTTPError
 # §15.4.5: a 304's length would otherwise tell a cache the resource is empty).
 BODILESS: Final = frozenset({204, 304})
 
+# Sent with every static file (the public folder: the demo page, its script and
+# style) unless the response sets its own; an app changes them with
+# `App.security_headers`. Same-origin scripts, styles, images and connections
+# (WebSockets included), no plugins, no framing by other sites, no referrer beyond the
+# origin. Only same-origin files: an inline <script> needs a widened policy.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                               "base-uri 'self'; form-action 'self'; frame-ancestors 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+# Sent with HTML a handler returns (`App.html_headers`): only what cannot break the
+# page's own scripts, since only the app knows what those are: no framing by other
+# sites, no referrer beyond the origin. A full CSP is the app's to set.
+HTML_HEADERS: Final = {
+    "Content-Security-Policy": "frame-ancestors 'self'; object-src 'none'; base-uri 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+NOSNIFF: Final = ("X-Content-Type-Options", "nosniff")
+
+
+def with_defaults(response: Response, defaults: Mapping[str, str]) -> Response:
+    """Add `defaults` and `nosniff` to `response`: only the headers it does not set
+    itself."""
+    have = {name.lower() for name, _ in response.headers}
+    extra = [(k, v) for k, v in defaults.items() if k.lower() not in have]
+    if "x-content-type-options" not in have:
+        extra.append(NOSNIFF)
+    response.headers.extend(extra)
+    return response
+
 
 @dataclass(slots=True)
 class Response:

@@ -42,6 +42,7 @@ def snapshot(app: App) -> Snapshot:
             "messages_in": transport.messages_in, "bytes_in": transport.bytes_in,
             "messages_out": transport.frames_out, "bytes_out": transport.bytes_out,
             "dropped": transport.dropped, "slow_consumer_closes": transport.slow_closes,
+            "http_write_timeouts": transport.http_write_timeouts,
         },
         broker={
             # MemoryBroker -> "memory", RedisBroker -> "redis"; a custom one keeps its name.

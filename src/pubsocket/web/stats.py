@@ -18,3 +18,4 @@ class TransportStats:
     dropped: int = 0  # frames dropped because the connection was closing
     slow_closes: int = 0
     http_requests: int = 0
+    http_write_timeouts: int = 0  # HTTP connections aborted: response unread
