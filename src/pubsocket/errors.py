@@ -54,11 +54,13 @@ class ErrorCode(enum.StrEnum):
     PRESENCE_OFF = "presence_off"
     INVALID_TOKEN = "invalid_token"
     BROKER_UNAVAILABLE = "broker_unavailable"
+    TOO_MANY_REQUESTS = "too_many_requests"
 
     @property
     def counts(self) -> bool:
         """Whether it counts toward the protocol-error limit (the server's fault doesn't)."""
-        return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION)
+        return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION,
+                            ErrorCode.TOO_MANY_REQUESTS)
 
 
 class PubsocketError(Exception):

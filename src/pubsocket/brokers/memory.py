@@ -29,7 +29,7 @@ import itertools
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from .base import (
     Broker,
@@ -40,6 +40,7 @@ from .base import (
     Publication,
     Publisher,
     ResyncFn,
+    size_of,
 )
 
 # Rough sizes of the Python objects around a payload (Publication, deque slot, record,
@@ -47,6 +48,20 @@ from .base import (
 ENTRY_COST = 100
 RECORD_COST = 300
 _SWEEP_BATCH = 5000  # records looked at per sweep round: bounded work per loop turn
+
+
+def _bounded(pubs: Iterable[Publication], max_bytes: int) -> list[Publication]:
+    """The leading `pubs` whose `size_of` sum stays within `max_bytes` (at least one)."""
+    out: list[Publication] = []
+    total = 0
+    for pub in pubs:
+        total += size_of(pub)
+        if out and total > max_bytes:
+            break
+        out.append(pub)
+        if total >= max_bytes:
+            break
+    return out
 
 
 def _cost(payload: bytes, publisher: Publisher | None) -> int:
@@ -130,8 +145,9 @@ class MemoryBroker(Broker):
     ) -> Publication:
         return self.publish_nowait(topic, payload, policy, publisher)
 
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        return self.history_nowait(topic, since, limit)
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
+        return self.history_nowait(topic, since, limit, max_bytes)
 
     def subscribe_nowait(self, topic: str) -> bool:
         self._topics.add(topic)
@@ -185,8 +201,10 @@ class MemoryBroker(Broker):
             deliver(topic, pub)
         return pub
 
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """Publications with offset > `since`, oldest first, at most `limit`; the position."""
+    def history_nowait(self, topic: str, since: int | None, limit: int,
+                       max_bytes: int = 0) -> HistoryPage:
+        """Publications with offset > `since`, oldest first, at most `limit` (and
+        `max_bytes`, see `Broker`); the position."""
         now = time.monotonic()
         rec = self._records.get(topic)
         if rec is None or now - rec.touched_at > self._meta_ttl:
@@ -201,7 +219,8 @@ class MemoryBroker(Broker):
         if limit > 0 and ring:
             # The ring holds contiguous offsets ring[0].offset .. rec.top.
             start = 0 if since is None else max(0, since + 1 - ring[0].offset)
-            pubs = list(itertools.islice(ring, start, start + limit))
+            window = itertools.islice(ring, start, start + limit)
+            pubs = list(window) if max_bytes <= 0 else _bounded(window, max_bytes)
         return HistoryPage(pubs, Position(rec.top, rec.epoch))
 
     # -- records ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..brokers.base import HistoryPolicy, Position, Publication
+from ..codecs import Codec
 from ..errors import BrokerError
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
@@ -85,16 +86,20 @@ class Delivery:
             return
         topic = channel.removeprefix(PRESENCE_PREFIX)
         entry = self._topics.get(topic)
-        event = decode_event(payload)
-        if entry is None or event is None:
+        # Only to subscribers allowed presence on the topic (`Hub.watch`): a push carries
+        # the user and its `info`, which is what the presence permission guards.
+        if entry is None or not entry.watchers or (event := decode_event(payload)) is None:
             return
         kind, client = event
-        for codec, subs in entry.subs.items():
-            notice = codec.join(topic, client) if kind == "join" else codec.leave(topic, client)
-            if notice is not None:
-                frame = self.frame(notice)
-                for sub in subs:
-                    sub.deliver(frame)
+        frames: dict[Codec, bytes | None] = {}
+        for sub, codec in entry.watchers.items():
+            if codec not in frames:
+                notice = (codec.join(topic, client) if kind == "join"
+                          else codec.leave(topic, client))
+                frames[codec] = None if notice is None else self.frame(notice)
+            frame = frames[codec]
+            if frame is not None:
+                sub.deliver(frame)
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
         stats = self.stats

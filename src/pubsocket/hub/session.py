@@ -57,6 +57,12 @@ class Peer(Protocol):
 
     def resume_reading(self) -> None: ...
 
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this connection that the peer has not taken yet (cheap: read
+        before every history or recovery reply, `hub.replies.busy`)."""
+        ...
+
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 

@@ -38,9 +38,10 @@ class Hold:
 class Topic:
     """Subscribers of one topic, grouped by codec so each publication is encoded once
     per codec in use; the last offset/epoch fanned out; `backlog` holds live
-    publications while the hub reads history (None when live)."""
+    publications while the hub reads history (None when live). `watchers` are the live
+    subscribers allowed to see presence join/leave pushes (with their codec)."""
 
-    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting")
+    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting", "watchers")
 
     def __init__(self) -> None:
         self.subs: dict[Codec, dict[Subscriber, None]] = {}
@@ -50,6 +51,7 @@ class Topic:
         self.offset = 0
         self.epoch = ""
         self.backlog: list[Publication] | None = None
+        self.watchers: dict[Subscriber, Codec] | None = None  # made on the first watcher
 
     def add(self, sub: Subscriber, codec: Codec) -> None:
         """Make `sub` live on this topic with `codec` (idempotent)."""
@@ -61,6 +63,8 @@ class Topic:
     def discard(self, sub: Subscriber) -> None:
         """Remove `sub` (live or held) from this topic."""
         self.held.pop(sub, None)
+        if self.watchers is not None:
+            self.watchers.pop(sub, None)
         for codec, group in list(self.subs.items()):
             if group.pop(sub, 0) is None and not group:
                 del self.subs[codec]

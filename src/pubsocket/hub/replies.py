@@ -1,0 +1,146 @@
+"""History replies within the connection's outbound budget (issue 15).
+
+A history reply is built whole before it is queued, so its cost is bounded before the
+read: at most `Settings.history_reply_limit` publications and about
+`Settings.history_reply_bytes` bytes per page (`Hub.history` passes both to the broker,
+which stops reading there), and no history read starts while more than
+`Settings.reply_backlog` bytes wait to be sent to the connection (`busy`: the client is
+answered `too_many_requests`, a temporary error, and retries once it has read what it
+asked for). The session runs a history command as a barrier, so at most one reply per
+connection is being built at a time; the backlog check bounds how many are queued.
+
+A page the byte cap cut short is still a valid page: the client continues from its last
+offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
+``since``) follows the same caps in `hub.core`, but all or nothing (`hub.recovery`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from ..brokers.base import HistoryPage, Position, Publication
+from ..errors import BrokerError, ErrorCode
+from ..log import refusals
+from ..protocol import CmdId, History
+
+if TYPE_CHECKING:
+    from .session import Session
+
+_BROKER_DOWN = "the message broker is unavailable, retry later"
+_UNRECOVERABLE = "history no longer holds that position; read it without since"
+_BEFORE_READS = 12  # reads a reverse page may take to fit its newest end in the byte cap
+
+
+def busy(session: Session, cmd_id: CmdId | None) -> bool:
+    """True (and the command answered `too_many_requests`) when the connection's
+    outbound backlog is over `reply_backlog`: a reply must not pile onto bytes the
+    client has not read yet."""
+    cap = session.settings.reply_backlog
+    if not cap or session.peer.backlog <= cap:
+        return False
+    refusals.warn("reply_backlog")
+    session.error(ErrorCode.TOO_MANY_REQUESTS,
+                  "too many replies waiting to be read; read them and retry", cmd_id)
+    return True
+
+
+def history(session: Session, cmd: History) -> Awaitable[None] | None:
+    """A permitted history command (`handlers.checked`)."""
+    if busy(session, cmd.id):
+        return None
+    hub = session.hub
+    if cmd.since is None:
+        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
+    if cmd.reverse:
+        return _before(session, cmd, cmd.since)
+    page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
+    if page is None:
+        return _finish_history(session, cmd, cmd.since.offset)
+    _history_reply(session, cmd, page)
+    return None
+
+
+async def _before(session: Session, cmd: History, since: Position) -> None:
+    """Reverse with `since` (Centrifuge): the newest `limit` kept publications *before*
+    `since`, in the same epoch (else `unrecoverable_position`); the codec orders them
+    newest first. What history no longer keeps is simply not in the page. The broker
+    reads forward, so when the byte cap cut a page short of `since` the window shrinks
+    to what fitted and is read again: the page always ends right before `since`."""
+    hub, limit = session.hub, session.hub.reply_limit(cmd.limit)
+    older: list[Publication] = []
+    page: HistoryPage | None = None
+    for attempt in range(_BEFORE_READS):
+        start = max(0, since.offset - 1 - limit)
+        try:
+            page = await hub.history(cmd.topic, start, limit)
+        except BrokerError:
+            session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+            return
+        if page.position.epoch != since.epoch or since.offset > page.position.offset:
+            session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
+            return
+        older = [p for p in page.publications if p.offset < since.offset]
+        if not older or older[-1].offset >= since.offset - 1 or limit <= 1:
+            break
+        limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
+    assert page is not None
+    session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
+
+
+def _oldest(session: Session, cmd: History) -> Awaitable[None] | None:
+    """Without `since`, `oldest` set: the oldest `limit` kept publications."""
+    page = session.hub.history_nowait(cmd.topic, None, cmd.limit)
+    if page is None:
+        return _finish_history(session, cmd, None)
+    _history_reply(session, cmd, page)
+    return None
+
+
+def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
+    """Without `since`: the newest `limit` publications (oldest first; a page the byte
+    cap cut short ends before the newest, and the client reads on with `since`)."""
+    hub = session.hub
+    limit = hub.reply_limit(cmd.limit)
+    top = hub.history_nowait(cmd.topic, None, 0)
+    if top is None:
+        return _finish_latest(session, cmd, limit)
+    page = hub.history_nowait(cmd.topic, max(0, top.position.offset - limit), limit)
+    if page is None:
+        return _finish_history(session, cmd, max(0, top.position.offset - limit))
+    _history_reply(session, cmd, page)
+    return None
+
+
+async def _finish_latest(session: Session, cmd: History, limit: int) -> None:
+    try:
+        top = await session.hub.history(cmd.topic, None, 0)
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    await _finish_history(session, cmd, max(0, top.position.offset - limit))
+
+
+async def _finish_history(session: Session, cmd: History, since: int | None) -> None:
+    try:
+        page = await session.hub.history(cmd.topic, since, cmd.limit)
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    _history_reply(session, cmd, page)
+
+
+def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
+    since = cmd.since
+    if since is not None and not continues(since.offset, since.epoch, page):
+        session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
+        return
+    session.reply(session.codec.history(cmd, page))
+
+
+def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
+    """True when `page` starts right after (`offset`, `epoch`) with nothing missing."""
+    pubs, top = page.publications, page.position
+    if top.epoch != epoch or offset > top.offset:
+        return False
+    return pubs[0].offset == offset + 1 if pubs else offset == top.offset
