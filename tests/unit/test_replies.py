@@ -1,0 +1,225 @@
+"""History and recovery replies within their caps, the backlog rule, and who may read
+history or see join/leave (issue 15): sessions over a real hub and memory broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pubsocket import Hub, Settings
+from pubsocket.auth import Principal
+from pubsocket.brokers import MemoryBroker
+from pubsocket.codecs import V1
+from pubsocket.hub.session import Session
+from tests.unit.test_session import MemoryPeer, pub, sub
+
+PAD = "x" * 90  # a publication of {"p": PAD} is 100 bytes of JSON
+
+
+async def make_hub(**settings: Any) -> Hub:
+    hub = Hub(Settings(**settings), MemoryBroker())
+    await hub.start()
+    return hub
+
+
+@pytest.fixture
+async def capped() -> AsyncIterator[Hub]:
+    """A hub whose history pages hold at most 250 bytes (two of our publications)."""
+    hub = await make_hub(history_reply_bytes=250)
+    yield hub
+    await hub.close()
+
+
+async def run(hub: Hub, peer: MemoryPeer, principal: Principal | None = None) -> Session:
+    session = Session(hub, peer, hub.settings, codec=V1, principal=principal)
+    peer.hang_up()
+    await asyncio.wait_for(session.run(), 3)
+    return session
+
+
+async def fill(hub: Hub, topic: str, n: int) -> None:
+    for i in range(n):
+        await hub.publish(topic, {"p": PAD[:90 - len(str(i))] + str(i)})
+
+
+def history(topic: str, **extra: Any) -> dict[str, Any]:
+    return {"action": "history", "topic": topic, **extra}
+
+
+def offsets(reply: dict[str, Any]) -> list[int]:
+    return [p["offset"] for p in reply["publications"]]
+
+
+# -- pages -------------------------------------------------------------------------------
+async def test_a_page_stops_at_the_byte_cap_and_the_client_continues_with_since(
+        capped: Hub) -> None:
+    await fill(capped, "t", 5)
+    peer = MemoryPeer()
+    peer.send(history("t", id=1), history("t", id=2, since={"offset": 2, "epoch": "?"}))
+    await run(capped, peer)
+    first = peer.received[0]
+    assert first["type"] == "history" and offsets(first) == [1, 2]
+    assert first["offset"] == 5  # the position says more is kept after the page
+    epoch = capped.broker.history_nowait("t", None, 0)
+    assert epoch is not None
+    peer = MemoryPeer()
+    pages = []
+    since = 0
+    for _ in range(5):  # bounded: the client pages until it reaches the position
+        peer.send(history("t", id=1, since={"offset": since, "epoch": epoch.position.epoch}))
+        await run(capped, peer)
+        page = peer.received[-1]
+        assert page["type"] == "history", page
+        pages.append(offsets(page))
+        since = pages[-1][-1] if pages[-1] else since
+        if since == page["offset"]:
+            break
+    assert pages == [[1, 2], [3, 4], [5]]
+
+
+async def test_a_page_holds_at_most_history_reply_limit_publications() -> None:
+    hub = await make_hub(history_reply_limit=3)
+    try:
+        await fill(hub, "t", 10)
+        peer = MemoryPeer()
+        peer.send(history("t", id=1, limit=100))
+        await run(hub, peer)
+        assert offsets(peer.received[0]) == [8, 9, 10]  # the newest three
+    finally:
+        await hub.close()
+
+
+async def test_a_publication_larger_than_the_cap_still_comes_alone(capped: Hub) -> None:
+    await capped.publish("t", {"p": "y" * 1000})
+    await fill(capped, "t", 1)
+    peer = MemoryPeer()
+    peer.send(history("t", id=1))
+    await run(capped, peer)
+    assert offsets(peer.received[0]) == [1]
+
+
+# -- the backlog rule --------------------------------------------------------------------
+async def test_history_and_recovery_wait_for_the_backlog_to_drain(capped: Hub) -> None:
+    await fill(capped, "t", 3)
+    peer = MemoryPeer()
+    peer.backlog = 300_000  # over the default reply_backlog (256 KiB)
+    peer.send(history("t", id=1), sub("t", id=2, since={"offset": 1, "epoch": "E"}),
+              sub("u", id=3))
+    session = await run(capped, peer)
+    assert peer.received[:2] == [
+        {"type": "error", "id": 1, "code": "too_many_requests",
+         "message": "too many replies waiting to be read; read them and retry"},
+        {"type": "error", "id": 2, "code": "too_many_requests",
+         "message": "too many replies waiting to be read; read them and retry"},
+    ]
+    # A subscribe without since is not held back.
+    assert peer.received[2] == {"type": "ack", "id": 3, "topic": "u", "offset": 0,
+                                "epoch": "E"}
+    assert session.errors == 0  # a temporary refusal, not a protocol error
+    peer = MemoryPeer()
+    peer.backlog = 1000
+    peer.send(history("t", id=1))
+    await run(capped, peer)
+    assert peer.received[0]["type"] == "history"
+
+
+# -- recovery ----------------------------------------------------------------------------
+async def since_of(hub: Hub, topic: str, offset: int) -> dict[str, Any]:
+    page = await hub.history(topic, None, 0)
+    return {"offset": offset, "epoch": page.position.epoch}
+
+
+async def test_recovery_past_the_byte_cap_is_not_partial(capped: Hub) -> None:
+    await fill(capped, "t", 4)
+    capped.subscribe_nowait(MemoryPeer(), "t")  # keeps the topic positioned in the hub
+    peer = MemoryPeer()  # 200 bytes to replay: within the cap
+    peer.send(sub("t", id=1, since=await since_of(capped, "t", 2)))
+    await run(capped, peer)
+    assert peer.received[0]["recovered"] is True
+    assert [m["offset"] for m in peer.received[1:]] == [3, 4]
+    peer = MemoryPeer()  # 300 bytes: over it
+    peer.send(sub("t", id=1, since=await since_of(capped, "t", 1)), pub("t", 1))
+    await run(capped, peer)
+    assert peer.received[0]["recovered"] is False and peer.received[0]["offset"] == 4
+    assert [m["type"] for m in peer.received[1:]] == ["message"]  # live only, no replay
+    assert peer.received[1]["offset"] == 5
+    assert capped.stats.recovery_failures == 1
+
+
+async def test_recovery_past_the_count_cap_is_not_partial() -> None:
+    hub = await make_hub(history_reply_limit=2)
+    try:
+        await fill(hub, "t", 4)
+        hub.subscribe_nowait(MemoryPeer(), "t")
+        peer = MemoryPeer()
+        peer.send(sub("t", id=1, since=await since_of(hub, "t", 1)))
+        await run(hub, peer)
+        assert peer.received[0]["recovered"] is False
+        assert len(peer.received) == 1
+    finally:
+        await hub.close()
+
+
+# -- permissions -------------------------------------------------------------------------
+def reader(who: str = "mallory", **topics: list[str]) -> Principal:
+    return Principal.from_claims({"sub": who, "topics": topics})
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    hub = await make_hub()
+    yield hub
+    await hub.close()
+
+
+async def test_since_without_the_history_permission_replays_nothing(hub: Hub) -> None:
+    await fill(hub, "t", 2)
+    hub.subscribe_nowait(MemoryPeer(), "t")
+    since = await since_of(hub, "t", 0)
+    peer = MemoryPeer()
+    peer.send(sub("t", id=1, since=since), pub("t", 1), history("t", id=2))
+    await run(hub, peer, reader(subscribe=["*"], publish=["*"]))
+    ack, live, refused = peer.received
+    assert ack["type"] == "ack" and ack["recovered"] is False and ack["offset"] == 2
+    assert live["type"] == "message" and live["offset"] == 3  # subscribed, live only
+    assert refused["code"] == "forbidden"
+    peer = MemoryPeer()  # with the permission, the same subscribe replays
+    peer.send(sub("t", id=1, since=since))
+    await run(hub, peer, reader(subscribe=["*"], history=["t"]))
+    assert peer.received[0]["recovered"] is True and len(peer.received) == 4
+
+
+async def test_join_and_leave_go_only_to_subscribers_allowed_presence() -> None:
+    hub = await make_hub(presence=("room:*",))
+    try:
+        allowed, denied, newcomer = MemoryPeer(), MemoryPeer(), MemoryPeer()
+        sessions = [Session(hub, p, hub.settings, codec=V1, principal=who) for p, who in (
+            (allowed, reader(subscribe=["*"], presence=["room:*"])),
+            (denied, reader("bob", subscribe=["*"])))]
+        for session, peer in zip(sessions, (allowed, denied), strict=True):
+            session.on_message(json.dumps(sub("room:1", id=1)))  # push mode: stays open
+            for _ in range(100):  # bounded: 1 s
+                if peer.frames:
+                    break
+                await asyncio.sleep(0.01)
+        newcomer_principal = Principal.from_claims({"sub": "carol", "info": {"secret": 1}})
+        session = Session(hub, newcomer, hub.settings, codec=V1, principal=newcomer_principal)
+        newcomer.send(sub("room:1", id=1))
+        newcomer.hang_up()
+        await asyncio.wait_for(session.run(), 3)
+        for _ in range(100):  # bounded: the join and leave pushes travel the broker
+            if sum(m.get("type") == "leave" for m in allowed.received) >= 1:
+                break
+            await asyncio.sleep(0.01)
+        kinds = [(m["type"], m.get("user")) for m in allowed.received[1:]]
+        assert kinds == [("join", "mallory"), ("join", "bob"), ("join", "carol"),
+                         ("leave", "carol")]
+        assert next(m for m in allowed.received if m.get("type") == "join"
+                and m["user"] == "carol")["info"] == {"secret": 1}
+        assert [m["type"] for m in denied.received] == ["ack"]  # no join, no leave
+    finally:
+        await hub.close()
