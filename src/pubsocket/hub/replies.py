@@ -50,10 +50,10 @@ def history(session: Session, cmd: History) -> Awaitable[None] | None:
     if busy(session, cmd.id):
         return None
     hub = session.hub
-    if cmd.since is None:
-        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
     if cmd.reverse:
         return _before(session, cmd, cmd.since)
+    if cmd.since is None:
+        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
     page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
     if page is None:
         return _finish_history(session, cmd, cmd.since.offset)
@@ -61,30 +61,31 @@ def history(session: Session, cmd: History) -> Awaitable[None] | None:
     return None
 
 
-async def _before(session: Session, cmd: History, since: Position) -> None:
-    """Reverse with `since` (Centrifuge): the newest `limit` kept publications *before*
-    `since`, in the same epoch (else `unrecoverable_position`); the codec orders them
-    newest first. What history no longer keeps is simply not in the page. The broker
-    reads forward, so when the byte cap cut a page short of `since` the window shrinks
-    to what fitted and is read again: the page always ends right before `since`."""
+async def _before(session: Session, cmd: History, since: Position | None) -> None:
+    """Reverse (Centrifuge): the newest `limit` kept publications *before* `since` (in
+    its epoch, else `unrecoverable_position`), or the newest of all without it; the
+    codec orders them newest first. What history no longer keeps is simply not in the
+    page. The broker reads forward, so when the byte cap cut a page short of its newest
+    end the window shrinks to what fitted and is read again: a reverse page always ends
+    at the newest publication asked for, and the client pages back with `since`."""
     hub, limit = session.hub, session.hub.reply_limit(cmd.limit)
-    older: list[Publication] = []
-    page: HistoryPage | None = None
-    for attempt in range(_BEFORE_READS):
-        start = max(0, since.offset - 1 - limit)
-        try:
-            page = await hub.history(cmd.topic, start, limit)
-        except BrokerError:
-            session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-            return
-        if page.position.epoch != since.epoch or since.offset > page.position.offset:
-            session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
-            return
-        older = [p for p in page.publications if p.offset < since.offset]
-        if not older or older[-1].offset >= since.offset - 1 or limit <= 1:
-            break
-        limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
-    assert page is not None
+    try:
+        end = (since.offset if since is not None
+               else (await hub.history(cmd.topic, None, 0)).position.offset + 1)
+        older: list[Publication] = []
+        for attempt in range(_BEFORE_READS):
+            page = await hub.history(cmd.topic, max(0, end - 1 - limit), limit)
+            if since is not None and (page.position.epoch != since.epoch
+                                      or end > page.position.offset):
+                session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
+                return
+            older = [p for p in page.publications if p.offset < end]
+            if not older or older[-1].offset >= end - 1 or limit <= 1:
+                break
+            limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
     session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
 
 
