@@ -10,8 +10,8 @@ from tests.app.test_recovery import (
     cmd,
     http_history,
     http_publish,
-    recv_json,
     recovery_app,
+    recv_json,
     v1_client,
 )
 

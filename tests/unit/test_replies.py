@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from pubsocket import Hub, Settings
-from pubsocket.auth import Principal
+from pubsocket.auth import Authenticator, Principal
 from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import V1
 from pubsocket.hub.session import Session
+from tests.conftest import API_KEY, SECRET
 from tests.unit.test_session import MemoryPeer, pub, sub
 
 PAD = "x" * 90  # a publication of {"p": PAD} is 100 bytes of JSON
@@ -222,4 +223,44 @@ async def test_join_and_leave_go_only_to_subscribers_allowed_presence() -> None:
                 and m["user"] == "carol")["info"] == {"secret": 1}
         assert [m["type"] for m in denied.received] == ["ack"]  # no join, no leave
     finally:
+        await hub.close()
+
+
+async def test_a_refresh_without_presence_stops_join_and_leave() -> None:
+    hub = await make_hub(presence=("room:*",))
+    auth = Authenticator(API_KEY, SECRET)
+    claims: dict[str, Any] = {"topics": {"subscribe": ["*"], "presence": ["*"]}}
+    peer = MemoryPeer()
+    session = Session(hub, peer, hub.settings, codec=V1, authenticator=auth,
+                      principal=auth.principal_of(auth.issue("alice", 60, claims)))
+
+    async def until(predicate: Any) -> None:
+        for _ in range(100):  # bounded: 1 s
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
+
+    async def visit(who: str) -> None:
+        guest = MemoryPeer()
+        guest.send(sub("room:1", id=1))
+        guest.hang_up()
+        await asyncio.wait_for(Session(hub, guest, hub.settings, codec=V1, principal=(
+            Principal.from_claims({"sub": who}))).run(), 3)
+        await until(lambda: any(m.get("type") == "leave" and m["user"] == who
+                                for m in peer.received))
+
+    try:
+        session.on_message(json.dumps(sub("room:1", id=1)))
+        await visit("carol")  # allowed presence: sees carol come and go
+        claims["topics"] = {"subscribe": ["*"]}
+        session.on_message(json.dumps({"action": "refresh", "id": 2,
+                                       "token": auth.issue("alice", 60, claims)}))
+        await until(lambda: any(m.get("id") == 2 for m in peer.received))
+        await visit("dave")  # the refreshed token has no presence: nothing of dave
+        seen = [(m["type"], m["user"]) for m in peer.received
+                if m.get("type") in ("join", "leave")]
+        assert seen == [("join", "alice"), ("join", "carol"), ("leave", "carol")]
+        assert session.topics == {"room:1"}  # still subscribed
+    finally:
+        session.on_close()
         await hub.close()

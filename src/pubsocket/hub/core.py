@@ -295,22 +295,6 @@ class Hub(Delivery, Control):
         else:
             self.stats.recovery_failures += 1
 
-    def watch(self, sub: Subscriber, topic: str, codec: Codec) -> None:
-        """Let `sub`, a live subscriber of `topic`, receive its presence join/leave
-        pushes (the caller checked the presence permission). Ends with the subscription."""
-        entry = self._topics.get(topic)
-        if entry is None or not any(sub in group for group in entry.subs.values()):
-            return
-        if entry.watchers is None:
-            entry.watchers = {}
-        entry.watchers[sub] = codec
-
-    def unwatch(self, sub: Subscriber, topic: str) -> None:
-        """Stop `sub`'s join/leave pushes on `topic` (the subscription goes on)."""
-        entry = self._topics.get(topic)
-        if entry is not None and entry.watchers is not None:
-            entry.watchers.pop(sub, None)
-
     def unsubscribe_nowait(self, sub: Subscriber, topic: str) -> None:
         """`unsubscribe` without waiting: delivery to `sub` stops now; a broker
         unsubscribe that needs I/O runs in the background (in call order)."""

@@ -18,7 +18,7 @@ from ..errors import BrokerError
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
 from .recovery import merge
-from .topic import Topic
+from .topic import Subscriber, Topic
 
 if TYPE_CHECKING:
     from ..brokers import Broker
@@ -100,6 +100,22 @@ class Delivery:
             frame = frames[codec]
             if frame is not None:
                 sub.deliver(frame)
+
+    def watch(self, sub: Subscriber, topic: str, codec: Codec) -> None:
+        """Let `sub`, a live subscriber of `topic`, receive its presence join/leave
+        pushes (the caller checked the presence permission). Ends with the subscription."""
+        entry = self._topics.get(topic)
+        if entry is None or not any(sub in group for group in entry.subs.values()):
+            return
+        if entry.watchers is None:
+            entry.watchers = {}
+        entry.watchers[sub] = codec
+
+    def unwatch(self, sub: Subscriber, topic: str) -> None:
+        """Stop `sub`'s join/leave pushes on `topic` (the subscription goes on)."""
+        entry = self._topics.get(topic)
+        if entry is not None and entry.watchers is not None:
+            entry.watchers.pop(sub, None)
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
         stats = self.stats

@@ -277,9 +277,19 @@ async def _settle_refresh(session: Session, cmd: Refresh,
 
 
 def _refreshed(session: Session, cmd: Refresh, allowed: dict[str, bool]) -> None:
+    hub = session.hub
     for topic, ok in allowed.items():
         if not ok:
             session.drop(topic, "forbidden")
+        elif hub.presence.events_for(topic):
+            # join/leave follow the new token's presence permission; an async hook's
+            # answer is not awaited here, so the pushes stop (fail closed) until the
+            # next subscribe.
+            verdict = hub.authorizer.check(session.principal, Action.PRESENCE, topic)
+            if verdict is True:
+                hub.watch(session.peer, topic, session.codec)
+            else:
+                hub.unwatch(session.peer, topic)
     expires_at = expiry_of(session.principal.claims)
     session.clock.reschedule(expires_at)
     session.reply(session.codec.refreshed(cmd, expires_at))
