@@ -8,9 +8,11 @@ checked the outbound budget. 64 history commands on one socket took the server f
 commands did +1.2 GiB.
 
 Now a history page is capped in count and bytes before the broker read, and a history
-command is refused (`too_many_requests`) while the connection's outbound backlog is over
-`reply_backlog`. The bystander must stay fast, lose nothing, and the server's RSS must
-stay within 100 MiB of where it was before the attack.
+command waits while the connection's outbound backlog is over `reply_backlog` (then is
+refused with `too_many_requests`): the server builds replies only as fast as the
+attacker reads them, one at a time, and an attacker that does not keep up is closed as
+a slow consumer (4008). The bystander must stay fast, lose nothing, and the server's RSS
+must stay within 100 MiB of where it was before the attack.
 """
 
 from __future__ import annotations
@@ -56,7 +58,15 @@ async def fill(server: Server) -> None:
 
 
 async def _drain(ws: ClientConnection, tally: Counter[str], stop: asyncio.Event) -> None:
-    """Read every reply, counting pages, refusals and the bytes received."""
+    """Read every reply, counting pages, refusals, the bytes received and how the
+    connection ended."""
+    try:
+        await _read(ws, tally)
+    finally:
+        tally[f"close {ws.close_code}"] += 1
+
+
+async def _read(ws: ClientConnection, tally: Counter[str]) -> None:
     with contextlib.suppress(Exception):
         async for raw in ws:
             tally["bytes"] += len(raw)
@@ -94,10 +104,9 @@ async def v1_bursts(server: Server, stop: asyncio.Event, tally: Counter[str]) ->
         for ws in sockets:
             await ws.close()
         await asyncio.wait(readers, timeout=5)
-    tally["refused"] = tally["too_many_requests"]
     return (f"{rounds} rounds: {tally['pages']} pages of {tally['publications']} "
             f"publications, {tally['too_many_requests']} refused, "
-            f"{tally['bytes'] / 2**20:.0f} MiB received")
+            f"{tally['bytes'] / 2**20:.0f} MiB received; {_closes(tally)}")
 
 
 async def centrifuge_frame(server: Server, stop: asyncio.Event, tally: Counter[str]) -> str:
@@ -128,22 +137,25 @@ async def centrifuge_frame(server: Server, stop: asyncio.Event, tally: Counter[s
         for ws in sockets:
             await ws.close()
         await asyncio.wait(readers, timeout=5)
-    tally["refused"] = tally["cf111"]
     return (f"{rounds} frames/socket: {tally['pages']} pages of {tally['publications']} "
             f"publications, {tally['cf111']} refused (111), "
-            f"{tally['bytes'] / 2**20:.0f} MiB received")
+            f"{tally['bytes'] / 2**20:.0f} MiB received; {_closes(tally)}")
+
+
+def _closes(tally: Counter[str]) -> str:
+    return "closes " + ", ".join(f"{k[6:]} x{n}" for k, n in tally.items()
+                                 if k.startswith("close "))
 
 
 async def run(server: Server, attack: Any, name: str) -> None:
     """Fill, attack, and check the bounds, then that the attack really was answered
-    (pages) and refused (the backlog rule), not merely ignored."""
+    (history pages came back), not merely shut out."""
     await fill(server)
     tally: Counter[str] = Counter()
     report = await measure(server, lambda srv, stop: attack(srv, stop, tally), name=name,
                            seconds=6)
     report.check()
-    assert tally["pages"] >= 1, f"no history page was answered: {dict(tally)}"
-    assert tally["refused"] >= 1, f"nothing was refused: {dict(tally)}"
+    assert tally["pages"] >= 5, f"history was hardly answered: {dict(tally)}"
 
 
 @pytest.mark.parametrize("attack", [v1_bursts, centrifuge_frame])

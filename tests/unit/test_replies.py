@@ -106,33 +106,52 @@ async def test_a_publication_larger_than_the_cap_still_comes_alone(capped: Hub) 
 # -- the backlog rule --------------------------------------------------------------------
 async def test_history_and_recovery_wait_for_the_backlog_to_drain(capped: Hub) -> None:
     await fill(capped, "t", 3)
+    since = await since_of(capped, "t", 1)
     peer = MemoryPeer()
     peer.backlog = 300_000  # over the default reply_backlog (256 KiB)
-    peer.send(history("t", id=1), sub("t", id=2, since={"offset": 1, "epoch": "E"}),
-              sub("u", id=3))
-    session = await run(capped, peer)
-    assert peer.received[:2] == [
-        {"type": "error", "id": 1, "code": "too_many_requests",
-         "message": "too many replies waiting to be read; read them and retry"},
-        {"type": "error", "id": 2, "code": "too_many_requests",
-         "message": "too many replies waiting to be read; read them and retry"},
-    ]
-    # A subscribe without since is not held back.
-    assert peer.received[2] == {"type": "ack", "id": 3, "topic": "u", "offset": 0,
-                                "epoch": "E"}
-    assert session.errors == 0  # a temporary refusal, not a protocol error
-    peer = MemoryPeer()
-    peer.backlog = 1000
-    peer.send(history("t", id=1))
-    await run(capped, peer)
-    assert peer.received[0]["type"] == "history"
+    peer.send(history("t", id=1), sub("t", id=2, since=since))
+    session = Session(capped, peer, capped.settings, codec=V1)
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(0.1)
+    assert peer.frames == []  # nothing built while the client has not read
+    peer.backlog = 1000  # it read
+    for _ in range(100):  # bounded: 1 s
+        if len(peer.received) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    peer.hang_up()
+    await asyncio.wait_for(task, 3)
+    assert peer.received[0]["type"] == "history" and offsets(peer.received[0]) == [1, 2]
+    assert peer.received[1]["recovered"] is True
+    assert [m["offset"] for m in peer.received[2:]] == [2, 3]
 
 
-# -- recovery ----------------------------------------------------------------------------
+async def test_a_client_that_does_not_read_is_refused_too_many_requests() -> None:
+    hub = await make_hub(write_timeout=0.2)
+    try:
+        await fill(hub, "t", 3)
+        peer = MemoryPeer()
+        peer.backlog = 300_000
+        peer.send(history("t", id=1), sub("t", id=2, since=await since_of(hub, "t", 1)),
+                  sub("u", id=3))
+        session = await run(hub, peer)
+        refused = {"type": "error", "code": "too_many_requests",
+                   "message": "too many replies waiting to be read; read them and retry"}
+        assert peer.received == [
+            {**refused, "id": 1}, {**refused, "id": 2},
+            # A subscribe without since is not held back.
+            {"type": "ack", "id": 3, "topic": "u", "offset": 0, "epoch": "E"}]
+        assert session.errors == 0  # a temporary refusal, not a protocol error
+    finally:
+        await hub.close()
+
+
 async def since_of(hub: Hub, topic: str, offset: int) -> dict[str, Any]:
     page = await hub.history(topic, None, 0)
     return {"offset": offset, "epoch": page.position.epoch}
 
+
+# -- recovery ----------------------------------------------------------------------------
 
 async def test_recovery_past_the_byte_cap_is_not_partial(capped: Hub) -> None:
     await fill(capped, "t", 4)

@@ -101,12 +101,16 @@ async def _subscribe_after(session: Session, cmd: Subscribe, verdict: Awaitable[
 
 def subscribe(session: Session, cmd: Subscribe, *, replay: bool = True
               ) -> Awaitable[None] | None:
-    """Subscribe; with `cmd.since` and `replay`, recover what was missed (refused with
-    `too_many_requests` while the connection's backlog is over `reply_backlog`).
-    Without `replay` a `since` is answered ``recovered: false`` and nothing is read."""
+    """Subscribe; with `cmd.since` and `replay`, recover what was missed (once the
+    connection's backlog is within `reply_backlog`, `replies.when_room`). Without
+    `replay` a `since` is answered ``recovered: false`` and nothing is read."""
+    if cmd.since is not None and replay:
+        return replies.when_room(session, cmd.id, lambda: _subscribe(session, cmd, True))
+    return _subscribe(session, cmd, replay)
+
+
+def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None] | None:
     hub, topic = session.hub, cmd.topic
-    if cmd.since is not None and replay and replies.busy(session, cmd.id):
-        return None
     if topic in session.topics:
         # Subscribing again restarts the subscription, so a `since` is honoured afresh.
         leave(session, topic)

@@ -4,10 +4,11 @@ A history reply is built whole before it is queued, so its cost is bounded befor
 read: at most `Settings.history_reply_limit` publications and about
 `Settings.history_reply_bytes` bytes per page (`Hub.history` passes both to the broker,
 which stops reading there), and no history read starts while more than
-`Settings.reply_backlog` bytes wait to be sent to the connection (`busy`: the client is
-answered `too_many_requests`, a temporary error, and retries once it has read what it
-asked for). The session runs a history command as a barrier, so at most one reply per
-connection is being built at a time; the backlog check bounds how many are queued.
+`Settings.reply_backlog` bytes wait to be sent to the connection (`when_room`: it waits
+for the client to read, and answers `too_many_requests`, a temporary error, if it does
+not). The session runs a history command as a barrier, so at most one reply per
+connection is being built at a time; the backlog rule bounds how many are queued: the
+server builds replies only as fast as the client takes them.
 
 A page the byte cap cut short is still a valid page: the client continues from its last
 offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
@@ -16,7 +17,8 @@ offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..brokers.base import HistoryPage, Position, Publication
@@ -29,26 +31,53 @@ if TYPE_CHECKING:
 
 _BROKER_DOWN = "the message broker is unavailable, retry later"
 _UNRECOVERABLE = "history no longer holds that position; read it without since"
+_FIRST_LOOK = 0.005  # seconds until a waiting reply looks at the backlog again (doubling)
+_LAST_LOOK = 0.25  # ... up to this
 _BEFORE_READS = 12  # reads a reverse page may take to fit its newest end in the byte cap
 
 
-def busy(session: Session, cmd_id: CmdId | None) -> bool:
-    """True (and the command answered `too_many_requests`) when the connection's
-    outbound backlog is over `reply_backlog`: a reply must not pile onto bytes the
-    client has not read yet."""
+def when_room(session: Session, cmd_id: CmdId | None,
+              then: Callable[[], Awaitable[None] | None]) -> Awaitable[None] | None:
+    """Run `then` (a history read or a recovering subscribe) once the connection's
+    outbound backlog is within `reply_backlog`: now, or as a barrier that waits for the
+    client to read what it was sent. A reply must not pile onto bytes the client has
+    not taken; while it waits, later commands queue behind it (reading pauses past
+    `session.MAX_QUEUED`). Still over after `write_timeout` (10 s when that is off):
+    the command is answered `too_many_requests`."""
     cap = session.settings.reply_backlog
     if not cap or session.peer.backlog <= cap:
-        return False
-    refusals.warn("reply_backlog")
-    session.error(ErrorCode.TOO_MANY_REQUESTS,
-                  "too many replies waiting to be read; read them and retry", cmd_id)
-    return True
+        return then()
+    return _wait_for_room(session, cmd_id, then, cap)
+
+
+async def _wait_for_room(session: Session, cmd_id: CmdId | None,
+                         then: Callable[[], Awaitable[None] | None], cap: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (session.settings.write_timeout or 10.0)
+    delay = _FIRST_LOOK
+    while session.peer.backlog > cap:
+        if loop.time() >= deadline:
+            refusals.warn("reply_backlog")
+            session.error(ErrorCode.TOO_MANY_REQUESTS,
+                          "too many replies waiting to be read; read them and retry", cmd_id)
+            return
+        # Looked at again soon, then less often: a waiting connection costs a timer
+        # every `_LAST_LOOK` seconds at most.
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _LAST_LOOK)
+        if session.closed:
+            return
+    pending = then()
+    if pending is not None:
+        await pending
 
 
 def history(session: Session, cmd: History) -> Awaitable[None] | None:
-    """A permitted history command (`handlers.checked`)."""
-    if busy(session, cmd.id):
-        return None
+    """A permitted history command (`handlers.checked`), once there is room for it."""
+    return when_room(session, cmd.id, lambda: _history(session, cmd))
+
+
+def _history(session: Session, cmd: History) -> Awaitable[None] | None:
     hub = session.hub
     if cmd.reverse:
         return _before(session, cmd, cmd.since)
