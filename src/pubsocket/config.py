@@ -58,6 +58,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "history_reply_limit": ("PUBSOCKET_HISTORY_REPLY_LIMIT",),
     "history_reply_bytes": ("PUBSOCKET_HISTORY_REPLY_BYTES",),
     "reply_backlog": ("PUBSOCKET_REPLY_BACKLOG",),
+    "history_reply_rate": ("PUBSOCKET_HISTORY_REPLY_RATE",),
     "app_dir": ("PUBSOCKET_APP",),
 }
 
@@ -124,11 +125,13 @@ class Settings:
     # at most `history_reply_limit` publications and `history_reply_bytes` bytes of
     # payload and publisher per history page (a shorter page the client continues from)
     # or recovery replay (else recovered: false); a history read or recovering
-    # subscribe is refused (too_many_requests) while more than `reply_backlog` bytes
-    # wait to be sent to the connection.
+    # subscribe waits while more than `reply_backlog` bytes wait to be sent to the
+    # connection (too_many_requests after `write_timeout`), and while the connection
+    # has spent more than `history_reply_rate` bytes/s of history replies.
     history_reply_limit: int = 1000
     history_reply_bytes: int = 512 * 1024
     reply_backlog: int = 256 * 1024
+    history_reply_rate: int = 4 * MiB
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
 
     @classmethod

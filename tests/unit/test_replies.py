@@ -283,3 +283,29 @@ async def test_a_refresh_without_presence_stops_join_and_leave() -> None:
     finally:
         session.on_close()
         await hub.close()
+
+
+async def test_history_replies_are_held_to_the_byte_rate() -> None:
+    hub = await make_hub(history_reply_rate=1000)  # bytes/s, a second's worth saved
+    try:
+        await fill(hub, "t", 5)  # a page of all five is 500 bytes
+        peer = MemoryPeer()
+        peer.send(*(history("t", id=n) for n in range(4)))
+        session = Session(hub, peer, hub.settings, codec=V1)
+        started = asyncio.get_running_loop().time()
+        task = asyncio.create_task(session.run())
+        arrived: list[float] = []
+        for _ in range(200):  # bounded: 2 s
+            while len(arrived) < len(peer.frames):
+                arrived.append(asyncio.get_running_loop().time() - started)
+            if len(arrived) == 4:
+                break
+            await asyncio.sleep(0.005)
+        peer.hang_up()
+        await asyncio.wait_for(task, 3)
+        assert [offsets(m) for m in peer.received] == [[1, 2, 3, 4, 5]] * 4
+        # 1000 saved: two pages at once, a third takes the balance below zero, and the
+        # fourth waits until 500 bytes are earned back.
+        assert arrived[2] < 0.1 and arrived[3] >= 0.4, arrived
+    finally:
+        await hub.close()

@@ -157,6 +157,8 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
 
 
 def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> None:
+    if result.replay:
+        replies.charge(session, result.replay)
     codec = session.codec
     session.reply(codec.subscribed(cmd, result))
     if not codec.replay_in_reply:

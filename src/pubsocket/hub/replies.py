@@ -18,10 +18,10 @@ offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..brokers.base import HistoryPage, Position, Publication
+from ..brokers.base import HistoryPage, Position, Publication, size_of
 from ..errors import BrokerError, ErrorCode
 from ..log import refusals
 from ..protocol import CmdId, History
@@ -36,6 +36,45 @@ _LAST_LOOK = 0.25  # ... up to this
 _BEFORE_READS = 12  # reads a reverse page may take to fit its newest end in the byte cap
 
 
+class ByteBudget:
+    """History reply bytes a connection may be sent: `rate` per second, up to one
+    second's worth saved. A reply is charged after it is built (its size is known only
+    then), so the balance may go below zero; the next reply waits until it is back to
+    zero. What one connection costs is thus at most `rate` bytes/s plus one reply."""
+
+    __slots__ = ("_at", "_rate", "_tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._at = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until the balance is back to zero (0: a reply may start now)."""
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def spend(self, n: int) -> None:
+        self._tokens -= n
+
+
+def charge(session: Session, pubs: Iterable[Publication]) -> None:
+    """Charge a history reply or recovery replay of `pubs` to the connection."""
+    rate = session.settings.history_reply_rate
+    if not rate:
+        return
+    budget = session.reply_budget
+    if budget is None:
+        budget = session.reply_budget = ByteBudget(rate, asyncio.get_running_loop().time())
+    budget.spend(sum(map(size_of, pubs)))
+
+
+def _budget_wait(session: Session) -> float:
+    budget = session.reply_budget
+    return 0.0 if budget is None else budget.wait(asyncio.get_running_loop().time())
+
+
 def when_room(session: Session, cmd_id: CmdId | None,
               then: Callable[[], Awaitable[None] | None]) -> Awaitable[None] | None:
     """Run `then` (a history read or a recovering subscribe) once the connection's
@@ -45,7 +84,7 @@ def when_room(session: Session, cmd_id: CmdId | None,
     `session.MAX_QUEUED`). Still over after `write_timeout` (10 s when that is off):
     the command is answered `too_many_requests`."""
     cap = session.settings.reply_backlog
-    if not cap or session.peer.backlog <= cap:
+    if (not cap or session.peer.backlog <= cap) and not _budget_wait(session):
         return then()
     return _wait_for_room(session, cmd_id, then, cap)
 
@@ -53,9 +92,14 @@ def when_room(session: Session, cmd_id: CmdId | None,
 async def _wait_for_room(session: Session, cmd_id: CmdId | None,
                          then: Callable[[], Awaitable[None] | None], cap: int) -> None:
     loop = asyncio.get_running_loop()
+    # The byte rate is the client's own allowance: its wait is known, and not refused.
+    while (owed := _budget_wait(session)) > 0:
+        await asyncio.sleep(owed)
+        if session.closed:
+            return
     deadline = loop.time() + (session.settings.write_timeout or 10.0)
     delay = _FIRST_LOOK
-    while session.peer.backlog > cap:
+    while cap and session.peer.backlog > cap:
         if loop.time() >= deadline:
             refusals.warn("reply_backlog")
             session.error(ErrorCode.TOO_MANY_REQUESTS,
@@ -109,6 +153,7 @@ async def _before(session: Session, cmd: History, since: Position | None) -> Non
                 session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
                 return
             older = [p for p in page.publications if p.offset < end]
+            charge(session, older)
             if not older or older[-1].offset >= end - 1 or limit <= 1:
                 break
             limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
@@ -165,6 +210,7 @@ def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
     if since is not None and not continues(since.offset, since.epoch, page):
         session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
         return
+    charge(session, page.publications)
     session.reply(session.codec.history(cmd, page))
 
 

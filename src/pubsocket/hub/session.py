@@ -35,7 +35,7 @@ from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import connect, handlers
+from . import connect, handlers, replies
 from .connect import Endpoint
 from .core import Hub, publisher_of
 from .lifetime import TokenClock
@@ -98,7 +98,7 @@ class Session:
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "authenticator", "clock", "codec", "endpoint", "errors", "hub", "peer",
-                 "principal", "settings", "stage", "sub_clocks", "topics")
+                 "principal", "reply_budget", "settings", "stage", "sub_clocks", "topics")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -132,6 +132,8 @@ class Session:
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
+        # History reply bytes per second (`hub.replies`); made by the first history reply.
+        self.reply_budget: replies.ByteBudget | None = None
         can_refresh = codec.refreshable and authenticator is not None
         self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
                                 settings.token_grace)
