@@ -45,8 +45,9 @@ async def test_http_history_holds_at_most_history_reply_limit(serve: Any) -> Non
     assert (status, [p["offset"] for p in body["publications"]]) == (200, [3, 4])
 
 
-async def test_a_v1_socket_pages_the_same_way(serve: Any) -> None:
-    srv = await serve(recovery_app(history_reply_bytes=250))
+async def test_a_v1_socket_pages_the_same_way(serve_any: Any) -> None:
+    # Native and ASGI: each history command reads the connection's `backlog` first.
+    srv = await serve_any(recovery_app(history_reply_bytes=250))
     epoch = ""
     for n in range(1, 6):
         epoch = (await http_publish(srv, "feed", {"n": n, "pad": PAD}))["epoch"]
