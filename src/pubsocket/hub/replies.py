@@ -8,7 +8,9 @@ which stops reading there), and no history read starts while more than
 for the client to read, and answers `too_many_requests`, a temporary error, if it does
 not). The session runs a history command as a barrier, so at most one reply per
 connection is being built at a time; the backlog rule bounds how many are queued: the
-server builds replies only as fast as the client takes them.
+server builds replies only as fast as the client takes them. The bytes of every page and
+recovery replay are charged to the connection (`ByteBudget`,
+`Settings.history_reply_rate`): the next history read waits until they are earned back.
 
 A page the byte cap cut short is still a valid page: the client continues from its last
 offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
@@ -78,8 +80,8 @@ def _budget_wait(session: Session) -> float:
 def when_room(session: Session, cmd_id: CmdId | None,
               then: Callable[[], Awaitable[None] | None]) -> Awaitable[None] | None:
     """Run `then` (a history read or a recovering subscribe) once the connection's
-    outbound backlog is within `reply_backlog`: now, or as a barrier that waits for the
-    client to read what it was sent. A reply must not pile onto bytes the client has
+    outbound backlog is within `reply_backlog` and its `ByteBudget` is not overdrawn:
+    now, or as a barrier that waits for that (the client reading what it was sent). A reply must not pile onto bytes the client has
     not taken; while it waits, later commands queue behind it (reading pauses past
     `session.MAX_QUEUED`). Still over after `write_timeout` (10 s when that is off):
     the command is answered `too_many_requests`."""
