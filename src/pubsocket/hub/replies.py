@@ -81,10 +81,10 @@ def when_room(session: Session, cmd_id: CmdId | None,
               then: Callable[[], Awaitable[None] | None]) -> Awaitable[None] | None:
     """Run `then` (a history read or a recovering subscribe) once the connection's
     outbound backlog is within `reply_backlog` and its `ByteBudget` is not overdrawn:
-    now, or as a barrier that waits for that (the client reading what it was sent). A reply must not pile onto bytes the client has
-    not taken; while it waits, later commands queue behind it (reading pauses past
-    `session.MAX_QUEUED`). Still over after `write_timeout` (10 s when that is off):
-    the command is answered `too_many_requests`."""
+    now, or as a barrier that waits for that (the client reading what it was sent). A
+    reply must not pile onto bytes the client has not taken; while it waits, later
+    commands queue behind it (reading pauses past `session.MAX_QUEUED`). A backlog still
+    over after `write_timeout` (10 s when that is off): `too_many_requests`."""
     cap = session.settings.reply_backlog
     if (not cap or session.peer.backlog <= cap) and not _budget_wait(session):
         return then()
