@@ -309,3 +309,16 @@ async def test_history_replies_are_held_to_the_byte_rate() -> None:
         assert arrived[2] < 0.1 and arrived[3] >= 0.4, arrived
     finally:
         await hub.close()
+
+
+def test_the_reply_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "PUBSOCKET_HISTORY_REPLY_LIMIT": "50", "PUBSOCKET_HISTORY_REPLY_BYTES": "65536",
+        "PUBSOCKET_REPLY_BACKLOG": "0", "PUBSOCKET_HISTORY_REPLY_RATE": "1048576"},
+        env_file=None)
+    assert (settings.history_reply_limit, settings.history_reply_bytes,
+            settings.reply_backlog, settings.history_reply_rate) == (50, 65536, 0, 1048576)
+    defaults = Settings()
+    assert (defaults.history_reply_limit, defaults.history_reply_bytes,
+            defaults.reply_backlog, defaults.history_reply_rate) == (
+        1000, 512 * 1024, 256 * 1024, 4 * 1024 * 1024)
