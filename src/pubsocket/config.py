@@ -58,6 +58,11 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "presence_ttl": ("PUBSOCKET_PRESENCE_TTL",),
     "token_grace": ("PUBSOCKET_TOKEN_GRACE",),
     "centrifuge_ping": ("PUBSOCKET_CENTRIFUGE_PING",),
+    # History and recovery replies (issue 15, area "replies").
+    "history_reply_limit": ("PUBSOCKET_HISTORY_REPLY_LIMIT",),
+    "history_reply_bytes": ("PUBSOCKET_HISTORY_REPLY_BYTES",),
+    "reply_backlog": ("PUBSOCKET_REPLY_BACKLOG",),
+    "history_reply_rate": ("PUBSOCKET_HISTORY_REPLY_RATE",),
     "app_dir": ("PUBSOCKET_APP",),
     # frames and commands (issue 15: bounded inbound work per frame and before connect)
     "max_frame_commands": ("PUBSOCKET_MAX_FRAME_COMMANDS",),
@@ -153,6 +158,17 @@ class Settings:
     token_grace: float = 5.0
     # Seconds between the application pings (``{}``) sent to Centrifuge clients.
     centrifuge_ping: float = 25.0
+    # History and recovery replies (issue 15, area "replies"; docs/protocol.md "Limits"):
+    # at most `history_reply_limit` publications and `history_reply_bytes` bytes of
+    # payload and publisher per history page (a shorter page the client continues from)
+    # or recovery replay (else recovered: false); a history read or recovering
+    # subscribe waits while more than `reply_backlog` bytes wait to be sent to the
+    # connection (too_many_requests after `write_timeout`), and while the connection
+    # has spent more than `history_reply_rate` bytes/s of history replies.
+    history_reply_limit: int = 1000
+    history_reply_bytes: int = 512 * 1024
+    reply_backlog: int = 256 * 1024
+    history_reply_rate: int = 4 * MiB
     app_dir: str = "."  # the project folder `pubsocket.asgi:from_env` serves
     # Frames and commands (docs/security.md "Frames and commands"): the commands one
     # frame may carry (counted before parsing; over it: close 1009), and, on an endpoint

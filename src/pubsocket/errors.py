@@ -58,12 +58,13 @@ class ErrorCode(enum.StrEnum):
     INVALID_TOKEN = "invalid_token"
     BROKER_UNAVAILABLE = "broker_unavailable"
     PUBLISH_RATE = "publish_rate"  # over the connection's publish bytes per second
+    TOO_MANY_REQUESTS = "too_many_requests"
 
     @property
     def counts(self) -> bool:
         """Whether it counts toward the protocol-error limit (the server's fault doesn't)."""
         return self not in (ErrorCode.BROKER_UNAVAILABLE, ErrorCode.UNRECOVERABLE_POSITION,
-                            ErrorCode.PUBLISH_RATE)
+                            ErrorCode.PUBLISH_RATE, ErrorCode.TOO_MANY_REQUESTS)
 
 
 class PubsocketError(Exception):

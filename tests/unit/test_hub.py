@@ -81,7 +81,8 @@ class DownBroker(Broker):
                       publisher: Publisher | None = None) -> Publication:
         raise BrokerUnavailable("down")
 
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
         raise BrokerUnavailable("down")
 
 

@@ -61,14 +61,17 @@ class GatedHistory(FaultyBroker):
         self.gate = asyncio.Event()
         self.reads = 0
 
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
-        return None if since is not None else super().history_nowait(topic, since, limit)
+    def history_nowait(self, topic: str, since: int | None, limit: int,
+                       max_bytes: int = 0) -> HistoryPage | None:
+        return None if since is not None else super().history_nowait(topic, since, limit,
+                                                                     max_bytes)
 
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
         if since is not None:
             self.reads += 1
             await self.gate.wait()
-        page = MemoryBroker.history_nowait(self, topic, since, limit)
+        page = MemoryBroker.history_nowait(self, topic, since, limit, max_bytes)
         assert page is not None
         return page
 
@@ -461,10 +464,11 @@ class ExpiringHistory(FaultyBroker):
         self.expired_through = 0
         self.lost_epoch: str | None = None
 
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage:
+    def history_nowait(self, topic: str, since: int | None, limit: int,
+                       max_bytes: int = 0) -> HistoryPage:
         if self.lost_epoch is not None:
             return HistoryPage([], Position(0, self.lost_epoch))
-        page = super().history_nowait(topic, since, limit)
+        page = super().history_nowait(topic, since, limit, max_bytes)
         kept = [p for p in page.publications if p.offset > self.expired_through]
         return HistoryPage(kept, page.position)
 

@@ -46,6 +46,8 @@ class MemoryPeer:
     def resume_reading(self) -> None:
         self.paused = False
 
+    backlog = 0  # bytes not taken yet: a test may set it
+
     def __aiter__(self) -> MemoryPeer:
         return self
 

@@ -29,6 +29,10 @@ Contracts every broker meets (``tests/brokers/test_contract.py`` runs them on ea
   itself (epoch and top offset) lives the broker's `meta_ttl` (a constructor argument,
   default one day) after the topic's last publish or history read, so a client that
   comes back after the history expired still learns whether it missed anything.
+* **Bounded reads.** ``history(..., max_bytes=n)`` (n > 0) stops before the publication
+  that would take the page's `size_of` sum past `n`, but a non-empty page always holds
+  its first publication (a reader can always make progress). The engine stops there
+  too: the bytes a read moves are bounded before they are read, not trimmed after.
 * **Publisher.** ``publish(..., publisher=p)`` keeps `p` with the publication: the
   delivered `Publication` and the ones `history` returns later carry an equal
   `Publisher` (None when published without one), on every node.
@@ -116,6 +120,13 @@ class HistoryPage:
 
 
 IDEMPOTENCY_TTL = 300.0  # seconds a publish's idempotency key is remembered by default
+def size_of(pub: Publication) -> int:
+    """What a publication counts towards a read's `max_bytes`: its payload and its
+    publisher's ``info`` (the Redis broker counts the stored publisher JSON, a few bytes
+    more)."""
+    return len(pub.payload) if pub.publisher is None else len(pub.payload) + len(
+        pub.publisher.info)
+
 
 DeliverFn = Callable[[str, Publication], None]
 ResyncFn = Callable[[], None]
@@ -152,9 +163,11 @@ class Broker(ABC):
         (see the module contract). Raises `BrokerUnavailable` / `BrokerError`."""
 
     @abstractmethod
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """Publications of `topic` with offset > `since`, oldest first, at most `limit`,
-        and the topic's current position (see the module contract)."""
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
+        """Publications of `topic` with offset > `since`, oldest first, at most `limit`
+        and (when `max_bytes` > 0) about `max_bytes` bytes, and the topic's current
+        position (see the module contract)."""
 
     # Optional inline fast paths (see the module docstring); defaults do no work.
     def subscribe_nowait(self, topic: str) -> bool:
@@ -172,7 +185,8 @@ class Broker(ABC):
         or None: then await `publish`."""
         return None
 
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
+    def history_nowait(self, topic: str, since: int | None, limit: int,
+                       max_bytes: int = 0) -> HistoryPage | None:
         """The page when it can be read without I/O, else None (await `history`)."""
         return None
 

@@ -42,7 +42,7 @@ import secrets
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from .base import (
     IDEMPOTENCY_TTL,
@@ -54,6 +54,7 @@ from .base import (
     Publication,
     Publisher,
     ResyncFn,
+    size_of,
 )
 
 # What the process holds around the bytes, measured with tracemalloc (CPython 3.11,
@@ -73,6 +74,20 @@ _SWEEP_BATCH = 5000  # records looked at per sweep round: bounded work per loop 
 def record_cost(topic: str) -> int:
     """What one record counts towards the byte cap, before its ring."""
     return RECORD_COST + sys.getsizeof(topic)
+
+
+def _bounded(pubs: Iterable[Publication], max_bytes: int) -> list[Publication]:
+    """The leading `pubs` whose `size_of` sum stays within `max_bytes` (at least one)."""
+    out: list[Publication] = []
+    total = 0
+    for pub in pubs:
+        total += size_of(pub)
+        if out and total > max_bytes:
+            break
+        out.append(pub)
+        if total >= max_bytes:
+            break
+    return out
 
 
 def _cost(payload: bytes, publisher: Publisher | None) -> int:
@@ -175,8 +190,9 @@ class MemoryBroker(Broker):
         return self.publish_nowait(topic, payload, policy, publisher,
                                    idempotency_key=idempotency_key)
 
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        return self.history_nowait(topic, since, limit)
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
+        return self.history_nowait(topic, since, limit, max_bytes)
 
     def subscribe_nowait(self, topic: str) -> bool:
         self._topics.add(topic)
@@ -263,8 +279,10 @@ class MemoryBroker(Broker):
             deliver(topic, pub)
         return pub
 
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """Publications with offset > `since`, oldest first, at most `limit`; the position."""
+    def history_nowait(self, topic: str, since: int | None, limit: int,
+                       max_bytes: int = 0) -> HistoryPage:
+        """Publications with offset > `since`, oldest first, at most `limit` (and
+        `max_bytes`, see `Broker`); the position."""
         now = time.monotonic()
         rec = self._records.get(topic)
         if rec is None or now - rec.touched_at > self._meta_ttl:
@@ -279,7 +297,8 @@ class MemoryBroker(Broker):
         if limit > 0 and ring:
             # The ring holds contiguous offsets ring[0].offset .. rec.top.
             start = 0 if since is None else max(0, since + 1 - ring[0].offset)
-            pubs = list(itertools.islice(ring, start, start + limit))
+            window = itertools.islice(ring, start, start + limit)
+            pubs = list(window) if max_bytes <= 0 else _bounded(window, max_bytes)
         return HistoryPage(pubs, Position(rec.top, rec.epoch))
 
     # -- records ------------------------------------------------------------------------

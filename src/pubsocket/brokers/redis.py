@@ -268,13 +268,16 @@ class RedisBroker(Broker):
         return await self.publish_nowait(topic, payload, policy, publisher,
                                          idempotency_key=idempotency_key)
 
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """One script: create the epoch if missing, read the position and the entries."""
+    async def history(self, topic: str, since: int | None, limit: int,
+                      max_bytes: int = 0) -> HistoryPage:
+        """One script: create the epoch if missing, read the position and the entries
+        (stopping at `max_bytes` inside the script, see `HISTORY_LUA`)."""
         if not self.healthy or self._task is None:
             raise BrokerUnavailable("broker is not connected")
         meta, stream = topic_keys(self.prefix, topic)
         first = 1 if since is None else max(1, since + 1)
-        args: list[int | str] = [first, max(0, limit), self._meta_ttl_ms, candidate_epoch()]
+        args: list[int | str] = [first, max(0, limit), self._meta_ttl_ms, candidate_epoch(),
+                                 max(0, max_bytes)]
         try:
             async with asyncio.timeout(self._timeout):
                 reply = await self._history_script(keys=[meta, stream], args=args)

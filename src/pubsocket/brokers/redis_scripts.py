@@ -121,7 +121,10 @@ return {0, ''}
 """
 
 # KEYS: meta, stream. ARGV: first wanted offset (since + 1), count, meta ttl ms,
-# candidate epoch. Returns {top offset, epoch, entries}: at most the newest `n`.
+# candidate epoch, byte cap (0: none). Returns {top offset, epoch, entries}: at most the
+# newest `n`. With a byte cap the stream is read in small pages (1, 2, 4, ... up to 32
+# entries) and the read stops before the entry that would pass the cap (the first entry
+# always goes in): a read never moves 1000 entries of 1 MiB only to drop most of them.
 HISTORY_LUA = b"""
 local meta = redis.call('HMGET', KEYS[1], 'e', 'o', 'n')
 local epoch = meta[1]
@@ -134,14 +137,42 @@ if not epoch then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local entries = {}
-if tonumber(ARGV[2]) > 0 then
+local want = tonumber(ARGV[2])
+if want > 0 then
   local first = tonumber(ARGV[1])
   local size = tonumber(meta[3])
   if size and first < top - size + 1 then
     first = top - size + 1
   end
-  entries = redis.call('XRANGE', KEYS[2], string.format('%d', first) .. '-0', '+',
-                       'COUNT', ARGV[2])
+  local cap = tonumber(ARGV[5]) or 0
+  if cap <= 0 then
+    return {top, epoch, redis.call('XRANGE', KEYS[2], string.format('%d', first) .. '-0',
+                                   '+', 'COUNT', want)}
+  end
+  local bytes, page = 0, 1
+  while #entries < want do
+    local got = redis.call('XRANGE', KEYS[2], string.format('%d', first) .. '-0', '+',
+                           'COUNT', math.min(page, want - #entries))
+    if #got == 0 then
+      break
+    end
+    for _, entry in ipairs(got) do
+      local fields, n = entry[2], 0
+      for i = 2, #fields, 2 do
+        n = n + string.len(fields[i])
+      end
+      bytes = bytes + n
+      if #entries > 0 and bytes > cap then
+        return {top, epoch, entries}
+      end
+      entries[#entries + 1] = entry
+      if bytes >= cap then
+        return {top, epoch, entries}
+      end
+    end
+    first = tonumber(string.match(got[#got][1], '^(%d+)')) + 1
+    page = math.min(page * 2, 32)
+  end
 end
 return {top, epoch, entries}
 """

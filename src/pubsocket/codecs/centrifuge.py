@@ -68,6 +68,7 @@ _ERRORS: Final = {
     ErrorCode.FORBIDDEN: PERMISSION_DENIED, ErrorCode.PRESENCE_OFF: NOT_AVAILABLE,
     ErrorCode.INVALID_TOKEN: UNAUTHORIZED, ErrorCode.BROKER_UNAVAILABLE: INTERNAL,
     ErrorCode.PUBLISH_RATE: TOO_MANY_REQUESTS,
+    ErrorCode.TOO_MANY_REQUESTS: TOO_MANY_REQUESTS,
 }
 # Parse errors the protocol answers with a disconnect rather than an error reply.
 _FATAL: Final = frozenset({ErrorCode.BAD_JSON, ErrorCode.BAD_ACTION, ErrorCode.BAD_ID,

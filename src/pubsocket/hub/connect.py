@@ -218,14 +218,16 @@ def token_subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
         _hold(session, cmd.topic, expires_at)
     if pending is None:
         return None
-    return _finish_token_subscribe(session, cmd.topic, pending)
+    return _finish_token_subscribe(session, cmd.topic, pending, expires_at)
 
 
 async def _finish_token_subscribe(session: Session, topic: str,
-                                  pending: Awaitable[None]) -> None:
+                                  pending: Awaitable[None], expires_at: float | None) -> None:
     await pending
     if topic not in session.topics:  # the broker failed: no subscription to expire
         handlers.release_token(session, topic)
+    else:  # (again: a recovering subscribe may have waited for room, `replies.when_room`)
+        _hold(session, topic, expires_at)
 
 
 def sub_refresh(session: Session, cmd: SubRefresh) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import concurrent.futures
 import heapq
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -243,17 +243,20 @@ class Hub(Delivery, Control):
                 self._count_recovery(False)
             return SubscribeResult(position, False)
         behind = position.offset - since.offset
-        if since.epoch != position.epoch or not 0 <= behind <= policy.size:
+        cap = self.settings.history_reply_limit
+        if since.epoch != position.epoch or not 0 <= behind <= policy.size or (
+                cap and behind > cap):
             entry.add(sub, wire)
             return self._count(SubscribeResult(position, False))
         if not behind:
             entry.add(sub, wire)
             return self._count(SubscribeResult(position, True))
-        page = self.broker.history_nowait(topic, since.offset, policy.size)
+        page = self.broker.history_nowait(topic, since.offset, behind,
+                                          self.settings.history_reply_bytes)
         if page is None:
             return None
         entry.add(sub, wire)
-        return self._count(recover(since, page, (), position))
+        return self._count(self._recover(since, page, (), position))
 
     async def _join(self, sub: Subscriber, topic: str, wire: Wire, since: Position | None,
                     entry: Topic) -> SubscribeResult:
@@ -261,7 +264,8 @@ class Hub(Delivery, Control):
         assert since is not None
         hold = entry.held[sub] = Hold()
         try:
-            page = await self.broker.history(topic, since.offset, self.history_policy(topic).size)
+            page = await self.broker.history(topic, since.offset, self._replay_limit(topic),
+                                             self.settings.history_reply_bytes)
         except BaseException:
             if entry.held.get(sub) is hold:
                 del entry.held[sub]
@@ -272,7 +276,18 @@ class Hub(Delivery, Control):
         if entry.held.pop(sub, None) is not hold or self._topics.get(topic) is not entry:
             raise BrokerError("unsubscribed while recovering")
         entry.add(sub, wire)
-        return self._count(recover(since, page, hold.pubs, entry.position, hold.gap))
+        return self._count(self._recover(since, page, hold.pubs, entry.position, hold.gap))
+
+    def _replay_limit(self, topic: str) -> int:
+        size, cap = self.history_policy(topic).size, self.settings.history_reply_limit
+        return min(size, cap) if cap else size
+
+    def _recover(self, since: Position, page: HistoryPage, live: Sequence[Publication],
+                 upto: Position, gap: Position | None = None) -> SubscribeResult:
+        """`recover` within the reply caps: a replay past them is recovered: false."""
+        return recover(since, page, live, upto, gap,
+                       max_count=self.settings.history_reply_limit,
+                       max_bytes=self.settings.history_reply_bytes)
 
     def _count(self, result: SubscribeResult) -> SubscribeResult:
         self._count_recovery(result.recovered)
@@ -363,17 +378,27 @@ class Hub(Delivery, Control):
             raise RuntimeError("the hub is not started")
         return asyncio.run_coroutine_threadsafe(self.publish(topic, data), self._loop)
 
+    def reply_limit(self, limit: int) -> int:
+        """`limit` within `Settings.history_reply_limit` (publications per history reply)."""
+        cap = self.settings.history_reply_limit
+        return min(limit, cap) if cap else limit
+
     def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
         """`history` when the broker answers inline, else None."""
         if not self.history_policy(topic).enabled:
             return HistoryPage([], Position(0, ""))
-        return self.broker.history_nowait(topic, since, limit)
+        return self.broker.history_nowait(topic, since, self.reply_limit(limit),
+                                          self.settings.history_reply_bytes)
 
     async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """Kept publications of `topic` after offset `since`, oldest first, at most
-        `limit`, with the topic's position. Raises `BrokerUnavailable`."""
+        """Kept publications of `topic` after offset `since`, oldest first, with the
+        topic's position: a page for a client, so at most `reply_limit(limit)`
+        publications and `Settings.history_reply_bytes` bytes (a shorter page when the
+        next publication would pass it; never empty when something is kept after
+        `since`). Raises `BrokerUnavailable`."""
         page = self.history_nowait(topic, since, limit)
-        return page if page is not None else await self.broker.history(topic, since, limit)
+        return page if page is not None else await self.broker.history(
+            topic, since, self.reply_limit(limit), self.settings.history_reply_bytes)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -20,7 +20,8 @@ from ..errors import BrokerError, CloseCode
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
 from .recovery import merge
-from .topic import Topic
+from .topic import Subscriber, Topic
+from .wire import Wire
 
 if TYPE_CHECKING:
     from ..brokers import Broker
@@ -87,13 +88,24 @@ class Delivery:
             return
         topic = channel.removeprefix(PRESENCE_PREFIX)
         entry = self._topics.get(topic)
-        event = decode_event(payload)
-        if entry is None or event is None:
+        # Only to subscribers allowed presence on the topic (`Hub.watch`): a push carries
+        # the user and its `info`, which is what the presence permission guards.
+        if entry is None or not entry.watchers or (event := decode_event(payload)) is None:
             return
         kind, client = event
-        join = kind == "join"
-        self._notify(entry, lambda codec: codec.join(topic, client) if join
-                     else codec.leave(topic, client))
+        encoded: dict[Codec, bytes | None] = {}  # each codec encodes once
+        frames: dict[Wire, bytes | None] = {}  # each wire frames once
+        for sub, wire in entry.watchers.items():
+            if wire not in frames:
+                codec = wire.codec
+                if codec not in encoded:
+                    encoded[codec] = (codec.join(topic, client) if kind == "join"
+                                      else codec.leave(topic, client))
+                notice = encoded[codec]
+                frames[wire] = None if notice is None else wire.frame(notice)
+            frame = frames[wire]
+            if frame is not None:
+                sub.deliver(frame)
 
     @staticmethod
     def _notify(entry: Topic, notice: Callable[[Codec], bytes | None]) -> None:
@@ -108,6 +120,23 @@ class Delivery:
                 frame = wire.frame(payload)
                 for sub in subs:
                     sub.deliver(frame)
+
+    def watch(self, sub: Subscriber, topic: str, wire: Wire) -> None:
+        """Let `sub`, a live subscriber of `topic`, receive its presence join/leave
+        pushes through `wire` (the caller checked the presence permission). Ends with
+        the subscription."""
+        entry = self._topics.get(topic)
+        if entry is None or not any(sub in group for group in entry.subs.values()):
+            return
+        if entry.watchers is None:
+            entry.watchers = {}
+        entry.watchers[sub] = wire
+
+    def unwatch(self, sub: Subscriber, topic: str) -> None:
+        """Stop `sub`'s join/leave pushes on `topic` (the subscription goes on)."""
+        entry = self._topics.get(topic)
+        if entry is not None and entry.watchers is not None:
+            entry.watchers.pop(sub, None)
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
         """Each codec in use encodes `pub` once, each wire frames that once, and every

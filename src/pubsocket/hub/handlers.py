@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..auth import Action, expiry_of
-from ..brokers.base import HistoryPage, Position, Publication
+from ..brokers.base import Publication
 from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
 from ..log import refusals
 from ..presence.base import PresenceUnavailable
@@ -27,6 +27,7 @@ from ..protocol import (
     SubscribeResult,
     Unsubscribe,
 )
+from . import replies
 
 if TYPE_CHECKING:
     from .session import Session
@@ -37,12 +38,12 @@ _BROKER_DOWN = "the message broker is unavailable, retry later"
 def run(session: Session, cmd: Command) -> Awaitable[None] | None:
     """Run a non-publish command: None when done, else the coroutine finishing it."""
     if isinstance(cmd, Subscribe):
-        return checked(session, Action.SUBSCRIBE, cmd, subscribe)
+        return checked(session, Action.SUBSCRIBE, cmd, _subscribe_checked)
     if isinstance(cmd, Unsubscribe):
         unsubscribe(session, cmd)
         return None
     if isinstance(cmd, History):
-        return checked(session, Action.HISTORY, cmd, history)
+        return checked(session, Action.HISTORY, cmd, replies.history)
     if isinstance(cmd, Presence):
         return checked(session, Action.PRESENCE, cmd, presence)
     if isinstance(cmd, Refresh):
@@ -82,7 +83,34 @@ def _forbidden(session: Session, cmd_id: CmdId | None) -> None:
 
 
 # -- subscribe / unsubscribe ------------------------------------------------------------
-def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
+def _subscribe_checked(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
+    """A permitted subscribe: a `since` replays history only with the history
+    permission; without it the subscribe goes on, answered ``recovered: false``."""
+    if cmd.since is None:
+        return subscribe(session, cmd)
+    verdict = session.hub.authorizer.check(session.principal, Action.HISTORY, cmd.topic)
+    if isinstance(verdict, bool):
+        return subscribe(session, cmd, replay=verdict)
+    return _subscribe_after(session, cmd, verdict)
+
+
+async def _subscribe_after(session: Session, cmd: Subscribe, verdict: Awaitable[bool]) -> None:
+    pending = subscribe(session, cmd, replay=await verdict)
+    if pending is not None:
+        await pending
+
+
+def subscribe(session: Session, cmd: Subscribe, *, replay: bool = True
+              ) -> Awaitable[None] | None:
+    """Subscribe; with `cmd.since` and `replay`, recover what was missed (once the
+    connection's backlog is within `reply_backlog`, `replies.when_room`). Without
+    `replay` a `since` is answered ``recovered: false`` and nothing is read."""
+    if cmd.since is not None and replay:
+        return replies.when_room(session, cmd.id, lambda: _subscribe(session, cmd, True))
+    return _subscribe(session, cmd, replay)
+
+
+def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None] | None:
     hub, topic = session.hub, cmd.topic
     if topic in session.topics:
         # Subscribing again restarts the subscription, so a `since` is honoured afresh.
@@ -93,7 +121,8 @@ def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
                       f"at most {cap} subscriptions per connection", cmd.id)
         return None
     session.topics.add(topic)
-    result = hub.subscribe_nowait(session.peer, topic, session.wire, cmd.since)
+    since = cmd.since if replay else None
+    result = hub.subscribe_nowait(session.peer, topic, session.wire, since)
     if isinstance(result, SubscribeResult):
         _subscribed(session, cmd, result)
         return _join(session, topic) if hub.presence.enabled(topic) else None
@@ -101,8 +130,15 @@ def subscribe(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
 
 
 async def _join(session: Session, topic: str) -> None:
-    """Record the new subscriber in presence (announcing a user's first connection)."""
+    """Record the new subscriber in presence (announcing a user's first connection);
+    with the presence permission it also gets the topic's join/leave pushes."""
     hub = session.hub
+    if hub.presence.events_for(topic):
+        verdict = hub.authorizer.check(session.principal, Action.PRESENCE, topic)
+        if not isinstance(verdict, bool):
+            verdict = await verdict
+        if verdict and topic in session.topics:
+            hub.watch(session.peer, topic, session.wire)
     await hub.presence.joined(topic, session.client, hub.publish_internal)
 
 
@@ -122,6 +158,8 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
 
 
 def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> None:
+    if result.replay:
+        replies.charge(session, result.replay)
     codec = session.codec
     session.reply(codec.subscribed(cmd, result))
     if not codec.replay_in_reply:
@@ -197,97 +235,6 @@ async def finish_publish(session: Session, cmd: Publish,
     session.reply(session.codec.published(cmd, pub))
 
 
-# -- history ---------------------------------------------------------------------------
-def history(session: Session, cmd: History) -> Awaitable[None] | None:
-    hub = session.hub
-    if cmd.since is None:
-        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
-    if cmd.reverse:
-        return _before(session, cmd, cmd.since)
-    page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
-    if page is None:
-        return _finish_history(session, cmd, cmd.since.offset)
-    _history_reply(session, cmd, page)
-    return None
-
-
-async def _before(session: Session, cmd: History, since: Position) -> None:
-    """Reverse with `since` (Centrifuge): the newest `limit` kept publications *before*
-    `since`, in the same epoch (else `unrecoverable_position`); the codec orders them
-    newest first. What history no longer keeps is simply not in the page."""
-    start = max(0, since.offset - 1 - cmd.limit)
-    try:
-        page = await session.hub.history(cmd.topic, start, cmd.limit)
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-        return
-    if page.position.epoch != since.epoch or since.offset > page.position.offset:
-        session.error(ErrorCode.UNRECOVERABLE_POSITION,
-                      "history no longer holds that position; read it without since",
-                      cmd.id)
-        return
-    older = [p for p in page.publications if p.offset < since.offset]
-    session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
-
-
-def _oldest(session: Session, cmd: History) -> Awaitable[None] | None:
-    """Without `since`, `oldest` set: the oldest `limit` kept publications."""
-    page = session.hub.history_nowait(cmd.topic, None, cmd.limit)
-    if page is None:
-        return _finish_history(session, cmd, None)
-    _history_reply(session, cmd, page)
-    return None
-
-
-def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
-    """Without `since`: the newest `limit` publications (oldest first)."""
-    hub = session.hub
-    top = hub.history_nowait(cmd.topic, None, 0)
-    if top is None:
-        return _finish_latest(session, cmd)
-    page = hub.history_nowait(cmd.topic, max(0, top.position.offset - cmd.limit), cmd.limit)
-    if page is None:
-        return _finish_history(session, cmd, max(0, top.position.offset - cmd.limit))
-    _history_reply(session, cmd, page)
-    return None
-
-
-async def _finish_latest(session: Session, cmd: History) -> None:
-    try:
-        top = await session.hub.history(cmd.topic, None, 0)
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-        return
-    await _finish_history(session, cmd, max(0, top.position.offset - cmd.limit))
-
-
-async def _finish_history(session: Session, cmd: History, since: int | None) -> None:
-    try:
-        page = await session.hub.history(cmd.topic, since, cmd.limit)
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-        return
-    _history_reply(session, cmd, page)
-
-
-def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
-    since = cmd.since
-    if since is not None and not continues(since.offset, since.epoch, page):
-        session.error(ErrorCode.UNRECOVERABLE_POSITION,
-                      "history no longer holds that position; read it without since",
-                      cmd.id)
-        return
-    session.reply(session.codec.history(cmd, page))
-
-
-def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
-    """True when `page` starts right after (`offset`, `epoch`) with nothing missing."""
-    pubs, top = page.publications, page.position
-    if top.epoch != epoch or offset > top.offset:
-        return False
-    return pubs[0].offset == offset + 1 if pubs else offset == top.offset
-
-
 # -- presence --------------------------------------------------------------------------
 def presence(session: Session, cmd: Presence) -> Awaitable[None] | None:
     store = session.hub.presence.store
@@ -345,9 +292,19 @@ async def _settle_refresh(session: Session, cmd: Refresh,
 
 
 def _refreshed(session: Session, cmd: Refresh, allowed: dict[str, bool]) -> None:
+    hub = session.hub
     for topic, ok in allowed.items():
         if not ok:
             session.drop(topic, "forbidden")
+        elif hub.presence.events_for(topic):
+            # join/leave follow the new token's presence permission; an async hook's
+            # answer is not awaited here, so the pushes stop (fail closed) until the
+            # next subscribe.
+            verdict = hub.authorizer.check(session.principal, Action.PRESENCE, topic)
+            if verdict is True:
+                hub.watch(session.peer, topic, session.wire)
+            else:
+                hub.unwatch(session.peer, topic)
     expires_at = expiry_of(session.principal.claims)
     session.clock.reschedule(expires_at)
     session.reply(session.codec.refreshed(cmd, expires_at))

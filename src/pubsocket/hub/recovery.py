@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..brokers.base import HistoryPage, Position, Publication
+from ..brokers.base import HistoryPage, Position, Publication, size_of
 from ..protocol import SubscribeResult
 
 
 def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
-            upto: Position, gap: Position | None = None) -> SubscribeResult:
+            upto: Position, gap: Position | None = None, *, max_count: int = 0,
+            max_bytes: int = 0) -> SubscribeResult:
     """The outcome for a subscriber asking to resume after `since`, going live at `upto`.
 
     `upto` is the last publication this node fanned out to the topic (what live delivery
@@ -30,6 +31,9 @@ def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
 
     ``result.position`` is where the subscriber's stream continues after: every
     publication in ``result.replay`` and every later delivery has a higher offset.
+
+    A replay of more than `max_count` publications or `max_bytes` bytes (`size_of`;
+    0: no cap) is not sent at all: ``recovered=False``, never a partial replay.
     """
     if gap is not None:
         return SubscribeResult(gap, False, tuple(
@@ -41,6 +45,9 @@ def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
     # Distinct offsets in (since, upto]: as many as the range is long means all of them.
     if len(replay) != upto.offset - since.offset:
         return SubscribeResult(upto, False)  # history no longer holds all of it
+    if (max_count and len(replay) > max_count) or (
+            max_bytes and sum(map(size_of, replay)) > max_bytes):
+        return SubscribeResult(upto, False)  # more than one reply may carry
     return SubscribeResult(since, True, tuple(replay))
 
 

@@ -36,7 +36,7 @@ from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import connect, handlers
+from . import connect, handlers, replies
 from .connect import Endpoint
 from .core import Hub, publisher_of
 from .lifetime import TokenClock
@@ -60,6 +60,12 @@ class Peer(Protocol):
     def resume_reading(self) -> None: ...
 
     def set_max_message_size(self, size: int) -> None: ...
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this connection that the peer has not taken yet (cheap: read
+        before every history or recovery reply, `hub.replies.busy`)."""
+        ...
 
     def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
@@ -96,8 +102,8 @@ class Session:
 
     __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
                  "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub",
-                 "peer", "principal", "publish_bytes", "settings", "stage", "sub_clocks",
-                 "topics", "wire")
+                 "peer", "principal", "publish_bytes", "reply_budget", "settings", "stage",
+                 "sub_clocks", "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -142,6 +148,8 @@ class Session:
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
+        # History reply bytes per second (`hub.replies`); made by the first history reply.
+        self.reply_budget: replies.ByteBudget | None = None
         can_refresh = codec.refreshable and authenticator is not None
         self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
                                 settings.token_grace)

@@ -41,9 +41,11 @@ class Hold:
 class Topic:
     """Subscribers of one topic, grouped by wire so each publication is encoded once
     per codec and framed once per wire in use; the last offset/epoch fanned out;
-    `backlog` holds live publications while the hub reads history (None when live)."""
+    `backlog` holds live publications while the hub reads history (None when live).
+    `watchers` are the live subscribers allowed to see presence join/leave pushes
+    (with their wire)."""
 
-    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting")
+    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting", "watchers")
 
     def __init__(self) -> None:
         self.subs: dict[Wire, dict[Subscriber, None]] = {}
@@ -53,6 +55,7 @@ class Topic:
         self.offset = 0
         self.epoch = ""
         self.backlog: list[Publication] | None = None
+        self.watchers: dict[Subscriber, Wire] | None = None  # made on the first watcher
 
     def add(self, sub: Subscriber, wire: Wire) -> None:
         """Make `sub` live on this topic through `wire` (idempotent)."""
@@ -64,6 +67,8 @@ class Topic:
     def discard(self, sub: Subscriber) -> None:
         """Remove `sub` (live or held) from this topic."""
         self.held.pop(sub, None)
+        if self.watchers is not None:
+            self.watchers.pop(sub, None)
         for wire, group in list(self.subs.items()):
             if group.pop(sub, 0) is None and not group:
                 del self.subs[wire]

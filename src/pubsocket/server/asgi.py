@@ -345,6 +345,11 @@ class ASGIConnection(MessageIterator):
             self._finish()
             raise self._gone from None
 
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for the writer task that it has not handed to the server yet."""
+        return self._queued
+
     def deliver(self, frame: bytes) -> None:
         if self._closed:
             return

@@ -54,6 +54,12 @@ class Outbound:
         out.append(frame)
         self._hub_frames = True
 
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for this tick's write plus what the transport still holds."""
+        queued = sum(map(len, self._out)) if self._out else 0
+        return queued + int(self._transport.get_write_buffer_size())
+
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
             self._drain = self._state.loop.create_future()

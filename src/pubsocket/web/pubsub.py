@@ -16,7 +16,7 @@ from ..config import Settings
 from ..errors import BrokerError, Forbidden, HTTPError
 from ..hub import Session
 from ..hub.connect import Endpoint, RpcHook
-from ..hub.handlers import continues
+from ..hub.replies import continues
 from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
 from .app import App
@@ -165,7 +165,10 @@ def _history_handler(app: App) -> Handler:
         if not isinstance(topic, str) or not valid_topic(topic):
             raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
         await _check(app, request, Action.HISTORY, topic)
-        limit = _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT)
+        # The same caps as a socket's history reply (`Hub.history`): at most
+        # `history_reply_limit` publications and `history_reply_bytes` bytes per page.
+        limit = app.hub.reply_limit(
+            _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT))
         since = params.get("since")
         try:
             if since is None:

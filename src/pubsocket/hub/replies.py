@@ -1,0 +1,224 @@
+"""History replies within the connection's outbound budget (issue 15).
+
+A history reply is built whole before it is queued, so its cost is bounded before the
+read: at most `Settings.history_reply_limit` publications and about
+`Settings.history_reply_bytes` bytes per page (`Hub.history` passes both to the broker,
+which stops reading there), and no history read starts while more than
+`Settings.reply_backlog` bytes wait to be sent to the connection (`when_room`: it waits
+for the client to read, and answers `too_many_requests`, a temporary error, if it does
+not). The session runs a history command as a barrier, so at most one reply per
+connection is being built at a time; the backlog rule bounds how many are queued: the
+server builds replies only as fast as the client takes them. The bytes of every page and
+recovery replay are charged to the connection (`ByteBudget`,
+`Settings.history_reply_rate`): the next history read waits until they are earned back.
+
+A page the byte cap cut short is still a valid page: the client continues from its last
+offset with ``since`` (docs/protocol.md "History"). Recovery (a subscribe with
+``since``) follows the same caps in `hub.core`, but all or nothing (`hub.recovery`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ..brokers.base import HistoryPage, Position, Publication, size_of
+from ..errors import BrokerError, ErrorCode
+from ..log import refusals
+from ..protocol import CmdId, History
+
+if TYPE_CHECKING:
+    from .session import Session
+
+_BROKER_DOWN = "the message broker is unavailable, retry later"
+_UNRECOVERABLE = "history no longer holds that position; read it without since"
+_FIRST_LOOK = 0.005  # seconds until a waiting reply looks at the backlog again (doubling)
+_LAST_LOOK = 0.25  # ... up to this
+_BEFORE_READS = 12  # reads a reverse page may take to fit its newest end in the byte cap
+
+
+class ByteBudget:
+    """History reply bytes a connection may be sent: `rate` per second, up to one
+    second's worth saved. A reply is charged after it is built (its size is known only
+    then), so the balance may go below zero; the next reply waits until it is back to
+    zero. What one connection costs is thus at most `rate` bytes/s plus one reply."""
+
+    __slots__ = ("_at", "_rate", "_tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._at = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until the balance is back to zero (0: a reply may start now)."""
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def spend(self, n: int) -> None:
+        self._tokens -= n
+
+
+def charge(session: Session, pubs: Iterable[Publication]) -> None:
+    """Charge a history reply or recovery replay of `pubs` to the connection."""
+    rate = session.settings.history_reply_rate
+    if not rate:
+        return
+    budget = session.reply_budget
+    if budget is None:
+        budget = session.reply_budget = ByteBudget(rate, asyncio.get_running_loop().time())
+    budget.spend(sum(map(size_of, pubs)))
+
+
+def _budget_wait(session: Session) -> float:
+    budget = session.reply_budget
+    return 0.0 if budget is None else budget.wait(asyncio.get_running_loop().time())
+
+
+def when_room(session: Session, cmd_id: CmdId | None,
+              then: Callable[[], Awaitable[None] | None]) -> Awaitable[None] | None:
+    """Run `then` (a history read or a recovering subscribe) once the connection's
+    outbound backlog is within `reply_backlog` and its `ByteBudget` is not overdrawn:
+    now, or as a barrier that waits for that (the client reading what it was sent). A
+    reply must not pile onto bytes the client has not taken; while it waits, later
+    commands queue behind it (reading pauses past `session.MAX_QUEUED`). A backlog still
+    over after `write_timeout` (10 s when that is off): `too_many_requests`."""
+    cap = session.settings.reply_backlog
+    if (not cap or session.peer.backlog <= cap) and not _budget_wait(session):
+        return then()
+    return _wait_for_room(session, cmd_id, then, cap)
+
+
+async def _wait_for_room(session: Session, cmd_id: CmdId | None,
+                         then: Callable[[], Awaitable[None] | None], cap: int) -> None:
+    loop = asyncio.get_running_loop()
+    # The byte rate is the client's own allowance: its wait is known, and not refused.
+    while (owed := _budget_wait(session)) > 0:
+        await asyncio.sleep(owed)
+        if session.closed:
+            return
+    deadline = loop.time() + (session.settings.write_timeout or 10.0)
+    delay = _FIRST_LOOK
+    while cap and session.peer.backlog > cap:
+        if loop.time() >= deadline:
+            refusals.warn("reply_backlog")
+            session.error(ErrorCode.TOO_MANY_REQUESTS,
+                          "too many replies waiting to be read; read them and retry", cmd_id)
+            return
+        # Looked at again soon, then less often: a waiting connection costs a timer
+        # every `_LAST_LOOK` seconds at most.
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _LAST_LOOK)
+        if session.closed:
+            return
+    pending = then()
+    if pending is not None:
+        await pending
+
+
+def history(session: Session, cmd: History) -> Awaitable[None] | None:
+    """A permitted history command (`handlers.checked`), once there is room for it."""
+    return when_room(session, cmd.id, lambda: _history(session, cmd))
+
+
+def _history(session: Session, cmd: History) -> Awaitable[None] | None:
+    hub = session.hub
+    if cmd.reverse:
+        return _before(session, cmd, cmd.since)
+    if cmd.since is None:
+        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
+    page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
+    if page is None:
+        return _finish_history(session, cmd, cmd.since.offset)
+    _history_reply(session, cmd, page)
+    return None
+
+
+async def _before(session: Session, cmd: History, since: Position | None) -> None:
+    """Reverse (Centrifuge): the newest `limit` kept publications *before* `since` (in
+    its epoch, else `unrecoverable_position`), or the newest of all without it; the
+    codec orders them newest first. What history no longer keeps is simply not in the
+    page. The broker reads forward, so when the byte cap cut a page short of its newest
+    end the window shrinks to what fitted and is read again: a reverse page always ends
+    at the newest publication asked for, and the client pages back with `since`."""
+    hub, limit = session.hub, session.hub.reply_limit(cmd.limit)
+    try:
+        end = (since.offset if since is not None
+               else (await hub.history(cmd.topic, None, 0)).position.offset + 1)
+        older: list[Publication] = []
+        for attempt in range(_BEFORE_READS):
+            page = await hub.history(cmd.topic, max(0, end - 1 - limit), limit)
+            if since is not None and (page.position.epoch != since.epoch
+                                      or end > page.position.offset):
+                session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
+                return
+            older = [p for p in page.publications if p.offset < end]
+            charge(session, older)
+            if not older or older[-1].offset >= end - 1 or limit <= 1:
+                break
+            limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
+
+
+def _oldest(session: Session, cmd: History) -> Awaitable[None] | None:
+    """Without `since`, `oldest` set: the oldest `limit` kept publications."""
+    page = session.hub.history_nowait(cmd.topic, None, cmd.limit)
+    if page is None:
+        return _finish_history(session, cmd, None)
+    _history_reply(session, cmd, page)
+    return None
+
+
+def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
+    """Without `since`: the newest `limit` publications (oldest first; a page the byte
+    cap cut short ends before the newest, and the client reads on with `since`)."""
+    hub = session.hub
+    limit = hub.reply_limit(cmd.limit)
+    top = hub.history_nowait(cmd.topic, None, 0)
+    if top is None:
+        return _finish_latest(session, cmd, limit)
+    page = hub.history_nowait(cmd.topic, max(0, top.position.offset - limit), limit)
+    if page is None:
+        return _finish_history(session, cmd, max(0, top.position.offset - limit))
+    _history_reply(session, cmd, page)
+    return None
+
+
+async def _finish_latest(session: Session, cmd: History, limit: int) -> None:
+    try:
+        top = await session.hub.history(cmd.topic, None, 0)
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    await _finish_history(session, cmd, max(0, top.position.offset - limit))
+
+
+async def _finish_history(session: Session, cmd: History, since: int | None) -> None:
+    try:
+        page = await session.hub.history(cmd.topic, since, cmd.limit)
+    except BrokerError:
+        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        return
+    _history_reply(session, cmd, page)
+
+
+def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
+    since = cmd.since
+    if since is not None and not continues(since.offset, since.epoch, page):
+        session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
+        return
+    charge(session, page.publications)
+    session.reply(session.codec.history(cmd, page))
+
+
+def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
+    """True when `page` starts right after (`offset`, `epoch`) with nothing missing."""
+    pubs, top = page.publications, page.position
+    if top.epoch != epoch or offset > top.offset:
+        return False
+    return pubs[0].offset == offset + 1 if pubs else offset == top.offset
