@@ -31,7 +31,7 @@ from websockets.asyncio.client import connect
 
 from tests.integration.spawn import ROOT
 
-BURST = 20_000  # publish frames the abuser writes at once
+BURST = 30_000  # publish frames the abuser writes at once
 SUBSCRIBERS = 10  # readers of the abuser's topic (the fan-out work of the burst)
 INTERVAL = 0.0025  # seconds between two bystander publishes (150-270 in a burst here)
 MIN_SAMPLES = 100  # bystander samples that must fall inside the burst
