@@ -64,26 +64,31 @@ def http_flood(request: bytes, seconds: float) -> Attack:
     return run
 
 
-def attacks(seconds: float) -> dict[str, tuple[Attack, Callable[[Server], Awaitable[None]]
-                                                | None]]:
-    """name -> (attack, preparation run before the bystander starts)."""
+Prepare = Callable[[Server], Awaitable[None]] | None
+
+
+def attacks(seconds: float) -> dict[str, tuple[Attack, Prepare, dict[str, str]]]:
+    """name -> (attack, preparation run before the bystander starts, server settings:
+    the suite's own, e.g. the history attacks' large history)."""
+    big = test_history.LARGE_HISTORY
     return {
-        "history (v1, 64 commands)": (with_tally(test_history.v1_bursts), test_history.fill),
+        "history (v1, 64 commands)": (with_tally(test_history.v1_bursts), test_history.fill,
+                                      big),
         "history (Centrifuge frame)": (with_tally(test_history.centrifuge_frame),
-                                       test_history.fill),
-        "Centrifuge 1 MB batch frames": (test_frames.batch_frames, None),
-        "partial frames before connect": (test_frames.partial_frames, None),
-        "publish flood to new topics": (test_brokers.flood, None),
+                                       test_history.fill, big),
+        "Centrifuge 1 MB batch frames": (test_frames.batch_frames, None, {}),
+        "partial frames before connect": (test_frames.partial_frames, None, {}),
+        "publish flood to new topics": (test_brokers.flood, None, {}),
         "HTTP publish flood": (http_flood(test_http.post_publish(
-            f"Bearer {token('flooder')}"), seconds), None),
+            f"Bearer {token('flooder')}"), seconds), None, {}),
         "HTTP bad-token flood": (http_flood(test_http.post_publish(
-            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bad-signature"), seconds), None),
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.bad-signature"), seconds), None, {}),
     }
 
 
-async def one(name: str, attack: Attack, prepare: Callable[[Server], Awaitable[None]] | None,
-              seconds: float) -> Report:
-    async with attack_server() as server:
+async def one(name: str, attack: Attack, prepare: Prepare, seconds: float,
+              env: dict[str, str] | None = None) -> Report:
+    async with attack_server(**(env or {})) as server:
         if prepare is not None:
             await prepare(server)
         return await measure(server, attack, name=name, seconds=seconds)
@@ -97,8 +102,8 @@ async def main_async(rounds: int, seconds: float, only: set[str] | None) -> int:
         base = await one("baseline", idle, None, seconds)
         base_p99 = base.quantile(0.99)
         print(f"round {rnd}: baseline p99 {base_p99 * 1000:.1f} ms", flush=True)
-        for name, (attack, prepare) in table.items():
-            report = await one(name, attack, prepare, seconds)
+        for name, (attack, prepare, env) in table.items():
+            report = await one(name, attack, prepare, seconds, env)
             results[name].append((report, base_p99))
             print(f"  {report.describe()}", flush=True)
     print("\nattack | bystander p99 ms (median) | vs baseline | lost | RSS growth MiB | "
