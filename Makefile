@@ -39,6 +39,7 @@ conformance: $(VENV)/.installed
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
 ## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
 ## publish and the outbox's commit-to-delivery latency (a throwaway PostgreSQL too),
+## then a bystander's p99 under each attack of tests/attack vs none (bench/attack_bench.py),
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
 ## (bench/before_after.py, interleaved)
 bench: $(VENV)/.dev
@@ -47,6 +48,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/delivery_bench.py
 	$(PY) bench/centrifuge_bench.py
 	$(PY) bench/publisher_bench.py
+	$(PY) bench/attack_bench.py
 	$(PY) bench/before_after.py
 
 clean:
