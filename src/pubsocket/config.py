@@ -68,6 +68,8 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "max_frame_commands": ("PUBSOCKET_MAX_FRAME_COMMANDS",),
     "connect_message_size": ("PUBSOCKET_CONNECT_MESSAGE_SIZE",),
     "connect_timeout": ("PUBSOCKET_CONNECT_TIMEOUT",),
+    # heartbeat (issue 19): pubsocket.v1 application pings, so clients notice dead links
+    "heartbeat": ("PUBSOCKET_HEARTBEAT",),
     # Serving and deployment (issue 17, scaffold): TLS, the access log, the health
     # endpoints and the drain before a shutdown (docs/deploy.md).
     "certfile": ("PUBSOCKET_CERTFILE",),
@@ -177,6 +179,10 @@ class Settings:
     max_frame_commands: int = 256
     connect_message_size: int = 16 * 1024
     connect_timeout: float = 5.0
+    # Heartbeat (issue 19, docs/protocol.md "Heartbeat"): seconds between the
+    # ``{"type":"ping"}`` notices sent to every pubsocket.v1 connection, one sweep per
+    # hub; clients call a link dead after interval + min(interval, 5) s of silence.
+    heartbeat: float = 25.0
     # Serving and deployment (docs/deploy.md). TLS when both files are set (PEM); one
     # access log line per request and per WebSocket close when `access_log`; liveness
     # and readiness answered at these paths unless an app route takes them ("off" in

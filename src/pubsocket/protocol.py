@@ -108,8 +108,16 @@ class Rpc:
     id: CmdId | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Ask for the server's application pings (pubsocket.v1; docs/protocol.md
+    "Heartbeat"); answered with the interval."""
+
+    id: CmdId | None = None
+
+
 Command = (Subscribe | Unsubscribe | Publish | History | Refresh | Presence | Connect
-           | SubRefresh | Rpc)
+           | SubRefresh | Rpc | Heartbeat)
 
 
 @dataclass(frozen=True, slots=True)

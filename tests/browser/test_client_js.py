@@ -230,7 +230,8 @@ async def test_replayed_duplicates_and_gap_notices_from_a_scripted_server(
         serve: Any, browser: Any) -> None:
     """A scripted pubsocket.v1 peer (not the hub: it never overlaps a replay) sends what a
     client must survive: a resumed stream that repeats offsets it already delivered, a
-    frame type it does not know, a `gap` notice and a stale offset after it."""
+    frame type it does not know, a `gap` notice and a stale offset after it. (The
+    scripted peers expect the subscribe first: their clients do not ask for heartbeats.)"""
     app = make_app()
     commands: list[Any] = []
 
@@ -262,7 +263,7 @@ async def test_replayed_duplicates_and_gap_notices_from_a_scripted_server(
     page, errors = await open_page(browser, running.http + "/")
     out = await page.evaluate("""async (url) => {
       const t = {got: [], gaps: []};
-      const client = ps.connect(url, {backoff: () => 20});
+      const client = ps.connect(url, {backoff: () => 20, heartbeat: 0});
       await client.subscribe("t", (d, m) => t.got.push(m.offset), {onGap: (g) => t.gaps.push(g)});
       await until(() => t.got.includes(6));
       await sleep(50);
@@ -340,7 +341,7 @@ async def test_broker_unavailable_subscribe_is_retried_not_dropped(
     page, errors = await open_page(browser, running.http + "/")
     out = await page.evaluate("""async (url) => {
       const t = {got: [], states: [], ended: [], subscribed: [], gaps: []};
-      const client = ps.connect(url, {backoff: () => 20});
+      const client = ps.connect(url, {backoff: () => 20, heartbeat: 0});
       client.on("state", (e) => t.states.push(e));
       await client.subscribe("t", (d) => t.got.push(d), {
         onUnsubscribed: (r) => t.ended.push(r), onGap: (g) => t.gaps.push(g),
@@ -389,7 +390,7 @@ async def test_first_subscribe_deadline_survives_a_reconnect(serve: Any, browser
     running = await serve(app)
     page, errors = await open_page(browser, running.http + "/")
     out = await page.evaluate("""async (url) => {
-      const client = ps.connect(url, {backoff: () => 20, timeout: 5000});
+      const client = ps.connect(url, {backoff: () => 20, timeout: 5000, heartbeat: 0});
       await until(() => client.state === "connected");
       const start = Date.now();
       const result = await Promise.race([
@@ -433,7 +434,7 @@ async def test_late_ack_for_an_abandoned_subscribe_is_undone(serve: Any, browser
     page, errors = await open_page(browser, running.http + "/")
     await page.evaluate("""async (url) => {
       window.t = {got: []};
-      window.client = ps.connect(url, {backoff: () => 20});
+      window.client = ps.connect(url, {backoff: () => 20, heartbeat: 0});
       t.result = await outcome(client.subscribe("t", (d) => t.got.push(d), {timeout: 200}));
     }""", running.ws + "/ws/late")
     await _until(lambda: len(commands) >= 2)

@@ -96,7 +96,8 @@ async def test_a_silent_server_times_out_with_timeout() -> None:
     async with ws_serve(silent, "127.0.0.1", 0,
                         subprotocols=[Subprotocol("pubsocket.v1")]) as server:
         port = server.sockets[0].getsockname()[1]
-        async with pc.connect(f"ws://127.0.0.1:{port}/", timeout=0.2) as client:
+        # heartbeat=0: not asking for pings, a silence is not taken as a dead link here
+        async with pc.connect(f"ws://127.0.0.1:{port}/", timeout=0.2, heartbeat=0) as client:
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(pc.Timeout) as err:
@@ -234,7 +235,8 @@ async def test_a_publish_whose_ack_is_lost_raises_client_closed_and_is_not_resen
                         subprotocols=[Subprotocol("pubsocket.v1")]) as server:
         port = server.sockets[0].getsockname()[1]
         backoff = RecordingBackoff(0.01)
-        async with pc.connect(f"ws://127.0.0.1:{port}/", backoff=backoff) as client:
+        async with pc.connect(f"ws://127.0.0.1:{port}/", backoff=backoff,
+                              heartbeat=0) as client:  # so only the publish is sent
             with pytest.raises(pc.ClientClosed, match="may or may not"):
                 await client.publish("room", "once")
             await until(lambda: connections == 2 and client.state == "connected")

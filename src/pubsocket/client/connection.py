@@ -61,12 +61,17 @@ class Client(Queries):
     1002/1003/1007/1008/1009, or `max_attempts` failed attempts, with `ClientClosed`.
     Either way every subscription and waiting call raises that error and `state`
     becomes ``"closed"``. `on_state(state)` is called on every change of `state`.
+    `heartbeat`: the client asks for the server's pings on every connection and, when
+    nothing arrives for the server's interval + min(interval, 5) s (default 30 s), takes
+    the link as dead (a half-open one never closes by itself) and reconnects with
+    recovery; a number overrides that bound (seconds), 0 turns it off.
     """
 
     def __init__(self, url: str, *, token: Token = None, backoff: Backoff | None = None,
                  timeout: float = 10.0, open_timeout: float = 10.0,
                  max_auth_failures: int = 3, max_attempts: int | None = None,
                  queue_size: int = 10_000, max_size: int | None = 16 * 2**20,
+                 heartbeat: float | None = None,
                  on_state: Callable[[State], None] | None = None) -> None:
         self.url = url
         self.timeout = timeout
@@ -87,6 +92,8 @@ class Client(Queries):
         self._refresher: asyncio.Task[None] | None = None
         self._failure: ClientError | None = None
         self._closing = False
+        self._heartbeat = heartbeat
+        self._silence: float | None = None  # seconds of silence that mean a dead link
         self._leaving: dict[str, asyncio.Task[None]] = {}  # topic -> best-effort unsubscribe
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -176,6 +183,9 @@ class Client(Queries):
         self._set_state("closed")
 
     # -- the connection task ------------------------------------------------------------
+
+    def _silent(self) -> float | None:
+        return self._silence
 
     async def _open(self) -> ClientConnection:
         return await open_ws(self.url, await get_token(self._token),

@@ -7,14 +7,17 @@ Stateless helpers; `Client` (connection.py) owns the state and passes what each 
   Bearer header). Raises what websockets raises (`InvalidStatus` for an HTTP refusal,
   `InvalidHandshake`, `OSError`, `TimeoutError`), or `ConnectFailed` when the server
   does not pick ``pubsocket.v1``.
-* `read_frames(ws, dispatch)`: returns once the connection closed, having handed every
-  text frame holding a JSON object to `dispatch`, in order (binary frames are skipped,
-  frames that are not JSON skipped with a warning).
+* `read_frames(ws, dispatch, silence)`: returns once the connection closed, having
+  handed every text frame holding a JSON object to `dispatch`, in order (binary frames
+  are skipped, frames that are not JSON skipped with a warning). When `silence()`
+  gives a number of seconds and nothing arrives for that long, the link is taken as
+  dead (a half-open TCP connection sees no close): the socket is aborted and it
+  returns, as for any drop (close code 1006).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -66,16 +69,31 @@ def refusal_reason(response: Any) -> str:
     return message[:200] if isinstance(message, str) else ""
 
 
-async def read_frames(ws: ClientConnection, dispatch: Callable[[dict[str, Any]], None]) -> None:
-    """Hand every JSON object frame to `dispatch` until the connection closes."""
-    with contextlib.suppress(ConnectionClosed):
-        async for raw in ws:
-            if isinstance(raw, bytes):
-                continue  # the protocol is text frames only
-            try:
-                frame = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                log.warning("ignored a frame that is not JSON")
-                continue
-            if isinstance(frame, dict):
-                dispatch(frame)
+def never() -> float | None:
+    return None
+
+
+async def read_frames(ws: ClientConnection, dispatch: Callable[[dict[str, Any]], None],
+                      silence: Callable[[], float | None] = never) -> None:
+    """Hand every JSON object frame to `dispatch` until the connection closes or is
+    silent for `silence()` seconds (read before each frame; None: wait forever)."""
+    while True:
+        bound = silence()
+        try:
+            async with asyncio.timeout(bound):
+                raw = await ws.recv()  # cancel-safe: a timeout loses no frame
+        except ConnectionClosed:
+            return
+        except TimeoutError:
+            log.info("nothing received for %.1f s: the link is dead, reconnecting", bound)
+            ws.transport.abort()
+            return
+        if isinstance(raw, bytes):
+            continue  # the protocol is text frames only
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("ignored a frame that is not JSON")
+            continue
+        if isinstance(frame, dict):
+            dispatch(frame)

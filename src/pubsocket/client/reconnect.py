@@ -23,6 +23,7 @@ that was dialed but not yet attached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -54,12 +55,16 @@ HEALTHY_AFTER = 1.0
 # at a time, a second apart, leaves room for the caller's commands.
 RESUBSCRIBE_CHUNK = 100
 RESUBSCRIBE_PAUSE = 1.0
+# A link is dead after the server's heartbeat interval plus this much (at most) of
+# silence: with the default 25 s, 30 s (docs/clients.md).
+HEARTBEAT_MARGIN = 5.0
 
 
 async def run(client: Client, ws: ClientConnection) -> None:
     """`client`'s connection task, starting on the attached `ws`; see the module docstring."""
     loop = asyncio.get_running_loop()
-    reader = loop.create_task(read_frames(ws, client._router.dispatch))
+    reader = loop.create_task(read_frames(ws, client._router.dispatch, client._silent))
+    await ask_heartbeat(client, ws)
     attempts = 0  # reconnect attempts since the last healthy connection
     healthy_at: float | None = loop.time() + HEALTHY_AFTER  # the first one needs no acks
     try:
@@ -83,7 +88,9 @@ async def run(client: Client, ws: ClientConnection) -> None:
             ws, attempts = await redial(client._open, client._backoff, after=attempts,
                                         max_attempts=client._max_attempts,
                                         max_auth_failures=client._max_auth_failures)
-            reader = loop.create_task(read_frames(ws, client._router.dispatch))
+            reader = loop.create_task(read_frames(ws, client._router.dispatch,
+                                                  client._silent))
+            await ask_heartbeat(client, ws)
             acked = await resubscribe(ws, client._router, client._ids, reader,
                                       timeout=client.timeout)
             healthy_at = loop.time() + HEALTHY_AFTER if acked else None
@@ -98,6 +105,31 @@ async def run(client: Client, ws: ClientConnection) -> None:
         reader.cancel()
         await ws.close()  # a connection made while reconnecting, not attached yet
         raise
+
+
+async def ask_heartbeat(client: Client, ws: ClientConnection) -> None:
+    """Ask for the server's pings on `ws` (unless ``heartbeat=0``) and watch the link:
+    the answer must come within `client.timeout`; then nothing may be silent for longer
+    than the server's interval + min(interval, 5) s (or the `heartbeat` option). An
+    older server's `bad_action`, or interval 0, turns the watch off."""
+    wanted = client._heartbeat
+    if wanted is not None and wanted <= 0:
+        client._silence = None
+        return
+    client._silence = client.timeout
+
+    def answered(frame: dict[str, Any]) -> None:
+        interval = frame.get("interval") if frame.get("type") == "ack" else None
+        if not isinstance(interval, int | float) or isinstance(interval, bool) \
+                or interval <= 0:
+            client._silence = None
+        else:
+            client._silence = wanted or interval + min(interval, HEARTBEAT_MARGIN)
+
+    cid = next(client._ids)
+    client._router.pending[cid] = (answered, None)
+    with contextlib.suppress(ConnectionClosed):  # the reader sees the close
+        await ws.send(orjson.dumps({"action": "heartbeat", "id": cid}).decode())
 
 
 def close_failure(code: int) -> ClientError | None:

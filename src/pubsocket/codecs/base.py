@@ -18,6 +18,7 @@ from ..protocol import (
     CmdId,
     Command,
     ErrorCode,
+    Heartbeat,
     History,
     Presence,
     Publish,
@@ -91,6 +92,16 @@ class Codec(ABC):
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
         """The reply to an accepted token refresh."""
         return None
+
+    def heartbeat(self, interval: float) -> bytes | None:
+        """The application ping sent every `interval` seconds to a connection that asked
+        for it, so a client that cannot see WebSocket pings notices a dead link. None:
+        the codec has none (its clients rely on their own protocol's pings)."""
+        return None
+
+    def heartbeat_on(self, cmd: Heartbeat, interval: float) -> bytes | None:
+        """The answer to a `heartbeat` command: pings every `interval` s (0: none)."""
+        return self.done(cmd)
 
     def expiring(self, expires_at: float) -> bytes | None:
         """The notice that the connection's token expires at `expires_at` (Unix time)."""

@@ -17,6 +17,7 @@ from ..protocol import (
     MAX_ID_LENGTH,
     Command,
     ErrorCode,
+    Heartbeat,
     History,
     Presence,
     Publish,
@@ -29,7 +30,8 @@ from ..protocol import (
 
 _MISSING: Final = object()
 _ACTIONS: Final = frozenset({"subscribe", "unsubscribe", "publish"})
-_V1_ACTIONS: Final = frozenset({"history", "presence", "presence_stats", "refresh"})
+_V1_ACTIONS: Final = frozenset({"history", "presence", "presence_stats", "refresh",
+                                "heartbeat"})
 MAX_TOKEN_LENGTH: Final = 8192
 _TOPIC_RULE: Final = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
 
@@ -50,9 +52,11 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
     action = msg.get("action")
     if not isinstance(action, str) or (action not in _ACTIONS and not (
             extended and action in _V1_ACTIONS)):
-        allowed = ("subscribe, unsubscribe, publish, history, presence, presence_stats or "
-                   "refresh") if extended else "subscribe, unsubscribe or publish"
+        allowed = ("subscribe, unsubscribe, publish, history, presence, presence_stats, "
+                   "refresh or heartbeat") if extended else "subscribe, unsubscribe or publish"
         raise ProtocolViolation(ErrorCode.BAD_ACTION, f"action must be {allowed}", cmd_id)
+    if action == "heartbeat":
+        return Heartbeat(cmd_id)
     if action == "refresh":
         token = msg.get("token")
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:

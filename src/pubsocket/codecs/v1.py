@@ -20,6 +20,7 @@ from ..presence.base import ClientInfo, Stats
 from ..protocol import (
     CmdId,
     Command,
+    Heartbeat,
     History,
     Presence,
     Publish,
@@ -103,6 +104,14 @@ class V1Codec(PlainCodec):
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
         return _ack(cmd.id, expires_at=expires_at)
+
+    def heartbeat(self, interval: float) -> bytes | None:
+        return b'{"type":"ping"}'
+
+    def heartbeat_on(self, cmd: Heartbeat, interval: float) -> bytes | None:
+        # Integral seconds stay integers on the wire; 0: the server sends no pings.
+        value: float = int(interval) if interval == int(interval) else interval
+        return _ack(cmd.id, interval=value)
 
     def expiring(self, expires_at: float) -> bytes | None:
         return orjson.dumps({"type": "expiring", "expires_at": expires_at})

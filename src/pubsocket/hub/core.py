@@ -40,6 +40,7 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigError, Forbidden
 from ..protocol import SubscribeResult, valid_topic
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
+from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover
@@ -96,6 +97,7 @@ class Hub(Delivery, Control):
         self.authorizer = Authorizer()  # pubsub(authorize=...) sets the app's hook
         self.registry = Registry()  # local sessions by user, for server-side control
         self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
+        self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
 
     @property
     def broker(self) -> Broker:

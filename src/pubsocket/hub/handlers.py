@@ -19,6 +19,7 @@ from ..presence.base import PresenceUnavailable
 from ..protocol import (
     CmdId,
     Command,
+    Heartbeat,
     History,
     Presence,
     Publish,
@@ -48,6 +49,12 @@ def run(session: Session, cmd: Command) -> Awaitable[None] | None:
         return checked(session, Action.PRESENCE, cmd, presence)
     if isinstance(cmd, Refresh):
         return refresh(session, cmd)
+    if isinstance(cmd, Heartbeat):
+        # Idempotent: a connection is in the sweep once, so asking again never makes
+        # the server ping it more than once per interval (hub/heartbeat.py).
+        interval = session.hub.heartbeat.add(session)
+        session.reply(session.codec.heartbeat_on(cmd, interval))
+        return None
     raise TypeError(f"not a barrier command: {type(cmd).__name__}")
 
 

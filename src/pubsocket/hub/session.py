@@ -245,6 +245,7 @@ class Session:
         """The peer left: stop, and leave every topic."""
         self._closed = True
         self.clock.cancel()
+        self.hub.heartbeat.discard(self)
         if self.endpoint is not None:
             self.endpoint.pinger.discard(self.peer)
             self.endpoint.pinger.connected(self)

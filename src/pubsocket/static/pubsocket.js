@@ -2,7 +2,11 @@
 // Speaks pubsocket.v1 (docs/protocol.md): integer ids, replies matched by id, per-call
 // timeouts, reconnect with exponential backoff and full jitter, a fresh token on every
 // attempt and on the server's `expiring` notice, resubscription with `since` and
-// exactly-once replay (offsets at or below the last one seen are dropped).
+// exactly-once replay (offsets at or below the last one seen are dropped). Browsers do
+// not expose WebSocket pings, so the client asks for the server's application pings
+// (`heartbeat`) and takes a link that stays silent longer than their interval + a
+// margin as dead: a half-open connection (NAT timeout, a laptop resumed elsewhere)
+// leaves "connected" within that bound instead of when TCP gives up, minutes later.
 //
 //   import { connect } from "./pubsocket.js";
 //   const client = connect("ws/chat", { token: () => fetchToken() });  // or "ws://host/ws/chat"
@@ -19,6 +23,9 @@ const TERMINAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 4003]);
 // with one is kept and sent again after a backoff, not given up.
 const TEMPORARY_ERROR_CODES = new Set(["broker_unavailable"]);
 const MAX_RETRY_DELAY = 30_000;
+// Silence tolerated beyond the server's heartbeat interval: min(interval, 5 s), so the
+// default 25 s interval means a dead link is noticed within 30 s.
+const HEARTBEAT_MARGIN = 5_000;
 
 /**
  * @typedef {string | (() => string | Promise<string>)} TokenSource
@@ -56,7 +63,12 @@ const MAX_RETRY_DELAY = 30_000;
  * @typedef {object} ConnectOptions
  * @property {TokenSource} [token] sent in the subprotocol offer (`bearer`, token).
  * @property {(attempt: number) => number} [backoff] ms to wait before attempt n (0-based).
- * @property {number} [timeout] default per-call timeout in ms (10 000).
+ * @property {number} [timeout] default per-call timeout in ms (10 000); also the time
+ *   an attempt may take to open and answer the heartbeat request.
+ * @property {number} [heartbeat] ms of silence after which the link is taken as dead
+ *   and the client reconnects (state "reconnecting", code 1006, reason "no heartbeat").
+ *   Default: the server's heartbeat interval + min(interval, 5 s), 30 s by default
+ *   (no watch when the server sends none); 0: do not ask for pings, never watch.
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests, other runtimes).
  */
 
@@ -110,6 +122,12 @@ export class Client {
     this._backoff = options.backoff ?? defaultBackoff;
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this._heartbeat = options.heartbeat;
+    /** ms of silence that mean a dead link on this socket (0: not watching) */
+    this._silence = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._watchdog = null;
+    this._heartbeatId = 0;  // the id of this socket's heartbeat request, until answered
     /** @type {WebSocket | null} */
     this._ws = null;
     this._open = false;
@@ -263,6 +281,9 @@ export class Client {
       return;
     }
     this._ws = ws;
+    // The upgrade, then the heartbeat answer, must come within the timeout: a handshake
+    // into a black hole would otherwise wait for the browser's own, far longer, limit.
+    if (this._heartbeat !== 0) this._watch(this._timeout);
     ws.onopen = () => { if (this._ws === ws) this._opened(); };
     ws.onmessage = (event) => { if (this._ws === ws) this._frame(event.data); };
     // A refused upgrade (401 for a bad token, 503) looks like close 1006 in browsers:
@@ -278,6 +299,11 @@ export class Client {
 
   _opened() {
     this._open = true;
+    if (this._heartbeat !== 0) {
+      this._heartbeatId = this._nextId++;
+      this._write({ action: "heartbeat", id: this._heartbeatId });
+      this._watch(this._timeout);
+    }
     const resumes = [];
     for (const sub of this._subs.values()) resumes.push(this._sendSubscribe(sub));
     // Commands made while offline go out after the resubscribes, in call order.
@@ -296,6 +322,7 @@ export class Client {
 
   /** @param {number} code @param {string} reason */
   _closed(code, reason) {
+    this._unwatch();
     this._ws = null;
     this._open = false;
     this._abandoned.clear();  // the server dropped that socket's subscriptions with it
@@ -313,12 +340,44 @@ export class Client {
     this._scheduleRetry(code, reason);
   }
 
-  _drop() {
+  _drop(reason = "dropped by the client") {
     const ws = this._ws;
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = null;
     try { ws.close(4000, "client reconnect"); } catch { /* already closing */ }
-    this._closed(1006, "dropped by the client");
+    this._closed(1006, reason);
+  }
+
+  /** (Re)start the dead-link timer: `ms` of silence from now (default: the current
+   * bound) drops the socket and reconnects. @param {number} [ms] */
+  _watch(ms) {
+    if (ms !== undefined) this._silence = ms;
+    if (this._watchdog !== null) clearTimeout(this._watchdog);
+    this._watchdog = this._silence > 0 ? setTimeout(() => {
+      this._watchdog = null;
+      this._drop("no heartbeat");
+    }, this._silence) : null;
+  }
+
+  _unwatch() {
+    if (this._watchdog !== null) clearTimeout(this._watchdog);
+    this._watchdog = null;
+    this._silence = 0;
+    this._heartbeatId = 0;
+  }
+
+  /** The server's answer to this socket's heartbeat request: watch for silence longer
+   * than its interval + margin (or the `heartbeat` option); an older server's error
+   * (or interval 0) means no pings will come. @param {any} msg */
+  _heartbeatAnswer(msg) {
+    this._heartbeatId = 0;
+    const interval = msg.type === "ack" ? msg.interval : 0;
+    if (typeof interval !== "number" || !(interval > 0)) {
+      this._unwatch();
+      return;
+    }
+    const ms = interval * 1000;
+    this._watch(this._heartbeat ?? ms + Math.min(ms, HEARTBEAT_MARGIN));
   }
 
   /** @param {number} [code] @param {string} [reason] */
@@ -349,6 +408,7 @@ export class Client {
     const ws = this._ws;
     this._ws = null;
     this._open = false;
+    this._unwatch();
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = null;
       try { ws.close(1000); } catch { /* already closing */ }
@@ -484,6 +544,12 @@ export class Client {
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
     if (msg === null || typeof msg !== "object") return;
+    if (this._silence > 0) this._watch();  // any frame, a "ping" included, is a sign of life
+    if (this._heartbeatId !== 0 && msg.id === this._heartbeatId
+        && (msg.type === "ack" || msg.type === "error")) {
+      this._heartbeatAnswer(msg);
+      return;
+    }
     const sub = typeof msg.topic === "string" ? this._subs.get(msg.topic) : undefined;
     switch (msg.type) {
       case "message":
