@@ -87,6 +87,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "http_rate_burst": ("PUBSOCKET_HTTP_RATE_BURST",),
     "auth_failure_limit": ("PUBSOCKET_AUTH_FAILURE_LIMIT",),
     "auth_failure_burst": ("PUBSOCKET_AUTH_FAILURE_BURST",),
+    # Server API (issue 18, ops): commands per batch / channels per broadcast; channels
+    # per `channels` reply.
+    "server_api_batch_max": ("PUBSOCKET_SERVER_API_BATCH_MAX",),
+    "server_api_channels_max": ("PUBSOCKET_SERVER_API_CHANNELS_MAX",),
     "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
 }
 
@@ -207,6 +211,11 @@ class Settings:
     auth_failure_limit: float = 5.0
     auth_failure_burst: int = 20
     metrics_public: bool = False
+    # Server API (issue 18, docs/centrifuge.md "Server API"): at most this many commands
+    # in one batch (and channels in one broadcast), each charged to the HTTP rate limit;
+    # at most this many channels in a `channels` reply (the busiest first).
+    server_api_batch_max: int = 100
+    server_api_channels_max: int = 10_000
 
     @classmethod
     def from_env(

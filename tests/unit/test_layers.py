@@ -22,6 +22,7 @@ RANK = {
     "codecs": 4,
     "hub": 5,
     "outbox": 5.5,  # the relay runs inside `serve` (web) on the hub's broker and rules
+    "ops": 5.7,  # the operations layer: every front door (web) calls it; it calls the hub
     "web": 6,
     "server": 7,
     "client": 8, "asgi": 8, "publisher": 8,
