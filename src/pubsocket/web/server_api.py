@@ -59,6 +59,7 @@ class ServerApi:
     def __init__(self, app: App, ops: Operations) -> None:
         self.app = app
         self.ops = ops
+        self._principal = Principal.from_claims({"sub": API_KEY_SUB}, is_api_key=True)
 
     async def handle(self, request: Request, response: ResponseFactory, method: str
                      ) -> Response:
@@ -115,7 +116,7 @@ class ServerApi:
         if given is None or not key or not hmac.compare_digest(given.encode(), key.encode()):
             limits.auth_failed(request)
             raise Unauthorized("a valid API key is required")
-        request.principal = Principal.from_claims({"sub": API_KEY_SUB}, is_api_key=True)
+        request.principal = self._principal  # immutable: one for every request
         limits.charge(request)
 
 
