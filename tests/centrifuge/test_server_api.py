@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -219,10 +220,11 @@ async def test_batch_over_its_cap_is_refused_before_any_command_runs(serve: Any)
     assert top.offset == 0  # nothing was published
 
 
-async def test_both_dialects_share_api_publish(serve: Any) -> None:
+async def test_both_dialects_share_api_publish(serve_any: Any) -> None:
     """Ours: Bearer + {topic, data} -> {ok, offset, epoch}; Centrifugo's: X-API-Key +
-    {channel, data} -> {result: {offset, epoch}}; one topic, one offset sequence."""
-    srv = await serve(cf_app())
+    {channel, data} -> {result: {offset, epoch}}; one topic, one offset sequence (on the
+    native server and under uvicorn)."""
+    srv = await serve_any(cf_app())
     ours = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     status, _, reply = await ahttp("POST", srv.http + "/api/publish",
                                    b'{"topic": "chat:d", "data": 1}', ours)
@@ -234,3 +236,37 @@ async def test_both_dialects_share_api_publish(serve: Any) -> None:
                                    b'{"topic": "chat:d", "data": 1}',
                                    {"Content-Type": "application/json"})
     assert status == 401
+    # ours takes an idempotency key too: a retry answers the first offset
+    keyed = b'{"topic": "chat:d", "data": 3, "idempotency_key": "once"}'
+    answers = [json.loads((await ahttp("POST", srv.http + "/api/publish", keyed, ours))[2])
+               for _ in range(2)]
+    assert answers[0] == answers[1] and answers[0]["offset"] == 3
+    _, _, reply = await ahttp("POST", srv.http + "/api/history", b'{"channel": "chat:d"}',
+                              {"X-API-Key": API_KEY})
+    assert json.loads(reply)["result"]["offset"] == 3
+
+
+async def test_user_commands_reach_every_node_through_redis(serve: Any,
+                                                            redis_url: str) -> None:
+    """Two nodes on one Redis: the API call goes to node A, the user is connected to
+    node B, and B's connection is subscribed, sees the publication, is unsubscribed and
+    disconnected; presence is shared; each node lists its own channels."""
+    url = redis_url + f"?prefix=api-{uuid.uuid4().hex[:8]}:"
+    node_a, node_b = await serve(cf_app(broker=url)), await serve(cf_app(broker=url))
+    async with observer(node_b.ws + PATH, user="bob") as (_, events), AsyncClient(
+            node_a.http + "/api", API_KEY, timeout=5) as api:
+        await api.subscribe(SubscribeRequest(user="bob", channel="room:x"))
+        assert (await events.next("subscribed")).channel == "room:x"
+        result = await api.publish(PublishRequest(channel="room:x", data={"to": "bob"}))
+        pub = await events.next("publication")
+        assert (pub.pub.data, pub.pub.offset) == ({"to": "bob"}, result.offset)
+        stats = await api.presence_stats(PresenceStatsRequest(channel="room:x"))
+        assert (stats.num_clients, stats.num_users) == (1, 1)
+        assert (await api.channels(ChannelsRequest())).channels == {}  # B's, not A's
+        async with AsyncClient(node_b.http + "/api", API_KEY, timeout=5) as api_b:
+            on_b = await api_b.channels(ChannelsRequest())
+        assert {k: v.num_clients for k, v in on_b.channels.items()} == {"room:x": 1}
+        await api.unsubscribe(UnsubscribeRequest(user="bob", channel="room:x"))
+        assert (await events.next("unsubscribed")).channel == "room:x"
+        await api.disconnect(DisconnectRequest(user="bob"))
+        await events.next("disconnected")
