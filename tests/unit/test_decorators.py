@@ -149,7 +149,7 @@ async def test_load_app_registers_every_route_file(project: Path) -> None:
                           ("GET", "/nested")}
     assert {p for _, p in paths(app)} <= {"/hello/{name}", "/echo", "/ws/chat", "/api/publish",
                                           "/api/history", "/api/presence", "/nested",
-                                              "/metrics", "/pubsocket.js"}
+                                          "/metrics", "/pubsocket.js", "/api/{method}"}
     assert app.public_dir == project / "src" / "public"
     r = await call(app, "GET", "/hello/ann")
     assert r.status == 200

@@ -1,8 +1,9 @@
 """`Operations`: publish, history, presence, server-side subscriptions, channels, on
 one hub, for every front door (our HTTP API, Centrifugo's server API).
 
-Each method validates its input, authorizes the principal (None, or the API key: the
-app's backend, which may do anything), bounds its work by the settings, and raises one
+Each method validates its input, authorizes the principal (None is the server itself,
+as for Centrifugo's server API: no check; the API key is still asked of the app's
+`authorize` hook, as on every route), bounds its work by the settings, and raises one
 `OpError` subtype per failure (ops/errors.py maps them to each dialect's codes). Broker
 and presence-store failures become `Unavailable`. No HTTP, socket or JSON-reply shape
 lives here: the front doors shape replies.
@@ -100,7 +101,9 @@ class Operations:
 
     async def authorize(self, principal: Principal | None, action: Action, topic: str
                         ) -> None:
-        if principal is None or principal.is_api_key:
+        """`PermissionDenied` unless the token's ``topics`` claim and the app's hook allow
+        it (the hook is asked for the API key too); None is the server: no check."""
+        if principal is None:
             return
         if not await self.hub.authorizer.allowed(principal, action, topic):
             raise PermissionDenied()
