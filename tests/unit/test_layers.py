@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "pubsocket"
 # Lower numbers are lower layers; a module may import its own layer's package or lower.
 RANK = {
     "errors": 0, "framing": 0,
+    "centrifugo_config": 0.5,  # a Centrifugo file's JSON -> Settings fields (pure)
     "config": 1,
     "log": 2, "brokers": 2, "auth": 2, "presence": 2,
     "protocol": 3,

@@ -7,8 +7,9 @@ and answers HTTP 200 with ``{"result": {...}}`` or ``{"error": {"code", "message
 ``{"replies": [{"<method>": result} | {"error": ...}, ...]}``.
 
 Auth: the ``X-API-Key`` header, or ``Authorization: apikey <key>``, compared with the
-API key (`Settings.api_key`, ``API_KEY``) by `hmac.compare_digest`; a Bearer API key,
-verified by the app like on every route, is accepted too. A missing or wrong key is
+server API key (`Settings.server_api_key`, a Centrifugo file's ``http_api.key``), else
+the API key (``API_KEY``), by `hmac.compare_digest`; a Bearer API key, verified by the
+app like on every route, is accepted too. A missing or wrong key is
 HTTP 401 (charged to the peer's failed-authentication budget). Every request is charged
 one token of the API key's HTTP rate limit, and each further command of a batch one
 more, before any work. Bodies are bounded by `max_body_size`, batches by
@@ -112,7 +113,8 @@ class ServerApi:
         limits = self.app.limits
         limits.before_auth(request)
         given = _given_key(request)
-        key = self.app.settings.api_key
+        settings = self.app.settings
+        key = settings.server_api_key or settings.api_key
         if given is None or not key or not hmac.compare_digest(given.encode(), key.encode()):
             limits.auth_failed(request)
             raise Unauthorized("a valid API key is required")
