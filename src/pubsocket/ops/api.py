@@ -192,27 +192,30 @@ class Operations:
         if require_history and not hub.history_policy(topic).enabled:
             raise NotAvailable("history is not kept for this topic")
         limit = hub.reply_limit(min(query.limit, MAX_HISTORY_LIMIT))
-        since = query.since
         try:
-            if limit == 0:
-                return await hub.history(topic, None, 0)
-            if since is None and not (query.reverse or query.newest):
-                return await hub.history(topic, 0, limit)
-            if since is None or query.reverse:
-                top = since.offset if since is not None else (
-                    await hub.history(topic, None, 0)).position.offset + 1
-                start = max(0, top - 1 - limit)
-                page = await hub.history(topic, start, limit)
-                pubs = [p for p in page.publications if p.offset < top]
-                if since is not None and page.position.epoch != since.epoch:
-                    raise UnrecoverablePosition()
-                return HistoryPage(pubs[::-1] if query.reverse else pubs, page.position)
-            page = await hub.history(topic, since.offset, limit)
+            page = await self._read(topic, limit, query)
         except BrokerError:
             raise Unavailable() from None
-        if not continues(since.offset, since.epoch, page):
+        since = query.since
+        if since is not None and (page.position.epoch != since.epoch if query.reverse
+                                  else not continues(since.offset, since.epoch, page)):
             raise UnrecoverablePosition()
         return page
+
+    async def _read(self, topic: str, limit: int, query: HistoryQuery) -> HistoryPage:
+        """The page `query` asks for (`limit` already capped), before the position check:
+        the position only (limit 0); forward from `since` or from the oldest; or the
+        newest `limit` before `since` (or the top), reversed when asked."""
+        hub, since = self.hub, query.since
+        if limit == 0:
+            return await hub.history(topic, None, 0)
+        if not query.reverse and (since is not None or not query.newest):
+            return await hub.history(topic, 0 if since is None else since.offset, limit)
+        top = since.offset if since is not None else (
+            await hub.history(topic, None, 0)).position.offset + 1
+        page = await hub.history(topic, max(0, top - 1 - limit), limit)
+        pubs = [p for p in page.publications if p.offset < top]
+        return HistoryPage(pubs[::-1] if query.reverse else pubs, page.position)
 
     async def history_remove(self, topic: object) -> None:
         """Drop what `topic` keeps; its position (epoch, top offset) stays."""

@@ -8,8 +8,8 @@ and answers HTTP 200 with ``{"result": {...}}`` or ``{"error": {"code", "message
 
 Auth: the ``X-API-Key`` header, or ``Authorization: apikey <key>``, compared with the
 server API key (`Settings.server_api_key`, a Centrifugo file's ``http_api.key``), else
-the API key (``API_KEY``), by `hmac.compare_digest`; a Bearer API key, verified by the
-app like on every route, is accepted too. A missing or wrong key is
+the API key (``API_KEY``), by `hmac.compare_digest`; without a server API key, a Bearer
+API key, verified by the app like on every route, is accepted too. A missing or wrong key is
 HTTP 401 (charged to the peer's failed-authentication budget). Every request is charged
 one token of the API key's HTTP rate limit, and each further command of a batch one
 more, before any work. Bodies are bounded by `max_body_size`, batches by
@@ -108,12 +108,12 @@ class ServerApi:
         return {"replies": replies}
 
     def _authenticate(self, request: Request) -> None:
-        if request.principal.is_api_key:  # a Bearer API key, verified at dispatch
-            return
+        settings = self.app.settings
+        if request.principal.is_api_key and not settings.server_api_key:
+            return  # a Bearer API key, verified (and charged) at dispatch
         limits = self.app.limits
         limits.before_auth(request)
         given = _given_key(request)
-        settings = self.app.settings
         key = settings.server_api_key or settings.api_key
         if given is None or not key or not hmac.compare_digest(given.encode(), key.encode()):
             limits.auth_failed(request)
