@@ -270,3 +270,20 @@ async def test_user_commands_reach_every_node_through_redis(serve: Any,
         assert (await events.next("unsubscribed")).channel == "room:x"
         await api.disconnect(DisconnectRequest(user="bob"))
         await events.next("disconnected")
+
+
+async def test_server_side_subscribe_respects_max_subscriptions(serve: Any) -> None:
+    srv = await serve(cf_app(max_subscriptions=1))
+    async with observer(srv.ws + PATH) as (client, events), AsyncClient(
+            srv.http + "/api", API_KEY, timeout=5) as api:
+        own = Events()
+        await client.new_subscription("chat:own", events=sub_events(own)).subscribe()
+        await own.next("subscribed")
+        await api.subscribe(SubscribeRequest(user="alice", channel="room:over"))
+        await api.subscribe(SubscribeRequest(user="alice", channel="chat:own"))  # has it
+        await api.publish(PublishRequest(channel="room:over", data="no"))
+        await api.publish(PublishRequest(channel="chat:own", data="yes"))
+        assert (await own.next("publication")).pub.data == "yes"
+        seen = [name for name, _ in events.seen]
+        assert "subscribed" not in seen and "publication" not in seen
+        assert "disconnected" not in seen and client.state.value == "connected"

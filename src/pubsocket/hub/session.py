@@ -35,7 +35,7 @@ from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..log import refusals
 from ..presence.base import ClientInfo
-from ..protocol import CmdId, Publish, Subscribe, valid_topic
+from ..protocol import CmdId, Publish
 from . import connect, handlers, replies
 from .connect import Endpoint
 from .core import Hub, publisher_of
@@ -214,13 +214,11 @@ class Session:
         return self.principal.client_id
 
     def adopt(self, topic: str) -> None:
-        """A server-side subscribe (`Hub.subscribe_user`): subscribe to `topic` unless
-        already subscribed, within `max_subscriptions`; the client hears its codec's
-        server-side subscribe reply."""
-        if (self._closed or topic in self.topics or not valid_topic(topic)
-                or (self.endpoint is not None and self.stage != connect.CONNECTED)):
+        """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
+        session is connected."""
+        if self.endpoint is not None and self.stage != connect.CONNECTED:
             return
-        pending = handlers.subscribe(self, Subscribe(topic, server=True))
+        pending = handlers.adopt(self, topic)
         if pending is not None:  # beside the command queue, which it must not reorder
             task = asyncio.ensure_future(pending)
             adopting = self._adopting = self._adopting or set()
