@@ -195,8 +195,11 @@ async def test_errors_have_centrifugos_codes(serve: Any) -> None:
         with pytest.raises(CentUnauthorizedError):
             await wrong.info(InfoRequest())
     headers = {"X-API-Key": API_KEY}
-    status, _, reply = await ahttp("POST", srv.http + "/api/no_such_method", b"{}", headers)
+    status, _, reply = await ahttp("POST", srv.http + "/api/block_user",
+                                   b'{"user": "x"}', headers)  # Centrifugo PRO's
     assert (status, json.loads(reply)["error"]["code"]) == (200, 104)
+    status, _, _ = await ahttp("POST", srv.http + "/api/no_such_method", b"{}", headers)
+    assert status == 404  # not a Centrifugo method: the app's path space
     status, _, reply = await ahttp("POST", srv.http + "/api/publish", b"[1]", headers)
     assert json.loads(reply)["error"]["code"] == 107
     auth = {"Authorization": f"apikey {API_KEY}"}  # Centrifugo's other header
@@ -287,3 +290,30 @@ async def test_server_side_subscribe_respects_max_subscriptions(serve: Any) -> N
         seen = [name for name, _ in events.seen]
         assert "subscribed" not in seen and "publication" not in seen
         assert "disconnected" not in seen and client.state.value == "connected"
+
+
+async def test_an_apps_own_api_routes_keep_working_beside_it(serve: Any) -> None:
+    """The server API mounts one static route per method, so an app's own
+    ``POST /api/{name}`` (registered before or after) neither clashes nor is shadowed
+    for other names."""
+    from pubsocket import App, pubsub
+    from tests.conftest import make_settings
+
+    for before in (True, False):
+        app = App(make_settings())
+
+        async def mine(request: Any, response: Any) -> Any:
+            return response({"mine": request.path_params["name"]})
+
+        if before:
+            app.post("/api/{name}")(mine)
+        pubsub(PATH, app=app, protocol="centrifuge", secured=True)
+        if not before:
+            app.post("/api/{name}")(mine)
+        srv = await serve(app)
+        bearer = {"Authorization": f"Bearer {API_KEY}"}
+        status, _, reply = await ahttp("POST", srv.http + "/api/orders", b"{}", bearer)
+        assert (status, json.loads(reply)) == (200, {"mine": "orders"})
+        _, _, reply = await ahttp("POST", srv.http + "/api/info", b"{}",
+                                  {"X-API-Key": API_KEY})
+        assert ("result" in json.loads(reply)) is not before  # the app's came first

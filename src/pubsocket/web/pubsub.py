@@ -28,7 +28,7 @@ from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
 from .routing import AUTH_ATTR, Handler, mark_auth
-from .server_api import SERVER_API_PATH, ServerApi, is_server_api
+from .server_api import ROUTED, SERVER_API_PREFIX, ServerApi, is_server_api
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
@@ -123,8 +123,10 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     server = ServerApi(target, ops)
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target, ops, server))
-    if server_api and target.router.match("POST", "/api/info") is None:
-        target.post(SERVER_API_PATH)(_server_api_handler(server))
+    for method in ROUTED if server_api else ():
+        path = SERVER_API_PREFIX + method
+        if method != "publish" and target.router.match("POST", path) is None:
+            target.post(path)(_server_api_handler(server, method))
     if history_path and target.router.match("GET", history_path) is None:
         target.get(history_path)(mark_auth(_history_handler(target, ops), "token"))
     if presence_path and target.router.match("GET", presence_path) is None:
@@ -161,10 +163,10 @@ def _publish_handler(app: App, ops: Operations, server: ServerApi) -> Handler:
     return mark_auth(publish, "noauth")  # both dialects authenticate in the handler
 
 
-def _server_api_handler(server: ServerApi) -> Handler:
+def _server_api_handler(server: ServerApi, method: str) -> Handler:
     async def server_api(request: Request, response: ResponseFactory) -> Response:
         """``POST /api/<method>``: Centrifugo's server API (web/server_api.py)."""
-        return await server.handle(request, response, request.path_params["method"])
+        return await server.handle(request, response, method)
 
     return mark_auth(server_api, "noauth")  # the API key is checked in the handler
 

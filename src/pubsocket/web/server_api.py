@@ -39,7 +39,8 @@ from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
 
-SERVER_API_PATH = "/api/{method}"
+SERVER_API_PREFIX = "/api/"  # one static route per method: an app's own /api/{x} routes
+# keep working beside them (the first match wins, static routes first)
 Body = dict[str, Any]
 Method = Callable[[Operations, Body], Awaitable[Body]]
 _JSON = "application/json"
@@ -289,3 +290,12 @@ METHODS: dict[str, Method] = {
     "presence": _presence, "presence_stats": _presence_stats, "history": _history,
     "history_remove": _history_remove, "channels": _channels, "info": _info,
 }
+# Centrifugo methods pubsocket does not serve (PRO, user status, devices, push): known
+# names, answered with error 104 rather than HTTP 404.
+UNSERVED = ("connections", "update_user_status", "get_user_status", "delete_user_status",
+            "block_user", "unblock_user", "revoke_token", "invalidate_user_tokens",
+            "device_register", "device_update", "device_remove", "device_list",
+            "device_topic_list", "user_topic_list", "device_topic_update",
+            "user_topic_update", "send_push_notification", "update_push_status",
+            "cancel_push")
+ROUTED = (*METHODS, "batch", *UNSERVED)  # every method with a route of its own
