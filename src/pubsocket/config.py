@@ -8,6 +8,8 @@ names (`API_KEY`, `SECRET`, `TINA4_DEBUG_LEVEL`) are accepted here as aliases of
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .centrifugo_config import ChannelOptions, settings_from
 from .errors import ConfigError
 
 MiB = 1024 * 1024
@@ -89,6 +92,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "http_rate_burst": ("PUBSOCKET_HTTP_RATE_BURST",),
     "auth_failure_limit": ("PUBSOCKET_AUTH_FAILURE_LIMIT",),
     "auth_failure_burst": ("PUBSOCKET_AUTH_FAILURE_BURST",),
+    # Server API (issue 18, ops): commands per batch / channels per broadcast; channels
+    # per `channels` reply.
+    "server_api_batch_max": ("PUBSOCKET_SERVER_API_BATCH_MAX",),
+    "server_api_channels_max": ("PUBSOCKET_SERVER_API_CHANNELS_MAX",),
+    "server_api_key": ("PUBSOCKET_SERVER_API_KEY",),
+    "centrifugo_config": ("PUBSOCKET_CENTRIFUGO_CONFIG",),
     "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
 }
 
@@ -213,6 +222,18 @@ class Settings:
     auth_failure_limit: float = 5.0
     auth_failure_burst: int = 20
     metrics_public: bool = False
+    # Server API (issue 18, docs/centrifuge.md "Server API"): at most this many commands
+    # in one batch (and channels in one broadcast), each charged to the HTTP rate limit;
+    # at most this many channels in a `channels` reply (the busiest first).
+    server_api_batch_max: int = 100
+    server_api_channels_max: int = 10_000
+    # The server API's own key (a Centrifugo file's http_api.key); unset: the API key.
+    server_api_key: str | None = None
+    # A Centrifugo JSON config file (centrifugo_config.py maps it onto these settings;
+    # the environment wins over it); `channel_options` are its namespaces (the first:
+    # without_namespace), enforced by auth.namespaces.NamespacePolicy. Empty: no file.
+    centrifugo_config: str | None = None
+    channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(
@@ -244,6 +265,10 @@ class Settings:
                 if var in values and values[var] != "":
                     kwargs[name] = _parse(name, var, values[var], str(types[name]))
                     break
+        config_file = kwargs.get("centrifugo_config", overrides.get("centrifugo_config"))
+        if config_file:  # the file's values, under the environment's
+            for name, value in _centrifugo_file(str(config_file)).items():
+                kwargs.setdefault(name, value)
         kwargs.update(overrides)
         return cls(**kwargs)  # type: ignore[arg-type]
 
@@ -288,6 +313,25 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
     if name == "port" and isinstance(value, int) and value > 65535:
         raise ConfigError(f"{var} must be at most 65535")
     return value
+
+
+def _centrifugo_file(path: str) -> dict[str, object]:
+    """The settings a Centrifugo config file sets; its ignored keys are logged by name."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"PUBSOCKET_CENTRIFUGO_CONFIG: cannot read {path}: "
+                          f"{exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"PUBSOCKET_CENTRIFUGO_CONFIG: {path} is not JSON ({exc})") from None
+    try:
+        values, ignored = settings_from(data)
+    except ConfigError as exc:
+        raise ConfigError(f"PUBSOCKET_CENTRIFUGO_CONFIG ({path}): {exc}") from None
+    if ignored:
+        logging.getLogger("pubsocket.config").warning(
+            "%s: not supported, ignored: %s", path, ", ".join(ignored))
+    return values
 
 
 def _history_rules(var: str, raw: str) -> tuple[tuple[str, int, float], ...]:

@@ -32,6 +32,7 @@ class Subscribe:
     since: Position | None = None
     token: str | None = field(default=None, repr=False)  # a subscription token (Centrifuge)
     expires_at: float | None = None  # the verified subscription token's exp (set by the hub)
+    server: bool = False  # made by the server (`Hub.subscribe_user`), not a client command
 
 
 @dataclass(frozen=True, slots=True)

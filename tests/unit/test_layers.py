@@ -16,12 +16,14 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "pubsocket"
 # Lower numbers are lower layers; a module may import its own layer's package or lower.
 RANK = {
     "errors": 0, "framing": 0,
+    "centrifugo_config": 0.5,  # a Centrifugo file's JSON -> Settings fields (pure)
     "config": 1,
     "log": 2, "brokers": 2, "auth": 2, "presence": 2,
     "protocol": 3,
     "codecs": 4,
     "hub": 5,
     "outbox": 5.5,  # the relay runs inside `serve` (web) on the hub's broker and rules
+    "ops": 5.7,  # the operations layer: every front door (web) calls it; it calls the hub
     "web": 6,
     "server": 7,
     "client": 8, "asgi": 8, "publisher": 8,

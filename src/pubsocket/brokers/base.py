@@ -169,6 +169,13 @@ class Broker(ABC):
         and (when `max_bytes` > 0) about `max_bytes` bytes, and the topic's current
         position (see the module contract)."""
 
+    async def remove_history(self, topic: str) -> None:
+        """Drop the publications `topic` keeps; its position (top offset and epoch)
+        stays, so the next publish continues the offsets and a client's position stays
+        valid (Centrifugo's ``history_remove``). Raises `BrokerUnavailable`; the
+        default raises `NotImplementedError` (a broker that cannot do it)."""
+        raise NotImplementedError
+
     # Optional inline fast paths (see the module docstring); defaults do no work.
     def subscribe_nowait(self, topic: str) -> bool:
         """Subscribe without waiting, if this broker can; True when done."""

@@ -194,6 +194,11 @@ class MemoryBroker(Broker):
                       max_bytes: int = 0) -> HistoryPage:
         return self.history_nowait(topic, since, limit, max_bytes)
 
+    async def remove_history(self, topic: str) -> None:
+        rec = self._records.get(topic)
+        if rec is not None and rec.ring:
+            self._clear(rec)
+
     def subscribe_nowait(self, topic: str) -> bool:
         self._topics.add(topic)
         return True

@@ -70,6 +70,7 @@ from .redis_pipeline import PublishPipeline
 from .redis_scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
+    REMOVE_HISTORY_LUA,
     candidate_epoch,
     history_from_reply,
     milliseconds,
@@ -131,6 +132,7 @@ class RedisBroker(Broker):
         self._redis = Redis(connection_pool=pool)
         self._publish_script = self._redis.register_script(PUBLISH_LUA)
         self._history_script = self._redis.register_script(HISTORY_LUA)
+        self._remove_script = self._redis.register_script(REMOVE_HISTORY_LUA)
         self._meta_ttl_ms = milliseconds(meta_ttl)
         self._topic_max_bytes = topic_max_bytes
         self._pipeline = PublishPipeline(
@@ -289,6 +291,19 @@ class RedisBroker(Broker):
             return history_from_reply(reply)
         except (ValueError, TypeError, AttributeError) as exc:
             raise BrokerError("unexpected history reply") from exc
+
+    async def remove_history(self, topic: str) -> None:
+        """Delete the topic's stream; its meta hash (epoch, top offset) stays."""
+        if not self.healthy or self._task is None:
+            raise BrokerUnavailable("broker is not connected")
+        meta, stream = topic_keys(self.prefix, topic)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._remove_script(keys=[meta, stream])
+        except _LINK_ERRORS as exc:
+            raise BrokerUnavailable("broker history removal failed") from exc
+        except RedisError as exc:
+            raise BrokerError("broker rejected the history removal") from exc
 
     # -- the reader -----------------------------------------------------------------
     async def _run(self) -> None:

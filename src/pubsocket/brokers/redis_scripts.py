@@ -203,6 +203,16 @@ def parse_publisher(data: bytes) -> Publisher:
     return Publisher(client, user, bytes(memoryview(info)))  # exact size: it is kept
 
 
+# KEYS: meta, stream. Drops the kept publications, keeps the position (epoch, top
+# offset); the byte counter's floor `t` moves up to `c`: nothing counted is kept now.
+REMOVE_HISTORY_LUA = """
+redis.call('DEL', KEYS[2])
+local c = redis.call('HGET', KEYS[1], 'c')
+if c then redis.call('HSET', KEYS[1], 't', c) end
+return 1
+"""
+
+
 def topic_keys(prefix: str, topic: str) -> tuple[str, str]:
     """(meta hash, stream) of `topic`: one hash tag, so one slot."""
     base = f"{prefix}{{{topic}}}"

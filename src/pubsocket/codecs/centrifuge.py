@@ -172,7 +172,7 @@ class CentrifugeCodec(Codec):
         return b'{"push":{"channel":' + orjson.dumps(topic) + b',"pub":' + _pub(pub) + b"}}"
 
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
-        if cmd.id is None:
+        if cmd.id is None and not cmd.server:
             return None
         position = result.position
         fields: dict[str, Any] = {}
@@ -182,6 +182,8 @@ class CentrifugeCodec(Codec):
         if cmd.since is not None:
             fields.update(was_recovering=True, recovered=result.recovered)
         fields.update(ttl_of(cmd.expires_at))
+        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
+            return _push(cmd.topic, "subscribe", fields)
         head = orjson.dumps({"id": cmd.id, "subscribe": fields})
         if not result.replay:
             return head

@@ -37,6 +37,11 @@ class Controlled(Protocol):
 
     def drop(self, topic: str, reason: str) -> None: ...
 
+    def adopt(self, topic: str) -> None: ...
+
+    @property
+    def client_id(self) -> str: ...
+
 
 class Registry:
     """Local sessions by user (only sessions whose principal has a user)."""
@@ -64,11 +69,21 @@ class Registry:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignored a malformed control message")
             return
+        client = command.get("client")  # only that connection of the user, when given
         for session in list(self._users.get(user, ())):
+            if client and session.client_id != client:
+                continue
             if op == "disconnect":
                 session.kick(int(command.get("code", 4003)), str(command.get("reason", "")))
             elif op == "unsubscribe":
                 session.drop(str(command.get("topic", "")), "unsubscribed by the server")
+            elif op == "subscribe":
+                session.adopt(str(command.get("topic", "")))
+
+    @property
+    def users(self) -> int:
+        """Distinct users with a session on this node."""
+        return len(self._users)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._users.values())
@@ -87,17 +102,30 @@ class Control:
     def broker(self) -> Broker:
         raise NotImplementedError
 
-    async def disconnect_user(self, user: str, reason: str = "disconnected by the server"
-                              ) -> None:
-        """Close every connection of `user` on every node (4003), e.g. on logout or ban.
-        Raises `BrokerUnavailable` when the command could not be sent."""
+    async def disconnect_user(self, user: str, reason: str = "disconnected by the server",
+                              *, client: str | None = None,
+                              code: int = CloseCode.DISCONNECTED) -> None:
+        """Close every connection of `user` (only `client`, when given) on every node
+        (`code`, default 4003), e.g. on logout or ban. Raises `BrokerUnavailable` when
+        the command could not be sent."""
         await self.publish_internal(CONTROL_TOPIC, encode(
-            "disconnect", user, code=int(CloseCode.DISCONNECTED), reason=reason))
+            "disconnect", user, code=int(code), reason=reason, client=client))
 
-    async def unsubscribe_user(self, user: str, topic: str) -> None:
+    async def unsubscribe_user(self, user: str, topic: str, *, client: str | None = None
+                               ) -> None:
         """End `user`'s subscriptions to `topic` on every node; each of its v1 connections
         hears ``{"type": "unsubscribed", ...}``."""
-        await self.publish_internal(CONTROL_TOPIC, encode("unsubscribe", user, topic=topic))
+        await self.publish_internal(CONTROL_TOPIC, encode("unsubscribe", user, topic=topic,
+                                                          client=client))
+
+    async def subscribe_user(self, user: str, topic: str, *, client: str | None = None
+                             ) -> None:
+        """Subscribe `user`'s live connections (only `client`, when given) to `topic` on
+        every node, without permission checks (the server decided): each hears the
+        subscribe reply its protocol has for it (a Centrifuge ``subscribe`` push).
+        Connections opened later are not subscribed."""
+        await self.publish_internal(CONTROL_TOPIC, encode("subscribe", user, topic=topic,
+                                                          client=client))
 
     async def publish_internal(self, channel: str, payload: bytes) -> None:
         """Send on a ``$`` channel (control, presence events): no history, no checks."""

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from ..auth import Action, Authorizer, Principal
+from ..auth.namespaces import NamespacePolicy
 from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication, Publisher
 from ..codecs import PLAIN
@@ -94,7 +95,10 @@ class Hub(Delivery, Control):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
-        self.authorizer = Authorizer()  # pubsub(authorize=...) sets the app's hook
+        # pubsub(authorize=...) sets the app's hook; a Centrifugo config file's namespaces
+        # are the default one (auth/namespaces.py).
+        self.authorizer = Authorizer(NamespacePolicy(self.settings.channel_options)
+                                     if self.settings.channel_options else None)
         self.registry = Registry()  # local sessions by user, for server-side control
         self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub

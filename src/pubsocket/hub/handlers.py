@@ -27,6 +27,7 @@ from ..protocol import (
     Subscribe,
     SubscribeResult,
     Unsubscribe,
+    valid_topic,
 )
 from . import replies
 
@@ -172,6 +173,17 @@ def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> No
     if not codec.replay_in_reply:
         for pub in result.replay:
             session.reply(codec.publication(cmd.topic, pub))
+
+
+def adopt(session: Session, topic: str) -> Awaitable[None] | None:
+    """Subscribe `session` to `topic` on the server's word (no permission check) unless
+    it is subscribed already or at `max_subscriptions`; the client hears its codec's
+    server-side subscribe reply."""
+    cap = session.settings.max_subscriptions
+    if (session.closed or topic in session.topics or not valid_topic(topic)
+            or (cap and len(session.topics) >= cap)):  # at the cap: nothing to tell
+        return None
+    return subscribe(session, Subscribe(topic, server=True))
 
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:

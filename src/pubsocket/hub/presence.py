@@ -49,7 +49,10 @@ class PresenceHooks:
         if found is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            found = self._cache[topic] = any(fnmatchcase(topic, p) for p in self.patterns)
+            # "!pattern" excludes (a Centrifugo file's namespaces without presence)
+            found = self._cache[topic] = any(
+                fnmatchcase(topic, p) for p in self.patterns if p[:1] != "!") and not any(
+                fnmatchcase(topic, p[1:]) for p in self.patterns if p[:1] == "!")
         return found
 
     def events_for(self, topic: str) -> bool:

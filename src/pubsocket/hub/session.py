@@ -100,7 +100,8 @@ _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_bucket", "_closed", "_inflight", "_paused", "_publisher", "_task", "_waiting",
+    __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publisher",
+                 "_task", "_waiting",
                  "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub",
                  "peer", "principal", "publish_bytes", "reply_budget", "settings", "stage",
                  "sub_clocks", "topics", "wire")
@@ -148,6 +149,7 @@ class Session:
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
+        self._adopting: set[asyncio.Future[None]] | None = None  # server-side subscribes
         # History reply bytes per second (`hub.replies`); made by the first history reply.
         self.reply_budget: replies.ByteBudget | None = None
         can_refresh = codec.refreshable and authenticator is not None
@@ -206,6 +208,22 @@ class Session:
             return
         handlers.leave(self, topic)
         self.reply(self.codec.unsubscribed(topic, reason))
+
+    @property
+    def client_id(self) -> str:
+        return self.principal.client_id
+
+    def adopt(self, topic: str) -> None:
+        """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
+        session is connected."""
+        if self.endpoint is not None and self.stage != connect.CONNECTED:
+            return
+        pending = handlers.adopt(self, topic)
+        if pending is not None:  # beside the command queue, which it must not reorder
+            task = asyncio.ensure_future(pending)
+            adopting = self._adopting = self._adopting or set()
+            adopting.add(task)
+            task.add_done_callback(adopting.discard)
 
     # -- push mode (the transport calls these) ----------------------------------------
     def on_message(self, message: str | bytes) -> None:

@@ -8,17 +8,18 @@ from typing import Any, Literal
 
 import orjson
 
-from ..auth import Action, AuthorizeHook, Authorizer
-from ..brokers.base import HistoryPolicy
+from ..auth import AuthorizeHook, Authorizer
+from ..brokers.base import HistoryPolicy, Position
 from ..codecs import PLAIN, V1
 from ..codecs.centrifuge import CLOSE_CODES
 from ..config import Settings
-from ..errors import BrokerError, Forbidden, HTTPError
+from ..errors import HTTPError
 from ..hub import Session
 from ..hub.connect import Endpoint, RpcHook
-from ..hub.replies import continues
-from ..presence.base import PresenceUnavailable
-from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
+from ..ops import HTTP, HistoryQuery, Operations, OpError
+from ..ops.api import MISSING
+from ..ops.errors import lookup
+from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from .app import App
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
@@ -27,14 +28,13 @@ from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
 from .routing import AUTH_ATTR, Handler, mark_auth
+from .server_api import ROUTED, SERVER_API_PREFIX, ServerApi, is_server_api
 from .websocket import Websocket
 
 PUBLISH_PATH = "/api/publish"
 HISTORY_PATH = "/api/history"
 PRESENCE_PATH = "/api/presence"
 METRICS_PATH = "/metrics"
-_TOPIC_RULE = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
-_BROKER_DOWN = "the message broker is unavailable, retry later"
 log = logging.getLogger("pubsocket.app")
 
 
@@ -46,6 +46,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            history_path: str | None = HISTORY_PATH,
            presence_path: str | None = PRESENCE_PATH,
            metrics_path: str | None = METRICS_PATH,
+           server_api: bool = True,
            client_path: str | None = CLIENT_PATH,
            protocol: Literal["plain", "centrifuge"] = "plain",
            rpc: RpcHook | None = None,
@@ -53,6 +54,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history``, ``GET /metrics`` and ``GET /pubsocket.js``
     (the browser client, docs/clients.md); each ``*_path`` may be None to leave it out.
+    `server_api` mounts Centrifugo's server API at ``POST /api/<method>``
+    (web/server_api.py, docs/centrifuge.md "Server API").
 
     Returns the endpoint handler, so ``secured()(pubsub("/ws/chat"))`` works as well as
     ``secured=True``. Plain clients get ``json(data)`` deliveries; clients that offer
@@ -116,12 +119,18 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if authenticate is not None:
         set_connect_hook(pubsub_endpoint, authenticate)
     target.get(path)(pubsub_endpoint)
+    ops = Operations(hub, lambda: target.open_connections())
+    server = ServerApi(target, ops)
     if publish_path and target.router.match("POST", publish_path) is None:
-        target.post(publish_path)(_publish_handler(target))
+        target.post(publish_path)(_publish_handler(target, ops, server))
+    for method in ROUTED if server_api else ():
+        path = SERVER_API_PREFIX + method
+        if method != "publish" and target.router.match("POST", path) is None:
+            target.post(path)(_server_api_handler(server, method))
     if history_path and target.router.match("GET", history_path) is None:
-        target.get(history_path)(mark_auth(_history_handler(target), "token"))
+        target.get(history_path)(mark_auth(_history_handler(target, ops), "token"))
     if presence_path and target.router.match("GET", presence_path) is None:
-        target.get(presence_path)(mark_auth(_presence_handler(target), "token"))
+        target.get(presence_path)(mark_auth(_presence_handler(target, ops), "token"))
     if metrics_path and target.router.match("GET", metrics_path) is None:
         mount_metrics(target, metrics_path)
     if client_path and target.router.match("GET", client_path) is None:
@@ -129,95 +138,89 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     return pubsub_endpoint
 
 
-def _publish_handler(app: App) -> Handler:
+def _publish_handler(app: App, ops: Operations, server: ServerApi) -> Handler:
     async def publish(request: Request, response: ResponseFactory) -> Response:
         """``POST /api/publish {"topic": T, "data": D}``: 200 ``{"ok", "offset"?,
-        "epoch"?}``, 400 or 503 with a JSON body."""
+        "epoch"?}``, 400 or 503 with a JSON body. A request with ``X-API-Key`` (or
+        ``Authorization: apikey``) is Centrifugo's publish instead (web/server_api.py)."""
+        if is_server_api(request):
+            return await server.handle(request, response, "publish")
+        if not request.principal.authenticated:  # no Bearer token: the usual 401
+            app._authenticate(request)
         body: Any = request.body
         if not isinstance(body, dict):
             raise HTTPError(400, "bad_json", "body must be a JSON object {topic, data}")
-        topic = body.get("topic")
-        if not isinstance(topic, str) or not valid_topic(topic):
-            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
-        if "data" not in body:
-            raise HTTPError(400, "missing_data", "publish needs a data field")
         try:
-            pub = await app.hub.publish(topic, body["data"], principal=request.principal)
-        except Forbidden:
-            raise HTTPError(403, "forbidden", "not allowed on this topic") from None
-        except BrokerError:
-            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
-        except ValueError:
-            raise HTTPError(400, "bad_data", "data is not valid JSON") from None
+            pub = await ops.publish(body.get("topic"), body.get("data", MISSING),
+                                    principal=request.principal,
+                                    idempotency_key=body.get("idempotency_key"))
+        except OpError as exc:
+            raise _http_error(exc) from None
         if pub.offset:
             return response({"ok": True, "offset": pub.offset, "epoch": pub.epoch})
         return response({"ok": True})
 
-    return publish
+    return mark_auth(publish, "noauth")  # both dialects authenticate in the handler
 
 
-def _history_handler(app: App) -> Handler:
+def _server_api_handler(server: ServerApi, method: str) -> Handler:
+    async def server_api(request: Request, response: ResponseFactory) -> Response:
+        """``POST /api/<method>``: Centrifugo's server API (web/server_api.py)."""
+        return await server.handle(request, response, method)
+
+    return mark_auth(server_api, "noauth")  # the API key is checked in the handler
+
+
+def _history_handler(app: App, ops: Operations) -> Handler:
     async def history(request: Request, response: ResponseFactory) -> Response:
         """``GET /api/history?topic=T[&limit=N][&since=OFFSET&epoch=E]``: the kept
         publications (newest `limit` without `since`), oldest first, with the position."""
         params = request.params
-        topic = params.get("topic")
-        if not isinstance(topic, str) or not valid_topic(topic):
-            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
-        await _check(app, request, Action.HISTORY, topic)
-        # The same caps as a socket's history reply (`Hub.history`): at most
-        # `history_reply_limit` publications and `history_reply_bytes` bytes per page.
-        limit = app.hub.reply_limit(
-            _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT))
         since = params.get("since")
+        # The same caps as a socket's history reply: at most `history_reply_limit`
+        # publications and `history_reply_bytes` bytes per page (`Operations.history`).
+        query = HistoryQuery(
+            params.get("topic", ""),
+            _int_param(params.get("limit"), MAX_HISTORY_LIMIT, "limit", MAX_HISTORY_LIMIT),
+            None if since is None else Position(_int_param(since, 0, "since", 2**53),
+                                                str(params.get("epoch", ""))),
+            newest=True)
         try:
-            if since is None:
-                top = await app.hub.history(topic, None, 0)
-                offset = max(0, top.position.offset - limit)
-            else:
-                offset = _int_param(since, 0, "since", 2**53)
-            page = await app.hub.history(topic, offset, limit)
-        except BrokerError:
-            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
-        if since is not None and not continues(offset, str(params.get("epoch", "")), page):
-            raise HTTPError(409, "unrecoverable_position",
-                            "history no longer holds that position; read it without since")
+            page = await ops.history(query, principal=request.principal)
+        except OpError as exc:
+            raise _http_error(exc) from None
         return response({
-            "topic": topic, "offset": page.position.offset, "epoch": page.position.epoch,
-            "publications": [{"offset": p.offset, "data": orjson.loads(p.payload)}
+            "topic": query.topic, "offset": page.position.offset,
+            "epoch": page.position.epoch,
+            "publications": [{"offset": p.offset, "data": orjson.Fragment(p.payload)}
                              for p in page.publications]})
 
     return history
 
 
-def _presence_handler(app: App) -> Handler:
+def _presence_handler(app: App, ops: Operations) -> Handler:
     async def presence(request: Request, response: ResponseFactory) -> Response:
         """``GET /api/presence?topic=T[&stats=1]``: who is subscribed to T (client id ->
         user, info), or only how many connections and distinct users."""
-        topic = request.params.get("topic")
-        if not isinstance(topic, str) or not valid_topic(topic):
-            raise HTTPError(400, "invalid_topic", _TOPIC_RULE)
-        await _check(app, request, Action.PRESENCE, topic)
-        store = app.hub.presence.store
-        if store is None or not app.hub.presence.enabled(topic):
-            raise HTTPError(404, "presence_off", "presence is not enabled for this topic")
+        topic = request.params.get("topic", "")
         try:
             if request.params.get("stats") in ("1", "true"):
-                stats = await store.stats(topic)
+                stats = await ops.presence_stats(topic, principal=request.principal)
                 return response({"topic": topic, "connections": stats.connections,
                                  "users": stats.users})
-            clients = await store.get(topic)
-        except PresenceUnavailable:
-            raise HTTPError(503, "broker_unavailable", _BROKER_DOWN) from None
+            clients = await ops.presence(topic, principal=request.principal)
+        except OpError as exc:
+            raise _http_error(exc) from None
         return response({"topic": topic, "clients": {
             cid: {"user": c.user, "info": c.info} for cid, c in clients.items()}})
 
     return presence
 
 
-async def _check(app: App, request: Request, action: Action, topic: str) -> None:
-    if not await app.hub.authorizer.allowed(request.principal, action, topic):
-        raise HTTPError(403, "forbidden", "not allowed on this topic")
+def _http_error(exc: OpError) -> HTTPError:
+    """Our HTTP API's refusal for `exc` (ops/errors.py `HTTP`)."""
+    status, code = lookup(HTTP, exc)
+    return HTTPError(status, str(code), exc.message)
 
 
 def _int_param(raw: object, default: int, name: str, maximum: int) -> int:

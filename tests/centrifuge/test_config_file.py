@@ -1,0 +1,91 @@
+"""A server configured by a Centrifugo config file (PUBSOCKET_CENTRIFUGO_CONFIG): the
+SDK connects with a token signed by its hmac_secret_key, the namespaces' permissions,
+history and presence apply, and `cent` uses its http_api.key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cent import (
+    AsyncClient,
+    CentUnauthorizedError,
+    HistoryRequest,
+    InfoRequest,
+    PresenceStatsRequest,
+    PublishRequest,
+)
+
+from centrifuge import Client, ReplyError
+from pubsocket import App, Settings, pubsub
+from tests.centrifuge.conftest import PATH, Events, client_events, sub_events
+from tests.conftest import API_KEY
+
+CONFIG = {
+    "client": {"token": {"hmac_secret_key": "file-secret-0123456789abcdef0123"}},
+    "http_api": {"key": "file-api-key"},
+    "channel": {
+        "without_namespace": {"allow_subscribe_for_client": True},
+        "namespaces": [
+            {"name": "chat", "presence": True, "history_size": 5, "history_ttl": "60s",
+             "allow_subscribe_for_client": True, "allow_publish_for_subscriber": True},
+            {"name": "private", "history_size": 5, "history_ttl": "60s"},
+        ],
+    },
+}
+
+
+def file_app(tmp_path: Path) -> App:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(CONFIG))
+    settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path),
+                                  "API_KEY": API_KEY}, env_file=None)
+    app = App(settings)
+    pubsub(PATH, app=app, protocol="centrifuge", secured=True)
+    return app
+
+
+def file_token(sub: str) -> str:
+    secret = CONFIG["client"]["token"]["hmac_secret_key"]  # type: ignore[index]
+    return jwt.encode({"sub": sub}, secret, algorithm="HS256")
+
+
+async def test_a_config_file_drives_tokens_permissions_history_and_the_api(
+        serve: Any, tmp_path: Path) -> None:
+    srv = await serve(file_app(tmp_path))
+    events = Events()
+    client = Client(srv.ws + PATH, events=client_events(events), token=file_token("ann"),
+                    timeout=5, min_reconnect_delay=5)
+    await client.connect()
+    try:
+        await events.next("connected")
+        chat_events = Events()
+        chat = client.new_subscription("chat:1", events=sub_events(chat_events))
+        await chat.subscribe()
+        await chat_events.next("subscribed")
+        await chat.publish({"hi": 1})  # allow_publish_for_subscriber
+        assert (await chat_events.next("publication")).pub.offset == 1
+        for channel in ("private:1", "nowhere:1"):  # no subscribe permission / namespace
+            refused = Events()
+            sub = client.new_subscription(channel, events=sub_events(refused))
+            await sub.subscribe()
+            ctx = await refused.next("unsubscribed")
+            assert (ctx.code, ctx.reason) == (103, "permission denied")
+        with pytest.raises(ReplyError) as info:  # no publish permission without namespace
+            await client.publish("lobby", 1)
+        assert info.value.code == 103
+        async with AsyncClient(srv.http + "/api", "file-api-key", timeout=5) as api:
+            history = await api.history(HistoryRequest(channel="chat:1", limit=5))
+            assert [p.data for p in history.publications] == [{"hi": 1}]
+            stats = await api.presence_stats(PresenceStatsRequest(channel="chat:1"))
+            assert stats.num_users == 1
+            pub = await api.publish(PublishRequest(channel="private:1", data=1))
+            assert pub.offset == 1  # the server API is not limited by namespaces
+        async with AsyncClient(srv.http + "/api", API_KEY, timeout=5) as api:
+            with pytest.raises(CentUnauthorizedError):  # http_api.key, not API_KEY
+                await api.info(InfoRequest())
+    finally:
+        await client.disconnect()
