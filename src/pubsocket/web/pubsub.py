@@ -124,9 +124,9 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if publish_path and target.router.match("POST", publish_path) is None:
         target.post(publish_path)(_publish_handler(target, ops, server))
     for method in ROUTED if server_api else ():
-        path = SERVER_API_PREFIX + method
-        if method != "publish" and target.router.match("POST", path) is None:
-            target.post(path)(_server_api_handler(server, method))
+        route = SERVER_API_PREFIX + method
+        if method != "publish" and target.router.match("POST", route) is None:
+            target.post(route)(_server_api_handler(server, method))
     if history_path and target.router.match("GET", history_path) is None:
         target.get(history_path)(mark_auth(_history_handler(target, ops), "token"))
     if presence_path and target.router.match("GET", presence_path) is None:
