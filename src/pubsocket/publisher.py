@@ -22,8 +22,8 @@ Contracts:
 * ``memory://`` is refused (`ConfigError`): another process cannot reach it.
 * `AsyncPublisher` runs on the caller's event loop with the node's `RedisBroker` (two
   connections: the publish pipeline, and the link whose health says Redis is there).
-  `Publisher` needs no loop: it sends the same command (`redis_scripts.publish_command`)
-  with redis-py's sync client from the calling thread (`brokers.redis_sync`), one
+  `Publisher` needs no loop: it sends the same command (`redis.scripts.publish_command`)
+  with redis-py's sync client from the calling thread (`brokers.redis.sync`), one
   pooled connection per concurrent thread, new ones in a forked child. Both connect on
   first use and let go at `close` / `aclose` (or the end of a ``with`` block).
 """
@@ -45,7 +45,7 @@ from .hub.policy import HistoryRules
 from .protocol import valid_topic
 
 if TYPE_CHECKING:
-    from .brokers.redis_sync import RedisSyncPublisher
+    from .brokers.redis.sync import RedisSyncPublisher
 
 
 def _no_delivery(topic: str, pub: Publication) -> None:
@@ -134,7 +134,7 @@ class AsyncPublisher:
 class Publisher:
     """`AsyncPublisher` for synchronous code: no event loop, no thread of its own.
 
-    ``publish`` sends the node's own publish command (`redis_scripts.publish_command`,
+    ``publish`` sends the node's own publish command (`redis.scripts.publish_command`,
     through `RedisSyncPublisher`) on a connection of the calling thread and waits for
     the answer (at most `timeout` seconds, then `BrokerUnavailable`). Thread-safe and
     fork-safe: each thread publishes on a connection of its own; a forked child opens
@@ -163,7 +163,7 @@ class Publisher:
             if self._closed:
                 raise BrokerUnavailable("publisher closed")
             if self._sender is None:
-                from .brokers.redis_sync import RedisSyncPublisher  # imports redis
+                from .brokers.redis.sync import RedisSyncPublisher  # imports redis
 
                 self._sender = RedisSyncPublisher(
                     self.url, meta_ttl=self.settings.history_meta_ttl,

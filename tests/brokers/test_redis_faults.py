@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from pubsocket.brokers import broker_from_url
 from pubsocket.brokers.base import HistoryPolicy, Position, Publication
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
-from pubsocket.brokers.redis_scripts import topic_keys
+from pubsocket.brokers.redis.scripts import topic_keys
 from pubsocket.errors import BrokerError, BrokerUnavailable, ConfigError
 from tests.redis_server import redis_binary
 

@@ -147,8 +147,13 @@ class Control:
     def _presence_store(self) -> Presence:
         broker: Any = self.broker
         if broker.shared:
-            from ..presence.redis import RedisPresence
+            from ..presence.redis import MAX_CONNECTIONS, RedisPresence
 
+            # One connection manager per Redis: presence borrows a client of the
+            # broker's (brokers/redis/connections.py), which the broker closes.
+            connections = getattr(broker, "connections", None)
+            client = (None if connections is None
+                      else connections.client("presence", MAX_CONNECTIONS))
             return RedisPresence(broker.redis_url, prefix=broker.prefix + "presence:",
-                                 ttl=self.settings.presence_ttl)
+                                 ttl=self.settings.presence_ttl, client=client)
         return MemoryPresence()

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from .base import HistoryPage, HistoryPolicy, Position, Publication, Publisher
+from ..base import HistoryPage, HistoryPolicy, Position, Publication, Publisher
 
 # KEYS: meta, stream, and the idempotency key (optional). ARGV: channel, payload, size,
 # ttl ms, meta ttl ms, candidate epoch, the publisher JSON ("" for none), the byte budget

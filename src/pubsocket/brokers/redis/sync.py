@@ -1,7 +1,7 @@
 """Publishing to the Redis broker from synchronous code, without an event loop.
 
 `RedisSyncPublisher` sends the very command a node's `RedisBroker` pipelines
-(`redis_scripts.publish_command`: the same script, keys, framing and idempotency key) on
+(`redis.scripts.publish_command`: the same script, keys, framing and idempotency key) on
 a redis-py sync connection of the calling thread, and reads the reply there, so a publish
 costs one round trip and no thread hand-off. It subscribes to nothing.
 
@@ -28,11 +28,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import IDEMPOTENCY_TTL, HistoryPolicy, Publication, Publisher
-from .memory import TOPIC_MAX_BYTES
-from .redis_options import split_prefix
-from .redis_scripts import PUBLISH_LUA, milliseconds, publication_from_reply, publish_command
+from ...errors import BrokerError, BrokerUnavailable, ConfigError
+from ..base import IDEMPOTENCY_TTL, HistoryPolicy, Publication, Publisher
+from ..memory import TOPIC_MAX_BYTES
+from .options import split_prefix
+from .scripts import PUBLISH_LUA, milliseconds, publication_from_reply, publish_command
 
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 

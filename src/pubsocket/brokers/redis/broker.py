@@ -3,8 +3,8 @@
 URL: ``redis://[user:pass@]host:port/db?prefix=app:`` (also ``rediss://`` and ``unix://``).
 A topic travels on the channel ``prefix + topic`` (default prefix ``pubsocket:``), so
 several apps can share one Redis; every other query option goes to redis-py unchanged.
-Keys, scripts and the message framing are described in `redis_scripts`; the publish
-pipeline's ordering, bounds and failure reporting in `redis_pipeline`.
+Keys, scripts and the message framing are described in `scripts`; the publish
+pipeline's ordering, bounds and failure reporting in `pipeline`.
 
 Contracts, beyond `Broker`:
 
@@ -16,7 +16,7 @@ Contracts, beyond `Broker`:
   cap's trim, PEXPIREs, PUBLISH of the framed message), so every node gets offsets from
   the same counter and every node's publishes count towards one topic's byte cap.
   A publish with an idempotency key passes it as a third key of the same script (or,
-  without history, a small EVAL), which checks it first (see `redis_scripts`).
+  without history, a small EVAL), which checks it first (see `scripts`).
   `publish_nowait` always returns a future already queued in call order on the
   pipeline; `publish` awaits it. Messages read from one socket read are delivered in
   one go, without yielding to the loop in between. `history` runs on a connection of
@@ -41,20 +41,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
-import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BrokerError, BrokerUnavailable, ConfigError
-from .base import (
+from ...errors import BrokerError, BrokerUnavailable
+from ..base import (
     IDEMPOTENCY_TTL,
     Broker,
     DeliverFn,
@@ -64,17 +59,18 @@ from .base import (
     Publisher,
     ResyncFn,
 )
-from .memory import TOPIC_MAX_BYTES
-from .redis_options import DEFAULT_PREFIX, BackoffPolicy, backoff, split_prefix
-from .redis_pipeline import PublishPipeline
-from .redis_scripts import (
+from ..memory import TOPIC_MAX_BYTES
+from .connections import RedisConnections
+from .options import DEFAULT_PREFIX, BackoffPolicy, backoff
+from .pipeline import PublishPipeline
+from .reader import SubscriberLink, Waiters, resolve
+from .scripts import (
     HISTORY_LUA,
     PUBLISH_LUA,
     REMOVE_HISTORY_LUA,
     candidate_epoch,
     history_from_reply,
     milliseconds,
-    parse_message,
     publish_command,
     topic_keys,
 )
@@ -82,11 +78,9 @@ from .redis_scripts import (
 log = logging.getLogger("pubsocket.broker")
 
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-_RESUBSCRIBE_BATCH = 1000  # channels per SUBSCRIBE when re-subscribing after a reconnect
-_Waiters = list["asyncio.Future[None]"]
 
 
-class RedisBroker(Broker):
+class RedisBroker(SubscriberLink, Broker):
     """Redis pub/sub and history between nodes. Counters for /metrics: `reconnects`
     (connections re-established after the first), `reader_restarts` (reader bugs survived),
     `publish_errors`, `last_publish_latency` (seconds)."""
@@ -106,30 +100,13 @@ class RedisBroker(Broker):
     ) -> None:
         """`topic_max_bytes`: what one topic's history keeps, in payload and publisher
         bytes (0: no cap; the newest publication is always kept)."""
-        self.prefix, self.redis_url = split_prefix(url)
+        self.connections = RedisConnections(url)  # also lends presence its client
+        self.prefix, self.redis_url = self.connections.prefix, self.connections.url
         self._idempotency_ttl_ms = milliseconds(idempotency_ttl)
         self._prefix_len = len(self.prefix.encode())
-        options: dict[str, Any] = {"socket_connect_timeout": 5.0}
-        try:
-            options.update(parse_url(self.redis_url))
-            # redis-py bounds socket I/O with asyncio.wait_for, which on Python 3.11 can
-            # swallow a cancellation (gh-86296), so close() could hang: we bound every
-            # wait with asyncio.timeout ourselves and give redis-py no socket_timeout.
-            self._timeout: float = options.pop("socket_timeout", None) or 5.0
-            options["socket_timeout"] = None
-            self._conn_class: type[AbstractConnection] = options.pop("connection_class", Connection)
-            # RESP2 on our own connections: messages arrive as plain [kind, channel, data]
-            # replies, script results as plain lists.
-            self._sub_options = {**options, "protocol": 2, "decode_responses": False}
-            self._conn_class(**self._sub_options)  # unknown options fail here, not in the reader
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid Redis broker URL: {exc}") from None
-        # History reads go through a small pool; a blocking pool queues them while every
-        # connection is busy (backpressure) instead of failing with "too many connections".
-        pool = BlockingConnectionPool(
-            connection_class=self._conn_class, max_connections=8, timeout=self._timeout, **options
-        )
-        self._redis = Redis(connection_pool=pool)
+        self._timeout = self.connections.timeout
+        # History reads (and script loads) go through a small blocking pool.
+        self._redis = self.connections.client("history", 8)
         self._publish_script = self._redis.register_script(PUBLISH_LUA)
         self._history_script = self._redis.register_script(HISTORY_LUA)
         self._remove_script = self._redis.register_script(REMOVE_HISTORY_LUA)
@@ -157,7 +134,7 @@ class RedisBroker(Broker):
         self._tokens = itertools.count(1)
         # One entry per SUBSCRIBE sent on `_conn`, oldest first: Redis confirms each in
         # order, so the n-th confirmation of a channel answers its n-th SUBSCRIBE.
-        self._acks: dict[bytes, deque[_Waiters]] = {}
+        self._acks: dict[bytes, deque[Waiters]] = {}
         self.reconnects, self.reader_restarts, self._refused = 0, 0, 0
         self._replies = 0  # replies read on the subscriber connection (for the watchdog)
 
@@ -182,7 +159,7 @@ class RedisBroker(Broker):
         return (self.prefix + topic).encode()
 
     async def _connect(self) -> AbstractConnection:
-        conn = self._conn_class(**self._sub_options)
+        conn = self.connections.connection()
         await conn.connect_check_health()
         return conn
 
@@ -205,10 +182,10 @@ class RedisBroker(Broker):
             task.cancel()
             await asyncio.wait([task], timeout=1.0)  # unlike `await task`: no re-raise
         for entries in self._acks.values():
-            _resolve([f for entry in entries for f in entry], BrokerUnavailable("broker closed"))
+            resolve([f for entry in entries for f in entry], BrokerUnavailable("broker closed"))
         self._acks, self._wanted = {}, {}
         await self._pipeline.close()
-        await self._redis.aclose(close_connection_pool=True)
+        await self.connections.close()
 
     async def subscribe(self, topic: str) -> None:
         """Subscribe and wait for Redis's confirmation (a reconnect's counts too)."""
@@ -304,147 +281,6 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("broker history removal failed") from exc
         except RedisError as exc:
             raise BrokerError("broker rejected the history removal") from exc
-
-    # -- the reader -----------------------------------------------------------------
-    async def _run(self) -> None:
-        """Connect, re-subscribe, read; on a link error or a bug, back off and start over."""
-        delays: Iterator[float] | None = None
-        lost_at: float | None = None  # monotonic start of the current outage
-        connected_before = False
-        try:
-            while True:
-                conn = self._conn_class(**self._sub_options)
-                try:
-                    async with asyncio.timeout(self._timeout):
-                        await conn.connect_check_health()
-                        await self._install(conn, resync=connected_before)
-                    if lost_at is not None:
-                        log.info("broker regained after %.1fs", time.monotonic() - lost_at)
-                    self.reconnects += 1 if connected_before else 0
-                    connected_before, lost_at, delays = True, None, None
-                    self._first_attempt.set()
-                    await self._read(conn)
-                except (RedisError, OSError) as exc:
-                    if lost_at is None:
-                        lost_at = time.monotonic()
-                        log.warning("broker lost (%s); reconnecting in the background", exc)
-                except Exception:
-                    # A bug, not an outage: say so loudly, then recover like from an outage
-                    # (new connection, re-subscribe, resync) instead of dying half-alive.
-                    self.reader_restarts += 1
-                    lost_at = lost_at or time.monotonic()
-                    log.exception("broker reader crashed; restarting it")
-                finally:
-                    self._conn = None
-                    with contextlib.suppress(RedisError, OSError):
-                        await conn.disconnect()
-                self._first_attempt.set()
-                delays = delays or self._backoff()
-                await asyncio.sleep(next(delays))
-        finally:
-            self._first_attempt.set()  # never leave start() waiting
-
-    async def _install(self, conn: AbstractConnection, resync: bool) -> None:
-        """Make `conn` the subscriber: SUBSCRIBE every wanted topic, re-aim parked waiters.
-
-        With `resync`, a PING follows the SUBSCRIBEs: Redis answers in order, so its PONG
-        means every channel is confirmed, and the reader calls ``resync()`` then.
-        """
-        async with self._lock:
-            parked = {ch: [f for e in entries for f in e] for ch, entries in self._acks.items()}
-            channels = [self._channel(topic) for topic in self._wanted]
-            # Exactly one entry per channel sent below, waiters or not, so that later
-            # confirmations keep matching their own SUBSCRIBE.
-            self._acks = {ch: deque([parked.pop(ch, [])]) for ch in channels}
-            for waiters in parked.values():  # unsubscribed meanwhile: superseded, not failed
-                _resolve(waiters, None)
-            for i in range(0, len(channels), _RESUBSCRIBE_BATCH):
-                await self._send(conn, "SUBSCRIBE", *channels[i : i + _RESUBSCRIBE_BATCH])
-            self._resync_due = resync
-            if resync:
-                await self._send(conn, "PING")
-            self._conn = conn
-
-    async def _read(self, conn: AbstractConnection) -> None:
-        """Dispatch replies until the link fails; PING when idle so a half-open link is
-        noticed (no reply to a PING within another interval: the link is dead).
-
-        Reads carry no timeout of their own (one timer per message measured a third of
-        the reader's cost); a watchdog looks at the reply count once per interval.
-        Replies already buffered are parsed without yielding to the loop, so every
-        message of one socket read is delivered in the same loop tick.
-        """
-        reader = asyncio.create_task(self._read_replies(conn), name="pubsocket-redis-replies")
-        watchdog = asyncio.create_task(self._watch(conn), name="pubsocket-redis-watchdog")
-        try:
-            done, _ = await asyncio.wait({reader, watchdog}, return_when="FIRST_COMPLETED")
-            for task in done:
-                task.result()  # re-raise the link error (or the bug) that ended it
-        finally:
-            for task in (reader, watchdog):
-                task.cancel()
-            await asyncio.wait([reader, watchdog], timeout=1.0)
-
-    async def _read_replies(self, conn: AbstractConnection) -> None:
-        while True:
-            reply = await conn.read_response(timeout=math.inf)
-            self._replies += 1
-            self._dispatch(reply)
-
-    async def _watch(self, conn: AbstractConnection) -> None:
-        seen, pinged = -1, False
-        while True:
-            await asyncio.sleep(self._ping_interval)
-            if self._replies != seen:
-                seen, pinged = self._replies, False
-            elif pinged:
-                raise RedisTimeoutError("no reply to PING on the subscriber connection")
-            else:
-                pinged = True
-                await self._send(conn, "PING")
-
-    def _dispatch(self, reply: Any) -> None:
-        """Act on one reply of the subscriber connection (a bug here restarts the reader)."""
-        if not isinstance(reply, list) or len(reply) < 3:
-            # PING's [b"pong", b""]: the first one after a reconnect completes it.
-            if self._resync_due:
-                self._resync_due = False
-                if self._resync is not None:
-                    try:
-                        self._resync()
-                    except Exception:
-                        log.exception("broker resync callback raised; the reader goes on")
-            return
-        kind, channel = reply[0], reply[1]
-        topic = channel[self._prefix_len :].decode()
-        # The `_wanted` check drops what was in flight when unsubscribe() returned.
-        if kind == b"message" and self._deliver and topic in self._wanted:
-            try:
-                pub = parse_message(reply[2])
-            except ValueError:  # not framed by a broker of this version
-                log.warning("broker message without a position dropped (topic %r)", topic)
-                return
-            try:
-                self._deliver(topic, pub)
-            except Exception:
-                log.exception("broker delivery raised; the reader goes on")
-        elif kind == b"subscribe" and (entries := self._acks.get(channel)):
-            _resolve(entries.popleft(), None)
-            if not entries:
-                del self._acks[channel]
-
-    async def _send(self, conn: AbstractConnection, *args: str | bytes) -> None:
-        # send_command would silently reconnect a dropped connection: a fresh socket with
-        # no subscriptions, which the reader would then mistake for the subscribed one.
-        if not conn.is_connected:
-            raise RedisConnectionError("subscriber connection lost")
-        async with asyncio.timeout(self._timeout):  # a timeout drops the connection
-            await conn.send_command(*args, check_health=False)
-
-
-def _resolve(waiters: _Waiters, error: BaseException | None) -> None:
-    for waiter in (w for w in waiters if not w.done()):  # timed-out ones are cancelled
-        waiter.set_result(None) if error is None else waiter.set_exception(error)
 
 
 __all__ = ["DEFAULT_PREFIX", "BackoffPolicy", "RedisBroker", "backoff"]

@@ -38,9 +38,9 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from ..errors import BrokerError, BrokerUnavailable
-from .base import Publication, Publisher
-from .redis_scripts import publication_from_reply
+from ...errors import BrokerError, BrokerUnavailable
+from ..base import Publication, Publisher
+from .scripts import publication_from_reply
 
 log = logging.getLogger("pubsocket.broker")
 
