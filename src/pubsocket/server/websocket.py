@@ -27,6 +27,7 @@ from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
+from .deflate import deflate_wires, negotiated
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
 
@@ -50,6 +51,17 @@ class FrameProtocol(Protocol):
     """
 
     close_codes: Mapping[int, tuple[int, str]] | None = None
+    min_compress = 0  # with permessage-deflate: shorter messages go uncompressed
+
+    def send_frame(self, frame: Frame) -> None:
+        # `send()` of a message under compression_min_size: plain, RSV1 clear (RFC 7692
+        # §6 lets each message choose). Only whole data messages: a fragmented one would
+        # leave websockets' encoder without its first frame.
+        if (self.extensions and frame.fin and len(frame.data) < self.min_compress
+                and frame.opcode in (Opcode.TEXT, Opcode.BINARY)):
+            self.writes.append(frame.serialize(mask=False))
+            return
+        super().send_frame(frame)
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE:
@@ -61,7 +73,17 @@ class FrameProtocol(Protocol):
         super().fail(*translate_close(self.close_codes, code, reason))
 
 
-TEXT_WIRES = WireSet(text_frame, "ws-text")  # every native connection: text frames
+TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames
+
+
+def choose_wires(proto: Protocol, min_size: int) -> WireSet:
+    """A native connection's `WireSet`: text frames, deflated for its negotiated
+    permessage-deflate parameters when it has them (shared by every connection with
+    the same parameters, so a publication is compressed once for all of them)."""
+    deflate = negotiated(proto.extensions)
+    if deflate is None:
+        return TEXT_WIRES
+    return deflate_wires(deflate.local_max_window_bits, min_size)
 
 
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
@@ -70,8 +92,6 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     Slotted, with futures and buffers created only when needed: an idle subscribed
     connection must stay small (the target is <= 8 KiB of RSS each).
     """
-
-    wires = TEXT_WIRES
 
     __slots__ = (
         "_assembly",
@@ -95,11 +115,13 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_waiter",
         "access",
         "subprotocol",
+        "wires",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
+        self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
         # (path, peer, loop time opened) when the access log is on (server/access.py)
         self.access: tuple[str, tuple[str, int] | None, float] | None = None
         self._proto = proto
