@@ -3,6 +3,7 @@ hub compressing a publication once per parameter set (server/deflate.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from typing import Any
@@ -14,10 +15,17 @@ from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import V1
 from pubsocket.errors import HTTPError
 from pubsocket.framing import text_frame
-from pubsocket.server.deflate import DeflateFramer, deflate_wires, negotiate
+from pubsocket.server.deflate import (
+    MAX_RATIO,
+    DeflateFramer,
+    InflateBudget,
+    deflate_wires,
+    negotiate,
+)
 from pubsocket.server.websocket import TEXT_WIRES
 from tests.unit.test_hub import Recorder
 
+MiB = 1024 * 1024
 BOTH = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 
 
@@ -125,3 +133,24 @@ async def test_a_broadcast_is_compressed_once_per_parameter_set(
             assert json.loads(payload)["data"] == page
     finally:
         await hub.close()
+
+
+async def test_the_inflate_budget_lets_small_reads_pass_a_queue_of_bombs() -> None:
+    loop = asyncio.get_running_loop()
+    budget = InflateBudget(loop, limit=4 * MiB)
+    bomb = budget.bound(8 * 1024, 1 * MiB)
+    chat = budget.bound(100, 1 * MiB)
+    assert (bomb, chat) == (1 * MiB, 100 * MAX_RATIO)
+    admitted = 0
+    while budget.admit(bomb):  # bombs take at most the first half of an iteration
+        budget.charge(bomb)
+        admitted += 1
+    assert admitted == 2
+    assert budget.admit(chat)  # a chat message still passes in this iteration
+    budget.charge(2 * MiB)
+    assert not budget.admit(chat)
+    await asyncio.sleep(0)  # the next iteration starts afresh
+    assert budget.admit(bomb) and budget.admit(chat)
+    budget.charge(64 * MiB)  # a read may overshoot (several messages): charged in full
+    await asyncio.sleep(0)
+    assert budget.admit(bomb)

@@ -30,6 +30,7 @@ Centrifuge endpoints, which set it through `set_max_message_size`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from websockets.exceptions import InvalidHeader, NegotiationError
@@ -104,3 +105,54 @@ def deflate_wires(bits: int, min_size: int) -> WireSet:
 def negotiated(extensions: Sequence[object]) -> PerMessageDeflate | None:
     """The connection's permessage-deflate extension, if it negotiated one."""
     return next((e for e in extensions if isinstance(e, PerMessageDeflate)), None)
+
+
+INFLATE_PER_TICK = 4 * 1024 * 1024  # bytes inflated per loop iteration, all connections
+MAX_RATIO = 1032  # deflate's largest expansion: 258 bytes per 2-bit code, at best
+
+
+class InflateBudget:
+    """What compressed input may inflate to in one event-loop iteration, across every
+    connection, so that a burst of deflate bombs does not hold the loop.
+
+    One 8 KiB read can inflate to the message size limit (~2 ms of CPU per MiB here),
+    so 200 sockets finishing a bomb in the same iteration held the loop ~0.5 s. Before
+    parsing a read of compressed input, a connection asks `admit` with what the read
+    can inflate to at most (`bound`); if it is not admitted it waits for the next
+    iteration with reading paused. Reads that may inflate to more than an eighth of
+    the budget share its first half; smaller reads (a chat message) may use all of it,
+    so they pass a queue of bombs. The first read of an iteration is always admitted,
+    so every connection progresses; a read is charged what it really inflated.
+    """
+
+    __slots__ = ("_loop", "_spent", "limit")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INFLATE_PER_TICK) -> None:
+        self._loop = loop
+        self._spent = 0
+        self.limit = limit
+
+    @staticmethod
+    def bound(size: int, max_message_size: int | None) -> int:
+        """The most `size` compressed bytes can inflate to, one message's limit at most
+        (a read holding several messages is charged in full afterwards)."""
+        most = size * MAX_RATIO
+        return min(most, max_message_size) if max_message_size else most
+
+    def admit(self, bound: int) -> bool:
+        """True when a read that may inflate to `bound` bytes may be parsed now."""
+        if self._spent == 0:
+            return True
+        room = self.limit if bound <= self.limit // 8 else self.limit // 2
+        return self._spent + bound <= room
+
+    def charge(self, size: int) -> None:
+        """Count `size` inflated bytes against this iteration."""
+        if size <= 0:
+            return
+        if self._spent == 0:
+            self._loop.call_soon(self._reset)  # the next iteration starts afresh
+        self._spent += size
+
+    def _reset(self) -> None:
+        self._spent = 0

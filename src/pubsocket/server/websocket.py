@@ -289,21 +289,38 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     # not hold up every other connection. Per loop iteration a connection parses at most
     # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
     # the next iteration with reading paused (tests/integration/test_fairness.py).
+    # With permessage-deflate, what a slice inflates to counts against the server's
+    # per-iteration budget too (server/deflate.py `InflateBudget`).
     def _feed(self, data: bytes) -> None:
+        budget = self._state.inflate if self._proto.extensions else None
+        if budget is not None and not budget.admit(budget.bound(
+                min(len(data), PARSE_SLICE), self._proto.max_message_size)):
+            self._unparsed = bytearray(data)  # empty: data_received and _continue took it
+            self._throttle()
+            return
         if len(data) > PARSE_SLICE:
             self._unparsed = bytearray(data[PARSE_SLICE:])
             data = data[:PARSE_SLICE]
             self._throttle()
         self._proto.receive_data(data)
-        self._handle(self._proto.events_received())  # type: ignore[arg-type]
-        if self._proto.parser_exc is not None and not self._closing:
-            self._refused(self._proto.parser_exc)
+        frames: list[Frame] = self._proto.events_received()  # type: ignore[assignment]
+        exc = self._proto.parser_exc
+        if budget is not None:
+            budget.charge(sum(len(f.data) for f in frames) + (
+                self._proto.max_message_size or 0 if isinstance(exc, PayloadTooBig) else 0))
+        self._handle(frames)
+        if exc is not None and not self._closing:
+            self._refused(exc)
 
     def _refused(self, exc: Exception) -> None:
         """websockets failed the connection itself (a frame over the size limit, a
         protocol error) and sent the close: log the refusal once, drop what is queued."""
         self._closing = True
         self._unparsed = None
+        # The traceback holds the failed parse's frames and their locals until this
+        # connection is collected: for a deflate bomb, the up to max_message_size bytes
+        # inflated before the limit stopped it (200 such sockets held +200 MiB).
+        exc.__traceback__ = None
         kind = "message_size" if isinstance(exc, PayloadTooBig) else "frame_protocol"
         refusals.warn(kind, self._transport.get_extra_info("peername"))
 
