@@ -40,7 +40,8 @@ conformance: $(VENV)/.installed
 ## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
 ## publish and the outbox's commit-to-delivery latency (a throwaway PostgreSQL too),
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
-## (bench/before_after.py, interleaved)
+## (bench/before_after.py, interleaved), then permessage-deflate vs plain (wire bytes,
+## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
@@ -48,6 +49,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/centrifuge_bench.py
 	$(PY) bench/publisher_bench.py
 	$(PY) bench/before_after.py
+	$(PY) bench/deflate_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
