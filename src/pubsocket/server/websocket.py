@@ -304,12 +304,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._throttle()
         self._proto.receive_data(data)
         frames: list[Frame] = self._proto.events_received()  # type: ignore[assignment]
-        exc = self._proto.parser_exc
-        if budget is not None:
-            budget.charge(sum(len(f.data) for f in frames) + (
-                self._proto.max_message_size or 0 if isinstance(exc, PayloadTooBig) else 0))
         self._handle(frames)
-        if exc is not None and not self._closing:
+        exc = self._proto.parser_exc
+        refused = exc is not None and not self._closing  # failed by this read
+        if budget is not None:
+            inflated = sum(len(f.data) for f in frames)
+            if refused and isinstance(exc, PayloadTooBig):
+                inflated += self._proto.max_message_size or 0  # inflated up to the limit
+            budget.charge(inflated)
+        if refused and exc is not None:
             self._refused(exc)
 
     def _refused(self, exc: Exception) -> None:
