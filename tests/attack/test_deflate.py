@@ -27,6 +27,23 @@ BOMB = deflated(b"\0" * 64 * MiB)  # ~64 KiB on the wire
 SOCKETS = 200  # connections each holding a half-sent compressed message
 
 
+def _half_sent() -> tuple[bytes, bytes]:
+    """The first fragment of a compressed text message (4 KiB of hex: its decompressor
+    stays live) and the last one, a bomb of 8 MiB of zeros. Made at import: compressing
+    8 MiB in the test's loop would stall the bystander, which shares it."""
+    c = zlib.compressobj(wbits=-15)
+    text = os.urandom(4 * 1024).hex().encode()
+    first = Frame(Opcode.TEXT, c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH),
+                  fin=False).serialize(mask=True, extensions=[])
+    first = bytes([first[0] | 0x40]) + first[1:]  # RSV1: compressed
+    last = Frame(Opcode.CONT, (c.compress(b"\0" * 8 * MiB) + c.flush())[:-4]).serialize(
+        mask=True, extensions=[])
+    return first, last
+
+
+HALF_SENT = _half_sent()
+
+
 async def open_deflate(server: Server, path: str) -> tuple[asyncio.StreamReader,
                                                              asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -67,13 +84,7 @@ async def bombs(server: Server, stop: asyncio.Event) -> str:
 async def half_sent(server: Server, stop: asyncio.Event) -> str:
     """`SOCKETS` connections each send the first fragment of a compressed message (its
     decompressor is live) and wait; then they finish it with a bomb fragment."""
-    c = zlib.compressobj(wbits=-15)
-    text = os.urandom(4 * 1024).hex().encode()
-    first = Frame(Opcode.TEXT, c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH),
-                  fin=False).serialize(mask=True, extensions=[])
-    first = bytes([first[0] | 0x40]) + first[1:]  # RSV1: compressed
-    last = Frame(Opcode.CONT, (c.compress(b"\0" * 8 * MiB) + c.flush())[:-4]).serialize(
-        mask=True, extensions=[])
+    first, last = HALF_SENT
     conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     closes: Counter[int] = Counter()
     try:
