@@ -42,7 +42,8 @@ conformance: $(VENV)/.installed
 ## then a bystander's p99 under each attack of tests/attack vs none (bench/attack_bench.py),
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
 ## (bench/before_after.py, interleaved), then POST /api/publish in Centrifugo's dialect
-## vs ours (bench/server_api_bench.py)
+## vs ours (bench/server_api_bench.py), then permessage-deflate vs plain (wire bytes,
+## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
@@ -52,6 +53,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/attack_bench.py
 	$(PY) bench/before_after.py
 	$(PY) bench/server_api_bench.py
+	$(PY) bench/deflate_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

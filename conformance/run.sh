@@ -11,7 +11,8 @@
 #   CONFORMANCE_PY27        CPython 2.7 interpreter (default: pyenv's 2.7.18)
 #   CONFORMANCE_PY3         Python 3 used to bootstrap virtualenv (default: python3)
 #   CONFORMANCE_TIMEOUT     seconds allowed for wstest (default: 600)
-#   CONFORMANCE_CASES       JSON list of case patterns (default: 1-7, 9, 10)
+#   CONFORMANCE_CASES       JSON list of case patterns (default: 1-7, 9, 10 and a
+#                           quick subset of 12 and 13, permessage-deflate)
 set -euo pipefail
 
 started=$(date +%s)
@@ -24,7 +25,14 @@ env27="$cache/py27"
 reports="$cache/reports"
 server_log="$cache/server.log"
 server_cmd=${CONFORMANCE_SERVER_CMD:-".venv/bin/python -m pubsocket serve examples/echo --host 127.0.0.1 --port {port}"}
-cases=${CONFORMANCE_CASES:-'["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]'}
+# permessage-deflate, quick: cases 12 (payload kinds) and 13 (parameter sets), sizes
+# 16 B, 1 KiB and 8 KiB (ids X.Y.1, X.Y.4, X.Y.6; a pattern without "*" is one case id).
+# The full set: CONFORMANCE_CASES='["12.*", "13.*"]'.
+deflate_cases=""
+for group in 12.1 12.2 12.3 12.4 12.5 13.1 13.2 13.3 13.4 13.5 13.6 13.7; do
+    for n in 1 4 6; do deflate_cases+=", \"$group.$n\""; done
+done
+cases=${CONFORMANCE_CASES:-"[\"1.*\", \"2.*\", \"3.*\", \"4.*\", \"5.*\", \"6.*\", \"7.*\", \"9.*\", \"10.*\"$deflate_cases]"}
 wstest_timeout=${CONFORMANCE_TIMEOUT:-600}
 py3=${CONFORMANCE_PY3:-python3}
 

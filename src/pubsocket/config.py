@@ -99,6 +99,9 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "server_api_key": ("PUBSOCKET_SERVER_API_KEY",),
     "centrifugo_config": ("PUBSOCKET_CENTRIFUGO_CONFIG",),
     "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
+    # Compression (issue 16, area "deflate"): permessage-deflate on the native server.
+    "compression": ("PUBSOCKET_COMPRESSION",),
+    "compression_min_size": ("PUBSOCKET_COMPRESSION_MIN_SIZE",),
 }
 
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
@@ -234,6 +237,11 @@ class Settings:
     # without_namespace), enforced by auth.namespaces.NamespacePolicy. Empty: no file.
     centrifugo_config: str | None = None
     channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
+    # Compression (issue 16, docs/protocol.md "Compression"): permessage-deflate
+    # (RFC 7692) on the native server when a client offers it ("deflate") or never
+    # ("off"); messages shorter than `compression_min_size` bytes go uncompressed.
+    compression: str = "deflate"
+    compression_min_size: int = 256
 
     @classmethod
     def from_env(
@@ -287,6 +295,11 @@ def _parse(name: str, var: str, raw: str, type_name: str) -> object:
             return _history_rules(var, raw)
         if name == "presence":
             return tuple(p.strip() for p in raw.split(",") if p.strip())
+        if name == "compression":
+            mode = raw.strip().lower()
+            if mode not in ("off", "deflate"):
+                raise ConfigError(f"{var} must be off or deflate")
+            return mode
         if name in ("health_path", "ready_path"):
             path = raw.strip()
             if path.lower() == "off":

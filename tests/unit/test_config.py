@@ -271,3 +271,12 @@ def test_env_files_for_names_the_folder_then_the_cwd_once(
     assert env_files_for("proj") == (Path("proj/.env"), Path(".env"))
     assert env_files_for(".") == (Path(".env"),)
     assert env_files_for(tmp_path) == (Path(".env"),)
+
+
+def test_compression_settings() -> None:
+    assert (Settings().compression, Settings().compression_min_size) == ("deflate", 256)
+    s = Settings.from_env({"PUBSOCKET_COMPRESSION": "OFF",
+                           "PUBSOCKET_COMPRESSION_MIN_SIZE": "0"}, env_file=None)
+    assert (s.compression, s.compression_min_size) == ("off", 0)
+    with pytest.raises(ConfigError, match="PUBSOCKET_COMPRESSION must be off or deflate"):
+        Settings.from_env({"PUBSOCKET_COMPRESSION": "gzip"}, env_file=None)

@@ -24,7 +24,7 @@ _BAD = "invalid WebSocket handshake"
 
 
 def accept_handshake(
-    method: str, headers: Headers, supported: Sequence[str]
+    method: str, headers: Headers, supported: Sequence[str], extensions: str | None = None
 ) -> tuple[bytes, str | None]:
     """The 101 response for a valid upgrade request and the chosen subprotocol.
 
@@ -32,6 +32,7 @@ def accept_handshake(
     400 for a malformed key or header. The subprotocol is the first one in `supported`
     that the client offered; offering none (or only others) is not an error. A
     ``bearer`` entry and the token after it are credentials, never selectable.
+    `extensions` is the negotiated ``Sec-WebSocket-Extensions`` value (server/deflate.py).
     """
     if method != "GET":
         raise HTTPError(405, "method_not_allowed", "WebSocket upgrades use GET")
@@ -62,4 +63,6 @@ def accept_handshake(
             f"Sec-WebSocket-Accept: {accept_key(keys[0])}\r\n")
     if chosen is not None:
         head += f"Sec-WebSocket-Protocol: {chosen}\r\n"
+    if extensions is not None:
+        head += f"Sec-WebSocket-Extensions: {extensions}\r\n"
     return (head + "\r\n").encode(), chosen

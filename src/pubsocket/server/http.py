@@ -37,6 +37,7 @@ from ..log import refusals
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from . import access
+from .deflate import negotiate as negotiate_deflate
 from .handshake import accept_handshake
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
@@ -357,13 +358,18 @@ class NativeUpgrader:
         if self._accepted is not None:
             return self._accepted
         settings = self._http.state.settings
+        deflate = (negotiate_deflate(self._request.headers.getall("sec-websocket-extensions"))
+                   if settings.compression == "deflate" else None)
         head, chosen = accept_handshake(self._request.method, self._request.headers,
-                                        subprotocols)
+                                        subprotocols, deflate[0] if deflate else None)
         proto = FrameProtocol(
             Side.SERVER,
             max_size=(settings.max_message_size if max_message_size is None
                       else max_message_size) or None,
         )
+        if deflate is not None:  # inbound inflated by websockets (server/deflate.py)
+            proto.extensions = [deflate[1]]
+            proto.min_compress = settings.compression_min_size
         proto.subprotocol = Subprotocol(chosen) if chosen is not None else None
         self._accepted = conn = self._http.switch_to_websocket(
             head, proto,

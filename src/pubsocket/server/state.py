@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..web.stats import TransportStats
+from .deflate import InflateBudget
 from .flush import Flusher
 
 if TYPE_CHECKING:
@@ -27,8 +28,10 @@ class ServerState:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)
     shutting_down: bool = False
+    inflate: InflateBudget | None = None  # made by create(): needs the loop
 
     @classmethod
     def create(cls, app: App, loop: asyncio.AbstractEventLoop) -> ServerState:
         """State for `app` on `loop`."""
-        return cls(app=app, settings=app.settings, loop=loop, flusher=Flusher(loop))
+        return cls(app=app, settings=app.settings, loop=loop, flusher=Flusher(loop),
+                   inflate=InflateBudget(loop))

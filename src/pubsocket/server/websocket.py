@@ -27,6 +27,7 @@ from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
+from .deflate import deflate_wires, negotiated
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
 
@@ -50,6 +51,17 @@ class FrameProtocol(Protocol):
     """
 
     close_codes: Mapping[int, tuple[int, str]] | None = None
+    min_compress = 0  # with permessage-deflate: shorter messages go uncompressed
+
+    def send_frame(self, frame: Frame) -> None:
+        # `send()` of a message under compression_min_size: plain, RSV1 clear (RFC 7692
+        # §6 lets each message choose). Only whole data messages: a fragmented one would
+        # leave websockets' encoder without its first frame.
+        if (self.extensions and frame.fin and len(frame.data) < self.min_compress
+                and frame.opcode in (Opcode.TEXT, Opcode.BINARY)):
+            self.writes.append(frame.serialize(mask=False))
+            return
+        super().send_frame(frame)
 
     def recv_frame(self, frame: Frame) -> None:
         if frame.opcode is Opcode.CLOSE:
@@ -61,7 +73,17 @@ class FrameProtocol(Protocol):
         super().fail(*translate_close(self.close_codes, code, reason))
 
 
-TEXT_WIRES = WireSet(text_frame, "ws-text")  # every native connection: text frames
+TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames
+
+
+def choose_wires(proto: Protocol, min_size: int) -> WireSet:
+    """A native connection's `WireSet`: text frames, deflated for its negotiated
+    permessage-deflate parameters when it has them (shared by every connection with
+    the same parameters, so a publication is compressed once for all of them)."""
+    deflate = negotiated(proto.extensions)
+    if deflate is None:
+        return TEXT_WIRES
+    return deflate_wires(deflate.local_max_window_bits, min_size)
 
 
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
@@ -70,8 +92,6 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     Slotted, with futures and buffers created only when needed: an idle subscribed
     connection must stay small (the target is <= 8 KiB of RSS each).
     """
-
-    wires = TEXT_WIRES
 
     __slots__ = (
         "_assembly",
@@ -95,11 +115,13 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_waiter",
         "access",
         "subprotocol",
+        "wires",
     )
 
     def __init__(self, proto: Protocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
+        self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
         # (path, peer, loop time opened) when the access log is on (server/access.py)
         self.access: tuple[str, tuple[str, int] | None, float] | None = None
         self._proto = proto
@@ -267,21 +289,41 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     # not hold up every other connection. Per loop iteration a connection parses at most
     # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
     # the next iteration with reading paused (tests/integration/test_fairness.py).
+    # With permessage-deflate, what a slice inflates to counts against the server's
+    # per-iteration budget too (server/deflate.py `InflateBudget`).
     def _feed(self, data: bytes) -> None:
+        budget = self._state.inflate if self._proto.extensions else None
+        if budget is not None and not budget.admit(budget.bound(
+                min(len(data), PARSE_SLICE), self._proto.max_message_size)):
+            self._unparsed = bytearray(data)  # empty: data_received and _continue took it
+            self._throttle()
+            return
         if len(data) > PARSE_SLICE:
             self._unparsed = bytearray(data[PARSE_SLICE:])
             data = data[:PARSE_SLICE]
             self._throttle()
         self._proto.receive_data(data)
-        self._handle(self._proto.events_received())  # type: ignore[arg-type]
-        if self._proto.parser_exc is not None and not self._closing:
-            self._refused(self._proto.parser_exc)
+        frames: list[Frame] = self._proto.events_received()  # type: ignore[assignment]
+        self._handle(frames)
+        exc = self._proto.parser_exc
+        refused = exc is not None and not self._closing  # failed by this read
+        if budget is not None:
+            inflated = sum(len(f.data) for f in frames)
+            if refused and isinstance(exc, PayloadTooBig):
+                inflated += self._proto.max_message_size or 0  # inflated up to the limit
+            budget.charge(inflated)
+        if refused and exc is not None:
+            self._refused(exc)
 
     def _refused(self, exc: Exception) -> None:
         """websockets failed the connection itself (a frame over the size limit, a
         protocol error) and sent the close: log the refusal once, drop what is queued."""
         self._closing = True
         self._unparsed = None
+        # The traceback holds the failed parse's frames and their locals until this
+        # connection is collected: for a deflate bomb, the up to max_message_size bytes
+        # inflated before the limit stopped it (200 such sockets held +200 MiB).
+        exc.__traceback__ = None
         kind = "message_size" if isinstance(exc, PayloadTooBig) else "frame_protocol"
         refusals.warn(kind, self._transport.get_extra_info("peername"))
 
