@@ -36,8 +36,9 @@ from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import connect, handlers, replies
-from .connect import Endpoint
+from ..protocols.centrifuge import connect
+from ..protocols.centrifuge.connect import Endpoint
+from . import handlers, replies
 from .core import Hub, publisher_of
 from .lifetime import TokenClock
 from .wire import RAW, Wire
@@ -115,7 +116,7 @@ class Session:
         verifies refreshed tokens; the token's expiry comes from the principal's claims
         unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
         session is a handshake session: nothing runs before a connect command
-        (`hub.connect`), and the codec is the endpoint's. `address` is the peer's, for
+        (`protocols.centrifuge`), and the codec is the endpoint's. `address` is the peer's, for
         refusal log lines only. `wires` is the transport's `WireSet`: the session's wire
         (its codec x the transport's framer) comes from it, and every reply and delivery
         is framed by that wire (default: unframed)."""

@@ -11,14 +11,13 @@ import orjson
 from ..auth import Action, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy
 from ..codecs import PLAIN, V1
-from ..codecs.centrifuge import CLOSE_CODES
 from ..config import Settings
 from ..errors import BrokerError, Forbidden, HTTPError
 from ..hub import Session
-from ..hub.connect import Endpoint, RpcHook
 from ..hub.replies import continues
 from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
+from ..protocols.centrifuge import CLOSE_CODES, Endpoint, RpcHook
 from .app import App
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
@@ -89,7 +88,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
-            # Small messages until the connect command succeeds (hub.connect raises it).
+            # Small messages until the connect command succeeds (its connect gate raises it).
             cws = await Websocket(request).connection(max_message_size=pre_connect)
             cws.close_codes = CLOSE_CODES
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,

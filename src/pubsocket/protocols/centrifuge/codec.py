@@ -6,7 +6,7 @@ Replies are ``{"id": N, "<method>": {...}}`` or ``{"id": N, "error": {"code", "m
 concatenation around the stored payload (no re-encoding of data), once per publication.
 Disconnects are WebSocket close frames with the protocol's codes: `CLOSE_CODES` maps the
 transport's own closes to them (set per connection as `Connection.close_codes`).
-docs/centrifuge.md is the reference; commands are parsed in `centrifuge_parse`.
+docs/centrifuge.md is the reference; commands are parsed in `parse`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any, Final
 
 import orjson
 
-from ..brokers.base import HistoryPage, Position, Publication, Publisher
-from ..errors import CloseCode, ProtocolViolation
-from ..presence.base import ClientInfo, Stats
-from ..protocol import (
+from ...brokers.base import HistoryPage, Position, Publication, Publisher
+from ...codecs.base import Codec, Parsed
+from ...errors import CloseCode, ProtocolViolation
+from ...presence.base import ClientInfo, Stats
+from ...protocol import (
     CmdId,
     Command,
     ErrorCode,
@@ -35,8 +36,7 @@ from ..protocol import (
     SubscribeResult,
     Unsubscribe,
 )
-from .base import Codec, Parsed
-from .centrifuge_parse import count_lines, parse_frame
+from .parse import count_lines, parse_frame
 
 # Centrifuge client error codes (centrifugal.dev "Error and disconnect codes").
 INTERNAL: Final = 100

@@ -27,8 +27,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..auth import Principal, expiry_of
-from ..codecs.centrifuge import (
+from ...auth import Principal, expiry_of
+from ...errors import ProtocolViolation, Unauthorized
+from ...hub import handlers
+from ...log import refusals
+from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
+from .codec import (
     BAD_REQUEST_CLOSE,
     CENTRIFUGE,
     INTERNAL,
@@ -40,14 +44,10 @@ from ..codecs.centrifuge import (
     TOKEN_EXPIRED,
     CentrifugeCodec,
 )
-from ..errors import ProtocolViolation, Unauthorized
-from ..log import refusals
-from ..protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
-from . import handlers
 from .pinger import Pinger
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ...hub.session import Session
 
 log = logging.getLogger("pubsocket.hub")
 
