@@ -17,7 +17,7 @@ from ..hub import Session
 from ..hub.replies import continues
 from ..presence.base import PresenceUnavailable
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL, valid_topic
-from ..protocols.centrifuge import CLOSE_CODES, Endpoint, RpcHook
+from ..protocols.centrifuge import Endpoint, RpcHook
 from .app import App
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
@@ -84,15 +84,16 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
     endpoint = None if protocol == "plain" else Endpoint(
-        target.settings.centrifuge_ping, secured=secured, rpc=rpc)
+        target.settings.centrifuge_ping, secured=secured, rpc=rpc,
+        connect_timeout=target.settings.connect_timeout)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
             # Small messages until the connect command succeeds (its connect gate raises it).
             cws = await Websocket(request).connection(max_message_size=pre_connect)
-            cws.close_codes = CLOSE_CODES
+            cws.close_codes = endpoint.close_codes
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, endpoint=endpoint,
+                               authenticator=target.auth, dialect=endpoint,
                                address=request.client, wires=cws.wires))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])

@@ -154,11 +154,13 @@ class CentrifugeCodec(Codec):
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
 
-    def count(self, text: str) -> int:
-        return count_lines(text)
+    def count(self, data: str | bytes) -> int:
+        assert isinstance(data, str)  # a text codec: the session refused binary frames
+        return count_lines(data)
 
-    def parse(self, text: str) -> Sequence[Parsed]:
-        return parse_frame(text)
+    def parse(self, data: str | bytes) -> Sequence[Parsed]:
+        assert isinstance(data, str)
+        return parse_frame(data)
 
     def violation_close(self, exc: ProtocolViolation) -> tuple[int, str] | None:
         """The close a malformed command ends the connection with (None: an error reply)."""
