@@ -26,7 +26,8 @@ from pubsocket.protocol import (
     Unsubscribe,
 )
 from pubsocket.protocols.centrifuge import CENTRIFUGE
-from pubsocket.protocols.centrifuge.codec import CLOSE_CODES, ttl_of
+from pubsocket.protocols.centrifuge.codec import ttl_of
+from pubsocket.protocols.centrifuge.codes import CLOSE_CODES
 from pubsocket.protocols.centrifuge.parse import parse_frame
 
 

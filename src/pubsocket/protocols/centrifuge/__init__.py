@@ -2,7 +2,8 @@
 connect gate, the pinger, close and error codes. `Endpoint` is the `hub.hook.Dialect`
 the pub/sub endpoint plugs into its sessions."""
 
-from .codec import CENTRIFUGE, CLOSE_CODES, CentrifugeCodec
+from .codec import CENTRIFUGE, CentrifugeCodec
+from .codes import CLOSE_CODES
 from .connect import RpcHook
 from .endpoint import Endpoint, Gate
 

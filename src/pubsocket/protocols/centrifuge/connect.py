@@ -33,7 +33,7 @@ from ...errors import Unauthorized
 from ...hub import handlers
 from ...log import refusals
 from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
-from .codec import (
+from .codes import (
     BAD_REQUEST_CLOSE,
     INTERNAL,
     INVALID_TOKEN,

@@ -18,7 +18,8 @@ from ...errors import ProtocolViolation
 from ...log import refusals
 from ...protocol import Command
 from . import connect
-from .codec import BAD_REQUEST_CLOSE, CENTRIFUGE, CLOSE_CODES, PING, STALE, CentrifugeCodec
+from .codec import CENTRIFUGE, PING, CentrifugeCodec
+from .codes import BAD_REQUEST_CLOSE, CLOSE_CODES, STALE
 from .connect import AWAITING, CONNECTED, RpcHook
 from .pinger import Pinger
 
