@@ -8,7 +8,7 @@ from typing import Any
 
 from pubsocket import App, Websocket
 from pubsocket.codecs import PLAIN, V1
-from pubsocket.codecs.centrifuge import CENTRIFUGE
+from pubsocket.protocols.centrifuge import CENTRIFUGE
 from pubsocket.server.websocket import INBOUND_BYTES
 from tests.centrifuge.test_frames import masked, raw_upgrade
 from tests.conftest import make_settings

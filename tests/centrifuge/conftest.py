@@ -10,7 +10,7 @@ from centrifuge import ClientEventHandler, SubscriptionEventHandler
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
 from pubsocket.brokers.base import HistoryPolicy
-from pubsocket.hub.connect import RpcHook
+from pubsocket.protocols.centrifuge import RpcHook
 from tests.conftest import API_KEY, SECRET, make_settings
 
 AUTH = Authenticator(API_KEY, SECRET)

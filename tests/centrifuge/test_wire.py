@@ -340,7 +340,7 @@ async def test_a_subscribe_over_the_cap_holds_no_token_clock(serve: Any) -> None
         got = await replies(ws, 6)
         assert [r.get("error", {}).get("code") for r in got[2:]] == [106] * 4
         (session,) = srv.app.hub.registry._users["alice"]  # the one connection's session
-        assert session.topics == {"vip:0"} and set(session.sub_clocks) == {"vip:0"}
+        assert session.topics == {"vip:0"} and set(session.hook.sub_clocks) == {"vip:0"}
 
 
 @pytest.mark.parametrize("ping", [0, 25])

@@ -9,9 +9,6 @@ from typing import Any
 import pytest
 
 from pubsocket.brokers.base import HistoryPage, Position, Publication, Publisher
-from pubsocket.codecs import CENTRIFUGE
-from pubsocket.codecs.centrifuge import CLOSE_CODES, ttl_of
-from pubsocket.codecs.centrifuge_parse import parse_frame
 from pubsocket.errors import CloseCode, ProtocolViolation
 from pubsocket.presence.base import ClientInfo, Stats
 from pubsocket.protocol import (
@@ -28,6 +25,10 @@ from pubsocket.protocol import (
     SubscribeResult,
     Unsubscribe,
 )
+from pubsocket.protocols.centrifuge import CENTRIFUGE
+from pubsocket.protocols.centrifuge.codec import ttl_of
+from pubsocket.protocols.centrifuge.codes import CLOSE_CODES
+from pubsocket.protocols.centrifuge.parse import parse_frame
 
 
 def one(line: Any) -> Any:

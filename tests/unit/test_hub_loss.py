@@ -10,9 +10,9 @@ from typing import Any
 from pubsocket import Hub
 from pubsocket.brokers import HistoryPolicy
 from pubsocket.codecs import PLAIN, V1
-from pubsocket.codecs.centrifuge import CENTRIFUGE
 from pubsocket.errors import CloseCode
 from pubsocket.hub.wire import RAW
+from pubsocket.protocols.centrifuge import CENTRIFUGE
 from tests.unit.test_hub import Recorder
 from tests.unit.test_hub_delivery import FaultyBroker, idle, make_hub
 

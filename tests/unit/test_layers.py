@@ -23,6 +23,7 @@ RANK = {
     "codecs": 4,
     "hub": 5,
     "outbox": 5.5,  # the relay runs inside `serve` (web) on the hub's broker and rules
+    "protocols": 5.5,  # each implements the hub's session hook; web plugs it in
     "ops": 5.7,  # the operations layer: every front door (web) calls it; it calls the hub
     "web": 6,
     "server": 7,
@@ -87,7 +88,7 @@ def test_the_walker_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
 
 # The wire seam (docs/design.md "The wire"): the hub frames through opaque wires, so
 # no module of the hub (or of the protocols below it) may know WebSocket framing.
-FRAMING_FREE = ("hub", "codecs", "protocol", "brokers", "presence")
+FRAMING_FREE = ("hub", "codecs", "protocols", "protocol", "brokers", "presence")
 
 
 def _third_party(path: Path) -> set[str]:

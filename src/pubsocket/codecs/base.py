@@ -1,9 +1,13 @@
 """The codec interface: one wire protocol's parsing and encoding, no I/O.
 
-A codec turns one inbound text message into commands (`parse`) and the hub's results into
-message payloads (the transport frames them). The hub encodes each publication once per
-codec in use and hands the same bytes to every subscriber of that codec. An encoder that
-returns None means "this protocol sends nothing here" (plain mode sends no acks).
+A codec turns one inbound message into commands (`parse`) and the hub's results into
+message payloads (the transport frames them). A codec says whether its protocol is
+binary (`binary`): the session closes a text codec's connection on a binary message
+(1003, "text frames only"), so a text codec's `count` and `parse` see `str` only; a
+binary codec gets `bytes` (and whatever text messages its peer sends). The hub encodes
+each publication once per codec in use and hands the same bytes to every subscriber of
+that codec. An encoder that returns None means "this protocol sends nothing here" (plain
+mode sends no acks).
 """
 
 from __future__ import annotations
@@ -40,17 +44,21 @@ class Codec(ABC):
     # Whether clients of this protocol can refresh their token over the socket (then
     # they get an expiry notice and a grace period instead of a close at exp).
     refreshable: bool = False
+    # Whether the protocol's messages are binary (then `parse` takes bytes); False for
+    # every JSON protocol.
+    binary: bool = False
 
-    def count(self, text: str) -> int:
-        """An upper bound on the commands in `text`, found without parsing it (the
+    def count(self, data: str | bytes) -> int:
+        """An upper bound on the commands in `data`, found without parsing it (the
         session charges and caps them before `parse` does any work). One command per
         message unless the protocol batches."""
         return 1
 
     @abstractmethod
-    def parse(self, text: str) -> Sequence[Parsed]:
-        """The commands in one text message, in order; a malformed one stands in the
-        sequence as the `ProtocolViolation` its error reply is made from."""
+    def parse(self, data: str | bytes) -> Sequence[Parsed]:
+        """The commands in one message, in order; a malformed one stands in the
+        sequence as the `ProtocolViolation` its error reply is made from. A text codec
+        is given `str` only (see the module docstring)."""
 
     @abstractmethod
     def publication(self, topic: str, pub: Publication) -> bytes:

@@ -29,9 +29,9 @@ class PlainCodec(Codec):
     name = "plain"
     extended = False  # pubsocket.v1 (a subclass) also takes since, history, presence, ...
 
-    def parse(self, text: str) -> Sequence[Parsed]:
+    def parse(self, data: str | bytes) -> Sequence[Parsed]:
         try:
-            return (parse_json_command(text, extended=self.extended),)
+            return (parse_json_command(data, extended=self.extended),)
         except ProtocolViolation as exc:
             return (exc,)
 

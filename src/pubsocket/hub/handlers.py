@@ -196,18 +196,11 @@ def leave(session: Session, topic: str) -> None:
     """End the session's subscription to `topic` (presence follows in the background)."""
     hub = session.hub
     session.topics.discard(topic)
-    release_token(session, topic)
+    if session.hook is not None:
+        session.hook.released(topic)  # e.g. a subscription token's expiry clock stops
     hub.unsubscribe_nowait(session.peer, topic)
     if hub.presence.enabled(topic):
         hub.presence.left(topic, session.principal.client_id, hub.publish_internal)
-
-
-def release_token(session: Session, topic: str) -> None:
-    """`topic` is no longer held on a subscription token (Centrifuge): its expiry clock,
-    if any, stops."""
-    clocks = session.sub_clocks
-    if clocks and topic in clocks and (handle := clocks.pop(topic)) is not None:
-        handle.cancel()
 
 
 # -- publish ---------------------------------------------------------------------------
@@ -295,7 +288,7 @@ def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
     session.principal = dataclasses.replace(new, client_id=old.client_id)
     # A topic held on a subscription token was granted by that token, not by the
     # connection token's permissions: its own expiry and sub_refresh govern it.
-    held = session.sub_clocks or {}
+    held = session.hook.held() if session.hook is not None else ()
     verdicts = {t: session.hub.authorizer.check(session.principal, Action.SUBSCRIBE, t)
                 for t in sorted(session.topics) if t not in held}
     if all(isinstance(v, bool) for v in verdicts.values()):

@@ -1,10 +1,11 @@
 """`Session`: one connection's pub/sub state, and the order its commands run and reply in.
 
-This module owns ordering and flow control; what each command does is in
-`hub.handlers`, the wire format in the connection's `Codec`. Rules per connection:
-subscription cap, inbound rate limit, protocol-error budget, text frames only, token
-expiry. Replies are queued with the peer's non-blocking `deliver`, so a session never
-waits on its own socket.
+This module owns ordering and flow control; what each command does is in `hub.handlers`,
+the wire format in the connection's `Codec`, and a protocol's own rules around the
+commands (a handshake first, say) in its `SessionHook` (`hub.hook`). Rules per
+connection: subscription cap, inbound rate limit, protocol-error budget, frames of the
+codec's kind (text unless `Codec.binary`), token expiry. Replies are queued with the
+peer's non-blocking `deliver`, so a session never waits on its own socket.
 
 Ordering: replies leave in command order. Publishes the broker queues in order (Redis
 pipelines them) are *in flight together*: the next command starts without waiting for
@@ -36,9 +37,9 @@ from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import connect, handlers, replies
-from .connect import Endpoint
+from . import handlers, replies
 from .core import Hub, publisher_of
+from .hook import Dialect, SessionHook
 from .lifetime import TokenClock
 from .wire import RAW, Wire
 
@@ -101,36 +102,32 @@ class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publisher",
-                 "_task", "_waiting",
-                 "address", "authenticator", "clock", "codec", "endpoint", "errors", "hub",
-                 "peer", "principal", "publish_bytes", "reply_budget", "settings", "stage",
-                 "sub_clocks", "topics", "wire")
+                 "_task", "_waiting", "address", "authenticator", "clock", "codec", "errors",
+                 "hook", "hub", "peer", "principal", "publish_bytes", "reply_budget",
+                 "settings", "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
                  authenticator: Authenticator | None = None,
                  expires_at: float | None = None,
-                 endpoint: Endpoint | None = None, address: object = None,
+                 dialect: Dialect | None = None, address: object = None,
                  wires: Callable[[Codec], Wire] = RAW) -> None:
         """`principal` is who is connected (anonymous by default); `authenticator`
         verifies refreshed tokens; the token's expiry comes from the principal's claims
-        unless `expires_at` (Unix time) is given. With an `endpoint` (Centrifuge) the
-        session is a handshake session: nothing runs before a connect command
-        (`hub.connect`), and the codec is the endpoint's. `address` is the peer's, for
-        refusal log lines only. `wires` is the transport's `WireSet`: the session's wire
-        (its codec x the transport's framer) comes from it, and every reply and delivery
-        is framed by that wire (default: unframed)."""
+        unless `expires_at` (Unix time) is given. With a `dialect` (a protocol package,
+        e.g. `pubsocket.protocols.centrifuge`) the codec is the dialect's and the
+        session's `hook` (`hub.hook`) runs the protocol's own rules, a connect gate for
+        instance. `address` is the peer's, for refusal log lines only. `wires` is the
+        transport's `WireSet`: the session's wire (its codec x the transport's framer)
+        comes from it, and every reply and delivery is framed by that wire (default:
+        unframed)."""
         self.hub = hub
         self.address = address
         self.peer = peer
         self.settings = settings
-        self.endpoint = endpoint
-        self.stage = connect.AWAITING
-        # Topics held on a subscription token -> its expiry clock (None: no exp).
-        self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
-        if endpoint is not None:
-            codec = endpoint.codec
-            endpoint.pinger.wait(self, settings.connect_timeout)
+        self.hook: SessionHook | None = None
+        if dialect is not None:
+            codec = dialect.codec
         self.codec = codec
         self.wire = wires(codec)
         self.principal = principal or Principal.anonymous()
@@ -159,6 +156,8 @@ class Session:
                               else expiry_of(self.principal.claims))
         if self.principal.user is not None:
             hub.registry.add(self.principal.user, self)
+        if dialect is not None:
+            self.hook = dialect.open(self)
 
     @property
     def closed(self) -> bool:
@@ -216,7 +215,7 @@ class Session:
     def adopt(self, topic: str) -> None:
         """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
         session is connected."""
-        if self.endpoint is not None and self.stage != connect.CONNECTED:
+        if self.hook is not None and not self.hook.ready:
             return
         pending = handlers.adopt(self, topic)
         if pending is not None:  # beside the command queue, which it must not reorder
@@ -230,7 +229,7 @@ class Session:
         """Take one inbound message: run its commands now or queue them in order."""
         if self._closed:
             return
-        if isinstance(message, bytes):
+        if isinstance(message, bytes) and not self.codec.binary:
             self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
             return
         # Charged before parsed: the commands are counted with one cheap scan, a frame
@@ -248,8 +247,8 @@ class Session:
             self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
             return
         items = self.codec.parse(message)
-        if not items and self.endpoint is not None:
-            connect.idle(self)  # before connect, a frame must carry the connect
+        if not items and self.hook is not None:
+            self.hook.idle(self)  # e.g. before its handshake, a frame must carry it
         for item in items:
             if self._closed:
                 return
@@ -264,13 +263,8 @@ class Session:
         self._closed = True
         self.clock.cancel()
         self.hub.heartbeat.discard(self)
-        if self.endpoint is not None:
-            self.endpoint.pinger.discard(self.peer)
-            self.endpoint.pinger.connected(self)
-            for handle in (self.sub_clocks or {}).values():
-                if handle is not None:
-                    handle.cancel()
-            self.sub_clocks = None
+        if self.hook is not None:
+            self.hook.closed(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         for topic in list(self.topics):
@@ -299,13 +293,13 @@ class Session:
     # -- ordering ----------------------------------------------------------------------
     def _start(self, item: Parsed) -> None:
         """Start one command now (nothing is waiting ahead of it)."""
+        hook = self.hook
         if isinstance(item, ProtocolViolation):
-            if self.endpoint is not None:
-                connect.violation(self, item)
+            if hook is not None:
+                hook.violation(self, item)
             else:
                 self.error(item.code, item.message, item.cmd_id)
-        elif isinstance(item, Publish) and (self.endpoint is None
-                                            or self.stage == connect.CONNECTED):
+        elif isinstance(item, Publish) and (hook is None or hook.ready):
             result = handlers.publish(self, item)
             if result is None:  # refused, already answered
                 return
@@ -319,8 +313,7 @@ class Session:
         elif self._inflight:
             self._waiting = deque([item])  # starts when the publishes ahead are done
         else:
-            pending = (handlers.run(self, item) if self.endpoint is None
-                       else connect.run(self, item))
+            pending = handlers.run(self, item) if hook is None else hook.run(self, item)
             if pending is not None:
                 self._barrier(pending)
 
@@ -409,6 +402,6 @@ class Session:
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with a documented code (a `CloseCode`, or the protocol's
-        own for a Centrifuge session); nothing more is handled."""
+        own, e.g. a Centrifuge disconnect); nothing more is handled."""
         self._closed = True
         self.peer.close_nowait(code, reason)

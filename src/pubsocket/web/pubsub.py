@@ -11,15 +11,14 @@ import orjson
 from ..auth import AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy, Position
 from ..codecs import PLAIN, V1
-from ..codecs.centrifuge import CLOSE_CODES
 from ..config import Settings
 from ..errors import HTTPError
 from ..hub import Session
-from ..hub.connect import Endpoint, RpcHook
 from ..ops import HTTP, HistoryQuery, Operations, OpError
 from ..ops.api import MISSING
 from ..ops.errors import lookup
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
+from ..protocols.centrifuge import Endpoint, RpcHook
 from .app import App
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
@@ -88,15 +87,16 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
     endpoint = None if protocol == "plain" else Endpoint(
-        target.settings.centrifuge_ping, secured=secured, rpc=rpc)
+        target.settings.centrifuge_ping, secured=secured, rpc=rpc,
+        connect_timeout=target.settings.connect_timeout)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
-            # Small messages until the connect command succeeds (hub.connect raises it).
+            # Small messages until the connect command succeeds (its connect gate raises it).
             cws = await Websocket(request).connection(max_message_size=pre_connect)
-            cws.close_codes = CLOSE_CODES
+            cws.close_codes = endpoint.close_codes
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, endpoint=endpoint,
+                               authenticator=target.auth, dialect=endpoint,
                                address=request.client, wires=cws.wires))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from .wire import Wire
+from ...hub.wire import Wire
 
 
 class Pingable(Protocol):

@@ -14,9 +14,11 @@ from typing import Any, Final
 
 import orjson
 
-from ..brokers.base import Position
-from ..errors import ProtocolViolation
-from ..protocol import (
+from ...brokers.base import Position
+from ...codecs.base import Parsed
+from ...codecs.json_commands import MAX_TOKEN_LENGTH
+from ...errors import ProtocolViolation
+from ...protocol import (
     MAX_HISTORY_LIMIT,
     CmdId,
     Command,
@@ -33,8 +35,6 @@ from ..protocol import (
     valid_id,
     valid_topic,
 )
-from .base import Parsed
-from .json_commands import MAX_TOKEN_LENGTH
 
 MAX_NAME_LENGTH: Final = 255  # method, client name and version strings
 _METHODS: Final = ("connect", "subscribe", "unsubscribe", "publish", "presence",

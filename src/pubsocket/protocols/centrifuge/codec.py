@@ -4,9 +4,8 @@ Replies are ``{"id": N, "<method>": {...}}`` or ``{"id": N, "error": {"code", "m
 "temporary"?}}``; pushes are ``{"push": {"channel": T, "pub" | "join" | "leave" |
 "unsubscribe": {...}}}``; the server's ping is ``{}``. Deliveries are built by
 concatenation around the stored payload (no re-encoding of data), once per publication.
-Disconnects are WebSocket close frames with the protocol's codes: `CLOSE_CODES` maps the
-transport's own closes to them (set per connection as `Connection.close_codes`).
-docs/centrifuge.md is the reference; commands are parsed in `centrifuge_parse`.
+Disconnects are WebSocket close frames with the protocol's codes (`codes`).
+docs/centrifuge.md is the reference; commands are parsed in `parse`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from typing import Any, Final
 
 import orjson
 
-from ..brokers.base import HistoryPage, Position, Publication, Publisher
-from ..errors import CloseCode, ProtocolViolation
-from ..presence.base import ClientInfo, Stats
-from ..protocol import (
+from ...brokers.base import HistoryPage, Position, Publication, Publisher
+from ...codecs.base import Codec, Parsed
+from ...errors import ProtocolViolation
+from ...presence.base import ClientInfo, Stats
+from ...protocol import (
     CmdId,
     Command,
     ErrorCode,
@@ -35,75 +35,16 @@ from ..protocol import (
     SubscribeResult,
     Unsubscribe,
 )
-from .base import Codec, Parsed
-from .centrifuge_parse import count_lines, parse_frame
-
-# Centrifuge client error codes (centrifugal.dev "Error and disconnect codes").
-INTERNAL: Final = 100
-UNAUTHORIZED: Final = 101
-UNKNOWN_CHANNEL: Final = 102
-PERMISSION_DENIED: Final = 103
-METHOD_NOT_FOUND: Final = 104
-LIMIT_EXCEEDED: Final = 106
-BAD_REQUEST: Final = 107
-NOT_AVAILABLE: Final = 108
-TOKEN_EXPIRED: Final = 109
-TOO_MANY_REQUESTS: Final = 111
-UNRECOVERABLE_POSITION: Final = 112
-_MESSAGES: Final = {
-    INTERNAL: "internal server error", UNAUTHORIZED: "unauthorized",
-    UNKNOWN_CHANNEL: "unknown channel", PERMISSION_DENIED: "permission denied",
-    METHOD_NOT_FOUND: "method not found", LIMIT_EXCEEDED: "limit exceeded",
-    BAD_REQUEST: "bad request", NOT_AVAILABLE: "not available",
-    TOKEN_EXPIRED: "token expired", TOO_MANY_REQUESTS: "too many requests",
-    UNRECOVERABLE_POSITION: "unrecoverable position",
-}
-_TEMPORARY: Final = frozenset({INTERNAL, TOO_MANY_REQUESTS})
-_ERRORS: Final = {
-    ErrorCode.BAD_JSON: BAD_REQUEST, ErrorCode.BAD_ACTION: METHOD_NOT_FOUND,
-    ErrorCode.INVALID_TOPIC: UNKNOWN_CHANNEL, ErrorCode.MISSING_DATA: BAD_REQUEST,
-    ErrorCode.BAD_ID: BAD_REQUEST, ErrorCode.BAD_FIELD: BAD_REQUEST,
-    ErrorCode.SUBSCRIPTION_LIMIT: LIMIT_EXCEEDED,
-    ErrorCode.UNRECOVERABLE_POSITION: UNRECOVERABLE_POSITION,
-    ErrorCode.FORBIDDEN: PERMISSION_DENIED, ErrorCode.PRESENCE_OFF: NOT_AVAILABLE,
-    ErrorCode.INVALID_TOKEN: UNAUTHORIZED, ErrorCode.BROKER_UNAVAILABLE: INTERNAL,
-    ErrorCode.PUBLISH_RATE: TOO_MANY_REQUESTS,
-    ErrorCode.TOO_MANY_REQUESTS: TOO_MANY_REQUESTS,
-}
-# Parse errors the protocol answers with a disconnect rather than an error reply.
-_FATAL: Final = frozenset({ErrorCode.BAD_JSON, ErrorCode.BAD_ACTION, ErrorCode.BAD_ID,
-                           ErrorCode.BAD_FIELD, ErrorCode.MISSING_DATA})
-
-# Centrifuge disconnect codes: 3000-3499 reconnect, 3500-3999 do not.
-SHUTDOWN: Final = (3001, "shutdown")
-EXPIRED: Final = (3005, "connection expired")
-SLOW: Final = (3008, "slow")
-NO_PONG: Final = (3012, "no pong")
-TOO_MANY: Final = (3013, "too many requests")
-INVALID_TOKEN: Final = (3500, "invalid token")
-BAD_REQUEST_CLOSE: Final = (3501, "bad request")
-STALE: Final = (3502, "stale")
-FORCE_NO_RECONNECT: Final = (3503, "force disconnect")
-TOO_MANY_ERRORS: Final = (3509, "too many errors")
-CLOSE_CODES: Final[Mapping[int, tuple[int, str]]] = {
-    CloseCode.GOING_AWAY: SHUTDOWN,
-    CloseCode.PROTOCOL_ERROR: BAD_REQUEST_CLOSE,
-    CloseCode.UNSUPPORTED_DATA: BAD_REQUEST_CLOSE,
-    CloseCode.INVALID_DATA: BAD_REQUEST_CLOSE,
-    CloseCode.POLICY_VIOLATION: TOO_MANY_ERRORS,
-    CloseCode.MESSAGE_TOO_BIG: BAD_REQUEST_CLOSE,
-    # The transport's one routine 1011 is the keepalive timeout; both reconnect.
-    CloseCode.INTERNAL_ERROR: NO_PONG,
-    CloseCode.AUTH_EXPIRED: EXPIRED,
-    CloseCode.DISCONNECTED: FORCE_NO_RECONNECT,
-    CloseCode.SLOW_CONSUMER: SLOW,
-    CloseCode.RATE_LIMITED: TOO_MANY,
-}
-
-# Unsubscribe push codes: below 2500 final, from 2500 the SDK resubscribes.
-UNSUBSCRIBE_SERVER: Final = (2000, "server unsubscribe")
-UNSUBSCRIBE_INSUFFICIENT: Final = (2500, "insufficient state")
-UNSUBSCRIBE_EXPIRED: Final = (2501, "subscription expired")
+from .codes import (
+    MESSAGES,
+    TEMPORARY,
+    UNSUBSCRIBE_EXPIRED,
+    UNSUBSCRIBE_INSUFFICIENT,
+    UNSUBSCRIBE_SERVER,
+    error_code,
+    violation_close,
+)
+from .parse import count_lines, parse_frame
 
 PING: Final = b"{}"
 
@@ -154,15 +95,17 @@ class CentrifugeCodec(Codec):
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
 
-    def count(self, text: str) -> int:
-        return count_lines(text)
+    def count(self, data: str | bytes) -> int:
+        assert isinstance(data, str)  # a text codec: the session refused binary frames
+        return count_lines(data)
 
-    def parse(self, text: str) -> Sequence[Parsed]:
-        return parse_frame(text)
+    def parse(self, data: str | bytes) -> Sequence[Parsed]:
+        assert isinstance(data, str)
+        return parse_frame(data)
 
     def violation_close(self, exc: ProtocolViolation) -> tuple[int, str] | None:
         """The close a malformed command ends the connection with (None: an error reply)."""
-        return BAD_REQUEST_CLOSE if exc.code in _FATAL else None
+        return violation_close(exc)
 
     @property
     def replay_in_reply(self) -> bool:
@@ -207,12 +150,12 @@ class CentrifugeCodec(Codec):
         return head[:-2] + b',"publications":[' + b",".join(_pub(p) for p in pubs) + b"]}}"
 
     def error(self, code: ErrorCode, message: str, cmd_id: CmdId | None) -> bytes:
-        return self.error_code(_ERRORS.get(code, BAD_REQUEST), cmd_id)
+        return self.error_code(error_code(code), cmd_id)
 
     def error_code(self, code: int, cmd_id: CmdId | None) -> bytes:
         """An error reply with one of the protocol's numeric codes and its message."""
-        body: dict[str, Any] = {"code": code, "message": _MESSAGES.get(code, "error")}
-        if code in _TEMPORARY:
+        body: dict[str, Any] = {"code": code, "message": MESSAGES.get(code, "error")}
+        if code in TEMPORARY:
             body["temporary"] = True
         return orjson.dumps({"id": cmd_id, "error": body} if cmd_id is not None
                             else {"error": body})

@@ -1,0 +1,109 @@
+"""How the Centrifuge protocol plugs into the generic session (`hub.hook`).
+
+`Endpoint` is the `Dialect` one ``pubsub(..., protocol="centrifuge")`` call makes: the
+codec, the close codes, the pinger and the rpc hook every session of the endpoint
+shares. Each session it opens gets a `Gate`, the `SessionHook` holding that
+connection's Centrifuge state: its handshake stage and the topics it holds on
+subscription tokens (with their expiry clocks). What the gate does with each command
+is in `connect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Collection, Mapping
+from typing import TYPE_CHECKING
+
+from ...errors import ProtocolViolation
+from ...log import refusals
+from ...protocol import Command
+from . import connect
+from .codec import CENTRIFUGE, PING, CentrifugeCodec
+from .codes import BAD_REQUEST_CLOSE, CLOSE_CODES, STALE
+from .connect import AWAITING, CONNECTED, RpcHook
+from .pinger import Pinger
+
+if TYPE_CHECKING:
+    from ...hub.session import Session
+
+
+class Endpoint:
+    """What every session of one Centrifuge endpoint shares (one per `pubsub()` call)."""
+
+    __slots__ = ("codec", "connect_timeout", "ping", "pinger", "rpc", "secured")
+
+    close_codes: Mapping[int, tuple[int, str]] = CLOSE_CODES
+
+    def __init__(self, ping: float, *, secured: bool, connect_timeout: float = 0.0,
+                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE) -> None:
+        """`ping` is the seconds between pings (0: none); a session that has not
+        connected within `connect_timeout` seconds is closed as stale (0: only pings
+        count, `Pinger.wait`); `secured`: a connect needs a valid token;
+        `rpc(principal, method, data)` answers rpc commands (None: error 108 "not
+        available")."""
+        self.codec = codec
+        self.ping = ping
+        self.connect_timeout = connect_timeout
+        self.secured = secured
+        self.rpc = rpc
+        self.pinger = Pinger(ping, PING, STALE)
+
+    def open(self, session: Session) -> Gate:
+        """The hook of a new session: nothing runs before its connect command."""
+        self.pinger.wait(session, self.connect_timeout)
+        return Gate(self)
+
+
+class Gate:
+    """One Centrifuge connection's state: refuses everything before a `Connect`, then
+    runs the protocol's own commands (`connect`) beside the shared handlers."""
+
+    __slots__ = ("endpoint", "stage", "sub_clocks")
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.stage = AWAITING
+        # Topics held on a subscription token -> its expiry clock (None: no exp); made
+        # by the first such subscribe.
+        self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.stage == CONNECTED
+
+    def run(self, session: Session, cmd: Command) -> Awaitable[None] | None:
+        return connect.run(self, session, cmd)
+
+    def idle(self, session: Session) -> None:
+        """A frame without a command (only pongs, or blank): before connect it is
+        refused like any other command (3501), so a connection cannot idle on empty
+        frames."""
+        if self.stage == AWAITING:
+            refusals.warn("before_connect", session.address)
+            session.close(*BAD_REQUEST_CLOSE)
+
+    def violation(self, session: Session, exc: ProtocolViolation) -> None:
+        """A malformed command: the protocol's disconnect, or an error reply."""
+        close = self.endpoint.codec.violation_close(exc)
+        if close is None:
+            session.error(exc.code, exc.message, exc.cmd_id)
+        else:
+            session.close(*close)
+
+    def released(self, topic: str) -> None:
+        """`topic` is no longer held on a subscription token: its expiry clock stops."""
+        clocks = self.sub_clocks
+        if clocks and topic in clocks and (handle := clocks.pop(topic)) is not None:
+            handle.cancel()
+
+    def held(self) -> Collection[str]:
+        return self.sub_clocks or ()
+
+    def closed(self, session: Session) -> None:
+        pinger = self.endpoint.pinger
+        pinger.discard(session.peer)
+        pinger.connected(session)
+        for handle in (self.sub_clocks or {}).values():
+            if handle is not None:
+                handle.cancel()
+        self.sub_clocks = None
