@@ -5,6 +5,8 @@ history reported as ``recovered: false``, a slow consumer closed and recovering.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
 from tests.centrifuge_js.harness import SdkClient, sdk_client
@@ -79,7 +81,9 @@ async def test_slow_consumer_is_closed_then_recovers(start_cf: StartCf) -> None:
     srv = await start_cf(outbound_budget=64 * 1024, history_size=1000,
                          history_topic_max_bytes=0)
     hub = srv.app.hub
-    blob = "x" * 16_000
+    # Incompressible: the SDK's `ws` negotiates permessage-deflate, and a run of "x"
+    # would shrink under the outbound budget and never make it a slow consumer.
+    blob = base64.b64encode(os.urandom(12_000)).decode()  # 16,000 characters
     n = 200  # 3.2 MB, then more until the server closes the connection
     async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
                                                       token=token("alice")) as sdk:
