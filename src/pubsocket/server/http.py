@@ -32,12 +32,14 @@ import httptools
 from websockets.protocol import Protocol, Side
 from websockets.typing import Subprotocol
 
-from ..errors import HTTPError
+from ..errors import CloseCode, HTTPError
 from ..log import refusals
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
+from ..web.streaming import StreamResponse
 from . import access
 from .handshake import accept_handshake
+from .sse import SseStream
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
 
@@ -212,6 +214,9 @@ class HttpProtocol(asyncio.Protocol):
                     return
                 if self._transport.is_closing():
                     return
+                if isinstance(response, StreamResponse):
+                    await self._stream(response)  # the stream owns the transport now
+                    return
                 if request.upgrader is not None or self._state.shutting_down:
                     keep_alive = False
                 self._write_response(response, keep_alive)
@@ -224,6 +229,33 @@ class HttpProtocol(asyncio.Protocol):
             self._arm_timer()
         finally:
             self._task = None
+
+    async def _stream(self, response: StreamResponse) -> None:
+        """Write the head of a streamed response and hand the transport to an
+        `SseStream` (web/streaming.py); 503 when the connection cap is reached."""
+        state = self._state
+        cap = state.settings.max_connections
+        if cap and len(state.websockets) + len(state.streams) >= cap:
+            self._refuse(HTTPError(503, "server_full", "too many connections, retry later"))
+            return
+        lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}",
+                 f"content-type: {response.content_type}",
+                 f"date: {formatdate(usegmt=True)}", "server: pubsocket",
+                 "connection: close"]
+        lines += [f"{k}: {v}" for k, v in response.headers]
+        # The head alone: no blank line or comment ahead of the first event (Node's
+        # `eventsource` 2.x drops an event that shares a chunk with a leading CRLF).
+        self._transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self._upgraded = True
+        self._parser = None
+        stream = SseStream(self._transport, state)
+        self._transport.resume_reading()
+        if response.start is not None:
+            try:
+                await response.start(stream)
+            except Exception:
+                log.exception("a stream failed to start")
+                stream.close_nowait(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _log_access(self, request: Request, response: Response | None,
                     started: float) -> None:
@@ -344,8 +376,9 @@ class NativeUpgrader:
 
     @property
     def open_connections(self) -> int:
-        """WebSocket connections open in this process."""
-        return len(self._http.state.websockets)
+        """WebSocket connections (and SSE streams) open in this process."""
+        state = self._http.state
+        return len(state.websockets) + len(state.streams)
 
     async def accept(
         self,
