@@ -62,18 +62,18 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
     async def uni_sse_endpoint(request: Request, response: ResponseFactory) -> StreamResponse:
         settings = target.settings
         target.limits.before_auth(request)  # an address flooding bad tokens: 429
-        target.limits.charge(request)  # one request token, like any token route
         token, subs = _connect_request(request, settings.uni_sse_connect_size,
                                        settings.max_subscriptions)
-        principal = request.principal
         if token or secured:
             try:
                 if not token:
                     raise Unauthorized("a token is required")
-                principal = target.auth.principal_of(token)
+                request.principal = target.auth.principal_of(token)
             except Unauthorized:
                 target.limits.auth_failed(request)
                 raise
+        principal = request.principal
+        target.limits.charge(request)  # one request token (the user's, else the address)
         topics = list(subs)
         prefix = b"%08x" % zlib.crc32("\n".join(topics).encode())
         since = _resume(request, prefix, len(topics))
