@@ -70,8 +70,8 @@ async def measure(mode: str, conns: int) -> float:
 
 def id_cost(channels: int, number: int = 200_000) -> float:
     """Seconds per delivered positioned event on a stream of `channels` channels."""
-    from pubsocket.codecs.uni_sse import position_header
     from pubsocket.brokers.base import Position
+    from pubsocket.codecs.uni_sse import position_header
     from pubsocket.server.sse import SseStream, sse_frame
 
     class Transport:
@@ -89,7 +89,7 @@ def id_cost(channels: int, number: int = 200_000) -> float:
                       + b'{"channel":"x","pub":{"data":{"text":"hi"},"offset":7}}')
 
     def one() -> None:
-        stream._out = []  # noqa: SLF001 (nothing flushes in this bench)
+        stream._out = []
         stream.deliver(frame)
 
     return timeit.timeit(one, number=number) / number

@@ -132,3 +132,10 @@ async def test_a_client_that_does_not_read_is_cut(serve: Any) -> None:
     assert srv.server.state.stats.slow_closes == 1
     assert not srv.server.state.streams
     await stream.close()
+
+
+async def test_asgi_answers_a_stream_501(serve_any: Any) -> None:
+    srv = await serve_any(sse_app())
+    stream = await SseClient.open(srv.port, query({"a": {}}))
+    assert stream.status == (200 if srv.kind == "native" else 501)
+    await stream.close()
