@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from pubsocket.web import uni_sse
 from tests.centrifuge_js.conftest import cf_app
 from tests.sse.client import SseClient, query
@@ -138,4 +140,24 @@ async def test_asgi_answers_a_stream_501(serve_any: Any) -> None:
     srv = await serve_any(sse_app())
     stream = await SseClient.open(srv.port, query({"a": {}}))
     assert stream.status == (200 if srv.kind == "native" else 501)
+    await stream.close()
+
+
+async def test_a_live_gap_ends_the_stream_to_be_resumed(serve: Any) -> None:
+    """The hub's gap notice (the live stream lost publications) becomes a 3010
+    disconnect and the end of the stream: the client reconnects with its last id."""
+    from pubsocket.brokers.base import Position
+    from pubsocket.codecs.uni_sse import UNI_SSE
+
+    srv = await serve(sse_app())
+    stream = await SseClient.open(srv.port, query({"a": {}}))
+    await stream.until(lambda d: "subscribe" in d)
+    (server_side,) = srv.server.state.streams
+    wire = server_side.wires(UNI_SSE)
+    server_side.deliver(wire.frame(UNI_SSE.gap("a", Position(3, "e"))))
+    told = await stream.until(lambda d: "join" not in d)
+    assert told.data == {"disconnect": {"code": 3010, "reason": "insufficient state",
+                                        "reconnect": True}}
+    with pytest.raises(EOFError):
+        await stream.next()
     await stream.close()
