@@ -1,6 +1,6 @@
-"""Attacks on /connection/uni_sse (the chat example's, secured): many streams that never
-read while the bystander's topic fans out to them, and a flood of unauthenticated
-stream requests. The bystander stays fast (p99 < 50 ms), loses nothing, and the
+"""Attacks on /connection/uni_sse (the chat example's, secured): streams that never read
+while a flood topic and the bystander's topic fan out to them (every one is cut at the
+outbound budget, read from /metrics), and a flood of unauthenticated stream requests. The bystander stays fast (p99 < 50 ms), loses nothing, and the
 server's RSS stays bounded: slow readers are cut at the outbound budget, refusals cost
 a parse and a token check before anything is streamed."""
 
@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import urllib.parse
+import urllib.request
 
 import orjson
+from websockets.asyncio.client import connect as connect_ws
+from websockets.typing import Subprotocol
 
 from tests.attack.harness import Server, attack_server, measure, token
+from tests.conftest import API_KEY
 
-STREAMS = 300
+V1 = [Subprotocol("pubsocket.v1")]
+
+STREAMS = 40  # each may hold up to OUTBOUND_BUDGET (1 MiB) before it is cut
 
 
 def _path(tok: str, topic: str) -> str:
@@ -31,16 +38,41 @@ async def _open(server: Server, path: str) -> tuple[asyncio.StreamReader,
 
 
 async def slow_readers(server: Server, stop: asyncio.Event) -> str:
-    """Streams on the bystander's topic that never read a byte after their head."""
+    """Streams on the bystander's topic and a flood topic that never read a byte after
+    their head, while the attacker publishes 32 KiB messages to the flood topic as fast
+    as its publish byte rate allows: each stream's kernel buffers fill, then its
+    outbound budget, and it is cut (the bystander's own deliveries keep flowing)."""
     held: list[asyncio.StreamWriter] = []
     for n in range(STREAMS):  # many users (one user's burst is the HTTP rate limit's)
-        _, writer, head = await _open(server, _path(token(f"u{n}"), "room:bystander"))
+        connect = orjson.dumps({"token": token(f"u{n}"), "subs": {
+            "room:bystander": {}, "room:flood": {}}}).decode()
+        path = "/connection/uni_sse?" + urllib.parse.urlencode({"cf_connect": connect})
+        _, writer, head = await _open(server, path)
         assert head.startswith(b"HTTP/1.1 200"), head
         held.append(writer)
-    await stop.wait()
+    async with connect_ws(server.ws + "/ws/chat", subprotocols=V1, additional_headers={
+            "Authorization": f"Bearer {token('flooder')}"}) as ws:
+        blob = "x" * 32 * 1024
+        while not stop.is_set():
+            await ws.send(orjson.dumps({"action": "publish", "topic": "room:flood",
+                                        "data": blob}).decode())
+            await asyncio.sleep(0.03)  # ~1 MiB/s: the publish byte rate
+    cut = await asyncio.to_thread(_slow_closes, server)
     for writer in held:
         writer.close()
-    return f"{len(held)} non-reading streams"
+    assert cut >= STREAMS // 2, f"only {cut} of {STREAMS} non-reading streams were cut"
+    return f"{len(held)} non-reading streams fed ~1 MiB/s each, {cut} cut"
+
+
+def _slow_closes(server: Server) -> int:
+    """The server's slow-consumer count, from /metrics (read with the API key)."""
+    request = urllib.request.Request(server.http + "/metrics",
+                                     headers={"Authorization": f"Bearer {API_KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        text = reply.read().decode()
+    found = re.search(r"^\S*slow_consumer_closes\S* (\d+(?:\.\d+)?)$", text, re.M)
+    assert found is not None, text
+    return int(float(found[1]))
 
 
 async def unauthenticated(server: Server, stop: asyncio.Event) -> str:
