@@ -77,7 +77,7 @@ class SseStream(asyncio.Protocol):
     def __init__(self, transport: Any, state: ServerState) -> None:
         self._transport = transport
         self._state = state
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._closing = False
         self._listener: Listener | None = None
         self._index: dict[bytes, int] = {}
@@ -108,22 +108,25 @@ class SseStream(asyncio.Protocol):
         if self._closing:
             self._state.stats.dropped += 1
             return
-        end = False
-        if frame[:1] == POSITION:
-            cut = frame.index(b"\n")
-            _, topic, position = frame[:cut].split(b"\x00")
-            slot = self._index.get(topic)
-            frame = frame[cut + 1:]
-            if slot is not None:
-                self._slots[slot] = position
-                frame = b"id: " + self._prefix + b";" + b";".join(self._slots) + b"\n" + frame
-        elif frame[:2] == END:
-            frame, end = frame[2:], True
-        if not self._out:
+        out = self._out
+        if not out:
             self._state.flusher.mark(self._flush)
-        self._out.append(frame)
-        if end:
+        first = frame[:1]
+        if first == POSITION:
+            # The shared event bytes are not copied here: a view of them goes in the
+            # queue behind this stream's id line, and the flush's join copies once.
+            mid, cut = frame.index(b"\x00", 1), frame.index(b"\n")
+            slot = self._index.get(frame[1:mid])
+            if slot is not None:
+                slots = self._slots
+                slots[slot] = frame[mid + 1:cut]
+                out.append(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
+            out.append(memoryview(frame)[cut + 1:])
+        elif first == END[:1]:
+            out.append(memoryview(frame)[2:])
             self._end()
+        else:
+            out.append(frame)
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         """Say why in a disconnect push, then end the stream."""
@@ -185,7 +188,7 @@ class SseStream(asyncio.Protocol):
         transport = self._transport
         if not out or transport.is_closing():
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
+        data = b"".join(out)  # one copy of this tick's events (views included)
         transport.write(data)
         stats = self._state.stats
         stats.frames_out += len(out)
