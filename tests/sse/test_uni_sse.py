@@ -161,3 +161,15 @@ async def test_a_live_gap_ends_the_stream_to_be_resumed(serve: Any) -> None:
     with pytest.raises(EOFError):
         await stream.next()
     await stream.close()
+
+
+async def test_an_expired_token_ends_the_stream(serve: Any) -> None:
+    from tests.centrifuge_js.conftest import token
+
+    srv = await serve(sse_app(token_grace=0))
+    stream = await SseClient.open(srv.port, query({"a": {}}, tok=token(ttl=1)))
+    told = await stream.until(lambda d: "disconnect" in d, timeout=4)
+    assert told.data["disconnect"]["code"] == 3005
+    with pytest.raises(EOFError):
+        await stream.next()
+    await stream.close()
