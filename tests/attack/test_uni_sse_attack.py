@@ -1,8 +1,9 @@
 """Attacks on /connection/uni_sse (the chat example's, secured): streams that never read
 while a flood topic and the bystander's topic fan out to them (every one is cut at the
-outbound budget, read from /metrics), and a flood of unauthenticated stream requests. The bystander stays fast (p99 < 50 ms), loses nothing, and the
-server's RSS stays bounded: slow readers are cut at the outbound budget, refusals cost
-a parse and a token check before anything is streamed."""
+outbound budget, read from /metrics), and a flood of unauthenticated stream requests.
+The bystander stays fast (p99 < 50 ms), loses nothing, and the server's RSS stays
+bounded: slow readers cost at most the budget each, refusals a parse and a token check
+before anything is streamed."""
 
 from __future__ import annotations
 
