@@ -32,14 +32,14 @@ import httptools
 from websockets.protocol import Protocol, Side
 from websockets.typing import Subprotocol
 
-from ..errors import CloseCode, HTTPError
+from ..errors import HTTPError
 from ..log import refusals
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from ..web.streaming import StreamResponse
 from . import access
 from .handshake import accept_handshake
-from .sse import SseStream
+from .sse import serve_stream
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
 
@@ -231,31 +231,16 @@ class HttpProtocol(asyncio.Protocol):
             self._task = None
 
     async def _stream(self, response: StreamResponse) -> None:
-        """Write the head of a streamed response and hand the transport to an
-        `SseStream` (web/streaming.py); 503 when the connection cap is reached."""
+        """Hand the transport to an `SseStream` (server/sse.py); 503 when the
+        connection cap is reached."""
         state = self._state
         cap = state.settings.max_connections
         if cap and len(state.websockets) + len(state.streams) >= cap:
             self._refuse(HTTPError(503, "server_full", "too many connections, retry later"))
             return
-        lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}",
-                 f"content-type: {response.content_type}",
-                 f"date: {formatdate(usegmt=True)}", "server: pubsocket",
-                 "connection: close"]
-        lines += [f"{k}: {v}" for k, v in response.headers]
-        # The head alone: no blank line or comment ahead of the first event (Node's
-        # `eventsource` 2.x drops an event that shares a chunk with a leading CRLF).
-        self._transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._upgraded = True
         self._parser = None
-        stream = SseStream(self._transport, state)
-        self._transport.resume_reading()
-        if response.start is not None:
-            try:
-                await response.start(stream)
-            except Exception:
-                log.exception("a stream failed to start")
-                stream.close_nowait(CloseCode.INTERNAL_ERROR, "internal error")
+        await serve_stream(self._transport, state, response, _reason(response.status))
 
     def _log_access(self, request: Request, response: Response | None,
                     started: float) -> None:

@@ -25,12 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from typing import Any
 
 from ..codecs.centrifuge import CLOSE_CODES
 from ..codecs.uni_sse import END, POSITION, disconnect
+from ..errors import CloseCode
 from ..hub.wire import WireSet
 from ..log import refusals
+from ..web.streaming import StreamResponse
 from ..web.websocket import Listener, translate_close
 from .outbound import HIGH_WATER
 from .state import ServerState
@@ -225,3 +228,24 @@ class SseStream(asyncio.Protocol):
     def _peer(self) -> str:
         peer = self._transport.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+
+async def serve_stream(transport: Any, state: ServerState, response: StreamResponse,
+                       reason: str) -> None:
+    """Write the head of a streamed response, make the connection an `SseStream` and
+    run ``response.start`` on it (web/streaming.py)."""
+    lines = [f"HTTP/1.1 {response.status} {reason}",
+             f"content-type: {response.content_type}",
+             f"date: {formatdate(usegmt=True)}", "server: pubsocket", "connection: close"]
+    lines += [f"{k}: {v}" for k, v in response.headers]
+    # The head alone: no blank line or comment ahead of the first event (Node's
+    # `eventsource` 2.x drops an event that shares a chunk with a leading CRLF).
+    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    stream = SseStream(transport, state)
+    transport.resume_reading()
+    if response.start is not None:
+        try:
+            await response.start(stream)
+        except Exception:
+            log.exception("a stream failed to start")
+            stream.close_nowait(CloseCode.INTERNAL_ERROR, "internal error")
