@@ -73,6 +73,8 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "connect_timeout": ("PUBSOCKET_CONNECT_TIMEOUT",),
     # heartbeat (issue 19): pubsocket.v1 application pings, so clients notice dead links
     "heartbeat": ("PUBSOCKET_HEARTBEAT",),
+    # uni_sse (issue 19): the size of a unidirectional SSE connect request
+    "uni_sse_connect_size": ("PUBSOCKET_UNI_SSE_CONNECT_SIZE",),
     # Serving and deployment (issue 17, scaffold): TLS, the access log, the health
     # endpoints and the drain before a shutdown (docs/deploy.md).
     "certfile": ("PUBSOCKET_CERTFILE",),
@@ -195,6 +197,9 @@ class Settings:
     # ``{"type":"ping"}`` notices sent to every pubsocket.v1 connection, one sweep per
     # hub; clients call a link dead after interval + min(interval, 5) s of silence.
     heartbeat: float = 25.0
+    # Unidirectional SSE (issue 19, docs/centrifuge.md "Unidirectional SSE"): at most
+    # this many characters of ``cf_connect`` JSON (token and subs) per stream request.
+    uni_sse_connect_size: int = 4096
     # Serving and deployment (docs/deploy.md). TLS when both files are set (PEM); one
     # access log line per request and per WebSocket close when `access_log`; liveness
     # and readiness answered at these paths unless an app route takes them ("off" in

@@ -37,6 +37,7 @@ from ..web.app import App
 from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
+from ..web.streaming import StreamResponse
 from ..web.websocket import Listener, MessageIterator, translate_close
 from .asgi_paths import Scope, app_target
 
@@ -171,6 +172,9 @@ class ASGIApp:
             request.root_path = root_path
             response = await self.app.handle(request)
         assert response is not None
+        if isinstance(response, StreamResponse):  # streams are the native server's
+            response = error_response(HTTPError(501, "not_implemented",
+                                                "streaming needs the native server"))
         await _send_response(send, response)
 
 

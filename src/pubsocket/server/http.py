@@ -36,9 +36,11 @@ from ..errors import HTTPError
 from ..log import refusals
 from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
+from ..web.streaming import StreamResponse
 from . import access
 from .deflate import negotiate as negotiate_deflate
 from .handshake import accept_handshake
+from .sse import serve_stream
 from .state import ServerState
 from .websocket import FrameProtocol, WSConnection
 
@@ -213,6 +215,9 @@ class HttpProtocol(asyncio.Protocol):
                     return
                 if self._transport.is_closing():
                     return
+                if isinstance(response, StreamResponse):
+                    await self._stream(response)  # the stream owns the transport now
+                    return
                 if request.upgrader is not None or self._state.shutting_down:
                     keep_alive = False
                 self._write_response(response, keep_alive)
@@ -225,6 +230,18 @@ class HttpProtocol(asyncio.Protocol):
             self._arm_timer()
         finally:
             self._task = None
+
+    async def _stream(self, response: StreamResponse) -> None:
+        """Hand the transport to an `SseStream` (server/sse.py); 503 when the
+        connection cap is reached."""
+        state = self._state
+        cap = state.settings.max_connections
+        if cap and len(state.websockets) + len(state.streams) >= cap:
+            self._refuse(HTTPError(503, "server_full", "too many connections, retry later"))
+            return
+        self._upgraded = True
+        self._parser = None
+        await serve_stream(self._transport, state, response, _reason(response.status))
 
     def _log_access(self, request: Request, response: Response | None,
                     started: float) -> None:
@@ -345,8 +362,9 @@ class NativeUpgrader:
 
     @property
     def open_connections(self) -> int:
-        """WebSocket connections open in this process."""
-        return len(self._http.state.websockets)
+        """WebSocket connections (and SSE streams) open in this process."""
+        state = self._http.state
+        return len(state.websockets) + len(state.streams)
 
     async def accept(
         self,

@@ -56,7 +56,7 @@ class Server:
         tls = server_context(settings)  # a bad certificate fails before anything starts
         self.state = state = ServerState.create(self.app, loop)
         self.app.transport_stats = state.stats
-        self.app.open_connections = lambda: len(state.websockets)
+        self.app.open_connections = lambda: len(state.websockets) + len(state.streams)
         await self.app.startup()
         try:
             self._server = await loop.create_server(
@@ -94,6 +94,8 @@ class Server:
             self._server.close()
         for conn in list(state.websockets):
             conn.close_nowait(CloseCode.GOING_AWAY, "server shutting down")
+        for stream in list(state.streams):
+            stream.close_nowait(CloseCode.GOING_AWAY, "server shutting down")
         timeout = state.settings.shutdown_timeout or 10.0
         pending = [t for t in state.tasks if not t.done()]
         if pending:

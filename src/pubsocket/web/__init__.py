@@ -8,10 +8,11 @@ from .pubsub import pubsub
 from .request import Headers, Request
 from .response import Response, ResponseFactory
 from .routing import Router
+from .uni_sse import uni_sse
 from .websocket import Connection, Upgrader, Websocket
 
 __all__ = [
     "App", "Connection", "Headers", "Request", "Response", "ResponseFactory", "Router",
     "Upgrader", "Websocket", "admin", "current_app", "delete", "get", "load_app", "noauth",
-    "patch", "post", "pubsub", "put", "secured", "using_app",
+    "patch", "post", "pubsub", "put", "secured", "uni_sse", "using_app",
 ]

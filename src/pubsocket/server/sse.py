@@ -1,0 +1,251 @@
+"""`SseStream`: a streamed ``text/event-stream`` response on the native server.
+
+Framing (`sse_frame`, the wire's framer, once per broadcast): a payload becomes one
+event, ``data: <payload>\\n\\n`` (a newline inside the JSON, only ever whitespace,
+continues on another ``data:`` line). A header the codec put first
+(codecs/uni_sse.py) is kept ahead of the event for the stream to read.
+
+Event ids (per connection, the one per-connection cost): the stream knows its channels
+in the order the client listed them, and each one's last position; an event that moves
+a position gets ``id: <prefix>;<offset>:<epoch>;...`` with every channel's position
+("" for a channel without history), so a browser `EventSource` that reconnects by
+itself sends a ``Last-Event-ID`` describing all of them. Building it costs O(channels)
+bytes per event (bounded by ``MAX_SUBSCRIPTIONS`` and the connect request's size);
+the event body stays the shared bytes.
+
+Write side, as a WebSocket's (server/outbound.py): frames queue for one write per loop
+tick; past `outbound_budget` unsent bytes the client is a slow consumer and the
+connection is aborted (EventSource reconnects with its last id and resumes); a buffer
+that does not shrink for `write_timeout` seconds is aborted too. What the client sends
+after its request is discarded, up to 64 KiB, then the connection is aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from email.utils import formatdate
+from typing import Any
+
+from ..errors import CloseCode
+from ..hub.wire import WireSet
+from ..log import refusals
+from ..protocols.centrifuge import CLOSE_CODES
+from ..protocols.centrifuge.uni_sse import END, POSITION, disconnect
+from ..web.streaming import StreamResponse
+from ..web.websocket import Listener, translate_close
+from .outbound import HIGH_WATER
+from .state import ServerState
+
+log = logging.getLogger("pubsocket.server")
+
+MAX_INBOUND = 64 * 1024  # bytes a streaming client may send after its request
+
+
+def sse_frame(payload: bytes) -> bytes:
+    """One SSE event for `payload` (module docstring), its codec header kept first."""
+    head = b""
+    if payload[:1] in (POSITION, END[:1]):
+        cut = payload.index(b"\n") + 1
+        head, payload = payload[:cut], payload[cut:]
+    if b"\n" in payload or b"\r" in payload:
+        payload = (payload.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                   .replace(b"\n", b"\ndata: "))
+    return head + b"data: " + payload + b"\n\n"
+
+
+SSE_WIRES = WireSet(sse_frame, "sse")
+
+
+class SseStream(asyncio.Protocol):
+    """The native `pubsocket.web.streaming.Stream` (see its contract)."""
+
+    wires = SSE_WIRES
+
+    __slots__ = (
+        "_closing",
+        "_inbound",
+        "_index",
+        "_listener",
+        "_out",
+        "_prefix",
+        "_slots",
+        "_stall_size",
+        "_stall_timer",
+        "_state",
+        "_transport",
+    )
+
+    def __init__(self, transport: Any, state: ServerState) -> None:
+        self._transport = transport
+        self._state = state
+        self._out: list[bytes | memoryview] = []
+        self._closing = False
+        self._listener: Listener | None = None
+        self._index: dict[bytes, int] = {}
+        self._slots: list[bytes] = []
+        self._prefix = b""
+        self._inbound = 0
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_size = 0
+        state.streams.add(self)
+        transport.set_protocol(self)
+
+    # -- the Stream / Peer contract --------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def attach(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def track(self, topics: list[str], prefix: bytes, slots: list[bytes]) -> None:
+        """Channels in the client's order, the id's `prefix` and their positions so far."""
+        self._index = {t.encode(): i for i, t in enumerate(topics)}
+        self._prefix = prefix
+        self._slots = slots
+
+    def deliver(self, frame: bytes) -> None:
+        """Queue one framed event (an id made for it when it moves a position)."""
+        if self._closing:
+            self._state.stats.dropped += 1
+            return
+        out = self._out
+        if not out:
+            self._state.flusher.mark(self._flush)
+        first = frame[:1]
+        if first == POSITION:
+            # The shared event bytes are not copied here: a view of them goes in the
+            # queue behind this stream's id line, and the flush's join copies once.
+            mid, cut = frame.index(b"\x00", 1), frame.index(b"\n")
+            slot = self._index.get(frame[1:mid])
+            if slot is not None:
+                slots = self._slots
+                slots[slot] = frame[mid + 1:cut]
+                out.append(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
+            out.append(memoryview(frame)[cut + 1:])
+        elif first == END[:1]:
+            out.append(memoryview(frame)[2:])
+            self._end()
+        else:
+            out.append(frame)
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        """Say why in a disconnect push, then end the stream."""
+        if self._closing:
+            return
+        self.deliver(sse_frame(disconnect(*translate_close(CLOSE_CODES, code, reason))))
+        self._end()
+
+    def pause_reading(self) -> None:
+        """Nothing to pause: the client sends no commands."""
+
+    def resume_reading(self) -> None:
+        """Nothing to resume."""
+
+    def set_max_message_size(self, size: int) -> None:
+        """No messages come in."""
+
+    @property
+    def backlog(self) -> int:
+        queued = sum(map(len, self._out)) if self._out else 0
+        return queued + int(self._transport.get_write_buffer_size())
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        raise TypeError("a stream receives nothing")
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._inbound += len(data)
+        if self._inbound > MAX_INBOUND:
+            refusals.warn("sse_inbound", self._peer())
+            self._transport.abort()
+
+    def eof_received(self) -> bool:
+        return False  # the client is gone: close
+
+    def pause_writing(self) -> None:
+        timeout = self._state.settings.write_timeout
+        if timeout and self._stall_timer is None:
+            self._stall_size = self._transport.get_write_buffer_size()
+            self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
+
+    def resume_writing(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._out = []
+        self.resume_writing()
+        self._state.streams.discard(self)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.on_close()
+
+    # -- writing -----------------------------------------------------------------------
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self._transport
+        if not out or transport.is_closing():
+            return
+        data = b"".join(out)  # one copy of this tick's events (views included)
+        transport.write(data)
+        stats = self._state.stats
+        stats.frames_out += len(out)
+        stats.bytes_out += len(data)
+        budget = self._state.settings.outbound_budget
+        if budget and transport.get_write_buffer_size() > budget:
+            stats.slow_closes += 1
+            log.info("aborting a slow SSE consumer (outbound buffer over %d bytes)", budget)
+            self._closing = True
+            transport.abort()
+
+    def _end(self) -> None:
+        """Write what is queued, then close (abort if it is still unsent after
+        `write_timeout`, so a client that never reads never pins the stream)."""
+        self._closing = True
+        self._flush()
+        transport = self._transport
+        transport.close()
+        timeout = self._state.settings.write_timeout
+        if timeout and transport.get_write_buffer_size():
+            self._state.loop.call_later(timeout, transport.abort)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        size = self._transport.get_write_buffer_size()
+        if size <= HIGH_WATER:
+            return
+        if size >= self._stall_size:
+            log.info("aborting an SSE stream whose writes made no progress")
+            self._transport.abort()
+            return
+        self.pause_writing()
+
+    def _peer(self) -> str:
+        peer = self._transport.get_extra_info("peername")
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+
+async def serve_stream(transport: Any, state: ServerState, response: StreamResponse,
+                       reason: str) -> None:
+    """Write the head of a streamed response, make the connection an `SseStream` and
+    run ``response.start`` on it (web/streaming.py)."""
+    lines = [f"HTTP/1.1 {response.status} {reason}",
+             f"content-type: {response.content_type}",
+             f"date: {formatdate(usegmt=True)}", "server: pubsocket", "connection: close"]
+    lines += [f"{k}: {v}" for k, v in response.headers]
+    # The head alone: no blank line or comment ahead of the first event (Node's
+    # `eventsource` 2.x drops an event that shares a chunk with a leading CRLF).
+    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    stream = SseStream(transport, state)
+    transport.resume_reading()
+    if response.start is not None:
+        try:
+            await response.start(stream)
+        except Exception:
+            log.exception("a stream failed to start")
+            stream.close_nowait(CloseCode.INTERNAL_ERROR, "internal error")
