@@ -3,7 +3,7 @@
 Framing (`sse_frame`, the wire's framer, once per broadcast): a payload becomes one
 event, ``data: <payload>\\n\\n`` (a newline inside the JSON, only ever whitespace,
 continues on another ``data:`` line). A header the codec put first
-(codecs/uni_sse.py) is kept ahead of the event for the stream to read.
+(protocols/centrifuge/uni_sse.py) is kept ahead of the event for the stream to read.
 
 Event ids (per connection, the one per-connection cost): the stream knows its channels
 in the order the client listed them, and each one's last position; an event that moves

@@ -6,7 +6,7 @@
 an upgrade with a bad token; an address failing too often gets 429), the request is
 charged to the HTTP rate limit, the JSON is at most `uni_sse_connect_size` characters
 with at most `max_subscriptions` channels (400). Then a 200 ``text/event-stream`` whose
-events are Centrifuge pushes (codecs/uni_sse.py): the connect push, one subscribe push
+events are Centrifuge pushes (protocols/centrifuge/uni_sse.py): the connect push, one subscribe push
 per channel (with ``recovered`` when it resumed), publications, ``{}`` pings, and a
 disconnect push before the server ends the stream.
 
@@ -19,7 +19,7 @@ that cannot set the header. The id's first field is a checksum of the channel li
 id from another channel list is not applied (every channel is told ``recovered:
 false``).
 
-The session is the hub's Centrifuge session (hub/session.py, hub/connect.py): the same
+The session is the hub's Centrifuge session (hub/session.py, protocols/centrifuge/connect.py): the same
 connect gate, topic permissions, subscription cap, recovery limits, token expiry and
 pings as a WebSocket client; only its codec and framer differ.
 """
