@@ -39,12 +39,23 @@ class Codec(ABC):
     # Whether clients of this protocol can refresh their token over the socket (then
     # they get an expiry notice and a grace period instead of a close at exp).
     refreshable: bool = False
+    # Whether its messages are binary WebSocket messages (`count_binary`/`parse_binary`;
+    # the session refuses the other kind with 1003), not text (`count`/`parse`).
+    binary: bool = False
 
     def count(self, text: str) -> int:
         """An upper bound on the commands in `text`, found without parsing it (the
         session charges and caps them before `parse` does any work). One command per
         message unless the protocol batches."""
         return 1
+
+    def count_binary(self, data: bytes) -> int:
+        """`count` for a binary codec's messages."""
+        return 1
+
+    def parse_binary(self, data: bytes) -> Sequence[Parsed]:
+        """`parse` for a binary codec's messages (only called when `binary` is set)."""
+        raise NotImplementedError
 
     @abstractmethod
     def parse(self, text: str) -> Sequence[Parsed]:

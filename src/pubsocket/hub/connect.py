@@ -71,15 +71,16 @@ class Endpoint:
     __slots__ = ("codec", "ping", "pinger", "rpc", "secured")
 
     def __init__(self, ping: float, *, secured: bool,
-                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE) -> None:
-        """`ping` is the seconds between pings (0: none);
+                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE,
+                 ping_payload: bytes = PING) -> None:
+        """`ping` is the seconds between pings (0: none), `ping_payload` the codec's ping;
         `secured`: a connect needs a valid token; `rpc(principal, method, data)` answers
         rpc commands (None: error 108 "not available")."""
         self.codec = codec
         self.ping = ping
         self.secured = secured
         self.rpc = rpc
-        self.pinger = Pinger(ping, PING, STALE)
+        self.pinger = Pinger(ping, ping_payload, STALE)
 
 
 def _endpoint(session: Session) -> Endpoint:
