@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from pubsocket.codecs.centrifuge import CentrifugeCodec
 from pubsocket.codecs.centrifuge_protobuf import CentrifugeProtobufCodec
@@ -156,3 +159,29 @@ def test_counting_is_bounded_and_an_upper_bound() -> None:
     assert count_commands(many) == len(many)
     assert count_commands(b"\xff" * 12) == 1  # a bad prefix: parsing stops there too
     assert parse_commands(b"\x00\x00") == []  # pongs
+
+
+def test_the_json_path_never_imports_protobuf() -> None:
+    code = ("import sys, pubsocket, pubsocket.web.pubsub, pubsocket.codecs.centrifuge, "
+            "pubsocket.server.websocket, pubsocket.server.asgi\n"
+            "print(sorted(m for m in sys.modules if m.startswith('google') "
+            "or 'protobuf' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+async def test_without_the_protobuf_package_the_upgrade_is_refused_with_400(
+        serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a missing `protobuf` looks like to the lazy import: it raises ImportError.
+    monkeypatch.setitem(sys.modules, "pubsocket.codecs.centrifuge_protobuf", None)
+    srv = await serve(cf_app())
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(srv.ws + PATH, subprotocols=[SUB])
+    assert refused.value.response.status_code == 400
+    assert b"protobuf_unavailable" in refused.value.response.body
+    with pytest.raises(InvalidStatus):  # again: refused at once, logged only the once
+        await connect(srv.ws + PATH + "?format=protobuf")
+    async with connect(srv.ws + PATH) as ws:  # JSON clients are unaffected
+        await ws.send(frame({"id": 1, "connect": {"token": token("alice")}}))
+        assert (await replies(ws, 1))[0]["connect"]["client"]

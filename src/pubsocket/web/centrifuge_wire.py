@@ -21,6 +21,7 @@ from ..hub.connect import Endpoint, RpcHook
 from .request import Request
 
 SUBPROTOCOL: Final = "centrifuge-protobuf"  # = codecs.centrifuge_protobuf.SUBPROTOCOL
+_UNAVAILABLE = "this server does not speak Centrifuge Protobuf"
 log = logging.getLogger("pubsocket.app")
 
 
@@ -37,16 +38,19 @@ def wants_protobuf(request: Request) -> bool:
 class ProtobufEndpoint:
     """The Protobuf twin of one JSON `Endpoint`, made on first use."""
 
-    __slots__ = ("_endpoint", "_ping", "_rpc", "_secured")
+    __slots__ = ("_endpoint", "_missing", "_ping", "_rpc", "_secured")
 
     def __init__(self, ping: float, *, secured: bool, rpc: RpcHook | None) -> None:
         self._ping = ping
         self._secured = secured
         self._rpc = rpc
         self._endpoint: Endpoint | None = None
+        self._missing = False  # the import failed once: refuse without retrying or logging
 
     def get(self) -> Endpoint:
         """The endpoint; raises `HTTPError` 400 when ``protobuf`` is not installed."""
+        if self._missing:
+            raise HTTPError(400, "protobuf_unavailable", _UNAVAILABLE)
         if self._endpoint is None:
             try:
                 from ..codecs.centrifuge_protobuf import CENTRIFUGE_PROTOBUF, PING
@@ -54,8 +58,8 @@ class ProtobufEndpoint:
                 log.warning("a Centrifuge client asked for Protobuf, but the protobuf "
                             "package is not installed (pip install "
                             "'pubsocket[centrifuge-protobuf]')")
-                raise HTTPError(400, "protobuf_unavailable",
-                                "this server does not speak Centrifuge Protobuf") from None
+                self._missing = True
+                raise HTTPError(400, "protobuf_unavailable", _UNAVAILABLE) from None
             self._endpoint = Endpoint(self._ping, secured=self._secured, rpc=self._rpc,
                                       codec=CENTRIFUGE_PROTOBUF, ping_payload=PING)
         return self._endpoint
