@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from typing import Any
@@ -129,9 +130,11 @@ async def _closed_by(srv: Any, message: bytes | str, *, connected: bool = True
     ("{}", "a text frame"),
 ])
 async def test_hostile_binary_frames_close_with_3501(serve: Any, message: bytes | str,
-                                                    why: str) -> None:
+                                                    why: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     srv = await serve(cf_app())
     assert await _closed_by(srv, message) == (3501, "bad request"), why
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback
     async with connect(srv.ws + PATH, subprotocols=[SUB]) as ws:
         await ws.send(commands(connect_cmd()))  # and the server serves the next one
         assert (await pb_replies(ws, 1))[0].connect.client
