@@ -117,3 +117,38 @@ async def test_data_that_is_not_json_is_refused_and_the_connection_stays(
         await sub.publish(js("after"))  # same connection, still subscribed
         assert json.loads((await sub_ev.next("publication")).pub.data) == "after"
         assert not [n for n, _ in events.seen if n == "disconnected"]
+
+
+async def test_tokens_refresh_and_refusals_as_in_json(serve: Any) -> None:
+    srv = await serve(cf_app())
+    calls = 0
+
+    async def get_token() -> str:
+        nonlocal calls
+        calls += 1
+        return token("alice", ttl=2)  # short: the SDK must refresh it in-band too
+
+    async with pb_sdk(srv.ws + PATH, token=token("alice", ttl=-10),
+                      get_token=get_token) as (client, events):
+        err = await events.next("error")
+        assert isinstance(err.error, ReplyError) and err.error.code == 109
+        await events.next("connected")
+        await asyncio.sleep(3.5)  # ttl from the connect reply: refreshed before 3005
+        assert calls >= 2 and client.state.value == "connected"
+        assert not any(name == "disconnected" for name, _ in events.seen)
+    async with pb_sdk(srv.ws + PATH, token="not-a-jwt") as (_client, events):
+        ctx = await events.next("disconnected")
+        assert (ctx.code, ctx.reason) == (3500, "invalid token")
+
+
+async def test_rpc_data_is_json_bytes_both_ways(serve: Any) -> None:
+    async def hook(principal: Any, method: str, data: Any) -> Any:
+        return {"method": method, "echo": data}
+
+    srv = await serve(cf_app(rpc=hook))
+    async with pb_sdk(srv.ws + PATH, token=token("alice")) as (client, _):
+        result = await client.rpc("sum", js([1, 2]))
+        assert json.loads(result.data) == {"method": "sum", "echo": [1, 2]}
+        with pytest.raises(ReplyError) as refused:
+            await client.rpc("sum", b"\x00 not json")
+        assert refused.value.code == 107
