@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 7145
 
-.PHONY: run test lint typecheck unit conformance bench install dev clean
+.PHONY: run test lint typecheck unit conformance bench install dev clean proto
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
+
+## make proto: regenerate the Centrifuge Protobuf code from client.proto (needs grpcio-tools)
+proto:
+	PYTHON=$(PY) sh src/pubsocket/protocols/centrifuge/_pb/generate.sh

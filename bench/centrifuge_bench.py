@@ -13,6 +13,10 @@
   `sub` and an `info` claim, so every Centrifuge push carries `pub.info` (plain
   deliveries stay json(data)); subscribers authenticate with a token of their own
   (Bearer header / the connect command's token). Same target, reported on its own line.
+* **fan-out to 1000, Protobuf vs JSON Centrifuge subscribers** (in the headline runs): a
+  third run per round whose subscribers speak the Protobuf variant (`cf=1 pb=1`,
+  ``?cf_protocol=protobuf``, bench/lg_centrifuge_pb.py). Target: Protobuf
+  deliveries/s >= 1.0x JSON Centrifuge, same run.
 * **idle memory per connection**: `idle` (N connections over 100 topics, each
   subscribed) per protocol: server RSS after minus before, over N. Target: Centrifuge
   <= 1.2x plain.
@@ -46,6 +50,8 @@ from pubsocket.auth import Authenticator
 
 PROTOCOLS = ("plain", "centrifuge")
 FANOUT_TARGET = 0.8  # centrifuge / plain deliveries/s, at least
+PROTOBUF_TARGET = 1.0  # protobuf / JSON centrifuge deliveries/s, at least
+EXTRA = {"plain": [], "centrifuge": ["cf=1"], "protobuf": ["cf=1", "pb=1"]}
 MEMORY_TARGET = 1.2  # centrifuge / plain RSS per connection, at most
 
 
@@ -128,17 +134,19 @@ def main() -> int:
         "fanout1000_info": ("fanout1000", fan_sets, args.info_rounds, auth),
         "idle": ("idle", [f"conns={args.conns}", "topics=100", "settle=1"], 2, None),
     }
+    protocols = {name: (*PROTOCOLS, "protobuf") if name == "fanout1000" else PROTOCOLS
+                 for name in plan}
     t0 = time.perf_counter()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     failed = False
     discarded: list[dict[str, Any]] = []
     for name, (scenario, sets, rounds, sec) in plan.items():
-        per = results.setdefault(name, {p: [] for p in PROTOCOLS})
+        per = results.setdefault(name, {p: [] for p in protocols[name]})
         env = sec.loadgen_env() if sec else contextlib.nullcontext()
         with env:
             for rnd in range(1, rounds + 1):
-                for proto in PROTOCOLS:
-                    extra = ["cf=1"] if proto == "centrifuge" else []
+                for proto in protocols[name]:
+                    extra = EXTRA[proto]
                     for _attempt in range(1 + args.retries):  # re-measure a busy box's run
                         res = one_run(spec(proto, sec), scenario, rnd, False,
                                       [*sets, *extra], pin)
@@ -162,8 +170,13 @@ def main() -> int:
                     time.sleep(0.3)
     mem = {p: median(results["idle"][p], "rss_per_conn_bytes") for p in PROTOCOLS}
     mem_ratio = mem["centrifuge"] / mem["plain"]
+    pb_fan = {p: median(results["fanout1000"][p], "deliveries_per_s")
+              for p in ("centrifuge", "protobuf")}
+    pb_ratio = pb_fan["protobuf"] / pb_fan["centrifuge"]
     rows = [
         *fanout_rows("fanout1000", results["fanout1000"]),
+        ("fanout1000 protobuf vs json deliv/s", pb_fan["centrifuge"], pb_fan["protobuf"],
+         pb_ratio, f">= {PROTOBUF_TARGET}x", pb_ratio >= PROTOBUF_TARGET),
         *fanout_rows("fanout1000 pub+info", results["fanout1000_info"]),
         (f"idle RSS/conn ({args.conns} conns), B", mem["plain"], mem["centrifuge"], mem_ratio,
          f"<= {MEMORY_TARGET}x", mem_ratio <= MEMORY_TARGET),
@@ -172,6 +185,7 @@ def main() -> int:
     for label, a, b, ratio, target, met in rows:
         print(f"{label:<38} {a:>12,.0f} {b:>12,.0f} {ratio:>7.2f} {target:>8}  "
               f"{'yes' if met else 'NO'}")
+    print("(the protobuf row: columns are JSON Centrifuge, Centrifuge Protobuf)")
     print("(fanout1000: anonymous publisher, pushes without info - the target's headline;"
           "\n pub+info: authenticated publisher, every Centrifuge push carries pub.info)")
     elapsed = time.perf_counter() - t0

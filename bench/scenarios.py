@@ -156,6 +156,12 @@ async def _subscribers(
     token = ctx.sub_token
     encode = (partial(connect_and_subscribe, token=token)  # token in the connect command
               if centrifuge else sub_msg)
+    url = cf_url(ctx.url) if centrifuge else ctx.url
+    kind = TEXT
+    if centrifuge and ctx.get("pb", 0.0):  # pb=1: the Protobuf variant (binary frames)
+        import lg_centrifuge_pb as pbl  # imports protobuf: only for these runs
+        cls, kind, url = pbl.PbCountListener, pbl.BINARY, url + pbl.QUERY
+        encode = partial(pbl.connect_and_subscribe, token=token)
     msgs: dict[str, bytes] = {}
 
     def on_connected(i: int, tr: WSTransport) -> None:
@@ -163,10 +169,10 @@ async def _subscribers(
         m = msgs.get(t)
         if m is None:
             m = msgs[t] = encode(t)
-        tr.send(TEXT, m)
+        tr.send(kind, m)
 
     conns = await connect_many(
-        cf_url(ctx.url) if centrifuge else ctx.url,
+        url,
         n,
         lambda _i: cls(sh),
         on_connected,
@@ -185,7 +191,7 @@ async def _subscribers(
 
 def _sub_spread(listeners: list[CountListener]) -> Metrics:
     ns = [x.n for x in listeners]
-    errors = sum(x.errors for x in listeners if isinstance(x, CfCountListener))
+    errors = sum(getattr(x, "errors", 0) for x in listeners)  # Centrifuge listeners
     return {"per_sub_min": min(ns, default=0), "per_sub_max": max(ns, default=0),
             "protocol_errors": errors}
 

@@ -15,7 +15,13 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
 
 
+def binary_frame(payload: bytes) -> bytes:
+    """One unmasked server-to-client binary frame carrying `payload`."""
+    return Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
+
+
 def frame_payload(frame: bytes) -> bytes:
-    """The payload of a frame made by `text_frame` (unmasked, unfragmented, no extensions)."""
+    """The payload of a frame made by `text_frame` or `binary_frame` (unmasked,
+    unfragmented, no extensions)."""
     length = frame[1] & 0x7F
     return frame[2 + (2 if length == 126 else 8 if length == 127 else 0):]

@@ -4,7 +4,11 @@
 //
 // Scenarios: "client" (one Centrifuge client, driven by commands) and "batch" (the
 // same, with startBatching() from the start until the first `connect`).
-// json-args: {token?, getToken?: bool, minReconnectDelay?, maxReconnectDelay?, timeout?}.
+// json-args: {token?, getToken?: bool, minReconnectDelay?, maxReconnectDelay?, timeout?,
+// protobuf?: bool}. With protobuf the SDK's protobuf build runs (subprotocol
+// centrifuge-protobuf): data goes out as the UTF-8 bytes of its JSON (or of `raw`, a
+// publish's string sent as it is) and arrives as bytes, shown parsed from JSON (or as
+// {"undecodable": <text>}), so events read the same in both modes.
 //
 // stdout: one JSON object per line, {"ev": <name>, "t": <ms since start>, ...ctx}, for
 // every client and subscription event and for every command result; nothing else
@@ -20,7 +24,7 @@
 // wait for the answer, so the test decides which token the SDK gets and when.
 // The process exits 0 on {"op":"exit"} or stdin EOF, 2 on bad usage, 3 on a bad command.
 
-import { Centrifuge } from 'centrifuge';
+import * as jsonBuild from 'centrifuge';
 import WebSocket from 'ws';
 import { createInterface } from 'node:readline';
 
@@ -37,6 +41,17 @@ if (!['client', 'batch'].includes(scenario) || !url) {
   process.exit(2);
 }
 const args = JSON.parse(rawArgs || '{}');
+const { Centrifuge } = args.protobuf ? await import('centrifuge/build/protobuf') : jsonBuild;
+const encode = (data) => (args.protobuf ? new TextEncoder().encode(JSON.stringify(data)) : data);
+const decode = (data) => {
+  if (!args.protobuf || data === undefined) return data;
+  const text = new TextDecoder().decode(data);
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { undecodable: text };
+  }
+};
 
 const tokenWaiters = [];
 const subTokenWaiters = new Map();
@@ -62,7 +77,7 @@ client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason
 client.on('error', (ctx) => emit('error', {
   type: ctx.type, code: ctx.error?.code, message: ctx.error?.message,
 }));
-client.on('publication', (ctx) => emit('server_publication', { channel: ctx.channel, data: ctx.data }));
+client.on('publication', (ctx) => emit('server_publication', { channel: ctx.channel, data: decode(ctx.data) }));
 
 const errFields = (e) => ({ code: e?.code, message: e?.message ?? String(e) });
 
@@ -90,7 +105,7 @@ function subscribe(channel, opts = {}) {
     }));
     sub.on('unsubscribed', (ctx) => emit('unsubscribed', { channel, code: ctx.code, reason: ctx.reason }));
     sub.on('publication', (ctx) => emit('publication', {
-      channel, data: ctx.data, offset: ctx.offset ?? null, info: ctx.info ?? null,
+      channel, data: decode(ctx.data), offset: ctx.offset ?? null, info: ctx.info ?? null,
     }));
     sub.on('join', (ctx) => emit('join', { channel, user: ctx.info?.user, client: ctx.info?.client }));
     sub.on('leave', (ctx) => emit('leave', { channel, user: ctx.info?.user, client: ctx.info?.client }));
@@ -103,7 +118,10 @@ async function request(cmd) {
   const sub = client.getSubscription(cmd.channel);
   switch (cmd.op) {
     case 'publish':
-      return sub ? sub.publish(cmd.data) : client.publish(cmd.channel, cmd.data);
+    {
+      const data = cmd.raw !== undefined ? new TextEncoder().encode(cmd.raw) : encode(cmd.data);
+      return sub ? sub.publish(data) : client.publish(cmd.channel, data);
+    }
     case 'presence': {
       const r = await (sub ? sub.presence() : client.presence(cmd.channel));
       const users = Object.values(r.clients).map((c) => c.user).sort();

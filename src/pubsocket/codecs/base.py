@@ -44,8 +44,8 @@ class Codec(ABC):
     # Whether clients of this protocol can refresh their token over the socket (then
     # they get an expiry notice and a grace period instead of a close at exp).
     refreshable: bool = False
-    # Whether the protocol's messages are binary (then `parse` takes bytes); False for
-    # every JSON protocol.
+    # Whether its messages are binary WebSocket messages (`count_binary`/`parse_binary`;
+    # the session refuses the other kind with 1003), not text (`count`/`parse`).
     binary: bool = False
 
     def count(self, data: str | bytes) -> int:
@@ -53,6 +53,14 @@ class Codec(ABC):
         session charges and caps them before `parse` does any work). One command per
         message unless the protocol batches."""
         return 1
+
+    def count_binary(self, data: bytes) -> int:
+        """`count` for a binary codec's messages."""
+        return 1
+
+    def parse_binary(self, data: bytes) -> Sequence[Parsed]:
+        """`parse` for a binary codec's messages (only called when `binary` is set)."""
+        raise NotImplementedError
 
     @abstractmethod
     def parse(self, data: str | bytes) -> Sequence[Parsed]:

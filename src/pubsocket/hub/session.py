@@ -229,14 +229,17 @@ class Session:
         """Take one inbound message: run its commands now or queue them in order."""
         if self._closed:
             return
-        if isinstance(message, bytes) and not self.codec.binary:
-            self.close(CloseCode.UNSUPPORTED_DATA, "text frames only")
+        if isinstance(message, bytes) is not self.codec.binary:
+            # One kind of message per protocol: text, or binary (Centrifuge Protobuf).
+            self.close(CloseCode.UNSUPPORTED_DATA,
+                       "binary frames only" if self.codec.binary else "text frames only")
             return
         # Charged before parsed: the commands are counted with one cheap scan, a frame
         # over the cap is refused, and one token is spent per command (a pong line
         # too), so a batching protocol (Centrifuge) cannot multiply the rate limit by
         # the batch size, nor make the server parse what it would then refuse.
-        count = self.codec.count(message)
+        count = (self.codec.count_binary(message) if isinstance(message, bytes)
+                 else self.codec.count(message))
         cap = self.settings.max_frame_commands
         if cap and count > cap:
             refusals.warn("frame_commands", self.address)
@@ -246,7 +249,8 @@ class Session:
             refusals.warn("rate_limit", self.address)
             self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
             return
-        items = self.codec.parse(message)
+        items = (self.codec.parse_binary(message) if isinstance(message, bytes)
+                 else self.codec.parse(message))
         if not items and self.hook is not None:
             self.hook.idle(self)  # e.g. before its handshake, a frame must carry it
         for item in items:

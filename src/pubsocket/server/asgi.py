@@ -32,7 +32,7 @@ from urllib.parse import quote
 from ..auth import Authenticator
 from ..config import Settings
 from ..errors import CloseCode, ConnectionClosed, HTTPError
-from ..hub.wire import RAW
+from ..hub.wire import RAW, WireSet
 from ..web.app import App
 from ..web.project import env_files_for, load_app
 from ..web.request import Headers, Request
@@ -257,6 +257,7 @@ class ASGIConnection(MessageIterator):
         self.subprotocol = subprotocol
         self.close_codes: Mapping[int, tuple[int, str]] | None = None
         self._max_size = max_message_size  # 0 = unlimited
+        self._binary = False  # deliveries go out as binary messages (`binary_wires`)
         self._owner = owner
         self._receive = receive
         self._send = send
@@ -279,6 +280,11 @@ class ASGIConnection(MessageIterator):
     def attach(self, listener: Listener) -> None:
         """Push mode over ASGI: a reader task feeds `listener` (ASGI has no callbacks)."""
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(listener))
+
+    def binary_wires(self) -> WireSet:
+        """The wires of a binary protocol: payloads, sent from now on as binary messages."""
+        self._binary = True
+        return RAW
 
     def set_max_message_size(self, size: int) -> None:
         """Close 1009 on messages over `size` from now on (0: no limit). The ASGI server
@@ -397,7 +403,8 @@ class ASGIConnection(MessageIterator):
             payload = await self._queue.get()
             self._queued -= len(payload)
             try:
-                await self._send({"type": "websocket.send", "text": payload.decode()})
+                await self._send({"type": "websocket.send", "bytes": payload} if self._binary
+                                 else {"type": "websocket.send", "text": payload.decode()})
             except (OSError, RuntimeError):  # what ASGI servers raise once the peer left
                 log.debug("ASGI send failed; the connection is gone")
                 return

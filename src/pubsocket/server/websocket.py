@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
-from ..framing import text_frame
+from ..framing import binary_frame, text_frame
 from ..hub.wire import WireSet
 from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
@@ -74,6 +74,7 @@ class FrameProtocol(Protocol):
 
 
 TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames
+BINARY_WIRES = WireSet(binary_frame, "ws-binary")  # ... whose protocol is binary
 
 
 def choose_wires(proto: Protocol, min_size: int) -> WireSet:
@@ -217,6 +218,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._notify(message)
         if self._gone is not None:
             self._notify_closed()
+
+    def binary_wires(self) -> WireSet:
+        """The wires of a binary protocol (see `Connection`): binary frames."""
+        return BINARY_WIRES
 
     def set_max_message_size(self, size: int) -> None:
         """Refuse (1009) messages over `size` bytes from the next frame on (0: no limit).

@@ -20,6 +20,8 @@ from ..ops.errors import lookup
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from ..protocols.centrifuge import Endpoint, RpcHook
 from .app import App
+from .centrifuge_wire import SUBPROTOCOL as PROTOBUF_SUBPROTOCOL
+from .centrifuge_wire import ProtobufEndpoint, wants_protobuf
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
 from .decorators import current_app
@@ -65,8 +67,9 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     subscribe, publish, history and presence, after the token's ``topics`` claim.
     `presence` lists topic patterns whose subscribers are tracked (``["*"]``: all);
     `presence_events` turns join/leave pushes on or off (default: on).
-    ``protocol="centrifuge"`` serves the Centrifuge JSON protocol instead (the SDKs'
-    path is ``/connection/websocket``; docs/centrifuge.md): the token comes in the
+    ``protocol="centrifuge"`` serves the Centrifuge protocol instead, JSON or (asked
+    for at the upgrade) Protobuf (the SDKs' path is ``/connection/websocket``;
+    docs/centrifuge.md): the token comes in the
     connect command, so `secured` is enforced there, not at the upgrade;
     `rpc(principal, method, data) -> data` answers its rpc commands.
     `authenticate(request) -> Principal | user id | claims | None` (sync or async) lets
@@ -89,15 +92,23 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     endpoint = None if protocol == "plain" else Endpoint(
         target.settings.centrifuge_ping, secured=secured, rpc=rpc,
         connect_timeout=target.settings.connect_timeout)
+    protobuf = ProtobufEndpoint(target.settings.centrifuge_ping, secured=secured, rpc=rpc,
+                                connect_timeout=target.settings.connect_timeout)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
+            # JSON, or Protobuf when the upgrade asks (web/centrifuge_wire.py): then a
+            # binary wire, and the Protobuf twin of the endpoint.
+            ep = protobuf.get() if wants_protobuf(request) else endpoint
             # Small messages until the connect command succeeds (its connect gate raises it).
-            cws = await Websocket(request).connection(max_message_size=pre_connect)
-            cws.close_codes = endpoint.close_codes
+            cws = await Websocket(request).connection(
+                [PROTOBUF_SUBPROTOCOL] if ep is not endpoint else (),
+                max_message_size=pre_connect)
+            cws.close_codes = ep.close_codes
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, dialect=endpoint,
-                               address=request.client, wires=cws.wires))
+                               authenticator=target.auth, dialect=ep,
+                               address=request.client,
+                               wires=cws.binary_wires() if ep.codec.binary else cws.wires))
             return
         ws = await Websocket(request).connection(subprotocols=[SUBPROTOCOL])
         session = Session(

@@ -19,9 +19,10 @@ that cannot set the header. The id's first field is a checksum of the channel li
 id from another channel list is not applied (every channel is told ``recovered:
 false``).
 
-The session is the hub's Centrifuge session (hub/session.py, protocols/centrifuge/connect.py): the same
-connect gate, topic permissions, subscription cap, recovery limits, token expiry and
-pings as a WebSocket client; only its codec and framer differ.
+The session is the hub's Centrifuge session (hub/session.py,
+protocols/centrifuge/connect.py): the same connect gate, topic permissions, subscription
+cap, recovery limits, token expiry and pings as a WebSocket client; only its codec and
+framer differ.
 """
 
 from __future__ import annotations

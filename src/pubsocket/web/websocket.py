@@ -46,7 +46,9 @@ class Connection(Protocol):
     `wires(codec)` is the transport's `WireSet`: the wire (codec x this transport's
     framing) a session of this connection writes through, shared by every connection of
     the same kind so the hub frames each broadcast once per wire. `deliver` takes bytes
-    framed by that wire.
+    framed by that wire. `binary_wires()` is the `WireSet` of a binary protocol
+    (Centrifuge Protobuf): called once at accept, it makes the connection's deliveries
+    binary messages.
 
     `close_codes` (None by default), set once by the endpoint, translates every close
     this connection sends, the transport's own included (slow consumer, shutdown,
@@ -59,6 +61,8 @@ class Connection(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    def binary_wires(self) -> WireSet: ...
 
     async def receive(self) -> str | bytes: ...
 

@@ -35,8 +35,10 @@ class Endpoint:
     close_codes: Mapping[int, tuple[int, str]] = CLOSE_CODES
 
     def __init__(self, ping: float, *, secured: bool, connect_timeout: float = 0.0,
-                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE) -> None:
-        """`ping` is the seconds between pings (0: none); a session that has not
+                 rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE,
+                 ping_payload: bytes = PING) -> None:
+        """`ping` is the seconds between pings (0: none), `ping_payload` the codec's ping
+        (Protobuf's is an empty reply); a session that has not
         connected within `connect_timeout` seconds is closed as stale (0: only pings
         count, `Pinger.wait`); `secured`: a connect needs a valid token;
         `rpc(principal, method, data)` answers rpc commands (None: error 108 "not
@@ -46,7 +48,7 @@ class Endpoint:
         self.connect_timeout = connect_timeout
         self.secured = secured
         self.rpc = rpc
-        self.pinger = Pinger(ping, PING, STALE)
+        self.pinger = Pinger(ping, ping_payload, STALE)
 
     def open(self, session: Session) -> Gate:
         """The hook of a new session: nothing runs before its connect command."""

@@ -1,0 +1,1 @@
+"""protoc output for centrifugal/protocol's client.proto (generate.sh; `make proto`)."""

@@ -1,0 +1,154 @@
+"""centrifuge-python with ``use_protobuf=True`` (the real SDK) against a real server:
+the Centrifuge Protobuf variant end to end, beside JSON and plain clients on one hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from centrifuge import ReplyError
+from tests.centrifuge.conftest import PATH, cf_app, token
+from tests.centrifuge.test_sdk import sdk, subscribed
+from tests.centrifuge_js.proxy import proxy_to
+
+
+def pb_sdk(url: str, **kwargs: Any) -> Any:
+    return sdk(url, use_protobuf=True, **kwargs)
+
+
+def js(value: Any) -> bytes:
+    """A payload as a Protobuf client sends and receives it: JSON bytes."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def test_connect_subscribe_publish_history(serve_any: Any) -> None:
+    srv = await serve_any(cf_app())
+    async with pb_sdk(srv.ws + PATH, token=token("alice", info={"n": 1})) as (client, ev):
+        ctx = await ev.next("connected")
+        assert ctx.client and ctx.version.startswith("pubsocket")
+        sub, sub_ev = await subscribed(client, "chat:pb", recoverable=True)
+        first = await sub_ev.next("subscribed")
+        assert first.recoverable and first.stream_position.offset == 0
+        await sub.publish(js({"text": "hi"}))
+        pub = (await sub_ev.next("publication")).pub
+        assert (json.loads(pub.data), pub.offset) == ({"text": "hi"}, 1)
+        assert (pub.info.user, json.loads(pub.info.conn_info)) == ("alice", {"n": 1})
+        await sub.publish(js([2]))
+        history = await sub.history(limit=10)
+        assert [json.loads(p.data) for p in history.publications] == [{"text": "hi"}, [2]]
+        assert history.offset == 2 and history.epoch == first.stream_position.epoch
+        newest = await sub.history(limit=1, reverse=True)
+        assert [p.offset for p in newest.publications] == [2]
+
+
+async def test_presence_stats_and_join_leave(serve: Any) -> None:
+    srv = await serve(cf_app())
+    url = srv.ws + PATH
+    async with pb_sdk(url, token=token("alice", info={"name": "Alice"})) as (alice, _):
+        sub_a, ev_a = await subscribed(alice, "room:pb", join_leave=True)
+        async with pb_sdk(url, token=token("bob")) as (bob, _):
+            sub_b, _ev_b = await subscribed(bob, "room:pb", join_leave=True)
+            joined = await ev_a.next("join", where=lambda c: c.info.user == "bob")
+            assert joined.info.client == bob.client_id
+            who = await sub_a.presence()
+            assert sorted(c.user for c in who.clients.values()) == ["alice", "bob"]
+            assert json.loads(who.clients[alice.client_id].conn_info) == {"name": "Alice"}
+            stats = await sub_b.presence_stats()
+            assert (stats.num_clients, stats.num_users) == (2, 2)
+        left = await ev_a.next("leave", where=lambda c: c.info.user == "bob")
+        assert left.info.client == bob.client_id
+
+
+async def test_recovery_after_a_network_drop(serve: Any) -> None:
+    app = cf_app()
+    srv = await serve(app)
+    async with proxy_to(srv.port) as proxy, \
+            pb_sdk(f"ws://127.0.0.1:{proxy.port}{PATH}", token=token("alice")) as (client, _):
+        sub, sub_ev = await subscribed(client, "chat:pbr", recoverable=True)
+        await sub_ev.next("subscribed")
+        for i in range(3):
+            await sub.publish(js(i))
+        got = [(await sub_ev.next("publication")).pub.offset for _ in range(3)]
+        proxy.cut()  # no close frame: an abnormal close, the SDK reconnects
+        for i in range(3, 8):
+            await app.hub.publish("chat:pbr", i)
+        proxy.resume()
+        again = await sub_ev.next("subscribed", within=10)
+        assert again.was_recovering and again.recovered
+        pubs = [(await sub_ev.next("publication")).pub for _ in range(5)]
+        assert got + [p.offset for p in pubs] == list(range(1, 9))  # each once, in order
+        assert [json.loads(p.data) for p in pubs] == [3, 4, 5, 6, 7]
+
+
+async def test_json_protobuf_and_plain_clients_share_a_channel(serve: Any) -> None:
+    srv = await serve(cf_app())
+    url = srv.ws + PATH
+    async with pb_sdk(url, token=token("pb")) as (pb_client, _), \
+            sdk(url, token=token("json")) as (json_client, _), \
+            connect(srv.ws + "/ws/chat") as plain:
+        pb_sub, pb_ev = await subscribed(pb_client, "chat:x")
+        json_sub, json_ev = await subscribed(json_client, "chat:x")
+        await plain.send(json.dumps({"action": "subscribe", "topic": "chat:x"}))
+        await asyncio.sleep(0.1)  # plain mode sends no ack
+        await plain.send(json.dumps({"action": "publish", "topic": "chat:x",
+                                     "data": {"from": "plain"}}))
+        await pb_sub.publish(js({"from": "protobuf"}))
+        await json_sub.publish({"from": "json"})
+        want = [{"from": "plain"}, {"from": "protobuf"}, {"from": "json"}]
+        assert [json.loads((await pb_ev.next("publication")).pub.data)
+                for _ in range(3)] == want
+        assert [(await json_ev.next("publication")).pub.data for _ in range(3)] == want
+        async with asyncio.timeout(5):
+            assert [json.loads(await plain.recv()) for _ in range(3)] == want
+
+
+async def test_data_that_is_not_json_is_refused_and_the_connection_stays(
+        serve: Any) -> None:
+    srv = await serve(cf_app())
+    async with pb_sdk(srv.ws + PATH, token=token("alice")) as (client, events):
+        sub, sub_ev = await subscribed(client, "chat:bin")
+        with pytest.raises(ReplyError) as refused:
+            await sub.publish(b"\xff\x00 not json")
+        assert refused.value.code == 107
+        await sub.publish(js("after"))  # same connection, still subscribed
+        assert json.loads((await sub_ev.next("publication")).pub.data) == "after"
+        assert not [n for n, _ in events.seen if n == "disconnected"]
+
+
+async def test_tokens_refresh_and_refusals_as_in_json(serve: Any) -> None:
+    srv = await serve(cf_app())
+    calls = 0
+
+    async def get_token() -> str:
+        nonlocal calls
+        calls += 1
+        return token("alice", ttl=2)  # short: the SDK must refresh it in-band too
+
+    async with pb_sdk(srv.ws + PATH, token=token("alice", ttl=-10),
+                      get_token=get_token) as (client, events):
+        err = await events.next("error")
+        assert isinstance(err.error, ReplyError) and err.error.code == 109
+        await events.next("connected")
+        await asyncio.sleep(3.5)  # ttl from the connect reply: refreshed before 3005
+        assert calls >= 2 and client.state.value == "connected"
+        assert not any(name == "disconnected" for name, _ in events.seen)
+    async with pb_sdk(srv.ws + PATH, token="not-a-jwt") as (_client, events):
+        ctx = await events.next("disconnected")
+        assert (ctx.code, ctx.reason) == (3500, "invalid token")
+
+
+async def test_rpc_data_is_json_bytes_both_ways(serve: Any) -> None:
+    async def hook(principal: Any, method: str, data: Any) -> Any:
+        return {"method": method, "echo": data}
+
+    srv = await serve(cf_app(rpc=hook))
+    async with pb_sdk(srv.ws + PATH, token=token("alice")) as (client, _):
+        result = await client.rpc("sum", js([1, 2]))
+        assert json.loads(result.data) == {"method": "sum", "echo": [1, 2]}
+        with pytest.raises(ReplyError) as refused:
+            await client.rpc("sum", b"\x00 not json")
+        assert refused.value.code == 107
