@@ -12,10 +12,10 @@ import sys
 from typing import Any
 
 import pytest
-from pubsocket.codecs.centrifuge import CentrifugeCodec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from pubsocket.protocols.centrifuge import CentrifugeCodec
 from pubsocket.protocols.centrifuge.protobuf_codec import CentrifugeProtobufCodec
 from pubsocket.protocols.centrifuge.protobuf_parse import (
     COUNT_WALK,
@@ -165,7 +165,7 @@ def test_counting_is_bounded_and_an_upper_bound() -> None:
 
 
 def test_the_json_path_never_imports_protobuf() -> None:
-    code = ("import sys, pubsocket, pubsocket.web.pubsub, pubsocket.codecs.centrifuge, "
+    code = ("import sys, pubsocket, pubsocket.web.pubsub, pubsocket.protocols.centrifuge, "
             "pubsocket.server.websocket, pubsocket.server.asgi\n"
             "print(sorted(m for m in sys.modules if m.startswith('google') "
             "or 'protobuf' in m))")

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 from google.protobuf.json_format import MessageToDict
-from pubsocket.codecs.centrifuge_parse import parse_frame
 
 from pubsocket.brokers.base import HistoryPage, Position, Publication, Publisher
-from pubsocket.codecs import CENTRIFUGE
 from pubsocket.errors import ProtocolViolation
 from pubsocket.presence.base import ClientInfo, Stats
 from pubsocket.protocol import (
@@ -29,6 +27,8 @@ from pubsocket.protocol import (
     SubscribeResult,
     Unsubscribe,
 )
+from pubsocket.protocols.centrifuge import CENTRIFUGE
+from pubsocket.protocols.centrifuge.parse import parse_frame
 from pubsocket.protocols.centrifuge.protobuf_codec import CENTRIFUGE_PROTOBUF, PING
 from pubsocket.protocols.centrifuge.protobuf_parse import (
     DataNotJSON,

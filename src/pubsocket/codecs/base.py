@@ -44,8 +44,8 @@ class Codec(ABC):
     # Whether clients of this protocol can refresh their token over the socket (then
     # they get an expiry notice and a grace period instead of a close at exp).
     refreshable: bool = False
-    # Whether its messages are binary WebSocket messages (`count_binary`/`parse_binary`;
-    # the session refuses the other kind with 1003), not text (`count`/`parse`).
+    # Whether its messages are binary WebSocket messages (then `count`/`parse` are given
+    # bytes), not text (given str); the session refuses the other kind with 1003.
     binary: bool = False
 
     def count(self, data: str | bytes) -> int:
@@ -54,19 +54,11 @@ class Codec(ABC):
         message unless the protocol batches."""
         return 1
 
-    def count_binary(self, data: bytes) -> int:
-        """`count` for a binary codec's messages."""
-        return 1
-
-    def parse_binary(self, data: bytes) -> Sequence[Parsed]:
-        """`parse` for a binary codec's messages (only called when `binary` is set)."""
-        raise NotImplementedError
-
     @abstractmethod
     def parse(self, data: str | bytes) -> Sequence[Parsed]:
         """The commands in one message, in order; a malformed one stands in the
         sequence as the `ProtocolViolation` its error reply is made from. A text codec
-        is given `str` only (see the module docstring)."""
+        is given `str` only, a `binary` one `bytes` only (see the module docstring)."""
 
     @abstractmethod
     def publication(self, topic: str, pub: Publication) -> bytes:

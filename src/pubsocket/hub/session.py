@@ -238,8 +238,7 @@ class Session:
         # over the cap is refused, and one token is spent per command (a pong line
         # too), so a batching protocol (Centrifuge) cannot multiply the rate limit by
         # the batch size, nor make the server parse what it would then refuse.
-        count = (self.codec.count_binary(message) if isinstance(message, bytes)
-                 else self.codec.count(message))
+        count = self.codec.count(message)
         cap = self.settings.max_frame_commands
         if cap and count > cap:
             refusals.warn("frame_commands", self.address)
@@ -249,8 +248,7 @@ class Session:
             refusals.warn("rate_limit", self.address)
             self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
             return
-        items = (self.codec.parse_binary(message) if isinstance(message, bytes)
-                 else self.codec.parse(message))
+        items = self.codec.parse(message)
         if not items and self.hook is not None:
             self.hook.idle(self)  # e.g. before its handshake, a frame must carry it
         for item in items:

@@ -99,10 +99,14 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
     name = "centrifuge-protobuf"
     binary = True
 
-    def count_binary(self, data: bytes) -> int:
-        return count_commands(data)
+    def count(self, data: str | bytes) -> int:
+        """The length-prefixed commands in a binary message (`count_commands`)."""
+        return count_commands(data) if isinstance(data, bytes) else 1
 
-    def parse_binary(self, data: bytes) -> Sequence[Parsed]:
+    def parse(self, data: str | bytes) -> Sequence[Parsed]:
+        """The commands of a binary message (the session never hands it text)."""
+        if not isinstance(data, bytes):
+            raise TypeError("the Centrifuge Protobuf codec reads binary messages only")
         return parse_commands(data)
 
     def violation_close(self, exc: ProtocolViolation) -> tuple[int, str] | None:
