@@ -33,6 +33,9 @@ class Subscribe:
     token: str | None = field(default=None, repr=False)  # a subscription token (Centrifuge)
     expires_at: float | None = None  # the verified subscription token's exp (set by the hub)
     server: bool = False  # made by the server (`Hub.subscribe_user`), not a client command
+    # Centrifuge's reject-unrecovered flag: a `since` that cannot be recovered is an
+    # `unrecoverable_position` error (no subscription) instead of ``recovered: false``.
+    reject_unrecovered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

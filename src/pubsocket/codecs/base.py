@@ -128,12 +128,18 @@ class Codec(ABC):
         return None
 
     def join(self, topic: str, client: ClientInfo) -> bytes | None:
-        """The push that a user joined `topic` (its first connection there)."""
+        """The push that a client joined `topic` (see `join_leave_per_client`)."""
         return None
 
     def leave(self, topic: str, client: ClientInfo) -> bytes | None:
-        """The push that a user left `topic` (its last connection there)."""
+        """The push that a client left `topic` (see `join_leave_per_client`)."""
         return None
+
+    @property
+    def join_leave_per_client(self) -> bool:
+        """True when `join`/`leave` are pushed for every client of a user (Centrifuge),
+        False for its first/last connection only (pubsocket.v1)."""
+        return False
 
     @property
     def replay_in_reply(self) -> bool:

@@ -44,7 +44,7 @@ from .delivery import Delivery
 from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
-from .recovery import recover
+from .recovery import recover, resolve
 from .topic import Hold, Subscriber, Topic
 from .wire import RAW, Wire
 
@@ -248,6 +248,7 @@ class Hub(Delivery, Control):
             if since is not None:
                 self._count_recovery(False)
             return SubscribeResult(position, False)
+        since = resolve(since, position.epoch)  # Centrifuge's empty epoch: any
         behind = position.offset - since.offset
         cap = self.settings.history_reply_limit
         if since.epoch != position.epoch or not 0 <= behind <= policy.size or (

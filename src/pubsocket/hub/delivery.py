@@ -92,14 +92,16 @@ class Delivery:
         # the user and its `info`, which is what the presence permission guards.
         if entry is None or not entry.watchers or (event := decode_event(payload)) is None:
             return
-        kind, client = event
+        kind, client, edge = event
         encoded: dict[Codec, bytes | None] = {}  # each codec encodes once
         frames: dict[Wire, bytes | None] = {}  # each wire frames once
         for sub, wire in entry.watchers.items():
             if wire not in frames:
                 codec = wire.codec
                 if codec not in encoded:
-                    encoded[codec] = (codec.join(topic, client) if kind == "join"
+                    # Not the user's first/last connection: only per-client codecs say so.
+                    encoded[codec] = (None if not (edge or codec.join_leave_per_client)
+                                      else codec.join(topic, client) if kind == "join"
                                       else codec.leave(topic, client))
                 notice = encoded[codec]
                 frames[wire] = None if notice is None else wire.frame(notice)

@@ -132,13 +132,15 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
     since = cmd.since if replay else None
     result = hub.subscribe_nowait(session.peer, topic, session.wire, since)
     if isinstance(result, SubscribeResult):
+        if _rejected(session, cmd, result):
+            return None
         _subscribed(session, cmd, result)
         return _join(session, topic) if hub.presence.enabled(topic) else None
     return _finish_subscribe(session, cmd, result)
 
 
 async def _join(session: Session, topic: str) -> None:
-    """Record the new subscriber in presence (announcing a user's first connection);
+    """Record the new subscriber in presence (announcing it, `PresenceHooks.joined`);
     with the presence permission it also gets the topic's join/leave pushes."""
     hub = session.hub
     if hub.presence.events_for(topic):
@@ -160,9 +162,26 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
         return
     # No await between here and the replay: the subscriber is live already, and its
     # reply and replay must reach the socket before any live delivery.
+    if _rejected(session, cmd, result):
+        return
     _subscribed(session, cmd, result)
     if session.hub.presence.enabled(cmd.topic) and not session.closed:
         await _join(session, cmd.topic)
+
+
+def _rejected(session: Session, cmd: Subscribe, result: SubscribeResult) -> bool:
+    """True when the subscribe asked to be refused rather than answered ``recovered:
+    false`` (`Subscribe.reject_unrecovered`) and was not recovered: the subscription is
+    undone (before any presence) and the client gets `unrecoverable_position`."""
+    if not cmd.reject_unrecovered or cmd.since is None or result.recovered:
+        return False
+    session.topics.discard(cmd.topic)
+    if session.hook is not None:
+        session.hook.released(cmd.topic)
+    session.hub.unsubscribe_nowait(session.peer, cmd.topic)
+    session.error(ErrorCode.UNRECOVERABLE_POSITION,
+                  "the position cannot be recovered; reload state and subscribe again", cmd.id)
+    return True
 
 
 def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> None:

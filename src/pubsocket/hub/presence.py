@@ -3,10 +3,12 @@
 Opt-in per topic pattern (`Settings.presence`, ``pubsub(presence=...)``). When a
 session's subscription to such a topic takes effect, its client (id, user, ``info``
 claim) is added to the `Presence` store; when it ends, removed. The store says whether
-that was the user's first (or last) connection in the topic across every node, and only
-then a join (leave) event goes out, on the broker channel ``$p:<topic>``, so a second
-tab of the same user announces nothing. Every node subscribed to the topic receives it
-and pushes it to its subscribers (pubsocket.v1: ``{"type": "join", ...}``).
+that was the user's first (or last) connection in the topic across every node. A join
+(leave) event goes out for every client, on the broker channel ``$p:<topic>``, marked
+whether it was the user's first (last) one (its "edge"). Every node subscribed to the
+topic receives it and pushes it to its watchers whose codec wants it: pubsocket.v1
+(``{"type": "join", ...}``) only the edges, so a second tab of the same user announces
+nothing; Centrifuge every client (`Codec.join_leave_per_client`), as Centrifugo does.
 """
 
 from __future__ import annotations
@@ -59,18 +61,20 @@ class PresenceHooks:
         return self.events and self.enabled(topic)
 
     async def joined(self, topic: str, client: ClientInfo, publish: Publish) -> None:
-        """`client` subscribed to `topic`: record it, announce a first connection."""
+        """`client` subscribed to `topic`: record it and announce it (with whether it is
+        its user's first connection there)."""
         assert self.store is not None
         try:
             first = await self.store.add(topic, client)
         except PresenceUnavailable:
             log.warning("presence store unavailable: a join was not recorded")
             return
-        if first and self.events:
-            await publish(PRESENCE_PREFIX + topic, encode_event("join", client))
+        if self.events:
+            await publish(PRESENCE_PREFIX + topic, encode_event("join", client, edge=first))
 
     def left(self, topic: str, client_id: str, publish: Publish) -> None:
-        """The client's subscription ended: remove it in the background, announce a last."""
+        """The client's subscription ended: remove it in the background and announce it
+        (with whether it was its user's last connection there)."""
         if self.store is None:
             return
         task = asyncio.get_running_loop().create_task(self._leave(topic, client_id, publish))
@@ -81,8 +85,9 @@ class PresenceHooks:
         assert self.store is not None
         try:
             removed = await self.store.remove(topic, client_id)
-            if removed is not None and removed.last_of_user and self.events:
-                event = encode_event("leave", ClientInfo(client_id, removed.user))
+            if removed is not None and self.events:
+                event = encode_event("leave", ClientInfo(client_id, removed.user),
+                                     edge=removed.last_of_user)
                 await publish(PRESENCE_PREFIX + topic, event)
         except Exception:  # a leave must never take the connection's cleanup down
             log.warning("presence leave failed; the entry expires on its TTL", exc_info=True)
@@ -94,13 +99,18 @@ class PresenceHooks:
             await self.store.close()
 
 
-def encode_event(kind: str, client: ClientInfo) -> bytes:
-    return orjson.dumps({"k": kind, "c": client.client_id, "u": client.user, "i": client.info})
+def encode_event(kind: str, client: ClientInfo, *, edge: bool = True) -> bytes:
+    """`edge`: the user's first (join) or last (leave) connection in the topic."""
+    return orjson.dumps({"k": kind, "c": client.client_id, "u": client.user,
+                         "i": client.info, "e": edge})
 
 
-def decode_event(payload: bytes) -> tuple[str, ClientInfo] | None:
+def decode_event(payload: bytes) -> tuple[str, ClientInfo, bool] | None:
+    """(kind, client, edge); an event without "e" (an older node) is an edge, as every
+    event it sends was."""
     try:
         event: Any = orjson.loads(payload)
-        return str(event["k"]), ClientInfo(str(event["c"]), event["u"], event.get("i"))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return (str(event["k"]), ClientInfo(str(event["c"]), event["u"], event.get("i")),
+                event.get("e", True) is not False)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None

@@ -10,9 +10,20 @@ continues from and gets no partial history.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from ..brokers.base import HistoryPage, Position, Publication, size_of
 from ..protocol import SubscribeResult
+
+# A `since` epoch meaning "whatever the topic's epoch is" (Centrifuge: an empty epoch in
+# a recovering subscribe or a history `since`). Longer than the 64 characters any
+# client's epoch may have, so only a codec sets it, never a client's bytes.
+ANY_EPOCH: Final = "any:" + "*" * 64
+
+
+def resolve(since: Position, epoch: str) -> Position:
+    """`since` with `ANY_EPOCH` replaced by `epoch` (the topic's own); else unchanged."""
+    return Position(since.offset, epoch) if since.epoch == ANY_EPOCH else since
 
 
 def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
@@ -32,9 +43,12 @@ def recover(since: Position, page: HistoryPage, live: Sequence[Publication],
     ``result.position`` is where the subscriber's stream continues after: every
     publication in ``result.replay`` and every later delivery has a higher offset.
 
+    A `since` of `ANY_EPOCH` is taken to be in `upto`'s epoch.
+
     A replay of more than `max_count` publications or `max_bytes` bytes (`size_of`;
     0: no cap) is not sent at all: ``recovered=False``, never a partial replay.
     """
+    since = resolve(since, upto.epoch)
     if gap is not None:
         return SubscribeResult(gap, False, tuple(
             p for p in live if p.epoch == gap.epoch and gap.offset < p.offset <= upto.offset))

@@ -27,6 +27,7 @@ from ..brokers.base import HistoryPage, Position, Publication, size_of
 from ..errors import BrokerError, ErrorCode
 from ..log import refusals
 from ..protocol import CmdId, History
+from .recovery import ANY_EPOCH
 
 if TYPE_CHECKING:
     from .session import Session
@@ -150,7 +151,7 @@ async def _before(session: Session, cmd: History, since: Position | None) -> Non
         older: list[Publication] = []
         for attempt in range(_BEFORE_READS):
             page = await hub.history(cmd.topic, max(0, end - 1 - limit), limit)
-            if since is not None and (page.position.epoch != since.epoch
+            if since is not None and (since.epoch not in (page.position.epoch, ANY_EPOCH)
                                       or end > page.position.offset):
                 session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
                 return
@@ -217,8 +218,9 @@ def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
 
 
 def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
-    """True when `page` starts right after (`offset`, `epoch`) with nothing missing."""
+    """True when `page` starts right after (`offset`, `epoch`) with nothing missing
+    (`ANY_EPOCH`: in whichever epoch the page is)."""
     pubs, top = page.publications, page.position
-    if top.epoch != epoch or offset > top.offset:
+    if epoch not in (top.epoch, ANY_EPOCH) or offset > top.offset:
         return False
     return pubs[0].offset == offset + 1 if pubs else offset == top.offset

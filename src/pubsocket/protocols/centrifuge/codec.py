@@ -111,6 +111,10 @@ class CentrifugeCodec(Codec):
     def replay_in_reply(self) -> bool:
         return True
 
+    @property
+    def join_leave_per_client(self) -> bool:
+        return True  # Centrifugo announces every client, not a user's first/last
+
     def publication(self, topic: str, pub: Publication) -> bytes:
         return b'{"push":{"channel":' + orjson.dumps(topic) + b',"pub":' + _pub(pub) + b"}}"
 

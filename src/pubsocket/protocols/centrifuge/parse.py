@@ -18,6 +18,7 @@ from ...brokers.base import Position
 from ...codecs.base import Parsed
 from ...codecs.json_commands import MAX_TOKEN_LENGTH
 from ...errors import ProtocolViolation
+from ...hub.recovery import ANY_EPOCH
 from ...protocol import (
     MAX_HISTORY_LIMIT,
     CmdId,
@@ -40,6 +41,9 @@ MAX_NAME_LENGTH: Final = 255  # method, client name and version strings
 _METHODS: Final = ("connect", "subscribe", "unsubscribe", "publish", "presence",
                    "presence_stats", "history", "refresh", "sub_refresh", "rpc", "send")
 _MISSING: Final = object()
+# SubscribeRequest.flag bits (centrifugal/protocol); the others (channel compaction)
+# are offers a server may ignore.
+FLAG_REJECT_UNRECOVERED: Final = 2
 
 
 def count_lines(text: str) -> int:
@@ -116,7 +120,11 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
             since = Position(_offset(body.get("offset", 0), cmd_id),
                              _epoch(body.get("epoch", ""), cmd_id))
         token = _token(body, cmd_id, required=False)
-        return Subscribe(topic, cmd_id, since, token or None)
+        flag = body.get("flag", 0)
+        if isinstance(flag, bool) or not isinstance(flag, int):
+            raise ProtocolViolation(ErrorCode.BAD_FIELD, "flag must be an integer", cmd_id)
+        return Subscribe(topic, cmd_id, since, token or None,
+                         reject_unrecovered=bool(flag & FLAG_REJECT_UNRECOVERED))
     if method == "unsubscribe":
         return Unsubscribe(topic, cmd_id)
     if method == "publish":
@@ -161,9 +169,11 @@ def _offset(value: Any, cmd_id: CmdId | None) -> int:
 
 
 def _epoch(value: Any, cmd_id: CmdId | None) -> str:
+    """A client's epoch; an empty one means "any epoch" (Centrifuge recovers from the
+    offset in whatever epoch the stream is), `ANY_EPOCH` to the hub."""
     if not isinstance(value, str) or len(value) > 64:
         raise ProtocolViolation(ErrorCode.BAD_FIELD, "epoch must be a short string", cmd_id)
-    return value
+    return value or ANY_EPOCH
 
 
 def _token(body: Mapping[str, Any], cmd_id: CmdId | None, *, required: bool) -> str:
