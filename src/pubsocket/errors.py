@@ -7,6 +7,7 @@
     ├── ListenError                 the server cannot bind its address (in use, no right)
     ├── HTTPError                   an HTTP refusal before any upgrade (status + JSON code)
     │   ├── Unauthorized            401
+    │   │   └── TokenExpired        401 "token expired" (Centrifuge: error 109)
     │   └── RateLimited             429 with Retry-After
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
     ├── Forbidden                   a principal's action on a topic was refused
@@ -94,6 +95,14 @@ class Unauthorized(HTTPError):
 
     def __init__(self, message: str = "a valid Bearer token is required") -> None:
         super().__init__(401, "unauthorized", message)
+
+
+class TokenExpired(Unauthorized):
+    """The token was valid but its ``exp`` has passed (HTTP 401 "token expired"; the
+    Centrifuge protocol answers it with error 109, so the SDK fetches a new token)."""
+
+    def __init__(self) -> None:
+        super().__init__("token expired")
 
 
 class RateLimited(HTTPError):

@@ -22,7 +22,7 @@ from pubsocket.server.deflate import (
     deflate_wires,
     negotiate,
 )
-from pubsocket.server.websocket import TEXT_WIRES
+from pubsocket.server.frames import TEXT_WIRES
 from tests.unit.test_hub import Recorder
 
 MiB = 1024 * 1024

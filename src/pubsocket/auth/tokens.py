@@ -29,7 +29,7 @@ import jwt
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
 
-from ..errors import ConfigError, Unauthorized
+from ..errors import ConfigError, TokenExpired, Unauthorized
 from .principal import API_KEY_SUB, Principal
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
@@ -152,7 +152,7 @@ class Authenticator:
                          "verify_nbf": True},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("token expired") from None
+            raise TokenExpired() from None
         except jwt.PyJWTError as exc:
             # Why, in words a person can act on (the 401 body and the log say it);
             # never the token or the library's text.

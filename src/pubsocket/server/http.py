@@ -39,10 +39,11 @@ from ..web.response import BODILESS, Response, error_response
 from ..web.streaming import StreamResponse
 from . import access
 from .deflate import negotiate as negotiate_deflate
+from .frames import FrameProtocol
 from .handshake import accept_handshake
 from .sse import serve_stream
 from .state import ServerState
-from .websocket import FrameProtocol, WSConnection
+from .websocket import WSConnection
 
 log = logging.getLogger("pubsocket.server")
 

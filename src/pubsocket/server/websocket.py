@@ -21,13 +21,12 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol
 
 from ..errors import CloseCode, ConnectionClosed
-from ..framing import binary_frame, text_frame
 from ..hub.wire import WireSet
 from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
-from .deflate import deflate_wires, negotiated
+from .frames import BINARY_WIRES, choose_wires
 from .outbound import HIGH_WATER, Outbound
 from .state import ServerState
 
@@ -38,53 +37,6 @@ INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
 INBOUND_BYTES = 1024 * 1024  # characters or bytes buffered before we stop reading
 FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
-
-
-class FrameProtocol(Protocol):
-    """websockets' sans-I/O protocol, accepting a close frame inside a fragmented message,
-    and closing in the connection's wire protocol when it fails the connection itself.
-
-    RFC 6455 allows control frames between fragments, and a close there ends the
-    connection normally (Autobahn 7.1.5); websockets treats it as a protocol error.
-    A frame over the size limit is refused by websockets from its header (1009): with
-    `close_codes` set (Centrifuge), that close is translated as every other one is.
-    """
-
-    close_codes: Mapping[int, tuple[int, str]] | None = None
-    min_compress = 0  # with permessage-deflate: shorter messages go uncompressed
-
-    def send_frame(self, frame: Frame) -> None:
-        # `send()` of a message under compression_min_size: plain, RSV1 clear (RFC 7692
-        # §6 lets each message choose). Only whole data messages: a fragmented one would
-        # leave websockets' encoder without its first frame.
-        if (self.extensions and frame.fin and len(frame.data) < self.min_compress
-                and frame.opcode in (Opcode.TEXT, Opcode.BINARY)):
-            self.writes.append(frame.serialize(mask=False))
-            return
-        super().send_frame(frame)
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE:
-            self.current_size = None
-        super().recv_frame(frame)
-
-    def fail(self, code: int, reason: str = "") -> None:
-        # Idempotent on translated codes: the protocol's own are not keys of the map.
-        super().fail(*translate_close(self.close_codes, code, reason))
-
-
-TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames
-BINARY_WIRES = WireSet(binary_frame, "ws-binary")  # ... whose protocol is binary
-
-
-def choose_wires(proto: Protocol, min_size: int) -> WireSet:
-    """A native connection's `WireSet`: text frames, deflated for its negotiated
-    permessage-deflate parameters when it has them (shared by every connection with
-    the same parameters, so a publication is compressed once for all of them)."""
-    deflate = negotiated(proto.extensions)
-    if deflate is None:
-        return TEXT_WIRES
-    return deflate_wires(deflate.local_max_window_bits, min_size)
 
 
 class WSConnection(Outbound, MessageIterator, asyncio.Protocol):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ...auth import Principal, expiry_of
-from ...errors import Unauthorized
+from ...errors import TokenExpired, Unauthorized
 from ...hub import handlers
 from ...log import refusals
 from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
@@ -121,7 +121,7 @@ def _verify(gate: Gate, session: Session, token: str,
             raise Unauthorized("invalid token")
         return auth.principal_of(token)
     except Unauthorized as exc:
-        if exc.message == "token expired":
+        if isinstance(exc, TokenExpired):
             # The SDK gets a new token from its callback and connects again.
             gate.stage = REFUSED
             session.reply(gate.endpoint.codec.error_code(TOKEN_EXPIRED, cmd_id))
@@ -155,7 +155,7 @@ def _sub_claims(gate: Gate, session: Session, topic: str, token: str,
             raise Unauthorized("invalid token")
         claims = auth.subscription_claims(token)
     except Unauthorized as exc:
-        code = TOKEN_EXPIRED if exc.message == "token expired" else PERMISSION_DENIED
+        code = TOKEN_EXPIRED if isinstance(exc, TokenExpired) else PERMISSION_DENIED
         session.reply(codec.error_code(code, cmd_id))
         return None
     if claims.get("channel") != topic or claims.get("sub") != session.principal.sub:
