@@ -138,12 +138,19 @@ class CentrifugeCodec(Codec):
         sep = b"," if fields else b""
         return head[:-2] + sep + b'"publications":[' + pubs + b"]}}"
 
+    def result_reply(self, method: str, cmd_id: CmdId | None,
+                     body: Mapping[str, Any]) -> bytes | None:
+        """A reply to `cmd_id` carrying `body` as its `method` result (None without an
+        id). The one place a plain result is encoded: the Protobuf codec overrides it
+        and inherits every reply built from it."""
+        return _reply(method, cmd_id, body)
+
     def done(self, cmd: Command) -> bytes | None:
         method = "unsubscribe" if isinstance(cmd, Unsubscribe) else "publish"
-        return _reply(method, cmd.id, {})
+        return self.result_reply(method, cmd.id, {})
 
     def published(self, cmd: Publish, pub: Publication) -> bytes | None:
-        return _reply("publish", cmd.id, {})
+        return self.result_reply("publish", cmd.id, {})
 
     def history(self, cmd: History, page: HistoryPage) -> bytes | None:
         if cmd.id is None:
@@ -177,14 +184,14 @@ class CentrifugeCodec(Codec):
         body.update(ttl_of(expires_at))
         if ping > 0:
             body.update(ping=max(1, round(ping)), pong=True)
-        return _reply("connect", cmd_id, body)
+        return self.result_reply("connect", cmd_id, body)
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
-        return _reply("refresh", cmd.id, ttl_of(expires_at))
+        return self.result_reply("refresh", cmd.id, ttl_of(expires_at))
 
     def sub_refreshed(self, cmd: SubRefresh, expires_at: float | None) -> bytes | None:
         """The reply to an accepted subscription token refresh."""
-        return _reply("sub_refresh", cmd.id, ttl_of(expires_at))
+        return self.result_reply("sub_refresh", cmd.id, ttl_of(expires_at))
 
     def rpc_result(self, cmd_id: CmdId | None, payload: bytes) -> bytes | None:
         """The reply to an rpc: the hook's result (already JSON)."""
@@ -201,7 +208,7 @@ class CentrifugeCodec(Codec):
             cid: _client(c) for cid, c in clients.items()}})
 
     def presence_stats(self, cmd: Presence, stats: Stats) -> bytes | None:
-        return _reply("presence_stats", cmd.id, {"num_clients": stats.connections,
+        return self.result_reply("presence_stats", cmd.id, {"num_clients": stats.connections,
                                                  "num_users": stats.users})
 
     def join(self, topic: str, client: ClientInfo) -> bytes | None:

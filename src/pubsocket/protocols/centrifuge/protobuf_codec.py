@@ -26,18 +26,13 @@ import orjson
 from ...brokers.base import HistoryPage, Position, Publication
 from ...codecs.base import Parsed
 from ...errors import ProtocolViolation
-from ...presence.base import ClientInfo, Stats
+from ...presence.base import ClientInfo
 from ...protocol import (
     CmdId,
-    Command,
     History,
     Presence,
-    Publish,
-    Refresh,
-    SubRefresh,
     Subscribe,
     SubscribeResult,
-    Unsubscribe,
 )
 from ._pb import pubsocket_centrifuge_pb2 as pb
 from .codec import CentrifugeCodec, ttl_of
@@ -130,12 +125,11 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
             res.was_recovering, res.recovered = True, result.recovered
         return _frame(pb.Reply(id=int(cmd.id), subscribe=res))
 
-    def done(self, cmd: Command) -> bytes | None:
-        return _reply("unsubscribe" if isinstance(cmd, Unsubscribe) else "publish",
-                      cmd.id, {})
-
-    def published(self, cmd: Publish, pub: Publication) -> bytes | None:
-        return _reply("publish", cmd.id, {})
+    def result_reply(self, method: str, cmd_id: CmdId | None,
+                     body: Mapping[str, Any]) -> bytes | None:
+        # The JSON codec's replies (connect, refresh, publish, ...) come through here:
+        # the same fields, as the .proto's Reply.
+        return _reply(method, cmd_id, body)
 
     def history(self, cmd: History, page: HistoryPage) -> bytes | None:
         if cmd.id is None:
@@ -154,20 +148,6 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
         code, reason = UNSUBSCRIBE_INSUFFICIENT  # as the JSON codec: the SDK resubscribes
         return _push(topic, unsubscribe=pb.Unsubscribe(code=code, reason=reason))
 
-    def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
-                  expires_at: float | None, ping: float) -> bytes | None:
-        body: dict[str, Any] = {"client": client_id, "version": version}
-        body.update(ttl_of(expires_at))
-        if ping > 0:
-            body.update(ping=max(1, round(ping)), pong=True)
-        return _reply("connect", cmd_id, body)
-
-    def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
-        return _reply("refresh", cmd.id, ttl_of(expires_at))
-
-    def sub_refreshed(self, cmd: SubRefresh, expires_at: float | None) -> bytes | None:
-        return _reply("sub_refresh", cmd.id, ttl_of(expires_at))
-
     def rpc_result(self, cmd_id: CmdId | None, payload: bytes) -> bytes | None:
         return _reply("rpc", cmd_id, {"data": payload})
 
@@ -180,10 +160,6 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
             return None
         return _frame(pb.Reply(id=int(cmd.id), presence=pb.PresenceResult(presence={
             cid: _client(c) for cid, c in clients.items()})))
-
-    def presence_stats(self, cmd: Presence, stats: Stats) -> bytes | None:
-        return _reply("presence_stats", cmd.id, {"num_clients": stats.connections,
-                                                 "num_users": stats.users})
 
     def join(self, topic: str, client: ClientInfo) -> bytes | None:
         return _push(topic, join=pb.Join(info=_client(client)))
