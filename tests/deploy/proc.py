@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -160,3 +161,52 @@ def fetch(method: str, url: str, body: bytes | None = None,
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.read()
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def proxy_process(argv: Sequence[str], ports: Sequence[int], name: str,
+                  stop: signal.Signals = signal.SIGTERM,
+                  env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a reverse proxy (nginx, Caddy) until it listens on every one of `ports`
+    (15 s at most), yield it, then stop it with `stop` (SIGKILL after 10 s)."""
+    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while not all(listening(port) for port in ports):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(stop)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def certificates(into: Path) -> ssl.SSLContext:
+    """A throwaway CA's certificate for 127.0.0.1 as `into`/cert.pem and key.pem, and a
+    client context that trusts it."""
+    import trustme
+
+    ca = trustme.CA()
+    into.mkdir()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(into / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(into / "key.pem"))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

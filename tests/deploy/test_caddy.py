@@ -6,20 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
-import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-import trustme
 
 from tests.conftest import free_port
-from tests.deploy.proc import ROOT, env_of, fetch, init_project, serving
+from tests.deploy.proc import (
+    ROOT,
+    certificates,
+    env_of,
+    fetch,
+    init_project,
+    proxy_process,
+    serving,
+)
 from tests.deploy.test_nginx import Site, roundtrip
 from tests.tools import require
 
@@ -29,11 +32,6 @@ CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 def _swap(text: str, old: str, new: str) -> str:
     assert text.count(old) >= 1, f"{CADDYFILE.name} no longer has {old!r}"
     return text.replace(old, new)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextmanager
@@ -57,38 +55,16 @@ def caddy(tmp: Path, upstreams: list[int], cert_dir: Path) -> Iterator[tuple[int
                             "--adapter", "caddyfile"], capture_output=True, text=True,
                            timeout=30, env=env)
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([binary, "run", "--config", str(tmp / "Caddyfile"),
-                             "--adapter", "caddyfile"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while not (_listening(http_port) and _listening(https_port)):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "caddy did not start"
-            time.sleep(0.05)
+    with proxy_process([binary, "run", "--config", str(tmp / "Caddyfile"), "--adapter",
+                        "caddyfile"], [http_port, https_port], "caddy", env=env):
         yield http_port, https_port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[Site]:
     project = init_project(tmp_path)
-    ca = trustme.CA()
     cert_dir = tmp_path / "certs"
-    cert_dir.mkdir()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.cert_chain_pems[0].write_to_path(str(cert_dir / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(cert_dir / "key.pem"))
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
+    context = certificates(cert_dir)
     with ExitStack() as stack:
         nodes = [stack.enter_context(serving([str(project), "--port", "0"], cwd=tmp_path,
                                              PUBSOCKET_BROKER=redis_url))

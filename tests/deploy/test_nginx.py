@@ -11,19 +11,26 @@ import re
 import signal
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
 import websockets
 
 import pubsocket.client
 from tests.conftest import free_port
-from tests.deploy.proc import ROOT, Proc, env_of, fetch, init_project, serving
+from tests.deploy.proc import (
+    ROOT,
+    Proc,
+    certificates,
+    env_of,
+    fetch,
+    init_project,
+    proxy_process,
+    serving,
+)
 from tests.tools import require
 
 CONF = ROOT / "deploy" / "nginx" / "pubsocket.conf"
@@ -67,44 +74,16 @@ def nginx(tmp: Path, upstreams: list[int], cert_dir: Path) -> Iterator[tuple[int
     check = subprocess.run([binary, "-t", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
-                             "-g", "daemon off;"], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while not _listening(http_port):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
+    with proxy_process([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"),
+                        "-g", "daemon off;"], [http_port], "nginx", stop=signal.SIGQUIT):
         yield http_port, https_port
-    finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[Site]:
     project = init_project(tmp_path)
-    ca = trustme.CA()
     cert_dir = tmp_path / "certs"
-    cert_dir.mkdir()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.cert_chain_pems[0].write_to_path(str(cert_dir / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(cert_dir / "key.pem"))
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
+    context = certificates(cert_dir)
     with ExitStack() as stack:
         nodes = [stack.enter_context(serving([str(project), "--port", "0"], cwd=tmp_path,
                                              PUBSOCKET_DRAIN_DELAY="1",
