@@ -883,12 +883,13 @@ class HttpStreamSocket {
       response.body?.cancel().catch(() => {});
       if (this._done) return;
       if (response.ok) continue;
-      // What a WebSocket would have been closed with for the same fault.
+      // What a WebSocket would have been closed with for the same fault. A 400 (the
+      // server's command cap may be set below MAX_POST_COMMANDS) is not taken as final:
+      // the reconnect's backoff bounds any repeat.
       const [code, reason] = response.status === 404 ? [1006, "unknown session"]
         : response.status === 429 ? [4029, "rate limited"]
         : response.status === 413 ? [1009, "commands too large"]
-        : response.status === 400 ? [1002, "commands refused"]
-        : [1006, `command POST failed: HTTP ${response.status}`];
+        : [1006, `commands refused: HTTP ${response.status}`];
       this._fail(code, reason);
       return;
     }
