@@ -2,7 +2,9 @@
 mobile carriers of issue 19: it forwards plain HTTP (streamed responses included) to
 ``127.0.0.1:target`` byte for byte, but a request that asks for ``Upgrade: websocket``
 never reaches the server. ``mode="403"`` answers it ``403 Forbidden`` and closes;
-``mode="drop"`` closes the connection without a word.
+``mode="drop"`` closes the connection without a word; ``mode="kill"`` lets the upgrade
+through and aborts the connection `kill_after` seconds later (no close frame: the
+client sees 1006), like proxies that cut long-lived upgraded connections.
 
 Each request head on a client connection is parsed (httptools, as the server does), so
 a keep-alive connection that carried ordinary requests is refused the same way when it
@@ -20,7 +22,7 @@ from typing import Literal
 
 import httptools
 
-Mode = Literal["403", "drop"]
+Mode = Literal["403", "drop", "kill"]
 REFUSAL = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n"
            b"Connection: close\r\n\r\nWebSocket blocked by the proxy")
 MAX_CHUNKS = 1_000_000  # per direction and connection: far more than any test moves
@@ -48,10 +50,12 @@ class _Requests:
 class WsRefusingProxy:
     """Forwards every connection to ``127.0.0.1:target``, minus WebSocket upgrades."""
 
-    def __init__(self, target: int, mode: Mode = "403", port: int = 0) -> None:
+    def __init__(self, target: int, mode: Mode = "403", port: int = 0,
+                 kill_after: float = 1.0) -> None:
         self.target = target
         self.mode = mode
-        self.refused = 0  # WebSocket upgrade requests turned away
+        self.kill_after = kill_after
+        self.refused = 0  # WebSocket upgrade requests turned away (or, "kill", cut)
         self.forwarded = 0  # connections passed on to the server
         self._listen = port
         self._writers: set[asyncio.StreamWriter] = set()
@@ -79,18 +83,25 @@ class WsRefusingProxy:
         parser = httptools.HttpRequestParser(requests)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         to_client: asyncio.Task[None] | None = None
+        upgraded = False  # "kill": past the upgrade, bytes are frames, not HTTP
         try:
             for _ in range(MAX_CHUNKS):
                 data = await reader.read(65536)
                 if not data:
                     break
                 try:
-                    parser.feed_data(data)
+                    if not upgraded:
+                        parser.feed_data(data)
                 except httptools.HttpParserUpgrade:
                     pass  # the head is complete: `requests` says whether to refuse it
                 except httptools.HttpParserError:
                     break  # not HTTP: a proxy would not pass it on either
-                if requests.websocket:
+                if requests.websocket and self.mode == "kill" and not upgraded:
+                    upgraded = True
+                    self.refused += 1
+                    asyncio.get_running_loop().call_later(self.kill_after,
+                                                          writer.transport.abort)
+                elif requests.websocket and not upgraded:
                     # Not a byte of it goes on (a partial head already sent is left to
                     # the server's own head timeout when the upstream link closes).
                     self.refused += 1
@@ -131,8 +142,9 @@ class WsRefusingProxy:
 
 
 @contextlib.asynccontextmanager
-async def ws_refusing_proxy(target: int, mode: Mode = "403") -> AsyncIterator[WsRefusingProxy]:
-    proxy = WsRefusingProxy(target, mode)
+async def ws_refusing_proxy(target: int, mode: Mode = "403",
+                            kill_after: float = 1.0) -> AsyncIterator[WsRefusingProxy]:
+    proxy = WsRefusingProxy(target, mode, kill_after=kill_after)
     await proxy.start()
     try:
         yield proxy

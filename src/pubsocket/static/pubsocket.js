@@ -345,8 +345,8 @@ export class Client {
       this._frame(event.data);
     };
     // A refused upgrade (401 for a bad token, 503, a proxy's 403) looks like close 1006
-    // in browsers: the other transport is tried at once, then the backoff as after a
-    // dropped link, and each attempt gets a fresh token.
+    // in browsers: the other transport is tried at once with the same token, then the
+    // backoff as after a dropped link, and a fresh token.
     ws.onclose = (event) => {
       if (this._ws !== ws) return;
       this._lost(event.code);
