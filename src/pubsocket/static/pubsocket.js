@@ -339,6 +339,9 @@ export class Client {
     // into a black hole would otherwise wait for the browser's own, far longer, limit.
     if (this._heartbeat !== 0) this._watch(this._timeout);
     ws.onopen = () => { if (this._ws === ws) this._opened(); };
+    // The close event follows an error; a listener is still needed, or Node's `ws`
+    // package throws an unheard one. (Left in place when the socket is dropped.)
+    ws.onerror = () => {};
     ws.onmessage = (event) => {
       if (this._ws !== ws) return;
       this._usable = true;
