@@ -45,6 +45,7 @@ from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover, resolve
+from .relay import CommandRelay
 from .topic import Hold, Subscriber, Topic
 from .wire import RAW, Wire
 
@@ -102,6 +103,8 @@ class Hub(Delivery, Control):
         self.registry = Registry()  # local sessions by user, for server-side control
         self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
+        # POSTed commands of HTTP-stream sessions, to whichever node holds the session.
+        self.relay = CommandRelay(lambda: self.broker, max_bytes=self.settings.max_message_size)
 
     @property
     def broker(self) -> Broker:
@@ -126,12 +129,14 @@ class Hub(Delivery, Control):
         if not self.broker.subscribe_nowait(CONTROL_TOPIC):
             # In the background: start() must not wait on (or fail for) an absent broker.
             self._spawn(self._subscribe_control())
+        self.relay.start()
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
         self._topics.clear()
         for task in list(self._background):
             task.cancel()
+        await self.relay.close()
         await self.presence.close()
         if self._broker is not None:
             await self._broker.close()
