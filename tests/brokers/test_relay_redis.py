@@ -111,7 +111,9 @@ async def test_an_unknown_remote_session_is_sent_then_dropped_on_its_node(
     assert await a.relay.route(a.relay.node, "gone", b"{}") is RouteResult.UNKNOWN_SESSION
     # A node that no longer runs: nobody receives it, nothing breaks.
     assert await b.relay.route("0" * 16, "s1", b"{}") is RouteResult.SENT
-    assert await b.relay.route("a b", "s1", b"{}") is RouteResult.UNKNOWN_SESSION
+    for bad_node in ("a b", "n", "0" * 15, "A" * 16, "$control"):  # never a node's id
+        assert await b.relay.route(bad_node, "s1", b"{}") is RouteResult.UNKNOWN_SESSION
+    assert await b.relay.route(a.relay.node, "a b", b"{}") is RouteResult.UNKNOWN_SESSION
 
 
 async def test_a_node_costs_one_redis_subscription_and_no_keys(

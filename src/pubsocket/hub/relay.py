@@ -29,8 +29,9 @@ Contracts:
   No round trip to the owning node (Centrifugo's survey waits for one).
 * **Bounds.** `data` is at most `max_bytes` (the emulation POST's cap: the WebSocket
   message size), else `TOO_LARGE` without I/O; at most `max_pending` routed commands
-  wait for the broker at once, else `UNAVAILABLE`. Session and node ids are short
-  printable ASCII (`MAX_ID`), else `UNKNOWN_SESSION` (nothing can hold them). The
+  wait for the broker at once, else `UNAVAILABLE`. A session id is short printable
+  ASCII (`MAX_ID`) and a node id 16 hex digits, else `UNKNOWN_SESSION` without I/O
+  (nothing can hold them; nor can a client name any other broker channel). The
   receiving side keeps no queue: each routed command is fed when the broker delivers
   it, so what waits for a node is bounded by the broker (Redis's pubsub output buffer
   for the node's subscriber connection) and each session by its rate limit.
@@ -68,6 +69,7 @@ NODE_PREFIX = "$n:"  # "$n:<node>": commands routed to <node>
 MAX_ID = 128  # characters of a session or node id
 MAX_PENDING = 1024  # routed commands waiting for the broker at once, per node
 _ID = re.compile(rf"[!-~]{{1,{MAX_ID}}}")  # printable ASCII, no space: "\n" separates
+_NODE = re.compile(r"[0-9a-f]{16}")  # what `secrets.token_hex(8)` makes
 _SEP = b"\n"
 
 Feed = Callable[[bytes], None]
@@ -105,11 +107,12 @@ class CommandRelay:
     def __init__(self, broker: Callable[[], Broker], *, max_bytes: int,
                  max_pending: int = MAX_PENDING, node: str | None = None) -> None:
         """`broker` returns the hub's broker (made on first use). `max_bytes` caps a
-        command's data (0: no cap); `node` is for tests only (default: random)."""
+        command's data (0: no cap); `node` is for tests only (default: random, 16 hex
+        digits)."""
         self._broker = broker
         self.node = node or secrets.token_hex(8)
-        if not _ID.fullmatch(self.node):
-            raise ValueError("a node id is 1-128 printable ASCII characters, no space")
+        if not _NODE.fullmatch(self.node):
+            raise ValueError("a node id is 16 lowercase hex digits")
         self.topic = NODE_PREFIX + self.node
         self.max_bytes = max_bytes
         self.max_pending = max_pending
@@ -187,7 +190,7 @@ class CommandRelay:
             _feed(feed, data)
             return RouteResult.LOCAL_FED
         broker = self._broker()
-        if not broker.shared or not _ID.fullmatch(node) or not _ID.fullmatch(session_id):
+        if not broker.shared or not _NODE.fullmatch(node) or not _ID.fullmatch(session_id):
             return RouteResult.UNKNOWN_SESSION  # no other node, or not one of ours
         if self._closed or self._pending >= self.max_pending or not broker.healthy:
             self.stats.unavailable += 1
