@@ -123,21 +123,21 @@ class Hub(Delivery, Control):
             raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver, self._resync)
+        await self.relay.start()
         if self.presence.patterns and self.presence.store is None:
             self.presence.store = self._presence_store()
             await self.presence.store.start()
         if not self.broker.subscribe_nowait(CONTROL_TOPIC):
             # In the background: start() must not wait on (or fail for) an absent broker.
             self._spawn(self._subscribe_control())
-        self.relay.start()
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
         self._topics.clear()
         for task in list(self._background):
             task.cancel()
-        await self.relay.close()
         await self.presence.close()
+        await self.relay.close()
         if self._broker is not None:
             await self._broker.close()
 

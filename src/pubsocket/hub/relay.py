@@ -124,7 +124,7 @@ class CommandRelay:
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle (the hub calls these) ------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         """Receive this node's topic, when other nodes can reach it (a shared broker).
         The subscription runs in the background and retries: starting never waits on,
         or fails for, an absent broker (`ready` says when it is confirmed)."""
