@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import sys
 from collections.abc import AsyncIterator, Sequence
 
@@ -56,7 +55,7 @@ class RoundRobinProxy:
         self.keepalive = keepalive
         self.routed: list[tuple[int, bytes]] = []  # (backend index, request line)
         self.refused = 0  # WebSocket upgrades answered 403
-        self._turns = itertools.cycle(range(len(self.backends)))
+        self.turn = 0  # the backend index the next request goes to
         self._listen = port
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
@@ -71,6 +70,12 @@ class RoundRobinProxy:
         """The backend index of each routed request whose request line starts with
         `prefix` (e.g. ``b"POST /emulation"``), in order."""
         return [index for index, line in self.routed if line.startswith(prefix)]
+
+    def cut(self) -> None:
+        """Abort every open connection, both sides (new ones are accepted as before):
+        a stream cut mid-way, the way a proxy restart or a dropped link does it."""
+        for writer in list(self._writers):
+            writer.transport.abort()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._listen,
@@ -101,7 +106,7 @@ class RoundRobinProxy:
                 writer.write(REFUSAL)
                 await writer.drain()
                 return
-            index = next(self._turns)
+            index, self.turn = self.turn, (self.turn + 1) % len(self.backends)
             self.routed.append((index, line))
             up_reader, upstream = await asyncio.open_connection("127.0.0.1",
                                                                 self.backends[index])
