@@ -35,10 +35,11 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pubsocket import Hub, Settings  # noqa: E402
-from pubsocket.brokers.redis import RedisBroker  # noqa: E402
-from pubsocket.hub.relay import RouteResult  # noqa: E402
-from tests.redis_server import RedisProcess  # noqa: E402
+from tests.redis_server import RedisProcess
+
+from pubsocket import Hub, Settings
+from pubsocket.brokers.redis import RedisBroker
+from pubsocket.hub.relay import RouteResult
 
 WINDOW = 64
 DATA = b'{"id":1,"publish":{"channel":"chat:room","data":{"text":"hello there"}}}'
