@@ -45,6 +45,7 @@ from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover, resolve
+from .relay import CommandRelay
 from .topic import Hold, Subscriber, Topic
 from .wire import RAW, Wire
 
@@ -102,6 +103,7 @@ class Hub(Delivery, Control):
         self.registry = Registry()  # local sessions by user, for server-side control
         self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
+        self.relay = CommandRelay()  # commands POSTed for emulated sessions (hub/relay.py)
 
     @property
     def broker(self) -> Broker:
@@ -120,6 +122,7 @@ class Hub(Delivery, Control):
             raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver, self._resync)
+        await self.relay.start()
         if self.presence.patterns and self.presence.store is None:
             self.presence.store = self._presence_store()
             await self.presence.store.start()
@@ -133,6 +136,7 @@ class Hub(Delivery, Control):
         for task in list(self._background):
             task.cancel()
         await self.presence.close()
+        await self.relay.close()
         if self._broker is not None:
             await self._broker.close()
 
