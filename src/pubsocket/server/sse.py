@@ -156,9 +156,10 @@ class SseStream(asyncio.Protocol):
         """Say why (`farewell`, else a unidirectional disconnect push), then end."""
         if self._closing:
             return
-        code, reason = translate_close(self.close_codes or CLOSE_CODES, code, reason)
-        payload = disconnect(code, reason) if self.farewell is None else self.farewell(
-            code, reason)
+        if self.farewell is None:  # unidirectional Centrifuge
+            payload: bytes | None = disconnect(*translate_close(CLOSE_CODES, code, reason))
+        else:
+            payload = self.farewell(*translate_close(self.close_codes, code, reason))
         if payload is not None:
             self.deliver(self.frame(payload))
         self._end()

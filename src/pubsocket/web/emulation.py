@@ -31,6 +31,7 @@ stream routes answer 501 and ``/emulation`` finds no session (404).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -74,25 +75,30 @@ class Emulated:
         self._session.on_close()
 
 
-def open_session(app: App, request: Request, stream: Stream, session: Session,
-                 max_size: int) -> str:
-    """Attach `session` to `stream` and register it with the hub's relay under a new
-    random session id (returned); fed messages are at most `max_size` bytes until the
-    session raises the limit."""
+def open_session(app: App, stream: Stream, session: Session, max_size: int,
+                 feed: Callable[[bytes], None] | None = None) -> str:
+    """Attach `session` to `stream` and register `feed` (default: ``stream.feed``) with
+    the hub's relay under a new random session id (returned); fed messages are at most
+    `max_size` bytes until the session raises the limit."""
     session_id = secrets.token_urlsafe(18)
     stream.attach(Emulated(app.hub, session, session_id))
     stream.set_max_message_size(max_size)
-    app.hub.relay.register(session_id, stream.feed)
+    app.hub.relay.register(session_id, feed or stream.feed)
     return session_id
+
+
+def check_origin(app: App, request: Request) -> None:
+    """The upgrade's Origin rule (web/origins.py): 403 ``origin_not_allowed``."""
+    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"),
+                          app.settings.allowed_origins):
+        app.limits.refused(request, "origin_not_allowed")
+        raise HTTPError(403, "origin_not_allowed", "origin not allowed")
 
 
 def check_stream(app: App, request: Request) -> None:
     """What an upgrade checks before a stream opens: the Origin rule (403) and the
     client's HTTP rate limit (429)."""
-    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"),
-                          app.settings.allowed_origins):
-        app.limits.refused(request, "origin_not_allowed")
-        raise HTTPError(403, "origin_not_allowed", "origin not allowed")
+    check_origin(app, request)
     app.limits.charge(request)
 
 
@@ -130,7 +136,7 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
                                   address=request.client, wires=stream.wires)
                 stream.close_codes = ep.close_codes
                 stream.farewell = ep.codec.disconnect
-                session_id = open_session(app, request, stream, session, pre_connect)
+                session_id = open_session(app, stream, session, pre_connect)
                 gate: Any = session.hook
                 gate.emulation = (session_id, app.hub.relay.node)
                 if data:

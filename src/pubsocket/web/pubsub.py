@@ -26,6 +26,7 @@ from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
 from .decorators import current_app
 from .emulation import mount_emulation
+from .http_fallback import fallback_handler
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
@@ -78,8 +79,9 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     the host app's own login admit a connection that carries no token, e.g. from its
     session cookie, behind a same-origin check (web/connect_auth.py); connections
     without a token and refused by it get 401. Tokens keep working beside it.
-    `emulation` (Centrifuge only) also mounts Centrifugo's bidirectional emulation for
-    clients that cannot open a WebSocket: ``POST /connection/http_stream``,
+    `emulation` also serves clients that cannot open a WebSocket: ``POST path`` (the
+    ``pubsocket.v1`` HTTP fallback, web/http_fallback.py) or, for Centrifuge,
+    Centrifugo's bidirectional emulation: ``POST /connection/http_stream``,
     ``GET /connection/sse`` and ``POST /emulation`` (web/emulation.py).
     """
     if authenticate is not None and protocol != "plain":
@@ -137,6 +139,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     target.get(path)(pubsub_endpoint)
     if endpoint is not None and emulation:
         mount_emulation(target, endpoint, protobuf, pre_connect, secured=secured)
+    elif emulation and target.router.match("POST", path) is None:
+        target.post(path)(fallback_handler(target, pubsub_endpoint))
     ops = Operations(hub, lambda: target.open_connections())
     server = ServerApi(target, ops)
     if publish_path and target.router.match("POST", publish_path) is None:
