@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pubsocket.server import Server
 from tests.centrifuge_js.conftest import StartCf, token
 from tests.centrifuge_js.harness import sdk_client
 
@@ -63,6 +64,7 @@ async def test_recovers_after_its_stream_is_cut(start_cf: StartCf, name: str,
         await sdk.expect("subscribed", lambda e: e["channel"] == "chat:r")
         await srv.app.hub.publish("chat:r", {"n": 1})
         await sdk.expect("publication", lambda e: e["data"] == {"n": 1})
+        assert isinstance(srv.server, Server)
         streams = list(srv.server.state.streams)
         assert len(streams) == 1
         streams[0]._transport.abort()  # the stream is cut (no disconnect push)
