@@ -64,7 +64,7 @@ async def test_recovers_after_its_stream_is_cut(start_cf: StartCf, name: str,
         await sdk.expect("subscribed", lambda e: e["channel"] == "chat:r")
         await srv.app.hub.publish("chat:r", {"n": 1})
         await sdk.expect("publication", lambda e: e["data"] == {"n": 1})
-        assert isinstance(srv.server, Server)
+        assert isinstance(srv.server, Server) and srv.server.state is not None
         streams = list(srv.server.state.streams)
         assert len(streams) == 1
         streams[0]._transport.abort()  # the stream is cut (no disconnect push)
