@@ -9,6 +9,10 @@
 // centrifuge-protobuf): data goes out as the UTF-8 bytes of its JSON (or of `raw`, a
 // publish's string sent as it is) and arrives as bytes, shown parsed from JSON (or as
 // {"undecodable": <text>}), so events read the same in both modes.
+// transports?: [{transport, endpoint}] makes the SDK use that list instead of the url
+// (Centrifugo's bidirectional emulation: "http_stream", "sse"; the url is then unused),
+// with emulationEndpoint? (default: /emulation on the url's origin) and Node's
+// `eventsource` package as the SSE transport's EventSource.
 //
 // stdout: one JSON object per line, {"ev": <name>, "t": <ms since start>, ...ctx}, for
 // every client and subscription event and for every command result; nothing else
@@ -26,6 +30,7 @@
 
 import * as jsonBuild from 'centrifuge';
 import WebSocket from 'ws';
+import EventSource from 'eventsource';
 import { createInterface } from 'node:readline';
 
 const t0 = Date.now();
@@ -69,7 +74,14 @@ if (args.getToken) {
     emit('get_token');
   });
 }
-const client = new Centrifuge(url, options);
+let endpoint = url;
+if (args.transports) {
+  endpoint = args.transports;
+  options.eventsource = EventSource;
+  options.emulationEndpoint = args.emulationEndpoint
+    ?? new URL('/emulation', args.transports[0].endpoint).toString();
+}
+const client = new Centrifuge(endpoint, options);
 
 client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
 client.on('connected', (ctx) => emit('connected', { client: ctx.client, transport: ctx.transport }));

@@ -178,13 +178,24 @@ class CentrifugeCodec(Codec):
         return _push(topic, "unsubscribe", {"code": code, "reason": reason})
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
-                  expires_at: float | None, ping: float) -> bytes | None:
-        """The reply to an accepted connect."""
+                  expires_at: float | None, ping: float, *, session: str = "",
+                  node: str = "") -> bytes | None:
+        """The reply to an accepted connect; an emulated connection (HTTP stream, SSE)
+        gets its `session` and `node`, which its POSTed commands name."""
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
         if ping > 0:
             body.update(ping=max(1, round(ping)), pong=True)
+        if session:
+            body.update(session=session, node=node)
         return self.result_reply("connect", cmd_id, body)
+
+    def disconnect(self, code: int, reason: str) -> bytes:
+        """The disconnect push an emulated stream ends with (a WebSocket closes with the
+        code instead)."""
+        return orjson.dumps({"push": {"disconnect": {
+            "code": code, "reason": reason,
+            "reconnect": code < 3500 or 4000 <= code < 4500}}})
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
         return self.result_reply("refresh", cmd.id, ttl_of(expires_at))

@@ -108,8 +108,10 @@ def connect(gate: Gate, session: Session, cmd: Connect) -> None:
     session.login(principal)
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
+    sid, node = gate.emulation or ("", "")
     session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
-                                     session.clock.expires_at, ep.ping))
+                                     session.clock.expires_at, ep.ping, session=sid,
+                                     node=node))
 
 
 def _verify(gate: Gate, session: Session, token: str,

@@ -125,6 +125,10 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
             res.was_recovering, res.recovered = True, result.recovered
         return _frame(pb.Reply(id=int(cmd.id), subscribe=res))
 
+    def disconnect(self, code: int, reason: str) -> bytes:
+        return _frame(pb.Reply(push=pb.Push(disconnect=pb.Disconnect(
+            code=code, reason=reason, reconnect=code < 3500 or 4000 <= code < 4500))))
+
     def result_reply(self, method: str, cmd_id: CmdId | None,
                      body: Mapping[str, Any]) -> bytes | None:
         # The JSON codec's replies (connect, refresh, publish, ...) come through here:

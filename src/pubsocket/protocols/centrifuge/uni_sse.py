@@ -79,7 +79,8 @@ class UniSseCodec(CentrifugeCodec):
         return position_header(cmd.topic, position) + push
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
-                  expires_at: float | None, ping: float) -> bytes | None:
+                  expires_at: float | None, ping: float, *, session: str = "",
+                  node: str = "") -> bytes | None:
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
         if ping > 0:
