@@ -34,8 +34,8 @@ def publish(port: int, topic: str, data: object) -> int:
 
 
 async def test_the_fallback_needs_no_sticky_sessions(browser: Any, redis_url: str) -> None:
-    env = {"PUBSOCKET_BROKER": f"{redis_url}?prefix=test-{uuid.uuid4().hex[:8]}:"}
-    with spawn(CHAT, **env) as a, spawn(CHAT, **env) as b:
+    broker = f"{redis_url}?prefix=test-{uuid.uuid4().hex[:8]}:"
+    with spawn(CHAT, PUBSOCKET_BROKER=broker) as a, spawn(CHAT, PUBSOCKET_BROKER=broker) as b:
         async with round_robin_proxy([a.port, b.port], refuse_websocket=True) as proxy:
             page = await browser.new_page()
             errors: list[str] = []
