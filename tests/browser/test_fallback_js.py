@@ -199,13 +199,13 @@ async def test_a_black_holed_stream_leaves_connected_within_the_bound_and_recove
 
 async def test_websockets_cut_soon_after_opening_make_the_page_prefer_http_stream(
         serve: Any, browser: Any) -> None:
-    """A proxy that lets the upgrade through and cuts upgraded connections 0.4 s later
+    """A proxy that lets the upgrade through and cuts upgraded connections 1 s later
     (no close frame: 1006): after three such WebSockets in a row the client moves to
     http_stream and stays there, and every publication reaches it exactly once."""
     app = make_app(allowed_origins=("*",))
     running = await serve(app)
     token = app.auth.issue(sub="alice")
-    async with ws_refusing_proxy(running.port, mode="kill", kill_after=0.4) as proxy:
+    async with ws_refusing_proxy(running.port, mode="kill", kill_after=1.0) as proxy:
         page, errors = await open_page(browser, f"http://127.0.0.1:{proxy.port}/")
         await page.evaluate("""async ({url, token}) => {
           const t = window.t = {states: [], got: []};
@@ -213,15 +213,15 @@ async def test_websockets_cut_soon_after_opening_make_the_page_prefer_http_strea
           client.on("state", (e) => t.states.push(e));
           await client.subscribe("chat:k", (data, m) => t.got.push([data, m.offset]));
         }""", {"url": f"ws://127.0.0.1:{proxy.port}/ws/chat", "token": token})
-        for n in range(1, 31):  # over ~3 s: across the cuts and the move
+        for n in range(1, 46):  # over ~4.5 s: across the cuts and the move
             await app.hub.publish("chat:k", n)
             await asyncio.sleep(0.1)
         await page.wait_for_function(
             "() => client.transport === 'http_stream' && client.state === 'connected'",
             timeout=WAIT_MS)
         await asyncio.sleep(1.0)  # no cut comes on the stream
-        await app.hub.publish("chat:k", 31)
-        await page.wait_for_function("() => t.got.length >= 31", timeout=WAIT_MS)
+        await app.hub.publish("chat:k", 46)
+        await page.wait_for_function("() => t.got.length >= 46", timeout=WAIT_MS)
         await asyncio.sleep(0.3)
         out = await page.evaluate("() => t")
         assert proxy.refused == 3  # three WebSockets, then no more
@@ -230,5 +230,5 @@ async def test_websockets_cut_soon_after_opening_make_the_page_prefer_http_strea
             (1006, "websocket"), (1006, "websocket"), (1006, "http_stream")]
         assert out["states"][-1]["state"] == "connected"
         assert out["states"][-1]["transport"] == "http_stream"
-        assert out["got"] == [[n, n] for n in range(1, 32)]  # each exactly once, in order
+        assert out["got"] == [[n, n] for n in range(1, 47)]  # each exactly once, in order
         assert errors == []
