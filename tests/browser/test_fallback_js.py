@@ -232,3 +232,25 @@ async def test_websockets_cut_soon_after_opening_make_the_page_prefer_http_strea
         assert out["states"][-1]["transport"] == "http_stream"
         assert out["got"] == [[n, n] for n in range(1, 47)]  # each exactly once, in order
         assert errors == []
+
+
+async def test_a_429_on_the_http_transport_is_waited_out(serve: Any, browser: Any) -> None:
+    """The HTTP transport sees what a browser's WebSocket hides: a 429's Retry-After
+    (here the address spent its failed-authentication budget on a bad token) makes the
+    next attempt wait at least that long, whatever the backoff says."""
+    app = make_app(allowed_origins=("*",), auth_failure_burst=1, auth_failure_limit=0.25)
+    running = await serve(app)
+    async with ws_refusing_proxy(running.port) as proxy:
+        page, errors = await open_page(browser, f"http://127.0.0.1:{proxy.port}/")
+        out = await page.evaluate("""async (url) => {
+          const states = [];
+          const client = ps.connect(url, {token: "not-a-token", backoff: () => 20});
+          client.on("state", (e) => states.push(e));
+          await until(() => states.some((e) => e.reason === "refused: HTTP 429"));
+          client.close();
+          return states.filter((e) => e.state === "reconnecting" && !e.fallback);
+        }""", f"ws://127.0.0.1:{proxy.port}/ws/chat")
+        assert [e["reason"] for e in out] == ["refused: HTTP 401", "refused: HTTP 429"]
+        assert out[0]["delay"] == 20  # the backoff
+        assert 1000 <= out[1]["delay"] <= 4000  # Retry-After: 1/0.25 s at most
+        assert errors == []

@@ -353,7 +353,8 @@ export class Client {
     ws.onclose = (event) => {
       if (this._ws !== ws) return;
       this._lost(event.code);
-      this._closed(event.code, event.reason);
+      // The HTTP transport sees a 429's Retry-After (a WebSocket hides it): wait at least that.
+      this._closed(event.code, event.reason, event.retryAfter ?? 0);
     };
   }
 
@@ -421,7 +422,9 @@ export class Client {
   }
 
   /** @param {number} code @param {string} reason */
-  _closed(code, reason) {
+  /** @param {number} code @param {string} reason @param {number} [retryAfter] ms the
+   * server asked to wait before the next attempt */
+  _closed(code, reason, retryAfter = 0) {
     this._unwatch();
     this._ws = null;
     this._open = false;
@@ -441,7 +444,7 @@ export class Client {
       this._fallBack(code, reason);
       return;
     }
-    this._scheduleRetry(code, reason);
+    this._scheduleRetry(code, reason, retryAfter);
   }
 
   /** The attempt failed before it could be used: try the next transport of this
@@ -498,11 +501,12 @@ export class Client {
     this._watch(this._heartbeat ?? ms + Math.min(ms, HEARTBEAT_MARGIN));
   }
 
-  /** @param {number} [code] @param {string} [reason] */
-  _scheduleRetry(code, reason) {
+  /** @param {number} [code] @param {string} [reason] @param {number} [atLeast] ms to
+   * wait at least (a Retry-After; capped at MAX_RETRY_DELAY) */
+  _scheduleRetry(code, reason, atLeast = 0) {
     if (this.state === "closed" || this._retryTimer !== null) return;
     const attempt = this._attempt++;
-    const delay = Math.max(0, this._backoff(attempt));
+    const delay = Math.max(0, this._backoff(attempt), Math.min(atLeast, MAX_RETRY_DELAY));
     this._round = this._order();  // a new round: the preferred transport first
     this.transport = this._round[0];
     this._setState({ state: "reconnecting", transport: this.transport, attempt, delay,
@@ -745,7 +749,7 @@ class HttpStreamSocket {
     this.onopen = null;
     /** @type {((event: {data: string}) => void) | null} */
     this.onmessage = null;
-    /** @type {((event: {code: number, reason: string}) => void) | null} */
+    /** @type {((event: {code: number, reason: string, retryAfter: number}) => void) | null} */
     this.onclose = null;
     this._abort = new AbortController();
     this._done = false;
@@ -807,7 +811,7 @@ class HttpStreamSocket {
     if (response.status !== 200 || !response.body) {
       // 401, 403, 429, 503 as the upgrade's refusals (a browser's WebSocket hides them)
       response.body?.cancel().catch(() => {});
-      this._fail(1006, `refused: HTTP ${response.status}`);
+      this._fail(1006, `refused: HTTP ${response.status}`, retryAfter(response));
       return;
     }
     const reader = response.body.getReader();
@@ -893,19 +897,25 @@ class HttpStreamSocket {
         : response.status === 429 ? [4029, "rate limited"]
         : response.status === 413 ? [1009, "commands too large"]
         : [1006, `commands refused: HTTP ${response.status}`];
-      this._fail(code, reason);
+      this._fail(code, reason, retryAfter(response));
       return;
     }
     this._posting = false;
   }
 
-  /** @param {number} code @param {string} reason */
-  _fail(code, reason) {
+  /** @param {number} code @param {string} reason @param {number} [retryAfter] ms */
+  _fail(code, reason, retryAfter = 0) {
     if (this._done) return;
     this._done = true;
     this._abort.abort();
-    this.onclose?.({ code, reason });
+    this.onclose?.({ code, reason, retryAfter });
   }
+}
+
+/** ms of a 429's `Retry-After` (seconds), else 0. @param {Response} response */
+function retryAfter(response) {
+  const seconds = response.status === 429 ? Number(response.headers.get("Retry-After")) : 0;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
 }
 
 /** The transport this page last saw working for `url`, while remembered.
