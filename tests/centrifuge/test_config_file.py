@@ -68,12 +68,13 @@ async def test_a_config_file_drives_tokens_permissions_history_and_the_api(
         await chat_events.next("subscribed")
         await chat.publish({"hi": 1})  # allow_publish_for_subscriber
         assert (await chat_events.next("publication")).pub.offset == 1
-        for channel in ("private:1", "nowhere:1"):  # no subscribe permission / namespace
-            refused = Events()
+        for channel, code, reason in (("private:1", 103, "permission denied"),
+                                      ("nowhere:1", 102, "unknown channel")):
+            refused = Events()  # no subscribe permission / no such namespace
             sub = client.new_subscription(channel, events=sub_events(refused))
             await sub.subscribe()
             ctx = await refused.next("unsubscribed")
-            assert (ctx.code, ctx.reason) == (103, "permission denied")
+            assert (ctx.code, ctx.reason) == (code, reason)
         with pytest.raises(ReplyError) as info:  # no publish permission without namespace
             await client.publish("lobby", 1)
         assert info.value.code == 103
