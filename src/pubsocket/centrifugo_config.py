@@ -2,7 +2,8 @@
 Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named by
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
-Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.allowed_origins`` ->
+Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.insecure`` ->
+`centrifugo_insecure`; ``client.allowed_origins`` ->
 `allowed_origins`; ``http_api.key`` -> `server_api_key`; ``channel.without_namespace`` and
 ``channel.namespaces[]`` -> history (`history_size`/`history_ttl` and `history_rules`),
 presence patterns, join/leave events and `channel_options` (the permissions, join/leave
@@ -121,6 +122,10 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                     raise ConfigError("client.token.hmac_secret_key must be a string")
                 else:
                     out["secret"] = tvalue
+        elif key == "insecure":
+            if not isinstance(value, bool):
+                raise ConfigError("client.insecure must be true or false")
+            out["centrifugo_insecure"] = value
         elif key == "allowed_origins":
             if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
                 raise ConfigError("client.allowed_origins must be a list of strings")

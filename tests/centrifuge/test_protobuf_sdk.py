@@ -37,9 +37,11 @@ async def test_connect_subscribe_publish_history(serve_any: Any) -> None:
         pub = (await sub_ev.next("publication")).pub
         assert (json.loads(pub.data), pub.offset) == ({"text": "hi"}, 1)
         assert (pub.info.user, json.loads(pub.info.conn_info)) == ("alice", {"n": 1})
-        await sub.publish(js([2]))
+        spaced = b'{"a": [1, 2], "b": "x"}'  # not re-encoded: the subscriber gets these bytes
+        await sub.publish(spaced)
+        assert (await sub_ev.next("publication")).pub.data == spaced
         history = await sub.history(limit=10)
-        assert [json.loads(p.data) for p in history.publications] == [{"text": "hi"}, [2]]
+        assert [p.data for p in history.publications] == [js({"text": "hi"}), spaced]
         assert history.offset == 2 and history.epoch == first.stream_position.epoch
         newest = await sub.history(limit=1, reverse=True)
         assert [p.offset for p in newest.publications] == [2]

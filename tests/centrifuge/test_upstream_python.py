@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from pubsocket import App, Settings, pubsub
-from tests.centrifuge.conftest import PATH
+from tests.centrifuge_js.upstream_server import upstream_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "upstream"
@@ -88,14 +87,6 @@ def extract_suite(into: Path, port: int, protobuf: bool) -> None:
     (into / "pytest.ini").write_text("[pytest]\ntimeout = 60\n", encoding="utf-8")
 
 
-def upstream_app() -> App:
-    """pubsocket configured by the translated docker-compose.yml, at the SDKs' path."""
-    settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(CONFIG)}, env_file=None)
-    app = App(settings)
-    pubsub(PATH, app=app, protocol="centrifuge", secured=True)
-    return app
-
-
 def outcomes(report: Path) -> dict[str, str]:
     """test id -> "passed" / "failed" / "skipped" from pytest's JUnit XML (a test with a
     failing subtest counts as failed)."""
@@ -136,7 +127,7 @@ async def run_suite(workdir: Path) -> tuple[dict[str, str], str]:
 @pytest.mark.timeout(SUITE_TIMEOUT + 60)
 @pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
 async def test_centrifuge_python_suite(serve: Any, tmp_path: Path, protobuf: bool) -> None:
-    srv = await serve(upstream_app())
+    srv = await serve(upstream_app(CONFIG))
     extract_suite(tmp_path, srv.port, protobuf)
     found, output = await run_suite(tmp_path)
     failed = sorted(name for name, result in found.items() if result == "failed")

@@ -163,3 +163,18 @@ def test_namespace_refusals_come_before_permissions() -> None:
     pushed = NamespacePolicy([ChannelOptions("", join_leave=True,
                                              force_push_join_leave=True)])
     assert pushed.join_leave("x") and pushed.pushes_join_leave("x")
+
+
+def test_client_insecure_allows_every_action_on_known_channels() -> None:
+    values, ignored = settings_from({"client": {"insecure": True},
+                                     "channel": {"namespaces": [{"name": "ns"}]}})
+    assert values["centrifugo_insecure"] is True and "client.insecure" not in ignored
+    hub = Hub(Settings().with_(**values))
+    policy = hub.authorizer.namespaces
+    assert policy is not None
+    anon = Principal.anonymous()
+    assert all(policy(anon, a, "ns:1", False) for a in Action)
+    assert not policy(anon, Action.SUBSCRIBE, "other:1", False)  # still unknown: 102
+    assert policy.refusal(Action.PRESENCE, "ns:1") is ErrorCode.PRESENCE_OFF
+    with pytest.raises(ConfigError, match=r"client\.insecure"):
+        settings_from({"client": {"insecure": "yes"}})

@@ -1,6 +1,6 @@
 """Centrifugo's channel options, from a config file's namespaces (`NamespacePolicy`;
 docs/centrifuge.md "A Centrifugo config file"), read as Centrifugo's client handler
-reads them.
+reads them. With ``client.insecure`` every action on a known channel is allowed.
 
 A channel ``ns:rest`` belongs to namespace ``ns``; one without ``:`` to
 ``without_namespace``. Before any permission (`refusal`): a channel of a namespace the
@@ -35,10 +35,11 @@ from .principal import Principal
 class NamespacePolicy:
     """A config file's `ChannelOptions` by namespace (see the module docstring)."""
 
-    __slots__ = ("_namespaces",)
+    __slots__ = ("_insecure", "_namespaces")
 
-    def __init__(self, options: Iterable[ChannelOptions]) -> None:
+    def __init__(self, options: Iterable[ChannelOptions], *, insecure: bool = False) -> None:
         self._namespaces = {o.name: o for o in options}
+        self._insecure = insecure
 
     def options(self, topic: str) -> ChannelOptions | None:
         """The options of `topic`'s namespace, None when the file defines none."""
@@ -76,7 +77,7 @@ class NamespacePolicy:
         found = self.options(topic)
         if found is None:
             return False
-        if principal.is_api_key:
+        if principal.is_api_key or self._insecure:
             return True
         user = bool(principal.user)
         if action is Action.SUBSCRIBE:

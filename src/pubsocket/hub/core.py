@@ -97,7 +97,8 @@ class Hub(Delivery, Control):
         self.stats = HubStats()
         # pubsub(authorize=...) sets the app's hook; a Centrifugo config file's namespaces
         # apply before it (auth/namespaces.py), and say where join/leave is on.
-        namespaces = (NamespacePolicy(self.settings.channel_options)
+        namespaces = (NamespacePolicy(self.settings.channel_options,
+                                      insecure=self.settings.centrifugo_insecure)
                       if self.settings.channel_options else None)
         self.authorizer = Authorizer(None, namespaces)
         self.registry = Registry()  # local sessions by user, for server-side control

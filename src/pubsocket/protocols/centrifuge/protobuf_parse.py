@@ -140,7 +140,10 @@ def _body(method: str, req: Any, cmd_id: CmdId | None) -> dict[str, Any]:
         body.update(token=req.token, recover=req.recover, epoch=req.epoch, offset=req.offset)
     elif method == "publish":
         if req.data:  # empty bytes are no data: protobuf cannot tell them from none
-            body["data"] = _json(req.data, cmd_id)
+            _json(req.data, cmd_id)  # JSON, else a 107 reply
+            # Kept as sent, not re-encoded: a Protobuf subscriber gets the publisher's
+            # bytes (as from Centrifugo); JSON subscribers the same JSON text.
+            body["data"] = orjson.Fragment(req.data)
     elif method == "sub_refresh":
         body["token"] = req.token
     elif method == "history":
