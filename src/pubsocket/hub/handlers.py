@@ -72,7 +72,7 @@ def checked(session: Session, action: Action, cmd: _C, then: Then[_C]
     if refused(session, action, cmd.topic, cmd.id):
         return None
     verdict = session.hub.authorizer.check(session.principal, action, cmd.topic,
-                               subscribed=cmd.topic in session.topics)
+                                           subscribed=cmd.topic in session.topics)
     if verdict is True:
         return then(session, cmd)
     if verdict is False:
@@ -111,7 +111,8 @@ def refused(session: Session, action: Action, topic: str, cmd_id: CmdId | None) 
 # -- subscribe / unsubscribe ------------------------------------------------------------
 def _subscribe_checked(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
     """A permitted subscribe: a `since` replays history only with the history
-    permission; without it the subscribe goes on, answered ``recovered: false``."""
+    permission (or a config namespace's ``force_recovery``); without it the subscribe
+    goes on, answered ``recovered: false``."""
     authorizer = session.hub.authorizer
     if cmd.since is None or (authorizer.namespaces is not None
                              and authorizer.namespaces.recovers(cmd.topic)):
