@@ -106,6 +106,11 @@ async def test_json_protobuf_and_plain_clients_share_a_channel(serve: Any) -> No
         assert [(await json_ev.next("publication")).pub.data for _ in range(3)] == want
         async with asyncio.timeout(5):
             assert [json.loads(await plain.recv()) for _ in range(3)] == want
+        # Protobuf bytes with line breaks: re-encoded, so the JSON wire's
+        # newline-delimited frame still parses as one reply
+        await pb_sub.publish(b'{\n  "lines": [1,\r\n 2]\n}')
+        assert (await json_ev.next("publication")).pub.data == {"lines": [1, 2]}
+        assert json.loads(await plain.recv()) == {"lines": [1, 2]}
 
 
 async def test_data_that_is_not_json_is_refused_and_the_connection_stays(
