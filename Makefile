@@ -37,7 +37,8 @@ conformance: $(VENV)/.installed
 ## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
-## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
+## (fan-out to 1000, idle memory per connection; ~1 min) and fan-out to 1000 with a
+## Centrifugo config file's namespaces vs without (bench/namespaces_bench.py), then Publisher vs a node's
 ## publish and the outbox's commit-to-delivery latency (a throwaway PostgreSQL too),
 ## then a bystander's p99 under each attack of tests/attack vs none (bench/attack_bench.py),
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
@@ -53,6 +54,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/redis_bench.py
 	$(PY) bench/delivery_bench.py
 	$(PY) bench/centrifuge_bench.py
+	$(PY) bench/namespaces_bench.py
 	$(PY) bench/publisher_bench.py
 	$(PY) bench/attack_bench.py
 	$(PY) bench/before_after.py

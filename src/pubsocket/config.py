@@ -242,6 +242,8 @@ class Settings:
     # without_namespace), enforced by auth.namespaces.NamespacePolicy. Empty: no file.
     centrifugo_config: str | None = None
     channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
+    # The file's client.insecure: every known channel allows every action to anyone.
+    centrifugo_insecure: bool = False
     # Compression (issue 16, docs/protocol.md "Compression"): permessage-deflate
     # (RFC 7692) on the native server when a client offers it ("deflate") or never
     # ("off"); messages shorter than `compression_min_size` bytes go uncompressed.

@@ -24,8 +24,11 @@
 //   {"op":"batch","ops":[cmd, ...]}     those commands between startBatching/stopBatching
 //   {"op":"token","token":T}            answers the oldest pending connection getToken
 //   {"op":"sub_token","channel":C,"token":T}  answers that channel's pending getToken
-// getToken callbacks print {"ev":"get_token"} / {"ev":"get_sub_token","channel":C} and
-// wait for the answer, so the test decides which token the SDK gets and when.
+//   {"op":"state","channel":C,"offset":N,"epoch":E}  answers its pending getState
+//     (sub opts getState: bool; {"op":"state","channel":C,"fail":true} rejects it)
+// getToken/getState callbacks print {"ev":"get_token"} / {"ev":"get_sub_token","channel":C}
+// / {"ev":"get_state","channel":C} and wait for the answer, so the test decides what the
+// SDK gets and when.
 // The process exits 0 on {"op":"exit"} or stdin EOF, 2 on bad usage, 3 on a bad command.
 
 import * as jsonBuild from 'centrifuge';
@@ -60,6 +63,7 @@ const decode = (data) => {
 
 const tokenWaiters = [];
 const subTokenWaiters = new Map();
+const stateWaiters = new Map();
 const options = {
   websocket: WebSocket,
   minReconnectDelay: args.minReconnectDelay ?? 50,
@@ -96,6 +100,13 @@ const errFields = (e) => ({ code: e?.code, message: e?.message ?? String(e) });
 function subscribe(channel, opts = {}) {
   const subOpts = { ...opts };
   delete subOpts.getToken;
+  delete subOpts.getState;
+  if (opts.getState) {
+    subOpts.getState = () => new Promise((resolve, reject) => {
+      stateWaiters.set(channel, { resolve, reject });
+      emit('get_state', { channel });
+    });
+  }
   if (opts.getToken) {
     subOpts.getToken = () => new Promise((resolve) => {
       subTokenWaiters.set(channel, resolve);
@@ -179,6 +190,13 @@ function handle(cmd) {
       const resolve = subTokenWaiters.get(cmd.channel);
       subTokenWaiters.delete(cmd.channel);
       resolve?.(cmd.token);
+      return;
+    }
+    case 'state': {
+      const waiter = stateWaiters.get(cmd.channel);
+      stateWaiters.delete(cmd.channel);
+      if (cmd.fail) waiter?.reject(new Error('state unavailable'));
+      else waiter?.resolve({ offset: cmd.offset, epoch: cmd.epoch });
       return;
     }
     case 'batch': // the commands of cmd.ops go out in one frame

@@ -97,11 +97,14 @@ class Hub(Delivery, Control):
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
         # pubsub(authorize=...) sets the app's hook; a Centrifugo config file's namespaces
-        # are the default one (auth/namespaces.py).
-        self.authorizer = Authorizer(NamespacePolicy(self.settings.channel_options)
-                                     if self.settings.channel_options else None)
+        # apply before it (auth/namespaces.py), and say where join/leave is on.
+        namespaces = (NamespacePolicy(self.settings.channel_options,
+                                      insecure=self.settings.centrifugo_insecure)
+                      if self.settings.channel_options else None)
+        self.authorizer = Authorizer(None, namespaces)
         self.registry = Registry()  # local sessions by user, for server-side control
-        self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
+        self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events,
+                                      namespaces)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
         # POSTed commands of HTTP-stream sessions, to whichever node holds the session.
         self.relay = CommandRelay(lambda: self.broker, max_bytes=self.settings.max_message_size)

@@ -92,7 +92,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if history:
         hub.rules.prepend(history)
     if authorize is not None:
-        hub.authorizer = Authorizer(authorize)
+        hub.authorizer = Authorizer(authorize, hub.authorizer.namespaces)
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
