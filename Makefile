@@ -46,7 +46,9 @@ conformance: $(VENV)/.installed
 ## vs ours (bench/server_api_bench.py), then permessage-deflate vs plain (wire bytes,
 ## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py),
 ## then a command POSTed on another node than its session's, routed through Redis, vs
-## one fed locally (bench/relay_bench.py: µs per command, "no sticky sessions: the cost")
+## one fed locally (bench/relay_bench.py: µs per command, "no sticky sessions: the cost"),
+## then the pubsocket.v1 HTTP fallback vs WebSocket: time to fall back in Chromium (p50,
+## p99), fan-out to 1000 and idle RSS per connection (bench/fallback_bench.py)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
@@ -59,6 +61,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/server_api_bench.py
 	$(PY) bench/deflate_bench.py
 	$(PY) bench/relay_bench.py
+	$(PY) bench/fallback_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
