@@ -7,7 +7,8 @@ with ``http_stream`` or ``sse`` alone it uses that. Each time it connects, subsc
 publishes (a command POSTed to /emulation), receives, and after `proxy.cut()` reconnects
 and recovers every publication it missed exactly once (``recovered: true``, offsets
 1..n). Then the same with two nodes on a real Redis: the stream on one node, POSTs on
-both, the reconnect on the other.
+both, the reconnect on the other. Last, CORS: a page on another origin reaches the
+emulation and uni_sse endpoints only when its origin is listed.
 
 One Chromium for the module (its own event loop); each test gets a fresh context.
 """
@@ -19,14 +20,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 
 from pubsocket import App
+from pubsocket.web import uni_sse
 from tests.browser.conftest import launch_chromium
 from tests.centrifuge_js.conftest import cf_app, token
 from tests.centrifuge_js.harness import CENTRIFUGE_DIST, require_sdk
-from tests.conftest import Running, serving
+from tests.conftest import Running, make_settings, serving
 from tests.round_robin_proxy import RoundRobinProxy, round_robin_proxy
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -235,3 +238,62 @@ async def test_two_nodes_behind_a_round_robin_proxy(serve: Serve, tab: Any, redi
     sent = a.app.hub.relay.stats.sent + b.app.hub.relay.stats.sent
     routed = a.app.hub.relay.stats.fed_routed + b.app.hub.relay.stats.fed_routed
     assert sent >= 1 and routed == sent
+
+
+async def cross_origin(serve: Serve, tab: Any, listed: bool) -> tuple[str, Running]:
+    """A page on origin A (its own server) and the Centrifuge server B, which lists A in
+    ``allowed_origins`` when `listed`; B's base URL."""
+    page = await serve(with_page(App(make_settings())))
+    origin = f"http://127.0.0.1:{page.port}"
+    server = cf_app(allowed_origins=(origin,) if listed else ())
+    uni_sse("/connection/uni_sse", app=server, secured=True)
+    srv = await serve(server)
+    await tab.goto(f"{origin}/")
+    return f"http://127.0.0.1:{srv.port}", srv
+
+
+def uni_sse_url(base: str) -> str:
+    connect = orjson.dumps({"token": token("alice"), "subs": {CHANNEL: {}}}).decode()
+    return f"{base}/connection/uni_sse?cf_connect={connect}"
+
+
+@pytest.mark.parametrize("name", ["http_stream", "sse"])
+async def test_a_page_on_a_listed_origin(serve: Serve, tab: Any, name: str) -> None:
+    """Cross-origin: the stream, the preflighted POSTs to /emulation and a uni_sse
+    EventSource all work when the page's origin is in ``allowed_origins``."""
+    base, srv = await cross_origin(serve, tab, listed=True)
+    await tab.evaluate("([t, k, o]) => window.start(t, k, false, o)",
+                       [endpoints(base, [name]), token("alice"),
+                        {"emulationEndpoint": f"{base}/emulation"}])
+    await wait(tab, "subscribed", 1)
+    assert await tab.evaluate("d => window.publish(d)", {"n": 1}) == "ok"
+    await wait(tab, "publication", 1)
+    await tab.evaluate("u => window.uniSse(u)", uni_sse_url(base))
+    await wait(tab, "sse", 2)  # the connect and subscribe pushes
+    await srv.app.hub.publish(CHANNEL, {"n": 2})
+    await wait(tab, "publication", 2)
+    await tab.wait_for_function(
+        "() => window.events.some(e => e.ev === 'sse' && e.data.pub)", timeout=WAIT)
+    events: list[Event] = await tab.evaluate("() => window.events")
+    assert [c["transport"] for c in seen(events, "connected")] == [name], events
+    assert [p["data"] for p in seen(events, "publication")] == [{"n": 1}, {"n": 2}]
+
+
+async def test_a_page_on_another_origin_is_refused(serve: Serve, tab: Any) -> None:
+    """Not listed: the SDK never connects (each transport fails, it keeps retrying) and a
+    uni_sse EventSource fails; a preflighted POST to /emulation is blocked."""
+    base, _ = await cross_origin(serve, tab, listed=False)
+    await tab.evaluate("([t, k, o]) => window.start(t, k, false, o)",
+                       [endpoints(base, ["http_stream", "sse"]), token("alice"),
+                        {"emulationEndpoint": f"{base}/emulation"}])
+    await tab.evaluate("u => window.uniSse(u)", uni_sse_url(base))
+    await wait(tab, "sse_error", 1)
+    await wait(tab, "error", 2)  # both transports failed
+    blocked = await tab.evaluate(
+        """u => fetch(u, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                          body: '{}'}).then(r => 'status ' + r.status, e => e.name)""",
+        f"{base}/emulation")
+    events: list[Event] = await tab.evaluate("() => window.events")
+    assert blocked == "TypeError", blocked  # the preflight failed: no response to read
+    assert not seen(events, "connected") and not seen(events, "sse"), events
+    assert not seen(events, "sse_open"), events
