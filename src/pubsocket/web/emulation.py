@@ -24,8 +24,10 @@ endpoint's ordinary Centrifuge session (the connect gate, token checks, permissi
 rate limit, command count, message size, pings): a POSTed command reaches it exactly
 as a WebSocket message would (`Stream.feed`). The stream ends with a disconnect push.
 Both stream routes are charged to the HTTP rate limit, count against ``MAX_CONNECTIONS``
-and pass the upgrade's Origin rule. Only the native server streams: under ASGI the
-stream routes answer 501 and ``/emulation`` finds no session (404).
+and pass the upgrade's Origin rule, as ``/emulation`` does; the three routes answer
+pages on the other origins that rule allows (CORS, web/cors.py). Only the native server
+streams: under ASGI the stream routes answer 501 and ``/emulation`` finds no session
+(404).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ..log import refusals
 from ..protocols.centrifuge import Endpoint
 from .app import App
 from .centrifuge_wire import ProtobufEndpoint
+from .cors import allow_cross_origin
 from .origins import origin_allowed
 from .request import Request
 from .response import Response, ResponseFactory
@@ -157,11 +160,14 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
         app.get(SSE_PATH)(stream_route("sse"))
     if app.router.match("POST", EMULATION_PATH) is None:
         app.post(EMULATION_PATH)(emulation_handler(app))
+    for path, method in ((HTTP_STREAM_PATH, "POST"), (SSE_PATH, "GET"), (EMULATION_PATH, "POST")):
+        allow_cross_origin(app, path, [method])  # pages on other allowed origins
 
 
 def emulation_handler(app: App) -> Handler:
     async def emulation(request: Request, response: ResponseFactory) -> Response:
         """``POST /emulation``: hand one command batch to its session (module docstring)."""
+        check_origin(app, request)  # the stream's own rule: a page allowed to open it
         app.limits.charge(request)
         body = request.raw_body
         limit = body_limit(app)
