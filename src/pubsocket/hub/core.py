@@ -103,7 +103,8 @@ class Hub(Delivery, Control):
         self.registry = Registry()  # local sessions by user, for server-side control
         self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
-        self.relay = CommandRelay()  # commands POSTed for emulated sessions (hub/relay.py)
+        # POSTed commands of HTTP-stream sessions, to whichever node holds the session.
+        self.relay = CommandRelay(lambda: self.broker, max_bytes=self.settings.max_message_size)
 
     @property
     def broker(self) -> Broker:

@@ -169,13 +169,23 @@ def emulation_handler(app: App) -> Handler:
             raise HTTPError(413, "body_too_large", "the emulation request is too large")
         node, session_id, data = _emulation_request(
             body, request.headers.get("content-type", "").startswith(PROTOBUF))
-        result = await app.hub.relay.route(node, session_id, data)
-        if result is RouteResult.UNKNOWN_SESSION:
-            refusals.warn("unknown_session", request.client)
-            raise HTTPError(404, "unknown_session", "no such session")
+        check_routed(await app.hub.relay.route(node, session_id, data), request)
         return response(None, 204)
 
     return mark_auth(emulation, "noauth")  # the session id is the credential
+
+
+def check_routed(result: RouteResult, request: Request) -> None:
+    """Raise the `HTTPError` for a command the relay could not hand over (one table for
+    both emulation dialects): 404 no such session, 413 too large, 503 broker down."""
+    if result is RouteResult.LOCAL_FED or result is RouteResult.SENT:
+        return
+    if result is RouteResult.UNKNOWN_SESSION:
+        refusals.warn("unknown_session", request.client)
+        raise HTTPError(404, "unknown_session", "no such session")
+    if result is RouteResult.TOO_LARGE:
+        raise HTTPError(413, "body_too_large", "the command is too large to route")
+    raise HTTPError(503, "unavailable", "the session's node cannot be reached now")
 
 
 def _emulation_request(body: bytes, binary: bool) -> tuple[str, str, bytes]:

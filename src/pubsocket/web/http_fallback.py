@@ -31,11 +31,9 @@ import orjson
 from ..codecs import V1
 from ..errors import CloseCode, HTTPError
 from ..hub import Session
-from ..hub.relay import RouteResult
-from ..log import refusals
 from .app import App
 from .connect_auth import authenticate_with_hook, connect_hook
-from .emulation import body_limit, check_origin, check_stream, open_session
+from .emulation import body_limit, check_origin, check_routed, check_stream, open_session
 from .request import Request
 from .response import Response, ResponseFactory
 from .routing import AUTH_ATTR, Handler, mark_auth
@@ -118,10 +116,7 @@ async def _emulation(app: App, request: Request, response: ResponseFactory) -> R
     cap = app.settings.max_frame_commands
     if cap and len(data) > cap:
         raise HTTPError(400, "too_many_commands", f"at most {cap} commands per request")
-    result = await app.hub.relay.route(node, session_id, orjson.dumps(data))
-    if result is RouteResult.UNKNOWN_SESSION:
-        refusals.warn("unknown_session", request.client)
-        raise HTTPError(404, "unknown_session", "no such session")
+    check_routed(await app.hub.relay.route(node, session_id, orjson.dumps(data)), request)
     return response(None, 204)
 
 
