@@ -177,3 +177,75 @@ async def test_asgi_answers_the_stream_501(serve_any: Any) -> None:
     stream = await HttpStream.post(srv.port, OPEN, b"[]", bearer())
     assert stream.status == (200 if srv.kind == "native" else 501)
     await stream.close()
+
+
+async def test_posts_past_the_held_bound_close_a_busy_session(serve: Any) -> None:
+    """While a slow command holds the session (here: the app's authorize hook), the
+    commands behind it queue up to MAX_QUEUED, then reading pauses: POSTed batches wait
+    at the stream, at most MAX_HELD of them; one more closes the session with 4029."""
+    from pubsocket.hub.session import MAX_QUEUED
+    from pubsocket.server.sse import MAX_HELD
+
+    gate = asyncio.Event()
+
+    async def slow(principal: Any, action: Any, topic: str) -> bool:
+        await gate.wait()
+        return True
+
+    app = App(make_settings(rate_limit=0, http_rate_limit=0))
+    pubsub(P, app=app, secured=True, authorize=slow)
+    srv = await serve(app)
+    stream, hello = await open_stream(srv.port, [{"action": "subscribe", "topic": "a"}])
+    publish = {"action": "publish", "topic": "b", "data": 1}
+    assert (await emulate(srv.port, hello, [publish] * MAX_QUEUED))[0] == 204
+    for _ in range(MAX_HELD):  # held at the stream, in order
+        assert (await emulate(srv.port, hello, [publish]))[0] == 204
+    assert not [line async for line in _lines(stream, 0.2) if line.get("type") == "close"]
+    assert (await emulate(srv.port, hello, [publish]))[0] == 204
+    close, _ = await stream.until({"type": "close"})
+    assert close["code"] == 4029, close
+    gate.set()
+    await stream.close()
+
+
+async def _lines(stream: HttpStream, timeout: float) -> Any:
+    """The lines that arrive within `timeout` seconds of each other."""
+    for _ in range(1000):
+        try:
+            yield await stream.line(timeout)
+        except TimeoutError:
+            return
+
+
+async def test_held_batches_run_in_order_once_the_session_catches_up(serve: Any) -> None:
+    """Batches held while reading is paused are passed on, in order, when it resumes:
+    every publish is acked, ids ascending, and the session stays open."""
+    from pubsocket.hub.session import MAX_QUEUED
+
+    gate = asyncio.Event()
+
+    async def slow(principal: Any, action: Any, topic: str) -> bool:
+        if action == "subscribe":
+            await gate.wait()
+        return True
+
+    app = App(make_settings(rate_limit=0, http_rate_limit=0))
+    pubsub(P, app=app, secured=True, authorize=slow)
+    srv = await serve(app)
+    stream, hello = await open_stream(srv.port, [{"action": "subscribe", "topic": "a",
+                                                  "id": 0}])
+    ids = iter(range(1, 10_000))
+    batches = [[{"action": "publish", "topic": "b", "data": 1, "id": next(ids)}
+                for _ in range(MAX_QUEUED)]] + [
+        [{"action": "publish", "topic": "b", "data": 1, "id": next(ids)}] for _ in range(10)]
+    for batch in batches:
+        assert (await emulate(srv.port, hello, batch))[0] == 204
+    held = [s._held for s in srv.server.state.streams]  # the last 10 wait at the stream
+    assert [len(h) if h is not None else None for h in held] == [10], held
+    gate.set()
+    total = MAX_QUEUED + 10
+    last, seen = await stream.until({"type": "ack", "id": total})
+    acked = [m["id"] for m in seen if m.get("type") == "ack"] + [last["id"]]
+    assert acked == list(range(total + 1)), acked
+    assert not [m for m in seen if m.get("type") == "close"]
+    await stream.close()

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -52,6 +52,7 @@ from .response import Response, ResponseFactory
 from .routing import Handler, mark_auth
 from .streaming import Stream, StreamResponse
 
+Framing = Literal["sse", "ndjson", "varint"]
 HTTP_STREAM_PATH = "/connection/http_stream"
 SSE_PATH = "/connection/sse"
 EMULATION_PATH = "/emulation"
@@ -120,6 +121,7 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
     def stream_route(framing: str) -> Handler:
         async def emulated(request: Request, response: ResponseFactory) -> StreamResponse:
             check_stream(app, request)
+            kind: Framing
             if framing == "sse":
                 raw = request.params.get("cf_connect")
                 if not raw:
@@ -148,7 +150,7 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
             content_type = ("text/event-stream; charset=utf-8" if kind == "sse"
                             else PROTOBUF if kind == "varint" else "application/json")
             return StreamResponse(content_type=content_type, headers=list(STREAM_HEADERS),
-                                  start=start, framing=kind)  # type: ignore[arg-type]
+                                  start=start, framing=kind)
 
         # The token is in the connect command; "in_band" makes an app without secrets
         # refuse to start, as the WebSocket endpoint does.
