@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 7145
 
-.PHONY: run test lint typecheck unit conformance conformance-centrifuge-js bench install dev clean proto
+.PHONY: run test lint typecheck unit conformance bench install dev clean proto
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,6 @@ test: $(VENV)/.dev
 
 conformance: $(VENV)/.installed
 	bash conformance/run.sh
-
-## make conformance-centrifuge-js: centrifuge-js's own transport tests (websocket,
-## http_stream, sse, Protobuf) against a pubsocket server (needs Node, npm, git)
-conformance-centrifuge-js: $(VENV)/.installed
-	bash conformance/centrifuge_js/run.sh
 
 ## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
