@@ -220,7 +220,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--settle", type=float, default=2.0)
+    ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--baselines", default="node,uws")
     ap.add_argument("--node-dir", default=str(BENCH / "node"))
     ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE")

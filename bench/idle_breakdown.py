@@ -69,7 +69,7 @@ def by_site(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot,
 
 def objects(conn: Any) -> None:
     """`sys.getsizeof` of what one connection owns (shared objects excluded)."""
-    proto = conn._proto
+    proto = conn._live  # None: parked (server/frames.py `park`)
     rows: list[tuple[str, int]] = [
         ("WSConnection (slotted)", sys.getsizeof(conn)),
         ("uvloop TCPTransport", sys.getsizeof(conn._transport)),
@@ -78,8 +78,11 @@ def objects(conn: Any) -> None:
         value = getattr(conn, name, None)
         if value is not None and name != "wires":
             rows.append((f"  conn.{name}", size_of(value)))
-    rows.append(("websockets Protocol object + __dict__", size_of(proto)))
-    for name, value in vars(proto).items():
+    if proto is None:
+        rows.append(("websockets Protocol: parked, shared parameters", 0))
+    else:
+        rows.append(("websockets Protocol object + __dict__", size_of(proto)))
+    for name, value in (vars(proto) if proto is not None else {}).items():
         if name in ("logger", "side", "_state", "extensions") or value is None:
             continue
         if isinstance(value, bool | int | float):

@@ -95,22 +95,19 @@ class Idle(asyncio.Protocol):
         if buf is None:
             return  # confirmed: an idle subscriber reads and drops
         buf += data
-        if not self.opened.done() or (self.marker is None and not self.confirmed):
-            if buf.startswith(b"HTTP/"):
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                if not buf.startswith(b"HTTP/1.1 101"):
-                    self.opened.set_exception(
-                        RuntimeError(bytes(buf[:80]).decode("latin-1")))
-                    self._buf = None
-                    return
-                del buf[:end + 4]
-                assert self._hello is not None
-                self.transport.write(self._hello[1])  # subscribe once upgraded
-                self._hello = None
-                if self.marker is None:
-                    self.opened.set_result(None)
+        if self._hello is not None:  # waiting for the 101
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.opened.set_exception(RuntimeError(bytes(buf[:80]).decode("latin-1")))
+                self._buf = None
+                return
+            del buf[:end + 4]
+            self.transport.write(self._hello[1])  # subscribe once upgraded
+            self._hello = None
+            if self.marker is None:
+                self.opened.set_result(None)
         while len(buf) >= 2:  # server frames are unmasked
             n, start = buf[1] & 0x7F, 2
             if n >= 126:

@@ -101,9 +101,11 @@ _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publisher",
-                 "_task", "_waiting", "address", "authenticator", "clock", "codec", "errors",
-                 "hook", "hub", "peer", "principal", "publish_bytes", "reply_budget",
+    # Slotted, and what an idle subscriber does not use is made on first use (the
+    # publish queue, the publish byte budget): docs/design.md "Per-connection memory".
+    __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publish_bytes",
+                 "_publisher", "_task", "_waiting", "address", "authenticator", "clock",
+                 "codec", "errors", "hook", "hub", "peer", "principal", "reply_budget",
                  "settings", "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
@@ -136,13 +138,11 @@ class Session:
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
-        # Payload bytes published per second (handlers.publish charges it before the
-        # broker keeps anything); a burst below the message limit would refuse the
-        # largest messages forever, so it is never smaller.
-        self.publish_bytes = TokenBucket(settings.publish_byte_rate, max(
-            settings.publish_byte_burst, settings.max_message_size))
+        self._publish_bytes: TokenBucket | None = None  # made by the first publish
         self._closed = False
-        self._inflight: deque[_InFlight] = deque()  # publishes, and replies behind them
+        # Publishes in flight, and replies behind them; made by the first one in flight
+        # (an empty deque holds a 64-slot block: 760 bytes per idle connection).
+        self._inflight: deque[_InFlight] | None = None
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
@@ -162,6 +162,18 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def publish_bytes(self) -> TokenBucket:
+        """Payload bytes published per second (handlers.publish charges it before the
+        broker keeps anything); a burst below the message limit would refuse the largest
+        messages forever, so it is never smaller. Made on first use."""
+        bucket = self._publish_bytes
+        if bucket is None:
+            settings = self.settings
+            bucket = self._publish_bytes = TokenBucket(settings.publish_byte_rate, max(
+                settings.publish_byte_burst, settings.max_message_size))
+        return bucket
 
     @property
     def client(self) -> ClientInfo:
@@ -283,7 +295,7 @@ class Session:
                 while not self._closed and (self._task is not None or self._inflight):
                     if self._task is not None:
                         await asyncio.shield(self._task)
-                    elif isinstance(tail := self._inflight[-1], tuple):
+                    elif self._inflight and isinstance(tail := self._inflight[-1], tuple):
                         await asyncio.wait([tail[1]])
                     else:
                         await asyncio.sleep(0)  # a reply behind a publish that just ended
@@ -308,6 +320,8 @@ class Session:
             if isinstance(result, Publication):
                 self.reply(self.codec.published(item, result))
             elif isinstance(result, asyncio.Future):
+                if self._inflight is None:
+                    self._inflight = deque()
                 self._inflight.append((item, result))
                 result.add_done_callback(self._release)
             else:  # a broker that cannot pipeline: a barrier like any other command
@@ -359,6 +373,8 @@ class Session:
                     self.peer.deliver(self.wire.frame(reply))
             else:
                 self._publish_failed(cmd, error)
+        if not inflight:
+            self._inflight = None  # an idle session holds no queue
         if not inflight and self._waiting is not None and self._task is None:
             self._resume()
         else:
@@ -374,7 +390,7 @@ class Session:
     def _flow(self) -> None:
         """Pause reading while too much waits; resume once half of it drained."""
         waiting = len(self._waiting) if self._waiting is not None else 0
-        inflight = len(self._inflight)
+        inflight = len(self._inflight) if self._inflight is not None else 0
         if not self._paused and (waiting >= MAX_QUEUED or inflight >= MAX_INFLIGHT):
             self._paused = True
             self.peer.pause_reading()
@@ -387,7 +403,7 @@ class Session:
         """Queue a reply (None: the codec has nothing to say) in command order."""
         if payload is None or self._closed:
             return
-        if self._inflight:
+        if self._inflight:  # None or empty: nothing in flight
             self._inflight.append(payload)
         else:
             self.peer.deliver(self.wire.frame(payload))

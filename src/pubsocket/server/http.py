@@ -29,7 +29,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
-from websockets.protocol import Protocol, Side
+from websockets.protocol import Side
 from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
@@ -332,7 +332,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
 
     # -- upgrade -------------------------------------------------------------------------
-    def switch_to_websocket(self, head: bytes, proto: Protocol,
+    def switch_to_websocket(self, head: bytes, proto: FrameProtocol,
                             max_fragments: int) -> WSConnection:
         """Write the 101 `head`, hand the transport to a new `WSConnection`, replay early bytes."""
         transport = self._transport
