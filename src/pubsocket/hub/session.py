@@ -103,8 +103,8 @@ class Session:
 
     # Slotted, and what an idle subscriber does not use is made on first use (the
     # publish queue, the publish byte budget): docs/design.md "Per-connection memory".
-    __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publish_bytes",
-                 "_publisher", "_task", "_waiting", "address", "authenticator", "clock",
+    __slots__ = ("_adopting", "_bucket", "_clock", "_closed", "_inflight", "_paused",
+                 "_publish_bytes", "_publisher", "_task", "_waiting", "address", "authenticator",
                  "codec", "errors", "hook", "hub", "peer", "principal", "reply_budget",
                  "settings", "topics", "wire")
 
@@ -149,11 +149,10 @@ class Session:
         self._adopting: set[asyncio.Future[None]] | None = None  # server-side subscribes
         # History reply bytes per second (`hub.replies`); made by the first history reply.
         self.reply_budget: replies.ByteBudget | None = None
-        can_refresh = codec.refreshable and authenticator is not None
-        self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
-                                settings.token_grace)
-        self.clock.reschedule(expires_at if expires_at is not None
-                              else expiry_of(self.principal.claims))
+        self._clock: TokenClock | None = None  # made for the first token that expires
+        expiry = expires_at if expires_at is not None else expiry_of(self.principal.claims)
+        if expiry is not None:
+            self.clock.reschedule(expiry)
         if self.principal.user is not None:
             hub.registry.add(self.principal.user, self)
         if dialect is not None:
@@ -162,6 +161,23 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def clock(self) -> TokenClock:
+        """The token's timers (`hub.lifetime`); made on first use (a connection whose
+        token never expires, an anonymous one say, holds none)."""
+        clock = self._clock
+        if clock is None:
+            can_refresh = self.codec.refreshable and self.authenticator is not None
+            clock = self._clock = TokenClock(self._expired,
+                                             self._expiring if can_refresh else None,
+                                             self.settings.token_grace)
+        return clock
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the current token expires (Unix time; None: never)."""
+        return self._clock.expires_at if self._clock is not None else None
 
     @property
     def publish_bytes(self) -> TokenBucket:
@@ -198,7 +214,9 @@ class Session:
         self.principal = principal
         if principal.user is not None:
             registry.add(principal.user, self)
-        self.clock.reschedule(expiry_of(principal.claims))
+        expiry = expiry_of(principal.claims)
+        if expiry is not None or self._clock is not None:
+            self.clock.reschedule(expiry)
 
     def _expiring(self, expires_at: float) -> None:
         self.reply(self.codec.expiring(expires_at))
@@ -275,7 +293,8 @@ class Session:
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
         self._closed = True
-        self.clock.cancel()
+        if self._clock is not None:
+            self._clock.cancel()
         self.hub.heartbeat.discard(self)
         if self.hook is not None:
             self.hook.closed(self)

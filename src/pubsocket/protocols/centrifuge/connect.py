@@ -109,7 +109,7 @@ def connect(gate: Gate, session: Session, cmd: Connect) -> None:
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
     session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
-                                     session.clock.expires_at, ep.ping))
+                                     session.expires_at, ep.ping))
 
 
 def _verify(gate: Gate, session: Session, token: str,
