@@ -26,7 +26,7 @@ from pubsocket.server.websocket import WSConnection
 from tests.conftest import make_settings
 
 V1 = [Subprotocol("pubsocket.v1")]
-# pings every 0.3 s: the sweep runs every 0.075 s, and a lost pong closes within 0.6 s
+# pings every 0.3 s (a lost pong closes within 0.6 s); idle connections rest within 0.5 s
 FAST = {"ping_interval": 0.3, "ping_timeout": 0.3}
 
 
@@ -67,6 +67,7 @@ async def test_an_idle_subscriber_rests_answers_pings_and_works_after(serve: Any
         await all_rest(srv)
         await asyncio.sleep(1.0)  # three ping rounds: pongs taken while resting
         assert all(c.resting for c in conns(srv)) and len(conns(srv)) == 2
+        assert not srv.server.state.awake  # the rest sweep walks none of them
         await pub.send(json.dumps({"action": "publish", "topic": "t", "data": 1, "id": 2}))
         await ack(pub, 2)
         assert json.loads(await asyncio.wait_for(sub.recv(), 3))["data"] == 1
@@ -93,7 +94,7 @@ async def test_a_fragmented_message_in_progress_never_rests(serve: Any) -> None:
 
     async def slow_fragments() -> AsyncIterator[str]:
         yield '{"action": "publish", '
-        await asyncio.sleep(0.5)  # several sweeps with half a message held
+        await asyncio.sleep(0.8)  # three rest sweeps with half a message held
         assert not any(c.resting for c in conns(srv))
         yield '"topic": "t", "data": 3, "id": 4}'
 
@@ -112,7 +113,7 @@ async def test_half_a_frame_never_rests(serve: Any) -> None:
         frame = bytes((0x81, 0x80 | len(body))) + b"\0\0\0\0" + body  # mask key 0
         transport = ws.transport
         transport.write(frame[:3])  # the header and one byte of the key
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.8)  # three rest sweeps
         assert not any(c.resting for c in conns(srv))
         transport.write(frame[3:])
         await ack(ws, 6)

@@ -26,6 +26,8 @@ class ServerState:
     loop: asyncio.AbstractEventLoop
     flusher: Flusher
     websockets: set[WSConnection] = field(default_factory=set)
+    # the ones whose frame protocol is alive (server/keepalive.py rests them when idle)
+    awake: set[WSConnection] = field(default_factory=set)
     streams: set[SseStream] = field(default_factory=set)  # open SSE responses
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)

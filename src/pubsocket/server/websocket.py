@@ -120,6 +120,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets.add(self)
+        state.awake.add(self)
         state.stats.ws_opened += 1
 
     # -- websockets' protocol, released while idle -------------------------------------
@@ -130,6 +131,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             assert self._parked is not None
             proto = self._live = revive(self._parked)
             self._parked = None
+            self._state.awake.add(self)
         return proto
 
     @property
@@ -141,26 +143,32 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def _proto(self, proto: Protocol) -> None:
         assert isinstance(proto, FrameProtocol)
         self._live, self._parked = proto, None
+        self._state.awake.add(self)
 
     @property
     def resting(self) -> bool:
         """True while the frame protocol is released (see `rest`)."""
         return self._live is None
 
-    def rest(self) -> None:
-        """Called by the server's sweep (server/keepalive.py): a connection that received
-        nothing since the previous sweep and holds nothing in progress releases its
-        websockets `Protocol` (`frames.park`); the next bytes rebuild it (~14 µs)."""
+    def rest(self) -> bool:
+        """Called by the server's rest sweep (server/keepalive.py): a connection that
+        received nothing since the previous sweep and holds nothing in progress releases
+        its websockets `Protocol` (`frames.park`); the next bytes rebuild it (~15 µs).
+        True when it is resting (or closing) afterwards: it can leave the awake set."""
         if self._busy:
             self._busy = False
-            return
+            return False
         proto = self._live
-        if (proto is None or self._closing or self._throttled or self._unparsed
-                or self._deferred or (self._assembly is not None and self._assembly.busy)):
-            return
+        if proto is None or self._closing:
+            return True
+        if (self._throttled or self._unparsed or self._deferred
+                or (self._assembly is not None and self._assembly.busy)):
+            return False
         parked = park(proto)
-        if parked is not None:
-            self._live, self._parked = None, parked
+        if parked is None:
+            return False
+        self._live, self._parked = None, parked
+        return True
 
     # -- the Connection API ------------------------------------------------------------
     @property
@@ -294,10 +302,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
-        self._busy = True
         if self._live is None and (pong := lone_pong(data)) is not None:
             self._on_pong(pong)  # a keepalive answer: no need to rebuild the protocol
             return
+        self._busy = True
         if self._throttled:  # a burst is being worked through: queue behind it
             if self._unparsed is None:
                 self._unparsed = bytearray(data)
@@ -414,6 +422,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self._state.websockets.discard(self)
+        self._state.awake.discard(self)
         self._state.stats.ws_closed += 1
         if self.access is not None:
             path, peer, opened = self.access
