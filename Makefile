@@ -43,7 +43,9 @@ conformance: $(VENV)/.installed
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
 ## (bench/before_after.py, interleaved), then POST /api/publish in Centrifugo's dialect
 ## vs ours (bench/server_api_bench.py), then permessage-deflate vs plain (wire bytes,
-## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py)
+## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py), then
+## idle RSS per subscribed connection over 10,000 connections, plain / v1 / Centrifuge,
+## with Node ws and uWebSockets when bench/node has them (bench/idle_bench.py; ~2 min)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
@@ -54,6 +56,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/before_after.py
 	$(PY) bench/server_api_bench.py
 	$(PY) bench/deflate_bench.py
+	$(PY) bench/idle_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache
