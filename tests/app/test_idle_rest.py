@@ -1,5 +1,5 @@
 """Idle connections release websockets' frame protocol and rebuild it on the next bytes
-(server/websocket.py `rest`, server/frames.py `park`): nothing a client can see changes.
+(server/resting.py `rest`, server/frames.py `park`): nothing a client can see changes.
 
 Real server, real clients: a connection that received nothing for a sweep rests; it
 keeps receiving deliveries, answers keepalive pings without being rebuilt, and on its

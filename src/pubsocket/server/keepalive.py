@@ -7,7 +7,7 @@ costs ~0.3 µs per connection per tick.
 
 Every `REST_TICK` seconds the rest sweep asks each *awake* WebSocket (one whose frame
 protocol is alive: `ServerState.awake`) to `rest`: one that received nothing since the
-previous rest sweep releases its websockets `Protocol` (~1.3 KiB; server/websocket.py)
+previous rest sweep releases its websockets `Protocol` (~1.3 KiB; server/resting.py)
 and leaves the awake set, so resting connections cost the sweep nothing.
 """
 

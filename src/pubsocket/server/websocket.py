@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, Protocol
+from websockets.protocol import OPEN
 
 from ..errors import CloseCode, ConnectionClosed
 from ..hub.wire import WireSet
@@ -26,17 +25,9 @@ from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
-from .frames import (
-    BINARY_WIRES,
-    FrameProtocol,
-    Parked,
-    choose_wires,
-    lone_pong,
-    park,
-    ping_frame,
-    revive,
-)
-from .outbound import HIGH_WATER, Outbound
+from .frames import BINARY_WIRES, FrameProtocol, Parked, choose_wires, lone_pong
+from .outbound import HIGH_WATER
+from .resting import Resting
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -48,7 +39,7 @@ FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness unde
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
 
-class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
+class WSConnection(Resting, MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
     Slotted, with futures and buffers created only when needed, and websockets'
@@ -58,21 +49,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
 
     __slots__ = (
         "_assembly",
-        "_busy",
         "_close_timer",
         "_closing",
         "_deferred",
         "_gone",
         "_inbox",
         "_inbox_size",
-        "_last_ping",
         "_listener",
-        "_live",
         "_lost",
         "_max_fragments",
-        "_parked",
-        "_ping_payload",
-        "_ping_sent",
         "_reading_paused",
         "_state",
         "_throttled",
@@ -122,53 +107,6 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         state.websockets.add(self)
         state.awake.add(self)
         state.stats.ws_opened += 1
-
-    # -- websockets' protocol, released while idle -------------------------------------
-    def _frames(self) -> FrameProtocol:
-        """The frame protocol, rebuilt if it was parked (`rest`)."""
-        proto = self._live
-        if proto is None:
-            assert self._parked is not None
-            proto = self._live = revive(self._parked)
-            self._parked = None
-            self._state.awake.add(self)
-        return proto
-
-    @property
-    def _proto(self) -> Protocol:
-        """`_frames()`, for the code that needs only websockets' `Protocol` (outbound)."""
-        return self._frames()
-
-    @_proto.setter
-    def _proto(self, proto: Protocol) -> None:
-        assert isinstance(proto, FrameProtocol)
-        self._live, self._parked = proto, None
-        self._state.awake.add(self)
-
-    @property
-    def resting(self) -> bool:
-        """True while the frame protocol is released (see `rest`)."""
-        return self._live is None
-
-    def rest(self) -> bool:
-        """Called by the server's rest sweep (server/keepalive.py): a connection that
-        received nothing since the previous sweep and holds nothing in progress releases
-        its websockets `Protocol` (`frames.park`); the next bytes rebuild it (~15 µs).
-        True when it is resting (or closing) afterwards: it can leave the awake set."""
-        if self._busy:
-            self._busy = False
-            return False
-        proto = self._live
-        if proto is None or self._closing:
-            return True
-        if (self._throttled or self._unparsed or self._deferred
-                or (self._assembly is not None and self._assembly.busy)):
-            return False
-        parked = park(proto)
-        if parked is None:
-            return False
-        self._live, self._parked = None, parked
-        return True
 
     # -- the Connection API ------------------------------------------------------------
     @property
@@ -452,11 +390,6 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         except AssemblyError as exc:
             self._fail(exc.code, exc.reason)
 
-    def _on_pong(self, data: bytes | bytearray | memoryview) -> None:
-        if self._ping_payload is not None and data == self._ping_payload:
-            self._ping_payload = None
-            self._ping_sent = None
-
     def _message(self, data: bytes, text: bool) -> None:
         if self._closing:
             return  # the slow-consumer or shutdown close is under way
@@ -492,25 +425,3 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    # -- keepalive ---------------------------------------------------------------------
-    def keepalive(self, now: float, interval: float, timeout: float) -> None:
-        """Called by the server's sweep: ping when due, close 1011 when a ping went unanswered."""
-        if self._closing:
-            return
-        if self._ping_sent is not None:
-            if timeout and now - self._ping_sent > timeout:
-                self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            return
-        live = self._live
-        if interval and now - self._last_ping >= interval and (live is None
-                                                                or live.state is OPEN):
-            self._ping_payload = payload = os.urandom(4)
-            if live is None:  # parked: the ping needs no protocol (nor the pong)
-                if not self._out:
-                    self._state.flusher.mark(self._flush)
-                self._out.append(ping_frame(payload))
-            else:
-                live.send_ping(payload)
-                self._pump()
-            self._ping_sent = self._last_ping = now
