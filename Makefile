@@ -48,7 +48,9 @@ conformance: $(VENV)/.installed
 ## then a command POSTed on another node than its session's, routed through Redis, vs
 ## one fed locally (bench/relay_bench.py: µs per command, "no sticky sessions: the cost"),
 ## then the pubsocket.v1 HTTP fallback vs WebSocket: time to fall back in Chromium (p50,
-## p99), fan-out to 1000 and idle RSS per connection (bench/fallback_bench.py)
+## p99), fan-out to 1000 and idle RSS per connection (bench/fallback_bench.py), then
+## idle RSS per subscribed connection over 10,000 connections, plain / v1 / Centrifuge,
+## with Node ws and uWebSockets when bench/node has them (bench/idle_bench.py; ~2 min)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
@@ -62,6 +64,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/deflate_bench.py
 	$(PY) bench/relay_bench.py
 	$(PY) bench/fallback_bench.py
+	$(PY) bench/idle_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -140,7 +141,8 @@ def subscribe(session: Session, cmd: Subscribe, *, replay: bool = True
 
 
 def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None] | None:
-    hub, topic = session.hub, cmd.topic
+    # Interned: every subscriber's `topics` and the hub's record share one string.
+    hub, topic = session.hub, sys.intern(cmd.topic)
     if topic in session.topics:
         # Subscribing again restarts the subscription, so a `since` is honoured afresh.
         leave(session, topic)

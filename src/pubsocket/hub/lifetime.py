@@ -26,7 +26,7 @@ class TokenClock:
         self._close = close
         self._notify = notify  # None: no refresh possible (plain mode): close at exp
         self._grace = grace
-        self._handles: list[asyncio.TimerHandle] = []
+        self._handles: list[asyncio.TimerHandle] | None = None  # None: no timer running
         self.expires_at: float | None = None
 
     def reschedule(self, expires_at: float | None) -> None:
@@ -38,12 +38,12 @@ class TokenClock:
         loop = asyncio.get_running_loop()
         left = expires_at - time.time()
         if self._notify is None:
-            self._handles.append(loop.call_later(max(0.0, left), self._close))
+            self._handles = [loop.call_later(max(0.0, left), self._close)]
             return
-        self._handles.append(loop.call_later(max(0.0, left - NOTICE), self._notify, expires_at))
-        self._handles.append(loop.call_later(max(0.0, left + self._grace), self._close))
+        self._handles = [loop.call_later(max(0.0, left - NOTICE), self._notify, expires_at),
+                         loop.call_later(max(0.0, left + self._grace), self._close)]
 
     def cancel(self) -> None:
-        for handle in self._handles:
+        for handle in self._handles or ():
             handle.cancel()
-        self._handles = []
+        self._handles = None

@@ -101,9 +101,11 @@ _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 class Session:
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
-    __slots__ = ("_adopting", "_bucket", "_closed", "_inflight", "_paused", "_publisher",
-                 "_task", "_waiting", "address", "authenticator", "clock", "codec", "errors",
-                 "hook", "hub", "peer", "principal", "publish_bytes", "reply_budget",
+    # Slotted, and what an idle subscriber does not use is made on first use (the
+    # publish queue, the publish byte budget): docs/design.md "Per-connection memory".
+    __slots__ = ("_adopting", "_bucket", "_clock", "_closed", "_inflight", "_paused",
+                 "_publish_bytes", "_publisher", "_task", "_waiting", "address", "authenticator",
+                 "codec", "errors", "hook", "hub", "peer", "principal", "reply_budget",
                  "settings", "topics", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
@@ -136,24 +138,21 @@ class Session:
         self.topics: set[str] = set()
         self.errors = 0
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
-        # Payload bytes published per second (handlers.publish charges it before the
-        # broker keeps anything); a burst below the message limit would refuse the
-        # largest messages forever, so it is never smaller.
-        self.publish_bytes = TokenBucket(settings.publish_byte_rate, max(
-            settings.publish_byte_burst, settings.max_message_size))
+        self._publish_bytes: TokenBucket | None = None  # made by the first publish
         self._closed = False
-        self._inflight: deque[_InFlight] = deque()  # publishes, and replies behind them
+        # Publishes in flight, and replies behind them; made by the first one in flight
+        # (an empty deque holds a 64-slot block: 760 bytes per idle connection).
+        self._inflight: deque[_InFlight] | None = None
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
         self._paused = False
         self._adopting: set[asyncio.Future[None]] | None = None  # server-side subscribes
         # History reply bytes per second (`hub.replies`); made by the first history reply.
         self.reply_budget: replies.ByteBudget | None = None
-        can_refresh = codec.refreshable and authenticator is not None
-        self.clock = TokenClock(self._expired, self._expiring if can_refresh else None,
-                                settings.token_grace)
-        self.clock.reschedule(expires_at if expires_at is not None
-                              else expiry_of(self.principal.claims))
+        self._clock: TokenClock | None = None  # made for the first token that expires
+        expiry = expires_at if expires_at is not None else expiry_of(self.principal.claims)
+        if expiry is not None:
+            self.clock.reschedule(expiry)
         if self.principal.user is not None:
             hub.registry.add(self.principal.user, self)
         if dialect is not None:
@@ -162,6 +161,35 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def clock(self) -> TokenClock:
+        """The token's timers (`hub.lifetime`); made on first use (a connection whose
+        token never expires, an anonymous one say, holds none)."""
+        clock = self._clock
+        if clock is None:
+            can_refresh = self.codec.refreshable and self.authenticator is not None
+            clock = self._clock = TokenClock(self._expired,
+                                             self._expiring if can_refresh else None,
+                                             self.settings.token_grace)
+        return clock
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the current token expires (Unix time; None: never)."""
+        return self._clock.expires_at if self._clock is not None else None
+
+    @property
+    def publish_bytes(self) -> TokenBucket:
+        """Payload bytes published per second (handlers.publish charges it before the
+        broker keeps anything); a burst below the message limit would refuse the largest
+        messages forever, so it is never smaller. Made on first use."""
+        bucket = self._publish_bytes
+        if bucket is None:
+            settings = self.settings
+            bucket = self._publish_bytes = TokenBucket(settings.publish_byte_rate, max(
+                settings.publish_byte_burst, settings.max_message_size))
+        return bucket
 
     @property
     def client(self) -> ClientInfo:
@@ -186,7 +214,9 @@ class Session:
         self.principal = principal
         if principal.user is not None:
             registry.add(principal.user, self)
-        self.clock.reschedule(expiry_of(principal.claims))
+        expiry = expiry_of(principal.claims)
+        if expiry is not None or self._clock is not None:
+            self.clock.reschedule(expiry)
 
     def _expiring(self, expires_at: float) -> None:
         self.reply(self.codec.expiring(expires_at))
@@ -263,7 +293,8 @@ class Session:
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
         self._closed = True
-        self.clock.cancel()
+        if self._clock is not None:
+            self._clock.cancel()
         self.hub.heartbeat.discard(self)
         if self.hook is not None:
             self.hook.closed(self)
@@ -283,7 +314,7 @@ class Session:
                 while not self._closed and (self._task is not None or self._inflight):
                     if self._task is not None:
                         await asyncio.shield(self._task)
-                    elif isinstance(tail := self._inflight[-1], tuple):
+                    elif self._inflight and isinstance(tail := self._inflight[-1], tuple):
                         await asyncio.wait([tail[1]])
                     else:
                         await asyncio.sleep(0)  # a reply behind a publish that just ended
@@ -308,6 +339,8 @@ class Session:
             if isinstance(result, Publication):
                 self.reply(self.codec.published(item, result))
             elif isinstance(result, asyncio.Future):
+                if self._inflight is None:
+                    self._inflight = deque()
                 self._inflight.append((item, result))
                 result.add_done_callback(self._release)
             else:  # a broker that cannot pipeline: a barrier like any other command
@@ -359,6 +392,8 @@ class Session:
                     self.peer.deliver(self.wire.frame(reply))
             else:
                 self._publish_failed(cmd, error)
+        if not inflight:
+            self._inflight = None  # an idle session holds no queue
         if not inflight and self._waiting is not None and self._task is None:
             self._resume()
         else:
@@ -374,7 +409,7 @@ class Session:
     def _flow(self) -> None:
         """Pause reading while too much waits; resume once half of it drained."""
         waiting = len(self._waiting) if self._waiting is not None else 0
-        inflight = len(self._inflight)
+        inflight = len(self._inflight) if self._inflight is not None else 0
         if not self._paused and (waiting >= MAX_QUEUED or inflight >= MAX_INFLIGHT):
             self._paused = True
             self.peer.pause_reading()
@@ -387,7 +422,7 @@ class Session:
         """Queue a reply (None: the codec has nothing to say) in command order."""
         if payload is None or self._closed:
             return
-        if self._inflight:
+        if self._inflight:  # None or empty: nothing in flight
             self._inflight.append(payload)
         else:
             self.peer.deliver(self.wire.frame(payload))

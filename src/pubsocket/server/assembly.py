@@ -36,6 +36,11 @@ class Assembler:
         self._text = False
         self._decoder: codecs.IncrementalDecoder | None = None
 
+    @property
+    def busy(self) -> bool:
+        """True while a fragmented message is in progress."""
+        return self._frags is not None
+
     def start(self, frame: Frame) -> None:
         """The first fragment (TEXT or BINARY with fin unset). Raises `AssemblyError`."""
         self._frags = [bytes(frame.data)]

@@ -6,9 +6,14 @@ permessage-deflate per negotiated parameter set, `server.deflate`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
+from websockets.extensions import Extension
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol
+from websockets.protocol import OPEN, Protocol, Side
+from websockets.streams import StreamReader
+from websockets.typing import Subprotocol
+from websockets.utils import apply_mask
 
 from ..framing import binary_frame, text_frame
 from ..hub.wire import WireSet
@@ -47,6 +52,88 @@ class FrameProtocol(Protocol):
     def fail(self, code: int, reason: str = "") -> None:
         # Idempotent on translated codes: the protocol's own are not keys of the map.
         super().fail(*translate_close(self.close_codes, code, reason))
+
+
+class Parked(NamedTuple):
+    """What rebuilds an idle connection's `FrameProtocol` (see `park`)."""
+
+    max_message_size: int | None
+    max_fragment_size: int | None
+    extensions: tuple[Extension, ...]  # the same objects: deflate's state lives there
+    subprotocol: Subprotocol | None
+    close_codes: Mapping[int, tuple[int, str]] | None
+    min_compress: int
+
+
+SHARED_PARKED = 256  # distinct parameter sets shared (endpoints x size limits), at most
+_SHARED: dict[tuple[int | None, int | None, str | None, int, int], Parked] = {}
+_PARSE = Protocol.parse.__code__
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def park(proto: FrameProtocol) -> Parked | None:
+    """The parameters that rebuild `proto`, when it holds nothing but them; else None.
+
+    An idle connection's websockets `Protocol` is ~1.3 KiB: its ``__dict__``, a UUID, a
+    `StreamReader`, the parser generator suspended on the next frame (holding the last
+    frame parsed), three lists. It holds nothing but its parameters when it is open, has
+    no byte of a next frame, no fragmented message on either side, no event or write
+    waiting, and its parser waits at a frame boundary (suspended in ``at_eof``, checked
+    through the generator's documented ``gi_yieldfrom``). Then a new protocol built by
+    `revive` behaves exactly as it would (only its log id differs).
+    """
+    reader = proto.reader
+    waiting = getattr(proto.parser, "gi_yieldfrom", None)
+    if (proto.state is not OPEN or reader.buffer or reader.eof or proto.events
+            or proto.writes or proto.current_size is not None
+            or proto.expect_continuation_frame or proto.parser_exc is not None
+            or proto.close_rcvd is not None or proto.close_sent is not None
+            or proto.eof_sent or getattr(proto.parser, "gi_code", None) is not _PARSE
+            or getattr(waiting, "gi_code", None) is not _AT_EOF):
+        return None
+    parked = Parked(proto.max_message_size, proto.max_fragment_size, tuple(proto.extensions),
+                    proto.subprotocol, proto.close_codes, proto.min_compress)
+    if parked.extensions:
+        return parked  # deflate state of its own: not shared
+    # Connections of one endpoint park the same parameters: one tuple serves them all.
+    # The close-code map is the endpoint's own object (a dict: keyed by identity, which
+    # the cached tuple keeps alive, so the id is never reused while the key exists).
+    key = (parked.max_message_size, parked.max_fragment_size, parked.subprotocol,
+           id(parked.close_codes), parked.min_compress)
+    shared = _SHARED.get(key)
+    if shared is None and len(_SHARED) < SHARED_PARKED:
+        shared = _SHARED[key] = parked
+    return shared or parked
+
+
+def revive(parked: Parked) -> FrameProtocol:
+    """A fresh open protocol with `parked`'s parameters (see `park`)."""
+    proto = FrameProtocol(Side.SERVER,
+                          max_size=(parked.max_message_size, parked.max_fragment_size))
+    proto.extensions = list(parked.extensions)
+    proto.subprotocol = parked.subprotocol
+    if parked.close_codes is not None:
+        proto.close_codes = parked.close_codes
+    if parked.min_compress:
+        proto.min_compress = parked.min_compress
+    return proto
+
+
+def ping_frame(payload: bytes) -> bytes:
+    """A server PING frame (control frames are never compressed: RFC 7692 §6.1)."""
+    return Frame(Opcode.PING, payload).serialize(mask=False)
+
+
+def lone_pong(data: bytes) -> bytes | None:
+    """The payload when `data` is exactly one whole masked PONG frame (what a client
+    answers a keepalive ping with), else None: a parked connection takes it without
+    rebuilding its protocol. Anything else goes to websockets' parser."""
+    if len(data) < 6 or data[0] != 0x8A or data[1] & 0x80 == 0:
+        return None
+    length = data[1] & 0x7F
+    if length > 125 or len(data) != 6 + length:
+        return None
+    return apply_mask(data[6:], data[2:6])
 
 
 TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames

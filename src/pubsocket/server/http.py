@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections import deque
 from collections.abc import Sequence
 from email.utils import formatdate
@@ -29,7 +30,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
-from websockets.protocol import Protocol, Side
+from websockets.protocol import Side
 from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
@@ -96,7 +97,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self._client = (peer[0], peer[1]) if isinstance(peer, tuple) else None
+        # The host string is interned: clients behind one address (a proxy, a NAT)
+        # share it, and an idle WebSocket's session keeps it (for refusal logs).
+        self._client = (sys.intern(peer[0]), peer[1]) if isinstance(peer, tuple) else None
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -332,7 +335,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
 
     # -- upgrade -------------------------------------------------------------------------
-    def switch_to_websocket(self, head: bytes, proto: Protocol,
+    def switch_to_websocket(self, head: bytes, proto: FrameProtocol,
                             max_fragments: int) -> WSConnection:
         """Write the 101 `head`, hand the transport to a new `WSConnection`, replay early bytes."""
         transport = self._transport

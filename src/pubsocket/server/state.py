@@ -13,6 +13,7 @@ from .flush import Flusher
 
 if TYPE_CHECKING:
     from ..web.app import App
+    from .resting import Resting
     from .sse import SseStream
     from .websocket import WSConnection
 
@@ -26,6 +27,8 @@ class ServerState:
     loop: asyncio.AbstractEventLoop
     flusher: Flusher
     websockets: set[WSConnection] = field(default_factory=set)
+    # the ones whose frame protocol is alive (server/keepalive.py rests them when idle)
+    awake: set[Resting] = field(default_factory=set)
     streams: set[SseStream] = field(default_factory=set)  # open SSE responses
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, Protocol
+from websockets.protocol import OPEN
 
 from ..errors import CloseCode, ConnectionClosed
 from ..hub.wire import WireSet
@@ -26,8 +25,9 @@ from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
-from .frames import BINARY_WIRES, choose_wires
-from .outbound import HIGH_WATER, Outbound
+from .frames import BINARY_WIRES, FrameProtocol, Parked, choose_wires, lone_pong
+from .outbound import HIGH_WATER
+from .resting import Resting
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -39,11 +39,12 @@ FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness unde
 PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
 
-class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
+class WSConnection(Resting, MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
-    Slotted, with futures and buffers created only when needed: an idle subscribed
-    connection must stay small (the target is <= 8 KiB of RSS each).
+    Slotted, with futures and buffers created only when needed, and websockets'
+    `Protocol` released while the connection is idle (`rest`, `frames.park`): an idle
+    subscribed connection must stay small (docs/design.md "Per-connection memory").
     """
 
     __slots__ = (
@@ -54,12 +55,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "_gone",
         "_inbox",
         "_inbox_size",
-        "_last_ping",
         "_listener",
         "_lost",
-        "_ping_payload",
-        "_ping_sent",
-        "_proto",
+        "_max_fragments",
         "_reading_paused",
         "_state",
         "_throttled",
@@ -71,18 +69,20 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         "wires",
     )
 
-    def __init__(self, proto: Protocol, transport: Any, state: ServerState,
+    def __init__(self, proto: FrameProtocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.subprotocol: str | None = proto.subprotocol
         self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
         # (path, peer, loop time opened) when the access log is on (server/access.py)
         self.access: tuple[str, tuple[str, int] | None, float] | None = None
-        self._proto = proto
+        self._live: FrameProtocol | None = proto  # None while parked (see `rest`)
+        self._parked: Parked | None = None  # what rebuilds it then
+        self._busy = False  # bytes came in since the last sweep
         self._transport = transport
         self._state = state
         self._out: list[bytes] = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
-        self._inbox: list[str | bytes] = []
+        self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
         self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -91,7 +91,8 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         self._closing = False  # a close frame was sent or the peer is gone
         self._gone: ConnectionClosed | None = None
         self._reading_paused = False
-        self._assembly = Assembler(max_fragments)  # a fragmented message in progress
+        self._max_fragments = max_fragments
+        self._assembly: Assembler | None = None  # made by the first fragmented message
         self._deferred: list[Frame] | None = None  # frames left for the next loop iteration
         self._unparsed: bytearray | None = None  # bytes left for the next loop iteration
         self._throttled = False  # a _continue is scheduled (reading paused meanwhile)
@@ -104,17 +105,20 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets.add(self)
+        state.awake.add(self)
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
     @property
     def close_codes(self) -> Mapping[int, tuple[int, str]] | None:
         """How this connection's closes are translated (see `Connection`)."""
-        return getattr(self._proto, "close_codes", None)
+        live = self._live
+        return live.close_codes if live is not None else (
+            self._parked.close_codes if self._parked is not None else None)
 
     @close_codes.setter
     def close_codes(self, codes: Mapping[int, tuple[int, str]] | None) -> None:
-        self._proto.close_codes = codes  # type: ignore[attr-defined]  # a FrameProtocol
+        self._frames().close_codes = codes
 
     @property
     def closed(self) -> bool:
@@ -131,9 +135,11 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        message = self._inbox.pop(0)  # at most INBOUND_QUEUE entries
+        inbox = self._inbox
+        assert inbox is not None  # the loop above waited for a message
+        message = inbox.pop(0)  # at most INBOUND_QUEUE entries
         self._inbox_size -= len(message)
-        if (self._reading_paused and len(self._inbox) < INBOUND_QUEUE // 4
+        if (self._reading_paused and len(inbox) < INBOUND_QUEUE // 4
                 and self._inbox_size < INBOUND_BYTES // 4):
             self._reading_paused = False
             self._transport.resume_reading()
@@ -165,7 +171,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     def attach(self, listener: Listener) -> None:
         """Push mode: hand every message to `listener` (see `Connection`)."""
         self._listener = listener
-        inbox, self._inbox, self._inbox_size = self._inbox, [], 0
+        inbox, self._inbox, self._inbox_size = self._inbox or [], None, 0
         for message in inbox:
             self._notify(message)
         if self._gone is not None:
@@ -214,7 +220,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
-        if self._proto.state is OPEN:
+        if self._live is None or self._live.state is OPEN:  # parked: open
             self._proto.send_close(*translate_close(self.close_codes, code, reason))
         self._pump()
         self._flush()
@@ -234,6 +240,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
+        if self._live is None and (pong := lone_pong(data)) is not None:
+            self._on_pong(pong)  # a keepalive answer: no need to rebuild the protocol
+            return
+        self._busy = True
         if self._throttled:  # a burst is being worked through: queue behind it
             if self._unparsed is None:
                 self._unparsed = bytearray(data)
@@ -249,9 +259,10 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
     # With permessage-deflate, what a slice inflates to counts against the server's
     # per-iteration budget too (server/deflate.py `InflateBudget`).
     def _feed(self, data: bytes) -> None:
-        budget = self._state.inflate if self._proto.extensions else None
+        proto = self._proto
+        budget = self._state.inflate if proto.extensions else None
         if budget is not None and not budget.admit(budget.bound(
-                min(len(data), PARSE_SLICE), self._proto.max_message_size)):
+                min(len(data), PARSE_SLICE), proto.max_message_size)):
             self._unparsed = bytearray(data)  # empty: data_received and _continue took it
             self._throttle()
             return
@@ -259,15 +270,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._unparsed = bytearray(data[PARSE_SLICE:])
             data = data[:PARSE_SLICE]
             self._throttle()
-        self._proto.receive_data(data)
-        frames: list[Frame] = self._proto.events_received()  # type: ignore[assignment]
+        proto.receive_data(data)
+        frames: list[Frame] = proto.events_received()  # type: ignore[assignment]
         self._handle(frames)
-        exc = self._proto.parser_exc
+        exc = proto.parser_exc
         refused = exc is not None and not self._closing  # failed by this read
         if budget is not None:
             inflated = sum(len(f.data) for f in frames)
             if refused and isinstance(exc, PayloadTooBig):
-                inflated += self._proto.max_message_size or 0  # inflated up to the limit
+                inflated += proto.max_message_size or 0  # inflated up to the limit
             budget.charge(inflated)
         if refused and exc is not None:
             self._refused(exc)
@@ -330,8 +341,9 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        rcvd = self._proto.close_rcvd
-        sent = self._proto.close_sent
+        live = self._live  # parked: no close frame either way
+        rcvd = live.close_rcvd if live is not None else None
+        sent = live.close_sent if live is not None else None
         if rcvd is not None:
             self._gone = ConnectionClosed(rcvd.code, rcvd.reason)
         elif sent is not None:
@@ -348,6 +360,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         self._state.websockets.discard(self)
+        self._state.awake.discard(self)
         self._state.stats.ws_closed += 1
         if self.access is not None:
             path, peer, opened = self.access
@@ -362,15 +375,15 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
                 if frame.fin:  # the common case: a whole message in one frame
                     self._message(bytes(frame.data), opcode is Opcode.TEXT)
                 else:
+                    if self._assembly is None:
+                        self._assembly = Assembler(self._max_fragments)
                     self._assembly.start(frame)
             elif opcode is Opcode.CONT:
-                whole = self._assembly.add(frame)
+                whole = self._assembly.add(frame) if self._assembly is not None else None
                 if whole is not None:
                     self._message(*whole)
             elif opcode is Opcode.PONG:
-                if self._ping_payload is not None and frame.data == self._ping_payload:
-                    self._ping_payload = None
-                    self._ping_sent = None
+                self._on_pong(frame.data)
             elif opcode is Opcode.CLOSE:
                 self._closing = True
                 self._wake()
@@ -391,6 +404,8 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         if self._listener is not None:
             self._notify(message)
             return
+        if self._inbox is None:
+            self._inbox = []
         self._inbox.append(message)
         self._inbox_size += len(message)
         self._wake()
@@ -400,7 +415,8 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
             self._transport.pause_reading()
 
     def _fail(self, code: CloseCode, reason: str) -> None:
-        self._assembly.reset()
+        if self._assembly is not None:
+            self._assembly.reset()
         self._proto.fail(*translate_close(self.close_codes, code, reason))
         self._closing = True
         self._wake()
@@ -409,18 +425,3 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    # -- keepalive ---------------------------------------------------------------------
-    def keepalive(self, now: float, interval: float, timeout: float) -> None:
-        """Called by the server's sweep: ping when due, close 1011 when a ping went unanswered."""
-        if self._closing:
-            return
-        if self._ping_sent is not None:
-            if timeout and now - self._ping_sent > timeout:
-                self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-            return
-        if interval and now - self._last_ping >= interval and self._proto.state is OPEN:
-            self._ping_payload = os.urandom(4)
-            self._proto.send_ping(self._ping_payload)
-            self._pump()
-            self._ping_sent = self._last_ping = now

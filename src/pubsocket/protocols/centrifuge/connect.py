@@ -110,7 +110,7 @@ def connect(gate: Gate, session: Session, cmd: Connect) -> None:
     ep.pinger.add(session.peer, session.wire)
     sid, node = gate.emulation or ("", "")
     session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
-                                     session.clock.expires_at, ep.ping, session=sid,
+                                     session.expires_at, ep.ping, session=sid,
                                      node=node))
 
 
