@@ -30,6 +30,7 @@ from ..protocol import (
     valid_topic,
 )
 from . import replies
+from .wire import server_side
 
 if TYPE_CHECKING:
     from .session import Session
@@ -130,13 +131,21 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
         return None
     session.topics.add(topic)
     since = cmd.since if replay else None
-    result = hub.subscribe_nowait(session.peer, topic, session.wire, since)
+    # A server-side subscription is told of a loss its own way (`Codec.server_side`).
+    wire = server_side(session.wire) if cmd.server else session.wire
+    result = hub.subscribe_nowait(session.peer, topic, wire, since)
     if isinstance(result, SubscribeResult):
         if _rejected(session, cmd, result):
             return None
         _subscribed(session, cmd, result)
         return _join(session, topic) if hub.presence.enabled(topic) else None
     return _finish_subscribe(session, cmd, result)
+
+
+def joined(session: Session, topic: str) -> Awaitable[None] | None:
+    """A new live subscription to `topic`: presence and join/leave, when the topic has
+    them (None: nothing to do)."""
+    return _join(session, topic) if session.hub.presence.enabled(topic) else None
 
 
 async def _join(session: Session, topic: str) -> None:
