@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..auth import Action, expiry_of
-from ..brokers.base import Publication
+from ..brokers.base import Position, Publication
 from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
 from ..log import refusals
 from ..presence.base import PresenceUnavailable
@@ -203,15 +203,16 @@ def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> No
             session.reply(codec.publication(cmd.topic, pub))
 
 
-def adopt(session: Session, topic: str) -> Awaitable[None] | None:
+def adopt(session: Session, topic: str, since: Position | None = None
+          ) -> Awaitable[None] | None:
     """Subscribe `session` to `topic` on the server's word (no permission check) unless
     it is subscribed already or at `max_subscriptions`; the client hears its codec's
-    server-side subscribe reply."""
+    server-side subscribe reply (with what was published after `since`, if given)."""
     cap = session.settings.max_subscriptions
     if (session.closed or topic in session.topics or not valid_topic(topic)
             or (cap and len(session.topics) >= cap)):  # at the cap: nothing to tell
         return None
-    return subscribe(session, Subscribe(topic, server=True))
+    return subscribe(session, Subscribe(topic, since=since, server=True))
 
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:

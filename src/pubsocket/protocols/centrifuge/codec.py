@@ -164,8 +164,11 @@ class CentrifugeCodec(Codec):
         if cmd.id is None and not cmd.server:
             return None
         fields = sub_fields(cmd, result)
-        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
-            return _push(cmd.topic, "subscribe", fields)
+        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push,
+            # then what it recovered as publication pushes (the push has no room for
+            # them), one per line of the same message
+            push = _push(cmd.topic, "subscribe", fields)
+            return b"\n".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         head = orjson.dumps({"id": cmd.id, "subscribe": fields})
         if not result.replay:
             return head

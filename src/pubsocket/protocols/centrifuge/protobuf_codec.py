@@ -125,8 +125,10 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
             fields = sub_fields(cmd, result)
-            return _push(cmd.topic, subscribe=pb.Subscribe(**{
+            push = _push(cmd.topic, subscribe=pb.Subscribe(**{
                 k: v for k, v in fields.items() if k in _PUSH_FIELDS}))
+            # what it recovered follows as publication pushes (as the JSON codec)
+            return b"".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         if cmd.id is None:
             return None
         return _frame(pb.Reply(id=int(cmd.id), subscribe=_result(cmd, result)))
