@@ -271,3 +271,20 @@ async def test_the_server_apis_subscribe_with_recover_since(serve: Any,
         assert (await events.next("publication")).pub.offset == 5
         await api.subscribe(SubscribeRequest(user="jo", channel="api:plain"))
         assert (await events.next("subscribed")).channel == "api:plain"
+
+
+async def test_a_token_refresh_keeps_server_side_subscriptions(serve: Any) -> None:
+    """They were granted by the server, not by the token's permissions: a refresh
+    re-checks the client's own subscriptions only."""
+    app = cf_app()
+    srv = await serve(app)
+    limits = {"subscribe": ["open:*"]}
+    async with connect(srv.ws + PATH) as ws:
+        await ws.send(json.dumps({"id": 1, "connect": {
+            "token": token("kim", subs={"srv:k": {}}, topics=limits)}}))
+        assert list(json.loads(await ws.recv())["connect"]["subs"]) == ["srv:k"]
+        await ws.send(json.dumps({"id": 2, "refresh": {"token": token("kim", topics=limits)}}))
+        assert "refresh" in json.loads(await ws.recv())
+        await app.hub.publish("srv:k", "still")
+        push = json.loads(await ws.recv())["push"]
+        assert (push["channel"], push["pub"]["data"]) == ("srv:k", "still")
