@@ -10,14 +10,19 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from cent import AsyncClient, StreamPosition, SubscribeRequest
 from websockets.asyncio.client import connect
 
 from centrifuge import Client, ClientEventHandler
+from pubsocket import App, Settings, pubsub
 from pubsocket.brokers.base import HistoryPolicy, Position
+from pubsocket.centrifugo_config import settings_from
+from pubsocket.errors import ConfigError
 from tests.centrifuge.conftest import PATH, Events, _recorder, cf_app, token
 from tests.centrifuge.test_protobuf_wire import SUB, commands, connect_cmd, pb_replies
 from tests.centrifuge.test_sdk import drop_every_connection
@@ -288,3 +293,42 @@ async def test_a_token_refresh_keeps_server_side_subscriptions(serve: Any) -> No
         await app.hub.publish("srv:k", "still")
         push = json.loads(await ws.recv())["push"]
         assert (push["channel"], push["pub"]["data"]) == ("srv:k", "still")
+
+
+def test_the_config_files_personal_channel_maps_onto_settings() -> None:
+    values, ignored = settings_from({"client": {"subscribe_to_user_personal_channel": {
+        "enabled": True, "personal_channel_namespace": "personal",
+        "single_connection": True}}})
+    assert (values["personal_channel"], values["personal_channel_namespace"]) == (
+        True, "personal")
+    assert ignored == ["client.subscribe_to_user_personal_channel.single_connection"]
+    _, quiet = settings_from({"client": {"subscribe_to_user_personal_channel": {
+        "enabled": False, "single_connection": False}}})
+    assert quiet == []
+    with pytest.raises(ConfigError, match="personal_channel_namespace"):
+        settings_from({"client": {"subscribe_to_user_personal_channel": {
+            "personal_channel_namespace": "a b"}}})
+
+
+async def test_a_config_file_subscribes_the_personal_channel(serve: Any,
+                                                             tmp_path: Path) -> None:
+    secret = "file-secret-0123456789abcdef0123"
+    config = {"client": {"token": {"hmac_secret_key": secret},
+                         "subscribe_to_user_personal_channel": {
+                             "enabled": True, "personal_channel_namespace": "personal"}},
+              "channel": {"namespaces": [{"name": "personal", "history_size": 10,
+                                          "history_ttl": "60s"}]}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path),
+                                  "API_KEY": API_KEY}, env_file=None)
+    app = App(settings)
+    pubsub(PATH, app=app, protocol="centrifuge", secured=True)
+    srv = await serve(app)
+    tok = jwt.encode({"sub": "lee"}, secret, algorithm="HS256")
+    async with client_of(srv.ws + PATH, tok) as (_, events):
+        ctx = await events.next("subscribed")
+        assert ctx.channel == "personal:#lee" and ctx.recoverable
+        await app.hub.publish("personal:#lee", "for lee")
+        pub = await events.next("publication")
+        assert (pub.channel, data_of(pub), pub.pub.offset) == ("personal:#lee", "for lee", 1)
