@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -332,3 +333,92 @@ async def test_a_config_file_subscribes_the_personal_channel(serve: Any,
         await app.hub.publish("personal:#lee", "for lee")
         pub = await events.next("publication")
         assert (pub.channel, data_of(pub), pub.pub.offset) == ("personal:#lee", "for lee", 1)
+
+
+async def test_recovery_through_redis(serve: Any, redis_url: str) -> None:
+    """On Redis every step awaits the broker (subscribe, position, history read): the
+    connect reply still comes before any live publication of its channels."""
+    url = redis_url + f"?prefix=ssub-{uuid.uuid4().hex[:8]}:"
+    app = cf_app(broker=url, personal_channel=True)
+    srv = await serve(app)
+    tok = token("max", subs={f"r:{i}": {} for i in range(5)})
+    channels = ["#max", *(f"r:{i}" for i in range(5))]
+    async with client_of(srv.ws + PATH, tok) as (_, events):
+        assert {(await events.next("subscribed")).channel for _ in channels} == set(channels)
+        drop_every_connection(srv)
+        for channel in channels:
+            await app.hub.publish(channel, "missed")
+        publishing = asyncio.create_task(_keep_publishing(app, channels))
+        try:
+            again = [await events.next("subscribed", within=10) for _ in channels]
+        finally:
+            publishing.cancel()
+        assert all(c.was_recovering and c.recovered for c in again), again
+        await asyncio.sleep(0.2)
+        for channel in channels:
+            await app.hub.publish(channel, "last")
+        seen: dict[str, list[int]] = {ch: [] for ch in channels}
+        done: set[str] = set()
+        async with asyncio.timeout(5):
+            while len(done) < len(channels):  # every publication event, in order
+                ctx = await events.next("publication")
+                seen[ctx.channel].append(ctx.pub.offset)
+                if data_of(ctx) == "last":
+                    done.add(ctx.channel)
+        for channel, offs in seen.items():  # each offset once, in order, none missing
+            assert offs == list(range(1, len(offs) + 1)), (channel, offs)
+
+
+async def _keep_publishing(app: Any, channels: list[str]) -> None:
+    """Live publications racing the reconnect's recovery."""
+    for i in range(1000):
+        for channel in channels:
+            await app.hub.publish(channel, i)
+        await asyncio.sleep(0.005)
+
+
+async def test_no_live_publication_overtakes_the_connect_reply(serve: Any,
+                                                              redis_url: str) -> None:
+    """On the raw wire, on Redis (each new channel awaits the broker) while every
+    channel is published to without pause: the connect reply is the first message, and
+    after its recovered publications each channel's pushes continue without a hole or a
+    repeat."""
+    url = redis_url + f"?prefix=ssub-{uuid.uuid4().hex[:8]}:"
+    app = cf_app(broker=url)
+    srv = await serve(app)
+    channels = [f"race:{i}" for i in range(20)]
+    for channel in channels:
+        await app.hub.publish(channel, 0)
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        for i in range(1, 100_000):
+            if stop.is_set():
+                return
+            await app.hub.publish(channels[i % len(channels)], i)
+
+    publishing = asyncio.create_task(publish())
+    try:
+        async with connect(srv.ws + PATH) as ws:
+            asked = {ch: {"recover": True, "offset": 0, "epoch": ""} for ch in channels}
+            await ws.send(json.dumps({"id": 1, "connect": {
+                "token": token("ned", subs={ch: {} for ch in channels}), "subs": asked}}))
+            first = [json.loads(line) for line in (await ws.recv()).split("\n")]
+            reply = first[0]["connect"]
+            last = {}
+            for channel, sub in reply["subs"].items():
+                assert sub["recovered"], channel
+                offsets = [p["offset"] for p in sub["publications"]]
+                assert offsets == list(range(1, len(offsets) + 1)), channel
+                last[channel] = offsets[-1]
+            pushes = first[1:]
+            async with asyncio.timeout(5):
+                while len(pushes) < 200:
+                    pushes += [json.loads(line) for line in (await ws.recv()).split("\n")]
+    finally:
+        stop.set()
+        await publishing
+    for push in pushes:
+        channel, offset = push["push"]["channel"], push["push"]["pub"]["offset"]
+        assert offset == last[channel] + 1, (channel, offset, last[channel])
+        last[channel] = offset

@@ -133,6 +133,8 @@ def _connected(gate: Gate, session: Session, cmd: Connect,
 
 async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None:
     codec = gate.endpoint.codec
+    # The connect came in time: a slow broker subscribe must not close it as stale.
+    gate.endpoint.pinger.connected(session)
     try:
         channels = await server_subs.wanted(session, cmd)
         subs, cork = await server_subs.subscribe(session, channels)
