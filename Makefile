@@ -37,23 +37,31 @@ conformance: $(VENV)/.installed
 ## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
-## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
+## (fan-out to 1000, idle memory per connection; ~1 min) and fan-out to 1000 with a
+## Centrifugo config file's namespaces vs without (bench/namespaces_bench.py), then Publisher vs a node's
 ## publish and the outbox's commit-to-delivery latency (a throwaway PostgreSQL too),
 ## then a bystander's p99 under each attack of tests/attack vs none (bench/attack_bench.py),
 ## then fan-out to 1000 on this tree vs main before the bounded-cost work
 ## (bench/before_after.py, interleaved), then POST /api/publish in Centrifugo's dialect
 ## vs ours (bench/server_api_bench.py), then permessage-deflate vs plain (wire bytes,
-## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py)
+## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py),
+## then a command POSTed on another node than its session's, routed through Redis, vs
+## one fed locally (bench/relay_bench.py: µs per command, "no sticky sessions: the cost"),
+## then the pubsocket.v1 HTTP fallback vs WebSocket: time to fall back in Chromium (p50,
+## p99), fan-out to 1000 and idle RSS per connection (bench/fallback_bench.py)
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
 	$(PY) bench/delivery_bench.py
 	$(PY) bench/centrifuge_bench.py
+	$(PY) bench/namespaces_bench.py
 	$(PY) bench/publisher_bench.py
 	$(PY) bench/attack_bench.py
 	$(PY) bench/before_after.py
 	$(PY) bench/server_api_bench.py
 	$(PY) bench/deflate_bench.py
+	$(PY) bench/relay_bench.py
+	$(PY) bench/fallback_bench.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache

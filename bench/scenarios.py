@@ -208,7 +208,8 @@ async def fanout(ctx: Ctx, n_subs: int) -> Metrics:
     refill = max(1, window // 2)
     stall_timeout = ctx.get("stall_timeout", 3.0)
     sh = Shared()
-    topic = "fanout"
+    # ns=1: a topic in a namespace (bench/namespaces_bench.py configures "bench")
+    topic = "bench:fanout" if ctx.geti("ns", 0) else "fanout"
     ctrl, ctrl_lis = await connect_one(ctx.publisher_url, lambda: IdleListener(sh), 10.0,
                                        headers=bearer(ctx.pub_token))
     conns, groups = await _subscribers(ctx, sh, n_subs, lambda _i: topic, latency=False)

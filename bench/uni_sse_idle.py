@@ -5,7 +5,9 @@ A fresh ``pubsocket serve examples/chat`` subprocess per mode (tests/attack/harn
 `--conns` clients each connect with a token and subscribe to one of 200 channels, then
 sit idle: ``ws`` over /connection/websocket (a connect and a subscribe command), ``sse``
 over /connection/uni_sse (a raw GET; the socket is read once for the head and the
-first events). Prints the server's RSS growth per connection for each mode; then the
+first events), ``http_stream`` over Centrifugo's emulation (/connection/http_stream:
+a POST of the same two commands; read once for the head and the connect reply).
+Prints the server's RSS growth per connection for each mode; then the
 time `SseStream.deliver` spends building an event id for a stream of 1, 16 and 128
 channels (the one per-connection cost of a broadcast to SSE streams).
 
@@ -48,13 +50,29 @@ async def _sse(server: Server, tok: str, i: int) -> asyncio.StreamWriter:
     return writer
 
 
+async def _http_stream(server: Server, tok: str, i: int) -> asyncio.StreamWriter:
+    body = (json.dumps({"id": 1, "connect": {"token": tok}}) + "\n" + json.dumps(
+        {"id": 2, "subscribe": {"channel": f"chat:idle-{i % 200}"}})).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /connection/http_stream HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                 + body)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    await reader.readuntil(b"\n")  # the connect reply
+    return writer
+
+
+OPENERS: dict[str, Any] = {"ws": _ws, "sse": _sse, "http_stream": _http_stream}
+
+
 async def measure(mode: str, conns: int) -> float:
     async with attack_server(**ENV) as server:
         tok = token("idle")
         await asyncio.sleep(0.5)
         before = server.rss()
         held: list[Any] = []
-        opener = _ws if mode == "ws" else _sse
+        opener = OPENERS[mode]
         for first in range(0, conns, 100):
             held += await asyncio.gather(*(opener(server, tok, i)
                                            for i in range(first, min(conns, first + 100))))
@@ -77,7 +95,10 @@ def id_cost(channels: int, number: int = 200_000) -> float:
     class Transport:
         def set_protocol(self, p: object) -> None: ...
 
+    from pubsocket.config import Settings
+
     class State:
+        settings = Settings()
         streams: set[object] = set()
         flusher = type("F", (), {"mark": staticmethod(lambda f: None)})()
         stats = None
@@ -98,10 +119,11 @@ def id_cost(channels: int, number: int = 200_000) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--conns", type=int, default=2000)
+    parser.add_argument("--modes", default="ws,sse,http_stream")
     args = parser.parse_args()
-    for mode in ("ws", "sse"):
+    for mode in args.modes.split(","):
         per = await measure(mode, args.conns)
-        print(f"{mode:4} idle RSS per connection: {per / 1024:.1f} KiB "
+        print(f"{mode:11} idle RSS per connection: {per / 1024:.1f} KiB "
               f"({args.conns} connections)")
     for channels in (1, 16, 128):
         print(f"event id for {channels:3} channels: {id_cost(channels) * 1e9:.0f} ns "

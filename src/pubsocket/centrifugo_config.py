@@ -2,15 +2,16 @@
 Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named by
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
-Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.allowed_origins`` ->
-`allowed_origins`; ``client.subscribe_to_user_personal_channel`` (``enabled``,
+Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.insecure`` ->
+`centrifugo_insecure`; ``client.allowed_origins`` -> `allowed_origins`;
+``client.subscribe_to_user_personal_channel`` (``enabled``,
 ``personal_channel_namespace``) -> `personal_channel`, `personal_channel_namespace`
 (``single_connection`` is reported unsupported); ``http_api.key`` -> `server_api_key`;
 ``channel.without_namespace`` and
 ``channel.namespaces[]`` -> history (`history_size`/`history_ttl` and `history_rules`),
-presence patterns, join/leave events and `channel_options` (the permissions, enforced by
-`auth.namespaces.NamespacePolicy`). Every other key is returned by name as ignored, so
-startup can report it.
+presence patterns, join/leave events and `channel_options` (the permissions, join/leave
+per namespace, forced recovery: read by `auth.namespaces.NamespacePolicy`). Every other
+key is returned by name as ignored, so startup can report it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from typing import Any
 from .errors import ConfigError
 
 PERMISSIONS = ("allow_publish_for_subscriber", "allow_publish_for_client",
+               "allow_publish_for_anonymous",
                "allow_history_for_subscriber", "allow_history_for_client",
+               "allow_history_for_anonymous",
                "allow_presence_for_subscriber", "allow_presence_for_client",
+               "allow_presence_for_anonymous",
                "allow_subscribe_for_client", "allow_subscribe_for_anonymous")
-_CHANNEL_KEYS = frozenset({"presence", "join_leave", "history_size", "history_ttl",
-                           *PERMISSIONS})
+_CHANNEL_KEYS = frozenset({"presence", "join_leave", "force_push_join_leave",
+                           "force_recovery", "history_size", "history_ttl", *PERMISSIONS})
 _NAMESPACE = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")  # Centrifugo's namespace name rule
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -40,14 +44,19 @@ class ChannelOptions:
     name: str
     presence: bool = False
     join_leave: bool = False
+    force_push_join_leave: bool = False
+    force_recovery: bool = False
     history_size: int = 0
     history_ttl: float = 0.0
     allow_publish_for_subscriber: bool = False
     allow_publish_for_client: bool = False
+    allow_publish_for_anonymous: bool = False
     allow_history_for_subscriber: bool = False
     allow_history_for_client: bool = False
+    allow_history_for_anonymous: bool = False
     allow_presence_for_subscriber: bool = False
     allow_presence_for_client: bool = False
+    allow_presence_for_anonymous: bool = False
     allow_subscribe_for_client: bool = False
     allow_subscribe_for_anonymous: bool = False
 
@@ -137,6 +146,10 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                     raise ConfigError("client.token.hmac_secret_key must be a string")
                 else:
                     out["secret"] = tvalue
+        elif key == "insecure":
+            if not isinstance(value, bool):
+                raise ConfigError("client.insecure must be true or false")
+            out["centrifugo_insecure"] = value
         elif key == "allowed_origins":
             if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
                 raise ConfigError("client.allowed_origins must be a list of strings")
@@ -186,7 +199,7 @@ def _channel_settings(options: list[ChannelOptions]) -> dict[str, object]:
     return {
         "history_size": default.history_size, "history_ttl": default.history_ttl,
         "history_rules": rules, "presence": tuple(presence),
-        # pubsocket's join/leave events are on or off for every presence channel
+        # on where some namespace has them; which ones: NamespacePolicy.join_leave
         "presence_events": any(o.join_leave for o in options),
         "channel_options": tuple(options),
     }

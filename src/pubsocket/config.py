@@ -246,6 +246,8 @@ class Settings:
     # without_namespace), enforced by auth.namespaces.NamespacePolicy. Empty: no file.
     centrifugo_config: str | None = None
     channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
+    # The file's client.insecure: every known channel allows every action to anyone.
+    centrifugo_insecure: bool = False
     # Subscribe every Centrifuge connection of a user to ``#<user>`` (or
     # ``<personal_channel_namespace>:#<user>``) on the server's word, as Centrifugo's
     # client.subscribe_to_user_personal_channel does (protocols/centrifuge/server_subs.py).

@@ -56,6 +56,7 @@ class ErrorCode(enum.StrEnum):
     UNRECOVERABLE_POSITION = "unrecoverable_position"
     FORBIDDEN = "forbidden"
     PRESENCE_OFF = "presence_off"
+    HISTORY_OFF = "history_off"  # a Centrifugo config's namespace keeps no history
     INVALID_TOKEN = "invalid_token"
     BROKER_UNAVAILABLE = "broker_unavailable"
     PUBLISH_RATE = "publish_rate"  # over the connection's publish bytes per second

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,9 +34,10 @@ def output_dir() -> Path:
     return root
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    """A fresh headless Chromium (`playwright.async_api.Browser`), closed after the test."""
+@asynccontextmanager
+async def launch_chromium() -> AsyncIterator[Any]:
+    """A headless Chromium (`playwright.async_api.Browser`) for the block, on the running
+    event loop (a module-scoped fixture may hold one for all its tests)."""
     executable = require("chromium", "the browser tests drive Debian's chromium")
     require("playwright", "the browser tests drive chromium through Playwright")
     from playwright.async_api import async_playwright
@@ -45,3 +48,10 @@ async def browser() -> AsyncIterator[object]:
             yield instance
         finally:
             await instance.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    """A fresh headless Chromium (`playwright.async_api.Browser`), closed after the test."""
+    async with launch_chromium() as instance:
+        yield instance

@@ -159,10 +159,15 @@ async def test_reconnect_recovers_each_topic_and_says_which_could_not(
     assert ["chat:r", True, True] in out["subscribed"]
     assert ["small:r", True, False] in out["subscribed"]
     connected = [e for e in out["states"] if e["state"] == "connected"]
-    assert connected[-1] == {"state": "connected", "reconnected": True, "recovered": False}
+    assert connected[-1] == {"state": "connected", "transport": "websocket",
+                             "reconnected": True, "recovered": False}
+    # The refused upgrade was followed at once by an HTTP attempt with the same token
+    # (refused too: no fallback to remember), then the backoff and a fresh token.
     assert out["calls"] == 3 and out["backoffs"] == [0, 1]
     reconnecting = [e for e in out["states"] if e["state"] == "reconnecting"]
     assert reconnecting[0]["code"] == 1011 and reconnecting[1]["code"] == 1006
+    assert reconnecting[1]["fallback"] is True and reconnecting[1]["transport"] == "http_stream"
+    assert reconnecting[2]["transport"] == "websocket" and "fallback" not in reconnecting[2]
     await app.hub.publish("small:r", 5)
     await page.wait_for_function("() => t.b.length === 2", timeout=WAIT_MS)
     assert await page.evaluate("() => t.b") == [1, 5]
@@ -358,8 +363,9 @@ async def test_broker_unavailable_subscribe_is_retried_not_dropped(
     assert out["got"] == [1, 2]
     assert out["subscribed"] == [[False, None], [True, True]]
     connected = [e for e in out["states"] if e["state"] == "connected"]
-    assert connected == [{"state": "connected", "reconnected": False, "recovered": None},
-                         {"state": "connected", "reconnected": True, "recovered": False}]
+    assert connected == [
+        {"state": "connected", "transport": "websocket", "reconnected": False, "recovered": None},
+        {"state": "connected", "transport": "websocket", "reconnected": True, "recovered": False}]
     assert out["u"] == ["ok", {"topic": "u", "offset": 0, "epoch": "e2",
                                "resubscribed": False}]
     since = {"offset": 1, "epoch": "e1"}

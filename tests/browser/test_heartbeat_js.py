@@ -61,3 +61,33 @@ async def test_a_black_holed_link_leaves_connected_within_the_bound_and_recovers
         assert out["got"] == [[n, n] for n in range(1, 10)]  # each exactly once, in order
         assert out["states"][-1]["recovered"] is True
         assert errors == []
+
+
+async def test_the_heartbeat_option_sets_the_bound(serve: Any, browser: Any) -> None:
+    """`heartbeat: 4000` on a server pinging every second: the black hole is called 3-4 s
+    after the cut (4 s after the last ping), not within the default 2 s; `heartbeat: 0`
+    does not watch at all."""
+    app = make_app(heartbeat=HEARTBEAT, allowed_origins=("*",))
+    running = await serve(app)
+    token = app.auth.issue(sub="alice")
+    async with black_hole(running.port) as hole:
+        page, errors = await open_page(browser, running.http + "/")
+        await page.evaluate("""async ({url, token}) => {
+          const t = window.t = {states: []};
+          const client = window.client = ps.connect(url, {token, heartbeat: 4000,
+                                                          backoff: () => 200});
+          const unwatched = window.unwatched = ps.connect(url, {token, heartbeat: 0});
+          client.on("state", (e) => t.states.push({...e, at: performance.now()}));
+          await client.subscribe("chat:hb", () => {});
+          await unwatched.subscribe("chat:hb", () => {});
+        }""", {"url": f"ws://127.0.0.1:{hole.port}/ws/chat", "token": token})
+        hole.hold()
+        await page.evaluate("() => { t.heldAt = performance.now(); }")
+        await page.wait_for_function("() => client.state !== 'connected'", timeout=WAIT_MS)
+        left = await page.evaluate("() => [t.states.at(-1), t.states.at(-1).at - t.heldAt]")
+        assert (left[0]["code"], left[0]["reason"]) == (1006, "no heartbeat")
+        assert 2600 <= left[1] <= 4000 + 800, f"left 'connected' {left[1]:.0f} ms after the cut"
+        assert await page.evaluate("() => unwatched.state") == "connected"
+        hole.heal()
+        await page.wait_for_function("() => client.state === 'connected'", timeout=WAIT_MS)
+        assert errors == []

@@ -37,9 +37,11 @@ async def test_connect_subscribe_publish_history(serve_any: Any) -> None:
         pub = (await sub_ev.next("publication")).pub
         assert (json.loads(pub.data), pub.offset) == ({"text": "hi"}, 1)
         assert (pub.info.user, json.loads(pub.info.conn_info)) == ("alice", {"n": 1})
-        await sub.publish(js([2]))
+        spaced = b'{"a": [1, 2], "b": "x"}'  # not re-encoded: the subscriber gets these bytes
+        await sub.publish(spaced)
+        assert (await sub_ev.next("publication")).pub.data == spaced
         history = await sub.history(limit=10)
-        assert [json.loads(p.data) for p in history.publications] == [{"text": "hi"}, [2]]
+        assert [p.data for p in history.publications] == [js({"text": "hi"}), spaced]
         assert history.offset == 2 and history.epoch == first.stream_position.epoch
         newest = await sub.history(limit=1, reverse=True)
         assert [p.offset for p in newest.publications] == [2]
@@ -104,6 +106,11 @@ async def test_json_protobuf_and_plain_clients_share_a_channel(serve: Any) -> No
         assert [(await json_ev.next("publication")).pub.data for _ in range(3)] == want
         async with asyncio.timeout(5):
             assert [json.loads(await plain.recv()) for _ in range(3)] == want
+        # Protobuf bytes with line breaks: re-encoded, so the JSON wire's
+        # newline-delimited frame still parses as one reply
+        await pb_sub.publish(b'{\n  "lines": [1,\r\n 2]\n}')
+        assert (await json_ev.next("publication")).pub.data == {"lines": [1, 2]}
+        assert json.loads(await plain.recv()) == {"lines": [1, 2]}
 
 
 async def test_data_that_is_not_json_is_refused_and_the_connection_stays(

@@ -8,6 +8,8 @@ import asyncio
 import base64
 import os
 
+import pytest
+
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
 from tests.centrifuge_js.harness import SdkClient, sdk_client
 from tests.centrifuge_js.proxy import proxy_to
@@ -113,3 +115,32 @@ async def test_slow_consumer_is_closed_then_recovers(start_cf: StartCf) -> None:
             while len(sdk.publications("chat:slow")) < n:
                 await sdk.expect("publication")
         assert offsets(sdk, "chat:slow") == list(range(1, n + 1))
+
+
+@pytest.mark.parametrize("history_size", [100, 2], ids=["recovered", "beyond_history"])
+async def test_unsubscribe_then_subscribe_again_recovers_from_the_saved_position(
+        start_cf: StartCf, history_size: int) -> None:
+    """centrifuge-js keeps a recoverable subscription's position across its own
+    unsubscribe; subscribing again recovers what was published meanwhile, or (history
+    no longer holding it) says ``recovered: false`` and goes on live (as upstream's
+    recovery.test.ts checks against Centrifugo)."""
+    srv = await start_cf(history_size=history_size)
+    hub = srv.app.hub
+    async with sdk_client(cf_url(srv.port), token=token("alice")) as sdk:
+        sdk.send("connect")
+        sdk.send("sub", channel="chat:u", opts=RECOVER)
+        await sdk.expect("subscribed")
+        await hub.publish("chat:u", {"seq": 1})
+        await receive(sdk, 1)
+        sdk.send("unsub", channel="chat:u")
+        await sdk.expect("unsubscribed")
+        for seq in range(2, 6):
+            await hub.publish("chat:u", {"seq": seq})
+        sdk.send("sub", channel="chat:u", opts=RECOVER)
+        again = await sdk.expect("subscribed")
+        assert again["wasRecovering"] is True, again
+        assert again["recovered"] is (history_size > 4), again
+        await hub.publish("chat:u", {"seq": 6})
+        await sdk.expect("publication", lambda e: e["data"] == {"seq": 6})
+        seqs = [e["data"]["seq"] for e in sdk.publications("chat:u")]
+        assert seqs == ([1, 2, 3, 4, 5, 6] if history_size > 4 else [1, 6]), seqs

@@ -118,3 +118,30 @@ async def test_a_server_with_the_heartbeat_off_or_without_it_keeps_clients_conne
         await asyncio.sleep(1.5)  # > timeout: an answer of 0 turned the watch off
         assert client.state == "connected"
         assert client._silence is None
+
+
+async def test_the_heartbeat_option_sets_the_bound_and_zero_turns_the_watch_off(
+        serve: Any) -> None:
+    """`heartbeat=4` on a server pinging every 1 s: a black hole is called 3-4 s after
+    the cut (4 s after the last ping), not within the default 2 s; `heartbeat=0` never
+    asks, so a black hole goes unnoticed (the documented price of turning it off)."""
+    srv = await serve(chat_app(heartbeat=1))
+    async with black_hole(srv.port) as hole:
+        hole_url = f"ws://127.0.0.1:{hole.port}/ws/chat"
+        states: list[tuple[float, str]] = []
+        async with pc.connect(hole_url, token=API_KEY, heartbeat=4, open_timeout=1,
+                              backoff=RecordingBackoff(0.2),
+                              on_state=lambda s: states.append((time.monotonic(), s))
+                              ) as client, \
+                pc.connect(hole_url, token=API_KEY, heartbeat=0) as unwatched:
+            await client.subscribe("room")
+            await unwatched.subscribe("room")
+            assert client._silence == 4 and unwatched._silence is None
+            hole.hold()
+            held = time.monotonic()
+            await until(lambda: client.state != "connected", timeout=7)
+            left = states[-1][0] - held
+            assert 2.6 <= left <= 4.0 + 0.8, f"left 'connected' {left:.2f} s after the cut"
+            assert unwatched.state == "connected"
+            hole.heal()
+            await until(lambda: client.state == "connected", timeout=8)

@@ -9,6 +9,10 @@
 // centrifuge-protobuf): data goes out as the UTF-8 bytes of its JSON (or of `raw`, a
 // publish's string sent as it is) and arrives as bytes, shown parsed from JSON (or as
 // {"undecodable": <text>}), so events read the same in both modes.
+// transports?: [{transport, endpoint}] makes the SDK use that list instead of the url
+// (Centrifugo's bidirectional emulation: "http_stream", "sse"; the url is then unused),
+// with emulationEndpoint? (default: /emulation on the url's origin) and Node's
+// `eventsource` package as the SSE transport's EventSource.
 //
 // stdout: one JSON object per line, {"ev": <name>, "t": <ms since start>, ...ctx}, for
 // every client and subscription event (a server-side subscription's as "server_subscribed",
@@ -23,12 +27,16 @@
 //   {"op":"batch","ops":[cmd, ...]}     those commands between startBatching/stopBatching
 //   {"op":"token","token":T}            answers the oldest pending connection getToken
 //   {"op":"sub_token","channel":C,"token":T}  answers that channel's pending getToken
-// getToken callbacks print {"ev":"get_token"} / {"ev":"get_sub_token","channel":C} and
-// wait for the answer, so the test decides which token the SDK gets and when.
+//   {"op":"state","channel":C,"offset":N,"epoch":E}  answers its pending getState
+//     (sub opts getState: bool; {"op":"state","channel":C,"fail":true} rejects it)
+// getToken/getState callbacks print {"ev":"get_token"} / {"ev":"get_sub_token","channel":C}
+// / {"ev":"get_state","channel":C} and wait for the answer, so the test decides what the
+// SDK gets and when.
 // The process exits 0 on {"op":"exit"} or stdin EOF, 2 on bad usage, 3 on a bad command.
 
 import * as jsonBuild from 'centrifuge';
 import WebSocket from 'ws';
+import EventSource from 'eventsource';
 import { createInterface } from 'node:readline';
 
 const t0 = Date.now();
@@ -58,6 +66,7 @@ const decode = (data) => {
 
 const tokenWaiters = [];
 const subTokenWaiters = new Map();
+const stateWaiters = new Map();
 const options = {
   websocket: WebSocket,
   minReconnectDelay: args.minReconnectDelay ?? 50,
@@ -72,7 +81,14 @@ if (args.getToken) {
     emit('get_token');
   });
 }
-const client = new Centrifuge(url, options);
+let endpoint = url;
+if (args.transports) {
+  endpoint = args.transports;
+  options.eventsource = EventSource;
+  options.emulationEndpoint = args.emulationEndpoint
+    ?? new URL('/emulation', args.transports[0].endpoint).toString();
+}
+const client = new Centrifuge(endpoint, options);
 
 client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
 client.on('connected', (ctx) => emit('connected', { client: ctx.client, transport: ctx.transport }));
@@ -101,6 +117,13 @@ const errFields = (e) => ({ code: e?.code, message: e?.message ?? String(e) });
 function subscribe(channel, opts = {}) {
   const subOpts = { ...opts };
   delete subOpts.getToken;
+  delete subOpts.getState;
+  if (opts.getState) {
+    subOpts.getState = () => new Promise((resolve, reject) => {
+      stateWaiters.set(channel, { resolve, reject });
+      emit('get_state', { channel });
+    });
+  }
   if (opts.getToken) {
     subOpts.getToken = () => new Promise((resolve) => {
       subTokenWaiters.set(channel, resolve);
@@ -193,6 +216,13 @@ function handle(cmd) {
       const resolve = subTokenWaiters.get(cmd.channel);
       subTokenWaiters.delete(cmd.channel);
       resolve?.(cmd.token);
+      return;
+    }
+    case 'state': {
+      const waiter = stateWaiters.get(cmd.channel);
+      stateWaiters.delete(cmd.channel);
+      if (cmd.fail) waiter?.reject(new Error('state unavailable'));
+      else waiter?.resolve({ offset: cmd.offset, epoch: cmd.epoch });
       return;
     }
     case 'batch': // the commands of cmd.ops go out in one frame

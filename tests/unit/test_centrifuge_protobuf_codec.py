@@ -142,7 +142,7 @@ def test_commands_parse_as_their_json_twins() -> None:
         pb.Command(),  # a pong
         pb.Command(id=2, subscribe=pb.SubscribeRequest(channel="c", recover=True,
                                                        offset=7, epoch="e", token="st")),
-        pb.Command(id=3, publish=pb.PublishRequest(channel="c", data=b'[1, "x"]')),
+        pb.Command(id=3, publish=pb.PublishRequest(channel="c", data=b'[1,"x"]')),
         pb.Command(id=4, rpc=pb.RPCRequest(method="m")),
         pb.Command(id=5, history=pb.HistoryRequest(channel="c", limit=-1, reverse=True,
                                                    since=pb.StreamPosition(offset=2,
@@ -161,6 +161,12 @@ def test_commands_parse_as_their_json_twins() -> None:
         {"id": 6, "presence_stats": {"channel": "c"}},
     ])
     assert parse_commands(binary) == parse_frame(text)
+    # a publish's bytes are kept as sent (a Protobuf subscriber gets them back)
+    spaced = pb.Command(id=7, publish=pb.PublishRequest(channel="c", data=b' [1, "x"] '))
+    assert parse_commands(_frame(spaced))[0].payload == b' [1, "x"] '  # type: ignore[union-attr]
+    # ... but for line breaks, which the JSON wire (newline-delimited) cannot carry raw
+    lines = pb.Command(id=8, publish=pb.PublishRequest(channel="c", data=b'[1,\r\n"x"]'))
+    assert parse_commands(_frame(lines))[0].payload == b'[1,"x"]'  # type: ignore[union-attr]
 
 
 def test_data_that_is_not_json_is_an_error_reply_not_a_close() -> None:

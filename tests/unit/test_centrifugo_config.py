@@ -13,7 +13,7 @@ from pubsocket.auth import Action, Principal
 from pubsocket.auth.namespaces import NamespacePolicy
 from pubsocket.brokers.base import NO_HISTORY, HistoryPolicy
 from pubsocket.centrifugo_config import ChannelOptions, duration, settings_from
-from pubsocket.errors import ConfigError
+from pubsocket.errors import ConfigError, ErrorCode
 from pubsocket.hub import Hub
 from pubsocket.hub.presence import PresenceHooks
 
@@ -52,7 +52,7 @@ def test_the_documented_keys_map_and_the_rest_are_named() -> None:
     assert isinstance(options, tuple) and [o.name for o in options] == ["", "chat", "private"]
     assert ignored == ["log", "client.token.rsa_public_key",
                        "client.allow_anonymous_connect_without_token", "http_api.insecure",
-                       "channel.namespaces[0].force_recovery", "channel.proxy"]
+                       "channel.proxy"]
 
 
 @pytest.mark.parametrize(("config", "names"), [
@@ -108,7 +108,12 @@ def test_the_hub_takes_history_presence_and_permissions_from_the_file() -> None:
     assert hub.history_policy("private:1") == NO_HISTORY
     assert hub.presence.enabled("lobby") and hub.presence.enabled("chat:1")
     assert not hub.presence.enabled("private:1")
-    assert hub.authorizer.hook is not None
+    assert hub.authorizer.namespaces is not None and hub.authorizer.hook is None
+    # join/leave only where the namespace has it, though presence is on in both
+    assert hub.presence.events_for("chat:1") and not hub.presence.events_for("lobby")
+    assert not hub.presence.pushes_all("chat:1")
+    assert hub.authorizer.namespaces.recovers("chat:1")
+    assert not hub.authorizer.namespaces.recovers("lobby")
 
 
 def test_presence_exclusions() -> None:
@@ -124,12 +129,52 @@ def test_namespace_permissions() -> None:
     anon = Principal.anonymous()
     key = Principal.from_claims({"sub": "api_key"}, is_api_key=True)
     S, P, H, R = Action.SUBSCRIBE, Action.PUBLISH, Action.HISTORY, Action.PRESENCE
-    assert policy(alice, S, "lobby") and not policy(anon, S, "lobby")
-    assert not policy(alice, P, "lobby") and not policy(alice, H, "lobby")
-    assert all(policy(p, a, "chat:1") for p in (alice, anon) for a in (S, P, H, R))
-    assert not policy(alice, S, "private:1") and policy(alice, H, "private:1")
-    assert not policy(alice, P, "private:1")  # for_subscriber needs may-subscribe
-    assert not policy(alice, S, "unknown:1") and not policy(key, P, "unknown:1")
-    assert all(policy(key, a, "private:1") for a in (S, P, H, R))
+    assert policy(alice, S, "lobby", False) and not policy(anon, S, "lobby", False)
+    assert not policy(alice, P, "lobby", True) and not policy(alice, H, "lobby", True)
+    # *_for_subscriber: only while subscribed to that channel
+    assert policy(alice, S, "chat:1", False) and policy(anon, S, "chat:1", False)
+    assert all(policy(alice, a, "chat:1", True) for a in (P, H, R))
+    assert not any(policy(alice, a, "chat:1", False) for a in (P, H, R))
+    # ... and by a user: no allow_*_for_anonymous in the file
+    assert not any(policy(anon, a, "chat:1", True) for a in (P, H, R))
+    assert not policy(alice, S, "private:1", False) and policy(alice, H, "private:1", False)
+    assert not policy(anon, H, "private:1", False)
+    assert not policy(alice, P, "private:1", True)
+    assert not policy(alice, S, "unknown:1", False) and not policy(key, P, "unknown:1", False)
+    assert all(policy(key, a, "private:1", False) for a in (S, P, H, R))
+    # subscribed by a subscription token, which no subscribe rule needs to allow
     only = NamespacePolicy([ChannelOptions("", allow_publish_for_subscriber=True)])
-    assert not only(alice, P, "x")  # no subscribe rule: no subscriber
+    assert only(alice, P, "x", True) and not only(alice, P, "x", False)
+    anonymous = NamespacePolicy([ChannelOptions("", allow_publish_for_client=True,
+                                                allow_publish_for_anonymous=True)])
+    assert anonymous(anon, P, "x", False)
+
+
+def test_namespace_refusals_come_before_permissions() -> None:
+    values, _ = settings_from(CONFIG)
+    policy = NamespacePolicy(values["channel_options"])  # type: ignore[arg-type]
+    assert policy.refusal(Action.SUBSCRIBE, "unknown:1") is ErrorCode.INVALID_TOPIC
+    assert policy.refusal(Action.PUBLISH, "unknown:1") is ErrorCode.INVALID_TOPIC
+    assert policy.refusal(Action.PRESENCE, "private:1") is ErrorCode.PRESENCE_OFF
+    assert policy.refusal(Action.HISTORY, "private:1") is ErrorCode.HISTORY_OFF
+    assert policy.refusal(Action.HISTORY, "chat:1") is None
+    assert policy.refusal(Action.PRESENCE, "lobby") is None
+    assert policy.refusal(Action.SUBSCRIBE, "private:1") is None
+    pushed = NamespacePolicy([ChannelOptions("", join_leave=True,
+                                             force_push_join_leave=True)])
+    assert pushed.join_leave("x") and pushed.pushes_join_leave("x")
+
+
+def test_client_insecure_allows_every_action_on_known_channels() -> None:
+    values, ignored = settings_from({"client": {"insecure": True},
+                                     "channel": {"namespaces": [{"name": "ns"}]}})
+    assert values["centrifugo_insecure"] is True and "client.insecure" not in ignored
+    hub = Hub(Settings().with_(**values))
+    policy = hub.authorizer.namespaces
+    assert policy is not None
+    anon = Principal.anonymous()
+    assert all(policy(anon, a, "ns:1", False) for a in Action)
+    assert not policy(anon, Action.SUBSCRIBE, "other:1", False)  # still unknown: 102
+    assert policy.refusal(Action.PRESENCE, "ns:1") is ErrorCode.PRESENCE_OFF
+    with pytest.raises(ConfigError, match=r"client\.insecure"):
+        settings_from({"client": {"insecure": "yes"}})

@@ -7,9 +7,13 @@ Two sources combine, in this order (docs/auth-presence-draft.md):
    token's ``sub`` (the rule below).
    A claim that is present limits *every* action: an action it does not name is denied.
    A malformed claim denies everything and is logged (fail closed). No claim: no limit.
-2. The app hook ``authorize(principal, action, topic) -> bool | Awaitable[bool]``, asked
-   only when the claim allowed. Only ``True`` allows; a hook that raises (or returns
-   something else) denies and is logged. Its exception text never reaches a client.
+2. A Centrifugo config file's namespaces (`auth.namespaces.NamespacePolicy`, when the
+   file is set), asked only when the claim allowed; they see whether the connection is
+   subscribed to the topic (``*_for_subscriber``).
+3. The app hook ``authorize(principal, action, topic) -> bool | Awaitable[bool]``, asked
+   only when the claim and the namespaces allowed. Only ``True`` allows; a hook that
+   raises (or returns something else) denies and is logged. Its exception text never
+   reaches a client.
 
 With neither source, everything is allowed. A denial is reported to clients as the error
 code `FORBIDDEN` by the hub.
@@ -39,6 +43,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..errors import ErrorCode
+    from .namespaces import NamespacePolicy
     from .principal import Principal
 
 log = logging.getLogger("pubsocket.auth")
@@ -152,21 +158,37 @@ class Authorizer:
     the hook returned one. `allowed` is the always-async convenience.
     """
 
-    __slots__ = ("_hook",)
+    __slots__ = ("_hook", "namespaces")
 
-    def __init__(self, hook: AuthorizeHook | None = None) -> None:
+    def __init__(self, hook: AuthorizeHook | None = None,
+                 namespaces: NamespacePolicy | None = None) -> None:
         self._hook = hook
+        self.namespaces = namespaces
 
     @property
     def hook(self) -> AuthorizeHook | None:
         """The app hook, if any."""
         return self._hook
 
-    def check(self, principal: Principal, action: Action, topic: str) -> bool | Awaitable[bool]:
-        """Whether `principal` may do `action` on `topic` (a bool, or an awaitable of one)."""
+    def refusal(self, principal: Principal, action: Action, topic: str) -> ErrorCode | None:
+        """Why `action` cannot be done on `topic` by anyone but the API key, before any
+        permission is looked at: the namespaces' unknown channel (`INVALID_TOPIC`) or a
+        feature they keep off (`PRESENCE_OFF`, `HISTORY_OFF`). None without namespaces."""
+        namespaces = self.namespaces
+        if namespaces is None or principal.is_api_key:
+            return None
+        return namespaces.refusal(action, topic)
+
+    def check(self, principal: Principal, action: Action, topic: str, *,
+              subscribed: bool = False) -> bool | Awaitable[bool]:
+        """Whether `principal` may do `action` on `topic` (a bool, or an awaitable of one);
+        `subscribed`: the connection is subscribed to `topic` (or is being subscribed)."""
         rules = principal.rules
         if rules is not None and not rules.allows(action, topic):
             return False  # the claim denies: the hook is not asked
+        namespaces = self.namespaces
+        if namespaces is not None and not namespaces(principal, action, topic, subscribed):
+            return False
         hook = self._hook
         if hook is None:
             return True
@@ -182,7 +204,7 @@ class Authorizer:
         return _not_bool(result, action, topic)
 
     async def allowed(self, principal: Principal, action: Action, topic: str) -> bool:
-        """`check`, always awaited."""
+        """`check` (not subscribed: an HTTP caller), always awaited."""
         result = self.check(principal, action, topic)
         return result if isinstance(result, bool) else await result
 

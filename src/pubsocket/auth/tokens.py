@@ -15,17 +15,24 @@ a 401 even if the offer holds a good token (one credential, never a fallback). T
 Only HTTP tokens (RFC 7230 ``tchar``) can travel there: JWTs qualify, and an API key
 must consist of such characters to be usable by browsers. No token is ever logged.
 A JWT whose ``exp``, ``nbf`` or ``iat`` is not a finite number is invalid.
+A secret shorter than RFC 7518's 32 bytes for HS256 works (Centrifugo accepts one, and
+its SDKs' test suites use ``"secret"``) and is reported once, when the `Authenticator`
+is made, instead of PyJWT's warning on every token.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
 
@@ -34,6 +41,7 @@ from .principal import API_KEY_SUB, Principal
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
 BEARER_SUBPROTOCOL = "bearer"  # matched exactly (subprotocol names are case-sensitive)
+MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2: an HS256 key at least as long as the hash
 _REASONS: dict[type[Exception], str] = {
     jwt.InvalidSignatureError: "bad signature",
     jwt.InvalidAudienceError: "wrong audience",
@@ -80,6 +88,16 @@ class Authenticator:
     def __init__(self, api_key: str | None, secret: str | None) -> None:
         self._api_key = api_key.encode() if api_key else None
         self._secret = secret or None
+        self._short = self._secret is not None and len(
+            self._secret.encode()) < MIN_SECRET_BYTES
+        if self._short:
+            logging.getLogger("pubsocket.auth").warning(
+                "SECRET is shorter than %d bytes: HS256 tokens signed with it are easier "
+                "to forge (RFC 7518 3.2)", MIN_SECRET_BYTES)
+
+    def _quiet(self) -> AbstractContextManager[None]:
+        """Silences PyJWT's per-token key-length warning once `__init__` reported it."""
+        return _no_key_length_warning() if self._short else nullcontext()
 
     def verify(self, authorization: Sequence[str]) -> Mapping[str, Any]:
         """Claims of the single Bearer token in `authorization`, or raise `Unauthorized`."""
@@ -144,13 +162,14 @@ class Authenticator:
         if self._secret is None:
             raise Unauthorized("invalid token")
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                options={"require": [], "verify_exp": True, "verify_iat": True,
-                         "verify_nbf": True},
-            )
+            with self._quiet():
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    self._secret,
+                    algorithms=[ALGORITHM],
+                    options={"require": [], "verify_exp": True, "verify_iat": True,
+                             "verify_nbf": True},
+                )
         except jwt.ExpiredSignatureError:
             raise TokenExpired() from None
         except jwt.PyJWTError as exc:
@@ -187,7 +206,15 @@ class Authenticator:
             payload["sub"] = sub
         if ttl:
             payload["exp"] = now + int(ttl)
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+        with self._quiet():
+            return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+
+@contextmanager
+def _no_key_length_warning() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        yield
 
 
 TIME_CLAIMS = ("exp", "nbf", "iat")

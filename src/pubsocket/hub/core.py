@@ -45,6 +45,7 @@ from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover, resolve
+from .relay import CommandRelay
 from .topic import Hold, Subscriber, Topic
 from .wire import RAW, Wire
 
@@ -96,12 +97,17 @@ class Hub(Delivery, Control):
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
         # pubsub(authorize=...) sets the app's hook; a Centrifugo config file's namespaces
-        # are the default one (auth/namespaces.py).
-        self.authorizer = Authorizer(NamespacePolicy(self.settings.channel_options)
-                                     if self.settings.channel_options else None)
+        # apply before it (auth/namespaces.py), and say where join/leave is on.
+        namespaces = (NamespacePolicy(self.settings.channel_options,
+                                      insecure=self.settings.centrifugo_insecure)
+                      if self.settings.channel_options else None)
+        self.authorizer = Authorizer(None, namespaces)
         self.registry = Registry()  # local sessions by user, for server-side control
-        self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events)
+        self.presence = PresenceHooks(self.settings.presence, self.settings.presence_events,
+                                      namespaces)
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
+        # POSTed commands of HTTP-stream sessions, to whichever node holds the session.
+        self.relay = CommandRelay(lambda: self.broker, max_bytes=self.settings.max_message_size)
 
     @property
     def broker(self) -> Broker:
@@ -120,6 +126,7 @@ class Hub(Delivery, Control):
             raise ConfigError("--workers > 1 needs a shared broker (PUBSOCKET_BROKER=redis://...)")
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self._deliver, self._resync)
+        await self.relay.start()
         if self.presence.patterns and self.presence.store is None:
             self.presence.store = self._presence_store()
             await self.presence.store.start()
@@ -133,6 +140,7 @@ class Hub(Delivery, Control):
         for task in list(self._background):
             task.cancel()
         await self.presence.close()
+        await self.relay.close()
         if self._broker is not None:
             await self._broker.close()
 

@@ -20,6 +20,7 @@ from ..errors import BrokerError, CloseCode
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
 from .recovery import merge
+from .relay import CommandRelay
 from .topic import Subscriber, Topic
 from .wire import Wire
 
@@ -39,6 +40,7 @@ class Delivery:
     _topics: dict[str, Topic]
     stats: HubStats
     registry: Registry
+    relay: CommandRelay
 
     @property
     def broker(self) -> Broker:
@@ -85,6 +87,9 @@ class Delivery:
     def _internal(self, channel: str, payload: bytes) -> None:
         if channel == CONTROL_TOPIC:
             self.registry.apply(payload)
+            return
+        if channel == self.relay.topic:  # a command routed here (`hub.relay`)
+            self.relay.receive(payload)
             return
         topic = channel.removeprefix(PRESENCE_PREFIX)
         entry = self._topics.get(topic)

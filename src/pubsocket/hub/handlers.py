@@ -68,8 +68,12 @@ Then = Callable[["Session", _C], Awaitable[None] | None]
 def checked(session: Session, action: Action, cmd: _C, then: Then[_C]
             ) -> Awaitable[None] | None:
     """Run `then` if the principal may do `action` on the command's topic, else answer
-    `forbidden` (the hook's exception text, if any, stays in the server log)."""
-    verdict = session.hub.authorizer.check(session.principal, action, cmd.topic)
+    `forbidden` (the hook's exception text, if any, stays in the server log); a topic
+    the namespaces refuse outright gets their code (`Authorizer.refusal`)."""
+    if refused(session, action, cmd.topic, cmd.id):
+        return None
+    verdict = session.hub.authorizer.check(session.principal, action, cmd.topic,
+                                           subscribed=cmd.topic in session.topics)
     if verdict is True:
         return then(session, cmd)
     if verdict is False:
@@ -91,13 +95,30 @@ def _forbidden(session: Session, cmd_id: CmdId | None) -> None:
     session.error(ErrorCode.FORBIDDEN, "not allowed on this topic", cmd_id)
 
 
+_REFUSALS = {ErrorCode.INVALID_TOPIC: "no namespace of the server's config has this topic",
+             ErrorCode.PRESENCE_OFF: "presence is not enabled for this topic",
+             ErrorCode.HISTORY_OFF: "history is not kept for this topic"}
+
+
+def refused(session: Session, action: Action, topic: str, cmd_id: CmdId | None) -> bool:
+    """True (and answered) when the namespaces refuse `action` on `topic` outright."""
+    code = session.hub.authorizer.refusal(session.principal, action, topic)
+    if code is None:
+        return False
+    session.error(code, _REFUSALS[code], cmd_id)
+    return True
+
+
 # -- subscribe / unsubscribe ------------------------------------------------------------
 def _subscribe_checked(session: Session, cmd: Subscribe) -> Awaitable[None] | None:
     """A permitted subscribe: a `since` replays history only with the history
-    permission; without it the subscribe goes on, answered ``recovered: false``."""
-    if cmd.since is None:
+    permission (or a config namespace's ``force_recovery``); without it the subscribe
+    goes on, answered ``recovered: false``."""
+    authorizer = session.hub.authorizer
+    if cmd.since is None or (authorizer.namespaces is not None
+                             and authorizer.namespaces.recovers(cmd.topic)):
         return subscribe(session, cmd)
-    verdict = session.hub.authorizer.check(session.principal, Action.HISTORY, cmd.topic)
+    verdict = authorizer.check(session.principal, Action.HISTORY, cmd.topic, subscribed=True)
     if isinstance(verdict, bool):
         return subscribe(session, cmd, replay=verdict)
     return _subscribe_after(session, cmd, verdict)
@@ -153,7 +174,8 @@ async def _join(session: Session, topic: str) -> None:
     with the presence permission it also gets the topic's join/leave pushes."""
     hub = session.hub
     if hub.presence.events_for(topic):
-        verdict = hub.authorizer.check(session.principal, Action.PRESENCE, topic)
+        verdict = hub.presence.pushes_all(topic) or hub.authorizer.check(
+            session.principal, Action.PRESENCE, topic, subscribed=True)
         if not isinstance(verdict, bool):
             verdict = await verdict
         if verdict and topic in session.topics:
@@ -247,7 +269,10 @@ def publish(session: Session, cmd: Publish
                       "retry later", cmd.id)
         return None
     hub = session.hub
-    verdict = hub.authorizer.check(session.principal, Action.PUBLISH, cmd.topic)
+    if refused(session, Action.PUBLISH, cmd.topic, cmd.id):
+        return None
+    verdict = hub.authorizer.check(session.principal, Action.PUBLISH, cmd.topic,
+                                   subscribed=cmd.topic in session.topics)
     if verdict is True:
         return hub.publish_payload_nowait(cmd.topic, cmd.payload, session.publisher)
     if verdict is False:
@@ -341,7 +366,8 @@ def _refreshed(session: Session, cmd: Refresh, allowed: dict[str, bool]) -> None
             # join/leave follow the new token's presence permission; an async hook's
             # answer is not awaited here, so the pushes stop (fail closed) until the
             # next subscribe.
-            verdict = hub.authorizer.check(session.principal, Action.PRESENCE, topic)
+            verdict = hub.presence.pushes_all(topic) or hub.authorizer.check(
+                session.principal, Action.PRESENCE, topic, subscribed=True)
             if verdict is True:
                 hub.watch(session.peer, topic, session.wire)
             else:

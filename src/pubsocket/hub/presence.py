@@ -9,6 +9,8 @@ whether it was the user's first (last) one (its "edge"). Every node subscribed t
 topic receives it and pushes it to its watchers whose codec wants it: pubsocket.v1
 (``{"type": "join", ...}``) only the edges, so a second tab of the same user announces
 nothing; Centrifuge every client (`Codec.join_leave_per_client`), as Centrifugo does.
+With a Centrifugo config file, events go out only in namespaces with ``join_leave``, and
+those with ``force_push_join_leave`` push them to every subscriber (`pushes_all`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..presence.base import ClientInfo, Presence, PresenceUnavailable
 from .control import PRESENCE_PREFIX
+
+if TYPE_CHECKING:
+    from ..auth.namespaces import NamespacePolicy
 
 log = logging.getLogger("pubsocket.hub")
 
@@ -32,9 +37,11 @@ Publish = Callable[[str, bytes], Coroutine[Any, Any, None]]
 class PresenceHooks:
     """The hub's presence side; `store` is None until presence is enabled somewhere."""
 
-    def __init__(self, patterns: Iterable[str], events: bool) -> None:
+    def __init__(self, patterns: Iterable[str], events: bool,
+                 namespaces: NamespacePolicy | None = None) -> None:
         self.patterns = list(patterns)
         self.events = events
+        self.namespaces = namespaces
         self.store: Presence | None = None
         self._cache: dict[str, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,7 +65,16 @@ class PresenceHooks:
         return found
 
     def events_for(self, topic: str) -> bool:
-        return self.events and self.enabled(topic)
+        """Joins and leaves of `topic` are announced."""
+        namespaces = self.namespaces
+        return self.events and self.enabled(topic) and (
+            namespaces is None or namespaces.join_leave(topic))
+
+    def pushes_all(self, topic: str) -> bool:
+        """Every subscriber of `topic` gets its join/leave pushes, whatever its presence
+        permission (a config file's ``force_push_join_leave``)."""
+        namespaces = self.namespaces
+        return namespaces is not None and namespaces.pushes_join_leave(topic)
 
     async def joined(self, topic: str, client: ClientInfo, publish: Publish) -> None:
         """`client` subscribed to `topic`: record it and announce it (with whether it is
@@ -69,7 +85,7 @@ class PresenceHooks:
         except PresenceUnavailable:
             log.warning("presence store unavailable: a join was not recorded")
             return
-        if self.events:
+        if self.events_for(topic):
             await publish(PRESENCE_PREFIX + topic, encode_event("join", client, edge=first))
 
     def left(self, topic: str, client_id: str, publish: Publish) -> None:
@@ -85,7 +101,7 @@ class PresenceHooks:
         assert self.store is not None
         try:
             removed = await self.store.remove(topic, client_id)
-            if removed is not None and self.events:
+            if removed is not None and self.events_for(topic):
                 event = encode_event("leave", ClientInfo(client_id, removed.user),
                                      edge=removed.last_of_user)
                 await publish(PRESENCE_PREFIX + topic, event)

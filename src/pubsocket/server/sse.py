@@ -18,13 +18,21 @@ tick; past `outbound_budget` unsent bytes the client is a slow consumer and the
 connection is aborted (EventSource reconnects with its last id and resumes); a buffer
 that does not shrink for `write_timeout` seconds is aborted too. What the client sends
 after its request is discarded, up to 64 KiB, then the connection is aborted.
+
+Read side of an emulated bidirectional stream (Centrifuge ``/connection/sse`` and
+``/connection/http_stream``, the ``pubsocket.v1`` HTTP fallback): the commands come
+from POSTs, which the hub's relay hands to `feed` (server/http_stream.py). They reach
+the session as WebSocket messages would, under the same message size limit; while the
+session has paused reading, up to `MAX_HELD` messages wait here, and one more closes
+the stream (a client that floods POSTs faster than its commands run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import formatdate
 from typing import Any
 
@@ -41,6 +49,7 @@ from .state import ServerState
 log = logging.getLogger("pubsocket.server")
 
 MAX_INBOUND = 64 * 1024  # bytes a streaming client may send after its request
+MAX_HELD = 32  # fed messages waiting while the session has paused reading
 
 
 def sse_frame(payload: bytes) -> bytes:
@@ -65,9 +74,11 @@ class SseStream(asyncio.Protocol):
 
     __slots__ = (
         "_closing",
+        "_held",
         "_inbound",
         "_index",
         "_listener",
+        "_max_size",
         "_out",
         "_prefix",
         "_slots",
@@ -75,6 +86,9 @@ class SseStream(asyncio.Protocol):
         "_stall_timer",
         "_state",
         "_transport",
+        "binary",
+        "close_codes",
+        "farewell",
     )
 
     def __init__(self, transport: Any, state: ServerState) -> None:
@@ -89,6 +103,13 @@ class SseStream(asyncio.Protocol):
         self._inbound = 0
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_size = 0
+        self._held: deque[bytes] | None = None  # set while reading is paused
+        self._max_size = state.settings.max_message_size
+        self.binary = False  # fed messages reach the session as bytes (else str)
+        self.close_codes: Mapping[int, tuple[int, str]] | None = None
+        # The payload (before framing) telling the client why the stream ends; None:
+        # the unidirectional Centrifuge disconnect push.
+        self.farewell: Callable[[int, str], bytes | None] | None = None
         state.streams.add(self)
         transport.set_protocol(self)
 
@@ -132,20 +153,79 @@ class SseStream(asyncio.Protocol):
             out.append(frame)
 
     def close_nowait(self, code: int, reason: str = "") -> None:
-        """Say why in a disconnect push, then end the stream."""
+        """Say why (`farewell`, else a unidirectional disconnect push), then end."""
         if self._closing:
             return
-        self.deliver(sse_frame(disconnect(*translate_close(CLOSE_CODES, code, reason))))
+        if self.farewell is None:  # unidirectional Centrifuge
+            payload: bytes | None = disconnect(*translate_close(CLOSE_CODES, code, reason))
+        else:
+            payload = self.farewell(*translate_close(self.close_codes, code, reason))
+        if payload is not None:
+            self.deliver(self.frame(payload))
         self._end()
 
+    def frame(self, payload: bytes) -> bytes:
+        """`payload` as this stream's framer writes it."""
+        return sse_frame(payload)
+
+    def feed(self, data: bytes) -> None:
+        """One inbound message for the session (a POSTed command batch): like a
+        WebSocket message, it is bounded by the message size (1009) and waits while
+        reading is paused (module docstring)."""
+        if self._closing or self._listener is None:
+            return
+        size = self._max_size
+        if size and len(data) > size:
+            self.close_nowait(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        held = self._held
+        if held is not None:
+            if len(held) >= MAX_HELD:
+                refusals.warn("stream_held", self._peer())
+                self.close_nowait(CloseCode.RATE_LIMITED, "too many commands waiting")
+                return
+            held.append(data)
+            return
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        listener = self._listener
+        if listener is None or self._closing:
+            return
+        stats = self._state.stats
+        stats.messages_in += 1
+        stats.bytes_in += len(data)
+        if self.binary:
+            listener.on_message(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.close_nowait(CloseCode.INVALID_DATA, "invalid UTF-8")
+            return
+        listener.on_message(text)
+
     def pause_reading(self) -> None:
-        """Nothing to pause: the client sends no commands."""
+        """Hold fed messages until `resume_reading`."""
+        if self._held is None:
+            self._held = deque()
 
     def resume_reading(self) -> None:
-        """Nothing to resume."""
+        """Pass the held messages on, from the loop (never inside the session's call)."""
+        if self._held is not None:
+            self._state.loop.call_soon(self._drain_held)
+
+    def _drain_held(self) -> None:
+        held, self._held = self._held, None
+        while held and self._held is None and not self._closing:
+            self._receive(held.popleft())
+        if held and self._held is not None:  # paused again: the rest keeps its order
+            held.extend(self._held)
+            self._held = held
 
     def set_max_message_size(self, size: int) -> None:
-        """No messages come in."""
+        """The size limit of fed messages from the next one on (0: none)."""
+        self._max_size = size
 
     @property
     def backlog(self) -> int:
@@ -179,6 +259,7 @@ class SseStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._out = []
+        self._held = None
         self.resume_writing()
         self._state.streams.discard(self)
         listener, self._listener = self._listener, None
@@ -241,7 +322,13 @@ async def serve_stream(transport: Any, state: ServerState, response: StreamRespo
     # The head alone: no blank line or comment ahead of the first event (Node's
     # `eventsource` 2.x drops an event that shares a chunk with a leading CRLF).
     transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    stream = SseStream(transport, state)
+    stream: SseStream
+    if response.framing == "sse":
+        stream = SseStream(transport, state)
+    else:  # server/http_stream.py (imported here: it builds on this module)
+        from .http_stream import NDJSON_WIRES, VARINT_WIRES, HttpStream
+        stream = HttpStream(transport, state, NDJSON_WIRES if response.framing == "ndjson"
+                            else VARINT_WIRES)
     transport.resume_reading()
     if response.start is not None:
         try:

@@ -7,6 +7,10 @@
 // (`heartbeat`) and takes a link that stays silent longer than their interval + a
 // margin as dead: a half-open connection (NAT timeout, a laptop resumed elsewhere)
 // leaves "connected" within that bound instead of when TCP gives up, minutes later.
+// Where a WebSocket cannot be opened at all (a proxy that refuses or strips the
+// upgrade), the same client falls back to the pubsocket.v1 HTTP transport: a streamed
+// POST response carries the server's messages, POSTs carry the commands
+// (docs/clients.md "Transports and fallback"). Same API, same recovery, same heartbeat.
 //
 //   import { connect } from "./pubsocket.js";
 //   const client = connect("ws/chat", { token: () => fetchToken() });  // or "ws://host/ws/chat"
@@ -26,13 +30,41 @@ const MAX_RETRY_DELAY = 30_000;
 // Silence tolerated beyond the server's heartbeat interval: min(interval, 5 s), so the
 // default 25 s interval means a dead link is noticed within 30 s.
 const HEARTBEAT_MARGIN = 5_000;
+// Fallback (docs/clients.md "Transports and fallback"). An attempt that fails before it
+// is usable (closed before opening, or no first frame within `timeout`) is followed at
+// once, without a backoff, by one on the other transport; when both failed the client
+// waits for the backoff and starts again from the preferred one. The transport that
+// worked is remembered for the page (and the tab, in sessionStorage) for
+// REMEMBER_FALLBACK ms: after that the next reconnect tries WebSocket first again.
+const TRANSPORTS = /** @type {const} */ (["websocket", "http_stream"]);
+const REMEMBER_FALLBACK = 5 * 60_000;
+// Proxies that let the upgrade through but kill upgraded connections soon after:
+// SHORT_LIVED_DROPS WebSockets in a row, each lost abnormally (1006, no heartbeat)
+// within SHORT_LIVED ms of opening, make the page prefer http_stream too.
+const SHORT_LIVED = 30_000;
+const SHORT_LIVED_DROPS = 3;
+/** ws URL -> {transport, until}: which transport this page last saw working. */
+const rememberedTransports = new Map();
+// The HTTP transport's bounds: bytes of one unterminated line read from the stream
+// (a message longer than this closes the transport, 1009); commands and bytes in one
+// command POST; bytes waiting to be POSTed (beyond: the transport closes, 1009, as a
+// WebSocket whose peer stopped reading would, and the client reconnects).
+const MAX_STREAM_LINE = 16 << 20;
+const MAX_POST_COMMANDS = 100;
+const MAX_POST_BYTES = 512 << 10;
+const MAX_UNSENT_BYTES = 4 << 20;
 
 /**
+ * @typedef {"websocket" | "http_stream"} Transport
  * @typedef {string | (() => string | Promise<string>)} TokenSource
  *   A token, or a function called before every connection attempt and on `expiring`.
  * @typedef {"connecting" | "connected" | "reconnecting" | "closed"} State
- * @typedef {{state: State, reconnected?: boolean, recovered?: boolean | null,
- *   attempt?: number, delay?: number, code?: number, reason?: string}} StateEvent
+ * @typedef {{state: State, transport?: Transport, reconnected?: boolean,
+ *   recovered?: boolean | null, attempt?: number, delay?: number, code?: number,
+ *   reason?: string, fallback?: boolean}} StateEvent
+ *   `transport`: on "connected" the one in use; on "connecting"/"reconnecting" the one
+ *   the next attempt uses. `fallback: true`: the last attempt failed before it could be
+ *   used and the next one, on the other transport, comes now (`delay` 0).
  *   `recovered` (on "connected" after a reconnect): every subscription resumed with
  *   nothing missed (true), or at least one could not be (false; its `onGap` was called)
  *   or is still being retried after a "retry later" error (false).
@@ -70,6 +102,8 @@ const HEARTBEAT_MARGIN = 5_000;
  *   Default: the server's heartbeat interval + min(interval, 5 s), 30 s by default
  *   (no watch when the server sends none); 0: do not ask for pings, never watch.
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests, other runtimes).
+ *   Without one (and without `globalThis.WebSocket`) the client uses only http_stream;
+ *   without `fetch` and streamed bodies, only WebSocket.
  */
 
 /** An error from the client or the server. `code`: "timeout", "forbidden" (the token
@@ -128,9 +162,20 @@ export class Client {
     /** @type {ReturnType<typeof setTimeout> | null} */
     this._watchdog = null;
     this._heartbeatId = 0;  // the id of this socket's heartbeat request, until answered
-    /** @type {WebSocket | null} */
+    /** the current connection: a WebSocket or an HttpStreamSocket
+     * @type {WebSocket | HttpStreamSocket | null} */
     this._ws = null;
     this._open = false;
+    /** the transport of the current (or next) attempt @type {Transport} */
+    this.transport = "websocket";
+    /** transports still to try, now, before the next backoff @type {Transport[]} */
+    this._round = this._order();
+    this._usable = false;  // the current connection opened and something came back on it
+    /** @type {string | undefined} */
+    this._roundToken = undefined;  // the token of this round's first attempt
+    this._reuseToken = false;
+    this._openedAt = 0;
+    this._shortDrops = 0;  // WebSockets in a row lost soon after opening
     this._nextId = 1;
     this._attempt = 0;
     this._everConnected = false;
@@ -262,9 +307,13 @@ export class Client {
 
   async _connect() {
     if (this.state === "closed") return;
-    let token;
+    let token = this._roundToken;
+    // A fallback attempt reuses its round's token: if the other transport works with
+    // the very token the first one failed with, the first one is what is blocked.
+    const fallback = this._reuseToken;
+    this._reuseToken = false;
     try {
-      token = await this._getToken();
+      if (!fallback) token = this._roundToken = await this._getToken();
     } catch (err) {
       this._emit("error", new PubsocketError("auth", `no token: ${errorText(err)}`));
       this._scheduleRetry();
@@ -272,12 +321,17 @@ export class Client {
     }
     if (this.state === "closed") return;
     const offer = token ? [SUBPROTOCOL, "bearer", token] : [SUBPROTOCOL];
+    const transport = this._round.shift() ?? this._order()[0];
+    this.transport = transport;
+    this._usable = false;
     let ws;
     try {
-      ws = new this._WebSocket(this.url, offer);
+      ws = transport === "websocket" ? new this._WebSocket(this.url, offer)
+        : new HttpStreamSocket(this.url, token);
     } catch (err) {
       this._emit("error", new PubsocketError("closed", `cannot connect: ${errorText(err)}`));
-      this._scheduleRetry();
+      if (this._round.length > 0) this._fallBack(1006, "cannot connect");
+      else this._scheduleRetry();
       return;
     }
     this._ws = ws;
@@ -285,10 +339,50 @@ export class Client {
     // into a black hole would otherwise wait for the browser's own, far longer, limit.
     if (this._heartbeat !== 0) this._watch(this._timeout);
     ws.onopen = () => { if (this._ws === ws) this._opened(); };
-    ws.onmessage = (event) => { if (this._ws === ws) this._frame(event.data); };
-    // A refused upgrade (401 for a bad token, 503) looks like close 1006 in browsers:
-    // it gets the same backoff as a dropped link, and the next attempt a fresh token.
-    ws.onclose = (event) => { if (this._ws === ws) this._closed(event.code, event.reason); };
+    // The close event follows an error; a listener is still needed, or Node's `ws`
+    // package throws an unheard one. (Left in place when the socket is dropped.)
+    ws.onerror = () => {};
+    ws.onmessage = (event) => {
+      if (this._ws !== ws) return;
+      this._usable = true;
+      this._frame(event.data);
+    };
+    // A refused upgrade (401 for a bad token, 503, a proxy's 403) looks like close 1006
+    // in browsers: the other transport is tried at once with the same token, then the
+    // backoff as after a dropped link, and a fresh token.
+    ws.onclose = (event) => {
+      if (this._ws !== ws) return;
+      this._lost(event.code);
+      // The HTTP transport sees a 429's Retry-After (a WebSocket hides it): wait at least that.
+      this._closed(event.code, event.reason, event.retryAfter ?? 0);
+    };
+  }
+
+  /** The transports to try in a new round, preferred first: the one this page saw
+   * working last (http_stream for REMEMBER_FALLBACK ms), else WebSocket; only those
+   * this runtime has. @returns {Transport[]} */
+  _order() {
+    const ws = typeof this._WebSocket === "function";
+    const http = typeof globalThis.fetch === "function" && typeof TextDecoder === "function";
+    if (!http) return ["websocket"];
+    if (!ws) return ["http_stream"];
+    return recallTransport(this.url) === "http_stream" ? ["http_stream", "websocket"]
+      : ["websocket", "http_stream"];
+  }
+
+  /** A WebSocket lost abnormally (1006: no close frame, or no heartbeat) soon after it
+   * opened counts toward preferring http_stream; one that lived longer resets that.
+   * @param {number} code */
+  _lost(code) {
+    if (this.transport !== "websocket" || !this._usable) return;
+    if (code === 1006 && Date.now() - this._openedAt < SHORT_LIVED) {
+      if (++this._shortDrops >= SHORT_LIVED_DROPS) {
+        this._shortDrops = 0;
+        rememberTransport(this.url, "http_stream");
+      }
+    } else {
+      this._shortDrops = 0;
+    }
   }
 
   async _getToken() {
@@ -299,6 +393,10 @@ export class Client {
 
   _opened() {
     this._open = true;
+    this._openedAt = Date.now();
+    // The HTTP transport opens on the server's first line; a WebSocket without the
+    // heartbeat has no reply to wait for.
+    if (this.transport === "http_stream" || this._heartbeat === 0) this._usable = true;
     if (this._heartbeat !== 0) {
       this._heartbeatId = this._nextId++;
       this._write({ action: "heartbeat", id: this._heartbeatId });
@@ -315,13 +413,18 @@ export class Client {
       if (!this._open || this._ws === null) return;
       this._attempt = 0;
       this._everConnected = true;
+      this._round = [];
+      rememberTransport(this.url, this.transport);
       const recovered = reconnected ? results.every((r) => r !== false) : null;
-      this._setState({ state: "connected", reconnected, recovered });
+      this._setState({ state: "connected", transport: this.transport, reconnected,
+        recovered });
     });
   }
 
   /** @param {number} code @param {string} reason */
-  _closed(code, reason) {
+  /** @param {number} code @param {string} reason @param {number} [retryAfter] ms the
+   * server asked to wait before the next attempt */
+  _closed(code, reason, retryAfter = 0) {
     this._unwatch();
     this._ws = null;
     this._open = false;
@@ -337,7 +440,24 @@ export class Client {
       this._finish(code, reason || "closed by the server");
       return;
     }
-    this._scheduleRetry(code, reason);
+    if (!this._usable && this._round.length > 0) {
+      this._fallBack(code, reason);
+      return;
+    }
+    this._scheduleRetry(code, reason, retryAfter);
+  }
+
+  /** The attempt failed before it could be used: try the next transport of this
+   * round now (each transport once per round, so this is bounded).
+   * @param {number} code @param {string} reason */
+  _fallBack(code, reason) {
+    if (this.state === "closed" || this._retryTimer !== null) return;
+    this.transport = this._round[0];
+    this._reuseToken = true;
+    this._setState({ state: this._everConnected ? "reconnecting" : "connecting",
+      transport: this.transport, attempt: this._attempt, delay: 0, code, reason,
+      fallback: true });
+    this._retryTimer = setTimeout(() => { this._retryTimer = null; this._connect(); }, 0);
   }
 
   _drop(reason = "dropped by the client") {
@@ -355,6 +475,7 @@ export class Client {
     if (this._watchdog !== null) clearTimeout(this._watchdog);
     this._watchdog = this._silence > 0 ? setTimeout(() => {
       this._watchdog = null;
+      this._lost(1006);
       this._drop("no heartbeat");
     }, this._silence) : null;
   }
@@ -380,12 +501,16 @@ export class Client {
     this._watch(this._heartbeat ?? ms + Math.min(ms, HEARTBEAT_MARGIN));
   }
 
-  /** @param {number} [code] @param {string} [reason] */
-  _scheduleRetry(code, reason) {
+  /** @param {number} [code] @param {string} [reason] @param {number} [atLeast] ms to
+   * wait at least (a Retry-After; capped at MAX_RETRY_DELAY) */
+  _scheduleRetry(code, reason, atLeast = 0) {
     if (this.state === "closed" || this._retryTimer !== null) return;
     const attempt = this._attempt++;
-    const delay = Math.max(0, this._backoff(attempt));
-    this._setState({ state: "reconnecting", attempt, delay, code, reason });
+    const delay = Math.max(0, this._backoff(attempt), Math.min(atLeast, MAX_RETRY_DELAY));
+    this._round = this._order();  // a new round: the preferred transport first
+    this.transport = this._round[0];
+    this._setState({ state: "reconnecting", transport: this.transport, attempt, delay,
+      code, reason });
     this._retryTimer = setTimeout(() => { this._retryTimer = null; this._connect(); }, delay);
   }
 
@@ -603,6 +728,227 @@ export class Client {
         : new PubsocketError("auth", `token refresh failed: ${errorText(err)}`));
     }
   }
+}
+
+/** The pubsocket.v1 HTTP fallback (docs/protocol.md "HTTP fallback"), behind the part
+ * of the WebSocket interface the client uses: `send(text)`, `close()`, `onopen`,
+ * `onmessage({data})`, `onclose({code, reason})`.
+ *
+ * `POST <url>?transport=http_stream` opens a session; its response body streams the
+ * server's messages, one JSON text per line, the first one naming the session and node.
+ * `send` queues commands; they go out in order, one `POST <url>?transport=emulation` at
+ * a time, batched (at most MAX_POST_COMMANDS / MAX_POST_BYTES each). Replies come on
+ * the stream. Opens on the first line; "closes" (onclose, once) when the stream ends or
+ * breaks, a command POST fails, or a bound is passed; `close()` aborts everything and
+ * calls nothing. */
+class HttpStreamSocket {
+  /** @param {string} url the WebSocket URL @param {string | undefined} token */
+  constructor(url, token) {
+    this.url = url;
+    /** @type {(() => void) | null} */
+    this.onopen = null;
+    /** @type {((event: {data: string}) => void) | null} */
+    this.onmessage = null;
+    /** @type {((event: {code: number, reason: string, retryAfter: number}) => void) | null} */
+    this.onclose = null;
+    this._abort = new AbortController();
+    this._done = false;
+    /** @type {{session: string, node: string} | null} */
+    this._target = null;
+    /** @type {string[]} */
+    this._unsent = [];
+    this._unsentBytes = 0;
+    this._posting = false;
+    /** a close the server announced on the stream, reported when the stream ends
+     * @type {{code: number, reason: string} | null} */
+    this._announced = null;
+    this._run(token).catch(() => this._fail(1006, "stream broken"));
+  }
+
+  /** Queue one command (JSON text); it is POSTed after those queued before it. @param {string} text */
+  send(text) {
+    if (this._done) return;
+    this._unsentBytes += text.length;
+    if (this._unsentBytes > MAX_UNSENT_BYTES) {
+      this._fail(1009, "too many commands waiting to be sent");
+      return;
+    }
+    this._unsent.push(text);
+    if (!this._posting && this._target !== null) {
+      this._posting = true;
+      // Commands sent in the same turn (a resubscribe per topic, queued calls) share a POST.
+      queueMicrotask(() => this._post().catch(() => this._fail(1006, "command not sent")));
+    }
+  }
+
+  /** Abort the stream and any command POST; no onclose follows. */
+  close() {
+    this._done = true;
+    this._abort.abort();
+  }
+
+  /** @param {string} transport @returns {string} */
+  _endpoint(transport) {
+    const url = new URL(this.url);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    url.searchParams.set("transport", transport);
+    return url.href;
+  }
+
+  /** @param {string | undefined} token */
+  async _run(token) {
+    /** @type {Record<string, string>} */
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(this._endpoint("http_stream"), { method: "POST", headers,
+        body: "[]", cache: "no-store", signal: this._abort.signal });
+    } catch {
+      this._fail(1006, "cannot connect");
+      return;
+    }
+    if (response.status !== 200 || !response.body) {
+      // 401, 403, 429, 503 as the upgrade's refusals (a browser's WebSocket hides them)
+      response.body?.cancel().catch(() => {});
+      this._fail(1006, `refused: HTTP ${response.status}`, retryAfter(response));
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let partial = "";
+    // One read per chunk until the stream ends: the stream's life bounds it, and the
+    // client's heartbeat watch closes a stream that goes silent.
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        this._fail(1006, "stream broken");
+        return;
+      }
+      if (this._done) return;
+      if (chunk.done) break;
+      const lines = (partial + decoder.decode(chunk.value, { stream: true })).split("\n");
+      partial = /** @type {string} */ (lines.pop());
+      for (const line of lines) {
+        if (line) this._line(line);
+        if (this._done) return;
+      }
+      if (partial.length > MAX_STREAM_LINE) {
+        this._fail(1009, "a message on the stream is too large");
+        return;
+      }
+    }
+    const end = this._announced ?? { code: 1006, reason: "stream ended" };
+    this._fail(end.code, end.reason);
+  }
+
+  /** @param {string} line */
+  _line(line) {
+    if (this._target === null) {
+      let first;
+      try { first = JSON.parse(line); } catch { first = null; }
+      if (!first || first.type !== "transport" || typeof first.session !== "string") {
+        this._fail(1002, "the stream did not start with its session");
+        return;
+      }
+      this._target = { session: first.session, node: String(first.node ?? "") };
+      this.onopen?.();
+      return;
+    }
+    if (line.startsWith('{"type":"close"')) {
+      // The close code a WebSocket would have carried, announced before the stream ends.
+      try {
+        const close = JSON.parse(line);
+        if (typeof close.code === "number") {
+          this._announced = { code: close.code, reason: String(close.reason ?? "") };
+        }
+      } catch { /* not a close after all: pass it on */ }
+    }
+    this.onmessage?.({ data: line });
+  }
+
+  /** POST the queued commands in order, one request at a time, until none is left. */
+  async _post() {
+    const target = /** @type {{session: string, node: string}} */ (this._target);
+    // Bounded: every pass takes at least one command off a queue of bounded size.
+    while (this._unsent.length > 0 && !this._done) {
+      let count = 0;
+      let bytes = 0;
+      while (count < this._unsent.length && count < MAX_POST_COMMANDS
+             && (count === 0 || bytes + this._unsent[count].length <= MAX_POST_BYTES)) {
+        bytes += this._unsent[count++].length;
+      }
+      const batch = this._unsent.splice(0, count);
+      this._unsentBytes -= bytes;
+      const body = `{"session":${JSON.stringify(target.session)},"node":${
+        JSON.stringify(target.node)},"data":[${batch.join(",")}]}`;
+      const response = await fetch(this._endpoint("emulation"), { method: "POST",
+        headers: { "Content-Type": "application/json" }, body, cache: "no-store",
+        signal: this._abort.signal });
+      response.body?.cancel().catch(() => {});
+      if (this._done) return;
+      if (response.ok) continue;
+      // What a WebSocket would have been closed with for the same fault. A 400 (the
+      // server's command cap may be set below MAX_POST_COMMANDS) is not taken as final:
+      // the reconnect's backoff bounds any repeat.
+      const [code, reason] = response.status === 404 ? [1006, "unknown session"]
+        : response.status === 429 ? [4029, "rate limited"]
+        : response.status === 413 ? [1009, "commands too large"]
+        : [1006, `commands refused: HTTP ${response.status}`];
+      this._fail(code, reason, retryAfter(response));
+      return;
+    }
+    this._posting = false;
+  }
+
+  /** @param {number} code @param {string} reason @param {number} [retryAfter] ms */
+  _fail(code, reason, retryAfter = 0) {
+    if (this._done) return;
+    this._done = true;
+    this._abort.abort();
+    this.onclose?.({ code, reason, retryAfter });
+  }
+}
+
+/** ms of a 429's `Retry-After` (seconds), else 0. @param {Response} response */
+function retryAfter(response) {
+  const seconds = response.status === 429 ? Number(response.headers.get("Retry-After")) : 0;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
+}
+
+/** The transport this page last saw working for `url`, while remembered.
+ * @param {string} url @returns {Transport | null} */
+function recallTransport(url) {
+  let entry = rememberedTransports.get(url);
+  if (!entry) {
+    try {
+      const stored = globalThis.sessionStorage?.getItem(`pubsocket.transport ${url}`);
+      entry = stored ? JSON.parse(stored) : undefined;
+    } catch { /* storage blocked: this page's memory only */ }
+  }
+  if (!entry || !(entry.until > Date.now()) || !TRANSPORTS.includes(entry.transport)) {
+    return null;
+  }
+  return entry.transport;
+}
+
+/** @param {string} url @param {Transport} transport */
+function rememberTransport(url, transport) {
+  if (transport === "websocket") {
+    rememberedTransports.delete(url);
+    try { globalThis.sessionStorage?.removeItem(`pubsocket.transport ${url}`); } catch { /* */ }
+    return;
+  }
+  // Remembered from when it last began to be used, so WebSocket is tried again after
+  // REMEMBER_FALLBACK even on a page that keeps reconnecting over http_stream.
+  if (recallTransport(url) === transport) return;
+  const entry = { transport, until: Date.now() + REMEMBER_FALLBACK };
+  rememberedTransports.set(url, entry);
+  try {
+    globalThis.sessionStorage?.setItem(`pubsocket.transport ${url}`, JSON.stringify(entry));
+  } catch { /* storage blocked or full: this page's memory only */ }
 }
 
 /** One subscription: the caller's callbacks and the last position delivered. */

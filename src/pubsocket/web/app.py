@@ -36,6 +36,7 @@ from ..errors import (
 from ..hub import Hub
 from ..log import refusals
 from .connect_auth import authenticate_with_hook, carries_token, connect_hook
+from .cors import cors_headers
 from .health import health_response
 from .limits import HttpLimits, retry_after
 from .origins import origin_allowed
@@ -73,6 +74,8 @@ class App:
         # policy. X-Content-Type-Options: nosniff goes on every response.
         self.security_headers: dict[str, str] = dict(SECURITY_HEADERS)
         self.html_headers: dict[str, str] = dict(HTML_HEADERS)
+        # Paths served to pages on other allowed origins (web/cors.py).
+        self.cors_paths: set[str] = set()
         # Set by the transport serving this app (read by /metrics).
         self.transport_stats: TransportStats | None = None
         self.open_connections: Callable[[], int] = lambda: 0
@@ -174,6 +177,8 @@ class App:
         response = await self._dispatch(request)
         if response is None:
             return None
+        if self.cors_paths and (request.path.rstrip("/") or "/") in self.cors_paths:
+            response.headers.extend(cors_headers(request, self.settings.allowed_origins))
         return with_defaults(response, {})  # nosniff; pages got theirs in _dispatch
 
     async def _dispatch(self, request: Request) -> Response | None:

@@ -45,6 +45,13 @@ _TRANSPORT_DOCS = {
     "slow_consumer_closes": "Connections closed with 4008",
     "http_write_timeouts": "HTTP connections aborted because their response went unread",
 }
+_RELAY_DOCS = {  # hub/relay.py: commands POSTed for HTTP-stream sessions
+    "fed_local": "POSTed commands fed to a session on this node",
+    "sent": "POSTed commands handed to the broker for the node holding their session",
+    "fed_routed": "Commands other nodes routed here, fed to their session",
+    "dropped": "Commands routed here for a session this node does not hold",
+    "unavailable": "Commands not routed: broker down, or too many waiting for it",
+}
 
 
 class _Collector(Collector):
@@ -71,6 +78,9 @@ class _Collector(Collector):
                        broker["publish_errors"])
         yield _gauge("broker_publish_latency_seconds", "Last broker publish round trip",
                      broker["publish_latency_seconds"])
+        relay = self.app.hub.relay.stats
+        for name, doc in _RELAY_DOCS.items():
+            yield _counter(f"relay_{name}", doc, getattr(relay, name))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -25,6 +25,8 @@ from .centrifuge_wire import ProtobufEndpoint, wants_protobuf
 from .client_js import CLIENT_PATH, mount_client
 from .connect_auth import ConnectHook, set_connect_hook
 from .decorators import current_app
+from .emulation import mount_emulation
+from .http_fallback import fallback_handler
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
@@ -51,7 +53,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            client_path: str | None = CLIENT_PATH,
            protocol: Literal["plain", "centrifuge"] = "plain",
            rpc: RpcHook | None = None,
-           authenticate: ConnectHook | None = None) -> Handler:
+           authenticate: ConnectHook | None = None,
+           emulation: bool = True) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history``, ``GET /metrics`` and ``GET /pubsocket.js``
     (the browser client, docs/clients.md); each ``*_path`` may be None to leave it out.
@@ -76,6 +79,10 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     the host app's own login admit a connection that carries no token, e.g. from its
     session cookie, behind a same-origin check (web/connect_auth.py); connections
     without a token and refused by it get 401. Tokens keep working beside it.
+    `emulation` also serves clients that cannot open a WebSocket: ``POST path`` (the
+    ``pubsocket.v1`` HTTP fallback, web/http_fallback.py) or, for Centrifuge,
+    Centrifugo's bidirectional emulation: ``POST /connection/http_stream``,
+    ``GET /connection/sse`` and ``POST /emulation`` (web/emulation.py).
     """
     if authenticate is not None and protocol != "plain":
         raise ValueError("authenticate= is for the plain/pubsocket.v1 endpoint; the "
@@ -85,7 +92,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if history:
         hub.rules.prepend(history)
     if authorize is not None:
-        hub.authorizer = Authorizer(authorize)
+        hub.authorizer = Authorizer(authorize, hub.authorizer.namespaces)
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
@@ -130,6 +137,10 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if authenticate is not None:
         set_connect_hook(pubsub_endpoint, authenticate)
     target.get(path)(pubsub_endpoint)
+    if endpoint is not None and emulation:
+        mount_emulation(target, endpoint, protobuf, pre_connect, secured=secured)
+    elif emulation and target.router.match("POST", path) is None:
+        target.post(path)(fallback_handler(target, pubsub_endpoint))
     ops = Operations(hub, lambda: target.open_connections())
     server = ServerApi(target, ops)
     if publish_path and target.router.match("POST", publish_path) is None:

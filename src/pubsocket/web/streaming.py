@@ -12,9 +12,9 @@ timeout (a slow consumer is cut). Only the native server streams; under ASGI a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..hub.session import Peer
 from ..hub.wire import WireSet
@@ -23,15 +23,30 @@ from .websocket import Listener
 
 
 class Stream(Peer, Protocol):
-    """An open streamed response: a session's `Peer` that never receives."""
+    """An open streamed response: a session's `Peer`. A unidirectional stream never
+    receives; an emulated bidirectional one receives the commands POSTed for it through
+    `feed` (the hub's relay calls it), as a WebSocket receives messages.
+
+    `binary`: fed messages reach the listener as bytes (Centrifuge Protobuf), else as
+    str. `close_codes` translates closes like `Connection.close_codes`; `farewell(code,
+    reason)` is the payload (before framing) the stream ends with, None for nothing
+    (unset: the unidirectional Centrifuge disconnect push)."""
 
     wires: WireSet
+    binary: bool
+    close_codes: Mapping[int, tuple[int, str]] | None
+    farewell: Callable[[int, str], bytes | None] | None
 
     @property
     def closed(self) -> bool: ...
 
     def attach(self, listener: Listener) -> None:
-        """`listener.on_close()` is called once when the stream ends (it never sends)."""
+        """`listener.on_close()` is called once when the stream ends; fed messages go to
+        `listener.on_message`."""
+        ...
+
+    def feed(self, data: bytes) -> None:
+        """One inbound message for the listener (bounded; held while reading is paused)."""
         ...
 
     def track(self, topics: list[str], prefix: bytes, slots: list[bytes]) -> None:
@@ -44,3 +59,6 @@ class StreamResponse(Response):
     """A response whose body is written by `start` for as long as the stream lasts."""
 
     start: Callable[[Stream], Awaitable[None]] | None = field(default=None, repr=False)
+    # How the stream frames its payloads: SSE events, JSON lines or (Centrifuge
+    # Protobuf) varint-delimited messages; `Stream.wires` is that framer's `WireSet`.
+    framing: Literal["sse", "ndjson", "varint"] = "sse"

@@ -19,6 +19,10 @@ that cannot set the header. The id's first field is a checksum of the channel li
 id from another channel list is not applied (every channel is told ``recovered:
 false``).
 
+A page on another origin may read the stream when the upgrade's Origin rule allows it
+(``PUBSOCKET_ALLOWED_ORIGINS``; CORS, web/cors.py); any other ``Origin`` is refused
+(403 ``origin_not_allowed``) before anything is streamed.
+
 The session is the hub's Centrifuge session (hub/session.py,
 protocols/centrifuge/connect.py): the same connect gate, topic permissions, subscription
 cap, recovery limits, token expiry and pings as a WebSocket client; only its codec and
@@ -41,7 +45,9 @@ from ..protocols.centrifuge import Endpoint, Gate
 from ..protocols.centrifuge import connect as gate
 from ..protocols.centrifuge.uni_sse import UNI_SSE
 from .app import App
+from .cors import allow_cross_origin
 from .decorators import current_app
+from .emulation import check_origin
 from .request import Request
 from .response import ResponseFactory
 from .routing import Handler, mark_auth
@@ -62,6 +68,7 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
 
     async def uni_sse_endpoint(request: Request, response: ResponseFactory) -> StreamResponse:
         settings = target.settings
+        check_origin(target, request)  # a page on an origin not allowed: 403, no stream
         target.limits.before_auth(request)  # an address flooding bad tokens: 429
         token, subs = _connect_request(request, settings.uni_sse_connect_size,
                                        settings.max_subscriptions)
@@ -102,6 +109,7 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
     if secured:  # the token is in cf_connect; an app without secrets refuses to start
         mark_auth(uni_sse_endpoint, "in_band")
     target.get(path)(uni_sse_endpoint)
+    allow_cross_origin(target, path, ["GET"])  # an EventSource on another allowed origin
     return uni_sse_endpoint
 
 

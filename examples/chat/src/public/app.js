@@ -59,7 +59,10 @@ function showState(event) {
     text = event.recovered ? "recovered" : "reconnected (some messages missed)";
   }
   if (state === "reconnecting" && event.attempt > 0) text = `reconnecting… (try ${event.attempt + 1})`;
+  // Where WebSocket is blocked the client falls back to HTTP streaming: say so.
+  if (event.transport === "http_stream" && state !== "closed") text += " · over HTTP";
   $("state").dataset.state = state;
+  $("state").dataset.transport = event.transport ?? "";
   $("state").textContent = text;
 }
 

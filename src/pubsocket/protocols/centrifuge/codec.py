@@ -217,18 +217,14 @@ class CentrifugeCodec(Codec):
         code, reason = UNSUBSCRIBE_INSUFFICIENT
         return _push(topic, "unsubscribe", {"code": code, "reason": reason})
 
-    def disconnect(self, code: int, reason: str) -> bytes:
-        """The disconnect push: the SDK closes, and reconnects unless the code is
-        3500-3999 or 4500-4999."""
-        return orjson.dumps({"push": {"disconnect": {
-            "code": code, "reason": reason,
-            "reconnect": not (3500 <= code < 4000 or 4500 <= code < 5000)}}})
-
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
-                  subs: ServerSubs | None = None) -> bytes | None:
+                  subs: ServerSubs | None = None, *, session: str = "",
+                  node: str = "") -> bytes | None:
         """The reply to an accepted connect; `subs` are its server-side subscriptions,
-        each with its recovered publications (oldest first)."""
+        each with its recovered publications (oldest first); an emulated connection
+        (HTTP stream, SSE) gets its `session` and `node`, which its POSTed commands
+        name."""
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
         if ping > 0:
@@ -240,7 +236,17 @@ class CentrifugeCodec(Codec):
                 if result.replay:  # spliced in as stored: no re-encoding of data
                     fields["publications"] = orjson.Fragment(
                         b"[" + b",".join(_pub(p) for p in result.replay) + b"]")
+        if session:
+            body.update(session=session, node=node)
         return self.result_reply("connect", cmd_id, body)
+
+    def disconnect(self, code: int, reason: str) -> bytes:
+        """The disconnect push an emulated stream ends with (a WebSocket closes with the
+        code instead), and a server-side subscription's hole (`gap`): the SDK closes,
+        and reconnects unless the code is 3500-3999 or 4500-4999."""
+        return orjson.dumps({"push": {"disconnect": {
+            "code": code, "reason": reason,
+            "reconnect": code < 3500 or 4000 <= code < 4500}}})
 
     def refreshed(self, cmd: Refresh, expires_at: float | None) -> bytes | None:
         return self.result_reply("refresh", cmd.id, ttl_of(expires_at))

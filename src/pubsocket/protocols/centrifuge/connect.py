@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ...auth import Principal, expiry_of
+from ...auth import Action, Principal, expiry_of
 from ...errors import BrokerError, TokenExpired, Unauthorized
 from ...hub import handlers
 from ...log import refusals
@@ -127,8 +127,10 @@ def _connected(gate: Gate, session: Session, cmd: Connect,
     gate.stage = CONNECTED
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
+    sid, node = gate.emulation or ("", "")
     session.reply(ep.codec.connected(cmd.id, session.principal.client_id, VERSION,
-                                     session.clock.expires_at, ep.ping, subs))
+                                     session.clock.expires_at, ep.ping, subs, session=sid,
+                                     node=node))
 
 
 async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None:
@@ -217,7 +219,10 @@ def _sub_claims(gate: Gate, session: Session, topic: str, token: str,
 
 
 def token_subscribe(gate: Gate, session: Session, cmd: Subscribe) -> Awaitable[None] | None:
-    """Subscribe on the strength of a subscription token (no topic permission check)."""
+    """Subscribe on the strength of a subscription token (no topic permission check;
+    a config file's unknown namespace is still refused)."""
+    if handlers.refused(session, Action.SUBSCRIBE, cmd.topic, cmd.id):
+        return None
     claims = _sub_claims(gate, session, cmd.topic, cmd.token or "", cmd.id)
     if claims is None:
         return None

@@ -61,11 +61,14 @@ class Gate:
     """One Centrifuge connection's state: refuses everything before a `Connect`, then
     runs the protocol's own commands (`connect`) beside the shared handlers."""
 
-    __slots__ = ("endpoint", "server_topics", "stage", "sub_clocks")
+    __slots__ = ("emulation", "endpoint", "server_topics", "stage", "sub_clocks")
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.stage = AWAITING
+        # (session id, node) of an emulated connection (web/emulation.py): its connect
+        # reply names them, so the client can POST its commands.
+        self.emulation: tuple[str, str] | None = None
         # Topics held on a subscription token -> its expiry clock (None: no exp); made
         # by the first such subscribe.
         self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None

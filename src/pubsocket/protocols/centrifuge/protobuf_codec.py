@@ -135,20 +135,22 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
-                  subs: ServerSubs | None = None) -> bytes | None:
+                  subs: ServerSubs | None = None, *, session: str = "",
+                  node: str = "") -> bytes | None:
         if cmd_id is None:
             return None
         res = pb.ConnectResult(client=client_id, version=version, **ttl_of(expires_at))
         if ping > 0:
             res.ping, res.pong = max(1, round(ping)), True
+        if session:
+            res.session, res.node = session, node
         for topic, (cmd, result) in (subs or {}).items():
             res.subs[topic].CopyFrom(_result(cmd, result))
         return _frame(pb.Reply(id=int(cmd_id), connect=res))
 
     def disconnect(self, code: int, reason: str) -> bytes:
         return _frame(pb.Reply(push=pb.Push(disconnect=pb.Disconnect(
-            code=code, reason=reason,
-            reconnect=not (3500 <= code < 4000 or 4500 <= code < 5000)))))
+            code=code, reason=reason, reconnect=code < 3500 or 4000 <= code < 4500))))
 
     def result_reply(self, method: str, cmd_id: CmdId | None,
                      body: Mapping[str, Any]) -> bytes | None:

@@ -144,7 +144,13 @@ def _body(method: str, req: Any, cmd_id: CmdId | None) -> dict[str, Any]:
                     flag=req.flag, type=req.type)
     elif method == "publish":
         if req.data:  # empty bytes are no data: protobuf cannot tell them from none
-            body["data"] = _json(req.data, cmd_id)
+            value = _json(req.data, cmd_id)  # JSON, else a 107 reply
+            # Kept as sent, not re-encoded: a Protobuf subscriber gets the publisher's
+            # bytes (as from Centrifugo); JSON subscribers the same JSON text. A line
+            # break (only ever whitespace in JSON) would split the JSON wire's
+            # newline-delimited frames and SSE events: then it is re-encoded.
+            raw = req.data
+            body["data"] = value if b"\n" in raw or b"\r" in raw else orjson.Fragment(raw)
     elif method == "sub_refresh":
         body["token"] = req.token
     elif method == "history":

@@ -83,7 +83,8 @@ class UniSseCodec(CentrifugeCodec):
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
-                  subs: ServerSubs | None = None) -> bytes | None:
+                  subs: ServerSubs | None = None, *, session: str = "",
+                  node: str = "") -> bytes | None:
         # `subs` stays empty: a stream is connected with server_subs=False.
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))

@@ -1,0 +1,180 @@
+"""`CommandRelay` across nodes: two hubs on one real Redis (no sticky sessions).
+
+A session registered on node A; node B routes commands to it through Redis. The outage
+tests run their own ``redis-server`` (test_redis_faults.RedisServer) and SIGKILL it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from pubsocket import Hub, Settings
+from pubsocket.brokers.redis import RedisBroker, backoff
+from pubsocket.codecs import V1
+from pubsocket.hub.relay import RouteResult
+from pubsocket.hub.session import Session
+from tests.unit.test_session import MemoryPeer
+
+from .test_redis_faults import RedisServer, server  # noqa: F401 - the fixture
+
+MakeHub = Callable[..., Awaitable[Hub]]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def make_hub(redis_url: str) -> AsyncIterator[MakeHub]:
+    """Started hubs sharing one fresh prefix of the test Redis, their relays subscribed."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    hubs: list[Hub] = []
+
+    async def make(url: str = f"{redis_url}?prefix={prefix}", **broker: object) -> Hub:
+        hub = Hub(Settings(max_message_size=4096), RedisBroker(url, **broker))  # type: ignore[arg-type]
+        hubs.append(hub)
+        await hub.start()
+        await _until(lambda: hub.relay.ready)
+        return hub
+
+    yield make
+    for hub in hubs:
+        await hub.close()
+
+
+async def test_a_command_routed_on_b_reaches_the_session_on_a_in_order(make_hub: MakeHub) -> None:
+    a, b = await make_hub(), await make_hub()
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    # Many in flight at once (like concurrent POSTs handled by B): fed in call order.
+    results = await asyncio.gather(*(b.relay.route(a.relay.node, "s1", b"cmd %d" % i)
+                                     for i in range(300)))
+    assert set(results) == {RouteResult.SENT}
+    await _until(lambda: len(fed) == 300)
+    assert fed == [b"cmd %d" % i for i in range(300)]
+    assert a.relay.stats.fed_routed == 300 and b.relay.stats.sent == 300
+    # A's own route of the same session stays local: no broker traffic.
+    assert await a.relay.route(a.relay.node, "s1", b"local") is RouteResult.LOCAL_FED
+    assert fed[-1] == b"local"
+
+
+async def test_binary_data_with_the_separator_crosses_unchanged(make_hub: MakeHub) -> None:
+    """Protobuf emulation carries binary commands: any bytes, newlines included."""
+    a, b = await make_hub(), await make_hub()
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    data = bytes(range(256)) + b"\n\r\n0::~5:"
+    assert await b.relay.route(a.relay.node, "s1", data) is RouteResult.SENT
+    await _until(lambda: bool(fed))
+    assert fed == [data]
+
+
+async def test_a_real_session_on_a_runs_commands_posted_on_b(make_hub: MakeHub) -> None:
+    """The commands run as if sent on A's socket: B's subscribe and publish are answered
+    on A's peer, and the publication reaches A's session."""
+    a, b = await make_hub(), await make_hub()
+    peer = MemoryPeer()
+    session = Session(a, peer, a.settings, codec=V1)
+    a.relay.register("s1", lambda data: session.on_message(data.decode()))
+    try:
+        for cmd in ({"action": "subscribe", "topic": "room", "id": 1},
+                    {"action": "publish", "topic": "room", "data": {"hi": 1}, "id": 2}):
+            result = await b.relay.route(a.relay.node, "s1", json.dumps(cmd).encode())
+            assert result is RouteResult.SENT
+        await _until(lambda: len(peer.frames) >= 3)
+        got = [json.loads(f) for f in peer.frames]
+        assert [m.get("id") for m in got if m["type"] == "ack"] == [1, 2]
+        assert [m["data"] for m in got if m["type"] == "message"] == [{"hi": 1}]
+    finally:
+        session.on_close()
+
+
+async def test_an_unknown_remote_session_is_sent_then_dropped_on_its_node(
+        make_hub: MakeHub, caplog: pytest.LogCaptureFixture) -> None:
+    """B cannot know A's sessions without a round trip: it hands the command to Redis
+    (SENT, 204); A drops it with a debug line. The client's stream was that session's,
+    so it is gone and the client reconnects. An id A refuses is unknown on A at once."""
+    a, b = await make_hub(), await make_hub()
+    with caplog.at_level(logging.DEBUG, "pubsocket.hub"):
+        assert await b.relay.route(a.relay.node, "gone", b"{}") is RouteResult.SENT
+        await _until(lambda: a.relay.stats.dropped == 1)
+    assert "routed command for a session not on this node dropped" in caplog.messages
+    assert await a.relay.route(a.relay.node, "gone", b"{}") is RouteResult.UNKNOWN_SESSION
+    # A node that no longer runs: nobody receives it, nothing breaks.
+    assert await b.relay.route("0" * 16, "s1", b"{}") is RouteResult.SENT
+    for bad_node in ("a b", "n", "0" * 15, "A" * 16, "$control"):  # never a node's id
+        assert await b.relay.route(bad_node, "s1", b"{}") is RouteResult.UNKNOWN_SESSION
+    assert await b.relay.route(a.relay.node, "a b", b"{}") is RouteResult.UNKNOWN_SESSION
+
+
+async def test_a_node_costs_one_redis_subscription_and_no_keys(
+        make_hub: MakeHub, redis_url: str) -> None:
+    a = await make_hub()
+    prefix = a.broker.prefix  # type: ignore[attr-defined]
+    client = Redis.from_url(redis_url)
+    try:
+        channel = f"{prefix}$n:{a.relay.node}"
+        assert await client.pubsub_numsub(channel) == [(channel.encode(), 1)]
+        fed: list[bytes] = []
+        a.relay.register("s1", fed.append)
+        b = await make_hub()
+        for i in range(10):
+            await b.relay.route(a.relay.node, "s1", b"%d" % i)
+        await _until(lambda: len(fed) == 10)
+        assert [k async for k in client.scan_iter(match=f"{prefix}*")] == []  # no history
+    finally:
+        await client.aclose()
+
+
+async def test_routes_waiting_for_the_broker_are_bounded(make_hub: MakeHub) -> None:
+    a, b = await make_hub(), await make_hub()
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    b.relay.max_pending = 2
+    results = await asyncio.gather(*(b.relay.route(a.relay.node, "s1", b"%d" % i)
+                                     for i in range(5)))
+    assert results == [RouteResult.SENT] * 2 + [RouteResult.UNAVAILABLE] * 3
+    assert b.relay.stats.unavailable == 3
+    await _until(lambda: len(fed) == 2)
+    assert fed == [b"0", b"1"]
+    assert await b.relay.route(a.relay.node, "s1", b"5") is RouteResult.SENT  # room again
+
+
+async def test_broker_outage_is_unavailable_then_routing_resumes(
+        make_hub: MakeHub, server: RedisServer) -> None:  # noqa: F811
+    """Redis down: B cannot hand the command over, so it says so (the HTTP layer's 503,
+    the SDK reconnects) instead of losing it. Redis back: both nodes re-subscribe by
+    themselves (A's node channel included) and routing works again."""
+    await server.start()
+    quick = {"backoff_policy": lambda: backoff(0.05, 2.0, 0.2), "confirm_timeout": 1.0}
+    a = await make_hub(server.url, **quick)
+    b = await make_hub(server.url, **quick)
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    assert await b.relay.route(a.relay.node, "s1", b"before") is RouteResult.SENT
+    await _until(lambda: fed == [b"before"])
+    await server.kill()
+    await _until(lambda: not b.broker.healthy)
+    assert await b.relay.route(a.relay.node, "s1", b"during") is RouteResult.UNAVAILABLE
+    await server.start()
+    await _until(lambda: a.broker.healthy and b.broker.healthy, timeout=10)
+
+    async def routed() -> None:  # until A's channel is confirmed again (bounded)
+        for i in range(200):
+            await b.relay.route(a.relay.node, "s1", b"after %d" % i)
+            if fed[-1:] == [b"after %d" % i]:
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(routed(), 10)
+    assert b"during" not in fed and fed[0] == b"before"
+    assert a.relay.stats.fed_routed == len(fed)
