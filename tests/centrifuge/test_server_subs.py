@@ -1,8 +1,8 @@
 """Server-side subscriptions at connect (the personal channel, the token's ``subs``
-claim), recovered through the connect command's ``subs`` after a dropped connection;
-subscription types pubsocket does not serve, refused with Centrifugo's codes. The real
-centrifuge-python SDK (JSON and Protobuf) against a real server on port 0; the refusals
-on the raw wire (no SDK sends a map or shared-poll subscribe)."""
+claim), recovered through the connect command's ``subs`` after a dropped connection,
+their caps and gaps, and the server API's subscribe: the real centrifuge-python SDK
+(JSON and Protobuf) and ``cent`` against a real server on port 0, and the raw wire
+where an ordering must be seen message by message."""
 
 from __future__ import annotations
 
@@ -25,13 +25,10 @@ from pubsocket.brokers.base import HistoryPolicy, Position
 from pubsocket.centrifugo_config import settings_from
 from pubsocket.errors import ConfigError
 from tests.centrifuge.conftest import PATH, Events, _recorder, cf_app, token
-from tests.centrifuge.test_protobuf_wire import SUB, commands, connect_cmd, pb_replies
 from tests.centrifuge.test_sdk import drop_every_connection
 from tests.centrifuge.test_wire import closed_with
 from tests.centrifuge_js.proxy import proxy_to
 from tests.conftest import API_KEY
-
-from pubsocket.protocols.centrifuge._pb import pubsocket_centrifuge_pb2 as pb  # isort: skip
 
 server_events = _recorder(ClientEventHandler, (
     "connecting", "connected", "disconnected", "subscribing", "subscribed",
@@ -219,38 +216,6 @@ async def test_connect_subs_are_only_the_channels_the_client_may_subscribe(
         sub = reply["subs"]["open:1"]
         assert sub["recovered"] and sub["was_recovering"] and sub["offset"] == 0
         assert [p["data"] for p in sub["publications"]] == ["before"]
-
-
-SUBSCRIBE_TYPES = [(1, 103), (2, 103), (3, 103), (4, 108), (9, 107)]
-
-
-@pytest.mark.parametrize(("kind", "code"), SUBSCRIBE_TYPES)
-async def test_map_and_shared_poll_subscribes_are_refused_json(serve: Any, kind: int,
-                                                              code: int) -> None:
-    srv = await serve(cf_app())
-    async with connect(srv.ws + PATH) as ws:
-        await ws.send(json.dumps({"id": 1, "connect": {"token": token("ivy")}}))
-        await ws.recv()
-        await ws.send(json.dumps({"id": 2, "subscribe": {"channel": "m:1", "type": kind}}))
-        assert json.loads(await ws.recv())["error"]["code"] == code
-        # the connection stays and a stream subscribe still works
-        await ws.send(json.dumps({"id": 3, "subscribe": {"channel": "m:1"}}))
-        assert json.loads(await ws.recv())["id"] == 3
-
-
-@pytest.mark.parametrize(("kind", "code"), SUBSCRIBE_TYPES)
-async def test_map_and_shared_poll_subscribes_are_refused_protobuf(serve: Any, kind: int,
-                                                                  code: int) -> None:
-    srv = await serve(cf_app())
-    async with connect(srv.ws + PATH, subprotocols=[SUB]) as ws:  # type: ignore[list-item]
-        await ws.send(commands(connect_cmd(), pb.Command(
-            id=2, subscribe=pb.SubscribeRequest(channel="m:1", type=kind))))
-        connected, refused = await pb_replies(ws, 2)
-        assert connected.connect.client and refused.error.code == code
-        await ws.send(commands(pb.Command(id=3, subscribe=pb.SubscribeRequest(
-            channel="m:1"))))
-        (reply,) = await pb_replies(ws, 1)
-        assert reply.id == 3 and not reply.HasField("error")
 
 
 @pytest.mark.parametrize("protobuf", [False, True], ids=["json", "protobuf"])
