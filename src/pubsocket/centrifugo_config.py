@@ -3,8 +3,11 @@ Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named 
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
 Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.insecure`` ->
-`centrifugo_insecure`; ``client.allowed_origins`` ->
-`allowed_origins`; ``http_api.key`` -> `server_api_key`; ``channel.without_namespace`` and
+`centrifugo_insecure`; ``client.allowed_origins`` -> `allowed_origins`;
+``client.subscribe_to_user_personal_channel`` (``enabled``,
+``personal_channel_namespace``) -> `personal_channel`, `personal_channel_namespace`
+(``single_connection`` is reported unsupported); ``http_api.key`` -> `server_api_key`;
+``channel.without_namespace`` and
 ``channel.namespaces[]`` -> history (`history_size`/`history_ttl` and `history_rules`),
 presence patterns, join/leave events and `channel_options` (the permissions, join/leave
 per namespace, forced recovery: read by `auth.namespaces.NamespacePolicy`). Every other
@@ -94,6 +97,27 @@ def _options(name: str, raw: object, where: str, ignored: list[str]) -> ChannelO
     return options
 
 
+def _personal(raw: object, ignored: list[str]) -> dict[str, object]:
+    """``client.subscribe_to_user_personal_channel`` as settings."""
+    where = "client.subscribe_to_user_personal_channel"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.enabled must be true or false")
+            out["personal_channel"] = value
+        elif key == "personal_channel_namespace":
+            if not isinstance(value, str) or (value and not _NAMESPACE.match(value)):
+                raise ConfigError(f"{where}.personal_channel_namespace must be a namespace "
+                                  "name")
+            out["personal_channel_namespace"] = value
+        elif not (key == "single_connection" and value is False):  # reported, not enforced
+            ignored.append(f"{where}.{key}")
+    return out
+
+
 def _section(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, Mapping):
@@ -133,6 +157,8 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                 raise ConfigError("client.allowed_origins: only \"*\" may use a wildcard "
                                   "(list each origin as scheme://host[:port])")
             out["allowed_origins"] = tuple(value)
+        elif key == "subscribe_to_user_personal_channel":
+            out.update(_personal(value, ignored))
         else:
             ignored.append(f"client.{key}")
     http_api = _section(data, "http_api", "http_api")

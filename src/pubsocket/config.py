@@ -100,6 +100,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "server_api_channels_max": ("PUBSOCKET_SERVER_API_CHANNELS_MAX",),
     "server_api_key": ("PUBSOCKET_SERVER_API_KEY",),
     "centrifugo_config": ("PUBSOCKET_CENTRIFUGO_CONFIG",),
+    # Server-side subscriptions (issue 18): each Centrifuge connection of a user to its
+    # personal channel ``#<user>`` (``<namespace>:#<user>``).
+    "personal_channel": ("PUBSOCKET_PERSONAL_CHANNEL",),
+    "personal_channel_namespace": ("PUBSOCKET_PERSONAL_CHANNEL_NAMESPACE",),
     "metrics_public": ("PUBSOCKET_METRICS_PUBLIC",),
     # Compression (issue 16, area "deflate"): permessage-deflate on the native server.
     "compression": ("PUBSOCKET_COMPRESSION",),
@@ -244,6 +248,11 @@ class Settings:
     channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
     # The file's client.insecure: every known channel allows every action to anyone.
     centrifugo_insecure: bool = False
+    # Subscribe every Centrifuge connection of a user to ``#<user>`` (or
+    # ``<personal_channel_namespace>:#<user>``) on the server's word, as Centrifugo's
+    # client.subscribe_to_user_personal_channel does (protocols/centrifuge/server_subs.py).
+    personal_channel: bool = False
+    personal_channel_namespace: str = ""
     # Compression (issue 16, docs/protocol.md "Compression"): permessage-deflate
     # (RFC 7692) on the native server when a client offers it ("deflate") or never
     # ("off"); messages shorter than `compression_min_size` bytes go uncompressed.

@@ -16,7 +16,7 @@ from .errors import ErrorCode
 __all__ = ["ErrorCode"]  # re-exported: codecs and the session take it from here
 
 SUBPROTOCOL: Final = "pubsocket.v1"
-TOPIC_RE: Final = re.compile(r"[A-Za-z0-9_.:@/\-]{1,255}")
+TOPIC_RE: Final = re.compile(r"[A-Za-z0-9_.:@/#\-]{1,255}")
 MAX_ID_LENGTH: Final = 64
 MAX_HISTORY_LIMIT: Final = 1000
 
@@ -85,13 +85,16 @@ class Presence:
 @dataclass(frozen=True, slots=True)
 class Connect:
     """Authenticate in-band (Centrifuge): the first command of a handshake session.
-    `token` is "" when the client sent none; `data` is the JSON of its connect data."""
+    `token` is "" when the client sent none; `data` is the JSON of its connect data;
+    `subs` are the server-side subscriptions a reconnecting client had, each with the
+    position to recover after (None: from now)."""
 
     token: str = field(default="", repr=False)
     data: bytes | None = None
     name: str = ""
     version: str = ""
     id: CmdId | None = None
+    subs: tuple[tuple[str, Position | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,8 @@ class SubscribeResult:
 
 
 def valid_topic(topic: object) -> bool:
-    """True for a string of 1-255 characters from ``[A-Za-z0-9_.:@/-]``."""
+    """True for a string of 1-255 characters from ``[A-Za-z0-9_.:@/#-]`` (``#``: a
+    Centrifugo personal channel is ``#<user>``)."""
     return isinstance(topic, str) and TOPIC_RE.fullmatch(topic) is not None
 
 

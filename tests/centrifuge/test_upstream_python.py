@@ -43,11 +43,7 @@ SUITE_TIMEOUT = 600.0
 NOT_TESTS = ("test_get_client_token", "test_get_subscription_token")
 
 # test id (class::method) -> why it fails against pubsocket, and whose work fixes it.
-EXPECTED_FAILURES: dict[str, str] = {
-    "TestServerSideSubscriptions::test_server_side_subs":
-        "server-side subscription to the personal channel #42 "
-        "(client.subscribe_to_user_personal_channel): helper cfsubs",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def sdist() -> Path:

@@ -15,10 +15,13 @@
 // `eventsource` package as the SSE transport's EventSource.
 //
 // stdout: one JSON object per line, {"ev": <name>, "t": <ms since start>, ...ctx}, for
-// every client and subscription event and for every command result; nothing else
+// every client and subscription event (a server-side subscription's as "server_subscribed",
+// "server_subscribing", "server_unsubscribed", "server_publication", with its channel)
+// and for every command result; nothing else
 // (the SDK's debug log goes to stderr). stdin: one JSON command per line:
 //   {"op":"connect"} {"op":"disconnect"} {"op":"exit"}
-//   {"op":"sub","channel":C,"opts":{recoverable,positioned,joinLeave,since,token,getToken:bool}}
+//   {"op":"sub","channel":C,"opts":{recoverable,positioned,joinLeave,since,token,getToken:bool,
+//                                   kind?: "map"|"map_clients"|"map_users"|"shared_poll"}}
 //   {"op":"unsub","channel":C} {"op":"publish","channel":C,"data":D,"id":I}
 //   {"op":"presence"|"presence_stats"|"history","channel":C,"id":I}
 //   {"op":"batch","ops":[cmd, ...]}     those commands between startBatching/stopBatching
@@ -93,7 +96,21 @@ client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason
 client.on('error', (ctx) => emit('error', {
   type: ctx.type, code: ctx.error?.code, message: ctx.error?.message,
 }));
-client.on('publication', (ctx) => emit('server_publication', { channel: ctx.channel, data: decode(ctx.data) }));
+// Server-side subscriptions (the connect reply's subs, a subscribe push): the client's
+// own subscribed / subscribing / unsubscribed / publication events, with the channel.
+client.on('publication', (ctx) => emit('server_publication', {
+  channel: ctx.channel, data: decode(ctx.data), offset: ctx.offset ?? null,
+}));
+client.on('subscribed', (ctx) => emit('server_subscribed', {
+  channel: ctx.channel,
+  recoverable: ctx.recoverable,
+  positioned: ctx.positioned,
+  wasRecovering: ctx.wasRecovering,
+  recovered: ctx.recovered,
+  streamPosition: ctx.streamPosition ?? null,
+}));
+client.on('subscribing', (ctx) => emit('server_subscribing', { channel: ctx.channel }));
+client.on('unsubscribed', (ctx) => emit('server_unsubscribed', { channel: ctx.channel }));
 
 const errFields = (e) => ({ code: e?.code, message: e?.message ?? String(e) });
 
@@ -113,7 +130,16 @@ function subscribe(channel, opts = {}) {
       emit('get_sub_token', { channel });
     });
   }
-  const sub = client.getSubscription(channel) ?? client.newSubscription(channel, subOpts);
+  // opts.kind: "map", "map_clients", "map_users" or "shared_poll" makes that kind of
+  // subscription (the SDK sends its SubscribeRequest.type); default: a stream.
+  delete subOpts.kind;
+  const make = {
+    map: 'newMapSubscription',
+    map_clients: 'newMapClientsSubscription',
+    map_users: 'newMapUsersSubscription',
+    shared_poll: 'newSharedPollSubscription',
+  }[opts.kind] ?? 'newSubscription';
+  const sub = client.getSubscription(channel) ?? client[make](channel, subOpts);
   if (!sub._pubsocketWired) {
     sub._pubsocketWired = true;
     sub.on('subscribing', (ctx) => emit('subscribing', { channel, code: ctx.code, reason: ctx.reason }));

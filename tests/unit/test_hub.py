@@ -210,7 +210,7 @@ async def test_counts(hub: Hub) -> None:
 # -- publish validation ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("topic", ["", "a b", "x" * 256, "é", "a#b"])
+@pytest.mark.parametrize("topic", ["", "a b", "x" * 256, "é", "a%b"])
 async def test_publish_refuses_invalid_topic(hub: Hub, topic: str) -> None:
     with pytest.raises(ValueError, match="topic"):
         await hub.publish(topic, 1)

@@ -113,7 +113,7 @@ def test_bad_action(action: Any) -> None:
     assert v.code == "bad_action"
 
 
-@pytest.mark.parametrize("topic", [None, "", 5, ["t"], "a b", "x" * 256, "tópic", "a#b"])
+@pytest.mark.parametrize("topic", [None, "", 5, ["t"], "a b", "x" * 256, "tópic", "a%b"])
 def test_invalid_topic(topic: Any) -> None:
     fields: dict[str, Any] = {"action": "subscribe"}
     if topic is not None:
@@ -182,7 +182,7 @@ def test_errors_never_contain_the_input() -> None:
 
 @pytest.mark.parametrize("topic", [
     "a", "Z", "0", "chat", "x" * 255, "room_1", "a.b", "a:b", "user@host", "a/b/c", "a-b",
-    "_.:@/-", "-", "/", "...", "ABCxyz0189",
+    "_.:@/-", "-", "/", "...", "ABCxyz0189", "#42", "personal:#alice", "news#42",
 ])
 def test_valid_topics(topic: str) -> None:
     assert valid_topic(topic)
@@ -190,7 +190,7 @@ def test_valid_topics(topic: str) -> None:
 
 
 @pytest.mark.parametrize("topic", [
-    "", "x" * 256, "a b", "a\tb", "a\nb", "chat\n", "\nchat", "a#b", "a*", "a?", "a+b",
+    "", "x" * 256, "a b", "a\tb", "a\nb", "chat\n", "\nchat", "a*", "a?", "a+b",
     "a,b", "a\\b", "a'b", 'a"b', "a%20", "é", "ä", "日本", "a\u00a0b", "\u0661",
     "\uff21", "a\x00", "\u212a",  # Kelvin sign, folds to k under IGNORECASE
 ])

@@ -48,6 +48,12 @@ class Codec(ABC):
     # bytes), not text (given str); the session refuses the other kind with 1003.
     binary: bool = False
 
+    def server_side(self) -> Codec:
+        """The codec for subscriptions the server made (not the client): the same bytes
+        unless the protocol tells their losses differently (Centrifuge: a gap is a
+        reconnecting disconnect, since the SDK cannot resubscribe them itself)."""
+        return self
+
     def count(self, data: str | bytes) -> int:
         """An upper bound on the commands in `data`, found without parsing it (the
         session charges and caps them before `parse` does any work). One command per

@@ -33,7 +33,7 @@ _ACTIONS: Final = frozenset({"subscribe", "unsubscribe", "publish"})
 _V1_ACTIONS: Final = frozenset({"history", "presence", "presence_stats", "refresh",
                                 "heartbeat"})
 MAX_TOKEN_LENGTH: Final = 8192
-_TOPIC_RULE: Final = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
+_TOPIC_RULE: Final = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / # -"
 
 
 def parse_json_command(text: str | bytes, *, extended: bool) -> Command:

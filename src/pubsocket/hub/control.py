@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from ..brokers.base import NO_HISTORY, Publication
+from ..brokers.base import NO_HISTORY, Position, Publication
 from ..config import Settings
 from ..errors import BrokerError, CloseCode
 from ..presence.base import Presence
@@ -37,7 +37,7 @@ class Controlled(Protocol):
 
     def drop(self, topic: str, reason: str) -> None: ...
 
-    def adopt(self, topic: str) -> None: ...
+    def adopt(self, topic: str, since: Position | None = None) -> None: ...
 
     @property
     def client_id(self) -> str: ...
@@ -78,7 +78,7 @@ class Registry:
             elif op == "unsubscribe":
                 session.drop(str(command.get("topic", "")), "unsubscribed by the server")
             elif op == "subscribe":
-                session.adopt(str(command.get("topic", "")))
+                session.adopt(str(command.get("topic", "")), _since(command.get("since")))
 
     @property
     def users(self) -> int:
@@ -87,6 +87,14 @@ class Registry:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._users.values())
+
+
+def _since(raw: Any) -> Position | None:
+    """A control command's recovery position (``[offset, epoch]``), else None."""
+    if (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], int)
+            and not isinstance(raw[0], bool) and raw[0] >= 0 and isinstance(raw[1], str)):
+        return Position(raw[0], raw[1])
+    return None
 
 
 def encode(op: str, user: str, **fields: Any) -> bytes:
@@ -118,14 +126,16 @@ class Control:
         await self.publish_internal(CONTROL_TOPIC, encode("unsubscribe", user, topic=topic,
                                                           client=client))
 
-    async def subscribe_user(self, user: str, topic: str, *, client: str | None = None
-                             ) -> None:
+    async def subscribe_user(self, user: str, topic: str, *, client: str | None = None,
+                             since: Position | None = None) -> None:
         """Subscribe `user`'s live connections (only `client`, when given) to `topic` on
         every node, without permission checks (the server decided): each hears the
-        subscribe reply its protocol has for it (a Centrifuge ``subscribe`` push).
-        Connections opened later are not subscribed."""
+        subscribe reply its protocol has for it (a Centrifuge ``subscribe`` push), with
+        what was published after `since` when given (all of it, or ``recovered:
+        false``). Connections opened later are not subscribed."""
+        extra = {} if since is None else {"since": [since.offset, since.epoch]}
         await self.publish_internal(CONTROL_TOPIC, encode("subscribe", user, topic=topic,
-                                                          client=client))
+                                                          client=client, **extra))
 
     async def publish_internal(self, channel: str, payload: bytes) -> None:
         """Send on a ``$`` channel (control, presence events): no history, no checks."""

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..auth import Action, expiry_of
-from ..brokers.base import Publication
+from ..brokers.base import Position, Publication
 from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
 from ..log import refusals
 from ..presence.base import PresenceUnavailable
@@ -31,6 +31,7 @@ from ..protocol import (
     valid_topic,
 )
 from . import replies
+from .wire import server_side
 
 if TYPE_CHECKING:
     from .session import Session
@@ -153,13 +154,21 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
         return None
     session.topics.add(topic)
     since = cmd.since if replay else None
-    result = hub.subscribe_nowait(session.peer, topic, session.wire, since)
+    # A server-side subscription is told of a loss its own way (`Codec.server_side`).
+    wire = server_side(session.wire) if cmd.server else session.wire
+    result = hub.subscribe_nowait(session.peer, topic, wire, since)
     if isinstance(result, SubscribeResult):
         if _rejected(session, cmd, result):
             return None
         _subscribed(session, cmd, result)
         return _join(session, topic) if hub.presence.enabled(topic) else None
     return _finish_subscribe(session, cmd, result)
+
+
+def joined(session: Session, topic: str) -> Awaitable[None] | None:
+    """A new live subscription to `topic`: presence and join/leave, when the topic has
+    them (None: nothing to do)."""
+    return _join(session, topic) if session.hub.presence.enabled(topic) else None
 
 
 async def _join(session: Session, topic: str) -> None:
@@ -218,15 +227,16 @@ def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> No
             session.reply(codec.publication(cmd.topic, pub))
 
 
-def adopt(session: Session, topic: str) -> Awaitable[None] | None:
+def adopt(session: Session, topic: str, since: Position | None = None
+          ) -> Awaitable[None] | None:
     """Subscribe `session` to `topic` on the server's word (no permission check) unless
     it is subscribed already or at `max_subscriptions`; the client hears its codec's
-    server-side subscribe reply."""
+    server-side subscribe reply (with what was published after `since`, if given)."""
     cap = session.settings.max_subscriptions
     if (session.closed or topic in session.topics or not valid_topic(topic)
             or (cap and len(session.topics) >= cap)):  # at the cap: nothing to tell
         return None
-    return subscribe(session, Subscribe(topic, server=True))
+    return subscribe(session, Subscribe(topic, since=since, server=True))
 
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:

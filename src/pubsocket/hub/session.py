@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from ..auth import Authenticator, Principal, expiry_of
-from ..brokers.base import Publication, Publisher
+from ..brokers.base import Position, Publication, Publisher
 from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
 from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
@@ -242,12 +242,12 @@ class Session:
     def client_id(self) -> str:
         return self.principal.client_id
 
-    def adopt(self, topic: str) -> None:
+    def adopt(self, topic: str, since: Position | None = None) -> None:
         """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
-        session is connected."""
+        session is connected; `since`: recover what was published after it."""
         if self.hook is not None and not self.hook.ready:
             return
-        pending = handlers.adopt(self, topic)
+        pending = handlers.adopt(self, topic, since)
         if pending is not None:  # beside the command queue, which it must not reorder
             task = asyncio.ensure_future(pending)
             adopting = self._adopting = self._adopting or set()

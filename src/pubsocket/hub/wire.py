@@ -66,4 +66,19 @@ class WireSet:
         return wire
 
 
+_SERVER_SIDE: dict[Wire, Wire] = {}
+
+
+def server_side(wire: Wire) -> Wire:
+    """The wire for server-side subscriptions of `wire`'s connections: the same framer
+    with the codec's `Codec.server_side` twin (`wire` itself when they are one). Made
+    once per wire and shared, like the wires of a `WireSet` (so as few as they are)."""
+    twin = _SERVER_SIDE.get(wire)
+    if twin is None:
+        codec = wire.codec.server_side()
+        twin = _SERVER_SIDE[wire] = (wire if codec is wire.codec
+                                     else Wire(codec, wire.frame, wire.kind))
+    return twin
+
+
 RAW = WireSet(identity, "raw")  # payloads as they are (ASGI; tests that read payloads)

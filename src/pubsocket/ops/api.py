@@ -25,6 +25,7 @@ from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import BrokerError, CloseCode
 from ..hub import Hub
 from ..hub.core import publisher_of
+from ..hub.recovery import ANY_EPOCH
 from ..hub.replies import continues
 from ..presence.base import ClientInfo, Presence, PresenceUnavailable, Stats
 from ..protocol import MAX_HISTORY_LIMIT, valid_topic
@@ -255,10 +256,26 @@ class Operations:
         return presence.store, name
 
     # -- connections of a user, on every node ------------------------------------------
-    async def subscribe_user(self, user: object, topic: object, client: object = None
-                             ) -> None:
+    async def subscribe_user(self, user: object, topic: object, client: object = None,
+                             since: object = None) -> None:
+        """Subscribe the user's connections to `topic`; `since` (``{offset, epoch}``,
+        Centrifugo's ``recover_since``): with what was published after it."""
         await self._control(self.hub.subscribe_user, self.name(user, "user"),
-                            self.topic(topic), client=self.name(client, "client", optional=True))
+                            self.topic(topic), client=self.name(client, "client", optional=True),
+                            since=self.position(since))
+
+    @staticmethod
+    def position(value: object) -> Position | None:
+        """``{offset, epoch}`` (a StreamPosition) as a `Position`; None for None. An
+        empty epoch is any epoch (as in a Centrifuge client's recovery)."""
+        if value is None:
+            return None
+        offset = value.get("offset", 0) if isinstance(value, dict) else None
+        epoch = value.get("epoch", "") if isinstance(value, dict) else None
+        if (isinstance(offset, bool) or not isinstance(offset, int) or offset < 0
+                or not isinstance(epoch, str) or len(epoch) > MAX_NAME_LENGTH):
+            raise BadRequest("a stream position is {offset: integer >= 0, epoch: string}")
+        return Position(offset, epoch or ANY_EPOCH)
 
     async def unsubscribe_user(self, user: object, topic: object, client: object = None
                                ) -> None:

@@ -44,7 +44,7 @@ class BadRequest(OpError):
 
 
 class InvalidTopic(BadRequest):
-    message = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / -"
+    message = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / # -"
 
 
 class MissingData(BadRequest):

@@ -202,7 +202,8 @@ async def _broadcast(ops: Operations, p: Body) -> Body:
 
 
 async def _subscribe(ops: Operations, p: Body) -> Body:
-    await ops.subscribe_user(p.get("user"), p.get("channel"), p.get("client"))
+    await ops.subscribe_user(p.get("user"), p.get("channel"), p.get("client"),
+                             p.get("recover_since"))
     return {}
 
 

@@ -94,7 +94,8 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
             stream.attach(session)
             stream.track(topics, prefix, [_slot(p) for p in positions])
             assert isinstance(session.hook, Gate)
-            gate.connect(session.hook, session, Connect())  # connect push, pings, expiry
+            # the connect push, pings, expiry (server-side channels: not on this stream)
+            gate.connect(session.hook, session, Connect(), server_subs=False)
             for number, (topic, position) in enumerate(zip(topics, positions, strict=True), 1):
                 if session.closed:
                     return

@@ -6,6 +6,14 @@ Replies are ``{"id": N, "<method>": {...}}`` or ``{"id": N, "error": {"code", "m
 concatenation around the stored payload (no re-encoding of data), once per publication.
 Disconnects are WebSocket close frames with the protocol's codes (`codes`).
 docs/centrifuge.md is the reference; commands are parsed in `parse`.
+
+Server-side subscriptions (the token's ``subs``, the personal channel, the server API's
+subscribe) deliver through `server_side()`, a twin codec with the same bytes but one
+difference: a gap it cannot fill is a ``disconnect`` push (3010 "insufficient state",
+reconnect) instead of an ``unsubscribe`` push, because an SDK never resubscribes a
+server-side subscription itself: it reconnects and recovers it through the connect
+command's ``subs`` (centrifuge ``client.go`` ``handleInsufficientState``: a server-side
+subscription disconnects, a client-side one is unsubscribed).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from ...protocol import (
     Unsubscribe,
 )
 from .codes import (
+    INSUFFICIENT_STATE,
     MESSAGES,
     TEMPORARY,
     UNSUBSCRIBE_EXPIRED,
@@ -89,11 +98,44 @@ def _push(topic: str, kind: str, body: Mapping[str, Any]) -> bytes:
     return orjson.dumps({"push": {"channel": topic, kind: body}})
 
 
+def sub_fields(cmd: Subscribe, result: SubscribeResult) -> dict[str, Any]:
+    """A SubscribeResult's fields beside its publications: the position when the topic
+    keeps history (positioned and recoverable), the recovery outcome when `cmd` asked
+    for one, the subscription token's ttl."""
+    position = result.position
+    fields: dict[str, Any] = {}
+    if position.epoch:  # the topic keeps history: positioned and recoverable
+        fields.update(recoverable=True, positioned=True, epoch=position.epoch,
+                      offset=position.offset)
+    if cmd.since is not None:
+        fields.update(was_recovering=True, recovered=result.recovered)
+    fields.update(ttl_of(cmd.expires_at))
+    return fields
+
+
+ServerSubs = Mapping[str, tuple[Subscribe, SubscribeResult]]
+"""The connect reply's server-side subscriptions: channel -> (the subscribe the server
+made for it, its result)."""
+
+
 class CentrifugeCodec(Codec):
     """The Centrifuge JSON protocol on the shared hub (see the module docstring)."""
 
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
+
+    def __init__(self, *, server_side: bool = False) -> None:
+        """`server_side`: the twin for server-side subscriptions (module docstring)."""
+        self.is_server_side = server_side
+        self._twin: CentrifugeCodec | None = self if server_side else None
+
+    def server_side(self) -> CentrifugeCodec:
+        """This codec for server-side subscriptions (made once, then shared)."""
+        if self._twin is None:
+            twin = type(self)(server_side=True)
+            twin._twin = twin
+            self._twin = twin
+        return self._twin
 
     def count(self, data: str | bytes) -> int:
         assert isinstance(data, str)  # a text codec: the session refused binary frames
@@ -121,16 +163,12 @@ class CentrifugeCodec(Codec):
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.id is None and not cmd.server:
             return None
-        position = result.position
-        fields: dict[str, Any] = {}
-        if position.epoch:  # the topic keeps history: positioned and recoverable
-            fields.update(recoverable=True, positioned=True, epoch=position.epoch,
-                          offset=position.offset)
-        if cmd.since is not None:
-            fields.update(was_recovering=True, recovered=result.recovered)
-        fields.update(ttl_of(cmd.expires_at))
-        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
-            return _push(cmd.topic, "subscribe", fields)
+        fields = sub_fields(cmd, result)
+        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push,
+            # then what it recovered as publication pushes (the push has no room for
+            # them), one per line of the same message
+            push = _push(cmd.topic, "subscribe", fields)
+            return b"\n".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         head = orjson.dumps({"id": cmd.id, "subscribe": fields})
         if not result.replay:
             return head
@@ -172,27 +210,40 @@ class CentrifugeCodec(Codec):
                             else {"error": body})
 
     def gap(self, topic: str, position: Position) -> bytes | None:
+        if self.is_server_side:
+            return self.disconnect(*INSUFFICIENT_STATE)
         # The SDK resubscribes from its last position; recovery then fills the hole or
         # answers recovered: false (docs/centrifuge.md "Recovery").
         code, reason = UNSUBSCRIBE_INSUFFICIENT
         return _push(topic, "unsubscribe", {"code": code, "reason": reason})
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
-                  expires_at: float | None, ping: float, *, session: str = "",
+                  expires_at: float | None, ping: float,
+                  subs: ServerSubs | None = None, *, session: str = "",
                   node: str = "") -> bytes | None:
-        """The reply to an accepted connect; an emulated connection (HTTP stream, SSE)
-        gets its `session` and `node`, which its POSTed commands name."""
+        """The reply to an accepted connect; `subs` are its server-side subscriptions,
+        each with its recovered publications (oldest first); an emulated connection
+        (HTTP stream, SSE) gets its `session` and `node`, which its POSTed commands
+        name."""
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
         if ping > 0:
             body.update(ping=max(1, round(ping)), pong=True)
+        if subs:
+            out = body["subs"] = {}
+            for topic, (cmd, result) in subs.items():
+                fields = out[topic] = sub_fields(cmd, result)
+                if result.replay:  # spliced in as stored: no re-encoding of data
+                    fields["publications"] = orjson.Fragment(
+                        b"[" + b",".join(_pub(p) for p in result.replay) + b"]")
         if session:
             body.update(session=session, node=node)
         return self.result_reply("connect", cmd_id, body)
 
     def disconnect(self, code: int, reason: str) -> bytes:
         """The disconnect push an emulated stream ends with (a WebSocket closes with the
-        code instead)."""
+        code instead), and a server-side subscription's hole (`gap`): the SDK closes,
+        and reconnects unless the code is 3500-3999 or 4500-4999."""
         return orjson.dumps({"push": {"disconnect": {
             "code": code, "reason": reason,
             "reconnect": code < 3500 or 4000 <= code < 4500}}})

@@ -56,10 +56,12 @@ EXPIRED: Final = (3005, "connection expired")
 SLOW: Final = (3008, "slow")
 NO_PONG: Final = (3012, "no pong")
 TOO_MANY: Final = (3013, "too many requests")
+INSUFFICIENT_STATE: Final = (3010, "insufficient state")  # reconnect and recover
 INVALID_TOKEN: Final = (3500, "invalid token")
 BAD_REQUEST_CLOSE: Final = (3501, "bad request")
 STALE: Final = (3502, "stale")
 FORCE_NO_RECONNECT: Final = (3503, "force disconnect")
+CHANNEL_LIMIT: Final = (3505, "channel limit")  # more server-side subscriptions than allowed
 TOO_MANYERRORS: Final = (3509, "too many errors")
 CLOSE_CODES: Final[Mapping[int, tuple[int, str]]] = {
     CloseCode.GOING_AWAY: SHUTDOWN,

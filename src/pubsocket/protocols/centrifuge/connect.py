@@ -29,17 +29,22 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ...auth import Action, Principal, expiry_of
-from ...errors import TokenExpired, Unauthorized
+from ...errors import BrokerError, TokenExpired, Unauthorized
 from ...hub import handlers
 from ...log import refusals
 from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
+from . import server_subs
+from .codec import ServerSubs
 from .codes import (
     BAD_REQUEST_CLOSE,
+    CHANNEL_LIMIT,
+    INSUFFICIENT_STATE,
     INTERNAL,
     INVALID_TOKEN,
     NOT_AVAILABLE,
     PERMISSION_DENIED,
     TOKEN_EXPIRED,
+    UNKNOWN_CHANNEL,
 )
 
 if TYPE_CHECKING:
@@ -66,8 +71,8 @@ def run(gate: Gate, session: Session, cmd: Command) -> Awaitable[None] | None:
     """Run one command of a Centrifuge session (None when done, else what finishes it)."""
     if gate.stage != CONNECTED:
         if isinstance(cmd, Connect) and gate.stage == AWAITING:
-            connect(gate, session, cmd)
-        elif gate.stage == AWAITING:
+            return connect(gate, session, cmd)
+        if gate.stage == AWAITING:
             refusals.warn("before_connect", session.address)
             session.close(*BAD_REQUEST_CLOSE)  # nothing before connect
         # REFUSED: the connect was answered with an error and the client is leaving;
@@ -93,25 +98,72 @@ def run(gate: Gate, session: Session, cmd: Command) -> Awaitable[None] | None:
 
 
 # -- connect / refresh -------------------------------------------------------------------
-def connect(gate: Gate, session: Session, cmd: Connect) -> None:
+def connect(gate: Gate, session: Session, cmd: Connect, *, server_subs: bool = True
+            ) -> Awaitable[None] | None:
+    """Authenticate, then answer; with `server_subs`, the connection is first subscribed
+    to its server-side channels (`server_subs`), which the reply carries: then the
+    coroutine that does it is returned (the session holds later commands behind it)."""
     ep = gate.endpoint
     principal = session.principal
     if cmd.token or ep.secured:
         verified = _verify(gate, session, cmd.token, cmd.id)
         if verified is None:
-            return
+            return None
         principal = verified
-    gate.stage = CONNECTED
     # Until now the transport took only `connect_message_size` per message (the
     # endpoint asked so at the upgrade): an unauthenticated peer buffers little.
     session.peer.set_max_message_size(session.settings.max_message_size)
     session.login(principal)
+    if server_subs and (cmd.subs or "subs" in principal.claims
+                        or session.settings.personal_channel):
+        return _connect_with_subs(gate, session, cmd)
+    _connected(gate, session, cmd)
+    return None
+
+
+def _connected(gate: Gate, session: Session, cmd: Connect,
+               subs: ServerSubs | None = None) -> None:
+    ep = gate.endpoint
+    gate.stage = CONNECTED
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
     sid, node = gate.emulation or ("", "")
-    session.reply(ep.codec.connected(cmd.id, principal.client_id, VERSION,
-                                     session.expires_at, ep.ping, session=sid,
+    session.reply(ep.codec.connected(cmd.id, session.principal.client_id, VERSION,
+                                     session.expires_at, ep.ping, subs, session=sid,
                                      node=node))
+
+
+async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None:
+    codec = gate.endpoint.codec
+    # The connect came in time: a slow broker subscribe must not close it as stale.
+    gate.endpoint.pinger.connected(session)
+    try:
+        channels = await server_subs.wanted(session, cmd)
+        subs, cork = await server_subs.subscribe(session, channels)
+    except server_subs.ChannelLimit:
+        refusals.warn("channel_limit", session.address)
+        session.close(*CHANNEL_LIMIT)
+        return
+    except server_subs.BadChannel as exc:
+        log.warning("connect refused: %s", exc)
+        gate.stage = REFUSED
+        session.reply(codec.error_code(UNKNOWN_CHANNEL, cmd.id))
+        return
+    except BrokerError:
+        gate.stage = REFUSED  # temporary: the SDK connects again
+        session.reply(codec.error_code(INTERNAL, cmd.id))
+        return
+    if session.closed:
+        for topic in subs:
+            session.hub.unsubscribe_nowait(cork, topic)
+        return
+    # From here to the take-over, no await: nothing is delivered in between.
+    _connected(gate, session, cmd, subs)
+    gate.server_topics = set(subs)
+    if not server_subs.take_over(session, subs, cork):
+        session.close(*INSUFFICIENT_STATE)  # the SDK reconnects and recovers
+        return
+    await server_subs.join_all(session, list(subs))
 
 
 def _verify(gate: Gate, session: Session, token: str,

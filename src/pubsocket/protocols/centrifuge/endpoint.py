@@ -21,6 +21,7 @@ from . import connect
 from .codec import CENTRIFUGE, PING, CentrifugeCodec
 from .codes import BAD_REQUEST_CLOSE, CLOSE_CODES, STALE
 from .connect import AWAITING, CONNECTED, RpcHook
+from .parse import SubscriptionTypeRefused
 from .pinger import Pinger
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Gate:
     """One Centrifuge connection's state: refuses everything before a `Connect`, then
     runs the protocol's own commands (`connect`) beside the shared handlers."""
 
-    __slots__ = ("emulation", "endpoint", "stage", "sub_clocks")
+    __slots__ = ("emulation", "endpoint", "server_topics", "stage", "sub_clocks")
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -71,6 +72,9 @@ class Gate:
         # Topics held on a subscription token -> its expiry clock (None: no exp); made
         # by the first such subscribe.
         self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
+        # Topics subscribed on the server's word at connect (`server_subs`): granted by
+        # the server, not the token's permissions, so a token refresh keeps them.
+        self.server_topics: set[str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -89,6 +93,15 @@ class Gate:
 
     def violation(self, session: Session, exc: ProtocolViolation) -> None:
         """A malformed command: the protocol's disconnect, or an error reply."""
+        if isinstance(exc, SubscriptionTypeRefused):
+            # A well-formed subscribe of a type not served: refused like any command
+            # before the connect, else answered with Centrifuge's own code.
+            if self.stage == AWAITING:
+                refusals.warn("before_connect", session.address)
+                session.close(*BAD_REQUEST_CLOSE)
+            elif self.stage == CONNECTED:
+                session.reply(self.endpoint.codec.error_code(exc.reply_code, exc.cmd_id))
+            return
         close = self.endpoint.codec.violation_close(exc)
         if close is None:
             session.error(exc.code, exc.message, exc.cmd_id)
@@ -96,12 +109,17 @@ class Gate:
             session.close(*close)
 
     def released(self, topic: str) -> None:
-        """`topic` is no longer held on a subscription token: its expiry clock stops."""
+        """`topic` is no longer held on a subscription token (its expiry clock stops) nor
+        as a server-side subscription."""
+        if self.server_topics:
+            self.server_topics.discard(topic)
         clocks = self.sub_clocks
         if clocks and topic in clocks and (handle := clocks.pop(topic)) is not None:
             handle.cancel()
 
     def held(self) -> Collection[str]:
+        if self.server_topics:
+            return {*self.server_topics, *(self.sub_clocks or ())}
         return self.sub_clocks or ()
 
     def closed(self, session: Session) -> None:

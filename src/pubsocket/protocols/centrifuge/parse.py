@@ -44,6 +44,27 @@ _MISSING: Final = object()
 # SubscribeRequest.flag bits (centrifugal/protocol); the others (channel compaction)
 # are offers a server may ignore.
 FLAG_REJECT_UNRECOVERED: Final = 2
+# A connect's `subs` (server-side subscriptions to recover) read at most: what a node
+# then subscribes is capped by `Settings.max_subscriptions` (server_subs.py).
+MAX_CONNECT_SUBS: Final = 1024
+# SubscribeRequest.type (client.proto field 15): 0 is a stream subscription, the only
+# kind pubsocket serves. The others are refused with the error Centrifugo answers on a
+# namespace configured for streams: map, map clients and map users (1-3) are
+# PermissionDenied, 103 (centrifugo internal/client/handler.go OnSubscribe,
+# `isSubscriptionTypeAllowed`); shared poll (4) is NotAvailable, 108, on a node without
+# shared poll channels (centrifuge client.go `handleSubscribe`). Any other type names
+# nothing: a bad request, 107.
+TYPE_REFUSALS: Final = {1: 103, 2: 103, 3: 103, 4: 108}
+TYPE_UNKNOWN: Final = 107
+
+
+class SubscriptionTypeRefused(ProtocolViolation):
+    """A subscribe of a type pubsocket does not serve (map, shared poll): an error reply
+    with Centrifuge's code `reply_code` (`TYPE_REFUSALS`); the connection stays."""
+
+    def __init__(self, reply_code: int, cmd_id: CmdId | None) -> None:
+        super().__init__(ErrorCode.FORBIDDEN, "this subscription type is not served", cmd_id)
+        self.reply_code = reply_code
 
 
 def count_lines(text: str) -> int:
@@ -103,7 +124,8 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
         data = body.get("data", _MISSING)
         return Connect(_token(body, cmd_id, required=False),
                        None if data is _MISSING else _json(data, cmd_id),
-                       _string(body, "name", cmd_id), _string(body, "version", cmd_id), cmd_id)
+                       _string(body, "name", cmd_id), _string(body, "version", cmd_id), cmd_id,
+                       _connect_subs(body.get("subs"), cmd_id))
     if method == "refresh":
         return Refresh(_token(body, cmd_id, required=True), cmd_id)
     if method == "rpc":
@@ -115,6 +137,11 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
     if not isinstance(topic, str) or not valid_topic(topic):
         raise ProtocolViolation(ErrorCode.INVALID_TOPIC, "unknown channel", cmd_id)
     if method == "subscribe":
+        kind = body.get("type", 0)
+        if isinstance(kind, bool) or not isinstance(kind, int):
+            raise ProtocolViolation(ErrorCode.BAD_FIELD, "type must be an integer", cmd_id)
+        if kind:
+            raise SubscriptionTypeRefused(TYPE_REFUSALS.get(kind, TYPE_UNKNOWN), cmd_id)
         since = None
         if body.get("recover") is True:
             since = Position(_offset(body.get("offset", 0), cmd_id),
@@ -136,6 +163,29 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
     if method == "sub_refresh":
         return SubRefresh(topic, _token(body, cmd_id, required=True), cmd_id)
     return _history(topic, body, cmd_id)
+
+
+def _connect_subs(raw: Any, cmd_id: CmdId | None) -> tuple[tuple[str, Position | None], ...]:
+    """A connect's ``subs``: channel -> ``{recover, offset, epoch}`` (the server-side
+    subscriptions a reconnecting SDK recovers). A malformed one closes (3501), as
+    Centrifugo's connect does for a channel it cannot subscribe."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or len(raw) > MAX_CONNECT_SUBS:
+        raise ProtocolViolation(ErrorCode.BAD_FIELD,
+                                f"subs must be an object of at most {MAX_CONNECT_SUBS} "
+                                "channels", cmd_id)
+    out: list[tuple[str, Position | None]] = []
+    for topic, sub in raw.items():
+        if not valid_topic(topic) or not isinstance(sub, dict):
+            raise ProtocolViolation(ErrorCode.BAD_FIELD, "subs: a channel -> an object",
+                                    cmd_id)
+        since = None
+        if sub.get("recover") is True:
+            since = Position(_offset(sub.get("offset", 0), cmd_id),
+                             _epoch(sub.get("epoch", ""), cmd_id))
+        out.append((topic, since))
+    return tuple(out)
 
 
 def _history(topic: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> History:

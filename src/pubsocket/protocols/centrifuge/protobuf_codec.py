@@ -35,8 +35,9 @@ from ...protocol import (
     SubscribeResult,
 )
 from ._pb import pubsocket_centrifuge_pb2 as pb
-from .codec import CentrifugeCodec, ttl_of
+from .codec import CentrifugeCodec, ServerSubs, sub_fields, ttl_of
 from .codes import (
+    INSUFFICIENT_STATE,
     MESSAGES,
     TEMPORARY,
     UNSUBSCRIBE_EXPIRED,
@@ -88,6 +89,15 @@ def _push(topic: str, **kind: Any) -> bytes:
     return _frame(pb.Reply(push=pb.Push(channel=topic, **kind)))
 
 
+_PUSH_FIELDS: Final = frozenset({"recoverable", "positioned", "epoch", "offset"})
+
+
+def _result(cmd: Subscribe, result: SubscribeResult) -> Any:
+    """The SubscribeResult of `cmd` (the JSON codec's fields) with its replay."""
+    return pb.SubscribeResult(publications=[_pub(p) for p in result.replay],
+                              **sub_fields(cmd, result))
+
+
 class CentrifugeProtobufCodec(CentrifugeCodec):
     """The Centrifuge Protobuf protocol on the shared hub (see the module docstring)."""
 
@@ -113,17 +123,30 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
         return _frame(pb.Reply(push=pb.Push(channel=topic, pub=_pub(pub))))
 
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
+        if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
+            fields = sub_fields(cmd, result)
+            push = _push(cmd.topic, subscribe=pb.Subscribe(**{
+                k: v for k, v in fields.items() if k in _PUSH_FIELDS}))
+            # what it recovered follows as publication pushes (as the JSON codec)
+            return b"".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         if cmd.id is None:
             return None
-        res = pb.SubscribeResult(publications=[_pub(p) for p in result.replay],
-                                 **ttl_of(cmd.expires_at))
-        position = result.position
-        if position.epoch:  # the topic keeps history: positioned and recoverable
-            res.recoverable = res.positioned = True
-            res.epoch, res.offset = position.epoch, position.offset
-        if cmd.since is not None:
-            res.was_recovering, res.recovered = True, result.recovered
-        return _frame(pb.Reply(id=int(cmd.id), subscribe=res))
+        return _frame(pb.Reply(id=int(cmd.id), subscribe=_result(cmd, result)))
+
+    def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
+                  expires_at: float | None, ping: float,
+                  subs: ServerSubs | None = None, *, session: str = "",
+                  node: str = "") -> bytes | None:
+        if cmd_id is None:
+            return None
+        res = pb.ConnectResult(client=client_id, version=version, **ttl_of(expires_at))
+        if ping > 0:
+            res.ping, res.pong = max(1, round(ping)), True
+        if session:
+            res.session, res.node = session, node
+        for topic, (cmd, result) in (subs or {}).items():
+            res.subs[topic].CopyFrom(_result(cmd, result))
+        return _frame(pb.Reply(id=int(cmd_id), connect=res))
 
     def disconnect(self, code: int, reason: str) -> bytes:
         return _frame(pb.Reply(push=pb.Push(disconnect=pb.Disconnect(
@@ -149,6 +172,8 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
         return _frame(pb.Reply(id=int(cmd_id or 0), error=err))
 
     def gap(self, topic: str, position: Position) -> bytes | None:
+        if self.is_server_side:
+            return self.disconnect(*INSUFFICIENT_STATE)
         code, reason = UNSUBSCRIBE_INSUFFICIENT  # as the JSON codec: the SDK resubscribes
         return _push(topic, unsubscribe=pb.Unsubscribe(code=code, reason=reason))
 

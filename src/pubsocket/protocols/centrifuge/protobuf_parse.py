@@ -128,6 +128,9 @@ def _body(method: str, req: Any, cmd_id: CmdId | None) -> dict[str, Any]:
                                 "version": req.version}
         if req.data:
             body["data"] = _json(req.data, cmd_id)
+        if req.subs:
+            body["subs"] = {ch: {"recover": s.recover, "offset": s.offset, "epoch": s.epoch}
+                            for ch, s in req.subs.items()}
         return body
     if method == "refresh":
         return {"token": req.token}
@@ -137,7 +140,8 @@ def _body(method: str, req: Any, cmd_id: CmdId | None) -> dict[str, Any]:
         return {}
     body = {"channel": req.channel}
     if method == "subscribe":
-        body.update(token=req.token, recover=req.recover, epoch=req.epoch, offset=req.offset)
+        body.update(token=req.token, recover=req.recover, epoch=req.epoch, offset=req.offset,
+                    flag=req.flag, type=req.type)
     elif method == "publish":
         if req.data:  # empty bytes are no data: protobuf cannot tell them from none
             value = _json(req.data, cmd_id)  # JSON, else a 107 reply

@@ -22,7 +22,7 @@ import orjson
 
 from ...brokers.base import Position, Publication
 from ...protocol import CmdId, Subscribe, SubscribeResult
-from .codec import CentrifugeCodec, ttl_of
+from .codec import CentrifugeCodec, ServerSubs, ttl_of
 
 POSITION: Final = b"\x00"  # a header: this payload moves a channel's position
 END: Final = b"\x01\n"  # a header: end the stream after this payload
@@ -56,6 +56,9 @@ class UniSseCodec(CentrifugeCodec):
     name = "centrifuge-uni-sse"
     refreshable = False  # a stream cannot refresh: it ends with 3005 and reconnects
 
+    def server_side(self) -> UniSseCodec:
+        return self  # every subscription of a stream is server-side: a gap ends it
+
     @property
     def replay_in_reply(self) -> bool:
         return False  # every replayed publication is its own event, with its own id
@@ -79,8 +82,10 @@ class UniSseCodec(CentrifugeCodec):
         return position_header(cmd.topic, position) + push
 
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
-                  expires_at: float | None, ping: float, *, session: str = "",
+                  expires_at: float | None, ping: float,
+                  subs: ServerSubs | None = None, *, session: str = "",
                   node: str = "") -> bytes | None:
+        # `subs` stays empty: a stream is connected with server_subs=False.
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
         if ping > 0:
