@@ -94,6 +94,7 @@ class CentrifugeCodec(Codec):
 
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
+    requires_history = True  # history where none is kept: 108 not available
 
     def count(self, data: str | bytes) -> int:
         assert isinstance(data, str)  # a text codec: the session refused binary frames
