@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -57,10 +58,10 @@ CAP = 2  # subscriptions per connection and commands per server API batch
 OTHER_EPOCH = "not-the-epoch"
 
 
-def one_place_app() -> App:
-    """v1 at /ws/chat and Centrifuge at its SDK path on one hub: presence for room:*,
-    no history for nohist:*, at most `CAP` subscriptions and batch commands."""
-    app = App(make_settings(max_subscriptions=CAP, server_api_batch_max=CAP))
+def one_place_app(broker: str) -> App:
+    """v1 at /ws/chat and Centrifuge at its SDK path on one hub over `broker`: presence
+    for room:*, no history for nohist:*, at most `CAP` subscriptions and batch commands."""
+    app = App(make_settings(broker=broker, max_subscriptions=CAP, server_api_batch_max=CAP))
     pubsub("/ws/chat", app=app, secured=True, presence=["room:*"],
            history={"nohist:*": None})
     pubsub(PATH, app=app, protocol="centrifuge", secured=True)
@@ -235,9 +236,16 @@ REFUSALS = [
 ]
 
 
-@pytest.fixture
-async def doors(serve: Callable[[App], Awaitable[Running]]) -> AsyncIterator[Doors]:
-    srv = await serve(one_place_app())
+@pytest.fixture(params=["memory", "redis"])
+async def doors(request: pytest.FixtureRequest,
+                serve: Callable[[App], Awaitable[Running]]) -> AsyncIterator[Doors]:
+    """The four doors of one server, on the memory broker (history and presence answer
+    inline) and on real Redis (every read awaited)."""
+    broker = "memory://"
+    if request.param == "redis":
+        redis_url: str = request.getfixturevalue("redis_url")
+        broker = redis_url + f"?prefix=one-{uuid.uuid4().hex[:8]}:"
+    srv = await serve(one_place_app(broker))
     await srv.app.hub.publish("open:h", {"n": 0})  # a position to be far from
     bearer = token("u1", topics=TOPICS)
     async with AsyncExitStack() as stack:

@@ -17,7 +17,7 @@ key, batches). A socket publish, the hot path, asks `Authorizer.check` inline (t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,42 +133,85 @@ def history_kept(hub: Hub, topic: str, required: bool) -> None:
         raise NotAvailable("history is not kept for this topic")
 
 
-async def read_history(hub: Hub, topic: str, query: HistoryQuery) -> HistoryPage:
+Read = tuple[int | None, int]  # one `Hub.history(topic, since, limit)` a plan asks for
+Plan = Generator[Read, HistoryPage, HistoryPage]
+_MAX_READS = _BEFORE_READS + 1  # the most reads one plan asks for
+
+
+def read_history(hub: Hub, topic: str, query: HistoryQuery) -> HistoryPage | Awaitable[
+        HistoryPage]:
     """The page `query` asks of `topic` (already checked), oldest first, within
     `MAX_HISTORY_LIMIT` and the hub's reply caps (`Hub.history`: publications and bytes
     per page; a page the byte cap cut short is still valid, the client reads on with
-    ``since``). `UnrecoverablePosition` when `since` is not continuous with what history
-    holds (`ANY_EPOCH` matches any epoch); `Unavailable` when the broker cannot read."""
+    ``since``): the page itself when the broker answers inline (memory), else an
+    awaitable of it. `UnrecoverablePosition` when `since` is not continuous with what
+    history holds (`ANY_EPOCH` matches any epoch); `Unavailable` when the broker cannot
+    read.
+
+    What to read is decided once, by `_plan` (no I/O: it yields the reads it needs and
+    is sent their pages); this drives it inline with `Hub.history_nowait` and, when the
+    broker cannot answer inline, starts it afresh with awaited reads (reads have no
+    side effects, so a plan abandoned half-way costs nothing but the reads made)."""
     limit = hub.reply_limit(max(0, min(query.limit, MAX_HISTORY_LIMIT)))
-    since = query.since
+    plan = _plan(query, limit)
     try:
-        if query.reverse:
-            return await _before(hub, topic, since, limit)
-        if since is not None:
-            page = await hub.history(topic, since.offset, limit)
-            if not continues(since.offset, since.epoch, page):
-                raise UnrecoverablePosition()
-            return page
-        if limit == 0 or not query.newest:
-            return await hub.history(topic, None, limit)
-        top = (await hub.history(topic, None, 0)).position.offset
-        return await hub.history(topic, max(0, top - limit), limit)
+        read = next(plan)
+        for _ in range(_MAX_READS):
+            page = hub.history_nowait(topic, *read)
+            if page is None:
+                plan.close()
+                return _read_awaited(hub, topic, query, limit)
+            read = plan.send(page)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
     except BrokerError:
         raise Unavailable() from None
+    raise AssertionError("a history plan asked for more than _MAX_READS reads")
 
 
-async def _before(hub: Hub, topic: str, since: Position | None, limit: int) -> HistoryPage:
+async def _read_awaited(hub: Hub, topic: str, query: HistoryQuery, limit: int
+                        ) -> HistoryPage:
+    plan = _plan(query, limit)
+    try:
+        read = next(plan)
+        for _ in range(_MAX_READS):
+            read = plan.send(await hub.history(topic, *read))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except BrokerError:
+        raise Unavailable() from None
+    raise AssertionError("a history plan asked for more than _MAX_READS reads")
+
+
+def _plan(query: HistoryQuery, limit: int) -> Plan:
+    """The reads `query` needs (`limit` already capped), and its page: the position
+    only (limit 0); forward from `since` (continuous with it, else
+    `UnrecoverablePosition`) or from the oldest; the newest `limit`; or reverse."""
+    since = query.since
+    if query.reverse:
+        return (yield from _before(since, limit))
+    if since is not None:
+        page = yield (since.offset, limit)
+        if not continues(since.offset, since.epoch, page):
+            raise UnrecoverablePosition()
+        return page
+    if limit == 0 or not query.newest:
+        return (yield (None, limit))
+    top = (yield (None, 0)).position.offset
+    return (yield (max(0, top - limit), limit))
+
+
+def _before(since: Position | None, limit: int) -> Plan:
     """Reverse (Centrifuge): the newest `limit` kept publications *before* `since` (in
     its epoch, else `UnrecoverablePosition`), or the newest of all without it. What
     history no longer keeps is simply not in the page. The broker reads forward, so when
     the byte cap cut a page short of its newest end the window shrinks to what fitted
     and is read again: a reverse page always ends at the newest publication asked for."""
-    end = (since.offset if since is not None
-           else (await hub.history(topic, None, 0)).position.offset + 1)
+    end = since.offset if since is not None else (yield (None, 0)).position.offset + 1
     older: list[Publication] = []
     page = None
     for attempt in range(_BEFORE_READS):
-        page = await hub.history(topic, max(0, end - 1 - limit), limit)
+        page = yield (max(0, end - 1 - limit), limit)
         if since is not None and (since.epoch not in (page.position.epoch, ANY_EPOCH)
                                   or end > page.position.offset):
             raise UnrecoverablePosition()

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..brokers.base import Publication, size_of
+from ..brokers.base import HistoryPage, Publication, size_of
 from ..errors import ErrorCode, OpError
 from ..log import refusals
 from ..protocol import CmdId, History
@@ -130,12 +130,29 @@ def history(session: Session, cmd: History) -> Awaitable[None] | None:
     return when_room(session, cmd.id, lambda: _history(session, cmd))
 
 
-async def _history(session: Session, cmd: History) -> None:
+def _history(session: Session, cmd: History) -> Awaitable[None] | None:
     query = HistoryQuery(cmd.topic, cmd.limit, cmd.since, cmd.reverse, newest=not cmd.oldest)
     try:
-        page = await operations.read_history(session.hub, cmd.topic, query)
+        page = operations.read_history(session.hub, cmd.topic, query)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
+        return None
+    if not isinstance(page, HistoryPage):
+        return _finish_history(session, cmd, page)
+    _history_reply(session, cmd, page)
+    return None
+
+
+async def _finish_history(session: Session, cmd: History, pending: Awaitable[HistoryPage]
+                          ) -> None:
+    try:
+        page = await pending
     except OpError as exc:
         session.fail(exc, cmd.id)
         return
+    _history_reply(session, cmd, page)
+
+
+def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
     charge(session, page.publications)
     session.reply(session.codec.history(cmd, page))

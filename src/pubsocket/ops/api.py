@@ -163,7 +163,9 @@ class Operations:
             raise BadRequest("limit must not be negative")
         await self.authorize(principal, Action.HISTORY, topic)
         operations.history_kept(self.hub, topic, require_history)
-        page = await operations.read_history(self.hub, topic, query)
+        page = operations.read_history(self.hub, topic, query)
+        if not isinstance(page, HistoryPage):
+            page = await page
         if query.reverse:
             return HistoryPage(page.publications[::-1], page.position)
         return page
