@@ -11,9 +11,10 @@ import pytest
 from pubsocket import Hub, Settings
 from pubsocket.auth import Principal
 from pubsocket.brokers import MemoryBroker
-from pubsocket.brokers.base import Position
+from pubsocket.brokers.base import HistoryPage, Position
 from pubsocket.errors import ErrorCode, Forbidden
-from pubsocket.hub.operations import SOCKET
+from pubsocket.hub.operations import SOCKET, _read_awaited, read_history
+from pubsocket.hub.recovery import ANY_EPOCH
 from pubsocket.ops import (
     CENTRIFUGO,
     HTTP,
@@ -182,3 +183,30 @@ async def test_user_commands_validate_their_fields(ops: Operations) -> None:
     with pytest.raises(BadRequest):
         await ops.disconnect_user("u", client=5)
     await ops.disconnect_user("u", code=4500, reason="bye")  # nobody here: fine
+
+
+async def test_the_inline_and_awaited_history_reads_agree(ops: Operations) -> None:
+    """`read_history` answers inline on the memory broker; the awaited driver (Redis's
+    path) runs the same plan and must give the same page or the same refusal."""
+    hub = ops.hub
+    for n in range(1, 8):
+        await ops.publish("h", n)
+    epoch = (await hub.history("h", None, 0)).position.epoch
+    queries = [HistoryQuery("h"), HistoryQuery("h", 2), HistoryQuery("h", 2, newest=True),
+               HistoryQuery("h", 3, reverse=True), HistoryQuery("h", 2, Position(5, epoch)),
+               HistoryQuery("h", 2, Position(5, ANY_EPOCH), reverse=True),
+               HistoryQuery("h", 9, Position(2, epoch)), HistoryQuery("h", 2, Position(5, "x")),
+               HistoryQuery("h", 2, Position(5, "x"), reverse=True),
+               HistoryQuery("h", 2, Position(9, epoch), reverse=True)]
+    for query in queries:
+        limit = hub.reply_limit(query.limit)
+        try:
+            inline = read_history(hub, "h", query)
+        except UnrecoverablePosition:
+            with pytest.raises(UnrecoverablePosition):
+                await _read_awaited(hub, "h", query, limit)
+            continue
+        assert isinstance(inline, HistoryPage), query  # the memory broker answers inline
+        assert await _read_awaited(hub, "h", query, limit) == inline, query
+    page = read_history(hub, "h", HistoryQuery("h", 2, Position(5, ANY_EPOCH), reverse=True))
+    assert isinstance(page, HistoryPage) and [p.offset for p in page.publications] == [3, 4]
