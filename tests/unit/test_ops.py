@@ -186,8 +186,9 @@ async def test_user_commands_validate_their_fields(ops: Operations) -> None:
 
 
 async def test_the_inline_and_awaited_history_reads_agree(ops: Operations) -> None:
-    """`read_history` answers inline on the memory broker; the awaited driver (Redis's
-    path) runs the same plan and must give the same page or the same refusal."""
+    """`read_history` answers forward reads inline on the memory broker; the awaited
+    reads (Redis's path, and every reverse read) must give the same page or the same
+    refusal for every query shape."""
     hub = ops.hub
     for n in range(1, 8):
         await ops.publish("h", n)
@@ -199,14 +200,17 @@ async def test_the_inline_and_awaited_history_reads_agree(ops: Operations) -> No
                HistoryQuery("h", 2, Position(5, "x"), reverse=True),
                HistoryQuery("h", 2, Position(9, epoch), reverse=True)]
     for query in queries:
-        limit = hub.reply_limit(query.limit)
+        args = (hub, "h", hub.reply_limit(query.limit), query.since, query.reverse,
+                query.newest)
         try:
-            inline = read_history(hub, "h", query)
+            result = read_history(hub, "h", query.limit, query.since,
+                                  reverse=query.reverse, newest=query.newest)
+            page = result if isinstance(result, HistoryPage) else await result
         except UnrecoverablePosition:
             with pytest.raises(UnrecoverablePosition):
-                await _read_awaited(hub, "h", query, limit)
+                await _read_awaited(*args)
             continue
-        assert isinstance(inline, HistoryPage), query  # the memory broker answers inline
-        assert await _read_awaited(hub, "h", query, limit) == inline, query
-    page = read_history(hub, "h", HistoryQuery("h", 2, Position(5, ANY_EPOCH), reverse=True))
-    assert isinstance(page, HistoryPage) and [p.offset for p in page.publications] == [3, 4]
+        assert isinstance(result, HistoryPage) is not query.reverse, query  # inline
+        assert await _read_awaited(*args) == page, query
+    page = await _read_awaited(hub, "h", 2, Position(5, ANY_EPOCH), True, False)
+    assert [p.offset for p in page.publications] == [3, 4]

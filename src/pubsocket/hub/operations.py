@@ -17,7 +17,7 @@ key, batches). A socket publish, the hot path, asks `Authorizer.check` inline (t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,85 +133,79 @@ def history_kept(hub: Hub, topic: str, required: bool) -> None:
         raise NotAvailable("history is not kept for this topic")
 
 
-Read = tuple[int | None, int]  # one `Hub.history(topic, since, limit)` a plan asks for
-Plan = Generator[Read, HistoryPage, HistoryPage]
-_MAX_READS = _BEFORE_READS + 1  # the most reads one plan asks for
+def read_history(hub: Hub, topic: str, limit: int, since: Position | None = None, *,
+                 reverse: bool = False, newest: bool = False
+                 ) -> HistoryPage | Awaitable[HistoryPage]:
+    """The page a history read of `topic` (already checked) asks for, oldest first:
+    after `since` (None: from the oldest kept, or with `newest`, the newest `limit`), at
+    most `limit` publications (0: the position only), with `reverse` the newest `limit`
+    before `since` (or the top); within `MAX_HISTORY_LIMIT` and the hub's reply caps
+    (`Hub.history`: publications and bytes per page; a page the byte cap cut short is
+    still valid, the client reads on with ``since``). The page itself when the broker
+    answers inline (memory, forward reads: a socket's history command then needs no
+    task), else an awaitable of it. `UnrecoverablePosition` when `since` is not
+    continuous with what history holds (`ANY_EPOCH` matches any epoch); `Unavailable`
+    when the broker cannot read."""
+    limit = hub.reply_limit(max(0, min(limit, MAX_HISTORY_LIMIT)))
+    if not reverse:
+        try:
+            page = _forward_nowait(hub, topic, limit, since, newest)
+        except BrokerError:
+            raise Unavailable() from None
+        if page is not None:
+            return _continuous(since, page)
+    return _read_awaited(hub, topic, limit, since, reverse, newest)
 
 
-def read_history(hub: Hub, topic: str, query: HistoryQuery) -> HistoryPage | Awaitable[
-        HistoryPage]:
-    """The page `query` asks of `topic` (already checked), oldest first, within
-    `MAX_HISTORY_LIMIT` and the hub's reply caps (`Hub.history`: publications and bytes
-    per page; a page the byte cap cut short is still valid, the client reads on with
-    ``since``): the page itself when the broker answers inline (memory), else an
-    awaitable of it. `UnrecoverablePosition` when `since` is not continuous with what
-    history holds (`ANY_EPOCH` matches any epoch); `Unavailable` when the broker cannot
-    read.
-
-    What to read is decided once, by `_plan` (no I/O: it yields the reads it needs and
-    is sent their pages); this drives it inline with `Hub.history_nowait` and, when the
-    broker cannot answer inline, starts it afresh with awaited reads (reads have no
-    side effects, so a plan abandoned half-way costs nothing but the reads made)."""
-    limit = hub.reply_limit(max(0, min(query.limit, MAX_HISTORY_LIMIT)))
-    plan = _plan(query, limit)
+async def _read_awaited(hub: Hub, topic: str, limit: int, since: Position | None,
+                        reverse: bool, newest: bool) -> HistoryPage:
+    """`read_history` with awaited reads (`test_ops` checks it against the inline one)."""
     try:
-        read = next(plan)
-        for _ in range(_MAX_READS):
-            page = hub.history_nowait(topic, *read)
-            if page is None:
-                plan.close()
-                return _read_awaited(hub, topic, query, limit)
-            read = plan.send(page)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        if reverse:
+            return await _before(hub, topic, since, limit)
+        if since is not None:
+            page = await hub.history(topic, since.offset, limit)
+        elif limit == 0 or not newest:
+            page = await hub.history(topic, None, limit)
+        else:
+            top = (await hub.history(topic, None, 0)).position.offset
+            page = await hub.history(topic, max(0, top - limit), limit)
     except BrokerError:
         raise Unavailable() from None
-    raise AssertionError("a history plan asked for more than _MAX_READS reads")
+    return _continuous(since, page)
 
 
-async def _read_awaited(hub: Hub, topic: str, query: HistoryQuery, limit: int
-                        ) -> HistoryPage:
-    plan = _plan(query, limit)
-    try:
-        read = next(plan)
-        for _ in range(_MAX_READS):
-            read = plan.send(await hub.history(topic, *read))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except BrokerError:
-        raise Unavailable() from None
-    raise AssertionError("a history plan asked for more than _MAX_READS reads")
-
-
-def _plan(query: HistoryQuery, limit: int) -> Plan:
-    """The reads `query` needs (`limit` already capped), and its page: the position
-    only (limit 0); forward from `since` (continuous with it, else
-    `UnrecoverablePosition`) or from the oldest; the newest `limit`; or reverse."""
-    since = query.since
-    if query.reverse:
-        return (yield from _before(since, limit))
+def _forward_nowait(hub: Hub, topic: str, limit: int, since: Position | None,
+                    newest: bool) -> HistoryPage | None:
+    """`_read_awaited`'s forward reads, inline (None: the broker cannot answer so)."""
     if since is not None:
-        page = yield (since.offset, limit)
-        if not continues(since.offset, since.epoch, page):
-            raise UnrecoverablePosition()
-        return page
-    if limit == 0 or not query.newest:
-        return (yield (None, limit))
-    top = (yield (None, 0)).position.offset
-    return (yield (max(0, top - limit), limit))
+        return hub.history_nowait(topic, since.offset, limit)
+    if limit == 0 or not newest:
+        return hub.history_nowait(topic, None, limit)
+    top = hub.history_nowait(topic, None, 0)
+    if top is None:
+        return None
+    return hub.history_nowait(topic, max(0, top.position.offset - limit), limit)
 
 
-def _before(since: Position | None, limit: int) -> Plan:
+def _continuous(since: Position | None, page: HistoryPage) -> HistoryPage:
+    if since is not None and not continues(since.offset, since.epoch, page):
+        raise UnrecoverablePosition()
+    return page
+
+
+async def _before(hub: Hub, topic: str, since: Position | None, limit: int) -> HistoryPage:
     """Reverse (Centrifuge): the newest `limit` kept publications *before* `since` (in
     its epoch, else `UnrecoverablePosition`), or the newest of all without it. What
     history no longer keeps is simply not in the page. The broker reads forward, so when
     the byte cap cut a page short of its newest end the window shrinks to what fitted
     and is read again: a reverse page always ends at the newest publication asked for."""
-    end = since.offset if since is not None else (yield (None, 0)).position.offset + 1
+    end = (since.offset if since is not None
+           else (await hub.history(topic, None, 0)).position.offset + 1)
     older: list[Publication] = []
     page = None
     for attempt in range(_BEFORE_READS):
-        page = yield (max(0, end - 1 - limit), limit)
+        page = await hub.history(topic, max(0, end - 1 - limit), limit)
         if since is not None and (since.epoch not in (page.position.epoch, ANY_EPOCH)
                                   or end > page.position.offset):
             raise UnrecoverablePosition()

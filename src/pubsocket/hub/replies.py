@@ -28,7 +28,6 @@ from ..errors import ErrorCode, OpError
 from ..log import refusals
 from ..protocol import CmdId, History
 from . import operations
-from .operations import HistoryQuery
 
 if TYPE_CHECKING:
     from .session import Session
@@ -131,9 +130,9 @@ def history(session: Session, cmd: History) -> Awaitable[None] | None:
 
 
 def _history(session: Session, cmd: History) -> Awaitable[None] | None:
-    query = HistoryQuery(cmd.topic, cmd.limit, cmd.since, cmd.reverse, newest=not cmd.oldest)
     try:
-        page = operations.read_history(session.hub, cmd.topic, query)
+        page = operations.read_history(session.hub, cmd.topic, cmd.limit, cmd.since,
+                                       reverse=cmd.reverse, newest=not cmd.oldest)
     except OpError as exc:
         session.fail(exc, cmd.id)
         return None

@@ -163,7 +163,8 @@ class Operations:
             raise BadRequest("limit must not be negative")
         await self.authorize(principal, Action.HISTORY, topic)
         operations.history_kept(self.hub, topic, require_history)
-        page = operations.read_history(self.hub, topic, query)
+        page = operations.read_history(self.hub, topic, query.limit, query.since,
+                                       reverse=query.reverse, newest=query.newest)
         if not isinstance(page, HistoryPage):
             page = await page
         if query.reverse:
