@@ -10,7 +10,18 @@
     │   │   └── TokenExpired        401 "token expired" (Centrifuge: error 109)
     │   └── RateLimited             429 with Retry-After
     ├── ConnectionClosed            the WebSocket peer left (carries code + reason)
-    ├── Forbidden                   a principal's action on a topic was refused
+    ├── OpError                     an operation (publish, history, presence, ...) refused
+    │   │                           or failed, whichever front door asked (see below)
+    │   ├── BadRequest              a field's type or range (also a ValueError)
+    │   │   ├── InvalidTopic        the topic is not a valid topic name
+    │   │   └── MissingData         a publish without data
+    │   ├── PermissionDenied        the principal may not do this on this topic
+    │   │                           (`Forbidden` is the same class)
+    │   ├── NotAvailable            the feature is off for this topic (presence, history)
+    │   ├── LimitExceeded           past a documented cap (subscriptions, batch size)
+    │   ├── MethodNotFound          no such server API method
+    │   ├── UnrecoverablePosition   history no longer holds the asked position
+    │   └── Unavailable             the broker or presence store cannot serve now
     ├── ProtocolViolation           a pub/sub command that breaks the wire protocol
     │                               (carries an `ErrorCode`; never the client's input)
     └── BrokerError                 the broker cannot take a publish or a subscription
@@ -18,11 +29,22 @@
 
 Nothing in this tree carries client input in its message, so `str(exc)` is safe to
 log. Exception text is still never sent to a client: clients get fixed codes.
+
+`OpError` is the one vocabulary of the operations layer (docs/design.md "The seams",
+Operations): the hub's socket commands and `ops.Operations` raise the same subtype for
+the same refusal, and each dialect maps the type once, with `lookup` over its table:
+the sockets' `ErrorCode` (`hub.operations.SOCKET`, which the Centrifuge protocol maps to
+its numbers in `protocols.centrifuge.codes`), our HTTP API's status and Centrifugo's
+server API codes (`ops.errors.HTTP`, `ops.errors.CENTRIFUGO`). A type's message is fixed
+(a raise may give a fixed, more precise one); nothing a client sent is echoed back.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
+
+_V = TypeVar("_V")
 
 
 class CloseCode(enum.IntEnum):
@@ -135,8 +157,67 @@ class ProtocolViolation(PubsocketError):
         self.cmd_id = cmd_id
 
 
-class Forbidden(PubsocketError):
+class OpError(PubsocketError):
+    """An operation refused or failed; the type says which (see the module tree)."""
+
+    message = "internal server error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+
+
+class BadRequest(OpError, ValueError):
+    """Malformed input; a ValueError too, as `Hub.publish` and `Publisher` document."""
+
+    message = "bad request"
+
+
+class InvalidTopic(BadRequest):
+    message = "invalid topic: 1-255 characters from A-Z a-z 0-9 _ . : @ / # -"
+
+
+class MissingData(BadRequest):
+    message = "publish needs a data field"
+
+
+class PermissionDenied(OpError):
     """The principal may not do this action on this topic (the `forbidden` error code)."""
+
+    message = "not allowed on this topic"
+
+
+Forbidden = PermissionDenied  # the name `Hub.publish` documented first: one class
+
+
+class NotAvailable(OpError):
+    message = "not available for this topic"
+
+
+class LimitExceeded(OpError):
+    message = "limit exceeded"
+
+
+class MethodNotFound(OpError):
+    message = "method not found"
+
+
+class UnrecoverablePosition(OpError):
+    message = "history no longer holds that position; read it without since"
+
+
+class Unavailable(OpError):
+    message = "the message broker is unavailable, retry later"
+
+
+def lookup(table: dict[type[OpError], _V], exc: OpError) -> _V:
+    """`exc`'s entry in a dialect's `table`: its own type's, else its nearest base's
+    (every table has an `OpError` entry)."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return table[OpError]
 
 
 class BrokerError(PubsocketError):

@@ -14,7 +14,8 @@ Contracts:
 
 * ``publish(topic, data)`` returns the publication's offset once the broker took it;
   **0 on a topic whose history policy keeps nothing** (no position: at-most-once).
-  Raises ValueError for an invalid topic or data that is not JSON-serializable,
+  Raises ValueError (`InvalidTopic`, `BadRequest`: the operations layer's checks, as
+  on a node) for an invalid topic or data that is not JSON-serializable,
   `BrokerUnavailable` when the broker could not take it (never a silent drop).
 * History policies come from `Settings` (``PUBSOCKET_HISTORY_*``, default
   `Settings.from_env()`), plus `history` rules like ``pubsub(history=...)``'s: pass the
@@ -36,13 +37,11 @@ from collections.abc import Awaitable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from .brokers import Broker, HistoryPolicy, Publication, broker_from_url
 from .config import Settings
 from .errors import BrokerUnavailable, ConfigError
+from .hub import operations
 from .hub.policy import HistoryRules
-from .protocol import valid_topic
 
 if TYPE_CHECKING:
     from .brokers.redis.sync import RedisSyncPublisher
@@ -207,13 +206,11 @@ def _configure(broker_url: str | None, settings: Settings | None,
 
 
 def encode(topic: str, data: Any) -> bytes:
-    """`data` as JSON for `topic`; ValueError for an invalid topic or data."""
-    if not valid_topic(topic):
-        raise ValueError("invalid topic")
-    try:
-        return orjson.dumps(data)
-    except TypeError as exc:
-        raise ValueError("data is not JSON-serializable") from exc
+    """`data` as JSON for `topic`, by the checks every front door makes
+    (`hub.operations`): `InvalidTopic` / `BadRequest`, both ValueErrors, for an invalid
+    topic or data."""
+    operations.check_topic(topic)
+    return operations.encode(data)
 
 
 __all__ = ["AsyncPublisher", "Publisher"]

@@ -24,7 +24,7 @@ RANK = {
     "hub": 5,
     "outbox": 5.5,  # the relay runs inside `serve` (web) on the hub's broker and rules
     "protocols": 5.5,  # each implements the hub's session hook; web plugs it in
-    "ops": 5.7,  # the operations layer: every front door (web) calls it; it calls the hub
+    "ops": 5.7,  # the HTTP doors' operations (web calls them) over hub/operations
     "web": 6,
     "server": 7,
     "client": 8, "asgi": 8, "publisher": 8,
@@ -115,3 +115,39 @@ def test_the_framing_check_can_fail() -> None:
     imports framing."""
     assert "websockets" in _third_party(SRC / "framing.py")
     assert "framing" in _imports(SRC / "server" / "frames.py")
+
+
+# The operations seam (docs/design.md "The seams", Operations): every front door reaches
+# the same checks and reads, in the hub layer so that the socket commands can use them.
+SHARED_OPERATIONS = SRC / "hub" / "operations.py"
+FRONT_DOORS = ("hub/handlers.py", "hub/replies.py", "hub/core.py", "ops/api.py",
+               "publisher.py")
+
+
+def _imports_operations(path: Path) -> bool:
+    """True when `path` imports `hub.operations` (as a module or names from it)."""
+    tree = ast.parse(path.read_text(), str(path))
+    inside_hub = path.parent.name == "hub"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {a.name for a in node.names}
+            if module.endswith("hub.operations") or (
+                    module.endswith("hub") and "operations" in names):
+                return True
+            if inside_hub and node.level == 1 and (
+                    module == "operations" or (not module and "operations" in names)):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("door", FRONT_DOORS)
+def test_every_front_door_uses_the_shared_operations(door: str) -> None:
+    assert _imports_operations(SRC / door), f"{door} does not use hub/operations.py"
+
+
+def test_the_shared_operations_sit_below_ops() -> None:
+    """The hub may not import `ops` (above it), so the shared part lives in the hub."""
+    assert _layer(SHARED_OPERATIONS) == "hub" and RANK["hub"] < RANK["ops"]
+    assert "ops" not in _imports(SHARED_OPERATIONS)
+    assert not _imports_operations(SRC / "hub" / "topic.py")  # the check can fail

@@ -11,8 +11,10 @@ import pytest
 from pubsocket import Hub, Settings
 from pubsocket.auth import Principal
 from pubsocket.brokers import MemoryBroker
-from pubsocket.brokers.base import Position
-from pubsocket.errors import ErrorCode
+from pubsocket.brokers.base import HistoryPage, Position
+from pubsocket.errors import ErrorCode, Forbidden
+from pubsocket.hub.operations import SOCKET, _read_awaited, read_history
+from pubsocket.hub.recovery import ANY_EPOCH
 from pubsocket.ops import (
     CENTRIFUGO,
     HTTP,
@@ -30,6 +32,7 @@ from pubsocket.ops import (
     UnrecoverablePosition,
 )
 from pubsocket.ops.errors import lookup
+from pubsocket.protocols.centrifuge.codes import error_code
 
 
 class Sink:
@@ -49,25 +52,39 @@ async def ops() -> AsyncIterator[Operations]:
     await hub.close()
 
 
-def test_every_failure_has_an_entry_in_both_tables() -> None:
+def test_every_failure_has_an_entry_in_every_table() -> None:
+    """Each failure type, mapped once per dialect: our HTTP API (status, code),
+    Centrifugo's server API, the sockets' `ErrorCode` and the Centrifuge socket's number
+    (the socket code through `protocols.centrifuge.codes`)."""
     expected = {
-        OpError: (500, "internal_error", 100),
-        BadRequest: (400, ErrorCode.BAD_FIELD, 107),
-        InvalidTopic: (400, ErrorCode.INVALID_TOPIC, 107),
-        MissingData: (400, ErrorCode.MISSING_DATA, 107),
-        PermissionDenied: (403, ErrorCode.FORBIDDEN, 103),
-        NotAvailable: (404, ErrorCode.PRESENCE_OFF, 108),
-        LimitExceeded: (413, "limit_exceeded", 106),
-        MethodNotFound: (404, "not_found", 104),
-        UnrecoverablePosition: (409, ErrorCode.UNRECOVERABLE_POSITION, 112),
-        Unavailable: (503, ErrorCode.BROKER_UNAVAILABLE, 100),
+        OpError: (500, "internal_error", 100, ErrorCode.BROKER_UNAVAILABLE, 100),
+        BadRequest: (400, ErrorCode.BAD_FIELD, 107, ErrorCode.BAD_FIELD, 107),
+        InvalidTopic: (400, ErrorCode.INVALID_TOPIC, 107, ErrorCode.INVALID_TOPIC, 102),
+        MissingData: (400, ErrorCode.MISSING_DATA, 107, ErrorCode.MISSING_DATA, 107),
+        PermissionDenied: (403, ErrorCode.FORBIDDEN, 103, ErrorCode.FORBIDDEN, 103),
+        NotAvailable: (404, ErrorCode.PRESENCE_OFF, 108, ErrorCode.PRESENCE_OFF, 108),
+        LimitExceeded: (413, "limit_exceeded", 106, ErrorCode.SUBSCRIPTION_LIMIT, 106),
+        MethodNotFound: (404, "not_found", 104, ErrorCode.BAD_ACTION, 104),
+        UnrecoverablePosition: (409, ErrorCode.UNRECOVERABLE_POSITION, 112,
+                                ErrorCode.UNRECOVERABLE_POSITION, 112),
+        Unavailable: (503, ErrorCode.BROKER_UNAVAILABLE, 100, ErrorCode.BROKER_UNAVAILABLE,
+                      100),
     }
-    for cls, (status, code, centrifugo) in expected.items():
+    for cls, (status, code, centrifugo, socket, client) in expected.items():
         exc = cls()
         assert (*lookup(HTTP, exc), lookup(CENTRIFUGO, exc)) == (status, code, centrifugo)
+        assert lookup(SOCKET, exc) == socket and error_code(socket) == client
         assert exc.message and str(exc) == exc.message  # a fixed text per type
     assert set(OpError.__subclasses__()) | {InvalidTopic, MissingData} == set(expected) - {
         OpError}
+    assert set(SOCKET) == set(HTTP) == set(expected)
+
+
+def test_the_in_process_names_are_the_same_failures() -> None:
+    """`Hub.publish` and `Publisher` document ValueError and `Forbidden`: the operations'
+    types are those, so one except clause catches them from every entry point."""
+    assert issubclass(InvalidTopic, ValueError) and issubclass(BadRequest, ValueError)
+    assert Forbidden is PermissionDenied
 
 
 async def test_publish_validates_and_authorizes(ops: Operations) -> None:
@@ -166,3 +183,34 @@ async def test_user_commands_validate_their_fields(ops: Operations) -> None:
     with pytest.raises(BadRequest):
         await ops.disconnect_user("u", client=5)
     await ops.disconnect_user("u", code=4500, reason="bye")  # nobody here: fine
+
+
+async def test_the_inline_and_awaited_history_reads_agree(ops: Operations) -> None:
+    """`read_history` answers forward reads inline on the memory broker; the awaited
+    reads (Redis's path, and every reverse read) must give the same page or the same
+    refusal for every query shape."""
+    hub = ops.hub
+    for n in range(1, 8):
+        await ops.publish("h", n)
+    epoch = (await hub.history("h", None, 0)).position.epoch
+    queries = [HistoryQuery("h"), HistoryQuery("h", 2), HistoryQuery("h", 2, newest=True),
+               HistoryQuery("h", 3, reverse=True), HistoryQuery("h", 2, Position(5, epoch)),
+               HistoryQuery("h", 2, Position(5, ANY_EPOCH), reverse=True),
+               HistoryQuery("h", 9, Position(2, epoch)), HistoryQuery("h", 2, Position(5, "x")),
+               HistoryQuery("h", 2, Position(5, "x"), reverse=True),
+               HistoryQuery("h", 2, Position(9, epoch), reverse=True)]
+    for query in queries:
+        args = (hub, "h", hub.reply_limit(query.limit), query.since, query.reverse,
+                query.newest)
+        try:
+            result = read_history(hub, "h", query.limit, query.since,
+                                  reverse=query.reverse, newest=query.newest)
+            page = result if isinstance(result, HistoryPage) else await result
+        except UnrecoverablePosition:
+            with pytest.raises(UnrecoverablePosition):
+                await _read_awaited(*args)
+            continue
+        assert isinstance(result, HistoryPage) is not query.reverse, query  # inline
+        assert await _read_awaited(*args) == page, query
+    page = await _read_awaited(hub, "h", 2, Position(5, ANY_EPOCH), True, False)
+    assert [p.offset for p in page.publications] == [3, 4]

@@ -47,6 +47,10 @@ class Codec(ABC):
     # Whether its messages are binary WebSocket messages (then `count`/`parse` are given
     # bytes), not text (given str); the session refuses the other kind with 1003.
     binary: bool = False
+    # Whether a history command on a topic that keeps no history is refused
+    # (`NotAvailable`: Centrifuge's 108, as Centrifugo answers) rather than answered
+    # with an empty page at position 0 (pubsocket.v1, our HTTP API).
+    requires_history: bool = False
 
     def server_side(self) -> Codec:
         """The codec for subscriptions the server made (not the client): the same bytes

@@ -37,8 +37,9 @@ from ..brokers import Broker, broker_from_url
 from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication, Publisher
 from ..codecs import PLAIN
 from ..config import Settings
-from ..errors import BrokerError, BrokerUnavailable, ConfigError, Forbidden
-from ..protocol import SubscribeResult, valid_topic
+from ..errors import BrokerError, BrokerUnavailable, ConfigError
+from ..protocol import SubscribeResult
+from . import operations
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
 from .heartbeat import Heartbeat
@@ -352,20 +353,16 @@ class Hub(Delivery, Control):
                       principal: Principal | None = None) -> Publication:
         """Publish `data` (JSON-serializable) to `topic` on every node; return the
         publication with its position. With `principal`, on its behalf: `Forbidden`
-        unless the topic permissions allow it, and the publication carries
-        `publisher_of(principal)`. Raises ValueError for an invalid topic
-        or data, `BrokerUnavailable` when the broker could not take the message."""
-        if not valid_topic(topic):
-            raise ValueError("invalid topic")
-        if principal is not None and not await self.authorizer.allowed(
-                principal, Action.PUBLISH, topic):
-            raise Forbidden("not allowed to publish to this topic")
-        try:
-            payload = orjson.dumps(data)
-        except TypeError as exc:
-            raise ValueError("data is not JSON-serializable") from exc
+        (`PermissionDenied`) unless the topic permissions allow it, and the publication
+        carries `publisher_of(principal)`. Raises `InvalidTopic` / `BadRequest` (both
+        ValueErrors) for an invalid topic or data, `BrokerUnavailable` when the broker
+        could not take the message. The checks are the operations layer's
+        (`hub.operations`), as for every other front door."""
+        name = operations.check_topic(topic)
+        await operations.authorize(self.authorizer, principal, Action.PUBLISH, name)
+        payload = operations.encode(data)
         publisher = None if principal is None else publisher_of(principal)
-        return await self.publish_payload(topic, payload, publisher)
+        return await self.publish_payload(name, payload, publisher)
 
     async def publish_payload(self, topic: str, payload: bytes,
                               publisher: Publisher | None = None) -> Publication:

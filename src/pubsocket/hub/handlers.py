@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..auth import Action, expiry_of
 from ..brokers.base import Position, Publication
-from ..errors import BrokerError, ErrorCode, Forbidden, Unauthorized
+from ..errors import (
+    BrokerError,
+    ErrorCode,
+    LimitExceeded,
+    OpError,
+    PermissionDenied,
+    Unauthorized,
+    Unavailable,
+    UnrecoverablePosition,
+)
 from ..log import refusals
-from ..presence.base import PresenceUnavailable
+from ..presence.base import Presence as PresenceStore
 from ..protocol import (
     CmdId,
     Command,
@@ -30,13 +39,11 @@ from ..protocol import (
     Unsubscribe,
     valid_topic,
 )
-from . import replies
+from . import operations, replies
 from .wire import server_side
 
 if TYPE_CHECKING:
     from .session import Session
-
-_BROKER_DOWN = "the message broker is unavailable, retry later"
 
 
 def run(session: Session, cmd: Command) -> Awaitable[None] | None:
@@ -68,24 +75,27 @@ Then = Callable[["Session", _C], Awaitable[None] | None]
 
 def checked(session: Session, action: Action, cmd: _C, then: Then[_C]
             ) -> Awaitable[None] | None:
-    """Run `then` if the principal may do `action` on the command's topic, else answer
-    `forbidden` (the hook's exception text, if any, stays in the server log); a topic
-    the namespaces refuse outright gets their code (`Authorizer.refusal`)."""
+    """Run `then` if the principal may do `action` on the command's topic
+    (`operations.permit`, the check every front door makes), else answer
+    `PermissionDenied` (the hook's exception text, if any, stays in the server log); a
+    topic the namespaces refuse outright gets their code (`Authorizer.refusal`)."""
     if refused(session, action, cmd.topic, cmd.id):
         return None
-    verdict = session.hub.authorizer.check(session.principal, action, cmd.topic,
-                                           subscribed=cmd.topic in session.topics)
-    if verdict is True:
-        return then(session, cmd)
-    if verdict is False:
-        _forbidden(session, cmd.id)
+    try:
+        pending = operations.permit(session.hub.authorizer, session.principal, action,
+                                    cmd.topic, subscribed=cmd.topic in session.topics)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
         return None
-    return _after(session, verdict, cmd, then)
+    return then(session, cmd) if pending is None else _after(session, pending, cmd, then)
 
 
-async def _after(session: Session, verdict: Awaitable[bool], cmd: _C, then: Then[_C]) -> None:
-    if not await verdict:
-        _forbidden(session, cmd.id)
+async def _after(session: Session, permitted: Awaitable[None], cmd: _C, then: Then[_C]
+                 ) -> None:
+    try:
+        await permitted
+    except OpError as exc:
+        session.fail(exc, cmd.id)
         return
     pending = then(session, cmd)
     if pending is not None:
@@ -93,7 +103,7 @@ async def _after(session: Session, verdict: Awaitable[bool], cmd: _C, then: Then
 
 
 def _forbidden(session: Session, cmd_id: CmdId | None) -> None:
-    session.error(ErrorCode.FORBIDDEN, "not allowed on this topic", cmd_id)
+    session.fail(PermissionDenied(), cmd_id)
 
 
 _REFUSALS = {ErrorCode.INVALID_TOPIC: "no namespace of the server's config has this topic",
@@ -149,8 +159,7 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
         leave(session, topic)
     cap = session.settings.max_subscriptions
     if cap and len(session.topics) >= cap:
-        session.error(ErrorCode.SUBSCRIPTION_LIMIT,
-                      f"at most {cap} subscriptions per connection", cmd.id)
+        session.fail(LimitExceeded(f"at most {cap} subscriptions per connection"), cmd.id)
         return None
     session.topics.add(topic)
     since = cmd.since if replay else None
@@ -191,7 +200,7 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
         result = await pending
     except BrokerError:
         session.topics.discard(cmd.topic)
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        session.fail(Unavailable(), cmd.id)
         return
     # No await between here and the replay: the subscriber is live already, and its
     # reply and replay must reach the socket before any live delivery.
@@ -212,8 +221,8 @@ def _rejected(session: Session, cmd: Subscribe, result: SubscribeResult) -> bool
     if session.hook is not None:
         session.hook.released(cmd.topic)
     session.hub.unsubscribe_nowait(session.peer, cmd.topic)
-    session.error(ErrorCode.UNRECOVERABLE_POSITION,
-                  "the position cannot be recovered; reload state and subscribe again", cmd.id)
+    session.fail(UnrecoverablePosition(
+        "the position cannot be recovered; reload state and subscribe again"), cmd.id)
     return True
 
 
@@ -286,7 +295,7 @@ def publish(session: Session, cmd: Publish
 async def _checked_publish(session: Session, cmd: Publish, verdict: Awaitable[bool]
                            ) -> Publication:
     if not await verdict:
-        raise Forbidden("not allowed to publish to this topic")
+        raise PermissionDenied()
     return await session.hub.publish_payload(cmd.topic, cmd.payload, session.publisher)
 
 
@@ -294,34 +303,38 @@ async def finish_publish(session: Session, cmd: Publish,
                          pending: Awaitable[Publication]) -> None:
     try:
         pub = await pending
-    except Forbidden:
-        _forbidden(session, cmd.id)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
         return
     except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        session.fail(Unavailable(), cmd.id)
         return
     session.reply(session.codec.published(cmd, pub))
 
 
 # -- presence --------------------------------------------------------------------------
 def presence(session: Session, cmd: Presence) -> Awaitable[None] | None:
-    store = session.hub.presence.store
-    if store is None or not session.hub.presence.enabled(cmd.topic):
-        session.error(ErrorCode.PRESENCE_OFF, "presence is not enabled for this topic", cmd.id)
+    """A permitted presence command: `NotAvailable` unless the topic's presence is
+    tracked, else the store's answer (`operations.presence_store` and its reads)."""
+    try:
+        store = operations.presence_store(session.hub, cmd.topic)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
         return None
-    return _presence(session, cmd)
+    return _presence(session, cmd, store)
 
 
-async def _presence(session: Session, cmd: Presence) -> None:
-    store = session.hub.presence.store
-    assert store is not None
+async def _presence(session: Session, cmd: Presence, store: PresenceStore) -> None:
+    codec = session.codec
     try:
         if cmd.stats:
-            session.reply(session.codec.presence_stats(cmd, await store.stats(cmd.topic)))
+            reply = codec.presence_stats(cmd, await operations.presence_stats(store, cmd.topic))
         else:
-            session.reply(session.codec.presence(cmd, await store.get(cmd.topic)))
-    except PresenceUnavailable:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+            reply = codec.presence(cmd, await operations.presence(store, cmd.topic))
+    except OpError as exc:
+        session.fail(exc, cmd.id)
+        return
+    session.reply(reply)
 
 
 # -- token refresh ---------------------------------------------------------------------

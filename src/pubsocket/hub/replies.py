@@ -23,20 +23,17 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..brokers.base import HistoryPage, Position, Publication, size_of
-from ..errors import BrokerError, ErrorCode
+from ..brokers.base import HistoryPage, Publication, size_of
+from ..errors import ErrorCode, OpError
 from ..log import refusals
 from ..protocol import CmdId, History
-from .recovery import ANY_EPOCH
+from . import operations
 
 if TYPE_CHECKING:
     from .session import Session
 
-_BROKER_DOWN = "the message broker is unavailable, retry later"
-_UNRECOVERABLE = "history no longer holds that position; read it without since"
 _FIRST_LOOK = 0.005  # seconds until a waiting reply looks at the backlog again (doubling)
 _LAST_LOOK = 0.25  # ... up to this
-_BEFORE_READS = 12  # reads a reverse page may take to fit its newest end in the byte cap
 
 
 class ByteBudget:
@@ -120,107 +117,41 @@ async def _wait_for_room(session: Session, cmd_id: CmdId | None,
 
 
 def history(session: Session, cmd: History) -> Awaitable[None] | None:
-    """A permitted history command (`handlers.checked`), once there is room for it."""
+    """A permitted history command (`handlers.checked`): refused at once when the
+    codec's dialect wants history kept (`Codec.requires_history`) and the topic keeps
+    none, else read by `operations.read_history` (the read every front door makes)
+    once there is room for its reply."""
+    try:
+        operations.history_kept(session.hub, cmd.topic, session.codec.requires_history)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
+        return None
     return when_room(session, cmd.id, lambda: _history(session, cmd))
 
 
 def _history(session: Session, cmd: History) -> Awaitable[None] | None:
-    hub = session.hub
-    if cmd.reverse:
-        return _before(session, cmd, cmd.since)
-    if cmd.since is None:
-        return _oldest(session, cmd) if cmd.oldest else _latest(session, cmd)
-    page = hub.history_nowait(cmd.topic, cmd.since.offset, cmd.limit)
-    if page is None:
-        return _finish_history(session, cmd, cmd.since.offset)
+    try:
+        page = operations.read_history(session.hub, cmd.topic, cmd.limit, cmd.since,
+                                       reverse=cmd.reverse, newest=not cmd.oldest)
+    except OpError as exc:
+        session.fail(exc, cmd.id)
+        return None
+    if not isinstance(page, HistoryPage):
+        return _finish_history(session, cmd, page)
     _history_reply(session, cmd, page)
     return None
 
 
-async def _before(session: Session, cmd: History, since: Position | None) -> None:
-    """Reverse (Centrifuge): the newest `limit` kept publications *before* `since` (in
-    its epoch, else `unrecoverable_position`), or the newest of all without it; the
-    codec orders them newest first. What history no longer keeps is simply not in the
-    page. The broker reads forward, so when the byte cap cut a page short of its newest
-    end the window shrinks to what fitted and is read again: a reverse page always ends
-    at the newest publication asked for, and the client pages back with `since`."""
-    hub, limit = session.hub, session.hub.reply_limit(cmd.limit)
+async def _finish_history(session: Session, cmd: History, pending: Awaitable[HistoryPage]
+                          ) -> None:
     try:
-        end = (since.offset if since is not None
-               else (await hub.history(cmd.topic, None, 0)).position.offset + 1)
-        older: list[Publication] = []
-        for attempt in range(_BEFORE_READS):
-            page = await hub.history(cmd.topic, max(0, end - 1 - limit), limit)
-            if since is not None and (since.epoch not in (page.position.epoch, ANY_EPOCH)
-                                      or end > page.position.offset):
-                session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
-                return
-            older = [p for p in page.publications if p.offset < end]
-            charge(session, older)
-            if not older or older[-1].offset >= end - 1 or limit <= 1:
-                break
-            limit = 1 if attempt == _BEFORE_READS - 2 else max(1, min(len(older), limit // 2))
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-        return
-    session.reply(session.codec.history(cmd, HistoryPage(older, page.position)))
-
-
-def _oldest(session: Session, cmd: History) -> Awaitable[None] | None:
-    """Without `since`, `oldest` set: the oldest `limit` kept publications."""
-    page = session.hub.history_nowait(cmd.topic, None, cmd.limit)
-    if page is None:
-        return _finish_history(session, cmd, None)
-    _history_reply(session, cmd, page)
-    return None
-
-
-def _latest(session: Session, cmd: History) -> Awaitable[None] | None:
-    """Without `since`: the newest `limit` publications (oldest first; a page the byte
-    cap cut short ends before the newest, and the client reads on with `since`)."""
-    hub = session.hub
-    limit = hub.reply_limit(cmd.limit)
-    top = hub.history_nowait(cmd.topic, None, 0)
-    if top is None:
-        return _finish_latest(session, cmd, limit)
-    page = hub.history_nowait(cmd.topic, max(0, top.position.offset - limit), limit)
-    if page is None:
-        return _finish_history(session, cmd, max(0, top.position.offset - limit))
-    _history_reply(session, cmd, page)
-    return None
-
-
-async def _finish_latest(session: Session, cmd: History, limit: int) -> None:
-    try:
-        top = await session.hub.history(cmd.topic, None, 0)
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
-        return
-    await _finish_history(session, cmd, max(0, top.position.offset - limit))
-
-
-async def _finish_history(session: Session, cmd: History, since: int | None) -> None:
-    try:
-        page = await session.hub.history(cmd.topic, since, cmd.limit)
-    except BrokerError:
-        session.error(ErrorCode.BROKER_UNAVAILABLE, _BROKER_DOWN, cmd.id)
+        page = await pending
+    except OpError as exc:
+        session.fail(exc, cmd.id)
         return
     _history_reply(session, cmd, page)
 
 
 def _history_reply(session: Session, cmd: History, page: HistoryPage) -> None:
-    since = cmd.since
-    if since is not None and not continues(since.offset, since.epoch, page):
-        session.error(ErrorCode.UNRECOVERABLE_POSITION, _UNRECOVERABLE, cmd.id)
-        return
     charge(session, page.publications)
     session.reply(session.codec.history(cmd, page))
-
-
-def continues(offset: int, epoch: str, page: HistoryPage) -> bool:
-    """True when `page` starts right after (`offset`, `epoch`) with nothing missing
-    (`ANY_EPOCH`: in whichever epoch the page is)."""
-    pubs, top = page.publications, page.position
-    if epoch not in (top.epoch, ANY_EPOCH) or offset > top.offset:
-        return False
-    return pubs[0].offset == offset + 1 if pubs else offset == top.offset

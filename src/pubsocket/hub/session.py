@@ -33,7 +33,15 @@ from ..auth import Authenticator, Principal, expiry_of
 from ..brokers.base import Position, Publication, Publisher
 from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
-from ..errors import BrokerError, CloseCode, ErrorCode, ProtocolViolation
+from ..errors import (
+    BrokerError,
+    CloseCode,
+    ErrorCode,
+    OpError,
+    ProtocolViolation,
+    Unavailable,
+    lookup,
+)
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
@@ -41,6 +49,7 @@ from . import handlers, replies
 from .core import Hub, publisher_of
 from .hook import Dialect, SessionHook
 from .lifetime import TokenClock
+from .operations import SOCKET
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
@@ -402,9 +411,9 @@ class Session:
     def _publish_failed(self, cmd: Publish, error: BaseException) -> None:
         if not isinstance(error, BrokerError):
             log.error("publish failed", exc_info=error)
-        self.peer.deliver(self.wire.frame(self.codec.error(
-            ErrorCode.BROKER_UNAVAILABLE, "the message broker is unavailable, retry later",
-            cmd.id)))
+        exc = Unavailable()
+        self.peer.deliver(self.wire.frame(self.codec.error(lookup(SOCKET, exc), exc.message,
+                                                           cmd.id)))
 
     def _flow(self) -> None:
         """Pause reading while too much waits; resume once half of it drained."""
@@ -436,6 +445,11 @@ class Session:
         cap = self.settings.max_protocol_errors
         if cap and self.errors >= cap:
             self.close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
+
+    def fail(self, exc: OpError, cmd_id: CmdId | None = None) -> None:
+        """Answer an operation's refusal: its type's socket `ErrorCode`
+        (`hub.operations.SOCKET`, the one table) and its fixed message."""
+        self.error(lookup(SOCKET, exc), exc.message, cmd_id)
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with a documented code (a `CloseCode`, or the protocol's

@@ -1,4 +1,6 @@
-"""The operations layer: one `Operations` API behind every front door (docs/design.md)."""
+"""The HTTP front doors' operations: `Operations` over the shared checks and reads of
+`hub.operations` (which the socket commands use too), and the HTTP dialects' error
+tables (docs/design.md "The seams", Operations)."""
 
 from .api import HistoryQuery, NodeInfo, Operations
 from .errors import (

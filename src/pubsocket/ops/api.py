@@ -1,5 +1,5 @@
 """`Operations`: publish, history, presence, server-side subscriptions, channels, on
-one hub, for every front door (our HTTP API, Centrifugo's server API).
+one hub, for every HTTP front door (our HTTP API, Centrifugo's server API).
 
 Each method validates its input, authorizes the principal (None is the server itself,
 as for Centrifugo's server API: no check; the API key is still asked of the app's
@@ -7,6 +7,9 @@ as for Centrifugo's server API: no check; the API key is still asked of the app'
 `OpError` subtype per failure (ops/errors.py maps them to each dialect's codes). Broker
 and presence-store failures become `Unavailable`. No HTTP, socket or JSON-reply shape
 lives here: the front doors shape replies.
+
+The per-topic checks and reads (topic, permission, data, history, presence) are
+`hub.operations`, which the socket commands call too: one place for both.
 """
 
 from __future__ import annotations
@@ -18,45 +21,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ..auth import Action, Principal
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import BrokerError, CloseCode
-from ..hub import Hub
+from ..hub import Hub, operations
 from ..hub.core import publisher_of
+from ..hub.operations import MISSING, HistoryQuery
 from ..hub.recovery import ANY_EPOCH
-from ..hub.replies import continues
-from ..presence.base import ClientInfo, Presence, PresenceUnavailable, Stats
-from ..protocol import MAX_HISTORY_LIMIT, valid_topic
+from ..presence.base import ClientInfo, Stats
 from .errors import (
     BadRequest,
-    InvalidTopic,
     LimitExceeded,
     MissingData,
     NotAvailable,
     OpError,
-    PermissionDenied,
     Unavailable,
-    UnrecoverablePosition,
 )
 
 MAX_KEY_LENGTH = 256  # an idempotency key (bytes of UTF-8): it is stored per publish
 MAX_NAME_LENGTH = 1024  # a user id, client id, reason or pattern
-MISSING: Any = object()  # "no data field": a publish needs one (None is JSON null)
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    """A history read: after `since` (None: from the oldest kept, or with `newest`, the
-    newest `limit`), at most `limit` publications (0: the position only), `reverse`
-    for newest first (before `since` when one is given)."""
-
-    topic: object  # checked by `Operations.history`
-    limit: int = 0
-    since: Position | None = None
-    reverse: bool = False
-    newest: bool = False
+__all__ = ["MISSING", "HistoryQuery", "NodeInfo", "Operations"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +66,11 @@ class Operations:
         self.started = time.monotonic()
         self.uid = str(uuid.uuid4())
 
-    # -- checks ------------------------------------------------------------------------
+    # -- checks (hub.operations: the socket commands make the same) --------------------
     @staticmethod
     def topic(value: object) -> str:
         """`value` as a topic, or `InvalidTopic`."""
-        if not isinstance(value, str) or not valid_topic(value):
-            raise InvalidTopic()
-        return value
+        return operations.check_topic(value)
 
     @staticmethod
     def name(value: object, field: str, *, optional: bool = False) -> str | None:
@@ -104,10 +86,7 @@ class Operations:
                         ) -> None:
         """`PermissionDenied` unless the token's ``topics`` claim and the app's hook allow
         it (the hook is asked for the API key too); None is the server: no check."""
-        if principal is None:
-            return
-        if not await self.hub.authorizer.allowed(principal, action, topic):
-            raise PermissionDenied()
+        await operations.authorize(self.hub.authorizer, principal, action, topic)
 
     # -- publish -----------------------------------------------------------------------
     async def publish(self, topic: object, data: Any = MISSING, *,
@@ -121,11 +100,7 @@ class Operations:
             raise MissingData()
         key = self._key(idempotency_key)
         await self.authorize(principal, Action.PUBLISH, name)
-        try:
-            payload = orjson.dumps(data)
-        except TypeError:
-            raise BadRequest("data is not valid JSON") from None
-        return await self.publish_payload(name, payload, principal, key)
+        return await self.publish_payload(name, operations.encode(data), principal, key)
 
     async def publish_payload(self, topic: str, payload: bytes,
                               principal: Principal | None = None,
@@ -156,10 +131,7 @@ class Operations:
         if data is MISSING:
             raise MissingData()
         key = self._key(idempotency_key)
-        try:
-            payload = orjson.dumps(data)
-        except TypeError:
-            raise BadRequest("data is not valid JSON") from None
+        payload = operations.encode(data)
         out: list[Publication | OpError] = []
         for topic in topics:
             try:
@@ -182,41 +154,23 @@ class Operations:
     # -- history -----------------------------------------------------------------------
     async def history(self, query: HistoryQuery, *, principal: Principal | None = None,
                       require_history: bool = False) -> HistoryPage:
-        """A history page within `Settings.history_reply_limit`/`history_reply_bytes`.
-        `UnrecoverablePosition` when `since` is no longer continuous with what history
-        holds; with `require_history`, `NotAvailable` for a topic that keeps none."""
+        """A history page within `Settings.history_reply_limit`/`history_reply_bytes`
+        (`operations.read_history`, the socket's read too), newest first when
+        `query.reverse`. `UnrecoverablePosition` when `since` is no longer continuous
+        with what history holds; with `require_history`, `NotAvailable` for a topic
+        that keeps none."""
         topic = self.topic(query.topic)
         if query.limit < 0:
             raise BadRequest("limit must not be negative")
         await self.authorize(principal, Action.HISTORY, topic)
-        hub = self.hub
-        if require_history and not hub.history_policy(topic).enabled:
-            raise NotAvailable("history is not kept for this topic")
-        limit = hub.reply_limit(min(query.limit, MAX_HISTORY_LIMIT))
-        try:
-            page = await self._read(topic, limit, query)
-        except BrokerError:
-            raise Unavailable() from None
-        since = query.since
-        if since is not None and (page.position.epoch != since.epoch if query.reverse
-                                  else not continues(since.offset, since.epoch, page)):
-            raise UnrecoverablePosition()
+        operations.history_kept(self.hub, topic, require_history)
+        page = operations.read_history(self.hub, topic, query.limit, query.since,
+                                       reverse=query.reverse, newest=query.newest)
+        if not isinstance(page, HistoryPage):
+            page = await page
+        if query.reverse:
+            return HistoryPage(page.publications[::-1], page.position)
         return page
-
-    async def _read(self, topic: str, limit: int, query: HistoryQuery) -> HistoryPage:
-        """The page `query` asks for (`limit` already capped), before the position check:
-        the position only (limit 0); forward from `since` or from the oldest; or the
-        newest `limit` before `since` (or the top), reversed when asked."""
-        hub, since = self.hub, query.since
-        if limit == 0:
-            return await hub.history(topic, None, 0)
-        if not query.reverse and (since is not None or not query.newest):
-            return await hub.history(topic, 0 if since is None else since.offset, limit)
-        top = since.offset if since is not None else (
-            await hub.history(topic, None, 0)).position.offset + 1
-        page = await hub.history(topic, max(0, top - 1 - limit), limit)
-        pubs = [p for p in page.publications if p.offset < top]
-        return HistoryPage(pubs[::-1] if query.reverse else pubs, page.position)
 
     async def history_remove(self, topic: object) -> None:
         """Drop what `topic` keeps; its position (epoch, top offset) stays."""
@@ -232,28 +186,17 @@ class Operations:
     async def presence(self, topic: object, *, principal: Principal | None = None
                        ) -> Mapping[str, ClientInfo]:
         """Who is subscribed to `topic` (client id -> user, info), on every node."""
-        store, name = await self._presence(topic, principal)
-        try:
-            return await store.get(name)
-        except PresenceUnavailable:
-            raise Unavailable() from None
+        name = self.topic(topic)
+        await self.authorize(principal, Action.PRESENCE, name)
+        return await operations.presence(operations.presence_store(self.hub, name), name)
 
     async def presence_stats(self, topic: object, *, principal: Principal | None = None
                              ) -> Stats:
         """How many connections and distinct users are subscribed to `topic`."""
-        store, name = await self._presence(topic, principal)
-        try:
-            return await store.stats(name)
-        except PresenceUnavailable:
-            raise Unavailable() from None
-
-    async def _presence(self, topic: object, principal: Principal | None) -> tuple[Presence, str]:
         name = self.topic(topic)
         await self.authorize(principal, Action.PRESENCE, name)
-        presence = self.hub.presence
-        if presence.store is None or not presence.enabled(name):
-            raise NotAvailable("presence is not enabled for this topic")
-        return presence.store, name
+        return await operations.presence_stats(operations.presence_store(self.hub, name),
+                                               name)
 
     # -- connections of a user, on every node ------------------------------------------
     async def subscribe_user(self, user: object, topic: object, client: object = None,

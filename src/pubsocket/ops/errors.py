@@ -1,79 +1,32 @@
-"""The operations' failures: one exception type per failure, and the two tables that
-map each to what a front door answers.
-
-::
-
-    OpError
-    ├── BadRequest                 the request is malformed (a field's type or range)
-    │   ├── InvalidTopic           the topic is not a valid topic name
-    │   └── MissingData            a publish without data
-    ├── PermissionDenied           the principal may not do this on this topic
-    ├── NotAvailable               the feature is off for this topic (presence, history)
-    ├── LimitExceeded              past a documented cap (batch size, broadcast topics)
-    ├── MethodNotFound             no such server API method
-    ├── UnrecoverablePosition      history no longer holds the asked position
-    └── Unavailable                the broker or presence store cannot serve now
+"""The two HTTP dialects' tables: what each operation failure (`errors.OpError`, one
+type per failure; the tree is drawn in errors.py) answers.
 
 `HTTP` gives our own HTTP API's status and `ErrorCode`; `CENTRIFUGO` gives Centrifugo's
 numeric error code (its server API answers HTTP 200 with ``{"error": {code, message}}``).
-Messages are fixed per type: nothing a client sent is echoed back.
+The socket commands' table is `hub.operations.SOCKET` (the hub cannot import this
+layer). Messages are fixed per type: nothing a client sent is echoed back.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from ..errors import (
+    BadRequest,
+    ErrorCode,
+    InvalidTopic,
+    LimitExceeded,
+    MethodNotFound,
+    MissingData,
+    NotAvailable,
+    OpError,
+    PermissionDenied,
+    Unavailable,
+    UnrecoverablePosition,
+    lookup,
+)
 
-from ..errors import ErrorCode, PubsocketError
-
-_V = TypeVar("_V")
-
-
-class OpError(PubsocketError):
-    """An operation refused or failed; the type says which (see the module tree)."""
-
-    message = "internal server error"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.message)
-        if message is not None:
-            self.message = message
-
-
-class BadRequest(OpError):
-    message = "bad request"
-
-
-class InvalidTopic(BadRequest):
-    message = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / # -"
-
-
-class MissingData(BadRequest):
-    message = "publish needs a data field"
-
-
-class PermissionDenied(OpError):
-    message = "not allowed on this topic"
-
-
-class NotAvailable(OpError):
-    message = "not available for this topic"
-
-
-class LimitExceeded(OpError):
-    message = "limit exceeded"
-
-
-class MethodNotFound(OpError):
-    message = "method not found"
-
-
-class UnrecoverablePosition(OpError):
-    message = "history no longer holds that position; read it without since"
-
-
-class Unavailable(OpError):
-    message = "the message broker is unavailable, retry later"
-
+__all__ = ["CENTRIFUGO", "CENTRIFUGO_MESSAGES", "HTTP", "BadRequest", "InvalidTopic",
+           "LimitExceeded", "MethodNotFound", "MissingData", "NotAvailable", "OpError",
+           "PermissionDenied", "Unavailable", "UnrecoverablePosition", "lookup"]
 
 # Our HTTP API: status and error code of each failure (docs/protocol.md "Errors").
 HTTP: dict[type[OpError], tuple[int, ErrorCode | str]] = {
@@ -105,10 +58,3 @@ CENTRIFUGO_MESSAGES = {100: "internal server error", 101: "unauthorized",
                        106: "limit exceeded", 107: "bad request", 108: "not available",
                        112: "unrecoverable position"}
 
-
-def lookup(table: dict[type[OpError], _V], exc: OpError) -> _V:
-    """`exc`'s entry in `table`: its own type's, else its nearest base's."""
-    for cls in type(exc).__mro__:
-        if cls in table:
-            return table[cls]
-    return table[OpError]

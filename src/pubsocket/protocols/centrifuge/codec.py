@@ -123,6 +123,7 @@ class CentrifugeCodec(Codec):
 
     name = "centrifuge"
     refreshable = True  # the SDK refreshes from the ttl; there is no expiry notice
+    requires_history = True  # history where none is kept: 108 not available
 
     def __init__(self, *, server_side: bool = False) -> None:
         """`server_side`: the twin for server-side subscriptions (module docstring)."""
