@@ -2,8 +2,8 @@
 Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named by
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
-Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.insecure`` ->
-`centrifugo_insecure`; ``client.allowed_origins`` ->
+Mapped: ``client.token.hmac_secret_key`` -> `secret` and `centrifugo_secret`;
+``client.insecure`` -> `centrifugo_insecure`; ``client.allowed_origins`` ->
 `allowed_origins`; ``http_api.key`` -> `server_api_key`; ``channel.without_namespace`` and
 ``channel.namespaces[]`` -> history (`history_size`/`history_ttl` and `history_rules`),
 presence patterns, join/leave events and `channel_options` (the permissions, join/leave
@@ -120,8 +120,8 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                     ignored.append(f"client.token.{tkey}")
                 elif not isinstance(tvalue, str) or not tvalue:
                     raise ConfigError("client.token.hmac_secret_key must be a string")
-                else:
-                    out["secret"] = tvalue
+                else:  # SECRET in the environment wins for the app; not here
+                    out["secret"] = out["centrifugo_secret"] = tvalue
         elif key == "insecure":
             if not isinstance(value, bool):
                 raise ConfigError("client.insecure must be true or false")

@@ -244,6 +244,9 @@ class Settings:
     channel_options: tuple[ChannelOptions, ...] = field(default_factory=tuple)
     # The file's client.insecure: every known channel allows every action to anyone.
     centrifugo_insecure: bool = False
+    # The file's client.token.hmac_secret_key: the tokens of the endpoint the file
+    # mounts (web/centrifugo_mount.py), even where SECRET (the app's) differs.
+    centrifugo_secret: str | None = None
     # Compression (issue 16, docs/protocol.md "Compression"): permessage-deflate
     # (RFC 7692) on the native server when a client offers it ("deflate") or never
     # ("off"); messages shorter than `compression_min_size` bytes go uncompressed.
