@@ -15,7 +15,8 @@ its own routes (nothing is mounted behind its back). It mounts, on the app's one
   ``POST /api/publish`` still answering pubsocket's own dialect too (web/server_api.py).
 
 The file takes precedence: a route the app mounted at one of these (method, path) is
-replaced, and a log line names it. Every other route of the app (``/ws/chat``, its
+replaced: one INFO line lists those its `pubsub()`/`uni_sse()` mounted, a WARNING names
+each handler of its own code. Every other route of the app (``/ws/chat``, its
 pages, its own ``/api/...``) stays and shares the hub, its namespaces and history.
 """
 
@@ -48,13 +49,24 @@ def mount_centrifugo(app: App) -> bool:
     if not settings.centrifugo_config:
         return False
     where = f"PUBSOCKET_CENTRIFUGO_CONFIG ({settings.centrifugo_config})"
+    builtin: list[str] = []
     for method, path in taken_routes():
         replaced = app.router.remove(method, path)
-        if replaced is not None:
-            handler = replaced.handler
-            name = f"{getattr(handler, '__module__', '?')}." \
-                   f"{getattr(handler, '__qualname__', repr(handler))}"
-            log.info("%s replaces the app's %s %s (%s)", where, method, path, name)
+        if replaced is None:
+            continue
+        module = getattr(replaced.handler, "__module__", None) or "?"
+        if module.startswith("pubsocket."):  # mounted by the app's pubsub()/uni_sse()
+            builtin.append(f"{method} {path}")
+        else:  # the app's own code no longer runs there: say which
+            log.warning("%s replaces the app's %s %s (%s.%s)", where, method, path, module,
+                        getattr(replaced.handler, "__qualname__", "?"))
+    if builtin:
+        api = [r for r in builtin if r.startswith("POST " + SERVER_API_PREFIX)]
+        named = [r for r in builtin if r not in api]
+        if api:
+            named.append(f"POST {SERVER_API_PREFIX}<method> ({len(api)} routes)")
+        log.info("%s replaces what the app's pubsub() mounted at %s", where,
+                 ", ".join(named))
     secret = settings.centrifugo_secret
     auth = (app.auth if not secret or secret == settings.secret
             else Authenticator(settings.api_key, secret))
