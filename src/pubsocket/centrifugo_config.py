@@ -3,7 +3,9 @@ Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named 
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
 Mapped: ``client.token.hmac_secret_key`` -> `secret` and `centrifugo_secret`;
-``client.insecure`` -> `centrifugo_insecure`; ``client.allowed_origins`` ->
+``client.insecure`` -> `centrifugo_insecure`;
+``client.allow_anonymous_connect_without_token`` -> `centrifugo_anonymous`;
+``client.allowed_origins`` ->
 `allowed_origins`; ``http_api.key`` -> `server_api_key`; ``channel.without_namespace`` and
 ``channel.namespaces[]`` -> history (`history_size`/`history_ttl` and `history_rules`),
 presence patterns, join/leave events and `channel_options` (the permissions, join/leave
@@ -122,10 +124,10 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                     raise ConfigError("client.token.hmac_secret_key must be a string")
                 else:  # SECRET in the environment wins for the app; not here
                     out["secret"] = out["centrifugo_secret"] = tvalue
-        elif key == "insecure":
+        elif key in ("insecure", "allow_anonymous_connect_without_token"):
             if not isinstance(value, bool):
-                raise ConfigError("client.insecure must be true or false")
-            out["centrifugo_insecure"] = value
+                raise ConfigError(f"client.{key} must be true or false")
+            out["centrifugo_insecure" if key == "insecure" else "centrifugo_anonymous"] = value
         elif key == "allowed_origins":
             if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
                 raise ConfigError("client.allowed_origins must be a list of strings")

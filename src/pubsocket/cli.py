@@ -134,6 +134,8 @@ def _connect_help(settings: Settings, port: int,
     if settings.centrifugo_config:
         tokens = ("anonymous allowed (client.insecure)" if settings.centrifugo_insecure
                   else "tokens signed with its client.token.hmac_secret_key")
+        if settings.centrifugo_anonymous and not settings.centrifugo_insecure:
+            tokens += ", or none (allow_anonymous_connect_without_token)"
         lines.append(f"  Config:    {settings.centrifugo_config} serves /connection/websocket "
                      f"and /api/<method> over the app's own; {tokens}")
     token = None

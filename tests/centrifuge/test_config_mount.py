@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 from cent import AsyncClient, InfoRequest, PublishRequest
 from websockets.asyncio.client import connect
 
@@ -169,7 +170,7 @@ def test_an_app_built_in_code_gets_the_files_endpoints_only_when_asked(
         tmp_path: Path) -> None:
     """`App(settings)` mounts nothing by itself; `mount_centrifugo(app)` does, and is a
     no-op without a file."""
-    from pubsocket import App, Settings
+    from pubsocket import App, ConfigError, Settings
     from pubsocket.web import mount_centrifugo
 
     _, path = write(tmp_path, CONFIG)
@@ -179,3 +180,33 @@ def test_an_app_built_in_code_gets_the_files_endpoints_only_when_asked(
     assert mount_centrifugo(app)
     assert {r.path for r in app.router} >= {PATH, "/connection/uni_sse", "/api/publish",
                                              "/api/batch", "/emulation"}
+    path.write_text(json.dumps({"http_api": {"key": API}}))  # no key, not insecure
+    keyless = App(Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path)},
+                                    env_file=None))
+    with pytest.raises(ConfigError, match=r"client\.token\.hmac_secret_key"):
+        mount_centrifugo(keyless)
+
+
+async def test_anonymous_connect_without_token_keeps_the_permissions(
+        serve: Any, tmp_path: Path) -> None:
+    """``client.allow_anonymous_connect_without_token``: no token needed to connect, but
+    unlike insecure a namespace without ``allow_subscribe_for_anonymous`` says 103."""
+    from pubsocket import App, Settings
+    from pubsocket.web import mount_centrifugo
+
+    config = {"client": {"allow_anonymous_connect_without_token": True},
+              "channel": {"namespaces": [
+                  {"name": "open", "allow_subscribe_for_anonymous": True,
+                   "allow_subscribe_for_client": True},
+                  {"name": "members", "allow_subscribe_for_client": True}]}}
+    _, path = write(tmp_path, config)
+    app = App(Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path)}, env_file=None))
+    mount_centrifugo(app)
+    srv = await serve(app)
+    async with sdk(srv.ws + PATH) as (client, events):
+        await events.next("connected")
+        await subscribed(client, "open:1")
+        refused = Events()
+        sub = client.new_subscription("members:1", events=sub_events(refused))
+        await sub.subscribe()
+        assert (await refused.next("unsubscribed")).code == 103

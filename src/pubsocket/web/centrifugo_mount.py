@@ -8,9 +8,10 @@ its own routes (nothing is mounted behind its back). It mounts, on the app's one
 - the Centrifuge endpoint at ``/connection/websocket`` (JSON and Protobuf) with its
   fallbacks ``POST /connection/http_stream``, ``GET /connection/sse``, ``POST /emulation``
   and ``GET /connection/uni_sse``: secured, its tokens verified with the file's
-  ``client.token.hmac_secret_key`` (also when ``SECRET``, the app's, differs), unless
-  ``client.insecure`` (then a connection without a token is anonymous, as Centrifugo's
-  insecure mode);
+  ``client.token.hmac_secret_key`` (also when ``SECRET``, the app's, differs; without
+  it, with ``SECRET``; with neither, a `ConfigError` at load), unless ``client.insecure``
+  or ``client.allow_anonymous_connect_without_token`` (then a connection without a
+  token is anonymous, as in Centrifugo; only insecure also lifts the permissions);
 - Centrifugo's server API at ``POST /api/<method>`` (``X-API-Key``: ``http_api.key``),
   ``POST /api/publish`` still answering pubsocket's own dialect too (web/server_api.py).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 
 from ..auth import Authenticator
+from ..errors import ConfigError
 from .app import App
 from .emulation import EMULATION_PATH, HTTP_STREAM_PATH, SSE_PATH
 from .pubsub import pubsub
@@ -70,13 +72,16 @@ def mount_centrifugo(app: App) -> bool:
     secret = settings.centrifugo_secret
     auth = (app.auth if not secret or secret == settings.secret
             else Authenticator(settings.api_key, secret))
-    secured = not settings.centrifugo_insecure
+    secured = not (settings.centrifugo_insecure or settings.centrifugo_anonymous)
+    if secured and not (secret or settings.secret):  # no token could ever verify
+        raise ConfigError(f"{where}: set client.token.hmac_secret_key (or client.insecure: "
+                          f"true): the Centrifuge endpoint verifies tokens with it")
     # The app's /api/history, /api/presence, /metrics and /pubsocket.js are not
     # Centrifugo's: kept when the app has them (pubsub() mounts them only if missing).
     pubsub(CENTRIFUGE_PATH, app=app, protocol="centrifuge", secured=secured,
            authenticator=auth)
     uni_sse(UNI_SSE_PATH, app=app, secured=secured, authenticator=auth)
-    if not secured:
+    if settings.centrifugo_insecure:
         log.warning("%s: client.insecure: anyone may connect to %s without a token and "
                     "every action on a known channel is allowed", where, CENTRIFUGE_PATH)
     return True
