@@ -7,7 +7,9 @@ Both servers serve bench/cf_app (the seed protocol and Centrifuge on one hub) an
 runs use the topic ``bench:fanout`` (`fanout1000` with ``ns=1``, Centrifuge subscribers,
 an anonymous seed-protocol publisher). The second server also reads
 bench/cf_namespaces.json (``PUBSOCKET_CENTRIFUGO_CONFIG``): 20 namespaces with the
-defaults' history (100 / 120 s), ``bench`` allowing anonymous subscribe and publish, so
+defaults' history (100 / 120 s), ``bench`` allowing anonymous subscribe and publish
+(``client.allow_anonymous_connect_without_token``: the file's endpoint, which replaces
+the app's, admits the anonymous subscribers), so
 every subscribe and publish goes through the namespaces' refusal and permission checks
 (`auth.namespaces.NamespacePolicy`). Interleaved rounds, a fresh server each run,
 medians. Target: with config >= 0.95x without. Writes bench/results/namespaces.json.

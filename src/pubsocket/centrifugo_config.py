@@ -2,8 +2,10 @@
 Centrifugo config file"). Pure: `config.Settings.from_env` reads the file named by
 ``PUBSOCKET_CENTRIFUGO_CONFIG`` and hands its parsed JSON here.
 
-Mapped: ``client.token.hmac_secret_key`` -> `secret`; ``client.insecure`` ->
-`centrifugo_insecure`; ``client.allowed_origins`` -> `allowed_origins`;
+Mapped: ``client.token.hmac_secret_key`` -> `secret` and `centrifugo_secret`;
+``client.insecure`` -> `centrifugo_insecure`;
+``client.allow_anonymous_connect_without_token`` -> `centrifugo_anonymous`;
+``client.allowed_origins`` -> `allowed_origins`;
 ``client.subscribe_to_user_personal_channel`` (``enabled``,
 ``personal_channel_namespace``) -> `personal_channel`, `personal_channel_namespace`
 (``single_connection`` is reported unsupported); ``http_api.key`` -> `server_api_key`;
@@ -144,12 +146,12 @@ def settings_from(data: object) -> tuple[dict[str, object], list[str]]:
                     ignored.append(f"client.token.{tkey}")
                 elif not isinstance(tvalue, str) or not tvalue:
                     raise ConfigError("client.token.hmac_secret_key must be a string")
-                else:
-                    out["secret"] = tvalue
-        elif key == "insecure":
+                else:  # SECRET in the environment wins for the app; not here
+                    out["secret"] = out["centrifugo_secret"] = tvalue
+        elif key in ("insecure", "allow_anonymous_connect_without_token"):
             if not isinstance(value, bool):
-                raise ConfigError("client.insecure must be true or false")
-            out["centrifugo_insecure"] = value
+                raise ConfigError(f"client.{key} must be true or false")
+            out["centrifugo_insecure" if key == "insecure" else "centrifugo_anonymous"] = value
         elif key == "allowed_origins":
             if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
                 raise ConfigError("client.allowed_origins must be a list of strings")

@@ -118,6 +118,8 @@ def _pages(app: App) -> list[tuple[str, str]]:
         found.append(("Ops page:", "/admin"))
     if app.router.match("GET", "/connection/websocket") is not None:
         found.append(("Centrifuge:", "/connection/websocket"))
+    if app.settings.centrifugo_config:  # mounted by the file (web/centrifugo_mount.py)
+        found.append(("Server API:", "/api/<method>"))
     return found
 
 
@@ -129,6 +131,13 @@ def _connect_help(settings: Settings, port: int,
     for label, path in pages:
         scheme = ws if path == "/connection/websocket" else http
         lines.append(f"  {label:<10} {scheme}://{settings.host}:{port}{path}")
+    if settings.centrifugo_config:
+        tokens = ("anonymous allowed (client.insecure)" if settings.centrifugo_insecure
+                  else "tokens signed with its client.token.hmac_secret_key")
+        if settings.centrifugo_anonymous and not settings.centrifugo_insecure:
+            tokens += ", or none (allow_anonymous_connect_without_token)"
+        lines.append(f"  Config:    {settings.centrifugo_config} serves /connection/websocket "
+                     f"and /api/<method> over the app's own; {tokens}")
     token = None
     if settings.secret:
         token = Authenticator(settings.api_key, settings.secret).issue(sub="cli", ttl=24 * 3600)

@@ -253,6 +253,12 @@ class Settings:
     # client.subscribe_to_user_personal_channel does (protocols/centrifuge/server_subs.py).
     personal_channel: bool = False
     personal_channel_namespace: str = ""
+    # The file's client.token.hmac_secret_key: the tokens of the endpoint the file
+    # mounts (web/centrifugo_mount.py), even where SECRET (the app's) differs.
+    centrifugo_secret: str | None = None
+    # The file's client.allow_anonymous_connect_without_token: its endpoint admits a
+    # connection without a token as anonymous (the channel permissions still apply).
+    centrifugo_anonymous: bool = False
     # Compression (issue 16, docs/protocol.md "Compression"): permessage-deflate
     # (RFC 7692) on the native server when a client offers it ("deflate") or never
     # ("off"); messages shorter than `compression_min_size` bytes go uncompressed.

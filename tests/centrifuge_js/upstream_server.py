@@ -3,9 +3,10 @@ suite expects its Centrifugo at (docs/centrifuge.md "The SDKs' own suites").
 
     python -m tests.centrifuge_js.upstream_server [config.json] [port]
 
-serves Centrifuge at ``/connection/websocket`` (unsecured when the file says
-``client.insecure``) and Centrifugo's server API at ``/api/<method>`` on 127.0.0.1
-until interrupted. The default config is centrifuge-js's ``centrifugo_test.json``
+serves what the file mounts (web/centrifugo_mount.py: Centrifuge at
+``/connection/websocket``, unsecured when the file says ``client.insecure``, and
+Centrifugo's server API at ``/api/<method>``) on 127.0.0.1 until interrupted. The
+default config is centrifuge-js's ``centrifugo_test.json``
 (`upstream_config.json` here), the default port 8000, as its docker-compose.yml has.
 """
 
@@ -16,18 +17,19 @@ import signal
 import sys
 from pathlib import Path
 
-from pubsocket import App, Server, Settings, pubsub
+from pubsocket import App, Server, Settings
+from pubsocket.web import mount_centrifugo
 
 CONFIG = Path(__file__).with_name("upstream_config.json")
-PATH = "/connection/websocket"
 
 
 def upstream_app(config: Path) -> App:
-    """An app with nothing but what `config` describes, at the SDKs' path."""
+    """An app with nothing but what `config` describes (as `pubsocket serve` of an app
+    folder with an empty ``src/routes`` mounts it), at the SDKs' path."""
     settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(config)},
                                  env_file=None)
     app = App(settings)
-    pubsub(PATH, app=app, protocol="centrifuge", secured=not settings.centrifugo_insecure)
+    mount_centrifugo(app)
     return app
 
 

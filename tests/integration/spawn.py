@@ -25,6 +25,7 @@ class Proc:
 
     popen: subprocess.Popen[bytes]
     port: int
+    output: bytes = b""  # what it printed until it was ready (the banner, log lines)
 
     @property
     def pid(self) -> int:
@@ -43,7 +44,7 @@ def spawn(app_dir: str | Path, port: int = 0, timeout: float = 15.0,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
     )
     try:
-        yield Proc(popen, _wait_ready(popen, timeout))
+        yield Proc(popen, *_wait_ready(popen, timeout))
     finally:
         if popen.poll() is None:
             popen.send_signal(signal.SIGTERM)
@@ -56,7 +57,7 @@ def spawn(app_dir: str | Path, port: int = 0, timeout: float = 15.0,
             popen.stdout.close()
 
 
-def _wait_ready(popen: subprocess.Popen[bytes], timeout: float) -> int:
+def _wait_ready(popen: subprocess.Popen[bytes], timeout: float) -> tuple[int, bytes]:
     assert popen.stdout is not None
     os.set_blocking(popen.stdout.fileno(), False)
     seen = b""
@@ -67,7 +68,7 @@ def _wait_ready(popen: subprocess.Popen[bytes], timeout: float) -> int:
             seen += chunk
             match = _READY.search(seen)
             if match:
-                return int(match.group(1))
+                return int(match.group(1)), seen
         if popen.poll() is not None:
             raise RuntimeError(f"server exited: {seen.decode(errors='replace')}")
         time.sleep(0.05)

@@ -50,8 +50,8 @@ def test_the_documented_keys_map_and_the_rest_are_named() -> None:
     assert values["presence_events"] is True
     options = values["channel_options"]
     assert isinstance(options, tuple) and [o.name for o in options] == ["", "chat", "private"]
-    assert ignored == ["log", "client.token.rsa_public_key",
-                       "client.allow_anonymous_connect_without_token", "http_api.insecure",
+    assert values["centrifugo_anonymous"] is True
+    assert ignored == ["log", "client.token.rsa_public_key", "http_api.insecure",
                        "channel.proxy"]
 
 

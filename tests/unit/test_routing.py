@@ -276,3 +276,18 @@ def test_invalid_utf8_in_a_path_parameter_is_a_400(raw: str) -> None:
     with pytest.raises(HTTPError) as info:
         router.match("GET", f"/hello/{raw}")
     assert (info.value.status, info.value.code) == (400, "bad_path")
+
+
+def test_remove_takes_the_route_add_made_and_frees_its_place() -> None:
+    """`remove` + `add` is how a mount replaces an app's route (web/centrifugo_mount.py)."""
+    router, h = Router(), handler()
+    router.add("GET", "/a", h)
+    router.add("POST", "/a", h)
+    router.add("GET", "/u/{id}", h)
+    gone = router.remove("get", "/a/")
+    assert gone is not None and (gone.method, gone.path) == ("GET", "/a")
+    assert router.match("GET", "/a") is None and router.match("POST", "/a") is not None
+    assert router.remove("GET", "/a") is None
+    assert router.remove("GET", "/u/{other}") is not None  # same parameter shape
+    assert router.match("GET", "/u/1") is None
+    router.add("GET", "/a", h)  # no longer a duplicate

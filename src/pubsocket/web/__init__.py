@@ -2,6 +2,7 @@
 
 from .admin import admin
 from .app import App
+from .centrifugo_mount import mount_centrifugo
 from .decorators import current_app, delete, get, noauth, patch, post, put, secured, using_app
 from .project import load_app
 from .pubsub import pubsub
@@ -13,6 +14,7 @@ from .websocket import Connection, Upgrader, Websocket
 
 __all__ = [
     "App", "Connection", "Headers", "Request", "Response", "ResponseFactory", "Router",
-    "Upgrader", "Websocket", "admin", "current_app", "delete", "get", "load_app", "noauth",
-    "patch", "post", "pubsub", "put", "secured", "uni_sse", "using_app",
+    "Upgrader", "Websocket", "admin", "current_app", "delete", "get", "load_app",
+    "mount_centrifugo", "noauth", "patch", "post", "pubsub", "put", "secured", "uni_sse",
+    "using_app",
 ]

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import orjson
 
+from ..auth import Authenticator
 from ..errors import HTTPError
 from ..hub import Hub, Session
 from ..hub.relay import RouteResult
@@ -113,10 +114,13 @@ def body_limit(app: App) -> int:
 
 
 def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
-                    pre_connect: int, *, secured: bool) -> None:
+                    pre_connect: int, *, secured: bool,
+                    authenticator: Authenticator | None = None) -> None:
     """Mount the three routes (module docstring) for `endpoint`, unless already routed.
-    `pre_connect` bounds the opening request's commands (the connect); `secured` as
-    the endpoint's (the connect command carries the token)."""
+    `pre_connect` bounds the opening request's commands (the connect); `secured` and
+    `authenticator` (default: the app's) as the endpoint's (the connect command
+    carries the token)."""
+    auth = authenticator or app.auth
 
     def stream_route(framing: str) -> Handler:
         async def emulated(request: Request, response: ResponseFactory) -> StreamResponse:
@@ -137,7 +141,7 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
 
             async def start(stream: Stream) -> None:
                 session = Session(app.hub, stream, app.settings, principal=request.principal,
-                                  authenticator=app.auth, dialect=ep,
+                                  authenticator=auth, dialect=ep,
                                   address=request.client, wires=stream.wires)
                 stream.close_codes = ep.close_codes
                 stream.farewell = ep.codec.disconnect

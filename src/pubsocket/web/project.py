@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ConfigError
 from .app import App
+from .centrifugo_mount import mount_centrifugo
 from .decorators import using_app
 
 _counter = itertools.count()
@@ -28,7 +29,8 @@ def load_app(app_dir: str | Path, settings: Settings) -> App:
     """A new `App` with every route file of `app_dir` executed against it, in path order.
 
     Each load runs the files afresh under a unique module name, so two apps loaded from
-    the same folder are independent.
+    the same folder are independent. Then, with ``PUBSOCKET_CENTRIFUGO_CONFIG`` set, the
+    file's endpoints are mounted over the app's own (web/centrifugo_mount.py).
     """
     root = Path(app_dir)
     routes = root / "src" / "routes"
@@ -51,4 +53,5 @@ def load_app(app_dir: str | Path, settings: Settings) -> App:
             except BaseException:
                 del sys.modules[name]
                 raise
+    mount_centrifugo(app)
     return app

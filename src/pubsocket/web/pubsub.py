@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import orjson
 
-from ..auth import AuthorizeHook, Authorizer
+from ..auth import Authenticator, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy, Position
 from ..codecs import PLAIN, V1
 from ..config import Settings
@@ -54,7 +54,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
            protocol: Literal["plain", "centrifuge"] = "plain",
            rpc: RpcHook | None = None,
            authenticate: ConnectHook | None = None,
-           emulation: bool = True) -> Handler:
+           emulation: bool = True,
+           authenticator: Authenticator | None = None) -> Handler:
     """Mount the hub's WebSocket endpoint at `path`, plus (once per app)
     ``POST /api/publish``, ``GET /api/history``, ``GET /metrics`` and ``GET /pubsocket.js``
     (the browser client, docs/clients.md); each ``*_path`` may be None to leave it out.
@@ -83,12 +84,15 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     ``pubsocket.v1`` HTTP fallback, web/http_fallback.py) or, for Centrifuge,
     Centrifugo's bidirectional emulation: ``POST /connection/http_stream``,
     ``GET /connection/sse`` and ``POST /emulation`` (web/emulation.py).
+    `authenticator` verifies this endpoint's tokens (default: the app's, `App.auth`);
+    a Centrifugo config file's endpoint has its own (web/centrifugo_mount.py).
     """
     if authenticate is not None and protocol != "plain":
         raise ValueError("authenticate= is for the plain/pubsocket.v1 endpoint; the "
                          "Centrifuge protocol authenticates in its connect command")
     target = app or current_app()
     hub = target.hub
+    auth = authenticator or target.auth
     if history:
         hub.rules.prepend(history)
     if authorize is not None:
@@ -113,7 +117,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
                 max_message_size=pre_connect)
             cws.close_codes = ep.close_codes
             cws.attach(Session(target.hub, cws, target.settings, principal=request.principal,
-                               authenticator=target.auth, dialect=ep,
+                               authenticator=auth, dialect=ep,
                                address=request.client,
                                wires=cws.binary_wires() if ep.codec.binary else cws.wires))
             return
@@ -121,7 +125,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         session = Session(
             target.hub, ws, target.settings,
             codec=V1 if ws.subprotocol == SUBPROTOCOL else PLAIN,
-            principal=request.principal, authenticator=target.auth, address=request.client,
+            principal=request.principal, authenticator=auth, address=request.client,
             wires=ws.wires,
         )
         ws.attach(session)  # push mode: nothing waits per idle connection
@@ -138,7 +142,8 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         set_connect_hook(pubsub_endpoint, authenticate)
     target.get(path)(pubsub_endpoint)
     if endpoint is not None and emulation:
-        mount_emulation(target, endpoint, protobuf, pre_connect, secured=secured)
+        mount_emulation(target, endpoint, protobuf, pre_connect, secured=secured,
+                        authenticator=auth)
     elif emulation and target.router.match("POST", path) is None:
         target.post(path)(fallback_handler(target, pubsub_endpoint))
     ops = Operations(hub, lambda: target.open_connections())

@@ -87,6 +87,19 @@ class Router:
             self._static[key] = route
         return route
 
+    def remove(self, method: str, path: str) -> Route | None:
+        """Unregister the route `add(method, path, ...)` made (same method, same path or
+        parameter shape) and return it; None when there is none. With `add`, this is how
+        a mount replaces an app's route (web/centrifugo_mount.py logs what it replaced)."""
+        method = method.upper()
+        if "{" not in path:
+            return self._static.pop((method, path.rstrip("/") or "/"), None)
+        shape = _PARAM.sub("{}", path.rstrip("/"))
+        for i, route in enumerate(self._dynamic):
+            if route.method == method and _PARAM.sub("{}", route.path.rstrip("/")) == shape:
+                return self._dynamic.pop(i)
+        return None
+
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route for `method` `path` and its path parameters, or None."""
         route = self._static.get((method, path.rstrip("/") or "/"))

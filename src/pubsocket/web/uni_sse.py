@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from ..auth import Authenticator
 from ..brokers.base import Position
 from ..errors import HTTPError, Unauthorized
 from ..hub import Session, handlers
@@ -60,10 +61,12 @@ HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 
 
 def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
-            secured: bool = False) -> Handler:
+            secured: bool = False, authenticator: Authenticator | None = None) -> Handler:
     """Mount the unidirectional SSE endpoint at `path` (module docstring). `secured`: a
-    connect request without a valid token is refused (401)."""
+    connect request without a valid token is refused (401). `authenticator` verifies
+    the tokens (default: the app's)."""
     target = app or current_app()
+    auth = authenticator or target.auth
     endpoint = Endpoint(target.settings.centrifuge_ping, secured=False, codec=UNI_SSE)
 
     async def uni_sse_endpoint(request: Request, response: ResponseFactory) -> StreamResponse:
@@ -76,7 +79,7 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
             try:
                 if not token:
                     raise Unauthorized("a token is required")
-                request.principal = target.auth.principal_of(token)
+                request.principal = auth.principal_of(token)
             except Unauthorized:
                 target.limits.auth_failed(request)
                 raise
@@ -89,7 +92,7 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
 
         async def start(stream: Stream) -> None:
             session = Session(target.hub, stream, settings, principal=principal,
-                              authenticator=target.auth, dialect=endpoint,
+                              authenticator=auth, dialect=endpoint,
                               address=request.client, wires=stream.wires)
             stream.attach(session)
             stream.track(topics, prefix, [_slot(p) for p in positions])
