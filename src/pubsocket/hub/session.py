@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 from ..auth import Authenticator, Principal, expiry_of
 from ..brokers.base import Position, Publication, Publisher
@@ -50,58 +48,15 @@ from .core import Hub, publisher_of
 from .hook import Dialect, SessionHook
 from .lifetime import TokenClock
 from .operations import SOCKET
+from .peer import Peer, TokenBucket
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
 
+__all__ = ["MAX_INFLIGHT", "MAX_QUEUED", "Peer", "Session", "TokenBucket"]
+
 MAX_QUEUED = 64  # commands waiting behind a barrier before reading pauses
 MAX_INFLIGHT = 1024  # pipelined publishes in flight before reading pauses
-
-
-class Peer(Protocol):
-    """The connection side a session needs (a `pubsocket.web.Connection` fits)."""
-
-    def deliver(self, frame: bytes) -> None: ...
-
-    def close_nowait(self, code: int, reason: str = "") -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def set_max_message_size(self, size: int) -> None: ...
-
-    @property
-    def backlog(self) -> int:
-        """Bytes queued for this connection that the peer has not taken yet (cheap: read
-        before every history or recovery reply, `hub.replies.busy`)."""
-        ...
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
-
-
-class TokenBucket:
-    """`rate` tokens per second up to `burst`; ``rate == 0`` never limits."""
-
-    __slots__ = ("_burst", "_last", "_rate", "_tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(max(burst, 1))
-        self._tokens = self._burst
-        self._last = time.monotonic()
-
-    def take(self, n: int = 1) -> bool:
-        """Spend `n` tokens; False (spending none) when fewer are left."""
-        if not self._rate:
-            return True
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < n:
-            return False
-        self._tokens -= n
-        return True
 
 
 _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
