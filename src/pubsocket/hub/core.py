@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import heapq
 import logging
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
@@ -47,6 +46,7 @@ from .policy import HistoryRules
 from .presence import PresenceHooks
 from .recovery import recover, resolve
 from .relay import CommandRelay
+from .stats import HubStats, Introspection
 from .topic import Hold, Subscriber, Topic
 from .wire import RAW, Wire
 
@@ -68,24 +68,7 @@ def publisher_of(principal: Principal) -> Publisher | None:
     return Publisher(principal.client_id, principal.sub, info)
 
 
-class HubStats:
-    """Counters since start (read by /metrics)."""
-
-    __slots__ = ("bytes_out", "deliveries", "duplicates", "gaps", "published", "received",
-                 "recoveries", "recovery_failures")
-
-    def __init__(self) -> None:
-        self.published = 0  # messages handed to the broker by this node
-        self.received = 0  # messages the broker delivered to this node
-        self.deliveries = 0  # frames queued to local subscribers
-        self.bytes_out = 0  # frame bytes queued to local subscribers
-        self.duplicates = 0  # publications dropped because they were already delivered
-        self.gaps = 0  # holes announced to subscribers (could not be filled)
-        self.recoveries = 0  # subscribes with since that recovered
-        self.recovery_failures = 0  # subscribes with since answered recovered=False
-
-
-class Hub(Delivery, Control):
+class Hub(Delivery, Control, Introspection):
     """Pub/sub across this process's connections, scaled out through a `Broker`."""
 
     def __init__(self, settings: Settings | None = None, broker: Broker | None = None
@@ -416,28 +399,5 @@ class Hub(Delivery, Control):
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    # -- introspection --------------------------------------------------------------
-    @property
-    def topic_count(self) -> int:
-        """Topics with at least one local subscriber."""
-        return len(self._topics)
-
-    def subscriber_count(self, topic: str) -> int:
-        """Local subscribers of `topic`."""
-        entry = self._topics.get(topic)
-        return 0 if entry is None else entry.count
-
-    @property
-    def subscription_count(self) -> int:
-        """Local (subscriber, topic) pairs."""
-        return sum(entry.count for entry in self._topics.values())
-
-    def busiest_topics(self, limit: int) -> list[tuple[str, int]]:
-        """Up to `limit` topics with the most local subscribers, as (topic, count), most
-        first (ties by name). O(topics); for the ops page, not the hot path."""
-        counts = ((topic, entry.count) for topic, entry in self._topics.items())
-        return heapq.nsmallest(limit, counts, key=lambda c: (-c[1], c[0]))
-
 
 __all__ = ["NO_HISTORY", "Hub", "HubStats", "Subscriber", "publisher_of"]
