@@ -167,9 +167,12 @@ async def test_an_expired_token_ends_the_stream(serve: Any) -> None:
     from tests.centrifuge_js.conftest import token
 
     srv = await serve(sse_app(token_grace=0))
-    stream = await SseClient.open(srv.port, query({"a": {}}, tok=token(ttl=1)))
-    told = await stream.until(lambda d: "disconnect" in d, timeout=4)
-    assert told.data["disconnect"]["code"] == 3005
-    with pytest.raises(EOFError):
-        await stream.next()
-    await stream.close()
+    # exp is whole seconds: a ttl of 2 leaves at least 1 s to open the stream on a busy box.
+    stream = await SseClient.open(srv.port, query({"a": {}}, tok=token(ttl=2)))
+    try:
+        told = await stream.until(lambda d: "disconnect" in d, timeout=6)
+        assert told.data["disconnect"]["code"] == 3005
+        with pytest.raises(EOFError):
+            await stream.next()
+    finally:
+        await stream.close()
