@@ -34,7 +34,8 @@ test: $(VENV)/.dev
 conformance: $(VENV)/.installed
 	bash conformance/run.sh
 
-## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
+## make bench: Node ws and uWebSockets (bench/node, installed with npm ci) baselines vs
+## pubsocket (CPU per delivery vs uWebSockets, chat p99 at 10k/20k deliveries/s), the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
 ## (fan-out to 1000, idle memory per connection; ~1 min), then Publisher vs a node's
@@ -45,6 +46,7 @@ conformance: $(VENV)/.installed
 ## vs ours (bench/server_api_bench.py), then permessage-deflate vs plain (wire bytes,
 ## fan-out CPU, idle RSS per connection) and TLS vs plain (bench/deflate_bench.py)
 bench: $(VENV)/.dev
+	npm ci --prefix bench/node --no-audit --no-fund
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
 	$(PY) bench/delivery_bench.py

@@ -132,6 +132,10 @@ def window_metrics(
         "loadgen_cpu_pct": 100.0 * (b.own_cpu - a.own_cpu) / dt,
         "server_cpu_pct": 100.0 * (b.server_cpu - a.server_cpu) / dt,
     }
+    delivered = b.received - a.received
+    if delivered > 0:  # CPU per delivery: the fair figure when the loadgen is the limit
+        out["server_cpu_us_per_delivery"] = 1e6 * (b.server_cpu - a.server_cpu) / delivered
+        out["loadgen_cpu_us_per_delivery"] = 1e6 * (b.own_cpu - a.own_cpu) / delivered
     mine = own_cpus()
     if mine is not None:
         out["loadgen_core_busy_pct"] = cores_busy_pct(a.cores, b.cores, mine)
