@@ -254,6 +254,7 @@ def brief(res: dict[str, Any]) -> str:
         "loadgen_core_busy_pct",
         "server_cpu_pct",
         "server_cpu_us_per_delivery",
+        "server_sys_us_per_delivery",
     ]
     parts = [f"{k}={fmt(m[k])}" for k in keys if m.get(k) is not None]
     parts.append(f"bg_cpu={fmt(res.get('background_cpu_pct'))}%")

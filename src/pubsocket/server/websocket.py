@@ -80,7 +80,7 @@ class WSConnection(Outbound, MessageIterator, asyncio.Protocol):
         self._proto = proto
         self._transport = transport
         self._state = state
-        self._out: list[bytes] = []
+        self._out = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] = []
         self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
