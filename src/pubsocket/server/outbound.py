@@ -117,7 +117,7 @@ class Outbound:
         if len(out) == 1:
             if first.__class__ is Batch:  # the fan-out's common case: one shared batch
                 frames = len(first)
-                data = first.joined()
+                data = first.data or first.joined()  # joined once, by its first writer
             else:
                 frames = 1
                 data = first  # type: ignore[assignment]
