@@ -297,6 +297,13 @@ def main() -> int:
         "--no-pin", action="store_true", help="don't pin server / loadgen to disjoint CPU sets"
     )
     ap.add_argument("--no-uws", action="store_true", help="skip the uWebSockets baseline")
+    ap.add_argument(
+        "--before-tree",
+        default=None,
+        metavar="PATH",
+        help="also run the candidate from another checkout's src/ (e.g. `git worktree` of "
+        "main), as 'before', interleaved: before/after in the same run",
+    )
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args()
 
@@ -324,6 +331,10 @@ def main() -> int:
         if args.label:
             cand_spec = ServerSpec(args.label, cand_spec.cmd, cand_spec.env, cand_spec.cwd)
         specs = [base_spec, cand_spec] if args.no_uws else [base_spec, uws_spec(), cand_spec]
+        if args.before_tree:
+            src = str(Path(args.before_tree).resolve() / "src")
+            specs.insert(-1, ServerSpec("before", cand_spec.cmd, {**cand_spec.env,
+                                                                  "PYTHONPATH": src}))
         scenarios = [s for s in args.scenarios.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
