@@ -34,7 +34,8 @@ test: $(VENV)/.dev
 conformance: $(VENV)/.installed
 	bash conformance/run.sh
 
-## make bench: Node ws baseline vs pubsocket, the Redis scale-out and history-cost runs,
+## make bench: Node ws and uWebSockets (bench/node, installed with npm ci) baselines vs
+## pubsocket (CPU per delivery vs uWebSockets, chat p99 at 10k/20k deliveries/s), the Redis scale-out and history-cost runs,
 ## then acked publishes/s and recovery latency (the Redis ones start a throwaway
 ## redis-server of their own: no Redis service needed), then Centrifuge vs plain
 ## (fan-out to 1000, idle memory per connection; ~1 min) and fan-out to 1000 with a
@@ -52,6 +53,7 @@ conformance: $(VENV)/.installed
 ## idle RSS per subscribed connection over 10,000 connections, plain / v1 / Centrifuge,
 ## with Node ws and uWebSockets when bench/node has them (bench/idle_bench.py; ~2 min)
 bench: $(VENV)/.dev
+	npm ci --prefix bench/node --no-audit --no-fund
 	$(PY) bench/run.py
 	$(PY) bench/redis_bench.py
 	$(PY) bench/delivery_bench.py

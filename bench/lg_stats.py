@@ -62,14 +62,19 @@ class ServerProbe:
         return cpus if cpus and len(cpus) < (psutil.cpu_count() or 0) else None
 
     def cpu_s(self) -> float:
-        total = 0.0
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the tree: system is mostly the socket syscalls."""
+        user = system = 0.0
         for p in self._tree():
             try:
                 ct = p.cpu_times()
-                total += ct.user + ct.system
+                user += ct.user
+                system += ct.system
             except psutil.Error:
                 pass
-        return total
+        return user, system
 
     def rss(self) -> int:
         total = 0
@@ -116,10 +121,13 @@ class Snapshot:
     own_cpu: float
     server_cpu: float
     cores: CoreTimes
+    server_sys: float = 0.0
 
 
 def snapshot(received: int, probe: ServerProbe) -> Snapshot:
-    return Snapshot(time.perf_counter(), received, own_cpu_s(), probe.cpu_s(), core_times())
+    user, system = probe.cpu_split()
+    return Snapshot(time.perf_counter(), received, own_cpu_s(), user + system, core_times(),
+                    system)
 
 
 def window_metrics(
@@ -132,6 +140,11 @@ def window_metrics(
         "loadgen_cpu_pct": 100.0 * (b.own_cpu - a.own_cpu) / dt,
         "server_cpu_pct": 100.0 * (b.server_cpu - a.server_cpu) / dt,
     }
+    delivered = b.received - a.received
+    if delivered > 0:  # CPU per delivery: the fair figure when the loadgen is the limit
+        out["server_cpu_us_per_delivery"] = 1e6 * (b.server_cpu - a.server_cpu) / delivered
+        out["server_sys_us_per_delivery"] = 1e6 * (b.server_sys - a.server_sys) / delivered
+        out["loadgen_cpu_us_per_delivery"] = 1e6 * (b.own_cpu - a.own_cpu) / delivered
     mine = own_cpus()
     if mine is not None:
         out["loadgen_core_busy_pct"] = cores_busy_pct(a.cores, b.cores, mine)

@@ -18,6 +18,7 @@ class Row:
     target: float | None = None
     agg: str = "median"  # median | max
     loss_key: str | None = None  # target also requires this metric == 0
+    versus: str = "node"  # the baseline the ratio is taken against (node | uws)
 
 
 ROWS = [
@@ -46,6 +47,18 @@ ROWS = [
     Row("chat", "delivered_fraction", "chat delivered/offered", "info"),
     Row("chat", "loadgen_cpu_pct", "chat loadgen CPU %", "info"),
     Row("chat", "loadgen_core_busy_pct", "chat loadgen core busy %", "info"),
+    Row("chat10k", "p99_ms", "chat10k p99 ms (10k deliveries/s)", "ratio_le", 1.0,
+        loss_key="loss"),
+    Row("chat10k", "p50_ms", "chat10k p50 ms", "info"),
+    Row("chat20k", "p99_ms", "chat20k p99 ms (20k deliveries/s)", "ratio_le", 1.0,
+        loss_key="loss"),
+    Row("chat20k", "p50_ms", "chat20k p50 ms", "info"),
+    # issue 20: server CPU per delivery against uWebSockets (the loadgen is the limit of
+    # deliveries/s in fan-out, so CPU per delivery is the fair figure)
+    *(Row(sc, "server_cpu_us_per_delivery", f"{sc} server CPU us/delivery", "ratio_le", 0.7,
+          versus="uws") for sc in ("fanout1000", "fanout100", "chat10k", "chat20k")),
+    Row("fanout1000", "deliveries_per_s", "fanout1000 deliveries/s", "info", versus="uws"),
+    Row("chat10k", "p99_ms", "chat10k p99 ms", "info", versus="uws"),
     Row("idle", "rss_per_conn_bytes", "idle server RSS/conn bytes", "abs_le", 8192.0),
     Row("idle", "handshakes_per_s", "idle handshakes/s", "ratio_ge", 1.0),
     Row("idle", "server_cpu_us_per_handshake", "idle server CPU us/handshake", "info"),
@@ -99,28 +112,53 @@ def fmt(v: float | None) -> str:
     return f"{v:.3g}"
 
 
+def round_ratios(base: list[dict[str, Any]], cand: list[dict[str, Any]], key: str) -> list[float]:
+    """cand / base per round (rounds are interleaved, so round i of each ran back to back)."""
+    out: list[float] = []
+    for b, c in zip(base, cand, strict=False):
+        if not (b.get("ok") and c.get("ok")):
+            continue
+        bv, cv = b["metrics"].get(key), c["metrics"].get(key)
+        if bv and cv is not None:
+            out.append(float(cv) / float(bv))
+    return out
+
+
 def summarize(
     results: dict[str, dict[str, list[dict[str, Any]]]], base: str, cand: str
 ) -> list[dict[str, Any]]:
+    """One dict per row of ROWS whose scenario ran: every server's median, the ratio of
+    `cand` to the row's baseline (`base` unless the row names another that ran), the
+    per-round ratios' spread, and each server's loadgen busy % in that scenario."""
     rows: list[dict[str, Any]] = []
     for row in ROWS:
         if row.scenario not in results:
             continue
         per = results[row.scenario]
-        b = aggregate(per.get(base, []), row.key, row.agg)
-        c = aggregate(per.get(cand, []), row.key, row.agg)
+        vs = row.versus if row.versus in per else base
+        if row.versus != base and row.versus not in per:
+            continue  # that baseline did not run
+        values = {name: aggregate(runs, row.key, row.agg) for name, runs in per.items()}
+        b, c = values.get(vs), values.get(cand)
         c_loss = aggregate(per.get(cand, []), row.loss_key, "max") if row.loss_key else None
         ratio, target, met = evaluate(row, b, c, c_loss)
+        spread = round_ratios(per.get(vs, []), per.get(cand, []), row.key)
+        lg = {name: aggregate(runs, "loadgen_core_busy_pct", "median")
+              or aggregate(runs, "loadgen_cpu_pct", "median") for name, runs in per.items()}
         rows.append(
             {
                 "metric": row.label,
                 "scenario": row.scenario,
                 "key": row.key,
-                base: b,
+                "versus": vs,
+                **values,
+                base: b if vs == base else values.get(base),
                 cand: c,
                 "ratio": ratio,
+                "round_ratios": spread,
                 "target": target,
                 "met": met,
+                "loadgen_busy_pct": lg,
             }
         )
     return rows
@@ -176,16 +214,20 @@ def warnings(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
     return out
 
 
-def print_table(rows: list[dict[str, Any]], base: str, cand: str) -> None:
-    head = ["metric", base, cand, "ratio", "target", "met"]
+def print_table(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Medians per server, cand / baseline (and the per-round min..max of that ratio),
+    and the loadgen's core busy % per server: ~100 means the loadgen was the limit."""
+    head = ["metric", *names, "ratio", "rounds", "target", "met", "loadgen % " + "/".join(names)]
     body = [
         [
             r["metric"],
-            fmt(r[base]),
-            fmt(r[cand]),
-            f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-",
+            *(fmt(r.get(n)) for n in names),
+            f"{r['ratio']:.2f}x vs {r['versus']}" if r["ratio"] is not None else "-",
+            (f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
+             if r["round_ratios"] and r["ratio"] is not None else "-"),
             r["target"],
             r["met"],
+            "/".join(f"{r['loadgen_busy_pct'].get(n) or 0:.0f}" for n in names),
         ]
         for r in rows
     ]
@@ -211,6 +253,8 @@ def brief(res: dict[str, Any]) -> str:
         "loadgen_cpu_pct",
         "loadgen_core_busy_pct",
         "server_cpu_pct",
+        "server_cpu_us_per_delivery",
+        "server_sys_us_per_delivery",
     ]
     parts = [f"{k}={fmt(m[k])}" for k in keys if m.get(k) is not None]
     parts.append(f"bg_cpu={fmt(res.get('background_cpu_pct'))}%")

@@ -1,12 +1,13 @@
-"""Benchmark runner: Node `ws` baseline vs pubsocket, interleaved, same run.
+"""Benchmark runner: Node `ws` and uWebSockets baselines vs pubsocket, interleaved, same run.
 
     python bench/run.py [--rounds 3] [--scenarios fanout1000,latency] [--quick]
     python bench/run.py --server-cmd "python my_server.py --port {port}"   # candidate override
     python bench/run.py --candidate picows        # validate the harness without pubsocket
     python bench/run.py --self-check              # loadgen headroom: node vs picows servers
 
-For each scenario and round, each server runs in turn (node, candidate, node, ...),
-each on a fresh process and a fresh free port. Medians of rounds are compared.
+For each scenario and round, each server runs in turn (node, uws, candidate, node, ...),
+each on a fresh process and a fresh free port. Medians of rounds are compared: most
+ratios against Node `ws`, server CPU per delivery against uWebSockets (`--no-uws` skips it).
 Results: bench/results/latest.json (+ server logs in bench/results/logs/).
 """
 
@@ -44,9 +45,10 @@ from servers import (
     picows_spec,
     pin_to,
     pubsocket_spec,
+    uws_spec,
 )
 
-SCENARIOS = ["fanout100", "fanout1000", "latency", "chat", "idle"]
+SCENARIOS = ["fanout100", "fanout1000", "latency", "chat", "chat10k", "chat20k", "idle"]
 RESULTS = BENCH / "results"
 LOADGEN_TIMEOUT = 240.0
 
@@ -200,7 +202,8 @@ def one_run(
 
 
 def ensure_node_deps() -> None:
-    if (BENCH / "node" / "node_modules" / "ws").is_dir():
+    modules = BENCH / "node" / "node_modules"
+    if (modules / "ws").is_dir() and (modules / "uwebsockets").is_dir():
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -226,6 +229,7 @@ def tool_version(argv: list[str]) -> str:
 
 def meta() -> dict[str, Any]:
     ws_pkg = BENCH / "node" / "node_modules" / "ws" / "package.json"
+    uws_pkg = BENCH / "node" / "node_modules" / "uwebsockets" / "package.json"
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
@@ -234,6 +238,7 @@ def meta() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "node": tool_version(["node", "--version"]),
         "ws": json.loads(ws_pkg.read_text())["version"] if ws_pkg.exists() else "?",
+        "uwebsockets": json.loads(uws_pkg.read_text())["version"] if uws_pkg.exists() else "?",
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
     }
 
@@ -291,6 +296,14 @@ def main() -> int:
     ap.add_argument(
         "--no-pin", action="store_true", help="don't pin server / loadgen to disjoint CPU sets"
     )
+    ap.add_argument("--no-uws", action="store_true", help="skip the uWebSockets baseline")
+    ap.add_argument(
+        "--before-tree",
+        default=None,
+        metavar="PATH",
+        help="also run the candidate from another checkout's src/ (e.g. `git worktree` of "
+        "main), as 'before', interleaved: before/after in the same run",
+    )
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args()
 
@@ -317,7 +330,11 @@ def main() -> int:
             )
         if args.label:
             cand_spec = ServerSpec(args.label, cand_spec.cmd, cand_spec.env, cand_spec.cwd)
-        specs = [base_spec, cand_spec]
+        specs = [base_spec, cand_spec] if args.no_uws else [base_spec, uws_spec(), cand_spec]
+        if args.before_tree:
+            src = str(Path(args.before_tree).resolve() / "src")
+            specs.insert(-1, ServerSpec("before", cand_spec.cmd, {**cand_spec.env,
+                                                                  "PYTHONPATH": src}))
         scenarios = [s for s in args.scenarios.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
@@ -329,7 +346,7 @@ def main() -> int:
     for scenario in scenarios:
         per = results.setdefault(scenario, {sp.name: [] for sp in specs})
         for rnd in range(1, rounds + 1):
-            for spec in specs:  # interleaved: node, candidate, node, candidate, ...
+            for spec in specs:  # interleaved: node, uws, candidate, node, uws, ...
                 for attempt in range(args.retries + 1):
                     res = one_run(spec, scenario, rnd, args.quick, args.set, pin)
                     print(
@@ -363,9 +380,9 @@ def main() -> int:
     if args.self_check:
         report["self_check"] = self_check_table(results, names)
     else:
-        rows = summarize(results, names[0], names[1])
+        rows = summarize(results, names[0], names[-1])
         report["summary"] = rows
-        print_table(rows, names[0], names[1])
+        print_table(rows, names)
     warns = warnings(results)
     report["warnings"] = warns
     for w in warns:

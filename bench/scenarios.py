@@ -289,7 +289,7 @@ async def latency(ctx: Ctx) -> Metrics:
     return m
 
 
-async def chat(ctx: Ctx) -> Metrics:
+async def chat(ctx: Ctx, default_rate: float = 10000.0) -> Metrics:
     """``clients`` clients over ``topics`` topics; each topic's first member publishes.
 
     Total publish rate ``rate``/s spread round-robin over topics; every member
@@ -297,7 +297,7 @@ async def chat(ctx: Ctx) -> Metrics:
     """
     n = ctx.geti("clients", 1000, 1000)
     n_topics = ctx.geti("topics", 100)
-    rate = ctx.get("rate", 10000.0)
+    rate = ctx.get("rate", default_rate)
     warmup = ctx.get("warmup", 1.0, 0.5)
     duration = ctx.get("duration", 5.0, 2.0)
     sh = Shared()
@@ -393,5 +393,8 @@ SCENARIOS: dict[str, Callable[[Ctx], Awaitable[Metrics]]] = {
     "fanout1000": lambda ctx: fanout(ctx, ctx.geti("subs", 1000)),
     "latency": latency,
     "chat": chat,
+    # the issue-20 chat loads: 1000 clients, 100 topics, 10k / 20k deliveries/s
+    "chat10k": lambda ctx: chat(ctx, 1000.0),
+    "chat20k": lambda ctx: chat(ctx, 2000.0),
     "idle": idle,
 }

@@ -36,6 +36,11 @@ def node_spec() -> ServerSpec:
     return ServerSpec("node", ["node", str(BENCH / "node" / "server.js")])
 
 
+def uws_spec() -> ServerSpec:
+    """uWebSockets (uWS.js v20 through the npm package `uwebsockets`), its own pub/sub."""
+    return ServerSpec("uws", ["node", str(BENCH / "node" / "uws_server.js")])
+
+
 def pubsocket_spec(cmd: str | None = None, env: dict[str, str] | None = None) -> ServerSpec:
     argv = (
         shlex.split(cmd)

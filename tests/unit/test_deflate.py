@@ -15,6 +15,7 @@ from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import V1
 from pubsocket.errors import HTTPError
 from pubsocket.framing import text_frame
+from pubsocket.hub.wire import Batch
 from pubsocket.server.deflate import (
     MAX_RATIO,
     DeflateFramer,
@@ -24,6 +25,18 @@ from pubsocket.server.deflate import (
 )
 from pubsocket.server.frames import TEXT_WIRES
 from tests.unit.test_hub import Recorder
+
+
+class BatchRecorder(Recorder):
+    """A subscriber of batched (native) wires: keeps the shared batches it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[Batch] = []
+
+    def deliver_batch(self, batch: Batch) -> None:
+        self.batches.append(batch)
+        self.frames = [f for b in self.batches for f in b]
 
 MiB = 1024 * 1024
 BOTH = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -116,10 +129,10 @@ async def test_a_broadcast_is_compressed_once_per_parameter_set(
     try:
         groups = {15: deflate_wires(15, 256)(V1), 10: deflate_wires(10, 256)(V1),
                   0: TEXT_WIRES(V1)}
-        subs: dict[int, list[Recorder]] = {15: [], 10: [], 0: []}
+        subs: dict[int, list[BatchRecorder]] = {15: [], 10: [], 0: []}
         for bits, count in ((15, 6), (10, 3), (0, 2)):
             for _ in range(count):
-                sub = Recorder()
+                sub = BatchRecorder()
                 subs[bits].append(sub)
                 await hub.subscribe(sub, "chat", groups[bits])
         page = [{"user": f"u{i}", "text": "a fairly ordinary chat line"} for i in range(40)]
@@ -128,6 +141,7 @@ async def test_a_broadcast_is_compressed_once_per_parameter_set(
         for bits, group in subs.items():
             first = group[0].frames[0]
             assert all(s.frames[0] is first for s in group)  # one frame shared
+            assert all(s.batches[0] is group[0].batches[0] for s in group)  # one batch
             rsv1, payload = inflate(first, bits or 15)
             assert rsv1 == (bits != 0)
             assert json.loads(payload)["data"] == page

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..brokers.base import HistoryPolicy, Position, Publication
 from ..codecs import Codec
@@ -21,8 +21,8 @@ from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
 from .presence import decode_event
 from .recovery import merge
 from .relay import CommandRelay
-from .topic import Subscriber, Topic
-from .wire import Wire
+from .topic import BatchSubscriber, Subscriber, Topic
+from .wire import MAX_BATCH, Batch, Wire
 
 if TYPE_CHECKING:
     from ..brokers import Broker
@@ -147,7 +147,9 @@ class Delivery:
 
     def _fanout(self, topic: str, entry: Topic, pub: Publication) -> None:
         """Each codec in use encodes `pub` once, each wire frames that once, and every
-        subscriber of the wire gets the same bytes."""
+        subscriber of the wire gets the same bytes. On a ``batched`` wire the frame joins
+        the group's open `Batch` of this tick when there is one (O(1), whatever the
+        number of subscribers), else a new batch is queued to each subscriber."""
         stats = self.stats
         encoded: dict[Codec, bytes] = {}
         for wire, subs in entry.subs.items():
@@ -156,10 +158,23 @@ class Delivery:
             if payload is None:
                 payload = encoded[codec] = codec.publication(topic, pub)
             frame = wire.frame(payload)
-            for sub in subs:
-                sub.deliver(frame)
-            stats.deliveries += len(subs)
-            stats.bytes_out += len(frame) * len(subs)
+            n = len(subs)
+            stats.deliveries += n
+            stats.bytes_out += len(frame) * n
+            if not wire.batched:
+                for sub in subs:
+                    sub.deliver(frame)
+                continue
+            batches = entry.batches
+            if batches is None:
+                batches = entry.batches = {}
+            batch = batches.get(wire)
+            if batch is not None and batch.open and len(batch) < MAX_BATCH:
+                batch.append(frame)
+                continue
+            batch = batches[wire] = Batch(frame)
+            for sub in cast("dict[BatchSubscriber, None]", subs):
+                sub.deliver_batch(batch)
         for hold in entry.held.values():
             hold.add(pub, MAX_BUFFERED)
 

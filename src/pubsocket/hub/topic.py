@@ -6,7 +6,7 @@ import asyncio
 from typing import Protocol
 
 from ..brokers.base import Position, Publication
-from .wire import Wire
+from .wire import Batch, Wire
 
 
 class Subscriber(Protocol):
@@ -16,6 +16,14 @@ class Subscriber(Protocol):
     def deliver(self, frame: bytes) -> None: ...
 
     def close_nowait(self, code: int, reason: str = "") -> None: ...
+
+
+class BatchSubscriber(Subscriber, Protocol):
+    """A subscriber of a ``batched`` wire: also takes a shared `Batch`, to write it after
+    what it already queued; frames the hub appends to the batch while it is open are
+    written with it. Anything queued after the batch must `close` it first."""
+
+    def deliver_batch(self, batch: Batch) -> None: ...
 
 
 class Hold:
@@ -45,7 +53,8 @@ class Topic:
     `watchers` are the live subscribers allowed to see presence join/leave pushes
     (with their wire)."""
 
-    __slots__ = ("backlog", "epoch", "held", "offset", "ready", "subs", "waiting", "watchers")
+    __slots__ = ("backlog", "batches", "epoch", "held", "offset", "ready", "subs", "waiting",
+                 "watchers")
 
     def __init__(self) -> None:
         self.subs: dict[Wire, dict[Subscriber, None]] = {}
@@ -56,6 +65,8 @@ class Topic:
         self.epoch = ""
         self.backlog: list[Publication] | None = None
         self.watchers: dict[Subscriber, Wire] | None = None  # made on the first watcher
+        # the open `Batch` of each batched wire this tick (made on the first fan-out)
+        self.batches: dict[Wire, Batch] | None = None
 
     def add(self, sub: Subscriber, wire: Wire) -> None:
         """Make `sub` live on this topic through `wire` (idempotent)."""
@@ -63,15 +74,24 @@ class Topic:
         if group is None:
             group = self.subs[wire] = {}
         group[sub] = None
+        self._close_batches()  # a newcomer must not get the rest of a batch it never had
 
     def discard(self, sub: Subscriber) -> None:
         """Remove `sub` (live or held) from this topic."""
         self.held.pop(sub, None)
+        self._close_batches()  # nor a leaver what is published after it left
         if self.watchers is not None:
             self.watchers.pop(sub, None)
         for wire, group in list(self.subs.items()):
             if group.pop(sub, 0) is None and not group:
                 del self.subs[wire]
+
+    def _close_batches(self) -> None:
+        batches = self.batches
+        if batches:
+            for batch in batches.values():
+                batch.open = False
+            batches.clear()
 
     @property
     def empty(self) -> bool:

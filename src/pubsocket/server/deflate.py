@@ -98,7 +98,8 @@ def deflate_wires(bits: int, min_size: int) -> WireSet:
     key = (bits, min_size)
     wires = _WIRE_SETS.get(key)
     if wires is None:
-        wires = _WIRE_SETS[key] = WireSet(DeflateFramer(bits, min_size), f"ws-deflate-{bits}")
+        wires = _WIRE_SETS[key] = WireSet(DeflateFramer(bits, min_size),
+                                          f"ws-deflate-{bits}", batched=True)
     return wires
 
 

@@ -136,8 +136,9 @@ def lone_pong(data: bytes) -> bytes | None:
     return apply_mask(data[6:], data[2:6])
 
 
-TEXT_WIRES = WireSet(text_frame, "ws-text")  # native connections: plain text frames
-BINARY_WIRES = WireSet(binary_frame, "ws-binary")  # ... whose protocol is binary
+# Native connections write shared `Batch` es (WSConnection.deliver_batch): batched wires.
+TEXT_WIRES = WireSet(text_frame, "ws-text", batched=True)  # plain text frames
+BINARY_WIRES = WireSet(binary_frame, "ws-binary", batched=True)  # ... binary protocols
 
 
 def choose_wires(proto: Protocol, min_size: int) -> WireSet:

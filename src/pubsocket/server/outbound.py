@@ -17,6 +17,7 @@ from typing import Any
 from websockets.protocol import Protocol
 
 from ..errors import CloseCode
+from ..hub.wire import Batch
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -30,7 +31,7 @@ class Outbound:
     # The write state lives here; WSConnection declares the rest of its slots.
     __slots__ = ("_drain", "_hub_frames", "_out", "_stall_size", "_stall_timer")
 
-    _out: list[bytes]
+    _out: list[bytes | Batch]
     _hub_frames: bool
     _closing: bool
     _state: ServerState
@@ -51,13 +52,29 @@ class Outbound:
         out = self._out
         if not out:
             self._state.flusher.mark(self._flush)
+        elif out[-1].__class__ is Batch:
+            out[-1].open = False  # the batch's later frames would overtake this one
         out.append(frame)
+        self._hub_frames = True
+
+    def deliver_batch(self, batch: Batch) -> None:
+        """Queue a topic group's shared `Batch` (the hub appends to it while it is open)
+        for this tick's write. Never blocks or raises. A closing connection drops it."""
+        if self._closing:
+            self._state.stats.dropped += 1  # counted once per batch
+            return
+        out = self._out
+        if not out:
+            self._state.flusher.mark(self._flush)
+        elif out[-1].__class__ is Batch:
+            out[-1].open = False
+        out.append(batch)
         self._hub_frames = True
 
     @property
     def backlog(self) -> int:
         """Bytes queued for this tick's write plus what the transport still holds."""
-        queued = sum(map(len, self._out)) if self._out else 0
+        queued = sum(len(x.joined()) if x.__class__ is Batch else len(x) for x in self._out)
         return queued + int(self._transport.get_write_buffer_size())
 
     def pause_writing(self) -> None:
@@ -78,9 +95,12 @@ class Outbound:
         """Move what the protocol wants to send into the queue; act on EOF."""
         for data in self._proto.data_to_send():
             if data:
-                if not self._out:
+                out = self._out
+                if not out:
                     self._state.flusher.mark(self._flush)
-                self._out.append(data)
+                elif out[-1].__class__ is Batch:
+                    out[-1].open = False
+                out.append(data)
             else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
                 self._flush()
                 self._transport.close()
@@ -93,10 +113,28 @@ class Outbound:
         transport = self._transport
         if transport.is_closing():
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
+        first = out[0]
+        if len(out) == 1:
+            if first.__class__ is Batch:  # the fan-out's common case: one shared batch
+                frames = len(first)
+                data = first.data or first.joined()  # joined once, by its first writer
+            else:
+                frames = 1
+                data = first  # type: ignore[assignment]
+        else:
+            frames = 0
+            parts: list[bytes] = []
+            for x in out:
+                if x.__class__ is Batch:
+                    frames += len(x)
+                    parts.append(x.joined())
+                else:
+                    frames += 1
+                    parts.append(x)  # type: ignore[arg-type]
+            data = b"".join(parts)
         transport.write(data)
         stats = self._state.stats
-        stats.frames_out += len(out)
+        stats.frames_out += frames
         stats.bytes_out += len(data)
         # The budget bounds what the hub queued without waiting; send() is bounded by its
         # own backpressure instead, so one large echo never counts as a slow consumer.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -109,6 +110,7 @@ class Server:
     async def serve(self, ready: Callable[[Server], None] | None = None) -> None:
         """Start, call `ready`, run until SIGTERM/SIGINT, then shut down."""
         await self.start()
+        settle_gc()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,6 +123,21 @@ class Server:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self.shutdown()
+
+
+GC_GEN0 = 10_000  # net container allocations between young collections (CPython: 700)
+
+
+def settle_gc() -> None:
+    """Once the app started: what startup made (modules, routes, the app) goes to the
+    permanent generation, so no full collection walks it again, and young collections
+    run ~14x less often. Measured in chat (1000 clients, 10k deliveries/s): a young
+    collection paused the loop ~0.15 ms and a middle one ~1.3 ms, each one a delivery
+    late by that much (docs/design.md "Cost model")."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0, gen1, gen2)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

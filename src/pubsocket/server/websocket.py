@@ -80,7 +80,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._busy = False  # bytes came in since the last sweep
         self._transport = transport
         self._state = state
-        self._out: list[bytes] = []
+        self._out = []
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
         self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes

@@ -1,0 +1,127 @@
+"""CPU per step of one publication and one delivery, each step run alone in a loop.
+
+    python bench/cost_steps.py [--n 20000]
+
+The steps of the hot path (docs/design.md "Cost model: one delivery") on the real
+objects, in-process and without sockets: websockets' frame parse, the command parse,
+the publish (authorize + the memory broker's position and history append + the hub's
+in-order check), the encode and the frame, then the fan-out's per-subscriber work on a
+batched wire. CPU time (`time.process_time`) per call, best of 5 runs, so other load on
+the machine inflates it little; the socket work (the read, the write syscalls and the
+loop) is what bench/cost_model.py measures on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import orjson
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN, Protocol, Side
+
+from pubsocket import Hub, Settings
+from pubsocket.brokers import MemoryBroker
+from pubsocket.codecs import PLAIN
+from pubsocket.framing import text_frame
+from pubsocket.hub.wire import Batch
+from pubsocket.server.frames import TEXT_WIRES
+
+
+class Queue:
+    """A subscriber of a batched wire doing what `Outbound.deliver_batch` does."""
+
+    __slots__ = ("out",)
+
+    def __init__(self) -> None:
+        self.out: list[bytes | Batch] = []
+
+    def deliver(self, frame: bytes) -> None:
+        self.out.append(frame)
+
+    def deliver_batch(self, batch: Batch) -> None:
+        out = self.out
+        if out and out[-1].__class__ is Batch:
+            out[-1].open = False  # type: ignore[union-attr]
+        out.append(batch)
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        pass
+
+
+def per_call(fn: Callable[[], object], n: int) -> float:
+    """µs of CPU per call, best of 5 runs of `n` calls."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, time.process_time() - t0)
+    return 1e6 * best / n
+
+
+async def main(n: int) -> dict[str, float]:
+    data = {"t": time.perf_counter_ns(), "s": 123456, "p": "x" * 40}
+    message = orjson.dumps({"action": "publish", "topic": "room", "data": data})
+    wire_frame = Frame(Opcode.TEXT, message).serialize(mask=True)
+    proto = Protocol(Side.SERVER, state=OPEN, max_size=1 << 20)
+
+    def parse_frame() -> object:
+        proto.receive_data(wire_frame)
+        return proto.events_received()
+
+    text = message.decode()
+    hub = Hub(Settings(), MemoryBroker())
+    await hub.start()
+    out: dict[str, float] = {}
+    try:
+        out["frame parse (websockets)"] = per_call(parse_frame, n)
+        out["utf-8 decode"] = per_call(message.decode, n)
+        out["command count + parse (orjson)"] = per_call(
+            lambda: (PLAIN.count(text), PLAIN.parse(text)), n)
+        payload = orjson.dumps(data)
+        out["publish, no subscriber (broker position + history, hub check)"] = per_call(
+            lambda: hub.publish_payload_nowait("empty", payload), n)
+        pub = hub.publish_payload_nowait("empty", payload)
+        out["encode (plain codec)"] = per_call(lambda: PLAIN.publication("room", pub), n)
+        out["frame (text_frame)"] = per_call(lambda: text_frame(payload), n)
+        wire = TEXT_WIRES(PLAIN)
+        for subs in (1, 1000):
+            queues = [Queue() for _ in range(subs)]
+            for q in queues:
+                await hub.subscribe(q, f"fan{subs}", wire)
+            topic = f"fan{subs}"
+
+            def first_of_tick(queues: list[Queue] = queues, topic: str = topic) -> None:
+                for q in queues:
+                    q.out.clear()
+                    q.out.append(b"x")  # closes the open batch: the next one is new
+                hub.publish_payload_nowait(topic, payload)
+
+            def later_in_tick(topic: str = topic) -> None:
+                hub.publish_payload_nowait(topic, payload)
+
+            reps = max(20, n // subs)
+            first = per_call(first_of_tick, reps)
+            later = per_call(later_in_tick, n)
+            out[f"publish to {subs}, first of a tick, per delivery"] = first / subs
+            out[f"publish to {subs}, later in the tick (batch append), per publication"] = later
+            for q in queues:
+                q.out.clear()
+    finally:
+        await hub.close()
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000)
+    res = asyncio.run(main(ap.parse_args().n))
+    width = max(map(len, res))
+    for k, v in res.items():
+        print(f"{k:<{width}}  {v:8.3f} µs")
+    print(json.dumps(res))
