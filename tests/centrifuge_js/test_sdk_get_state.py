@@ -7,7 +7,7 @@ the SDK asks again, then subscribes from the new position."""
 from __future__ import annotations
 
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
-from tests.centrifuge_js.harness import sdk_client
+from tests.centrifuge_js.harness import missed_while_cut, sdk_client
 from tests.centrifuge_js.proxy import proxy_to
 
 STATE = {"getState": True}
@@ -29,10 +29,7 @@ async def test_get_state_position_is_recovered_from_and_not_asked_again(
         assert first["wasRecovering"] is True and first["recovered"] is True, first
         for _ in range(3):
             await sdk.expect("publication")
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        await hub.publish("chat:gs", {"i": 3})
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:gs", [{"i": 3}])
         again = await sdk.expect("subscribed")
         assert again["recovered"] is True, again
         await sdk.expect("publication", lambda e: e["data"] == {"i": 3})
@@ -52,11 +49,8 @@ async def test_get_state_is_asked_again_when_the_position_is_unrecoverable(
         sdk.send("state", channel="chat:gsu", offset=0, epoch="")
         first = await sdk.expect("subscribed")
         epoch = first["streamPosition"]["epoch"]
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(5):  # history keeps 2: offset 0 cannot be continued from
-            await hub.publish("chat:gsu", {"i": i})
-        proxy.resume()
+        # history keeps 2: offset 0 cannot be continued from
+        await missed_while_cut(proxy, sdk, hub, "chat:gsu", ({"i": i} for i in range(5)))
         await sdk.expect("get_state")  # after the server's 112
         sdk.send("state", channel="chat:gsu", offset=5, epoch=epoch)  # the app's state
         again = await sdk.expect("subscribed")

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
-from tests.centrifuge_js.harness import SdkClient, sdk_client
+from tests.centrifuge_js.harness import SdkClient, missed_while_cut, sdk_client
 from tests.centrifuge_js.proxy import proxy_to
 
 RECOVER = {"recoverable": True, "positioned": True}
@@ -38,11 +38,7 @@ async def test_drop_then_reconnect_recovers_missed_publications(start_cf: StartC
         for i in range(3):
             await hub.publish("chat:r", {"i": i})
         await receive(sdk, 3)
-        proxy.cut()  # no close frame: the SDK sees the network go away
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(3, 8):
-            await hub.publish("chat:r", {"i": i})
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:r", ({"i": i} for i in range(3, 8)))
         again = await sdk.expect("subscribed")
         assert again["wasRecovering"] is True and again["recovered"] is True, again
         await receive(sdk, 5)
@@ -62,11 +58,7 @@ async def test_gap_beyond_history_is_not_recovered(start_cf: StartCf) -> None:
         await sdk.expect("subscribed")
         await hub.publish("chat:g", 0)
         await receive(sdk, 1)
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(1, 11):  # 10 missed, history keeps 3
-            await hub.publish("chat:g", i)
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:g", range(1, 11))  # history keeps 3
         again = await sdk.expect("subscribed")
         assert again["wasRecovering"] is True and again["recovered"] is False, again
         assert again["streamPosition"]["offset"] == 11, again
