@@ -15,7 +15,7 @@ import base64
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import websockets
@@ -75,6 +75,27 @@ async def count(page: Any, text: str, room: str = "lobby") -> int:
     return result
 
 
+class TwoPeople(NamedTuple):
+    desk: Any  # alice's browser context (a desktop viewport)
+    phone: Any  # bob's (a phone viewport)
+    alice: Any
+    bob: Any
+    errors: list[str]  # both pages' script errors
+    sockets: list[Any]  # bob's page's WebSockets
+
+
+async def two_people(browser: Any, url: str) -> TwoPeople:
+    """alice on a desktop and bob on a phone, each in a new context, entered at `url`
+    and connected."""
+    desk = await browser.new_context(viewport=DESKTOP)
+    phone = await browser.new_context(viewport=PHONE)
+    errors: list[str] = []
+    sockets: list[Any] = []
+    alice = await enter(desk, url, "alice", errors)
+    bob = await enter(phone, url, "bob", errors, sockets)
+    return TwoPeople(desk, phone, alice, bob, errors, sockets)
+
+
 async def greet(alice: Any, bob: Any) -> None:
     """Both see each other in the lobby, and a message each way arrives once."""
     await members_are(alice, ["alice", "bob"])
@@ -126,12 +147,7 @@ async def test_two_people_chat_and_one_recovers_what_it_missed(
         serve: Any, browser: Any, output_dir: Path) -> None:
     running = await serve(load_app(CHAT, make_settings()))
     url = running.http + "/"
-    desk = await browser.new_context(viewport=DESKTOP)
-    phone = await browser.new_context(viewport=PHONE)
-    errors: list[str] = []
-    sockets: list[Any] = []
-    alice = await enter(desk, url, "alice", errors)
-    bob = await enter(phone, url, "bob", errors, sockets)
+    desk, phone, alice, bob, errors, sockets = await two_people(browser, url)
 
     await greet(alice, bob)
     await alice.wait_for_selector("text=bob joined", timeout=WAIT_MS)

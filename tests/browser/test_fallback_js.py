@@ -15,17 +15,15 @@ from pubsocket import load_app
 from tests.blackhole import black_hole
 from tests.browser.test_chat import (
     CHAT,
-    DESKTOP,
-    PHONE,
     TRANSPORT,
     come_back,
     each_once,
-    enter,
     greet,
     members_are,
     miss_while_offline,
     say,
     shows,
+    two_people,
 )
 from tests.browser.test_client_js import WAIT_MS, make_app, open_page
 from tests.browser.test_heartbeat_js import hold_and_heal
@@ -38,12 +36,7 @@ async def test_the_chat_demo_works_behind_a_websocket_refusing_proxy(
     running = await serve(load_app(CHAT, make_settings()))
     async with ws_refusing_proxy(running.port) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/"
-        desk = await browser.new_context(viewport=DESKTOP)
-        phone = await browser.new_context(viewport=PHONE)
-        errors: list[str] = []
-        sockets: list[Any] = []
-        alice = await enter(desk, url, "alice", errors)
-        bob = await enter(phone, url, "bob", errors, sockets)
+        desk, phone, alice, bob, errors, sockets = await two_people(browser, url)
         assert proxy.refused >= 2, "both pages should have tried a WebSocket first"
         for page in (alice, bob):
             assert await page.evaluate(TRANSPORT) == "http_stream"
