@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pubsocket.hub import Hub
-from tests.centrifuge_js.proxy import Proxy
+from tests.centrifuge_js.conftest import cf_url
+from tests.centrifuge_js.proxy import Proxy, proxy_to
 from tests.tools import in_ci, require
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -133,6 +134,15 @@ async def sdk_client(url: str, scenario: str = "client", **args: Any) -> AsyncIt
         client._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await client._reader
+
+
+@contextlib.asynccontextmanager
+async def sdk_behind_proxy(port: int, **args: Any) -> AsyncIterator[tuple[Proxy, SdkClient]]:
+    """A centrifuge-js client (`sdk_client` `args`) of the server at `port` through a
+    `proxy_to` proxy the test can cut; "connect" already sent."""
+    async with proxy_to(port) as proxy, sdk_client(cf_url(proxy.port), **args) as sdk:
+        sdk.send("connect")
+        yield proxy, sdk
 
 
 async def missed_while_cut(proxy: Proxy, sdk: SdkClient, hub: Hub, channel: str,
