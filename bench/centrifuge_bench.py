@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import secrets
 import statistics
@@ -43,7 +42,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import RESULTS, ensure_node_deps, meta, one_run, raise_nofile
+from run import (
+    RESULTS,
+    ensure_node_deps,
+    failed_run,
+    measured,
+    meta,
+    raise_nofile,
+    write_report,
+)
 from servers import ServerSpec, default_pinning, pubsocket_spec
 
 from pubsocket.auth import Authenticator
@@ -147,18 +154,11 @@ def main() -> int:
             for rnd in range(1, rounds + 1):
                 for proto in protocols[name]:
                     extra = EXTRA[proto]
-                    for _attempt in range(1 + args.retries):  # re-measure a busy box's run
-                        res = one_run(spec(proto, sec), scenario, rnd, False,
-                                      [*sets, *extra], pin)
-                        if not res.get("noisy"):
-                            break
-                        discarded.append({"scenario": name, "protocol": proto, **res})
+                    res = measured(spec(proto, sec), scenario, rnd, [*sets, *extra], pin,
+                                   args.retries, discarded, {"scenario": name, "protocol": proto})
                     m = res.get("metrics", {})
-                    bad = {k: m[k] for k in ("loss", "protocol_errors") if m.get(k)}
-                    if not res.get("ok") or bad:
+                    if failed_run(f"{name} r{rnd} {proto}", res):
                         failed = True
-                        print(f"FAILED {name} r{rnd} {proto}: {res.get('error') or bad}"
-                              f"\n{res.get('server_log_tail', '')}", file=sys.stderr)
                     else:
                         brief = (f"{m['deliveries_per_s']:,.0f} deliveries/s, "
                                  f"server CPU {m['server_cpu_pct']:.0f}%"
@@ -203,10 +203,7 @@ def main() -> int:
         "discarded_noisy_runs": discarded,
         "elapsed_s": elapsed,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\n{elapsed:.0f}s; results -> {out}")
+    print(f"\n{elapsed:.0f}s; results -> {write_report(args.out, report)}")
     return 1 if failed else 0
 
 

@@ -18,7 +18,6 @@ medians. Target: with config >= 0.95x without. Writes bench/results/namespaces.j
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import RESULTS, ensure_node_deps, meta, one_run, raise_nofile
+from run import RESULTS, ensure_node_deps, failed_run, measured, meta, raise_nofile, write_report
 from servers import ServerSpec, default_pinning, pubsocket_spec
 
 CONFIG = Path(__file__).resolve().parent / "cf_namespaces.json"
@@ -60,15 +59,10 @@ def main() -> int:
     t0 = time.perf_counter()
     for rnd in range(1, args.rounds + 1):
         for kind in KINDS:
-            for _attempt in range(1 + args.retries):
-                res = one_run(spec(kind), "fanout1000", rnd, False, sets, pin)
-                if not res.get("noisy"):
-                    break
+            res = measured(spec(kind), "fanout1000", rnd, sets, pin, args.retries)
             m = res.get("metrics", {})
-            if not res.get("ok") or m.get("loss") or m.get("protocol_errors"):
+            if failed_run(f"r{rnd} {kind}", res):
                 failed = True
-                print(f"FAILED r{rnd} {kind}: {res.get('error') or m}\n"
-                      f"{res.get('server_log_tail', '')}", file=sys.stderr)
             else:
                 print(f"[r{rnd}/{args.rounds}] {kind:<12} {m['deliveries_per_s']:,.0f} "
                       f"deliveries/s, server CPU {m['server_cpu_pct']:.0f}%",
@@ -88,10 +82,7 @@ def main() -> int:
               "summary": {"without": fan["without"], "with_config": fan["with_config"],
                           "ratio": ratio, "target": TARGET, "met": met},
               "results": runs, "elapsed_s": time.perf_counter() - t0}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"results -> {out}")
+    print(f"results -> {write_report(args.out, report)}")
     return 1 if failed else 0
 
 

@@ -44,7 +44,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
 from tests.postgres_server import start_postgres  # noqa: E402
-from tests.redis_server import RedisProcess  # noqa: E402
+from tests.redis_server import given_or_throwaway as redis_url  # noqa: E402
 
 from pubsocket import AsyncPublisher, Hub, Publisher, Settings  # noqa: E402
 from pubsocket.brokers.base import Publication  # noqa: E402
@@ -55,18 +55,6 @@ RESULTS = BENCH / "results"
 RATIO_TARGET = 0.8
 P99_GOAL_MS = 50.0
 WINDOW = 512
-
-
-@contextmanager
-def redis_url(given: str | None) -> Iterator[str]:
-    if given:
-        yield given
-        return
-    server = RedisProcess().start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @contextmanager

@@ -28,8 +28,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run import RESULTS, raise_nofile, run_loadgen
 from servers import RunningServer, ServerSpec, default_pinning, pubsocket_spec
-from tests.redis_server import RedisProcess
+from tests.redis_server import given_or_throwaway
 
 
 def spec(name: str, broker: str, workers: int = 1, **env: str) -> ServerSpec:
@@ -49,18 +48,9 @@ def spec(name: str, broker: str, workers: int = 1, **env: str) -> ServerSpec:
     return ServerSpec(name, base.cmd, base.env)
 
 
-@contextmanager
-def redis_url(given: str | None) -> Iterator[str]:
+def redis_url(given: str | None) -> AbstractContextManager[str]:
     """`given`, or a throwaway redis-server on a free port (stopped at the end)."""
-    if given:
-        yield given
-        return
-    server = RedisProcess().start()
-    print(f"started a throwaway Redis: {server.binary} on {server.url}", flush=True)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    return given_or_throwaway(given, announce=True)
 
 
 def loadgen(scenario: str, srv: RunningServer, quick: bool, pin: Any,

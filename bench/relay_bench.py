@@ -27,15 +27,13 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.redis_server import RedisProcess
+from tests.redis_server import given_or_throwaway as redis_url
 
 from pubsocket import Hub, Settings
 from pubsocket.brokers.redis import RedisBroker
@@ -44,18 +42,6 @@ from pubsocket.hub.relay import RouteResult
 WINDOW = 64
 REFERENCE = "bench:reference"  # a topic without history (see the Settings below)
 DATA = b'{"id":1,"publish":{"channel":"chat:room","data":{"text":"hello there"}}}'
-
-
-@contextmanager
-def redis_url(given: str | None) -> Iterator[str]:
-    if given:
-        yield given
-        return
-    server = RedisProcess().start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 class Feed:

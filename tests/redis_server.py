@@ -17,6 +17,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ENV_URL = "PUBSOCKET_TEST_REDIS"
@@ -117,3 +119,19 @@ class RedisProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@contextmanager
+def given_or_throwaway(given: str | None, announce: bool = False) -> Iterator[str]:
+    """`given` (a Redis URL), or the URL of a throwaway redis-server on a free port,
+    stopped at the end; with `announce`, its start is printed (for the benchmarks)."""
+    if given:
+        yield given
+        return
+    server = RedisProcess().start()
+    if announce:
+        print(f"started a throwaway Redis: {server.binary} on {server.url}", flush=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()

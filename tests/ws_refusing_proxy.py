@@ -9,7 +9,8 @@ client sees 1006), like proxies that cut long-lived upgraded connections.
 Each request head on a client connection is parsed (httptools, as the server does), so
 a keep-alive connection that carried ordinary requests is refused the same way when it
 asks for an upgrade. Run it by hand in front of ``make run`` to try the chat demo
-behind it: ``python -m tests.ws_refusing_proxy 7145 [listen-port]``.
+behind it: ``python -m tests.ws_refusing_proxy 7145 [listen-port]`` (or
+``python tests/ws_refusing_proxy.py 7145 [listen-port]``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Literal
 
 import httptools
 
+if __name__ == "__main__" and not __package__:  # run as a script: tests/ is sys.path[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.proxy_base import CHUNK, MAX_CHUNKS, REFUSAL, TcpProxy
+
 Mode = Literal["403", "drop", "kill"]
-REFUSAL = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n"
-           b"Connection: close\r\n\r\nWebSocket blocked by the proxy")
-MAX_CHUNKS = 1_000_000  # per direction and connection: far more than any test moves
 
 
 class _Requests:
@@ -47,46 +49,27 @@ class _Requests:
             self.websocket = True
 
 
-class WsRefusingProxy:
+class WsRefusingProxy(TcpProxy):
     """Forwards every connection to ``127.0.0.1:target``, minus WebSocket upgrades."""
 
     def __init__(self, target: int, mode: Mode = "403", port: int = 0,
                  kill_after: float = 1.0) -> None:
+        super().__init__(port=port)
         self.target = target
         self.mode = mode
         self.kill_after = kill_after
         self.refused = 0  # WebSocket upgrade requests turned away (or, "kill", cut)
         self.forwarded = 0  # connections passed on to the server
-        self._listen = port
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self._listen)
-
-    async def close(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests = _Requests()
         parser = httptools.HttpRequestParser(requests)
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        upstream: asyncio.StreamWriter | None = None
         to_client: asyncio.Task[None] | None = None
         upgraded = False  # "kill": past the upgrade, bytes are frames, not HTTP
         try:
             for _ in range(MAX_CHUNKS):
-                data = await reader.read(65536)
+                data = await reader.read(CHUNK)
                 if not data:
                     break
                 try:
@@ -111,53 +94,30 @@ class WsRefusingProxy:
                             await writer.drain()
                     break
                 if upstream is None:
-                    upstream = await asyncio.open_connection("127.0.0.1", self.target)
-                    self._writers.add(upstream[1])
+                    up_reader, upstream = await self.connect(self.target)
                     self.forwarded += 1
-                    to_client = asyncio.create_task(self._pipe(upstream[0], writer))
-                upstream[1].write(data)
-                await upstream[1].drain()
-        except OSError:
-            pass
+                    to_client = asyncio.create_task(self.pipe(up_reader, writer))
+                upstream.write(data)
+                await upstream.drain()
         finally:
             if upstream is not None:
-                upstream[1].transport.abort()
-                self._writers.discard(upstream[1])
+                self.drop(upstream)
             if to_client is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await to_client
-            writer.transport.abort()
-            self._writers.discard(writer)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        """Server to client, as it comes: a streamed response is never buffered here."""
-        with contextlib.suppress(OSError):
-            for _ in range(MAX_CHUNKS):
-                data = await src.read(65536)
-                if not data:
-                    break
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
 
 
-@contextlib.asynccontextmanager
-async def ws_refusing_proxy(target: int, mode: Mode = "403",
-                            kill_after: float = 1.0) -> AsyncIterator[WsRefusingProxy]:
-    proxy = WsRefusingProxy(target, mode, kill_after=kill_after)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
+def ws_refusing_proxy(target: int, mode: Mode = "403",
+                      kill_after: float = 1.0) -> WsRefusingProxy:
+    """A proxy to use as ``async with``: started on entry, closed on exit."""
+    return WsRefusingProxy(target, mode, kill_after=kill_after)
 
 
 async def _main(target: int, port: int) -> None:
     proxy = WsRefusingProxy(target, port=port)
     await proxy.start()
     print(f"http://127.0.0.1:{proxy.port}/ -> 127.0.0.1:{target}, WebSocket refused (403)")
-    assert proxy._server is not None
-    await proxy._server.serve_forever()
+    await proxy.serve_forever()
 
 
 if __name__ == "__main__":

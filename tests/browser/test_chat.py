@@ -15,7 +15,7 @@ import base64
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import websockets
@@ -31,6 +31,7 @@ DESKTOP = {"width": 1000, "height": 640}
 
 _COUNT = """([room, text]) => [...document.querySelectorAll(
     `.room-log[data-room="${room}"] .msg .text`)].filter((e) => e.textContent === text).length"""
+TRANSPORT = "() => document.querySelector('#state').dataset.transport"
 _MEMBERS = "() => [...document.querySelectorAll('#members li')].map((e) => e.textContent)"
 
 
@@ -74,27 +75,40 @@ async def count(page: Any, text: str, room: str = "lobby") -> int:
     return result
 
 
-async def test_two_people_chat_and_one_recovers_what_it_missed(
-        serve: Any, browser: Any, output_dir: Path) -> None:
-    running = await serve(load_app(CHAT, make_settings()))
-    url = running.http + "/"
+class TwoPeople(NamedTuple):
+    desk: Any  # alice's browser context (a desktop viewport)
+    phone: Any  # bob's (a phone viewport)
+    alice: Any
+    bob: Any
+    errors: list[str]  # both pages' script errors
+    sockets: list[Any]  # bob's page's WebSockets
+
+
+async def two_people(browser: Any, url: str) -> TwoPeople:
+    """alice on a desktop and bob on a phone, each in a new context, entered at `url`
+    and connected."""
     desk = await browser.new_context(viewport=DESKTOP)
     phone = await browser.new_context(viewport=PHONE)
     errors: list[str] = []
     sockets: list[Any] = []
     alice = await enter(desk, url, "alice", errors)
     bob = await enter(phone, url, "bob", errors, sockets)
+    return TwoPeople(desk, phone, alice, bob, errors, sockets)
 
+
+async def greet(alice: Any, bob: Any) -> None:
+    """Both see each other in the lobby, and a message each way arrives once."""
     await members_are(alice, ["alice", "bob"])
     await members_are(bob, ["alice", "bob"])
-    await alice.wait_for_selector("text=bob joined", timeout=WAIT_MS)
     await say(alice, "hello from alice")
     await shows(bob, "hello from alice", 1)
     await say(bob, "hi alice")
     await shows(alice, "hi alice", 1)
-    await alice.screenshot(path=str(output_dir / "chat-desktop.png"))
-    await bob.screenshot(path=str(output_dir / "chat-phone.png"))
 
+
+async def miss_while_offline(alice: Any, bob: Any, phone: Any) -> list[str]:
+    """Bob's context goes offline: he is reconnecting, gone from alice's list, and
+    gets none of the messages alice says meanwhile (returned)."""
     await phone.set_offline(True)
     await state_is(bob, "reconnecting")
     await members_are(alice, ["alice"])  # the server saw bob's connection end
@@ -103,19 +117,48 @@ async def test_two_people_chat_and_one_recovers_what_it_missed(
         await say(alice, text)
     await asyncio.sleep(0.3)  # bob's retries meet the offline network meanwhile
     assert [await count(bob, text) for text in missed] == [0, 0, 0, 0]
-    await bob.screenshot(path=str(output_dir / "chat-phone-offline.png"))
+    return missed
 
+
+async def come_back(alice: Any, bob: Any, phone: Any, missed: list[str],
+                    transport: str | None = None) -> None:
+    """Bob's context is online again: he recovers (over `transport` if given), gets
+    every `missed` message, both lists have both, and a new message reaches him."""
     await phone.set_offline(False)
     await state_is(bob, "recovered")
+    if transport is not None:
+        assert await bob.evaluate(TRANSPORT) == transport
     for text in missed:
         await shows(bob, text, 1)
     await members_are(alice, ["alice", "bob"])
     await members_are(bob, ["alice", "bob"])
     await say(alice, "welcome back")
     await shows(bob, "welcome back", 1)
-    await asyncio.sleep(0.2)  # a duplicate would arrive right behind the original
+
+
+async def each_once(bob: Any, missed: list[str]) -> None:
+    """Every message bob got is on his page exactly once."""
+    await asyncio.sleep(0.3)  # a duplicate would arrive right behind the original
     for text in [*missed, "hello from alice", "hi alice", "welcome back"]:
         assert await count(bob, text) == 1, text
+
+
+async def test_two_people_chat_and_one_recovers_what_it_missed(
+        serve: Any, browser: Any, output_dir: Path) -> None:
+    running = await serve(load_app(CHAT, make_settings()))
+    url = running.http + "/"
+    desk, phone, alice, bob, errors, sockets = await two_people(browser, url)
+
+    await greet(alice, bob)
+    await alice.wait_for_selector("text=bob joined", timeout=WAIT_MS)
+    await alice.screenshot(path=str(output_dir / "chat-desktop.png"))
+    await bob.screenshot(path=str(output_dir / "chat-phone.png"))
+
+    missed = await miss_while_offline(alice, bob, phone)
+    await bob.screenshot(path=str(output_dir / "chat-phone-offline.png"))
+
+    await come_back(alice, bob, phone, missed)
+    await each_once(bob, missed)
     assert len(sockets) >= 2, "bob's page should have opened a second WebSocket"
     await bob.screenshot(path=str(output_dir / "chat-phone-recovered.png"))
 

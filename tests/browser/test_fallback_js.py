@@ -15,20 +15,20 @@ from pubsocket import load_app
 from tests.blackhole import black_hole
 from tests.browser.test_chat import (
     CHAT,
-    DESKTOP,
-    PHONE,
-    count,
-    enter,
+    TRANSPORT,
+    come_back,
+    each_once,
+    greet,
     members_are,
+    miss_while_offline,
     say,
     shows,
-    state_is,
+    two_people,
 )
 from tests.browser.test_client_js import WAIT_MS, make_app, open_page
+from tests.browser.test_heartbeat_js import hold_and_heal
 from tests.conftest import make_settings
 from tests.ws_refusing_proxy import ws_refusing_proxy
-
-_TRANSPORT = "() => document.querySelector('#state').dataset.transport"
 
 
 async def test_the_chat_demo_works_behind_a_websocket_refusing_proxy(
@@ -36,50 +36,22 @@ async def test_the_chat_demo_works_behind_a_websocket_refusing_proxy(
     running = await serve(load_app(CHAT, make_settings()))
     async with ws_refusing_proxy(running.port) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/"
-        desk = await browser.new_context(viewport=DESKTOP)
-        phone = await browser.new_context(viewport=PHONE)
-        errors: list[str] = []
-        sockets: list[Any] = []
-        alice = await enter(desk, url, "alice", errors)
-        bob = await enter(phone, url, "bob", errors, sockets)
+        desk, phone, alice, bob, errors, sockets = await two_people(browser, url)
         assert proxy.refused >= 2, "both pages should have tried a WebSocket first"
         for page in (alice, bob):
-            assert await page.evaluate(_TRANSPORT) == "http_stream"
+            assert await page.evaluate(TRANSPORT) == "http_stream"
             assert await page.evaluate("() => pubsocketDemo.client.transport") == "http_stream"
             assert "over HTTP" in await page.inner_text("#state")
 
-        await members_are(alice, ["alice", "bob"])
-        await members_are(bob, ["alice", "bob"])
-        await say(alice, "hello from alice")
-        await shows(bob, "hello from alice", 1)
-        await say(bob, "hi alice")
-        await shows(alice, "hi alice", 1)
+        await greet(alice, bob)
         await bob.screenshot(path=str(output_dir / "chat-fallback-phone.png"))
 
-        await phone.set_offline(True)
-        await state_is(bob, "reconnecting")
-        await members_are(alice, ["alice"])  # the server saw bob's stream end
-        missed = [f"while bob was away {n}" for n in range(1, 5)]
-        for text in missed:
-            await say(alice, text)
-        await asyncio.sleep(0.3)  # bob's attempts meet the offline network meanwhile
-        assert [await count(bob, text) for text in missed] == [0, 0, 0, 0]
-
+        missed = await miss_while_offline(alice, bob, phone)  # bob's stream ends
         refused = proxy.refused
-        await phone.set_offline(False)
-        await state_is(bob, "recovered")
-        assert await bob.evaluate(_TRANSPORT) == "http_stream"
-        for text in missed:
-            await shows(bob, text, 1)
-        await members_are(alice, ["alice", "bob"])
-        await members_are(bob, ["alice", "bob"])
-        await say(alice, "welcome back")
-        await shows(bob, "welcome back", 1)
+        await come_back(alice, bob, phone, missed, transport="http_stream")
         await say(bob, "thanks")
         await shows(alice, "thanks", 1)
-        await asyncio.sleep(0.3)  # a duplicate would arrive right behind the original
-        for text in [*missed, "hello from alice", "hi alice", "welcome back"]:
-            assert await count(bob, text) == 1, text
+        await each_once(bob, missed)
         # The page remembered that http_stream works: the return did not try WebSocket.
         assert proxy.refused == refused
         assert sockets == [] or all(ws.is_closed() for ws in sockets)
@@ -157,43 +129,9 @@ async def test_a_black_holed_stream_leaves_connected_within_the_bound_and_recove
     token = app.auth.issue(sub="alice")
     async with black_hole(running.port) as hole, ws_refusing_proxy(hole.port) as proxy:
         page, errors = await open_page(browser, f"http://127.0.0.1:{proxy.port}/")
-        await page.evaluate("""async ({url, token}) => {
-          const t = window.t = {states: [], got: []};
-          const client = window.client = ps.connect(url, {token, timeout: 1500,
-                                                          backoff: () => 200});
-          client.on("state", (e) => t.states.push({...e, at: performance.now()}));
-          await client.subscribe("chat:hb", (data, m) => t.got.push([data, m.offset]));
-        }""", {"url": f"ws://127.0.0.1:{proxy.port}/ws/chat", "token": token})
-        for n in (1, 2, 3):
-            await app.hub.publish("chat:hb", n)
-        await page.wait_for_function("() => t.got.length === 3", timeout=WAIT_MS)
-        assert await page.evaluate("() => client.transport") == "http_stream"
-        await asyncio.sleep(2.5)  # idle past the bound, kept alive by the pings
-        assert await page.evaluate("() => client.state") == "connected"
-
-        hole.hold()
-        await page.evaluate("() => { t.heldAt = performance.now(); }")
-        for n in range(4, 9):  # published while the stream is a black hole
-            await app.hub.publish("chat:hb", n)
-        await page.wait_for_function("() => client.state !== 'connected'", timeout=WAIT_MS)
-        left = await page.evaluate("() => [t.states.at(-1), t.states.at(-1).at - t.heldAt]")
-        assert left[0]["state"] == "reconnecting"
-        assert (left[0]["code"], left[0]["reason"]) == (1006, "no heartbeat")
-        assert left[1] <= 2000 + 800, f"left 'connected' {left[1]:.0f} ms after the cut"
-        await asyncio.sleep(2.0)  # attempts into the black hole time out and retry
-        assert await page.evaluate("() => client.state") == "reconnecting"
-
-        hole.heal()
-        await page.wait_for_function(
-            "() => client.state === 'connected' && t.states.at(-1).reconnected",
-            timeout=WAIT_MS)
-        await app.hub.publish("chat:hb", 9)
-        await page.wait_for_function("() => t.got.length >= 9", timeout=WAIT_MS)
-        await asyncio.sleep(0.3)  # a duplicate would arrive by now
-        out = await page.evaluate("() => t")
-        assert out["got"] == [[n, n] for n in range(1, 10)]  # each exactly once, in order
+        out = await hold_and_heal(app, page, hole, f"ws://127.0.0.1:{proxy.port}/ws/chat",
+                                  token, transport="http_stream")
         assert out["states"][-1]["recovered"] is True
-        assert out["states"][-1]["transport"] == "http_stream"
         assert errors == []
 
 

@@ -43,9 +43,11 @@ CONFIG = {
 }
 
 
-def file_app(tmp_path: Path) -> App:
+def file_app(tmp_path: Path, config: dict[str, Any] = CONFIG) -> App:
+    """An app whose Centrifuge surface at `PATH` comes from `config`, written to a
+    Centrifugo config file in `tmp_path` (API_KEY as the app's own key)."""
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(CONFIG))
+    path.write_text(json.dumps(config))
     settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path),
                                   "API_KEY": API_KEY}, env_file=None)
     app = App(settings)

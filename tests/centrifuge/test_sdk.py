@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,10 +19,12 @@ from tests.integration.spawn import ROOT, spawn
 
 
 @asynccontextmanager
-async def sdk(url: str, **kwargs: Any) -> AsyncIterator[tuple[Client, Events]]:
-    """A connecting centrifuge-python client and its events; disconnected at the end."""
+async def sdk(url: str, recorder: Callable[[Events], Any] = client_events,
+              **kwargs: Any) -> AsyncIterator[tuple[Client, Events]]:
+    """A connecting centrifuge-python client and its events (as `recorder` records
+    them); disconnected at the end."""
     events = Events()
-    client = Client(url, events=client_events(events), timeout=5,
+    client = Client(url, events=recorder(events), timeout=5,
                     min_reconnect_delay=0.05, max_reconnect_delay=0.3, **kwargs)
     await client.connect()
     try:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,12 @@ from cent import AsyncClient, StreamPosition, SubscribeRequest
 from websockets.asyncio.client import connect
 
 from centrifuge import Client, ClientEventHandler
-from pubsocket import App, Settings, pubsub
 from pubsocket.brokers.base import HistoryPolicy, Position
 from pubsocket.centrifugo_config import settings_from
 from pubsocket.errors import ConfigError
 from tests.centrifuge.conftest import PATH, Events, _recorder, cf_app, token
-from tests.centrifuge.test_sdk import drop_every_connection
+from tests.centrifuge.test_config_file import file_app
+from tests.centrifuge.test_sdk import drop_every_connection, sdk
 from tests.centrifuge.test_wire import closed_with
 from tests.centrifuge_js.proxy import proxy_to
 from tests.conftest import API_KEY
@@ -35,16 +34,10 @@ server_events = _recorder(ClientEventHandler, (
     "unsubscribed", "publication"))
 
 
-@asynccontextmanager
-async def client_of(url: str, tok: str, **kwargs: Any) -> AsyncIterator[tuple[Client, Events]]:
-    events = Events()
-    client = Client(url, events=server_events(events), token=tok, timeout=5,
-                    min_reconnect_delay=0.05, max_reconnect_delay=0.3, **kwargs)
-    await client.connect()
-    try:
-        yield client, events
-    finally:
-        await client.disconnect()
+def client_of(url: str, tok: str, **kwargs: Any
+              ) -> AbstractAsyncContextManager[tuple[Client, Events]]:
+    """`sdk` with `tok`, recording the server-side subscriptions' events too."""
+    return sdk(url, server_events, token=tok, **kwargs)
 
 
 def data_of(ctx: Any) -> Any:
@@ -284,12 +277,7 @@ async def test_a_config_file_subscribes_the_personal_channel(serve: Any,
                              "enabled": True, "personal_channel_namespace": "personal"}},
               "channel": {"namespaces": [{"name": "personal", "history_size": 10,
                                           "history_ttl": "60s"}]}}
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    settings = Settings.from_env({"PUBSOCKET_CENTRIFUGO_CONFIG": str(path),
-                                  "API_KEY": API_KEY}, env_file=None)
-    app = App(settings)
-    pubsub(PATH, app=app, protocol="centrifuge", secured=True)
+    app = file_app(tmp_path, config)
     srv = await serve(app)
     tok = jwt.encode({"sub": "lee"}, secret, algorithm="HS256")
     async with client_of(srv.ws + PATH, tok) as (_, events):

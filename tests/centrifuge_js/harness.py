@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pubsocket.hub import Hub
+from tests.centrifuge_js.conftest import cf_url
+from tests.centrifuge_js.proxy import Proxy, proxy_to
 from tests.tools import in_ci, require
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -131,3 +134,44 @@ async def sdk_client(url: str, scenario: str = "client", **args: Any) -> AsyncIt
         client._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await client._reader
+
+
+@contextlib.asynccontextmanager
+async def sdk_behind_proxy(port: int, **args: Any) -> AsyncIterator[tuple[Proxy, SdkClient]]:
+    """A centrifuge-js client (`sdk_client` `args`) of the server at `port` through a
+    `proxy_to` proxy the test can cut; "connect" already sent."""
+    async with proxy_to(port) as proxy, sdk_client(cf_url(proxy.port), **args) as sdk:
+        sdk.send("connect")
+        yield proxy, sdk
+
+
+async def missed_while_cut(proxy: Proxy, sdk: SdkClient, hub: Hub, channel: str,
+                           items: Iterable[Any]) -> None:
+    """Cut the SDK's network at `proxy` (no close frame: the SDK sees the network go
+    away), wait until it says so, publish `items` to `channel` meanwhile, let it back."""
+    proxy.cut()
+    await sdk.expect("connecting", lambda e: e["code"] != 0)
+    for item in items:
+        await hub.publish(channel, item)
+    proxy.resume()
+
+
+async def connected_with_one(sdk: SdkClient, hub: Hub, channel: str) -> None:
+    """Connect, subscribe to `channel` (recoverable, positioned) and receive ``{"n": 1}``
+    published to it: the start of a stream-cut recovery test."""
+    sdk.send("connect")
+    await sdk.expect("connected")
+    sdk.send("sub", channel=channel, opts={"recoverable": True, "positioned": True})
+    await sdk.expect("subscribed", lambda e: e["channel"] == channel)
+    await hub.publish(channel, {"n": 1})
+    await sdk.expect("publication", lambda e: e["data"] == {"n": 1})
+
+
+async def recovers_one(sdk: SdkClient, hub: Hub, channel: str) -> None:
+    """After a cut: the SDK says "connecting", ``{"n": 2}`` is published to `channel`
+    while it is away, and it resubscribes recovering that publication."""
+    await sdk.expect("connecting")
+    await hub.publish(channel, {"n": 2})  # while it is away
+    again = await sdk.expect("subscribed", lambda e: e["channel"] == channel)
+    assert again["wasRecovering"] is True and again["recovered"] is True, again
+    await sdk.expect("publication", lambda e: e["data"] == {"n": 2})

@@ -6,95 +6,43 @@ into the server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+
+from tests.proxy_base import TcpProxy
 
 
-class Proxy:
+class Proxy(TcpProxy):
     """Forwards every accepted connection to ``127.0.0.1:target``."""
 
     def __init__(self, target: int) -> None:
+        super().__init__()
         self.target = target
         self.accepting = True
         self.reading = asyncio.Event()  # cleared: server -> client bytes are not read
         self.reading.set()
         self.accepted = 0
         self.sent: list[bytearray] = []  # per accepted connection: every client -> server byte
-        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.accepting:
-            writer.transport.abort()
             return
         self.accepted += 1
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        pair = (writer, up_w)
-        self._pairs.add(pair)
         record = bytearray()
         self.sent.append(record)
-        try:
-            await asyncio.gather(self._pipe(reader, up_w, False, record),
-                                 self._pipe(up_r, writer, True))
-        finally:
-            self._pairs.discard(pair)
-            writer.transport.abort()
-            up_w.transport.abort()
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                    from_server: bool, record: bytearray | None = None) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                if from_server:
-                    await self.reading.wait()
-                data = await src.read(65536)
-                if not data:
-                    break
-                if record is not None and len(record) < 1 << 20:
-                    record += data
-                dst.write(data)
-                await dst.drain()
-        dst.transport.abort()
+        await self.forward(reader, writer, self.target, down_gate=self.reading, record=record)
 
     def cut(self, refuse: bool = True) -> None:
         """Abort every proxied connection; with `refuse`, abort new ones until `resume`."""
         self.accepting = not refuse
-        for client, upstream in list(self._pairs):
-            client.transport.abort()
-            upstream.transport.abort()
+        super().cut()
 
     def resume(self) -> None:
         self.accepting = True
         self.reading.set()
 
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
 
-
-@contextlib.asynccontextmanager
-async def proxy_to(port: int) -> AsyncIterator[Proxy]:
-    proxy = Proxy(port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
+def proxy_to(port: int) -> Proxy:
+    """A proxy to use as ``async with``: started on entry, closed on exit."""
+    return Proxy(port)
 
 
 def client_frames(raw: bytes) -> list[bytes]:

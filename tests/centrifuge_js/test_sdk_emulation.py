@@ -13,7 +13,7 @@ import pytest
 
 from pubsocket.server import Server
 from tests.centrifuge_js.conftest import StartCf, token
-from tests.centrifuge_js.harness import sdk_client
+from tests.centrifuge_js.harness import connected_with_one, recovers_one, sdk_client
 
 MODES = [("http_stream", False), ("sse", False), ("http_stream", True)]
 IDS = ["http_stream-json", "sse-json", "http_stream-protobuf"]
@@ -58,21 +58,12 @@ async def test_recovers_after_its_stream_is_cut(start_cf: StartCf, name: str,
                                                 protobuf: bool) -> None:
     srv = await start_cf()
     async with sdk_client("unused", **args(srv.port, name, protobuf)) as sdk:
-        sdk.send("connect")
-        await sdk.expect("connected")
-        sdk.send("sub", channel="chat:r", opts={"recoverable": True, "positioned": True})
-        await sdk.expect("subscribed", lambda e: e["channel"] == "chat:r")
-        await srv.app.hub.publish("chat:r", {"n": 1})
-        await sdk.expect("publication", lambda e: e["data"] == {"n": 1})
+        await connected_with_one(sdk, srv.app.hub, "chat:r")
         assert isinstance(srv.server, Server) and srv.server.state is not None
         streams = list(srv.server.state.streams)
         assert len(streams) == 1
         streams[0]._transport.abort()  # the stream is cut (no disconnect push)
-        await sdk.expect("connecting")
-        await srv.app.hub.publish("chat:r", {"n": 2})  # while it is away
-        again = await sdk.expect("subscribed", lambda e: e["channel"] == "chat:r")
-        assert again["wasRecovering"] is True and again["recovered"] is True, again
-        await sdk.expect("publication", lambda e: e["data"] == {"n": 2})
+        await recovers_one(sdk, srv.app.hub, "chat:r")
         await srv.app.hub.publish("chat:r", {"n": 3})
         await sdk.expect("publication", lambda e: e["data"] == {"n": 3})
         assert [p["data"]["n"] for p in sdk.publications("chat:r")] == [1, 2, 3]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.centrifuge_js.conftest import cf_app, token
-from tests.centrifuge_js.harness import sdk_client
+from tests.centrifuge_js.harness import connected_with_one, recovers_one, sdk_client
 from tests.conftest import Running
 from tests.round_robin_proxy import round_robin_proxy
 
@@ -81,20 +81,11 @@ async def test_sdk_recovers_on_the_other_node_after_its_stream_is_cut(
                                                      "endpoint": endpoint}],
                               token=token("alice"), protobuf=protobuf, minReconnectDelay=50,
                               maxReconnectDelay=200) as sdk:
-            sdk.send("connect")
-            await sdk.expect("connected")
-            sdk.send("sub", channel="chat:cut", opts={"recoverable": True, "positioned": True})
-            await sdk.expect("subscribed", lambda e: e["channel"] == "chat:cut")
-            await a.app.hub.publish("chat:cut", {"n": 1})
-            await sdk.expect("publication", lambda e: e["data"] == {"n": 1})
+            await connected_with_one(sdk, a.app.hub, "chat:cut")
             home = proxy.backends_of(stream_request(name))[0]
             proxy.turn = 1 - home  # the reconnect lands on the other node
             proxy.cut()
-            await sdk.expect("connecting")
-            await a.app.hub.publish("chat:cut", {"n": 2})  # while it is away
-            again = await sdk.expect("subscribed", lambda e: e["channel"] == "chat:cut")
-            assert again["wasRecovering"] is True and again["recovered"] is True, again
-            await sdk.expect("publication", lambda e: e["data"] == {"n": 2})
+            await recovers_one(sdk, a.app.hub, "chat:cut")
             res = await sdk.request("publish", "chat:cut", data={"n": 3})
             assert res["ok"], res
             await sdk.expect("publication", lambda e: e["data"] == {"n": 3})

@@ -6,9 +6,8 @@ the SDK asks again, then subscribes from the new position."""
 
 from __future__ import annotations
 
-from tests.centrifuge_js.conftest import StartCf, cf_url, token
-from tests.centrifuge_js.harness import sdk_client
-from tests.centrifuge_js.proxy import proxy_to
+from tests.centrifuge_js.conftest import StartCf, token
+from tests.centrifuge_js.harness import missed_while_cut, sdk_behind_proxy
 
 STATE = {"getState": True}
 
@@ -19,9 +18,7 @@ async def test_get_state_position_is_recovered_from_and_not_asked_again(
     hub = srv.app.hub
     for i in range(3):  # before the subscription: only getState's position brings them
         await hub.publish("chat:gs", {"i": i})
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
-                                                      token=token("alice")) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=token("alice")) as (proxy, sdk):
         sdk.send("sub", channel="chat:gs", opts=STATE)
         await sdk.expect("get_state")
         sdk.send("state", channel="chat:gs", offset=0, epoch="")  # "" = any epoch
@@ -29,10 +26,7 @@ async def test_get_state_position_is_recovered_from_and_not_asked_again(
         assert first["wasRecovering"] is True and first["recovered"] is True, first
         for _ in range(3):
             await sdk.expect("publication")
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        await hub.publish("chat:gs", {"i": 3})
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:gs", [{"i": 3}])
         again = await sdk.expect("subscribed")
         assert again["recovered"] is True, again
         await sdk.expect("publication", lambda e: e["data"] == {"i": 3})
@@ -44,19 +38,14 @@ async def test_get_state_is_asked_again_when_the_position_is_unrecoverable(
         start_cf: StartCf) -> None:
     srv = await start_cf(history_size=2)
     hub = srv.app.hub
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
-                                                      token=token("alice")) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=token("alice")) as (proxy, sdk):
         sdk.send("sub", channel="chat:gsu", opts=STATE)
         await sdk.expect("get_state")
         sdk.send("state", channel="chat:gsu", offset=0, epoch="")
         first = await sdk.expect("subscribed")
         epoch = first["streamPosition"]["epoch"]
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(5):  # history keeps 2: offset 0 cannot be continued from
-            await hub.publish("chat:gsu", {"i": i})
-        proxy.resume()
+        # history keeps 2: offset 0 cannot be continued from
+        await missed_while_cut(proxy, sdk, hub, "chat:gsu", ({"i": i} for i in range(5)))
         await sdk.expect("get_state")  # after the server's 112
         sdk.send("state", channel="chat:gsu", offset=5, epoch=epoch)  # the app's state
         again = await sdk.expect("subscribed")

@@ -11,8 +11,7 @@ import os
 import pytest
 
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
-from tests.centrifuge_js.harness import SdkClient, sdk_client
-from tests.centrifuge_js.proxy import proxy_to
+from tests.centrifuge_js.harness import SdkClient, missed_while_cut, sdk_behind_proxy, sdk_client
 
 RECOVER = {"recoverable": True, "positioned": True}
 
@@ -29,20 +28,14 @@ async def receive(sdk: SdkClient, n: int) -> None:
 async def test_drop_then_reconnect_recovers_missed_publications(start_cf: StartCf) -> None:
     srv = await start_cf()
     hub = srv.app.hub
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
-                                                      token=token("alice")) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=token("alice")) as (proxy, sdk):
         sdk.send("sub", channel="chat:r", opts=RECOVER)
         first = await sdk.expect("subscribed")
         assert first["wasRecovering"] is False
         for i in range(3):
             await hub.publish("chat:r", {"i": i})
         await receive(sdk, 3)
-        proxy.cut()  # no close frame: the SDK sees the network go away
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(3, 8):
-            await hub.publish("chat:r", {"i": i})
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:r", ({"i": i} for i in range(3, 8)))
         again = await sdk.expect("subscribed")
         assert again["wasRecovering"] is True and again["recovered"] is True, again
         await receive(sdk, 5)
@@ -55,18 +48,12 @@ async def test_drop_then_reconnect_recovers_missed_publications(start_cf: StartC
 async def test_gap_beyond_history_is_not_recovered(start_cf: StartCf) -> None:
     srv = await start_cf(history_size=3)
     hub = srv.app.hub
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
-                                                      token=token("alice")) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=token("alice")) as (proxy, sdk):
         sdk.send("sub", channel="chat:g", opts=RECOVER)
         await sdk.expect("subscribed")
         await hub.publish("chat:g", 0)
         await receive(sdk, 1)
-        proxy.cut()
-        await sdk.expect("connecting", lambda e: e["code"] != 0)
-        for i in range(1, 11):  # 10 missed, history keeps 3
-            await hub.publish("chat:g", i)
-        proxy.resume()
+        await missed_while_cut(proxy, sdk, hub, "chat:g", range(1, 11))  # history keeps 3
         again = await sdk.expect("subscribed")
         assert again["wasRecovering"] is True and again["recovered"] is False, again
         assert again["streamPosition"]["offset"] == 11, again
@@ -87,9 +74,7 @@ async def test_slow_consumer_is_closed_then_recovers(start_cf: StartCf) -> None:
     # would shrink under the outbound budget and never make it a slow consumer.
     blob = base64.b64encode(os.urandom(12_000)).decode()  # 16,000 characters
     n = 200  # 3.2 MB, then more until the server closes the connection
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port),
-                                                      token=token("alice")) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=token("alice")) as (proxy, sdk):
         sdk.send("sub", channel="chat:slow", opts=RECOVER)
         await sdk.expect("subscribed")
         proxy.reading.clear()

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.centrifuge_js.conftest import StartCf, cf_url, token
-from tests.centrifuge_js.harness import SdkClient, sdk_client
-from tests.centrifuge_js.proxy import proxy_to
+from tests.centrifuge_js.harness import SdkClient, sdk_behind_proxy, sdk_client
 
 
 def server_offsets(sdk: SdkClient, channel: str) -> list[int]:
@@ -24,9 +23,7 @@ async def test_server_side_subscriptions_deliver_and_recover(start_cf: StartCf,
     hub = srv.app.hub
     tok = token("alice", subs={"feed:a": {}})
     channels = ("#alice", "feed:a")
-    async with proxy_to(srv.port) as proxy, sdk_client(cf_url(proxy.port), token=tok,
-                                                      protobuf=protobuf) as sdk:
-        sdk.send("connect")
+    async with sdk_behind_proxy(srv.port, token=tok, protobuf=protobuf) as (proxy, sdk):
         first = [await sdk.expect("server_subscribed") for _ in channels]
         assert {e["channel"] for e in first} == set(channels)
         assert all(e["recoverable"] and not e["wasRecovering"] for e in first)

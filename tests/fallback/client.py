@@ -4,45 +4,23 @@ either as a complete response (by Content-Length) or as a stream of lines / byte
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from tests.raw_http import RawResponse
 
-@dataclass
-class HttpStream:
+
+class HttpStream(RawResponse):
     """An answered POST: `status`, `headers`; the body read as it arrives."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     async def post(cls, port: int, path: str, body: bytes = b"",
                    headers: dict[str, str] | None = None, method: str = "POST"
                    ) -> HttpStream:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        client = cls(reader, writer)
-        async with asyncio.timeout(5):
-            head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        client.status = int(lines[0].split()[1])
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                client.headers[k.strip().lower()] = v.strip()
-        return client
-
-    async def body(self) -> bytes:
-        """A complete response's body (by its Content-Length)."""
-        async with asyncio.timeout(5):
-            return await self.reader.readexactly(int(self.headers.get("content-length", 0)))
+        return await cls.send(port, f"{method} {path} HTTP/1.1\r\n{extra}"
+                                    f"Content-Length: {len(body)}\r\n\r\n", body)
 
     async def line(self, timeout: float = 5.0) -> Any:
         """The next JSON line of a stream; EOFError when it ended."""
@@ -63,11 +41,6 @@ class HttpStream:
                 return msg, seen
             seen.append(msg)
         raise AssertionError(f"no {want} in {seen}")
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
 
 
 async def request(port: int, path: str, body: Any = None,

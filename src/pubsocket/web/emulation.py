@@ -200,6 +200,19 @@ def check_routed(result: RouteResult, request: Request) -> None:
     raise HTTPError(503, "unavailable", "the session's node cannot be reached now")
 
 
+def parse_json(raw: bytes | str, kind: type[Any], what: str = "the body",
+               shape: str = "a JSON object") -> Any:
+    """`raw` parsed as JSON, which must be a `kind` (dict or list), or `HTTPError` 400
+    ``bad_json`` ("<what> is not JSON", "<what> must be <shape>")."""
+    try:
+        parsed: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise HTTPError(400, "bad_json", f"{what} is not JSON") from None
+    if not isinstance(parsed, kind):
+        raise HTTPError(400, "bad_json", f"{what} must be {shape}")
+    return parsed
+
+
 def _emulation_request(body: bytes, binary: bool) -> tuple[str, str, bytes]:
     """(node, session, data) of an ``EmulationRequest``, or `HTTPError` 400."""
     if binary:
@@ -214,12 +227,7 @@ def _emulation_request(body: bytes, binary: bool) -> tuple[str, str, bytes]:
         except DecodeError:
             raise HTTPError(400, "bad_request", "not a Protobuf EmulationRequest") from None
         return req.node, req.session, req.data
-    try:
-        parsed: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise HTTPError(400, "bad_json", "the body is not JSON") from None
-    if not isinstance(parsed, dict):
-        raise HTTPError(400, "bad_json", "the body must be a JSON object")
+    parsed = parse_json(body, dict)
     node, session_id, data = parsed.get("node"), parsed.get("session"), parsed.get("data")
     if not (isinstance(node, str) and isinstance(session_id, str) and isinstance(data, str)):
         raise HTTPError(400, "bad_field", "node, session and data are strings")

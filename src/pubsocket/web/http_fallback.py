@@ -33,7 +33,14 @@ from ..errors import CloseCode, HTTPError
 from ..hub import Session
 from .app import App
 from .connect_auth import authenticate_with_hook, connect_hook
-from .emulation import body_limit, check_origin, check_routed, check_stream, open_session
+from .emulation import (
+    body_limit,
+    check_origin,
+    check_routed,
+    check_stream,
+    open_session,
+    parse_json,
+)
 from .request import Request
 from .response import Response, ResponseFactory
 from .routing import AUTH_ATTR, Handler, mark_auth
@@ -104,12 +111,7 @@ async def _emulation(app: App, request: Request, response: ResponseFactory) -> R
     limit = body_limit(app)
     if limit and len(request.raw_body) > limit:
         raise HTTPError(413, "body_too_large", "the emulation request is too large")
-    try:
-        body: Any = orjson.loads(request.raw_body)
-    except orjson.JSONDecodeError:
-        raise HTTPError(400, "bad_json", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPError(400, "bad_json", "the body must be a JSON object")
+    body = parse_json(request.raw_body, dict)
     node, session_id, data = body.get("node"), body.get("session"), body.get("data")
     if not (isinstance(node, str) and isinstance(session_id, str) and isinstance(data, list)):
         raise HTTPError(400, "bad_field", "node and session are strings, data an array")
@@ -121,12 +123,7 @@ async def _emulation(app: App, request: Request, response: ResponseFactory) -> R
 
 
 def _commands(body: bytes, cap: int) -> list[Any]:
-    try:
-        commands: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise HTTPError(400, "bad_json", "the body is not JSON") from None
-    if not isinstance(commands, list):
-        raise HTTPError(400, "bad_json", "the body must be a JSON array of commands")
+    commands: list[Any] = parse_json(body, list, shape="a JSON array of commands")
     if cap and len(commands) > cap:
         raise HTTPError(400, "too_many_commands", f"at most {cap} commands per request")
     return commands

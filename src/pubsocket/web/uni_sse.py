@@ -35,8 +35,6 @@ import re
 import zlib
 from typing import Any
 
-import orjson
-
 from ..auth import Authenticator
 from ..brokers.base import Position
 from ..errors import HTTPError, Unauthorized
@@ -48,7 +46,7 @@ from ..protocols.centrifuge.uni_sse import UNI_SSE
 from .app import App
 from .cors import allow_cross_origin
 from .decorators import current_app
-from .emulation import check_origin
+from .emulation import check_origin, parse_json
 from .request import Request
 from .response import ResponseFactory
 from .routing import Handler, mark_auth
@@ -123,12 +121,7 @@ def _connect_request(request: Request, size: int, cap: int
     if size and len(raw) > size:
         raise HTTPError(400, "connect_too_large",
                         f"cf_connect must be at most {size} characters")
-    try:
-        body: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise HTTPError(400, "bad_json", "cf_connect is not JSON") from None
-    if not isinstance(body, dict):
-        raise HTTPError(400, "bad_json", "cf_connect must be a JSON object")
+    body = parse_json(raw, dict, "cf_connect")
     token, subs = body.get("token", ""), body.get("subs", {})
     if not isinstance(token, str) or not isinstance(subs, dict):
         raise HTTPError(400, "bad_field", "cf_connect: token is a string, subs an object")
