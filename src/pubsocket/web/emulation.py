@@ -43,7 +43,7 @@ from ..errors import HTTPError
 from ..hub import Hub, Session
 from ..hub.relay import RouteResult
 from ..log import refusals
-from ..protocols.centrifuge import Endpoint
+from ..protocols.centrifuge import Endpoint, Gate
 from .app import App
 from .centrifuge_wire import ProtobufEndpoint
 from .cors import allow_cross_origin
@@ -146,8 +146,9 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
                 stream.close_codes = ep.close_codes
                 stream.farewell = ep.codec.disconnect
                 session_id = open_session(app, stream, session, pre_connect)
-                gate: Any = session.hook
-                gate.emulation = (session_id, app.hub.relay.node)
+                gate = session.hook
+                if isinstance(gate, Gate):  # the Centrifuge dialect's hook: name the stream
+                    gate.emulation = (session_id, app.hub.relay.node)
                 if data:
                     stream.feed(data)
 
