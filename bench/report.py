@@ -57,6 +57,12 @@ ROWS = [
     # deliveries/s in fan-out, so CPU per delivery is the fair figure)
     *(Row(sc, "server_cpu_us_per_delivery", f"{sc} server CPU us/delivery", "ratio_le", 0.7,
           versus="uws") for sc in ("fanout1000", "fanout100", "chat10k", "chat20k")),
+    # its split: user (the server's own code) and system (the kernel's socket work, about
+    # the same per write for every server: docs/design.md "Cost model: one delivery")
+    *(Row(sc, key, f"{sc} server {part} us/delivery", "info", versus="uws")
+      for sc in ("fanout1000", "chat10k", "chat20k")
+      for key, part in (("server_user_us_per_delivery", "user"),
+                        ("server_sys_us_per_delivery", "sys"))),
     Row("fanout1000", "deliveries_per_s", "fanout1000 deliveries/s", "info", versus="uws"),
     Row("chat10k", "p99_ms", "chat10k p99 ms", "info", versus="uws"),
     Row("idle", "rss_per_conn_bytes", "idle server RSS/conn bytes", "abs_le", 8192.0),
