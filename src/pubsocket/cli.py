@@ -97,14 +97,20 @@ def _serve(args: argparse.Namespace) -> int:
     app = load_app(app_dir, settings)
     app.check()  # fail fast, before forking or binding
     server_context(settings)  # a missing or unreadable certificate too
+    # The checked app is the one served: loading runs the route files' module code and
+    # logs what the config file mounts, so a second load would say everything twice.
+    loaded = [app]
+
+    def make_app() -> App:
+        """The app loaded above, then (a further worker's) a fresh load."""
+        return loaded.pop() if loaded else load_app(app_dir, settings)
 
     def ready(server: object) -> None:
         port = getattr(server, "port", settings.port)
         tls = getattr(server, "scheme", "http") == "https"
         print(_connect_help(settings, port, _pages(app), tls=tls), flush=True)
 
-    run(lambda: load_app(app_dir, settings), settings.host, settings.port,
-        workers=settings.workers, ready=ready)
+    run(make_app, settings.host, settings.port, workers=settings.workers, ready=ready)
     return 0
 
 
