@@ -137,3 +137,27 @@ def test_the_route_files_run_once_per_serving_process(tmp_path: Path, workers: i
     assert out.count("replaces what the app's pubsub() mounted") == workers, out
     assert out.count("not supported, ignored: log") == 1, out  # read with the settings
     assert out.count("pubsocket serving on") == 1, out
+
+
+def test_the_banner_names_only_the_hub_endpoints_the_app_has(tmp_path: Path) -> None:
+    """The WebSocket and websocat lines name each `pubsub()` endpoint at its own path,
+    and an app without one (examples/echo) gets its token but no `/ws/chat` hint."""
+    project = init_project(tmp_path)
+    (project / "src" / "routes" / "hub.py").write_text(
+        "from pubsocket import pubsub\n\npubsub('/live', secured=True)\n"
+        "pubsub('/cf', protocol='centrifuge', secured=True)\n")
+    with serving([str(project), "--port", "0"], cwd=tmp_path) as proc:
+        proc.wait_for(r"Try: .*\n")
+        banner = proc.read()
+    base = f"127.0.0.1:{proc.port}"
+    assert f"  WebSocket: ws://{base}/live\n" in banner, banner
+    assert re.search(rf"  Try: +websocat -H='Authorization: Bearer [\w.-]+' ws://{base}/live\n",
+                     banner), banner
+    assert f"  Centrifuge: ws://{base}/cf\n" in banner, banner
+    assert "/ws/chat" not in banner and "/connection/websocket" not in banner, banner
+    key, secret = "k" * 32, "s" * 40
+    with serving([str(ROOT / "examples" / "echo"), "--port", "0"], cwd=tmp_path,
+                 API_KEY=key, SECRET=secret) as proc:
+        proc.wait_for(r"Token: .*\n")
+        banner = proc.read()
+    assert "/ws/chat" not in banner and "WebSocket:" not in banner and "Try:" not in banner
