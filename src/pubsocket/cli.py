@@ -27,6 +27,7 @@ from .log import configure_logging
 from .outbox import cli as outbox_cli
 from .scaffold import write_project
 from .web.project import env_files_for
+from .web.routing import PROTOCOL_ATTR
 
 if TYPE_CHECKING:
     from .web import App
@@ -97,14 +98,21 @@ def _serve(args: argparse.Namespace) -> int:
     app = load_app(app_dir, settings)
     app.check()  # fail fast, before forking or binding
     server_context(settings)  # a missing or unreadable certificate too
+    # The checked app is the one served: loading runs the route files' module code and
+    # logs what the config file mounts, so a second load would say everything twice.
+    loaded = [app]
+
+    def make_app() -> App:
+        """The app loaded above, then (a further worker's) a fresh load."""
+        return loaded.pop() if loaded else load_app(app_dir, settings)
 
     def ready(server: object) -> None:
         port = getattr(server, "port", settings.port)
         tls = getattr(server, "scheme", "http") == "https"
-        print(_connect_help(settings, port, _pages(app), tls=tls), flush=True)
+        print(_connect_help(settings, port, _pages(app), tls=tls,
+                            websockets=_hubs(app, "plain")), flush=True)
 
-    run(lambda: load_app(app_dir, settings), settings.host, settings.port,
-        workers=settings.workers, ready=ready)
+    run(make_app, settings.host, settings.port, workers=settings.workers, ready=ready)
     return 0
 
 
@@ -116,21 +124,31 @@ def _pages(app: App) -> list[tuple[str, str]]:
         found.append(("Open:", "/"))
     if app.router.match("GET", "/admin") is not None:
         found.append(("Ops page:", "/admin"))
-    if app.router.match("GET", "/connection/websocket") is not None:
-        found.append(("Centrifuge:", "/connection/websocket"))
+    found += [("Centrifuge:", path) for path in _hubs(app, "centrifuge")]
     if app.settings.centrifugo_config:  # mounted by the file (web/centrifugo_mount.py)
         found.append(("Server API:", "/api/<method>"))
     return found
 
 
+def _hubs(app: App, protocol: str) -> list[str]:
+    """The paths of the app's hub WebSocket endpoints speaking `protocol`, as `pubsub()`
+    marked them (web/routing.py `PROTOCOL_ATTR`)."""
+    return [route.path for route in app.router if route.method == "GET"
+            and getattr(route.handler, PROTOCOL_ATTR, None) == protocol]
+
+
 def _connect_help(settings: Settings, port: int,
-                  pages: Sequence[tuple[str, str]] = (), tls: bool = False) -> str:
+                  pages: Sequence[tuple[str, str]] = (), tls: bool = False,
+                  websockets: Sequence[str] = ()) -> str:
+    """The banner: where the server listens, `pages` ((label, path); Centrifuge paths
+    are WebSocket URLs) and, with a token to show, the `websockets` (plain hub
+    endpoint paths) with a command to try the first; none when the app has none."""
     http, ws = ("https", "wss") if tls else ("http", "ws")
-    url = f"{ws}://{settings.host}:{port}/ws/chat"
-    lines = [f"pubsocket serving on {http}://{settings.host}:{port}"]
+    base = f"{settings.host}:{port}"
+    lines = [f"pubsocket serving on {http}://{base}"]
     for label, path in pages:
-        scheme = ws if path == "/connection/websocket" else http
-        lines.append(f"  {label:<10} {scheme}://{settings.host}:{port}{path}")
+        scheme = ws if label == "Centrifuge:" else http
+        lines.append(f"  {label:<10} {scheme}://{base}{path}")
     if settings.centrifugo_config:
         tokens = ("anonymous allowed (client.insecure)" if settings.centrifugo_insecure
                   else "tokens signed with its client.token.hmac_secret_key")
@@ -144,8 +162,11 @@ def _connect_help(settings: Settings, port: int,
     elif settings.api_key:
         token = settings.api_key
     if token:
-        lines += [f"  WebSocket: {url}", f"  Token:     {token}",
-                  f"  Try:       websocat -H='Authorization: Bearer {token}' {url}"]
+        urls = [f"{ws}://{base}{path}" for path in websockets]
+        lines += [f"  WebSocket: {url}" for url in urls]
+        lines.append(f"  Token:     {token}")
+        if urls:
+            lines.append(f"  Try:       websocat -H='Authorization: Bearer {token}' {urls[0]}")
     return "\n".join(lines)
 
 

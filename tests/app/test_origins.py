@@ -17,10 +17,19 @@ import websockets
 from websockets.asyncio.client import connect
 
 from pubsocket import App, pubsub
+from pubsocket.log import refusals
 from pubsocket.web.origins import origin_allowed
+from tests.app.test_http import ahttp
 from tests.conftest import API_KEY, make_settings
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(autouse=True)
+def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every refusal its own log line: `refusals` is process-wide, and a refusal of the
+    same kind by an earlier test would otherwise hold this test's line back."""
+    monkeypatch.setattr(refusals, "_interval", 0.0)
 
 
 def hub_app(**settings: Any) -> App:
@@ -30,7 +39,7 @@ def hub_app(**settings: Any) -> App:
     return app
 
 
-async def refused(url: str, origin: str, **kwargs: Any) -> int:
+async def refused(url: str, origin: str | None, **kwargs: Any) -> int:
     with pytest.raises(websockets.InvalidStatus) as info:
         async with connect(url, origin=origin, **kwargs):  # type: ignore[arg-type]
             pass
@@ -70,6 +79,33 @@ async def test_listed_origins_and_the_star(serve_any: Any) -> None:
     anything = await serve_any(hub_app(allowed_origins=("*",)))
     for origin in ("https://evil.example", "null"):
         assert await opens(f"{anything.ws}/ws/chat", origin)
+
+
+async def test_each_refused_origin_is_logged_once(serve: Any, caplog: Any) -> None:
+    """One refusal, one line: the app logs each 403 (`App._dispatch`), the checks that
+    raise it do not. Before, the HTTP transports' Origin check logged it and the app
+    counted it again, and the connection hook's rule logged it under a second name."""
+    app = hub_app()
+    pubsub("/connection/websocket", app=app, protocol="centrifuge")  # and POST /emulation
+    pubsub("/ws/hook", app=app, authenticate=lambda request: "ann")  # session cookies
+    srv = await serve(app)
+    caplog.set_level(logging.INFO, "pubsocket")
+    evil = {"Origin": "https://evil.example"}
+    for name, attempt in [
+            ("an upgrade", lambda: refused(f"{srv.ws}/ws/chat", evil["Origin"])),
+            ("emulation", lambda: ahttp("POST", f"{srv.http}/emulation", b"{}", evil)),
+            ("a stream", lambda: ahttp("POST", f"{srv.http}/ws/chat?transport=http_stream",
+                                       b"[]", evil)),
+            # the hook's own rule: without an Origin, no session cookie is trusted
+            ("a hook's upgrade", lambda: refused(f"{srv.ws}/ws/hook", None)),
+            ("a hook's stream", lambda: ahttp(
+                "POST", f"{srv.http}/ws/hook?transport=http_stream", b"[]"))]:
+        caplog.clear()
+        result = await attempt()
+        assert (result if isinstance(result, int) else result[0]) == 403, name
+        lines = [r.getMessage() for r in caplog.records if r.name == "pubsocket.limits"]
+        assert len(lines) == 1, (name, lines)
+        assert lines[0].startswith("limit origin_not_allowed by 127.0.0.1:"), (name, lines)
 
 
 def test_origin_policy() -> None:

@@ -1,6 +1,7 @@
 """`pubsocket init` and `pubsocket serve` as a new user meets them: a secured hub and a
-.gitignore, one line for a port in use, a sync handler named at load time, and the
-access log (off by default; never a query string or a token)."""
+.gitignore, one line for a port in use, a sync handler named at load time, the
+access log (off by default; never a query string or a token), and each startup line
+said once per serving process."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tests.app.test_http import ahttp
-from tests.deploy.proc import env_of, init_project, run, serving
+from tests.conftest import free_port
+from tests.deploy.proc import ROOT, env_of, init_project, run, serving
 
 
 def test_init_keeps_the_env_out_of_git(tmp_path: Path) -> None:
@@ -112,3 +114,50 @@ async def test_the_access_log_is_off_by_default_and_one_setting_turns_it_on(
     assert re.search(rf"ws /ws/chat closed 1000 [\d.]+s {peer}$", log, re.M), log
     for secret in ("SECRETQUERY", "BADTOKEN", key, "?"):
         assert secret not in log
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_route_files_run_once_per_serving_process(tmp_path: Path, workers: int,
+                                                     redis_url: str) -> None:
+    """`serve` checks the app it loaded before binding, then serves that same app: the
+    route files' module code and the config file's mount log run once per process that
+    serves (with --workers 2: twice, not once more in the parent)."""
+    project = init_project(tmp_path)
+    (project / "src" / "routes" / "said.py").write_text(
+        "print('route file ran', flush=True)\n")
+    config = ROOT / "tests" / "centrifuge" / "upstream_config.json"
+    port = free_port() if workers > 1 else 0  # workers need a fixed port
+    with serving([str(project), "--port", str(port), "--workers", str(workers)],
+                 cwd=tmp_path, PUBSOCKET_CENTRIFUGO_CONFIG=str(config),
+                 PUBSOCKET_BROKER=redis_url) as proc:
+        # every worker loads its app, then logs "listening" (worker 0 also the banner)
+        proc.wait_for("(?s)" + "listening on.*" * workers)
+        out = proc.read()
+    assert out.count("route file ran") == workers, out
+    assert out.count("replaces what the app's pubsub() mounted") == workers, out
+    assert out.count("not supported, ignored: log") == 1, out  # read with the settings
+    assert out.count("pubsocket serving on") == 1, out
+
+
+def test_the_banner_names_only_the_hub_endpoints_the_app_has(tmp_path: Path) -> None:
+    """The WebSocket and websocat lines name each `pubsub()` endpoint at its own path,
+    and an app without one (examples/echo) gets its token but no `/ws/chat` hint."""
+    project = init_project(tmp_path)
+    (project / "src" / "routes" / "hub.py").write_text(
+        "from pubsocket import pubsub\n\npubsub('/live', secured=True)\n"
+        "pubsub('/cf', protocol='centrifuge', secured=True)\n")
+    with serving([str(project), "--port", "0"], cwd=tmp_path) as proc:
+        proc.wait_for(r"Try: .*\n")
+        banner = proc.read()
+    base = f"127.0.0.1:{proc.port}"
+    assert f"  WebSocket: ws://{base}/live\n" in banner, banner
+    assert re.search(rf"  Try: +websocat -H='Authorization: Bearer [\w.-]+' ws://{base}/live\n",
+                     banner), banner
+    assert f"  Centrifuge: ws://{base}/cf\n" in banner, banner
+    assert "/ws/chat" not in banner and "/connection/websocket" not in banner, banner
+    key, secret = "k" * 32, "s" * 40
+    with serving([str(ROOT / "examples" / "echo"), "--port", "0"], cwd=tmp_path,
+                 API_KEY=key, SECRET=secret) as proc:
+        proc.wait_for(r"Token: .*\n")
+        banner = proc.read()
+    assert "/ws/chat" not in banner and "WebSocket:" not in banner and "Try:" not in banner

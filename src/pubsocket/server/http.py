@@ -5,8 +5,8 @@ bodies, and the limits: 431 past 8 KiB per header line, 16 KiB of request head o
 headers; 414 past 8 KiB of URL; 413 past the body limit. The head is counted in the
 bytes fed to the parser while it is incomplete, so a body that arrives in the same
 segment as its head never counts against the head. The request head must arrive within
-the handshake timeout. An upgrade request gets a `NativeUpgrader`; once the handler
-accepts, the transport is handed to a `WSConnection`.
+the handshake timeout. An upgrade request gets a `NativeUpgrader` (server/upgrade.py);
+once the handler accepts, the transport is handed to a `WSConnection`.
 
 Write side (issue 15): one response at a time per connection. After a response is
 written, a connection holding more than `outbound_budget` unsent bytes serves nothing
@@ -24,14 +24,11 @@ import contextlib
 import logging
 import sys
 from collections import deque
-from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
-from websockets.protocol import Side
-from websockets.typing import Subprotocol
 
 from ..errors import HTTPError
 from ..log import refusals
@@ -39,11 +36,10 @@ from ..web.request import Headers, Request
 from ..web.response import BODILESS, Response, error_response
 from ..web.streaming import StreamResponse
 from . import access
-from .deflate import negotiate as negotiate_deflate
 from .frames import FrameProtocol
-from .handshake import accept_handshake
 from .sse import serve_stream
 from .state import ServerState
+from .upgrade import NativeUpgrader
 from .websocket import WSConnection
 
 log = logging.getLogger("pubsocket.server")
@@ -347,61 +343,6 @@ class HttpProtocol(asyncio.Protocol):
         if tail:
             conn.data_received(tail)
         transport.resume_reading()
-        return conn
-
-
-class NativeUpgrader:
-    """The `pubsocket.web.Upgrader` of the native server."""
-
-    def __init__(self, http: HttpProtocol, request: Request) -> None:
-        self._http = http
-        self._request = request
-        self._accepted: WSConnection | None = None
-        self._started = http.state.loop.time()  # for the access log
-
-    @property
-    def accepted(self) -> WSConnection | None:
-        """The connection once `accept` succeeded."""
-        return self._accepted
-
-    @property
-    def open_connections(self) -> int:
-        """WebSocket connections (and SSE streams) open in this process."""
-        state = self._http.state
-        return len(state.websockets) + len(state.streams)
-
-    async def accept(
-        self,
-        subprotocols: Sequence[str] = (),
-        max_message_size: int | None = None,
-        max_fragments: int | None = None,
-    ) -> WSConnection:
-        """Validate the handshake, answer 101 and return the open connection."""
-        if self._accepted is not None:
-            return self._accepted
-        settings = self._http.state.settings
-        deflate = (negotiate_deflate(self._request.headers.getall("sec-websocket-extensions"))
-                   if settings.compression == "deflate" else None)
-        head, chosen = accept_handshake(self._request.method, self._request.headers,
-                                        subprotocols, deflate[0] if deflate else None)
-        proto = FrameProtocol(
-            Side.SERVER,
-            max_size=(settings.max_message_size if max_message_size is None
-                      else max_message_size) or None,
-        )
-        if deflate is not None:  # inbound inflated by websockets (server/deflate.py)
-            proto.extensions = [deflate[1]]
-            proto.min_compress = settings.compression_min_size
-        proto.subprotocol = Subprotocol(chosen) if chosen is not None else None
-        self._accepted = conn = self._http.switch_to_websocket(
-            head, proto,
-            settings.max_fragments if max_fragments is None else max_fragments,
-        )
-        if settings.access_log:
-            request, peer = self._request, self._request.client
-            now = self._http.state.loop.time()
-            access.request(request.method, request.path, 101, now - self._started, peer)
-            conn.access = (request.path, peer, now)
         return conn
 
 

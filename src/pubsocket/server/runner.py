@@ -152,7 +152,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def run(make_app: Callable[[], App], host: str, port: int, workers: int = 1,
         ready: Callable[[Server], None] | None = None) -> None:
-    """Serve until signalled. With `workers` > 1, fork that many processes on one port."""
+    """Serve until signalled. With `workers` > 1, fork that many processes on one port.
+
+    `make_app` is called once per process that serves: the first app made (here, in
+    the parent) also serves worker 0, which inherits it unstarted through the fork;
+    every other worker makes its own, so no two workers share a hub."""
     if workers <= 1:
         _run_one(make_app(), host, port, reuse_port=False, ready=ready)
         return
@@ -166,7 +170,7 @@ def run(make_app: Callable[[], App], host: str, port: int, workers: int = 1,
         if pid == 0:  # child
             code = 0
             try:
-                _run_one(make_app(), host, port, reuse_port=True,
+                _run_one(app if index == 0 else make_app(), host, port, reuse_port=True,
                          ready=ready if index == 0 else None)
             except BaseException:
                 log.exception("worker failed")

@@ -210,7 +210,7 @@ class App:
                 # the message set is closed, so it is a fine throttling kind.
                 refusals.warn(f"unauthorized ({exc.message})", _peer(request),
                               level=logging.INFO)
-            elif exc.status == 403 and upgrader is None:  # 429: logged in web/limits.py
+            elif exc.status == 403:  # logged here only, once (429: in web/limits.py)
                 self.limits.refused(request, exc.code)
             return error_response(exc, _refusal_headers(exc))
         except ConnectionClosed:
@@ -276,8 +276,7 @@ class App:
     def _check_upgrade(self, request: Request) -> None:
         if not origin_allowed(request.headers.get("origin"), request.headers.get("host"),
                               self.settings.allowed_origins):  # web/origins.py: same site
-            refusals.warn("origin_not_allowed", _peer(request))
-            raise HTTPError(403, "origin_not_allowed", "origin not allowed")
+            raise HTTPError(403, "origin_not_allowed", "origin not allowed")  # _dispatch logs
         cap = self.settings.max_connections
         assert request.upgrader is not None
         if cap and request.upgrader.open_connections >= cap:

@@ -76,8 +76,7 @@ async def authenticate_with_hook(app: App, request: Request, hook: ConnectHook) 
     the hook raised) before any upgrade. A hook returning another type is a programming
     error: `TypeError`, which the app answers with 500 and logs.
     """
-    if not origin_allowed(request, app.settings.allowed_origins):
-        refusals.warn("cookie_origin", request.client)
+    if not origin_allowed(request, app.settings.allowed_origins):  # the app logs the 403
         raise HTTPError(403, "origin_not_allowed", "origin not allowed")
     if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
             getattr(hook, "__call__", None)):  # noqa: B004 (an async __call__ object)

@@ -93,10 +93,10 @@ def open_session(app: App, stream: Stream, session: Session, max_size: int,
 
 
 def check_origin(app: App, request: Request) -> None:
-    """The upgrade's Origin rule (web/origins.py): 403 ``origin_not_allowed``."""
+    """The upgrade's Origin rule (web/origins.py): 403 ``origin_not_allowed``, which
+    the app logs (`App._dispatch` logs every 403 once; not here too)."""
     if not origin_allowed(request.headers.get("origin"), request.headers.get("host"),
                           app.settings.allowed_origins):
-        app.limits.refused(request, "origin_not_allowed")
         raise HTTPError(403, "origin_not_allowed", "origin not allowed")
 
 

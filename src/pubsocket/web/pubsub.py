@@ -30,7 +30,7 @@ from .http_fallback import fallback_handler
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
-from .routing import AUTH_ATTR, Handler, mark_auth
+from .routing import AUTH_ATTR, PROTOCOL_ATTR, Handler, mark_auth
 from .server_api import ROUTED, SERVER_API_PREFIX, ServerApi, is_server_api
 from .websocket import Websocket
 
@@ -140,6 +140,7 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
         target.on_startup(say_open)
     if authenticate is not None:
         set_connect_hook(pubsub_endpoint, authenticate)
+    setattr(pubsub_endpoint, PROTOCOL_ATTR, protocol)  # for the `serve` banner
     target.get(path)(pubsub_endpoint)
     if endpoint is not None and emulation:
         mount_emulation(target, endpoint, protobuf, pre_connect, secured=secured,

@@ -31,6 +31,10 @@ AuthMode = Literal["secured", "noauth", "token", "in_band"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 AUTH_ATTR = "__pubsocket_auth__"
+# Set by `pubsub()` on the hub's WebSocket endpoint: the protocol it speaks ("plain":
+# plain JSON and pubsocket.v1; "centrifuge"). `pubsocket serve` names these endpoints
+# in its banner (a hand-written WebSocket route cannot be told from a page until called).
+PROTOCOL_ATTR = "__pubsocket_protocol__"
 
 
 def _compile(path: str) -> re.Pattern[str]:
