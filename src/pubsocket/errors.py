@@ -114,10 +114,14 @@ class HTTPError(PubsocketError):
 
 
 class Unauthorized(HTTPError):
-    """No valid Bearer token: HTTP 401 before any upgrade."""
+    """No valid Bearer token: HTTP 401 before any upgrade. `kind` names the refusal in
+    the refusal log (`pubsocket.log.unauthorized`, docs/security.md): ``invalid_token``,
+    ``token_expired`` or ``connect_hook`` (a connection hook refused)."""
 
-    def __init__(self, message: str = "a valid Bearer token is required") -> None:
+    def __init__(self, message: str = "a valid Bearer token is required",
+                 kind: str = "invalid_token") -> None:
         super().__init__(401, "unauthorized", message)
+        self.kind = kind
 
 
 class TokenExpired(Unauthorized):
@@ -125,7 +129,7 @@ class TokenExpired(Unauthorized):
     Centrifuge protocol answers it with error 109, so the SDK fetches a new token)."""
 
     def __init__(self) -> None:
-        super().__init__("token expired")
+        super().__init__("token expired", "token_expired")
 
 
 class RateLimited(HTTPError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
+from .errors import Unauthorized
+
 APP_LOGGER = logging.getLogger("pubsocket.app")
 
 
@@ -73,9 +75,12 @@ class Throttled:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def warn(self, kind: str, peer: object = None, level: int = logging.WARNING) -> bool:
+    def warn(self, kind: str, peer: object = None, level: int = logging.WARNING,
+             detail: str = "") -> bool:
         """Log one refusal of `kind` by `peer` unless one was logged within the
-        interval (then count it). True when a line was written."""
+        interval (then count it). True when a line was written. `detail`, a fixed text
+        (never client input), follows the peer: ``...:5555: bad signature``; it does not
+        split the kind's throttling."""
         now = time.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self._interval:
@@ -86,9 +91,21 @@ class Throttled:
             self._held.clear()
         self._last[kind] = now
         held = self._held.pop(kind, 0)
-        self._logger.log(level, "limit %s by %s%s", kind, peer if peer is not None else "?",
+        self._logger.log(level, "limit %s by %s%s%s", kind, peer if peer is not None else "?",
+                         f": {detail}" if detail else "",
                          f" (+{held} more since the last)" if held else "")
         return True
 
 
 refusals = Throttled(logging.getLogger("pubsocket.limits"))
+
+
+def unauthorized(exc: Unauthorized, peer: object) -> None:
+    """Log a refused authentication once, under its `kind`: ``invalid_token`` with the
+    reason (``bad signature``...; never the token), ``token_expired`` at INFO (a client
+    holding an old token is routine: the SDKs fetch a new one), ``connect_hook``.
+    Called where the refusal is answered (`App._dispatch` for every 401, a Centrifuge
+    connect), never where it is raised, so each refusal is one line."""
+    refusals.warn(exc.kind, peer,
+                  logging.INFO if exc.kind == "token_expired" else logging.WARNING,
+                  exc.message if exc.kind == "invalid_token" else "")

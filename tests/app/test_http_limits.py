@@ -82,8 +82,9 @@ async def test_token_routes_share_the_budget_under_asgi_too(serve_any: Any) -> N
 async def test_bad_tokens_spend_the_address_budget_then_429_unverified(
         serve_any: Any, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fresh throttle: the process-wide one may have logged this kind a moment ago.
-    monkeypatch.setattr("pubsocket.web.limits.refusals",
+    # A fresh throttle: the process-wide one may have logged this kind a moment ago
+    # (the app logs a 401 through `pubsocket.log.unauthorized`).
+    monkeypatch.setattr("pubsocket.log.refusals",
                         Throttled(logging.getLogger("pubsocket.limits")))
     running = await serve_any(api_app(auth_failure_limit=0.1, auth_failure_burst=3))
     body = orjson.dumps({"topic": "room:a", "data": 1})

@@ -34,7 +34,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..hub import Hub
-from ..log import refusals
+from ..log import unauthorized
 from .connect_auth import authenticate_with_hook, carries_token, connect_hook
 from .cors import cors_headers
 from .health import health_response
@@ -205,12 +205,11 @@ class App:
             if upgrader is not None and upgrader.accepted is not None:
                 await upgrader.accepted.close(CloseCode.POLICY_VIOLATION, exc.code)
                 return None
+            # Each 401 and 403 is logged here only, once, never where it is raised
+            # (429s: in web/limits.py). A 401's kind and reason: `log.unauthorized`.
             if isinstance(exc, Unauthorized):
-                # The reason (expired, bad signature...) is in the body and the log;
-                # the message set is closed, so it is a fine throttling kind.
-                refusals.warn(f"unauthorized ({exc.message})", _peer(request),
-                              level=logging.INFO)
-            elif exc.status == 403:  # logged here only, once (429: in web/limits.py)
+                unauthorized(exc, _peer(request))
+            elif exc.status == 403:
                 self.limits.refused(request, exc.code)
             return error_response(exc, _refusal_headers(exc))
         except ConnectionClosed:

@@ -37,7 +37,6 @@ from urllib.parse import urlsplit
 from ..auth import Principal, offered_subprotocols
 from ..auth.tokens import BEARER_SUBPROTOCOL
 from ..errors import HTTPError, Unauthorized
-from ..log import refusals
 from .request import Request
 from .routing import Handler
 
@@ -73,22 +72,27 @@ async def authenticate_with_hook(app: App, request: Request, hook: ConnectHook) 
     """The principal for an upgrade without a token: Origin check, then `hook`.
 
     Raises `HTTPError` (403 ``origin_not_allowed``; 401 when the hook returns None; what
-    the hook raised) before any upgrade. A hook returning another type is a programming
+    the hook raised) before any upgrade; a 401 is of kind ``connect_hook``, the name
+    the app logs it under. A hook returning another type is a programming
     error: `TypeError`, which the app answers with 500 and logs.
     """
     if not origin_allowed(request, app.settings.allowed_origins):  # the app logs the 403
         raise HTTPError(403, "origin_not_allowed", "origin not allowed")
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
-            getattr(hook, "__call__", None)):  # noqa: B004 (an async __call__ object)
-        result = await hook(request)  # type: ignore[misc]
-    else:
-        result = await asyncio.to_thread(hook, request)
-        if inspect.isawaitable(result):  # a plain def returning an awaitable
-            result = await result
+    try:
+        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+                getattr(hook, "__call__", None)):  # noqa: B004 (an async __call__ object)
+            result = await hook(request)  # type: ignore[misc]
+        else:
+            result = await asyncio.to_thread(hook, request)
+            if inspect.isawaitable(result):  # a plain def returning an awaitable
+                result = await result
+    except Unauthorized as exc:  # the hook's own 401: logged as the hook's refusal
+        exc.kind = "connect_hook"
+        raise
     principal = to_principal(result)
-    if principal is None:
-        refusals.warn("connect_hook", request.client)
-        raise Unauthorized("a signed-in session or a valid token is required")
+    if principal is None:  # the app logs the 401 (`connect_hook`)
+        raise Unauthorized("a signed-in session or a valid token is required",
+                           "connect_hook")
     return principal
 
 

@@ -8,7 +8,8 @@ verified again.
 Failed authentications are charged to the peer address on a second, smaller budget;
 once it is spent, that address's token routes answer 429 without verifying anything, so
 a flood of bad tokens costs one dict lookup per request. Refusals are logged through
-`pubsocket.log.refusals` (rate-limited, never the token).
+`pubsocket.log.refusals` (rate-limited, never the token): 429s here, 401s and 403s once
+by `App._dispatch`.
 
 The tables are bounded: past `max_keys` clients, idle (refilled) buckets are dropped,
 then the oldest tenth, so a flood of fresh keys costs amortized O(1) and cannot grow
@@ -129,9 +130,9 @@ class HttpLimits:
                 del self._limited[request.headers.get("authorization", "")]
 
     def auth_failed(self, request: Request) -> None:
-        """Charge a failed authentication to the peer address and log it."""
+        """Charge a failed authentication to the peer address (the 401 that follows is
+        logged once, by `App._dispatch`)."""
         self.auth_failures.take(address_key(request))
-        refusals.warn("invalid_token", _peer(request))
 
     def refused(self, request: Request, kind: str) -> None:
         """Log another refusal of `request` (a 403 from its handler)."""

@@ -31,7 +31,7 @@ import orjson
 from ...auth import Action, Principal, expiry_of
 from ...errors import BrokerError, TokenExpired, Unauthorized
 from ...hub import handlers
-from ...log import refusals
+from ...log import refusals, unauthorized
 from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
 from . import server_subs
 from .codec import ServerSubs
@@ -168,13 +168,15 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
 
 def _verify(gate: Gate, session: Session, token: str,
             cmd_id: CmdId | None) -> Principal | None:
-    """The token's principal; else the refusal is sent (109 if only expired) and None."""
+    """The token's principal; else the refusal is logged once and sent (109 if only
+    expired), and None."""
     auth = session.authenticator
     try:
         if auth is None or not token:
             raise Unauthorized("invalid token")
         return auth.principal_of(token)
     except Unauthorized as exc:
+        unauthorized(exc, session.address)
         if isinstance(exc, TokenExpired):
             # The SDK gets a new token from its callback and connects again.
             gate.stage = REFUSED
