@@ -4,6 +4,8 @@
 ``pubsocket.app`` logger. The level is set once by `configure_logging(settings)` (the CLI
 does it from `PUBSOCKET_LOG_LEVEL` / `TINA4_DEBUG_LEVEL`); importing does nothing.
 The framework's own loggers live under ``pubsocket.*`` and never log payloads or tokens.
+Refusals (a limit hit, a bad token) go through `refusals` (`Throttled`, on
+``pubsocket.limits``), a refused authentication through `unauthorized`.
 """
 
 from __future__ import annotations
