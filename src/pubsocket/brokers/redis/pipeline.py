@@ -10,7 +10,8 @@ Flusher coalesce a batch into one write per WebSocket.
 
 Contracts:
 
-* Every future completes: with the publication, with `BrokerError` when Redis refused
+* Every future completes: with the publication (`submit`) or PUBLISH's count of
+  receivers (`submit_counted`), with `BrokerError` when Redis refused
   that command (the others are unaffected), or with `BrokerUnavailable` when the link
   broke, the connection could not be opened, or no reply came within `timeout`. A
   command in flight when the link broke may still have run; it is reported as
@@ -56,16 +57,17 @@ except ImportError:  # pragma: no cover - hiredis comes with the redis extra
 class _Item:
     """One queued command and where its answer goes."""
 
-    __slots__ = ("args", "future", "payload", "pub", "publisher", "retried", "t0")
+    __slots__ = ("args", "counted", "future", "payload", "pub", "publisher", "retried", "t0")
 
     def __init__(
         self,
         args: Command,
-        future: asyncio.Future[Publication],
+        future: asyncio.Future[Any],  # of a Publication, or of an int when `counted`
         pub: Publication | None,
         payload: bytes,
         t0: float,
         publisher: Publisher | None = None,
+        counted: bool = False,
     ) -> None:
         self.args = args
         self.future = future
@@ -74,6 +76,7 @@ class _Item:
         self.publisher = publisher
         self.t0 = t0
         self.retried = False
+        self.counted = counted  # the future gets the integer reply itself
 
 
 class PublishPipeline:
@@ -126,6 +129,21 @@ class PublishPipeline:
             future.set_exception(BrokerUnavailable("publish queue full"))
             return future
         self._pending.append(_Item(args, future, pub, payload, loop.time(), publisher))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
+        self._wake.set()
+        return future
+
+    def submit_counted(self, args: Command) -> asyncio.Future[int]:
+        """Queue `args` (a PUBLISH) like `submit`, in the same order; the future gets
+        Redis's integer reply (PUBLISH: the number of clients that received it)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        if len(self._pending) >= self._max_queued:
+            self.errors += 1
+            future.set_exception(BrokerUnavailable("publish queue full"))
+            return future
+        self._pending.append(_Item(args, future, None, b"", loop.time(), None, True))
         if self._writer is None:
             self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
         self._wake.set()
@@ -246,6 +264,13 @@ class PublishPipeline:
         if isinstance(reply, ResponseError):
             self.errors += 1
             future.set_exception(BrokerError(f"broker rejected the publish: {reply}"))
+            return
+        if item.counted:
+            if isinstance(reply, int):
+                future.set_result(reply)
+            else:
+                self.errors += 1
+                future.set_exception(BrokerError(f"unexpected publish reply: {reply!r}"))
             return
         try:
             pub = item.pub or publication_from_reply(reply, item.payload, item.publisher)
