@@ -57,17 +57,19 @@ except ImportError:  # pragma: no cover - hiredis comes with the redis extra
 class _Item:
     """One queued command and where its answer goes."""
 
-    __slots__ = ("args", "counted", "future", "payload", "pub", "publisher", "retried", "t0")
+    __slots__ = ("args", "future", "payload", "pub", "publisher", "retried", "t0")
+    # A class attribute, not a slot: ordinary items pay nothing to carry it, and it is
+    # read only for an item without a known publication (see `_resolve`).
+    counted = False  # True: the future gets the integer reply itself (`_Counted`)
 
     def __init__(
         self,
         args: Command,
-        future: asyncio.Future[Any],  # of a Publication, or of an int when `counted`
+        future: asyncio.Future[Any],  # of a Publication (of an int for `_Counted`)
         pub: Publication | None,
         payload: bytes,
         t0: float,
         publisher: Publisher | None = None,
-        counted: bool = False,
     ) -> None:
         self.args = args
         self.future = future
@@ -76,7 +78,13 @@ class _Item:
         self.publisher = publisher
         self.t0 = t0
         self.retried = False
-        self.counted = counted  # the future gets the integer reply itself
+
+
+class _Counted(_Item):
+    """A PUBLISH whose future gets Redis's reply: how many clients received it."""
+
+    __slots__ = ()
+    counted = True
 
 
 class PublishPipeline:
@@ -143,7 +151,7 @@ class PublishPipeline:
             self.errors += 1
             future.set_exception(BrokerUnavailable("publish queue full"))
             return future
-        self._pending.append(_Item(args, future, None, b"", loop.time(), None, True))
+        self._pending.append(_Counted(args, future, None, b"", loop.time()))
         if self._writer is None:
             self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
         self._wake.set()
@@ -265,19 +273,21 @@ class PublishPipeline:
             self.errors += 1
             future.set_exception(BrokerError(f"broker rejected the publish: {reply}"))
             return
-        if item.counted:
-            if isinstance(reply, int):
-                future.set_result(reply)
-            else:
+        pub = item.pub  # known for a plain PUBLISH: its reply (a count) is not needed
+        if pub is None:
+            if item.counted:
+                if isinstance(reply, int):
+                    future.set_result(reply)
+                    return
                 self.errors += 1
                 future.set_exception(BrokerError(f"unexpected publish reply: {reply!r}"))
-            return
-        try:
-            pub = item.pub or publication_from_reply(reply, item.payload, item.publisher)
-        except (ValueError, TypeError, AttributeError) as exc:
-            self.errors += 1
-            future.set_exception(BrokerError(f"unexpected publish reply: {exc}"))
-            return
+                return
+            try:
+                pub = publication_from_reply(reply, item.payload, item.publisher)
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.errors += 1
+                future.set_exception(BrokerError(f"unexpected publish reply: {exc}"))
+                return
         future.set_result(pub)
 
     # -- failure --------------------------------------------------------------------
