@@ -21,7 +21,7 @@ from pubsocket.brokers.redis import RedisBroker, backoff
 from pubsocket.codecs import V1
 from pubsocket.hub.relay import RouteResult
 from pubsocket.hub.session import Session
-from tests.proxy_base import TcpProxy
+from tests.link_proxy import Link
 from tests.unit.test_session import MemoryPeer
 
 from .test_redis_faults import RedisServer, server  # noqa: F401 - the fixture
@@ -182,18 +182,6 @@ async def test_broker_outage_is_unavailable_then_routing_resumes(
     await asyncio.wait_for(routed(), 10)
     assert b"during" not in fed and fed[0] == b"before"
     assert a.relay.stats.fed_routed == len(fed)
-
-
-class Link(TcpProxy):
-    """Node A's link to Redis: forwards to `target` until closed (every connection
-    aborted, new ones refused); `reopen` listens on the same port again."""
-
-    def __init__(self, target: int, port: int = 0) -> None:
-        super().__init__(port=port)
-        self.target = target
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.forward(reader, writer, self.target)
 
 
 async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
