@@ -201,8 +201,10 @@ class Broker(ABC):
         handed it to (one per subscribed node; Redis: PUBLISH's reply). Returns the
         count inline, or a future already queued in publish order (after every earlier
         `publish_nowait` or `publish_counted_nowait` of this broker), or None when this
-        broker cannot count (the default: then `publish`, the count unknown). The
-        future fails as `publish` does."""
+        broker cannot count every node's subscription (the default: then `publish`, the
+        count unknown; e.g. a Redis Cluster's PUBLISH counts one shard's subscribers
+        only). 0 must mean that no node received it. The future fails as `publish`
+        does."""
         return None
 
     def history_nowait(self, topic: str, since: int | None, limit: int,
