@@ -2,9 +2,10 @@
 every connection's writers so `cut()` and `close()` can abort them all, open an
 upstream connection to a server on 127.0.0.1, and pipe bytes as they come (a streamed
 response is never buffered). Each proxy (tests/round_robin_proxy.py,
-tests/ws_refusing_proxy.py, tests/blackhole.py, tests/centrifuge_js/proxy.py) is a
-`TcpProxy` whose `handle` says what it does with one accepted connection; an instance is
-its own async context manager (started on entry, closed on exit)."""
+tests/ws_refusing_proxy.py, tests/blackhole.py, tests/link_proxy.py,
+tests/centrifuge_js/proxy.py) is a `TcpProxy` whose `handle` says what it does with one
+accepted connection; an instance is its own async context manager (started on entry,
+closed on exit)."""
 
 from __future__ import annotations
 

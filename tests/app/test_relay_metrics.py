@@ -31,3 +31,4 @@ async def test_relay_counters_are_scraped(serve: Any) -> None:
     assert samples["pubsocket_relay_sent_total"] == 0
     assert samples["pubsocket_relay_fed_routed_total"] == 0
     assert samples["pubsocket_relay_unavailable_total"] == 0
+    assert samples["pubsocket_relay_unreachable_total"] == 0

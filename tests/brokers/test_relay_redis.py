@@ -1,7 +1,8 @@
 """`CommandRelay` across nodes: two hubs on one real Redis (no sticky sessions).
 
 A session registered on node A; node B routes commands to it through Redis. The outage
-tests run their own ``redis-server`` (test_redis_faults.RedisServer) and SIGKILL it.
+tests run their own ``redis-server`` (test_redis_faults.RedisServer) and SIGKILL it, or
+cut node A's own link to it (a TCP proxy between A and Redis that aborts and refuses).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pubsocket.brokers.redis import RedisBroker, backoff
 from pubsocket.codecs import V1
 from pubsocket.hub.relay import RouteResult
 from pubsocket.hub.session import Session
+from tests.link_proxy import Link
 from tests.unit.test_session import MemoryPeer
 
 from .test_redis_faults import RedisServer, server  # noqa: F401 - the fixture
@@ -109,8 +111,10 @@ async def test_an_unknown_remote_session_is_sent_then_dropped_on_its_node(
         await _until(lambda: a.relay.stats.dropped == 1)
     assert "routed command for a session not on this node dropped" in caplog.messages
     assert await a.relay.route(a.relay.node, "gone", b"{}") is RouteResult.UNKNOWN_SESSION
-    # A node that no longer runs: nobody receives it, nothing breaks.
-    assert await b.relay.route("0" * 16, "s1", b"{}") is RouteResult.SENT
+    # A node that does not run: Redis handed the PUBLISH to nobody, so B says the
+    # session is unknown (404: the client reconnects now, not at its command timeout).
+    assert await b.relay.route("0" * 16, "s1", b"{}") is RouteResult.UNKNOWN_SESSION
+    assert b.relay.stats.unreachable == 1 and b.relay.stats.sent == 1
     for bad_node in ("a b", "n", "0" * 15, "A" * 16, "$control"):  # never a node's id
         assert await b.relay.route(bad_node, "s1", b"{}") is RouteResult.UNKNOWN_SESSION
     assert await b.relay.route(a.relay.node, "a b", b"{}") is RouteResult.UNKNOWN_SESSION
@@ -178,3 +182,65 @@ async def test_broker_outage_is_unavailable_then_routing_resumes(
     await asyncio.wait_for(routed(), 10)
     assert b"during" not in fed and fed[0] == b"before"
     assert a.relay.stats.fed_routed == len(fed)
+
+
+async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
+        make_hub: MakeHub, server: RedisServer) -> None:  # noqa: F811
+    """No node hears ``$n:A``: its process stopped (here its hub closed), or its own
+    Redis link broke while B's holds. B's PUBLISH reaches nobody, so B answers
+    UNKNOWN_SESSION (404) at once instead of SENT (204) for a lost command. Once A is
+    back on Redis and re-subscribed, B routes to it again, in order."""
+    await server.start()
+    quick = {"backoff_policy": lambda: backoff(0.05, 0.2, 0.2), "confirm_timeout": 1.0}
+    link = Link(server.port)
+    await link.start()
+    port = link.port
+    a = await make_hub(f"redis://127.0.0.1:{port}/0?prefix=cut:", **quick)
+    b = await make_hub(f"{server.url}?prefix=cut:", **quick)
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    assert await b.relay.route(a.relay.node, "s1", b"before") is RouteResult.SENT
+    await _until(lambda: fed == [b"before"])
+
+    await link.close()  # A's link cut: Redis sees A's connections close
+    await _until(lambda: not a.broker.healthy)
+    started = asyncio.get_running_loop().time()
+    assert await b.relay.route(a.relay.node, "s1", b"lost") is RouteResult.UNKNOWN_SESSION
+    assert asyncio.get_running_loop().time() - started < 1.0  # one PUBLISH round trip
+    assert b.relay.stats.unreachable == 1 and b.broker.healthy
+
+    link = Link(server.port, port)  # the link is back: A reconnects, re-subscribes
+    await link.start()
+    try:
+        await _until(lambda: a.broker.healthy, timeout=10)
+
+        async def routed() -> None:  # until A's channel is confirmed again (bounded)
+            for _ in range(200):
+                if await b.relay.route(a.relay.node, "s1", b"after") is RouteResult.SENT:
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(routed(), 10)
+        results = await asyncio.gather(*(b.relay.route(a.relay.node, "s1", b"%d" % i)
+                                         for i in range(50)))
+        assert set(results) == {RouteResult.SENT}
+        await _until(lambda: len(fed) == 52)
+        assert fed == [b"before", b"after"] + [b"%d" % i for i in range(50)]
+
+        await a.close()  # A stops: its subscriber connection closes with it
+        assert await b.relay.route(a.relay.node, "s1", b"x") is RouteResult.UNKNOWN_SESSION
+    finally:
+        await link.close()
+
+
+async def test_a_broker_that_cannot_count_hands_over_as_before(make_hub: MakeHub) -> None:
+    """`publish_counted_nowait` returning None (a broker without receiver counts):
+    the command is published the ordinary way and reported SENT."""
+    a, b = await make_hub(), await make_hub()
+    fed: list[bytes] = []
+    a.relay.register("s1", fed.append)
+    b.broker.publish_counted_nowait = lambda topic, payload: None  # type: ignore[method-assign]
+    assert await b.relay.route(a.relay.node, "s1", b"x") is RouteResult.SENT
+    assert await b.relay.route("0" * 16, "s1", b"y") is RouteResult.SENT  # cannot tell
+    await _until(lambda: fed == [b"x"])
+    assert b.relay.stats.unreachable == 0

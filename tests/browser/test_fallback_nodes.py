@@ -3,7 +3,9 @@ two ``pubsocket serve examples/chat`` processes on one real Redis behind the rou
 proxy (tests/round_robin_proxy.py) with WebSocket upgrades refused. The page's stream
 stays on the node that opened it while its command POSTs take turns between the nodes
 (the other node hands them over through Redis, hub/relay.py); publications, acks and a
-recovery after the proxy cuts every connection all work as on one node."""
+recovery after the proxy cuts every connection all work as on one node. A stream whose
+node is cut from Redis is left at the first command POST the other node cannot hand
+over (404)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import json
 import urllib.request
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
 
 from tests.attack.harness import token
 from tests.browser.test_client_js import WAIT_MS
 from tests.conftest import API_KEY
 from tests.integration.spawn import ROOT, spawn
+from tests.link_proxy import Link
 from tests.round_robin_proxy import round_robin_proxy
 
 CHAT = ROOT / "examples" / "chat"
@@ -72,3 +78,57 @@ async def test_the_fallback_needs_no_sticky_sessions(browser: Any, redis_url: st
             assert out["states"][-1]["recovered"] is True
             assert out["states"][-1]["transport"] == "http_stream"
             assert errors == []
+
+
+async def test_a_node_cut_from_redis_is_left_at_once(browser: Any, redis_url: str) -> None:
+    """The page's stream stays open on its node, but that node's link to Redis is cut
+    (each node reaches Redis through a TCP proxy of its own, tests/link_proxy.py). The
+    next command POST lands on the other node, whose PUBLISH reaches nobody: 404, so
+    the client fails that call at once (not at its 10 s call timeout), reconnects to
+    the other node, recovers, and publishes there."""
+    target = urlsplit(redis_url)
+    assert target.hostname == "127.0.0.1" and target.port is not None
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    async with Link(target.port) as link_a, Link(target.port) as link_b:
+        links = [link_a, link_b]
+        urls = [redis_url.replace(f":{target.port}", f":{link.port}") + f"?prefix={prefix}"
+                for link in links]
+        with spawn(CHAT, PUBSOCKET_BROKER=urls[0]) as a, \
+                spawn(CHAT, PUBSOCKET_BROKER=urls[1]) as b:
+            async with round_robin_proxy([a.port, b.port], refuse_websocket=True) as proxy:
+                page = await browser.new_page()
+                await page.goto(f"http://127.0.0.1:{proxy.port}/")
+                assert await page.evaluate("""async ({url, token}) => {
+                  const ps = await import("/pubsocket.js");
+                  const t = window.t = {states: [], got: []};
+                  const client = window.client = ps.connect(url, {token, backoff: () => 50});
+                  client.on("state", (e) => t.states.push(e));
+                  await client.subscribe("room:cut", (data) => t.got.push(data));
+                  return await client.publish("room:cut", 1);
+                }""", {"url": f"ws://127.0.0.1:{proxy.port}/ws/chat",
+                       "token": token("alice")}) == {"offset": 1}
+                [home] = proxy.backends_of(b"POST /ws/chat?transport=http_stream")
+                await links[home].close()  # its Redis connections aborted, new ones refused
+                redis = Redis.from_url(redis_url)
+                try:  # until Redis dropped that node's channel ($n:<node>): one is left
+                    async with asyncio.timeout(10):
+                        while len(await redis.pubsub_channels(f"{prefix}$n:*")) != 1:
+                            await asyncio.sleep(0.02)
+                finally:
+                    await redis.aclose()
+                proxy.backends, proxy.turn = [(a, b)[1 - home].port], 0  # all to the other
+                failed = await page.evaluate("""async () => {
+                  const started = Date.now();
+                  try { await client.publish("room:cut", 2); return "published"; }
+                  catch (err) { return [err.code, Date.now() - started]; }
+                }""")
+                assert failed[0] == "disconnected" and failed[1] < 1500, failed
+                await page.wait_for_function(
+                    "() => client.state === 'connected' && t.states.at(-1).reconnected",
+                    timeout=WAIT_MS)
+                assert await page.evaluate("() => client.publish('room:cut', 3)") == (
+                    {"offset": 2})
+                await page.wait_for_function("() => t.got.length >= 2", timeout=WAIT_MS)
+                out = await page.evaluate("() => t")
+                assert out["got"] == [1, 3]  # 2 was refused, never published
+                assert out["states"][-1]["recovered"] is True

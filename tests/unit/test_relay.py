@@ -162,3 +162,25 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(3):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+async def test_a_shared_broker_with_nobody_on_the_node_channel_is_unknown() -> None:
+    """A shared broker that counts (here the memory broker claiming to be shared, the
+    way tests/unit/test_hub.py does): a command for a node nobody listens for went
+    nowhere, so it is UNKNOWN_SESSION (404), counted in `unreachable`, not SENT."""
+    from tests.unit.test_hub import SharedMemoryBroker
+
+    h = Hub(Settings(), SharedMemoryBroker())
+    await h.start()
+    try:
+        assert h.relay.ready
+        assert await h.relay.route("0123456789abcdef", "s1", b"x") is (
+            RouteResult.UNKNOWN_SESSION)
+        assert h.relay.stats.unreachable == 1 and h.relay.stats.sent == 0
+        assert h.stats.published == 0  # the relay's publish is not a hub publication
+        fed: list[bytes] = []
+        h.relay.register("s1", fed.append)  # its own node: fed here, no publish
+        assert await h.relay.route(h.relay.node, "s1", b"y") is RouteResult.LOCAL_FED
+        assert fed == [b"y"]
+    finally:
+        await h.close()

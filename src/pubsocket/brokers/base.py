@@ -50,7 +50,9 @@ The ``*_nowait`` methods are inline fast paths for brokers that need no I/O (the
 broker): they return the result, or None when the caller must await the coroutine.
 `publish_nowait` may instead return a future that is already queued in order: a broker
 that pipelines (Redis) enqueues at call time, so consecutive calls keep their order
-without the caller awaiting each one.
+without the caller awaiting each one. `publish_counted_nowait` is the same for a publish
+without history that also says how many nodes the engine handed it to (the command
+relay's, hub/relay.py: a routed command nobody received is reported, not lost).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def size_of(pub: Publication) -> int:
 DeliverFn = Callable[[str, Publication], None]
 ResyncFn = Callable[[], None]
 PublishResult = Publication | asyncio.Future[Publication] | None
+CountResult = int | asyncio.Future[int] | None
 
 
 class Broker(ABC):
@@ -190,6 +193,18 @@ class Broker(ABC):
                        idempotency_key: str | None = None) -> PublishResult:
         """The publication when done inline; a future already queued in publish order;
         or None: then await `publish`."""
+        return None
+
+    def publish_counted_nowait(self, topic: str, payload: bytes) -> CountResult:
+        """Publish `payload` on `topic` without history (delivered as `publish` with
+        `NO_HISTORY` and no publisher delivers it) and count the subscribers the engine
+        handed it to (one per subscribed node; Redis: PUBLISH's reply). Returns the
+        count inline, or a future already queued in publish order (after every earlier
+        `publish_nowait` or `publish_counted_nowait` of this broker), or None when this
+        broker cannot count every node's subscription (the default: then `publish`, the
+        count unknown; e.g. a Redis Cluster's PUBLISH counts one shard's subscribers
+        only). 0 must mean that no node received it. The future fails as `publish`
+        does."""
         return None
 
     def history_nowait(self, topic: str, since: int | None, limit: int,

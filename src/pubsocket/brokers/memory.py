@@ -46,6 +46,7 @@ from collections.abc import Iterable, Iterator
 
 from .base import (
     IDEMPOTENCY_TTL,
+    NO_HISTORY,
     Broker,
     DeliverFn,
     HistoryPage,
@@ -223,6 +224,13 @@ class MemoryBroker(Broker):
             self._remember(topic, idempotency_key, pub)
             return pub
         return self._publish(topic, payload, policy, publisher)
+
+    def publish_counted_nowait(self, topic: str, payload: bytes) -> int:
+        """Publish without history and deliver inline; 1 when this process receives
+        `topic`, else 0 (no other process shares this broker)."""
+        receivers = 1 if self._deliver is not None and topic in self._topics else 0
+        self._publish(topic, payload, NO_HISTORY, None)
+        return receivers
 
     def _seen_key(self, topic: str, key: str) -> tuple[int, str, float] | None:
         now = time.monotonic()

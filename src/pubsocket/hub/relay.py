@@ -6,8 +6,10 @@ naming the session and the node that holds it. Behind a load balancer without st
 sessions the POST may land on any node. The relay of that node either feeds the
 command to the local session (`RouteResult.LOCAL_FED`) or publishes it on the owning
 node's reserved topic ``$n:<node>`` (`SENT`); the owner's relay receives it there and
-feeds it. A ``$`` never appears in a client topic, so no client can subscribe or
-publish to it, the same as ``$control`` (`hub.control`).
+feeds it. A publish that no node received (the owner is gone, or its own broker link
+is down) is `UNKNOWN_SESSION` instead, so the client reconnects at once. A ``$``
+never appears in a client topic, so no client can subscribe or publish to it, the
+same as ``$control`` (`hub.control`).
 
 Contracts:
 
@@ -18,7 +20,8 @@ Contracts:
   delivery (routed). An exception from it is logged and swallowed here, never raised
   into the broker's reader.
 * **Order.** Commands routed by one node to another are fed in the order that node
-  called `route` (the broker keeps one publisher's order: Redis pipelines them on one
+  called `route`: each is queued on the broker before `route` first awaits, and the
+  broker keeps one publisher's order (Redis pipelines them, counted or not, on one
   connection). Commands a client sends as concurrent POSTs that land on different
   nodes have no order the server could keep; the SDKs serialize what needs it.
 * **Cost.** One publish without history (Redis: one ``PUBLISH``, no key, no script)
@@ -27,6 +30,19 @@ Contracts:
   ``route`` returns once the broker took the message (Redis: its reply), so a broken
   broker is reported (`UNAVAILABLE`, the HTTP layer's 503) instead of a silent loss.
   No round trip to the owning node (Centrifugo's survey waits for one).
+* **Nobody received it.** The publish is `Broker.publish_counted_nowait`: the same
+  pipelined PUBLISH, whose reply (which ``route`` awaits anyway) is the number of
+  subscribers Redis handed it to. 0 means no node holds ``$n:<node>`` now: the owner
+  no longer runs (killed, or restarted under a new id), or its own Redis link is down
+  (Redis drops a closed connection's subscriptions at once) or not yet re-subscribed
+  after a reconnect. The command went nowhere, so ``route`` answers `UNKNOWN_SESSION`
+  (the HTTP layer's 404, `stats.unreachable`): both SDKs close the stream and
+  reconnect, instead of a 204 and a loss noticed at the command timeout. The count
+  cannot see a half-open link (Redis still counts a subscriber it has not found dead
+  yet: the command waits in Redis's output buffer for it, or is lost with the link)
+  nor tell a node from a foreign pattern subscriber (a monitoring ``PSUBSCRIBE *``
+  counts: such commands are `SENT`, as before). A broker that cannot count (the
+  default, None) gives `SENT` as before. Ordinary publishes are not counted.
 * **Bounds.** `data` is at most `max_bytes` (the emulation POST's cap: the WebSocket
   message size), else `TOO_LARGE` without I/O; at most `max_pending` routed commands
   wait for the broker at once, else `UNAVAILABLE`. A session id is short printable
@@ -36,14 +52,14 @@ Contracts:
   it, so what waits for a node is bounded by the broker (Redis's pubsub output buffer
   for the node's subscriber connection) and each session by its rate limit.
 * **Unknown session.** Named node is this node and no such session: `UNKNOWN_SESSION`
-  (the client's stream is gone; it reconnects). A command routed to a node that no
-  longer holds the session (it ended meanwhile) or no longer runs is dropped there
-  (a debug log line and `stats.dropped`): the session's stream ended with it, so its
-  client reconnects anyway. A command routed while the owning node's own broker link
-  is down is lost the same way; its client learns it from its command timeout.
+  (the client's stream is gone; it reconnects). Named node is another one that
+  received the command but no longer holds the session (it ended meanwhile): `SENT`,
+  and the command is dropped there (a debug log line and `stats.dropped`); the
+  session's stream ended with it, so its client reconnects anyway. Named node is not
+  running or not listening: `UNKNOWN_SESSION` ("Nobody received it").
 * **Single process.** Without a shared broker (memory) no other node exists: a node id
-  that is not this one's is `UNKNOWN_SESSION`. Node ids are random per relay (so per
-  hub and per process) and stable for its lifetime.
+  that is not this one's is `UNKNOWN_SESSION`, without a publish. Node ids are random
+  per relay (so per hub and per process) and stable for its lifetime.
 """
 
 from __future__ import annotations
@@ -80,7 +96,8 @@ class RouteResult(enum.Enum):
 
     LOCAL_FED = "local_fed"  # fed to the session here, synchronously (204)
     SENT = "sent"  # handed to the broker for the named node (204)
-    UNKNOWN_SESSION = "unknown_session"  # no such session where it could be (404)
+    UNKNOWN_SESSION = "unknown_session"  # no such session where it could be, or no
+    # node received the routed command (404)
     UNAVAILABLE = "unavailable"  # the broker could not take it, or too many wait (503)
     TOO_LARGE = "too_large"  # data over the relay's max_bytes (413)
 
@@ -88,7 +105,7 @@ class RouteResult(enum.Enum):
 class RelayStats:
     """Counters since start (for /metrics and the tests)."""
 
-    __slots__ = ("dropped", "fed_local", "fed_routed", "sent", "unavailable")
+    __slots__ = ("dropped", "fed_local", "fed_routed", "sent", "unavailable", "unreachable")
 
     def __init__(self) -> None:
         self.fed_local = 0  # commands fed to a local session by `route`
@@ -96,6 +113,7 @@ class RelayStats:
         self.fed_routed = 0  # commands other nodes routed here, fed to their session
         self.dropped = 0  # commands routed here for a session this node does not hold
         self.unavailable = 0  # routes refused: broker down or `max_pending` reached
+        self.unreachable = 0  # routed commands no node received (answered unknown)
 
 
 class CommandRelay:
@@ -195,19 +213,18 @@ class CommandRelay:
         if self._closed or self._pending >= self.max_pending or not broker.healthy:
             self.stats.unavailable += 1
             return RouteResult.UNAVAILABLE
-        message = session_id.encode() + _SEP + data
         self._pending += 1
         try:
-            result = broker.publish_nowait(NODE_PREFIX + node, message, NO_HISTORY)
-            if result is None:
-                await broker.publish(NODE_PREFIX + node, message, NO_HISTORY)
-            elif not isinstance(result, Publication):
-                await result
+            receivers = await _publish(broker, NODE_PREFIX + node,
+                                       session_id.encode() + _SEP + data)
         except BrokerError:
             self.stats.unavailable += 1
             return RouteResult.UNAVAILABLE
         finally:
             self._pending -= 1
+        if receivers == 0:  # the owner is gone or deaf: the command went nowhere
+            self.stats.unreachable += 1
+            return RouteResult.UNKNOWN_SESSION
         self.stats.sent += 1
         return RouteResult.SENT
 
@@ -222,6 +239,20 @@ class CommandRelay:
             return
         self.stats.fed_routed += 1
         _feed(feed, data)
+
+
+async def _publish(broker: Broker, topic: str, message: bytes) -> int | None:
+    """Publish `message` without history; how many received it (None: not known).
+    Queued on the broker before the first await, so routes keep their call order."""
+    counted = broker.publish_counted_nowait(topic, message)
+    if counted is not None:
+        return counted if isinstance(counted, int) else await counted
+    result = broker.publish_nowait(topic, message, NO_HISTORY)
+    if result is None:
+        await broker.publish(topic, message, NO_HISTORY)
+    elif not isinstance(result, Publication):
+        await result
+    return None
 
 
 def _feed(feed: Feed, data: bytes) -> None:

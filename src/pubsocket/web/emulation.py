@@ -14,7 +14,8 @@ server sends, and POSTs its commands:
 - ``POST /emulation``: body ``{"session", "node", "data": "<JSON commands>"}`` (JSON)
   or a Protobuf ``EmulationRequest``; 204 once handed to the session, on this node or
   through the broker (the hub's relay, hub/relay.py); 404 when this node is the one
-  named and the session is gone (the SDK reconnects); 400 malformed; 413 larger than
+  named and the session is gone, or when no node received it (the one named is gone
+  or cut from the broker): the SDK reconnects; 400 malformed; 413 larger than
   twice the message size (JSON escaping) plus 4 KiB; 429 past the client's HTTP rate
   limit.
 
@@ -190,7 +191,8 @@ def emulation_handler(app: App) -> Handler:
 
 def check_routed(result: RouteResult, request: Request) -> None:
     """Raise the `HTTPError` for a command the relay could not hand over (one table for
-    both emulation dialects): 404 no such session, 413 too large, 503 broker down."""
+    both emulation dialects): 404 no such session (here, or no node received it), 413
+    too large, 503 broker down."""
     if result is RouteResult.LOCAL_FED or result is RouteResult.SENT:
         return
     if result is RouteResult.UNKNOWN_SESSION:

@@ -11,8 +11,9 @@ fallback"): for a client whose WebSocket is refused (a proxy stripping ``Upgrade
   "http_stream","session":S,"node":N}``.
 - ``POST P?transport=emulation`` with ``{"session","node","data":[command, ...]}``
   hands the commands to that session, on this node or through the broker (hub/relay.py):
-  204; 404 ``unknown_session`` when this node is the one named and has no such session
-  (the client reconnects); 400 malformed or more than `max_frame_commands` commands; 413
+  204; 404 ``unknown_session`` when this node is the one named and has no such session,
+  or when no node received it (the one named is gone or cut from the broker): the
+  client reconnects; 400 malformed or more than `max_frame_commands` commands; 413
   larger than twice the message size plus 4 KiB; 429 past the HTTP rate limit.
 
 Each command reaches the session as one WebSocket message would (`Stream.feed`): the

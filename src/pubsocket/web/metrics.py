@@ -51,6 +51,7 @@ _RELAY_DOCS = {  # hub/relay.py: commands POSTed for HTTP-stream sessions
     "fed_routed": "Commands other nodes routed here, fed to their session",
     "dropped": "Commands routed here for a session this node does not hold",
     "unavailable": "Commands not routed: broker down, or too many waiting for it",
+    "unreachable": "Routed commands no node received (its node gone or deaf): 404",
 }
 
 

@@ -18,8 +18,11 @@ Contracts, beyond `Broker`:
   A publish with an idempotency key passes it as a third key of the same script (or,
   without history, a small EVAL), which checks it first (see `scripts`).
   `publish_nowait` always returns a future already queued in call order on the
-  pipeline; `publish` awaits it. Messages read from one socket read are delivered in
-  one go, without yielding to the loop in between. `history` runs on a connection of
+  pipeline; `publish` awaits it. `publish_counted_nowait` queues a plain PUBLISH on
+  the same pipeline (so in the same order) whose future gets PUBLISH's reply: the
+  clients subscribed to the channel (or to a pattern matching it) when Redis ran it.
+  Messages read from one socket read are delivered in one go, without yielding to the
+  loop in between. `history` runs on a connection of
   its own: it sees every publish whose future completed, not those still queued.
 * `start` never fails because Redis is down: the reader logs ``broker lost`` and keeps
   reconnecting in the background (a node may boot before its Redis does).
@@ -51,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ...errors import BrokerError, BrokerUnavailable
 from ..base import (
     IDEMPOTENCY_TTL,
+    NO_HISTORY,
     Broker,
     DeliverFn,
     HistoryPage,
@@ -238,6 +242,19 @@ class RedisBroker(SubscriberLink, Broker):
             self._meta_ttl_ms, self._idempotency_ttl_ms, idempotency_key,
             self._topic_max_bytes)
         return self._pipeline.submit(command, pub, payload, publisher)
+
+    def publish_counted_nowait(self, topic: str, payload: bytes) -> asyncio.Future[int]:
+        """Queue a PUBLISH without history on the pipeline; the future gets how many
+        subscribers Redis handed it to."""
+        if not self.healthy or self._task is None:
+            self._refused += 1
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            future.set_exception(BrokerUnavailable("broker is not connected"))
+            return future
+        command, _ = publish_command(
+            self.prefix, self._publish_script.sha, topic, payload, NO_HISTORY, None,
+            self._meta_ttl_ms, self._idempotency_ttl_ms, None, self._topic_max_bytes)
+        return self._pipeline.submit_counted(command)
 
     async def publish(
         self, topic: str, payload: bytes, policy: HistoryPolicy, publisher: Publisher | None = None,

@@ -10,7 +10,8 @@ Flusher coalesce a batch into one write per WebSocket.
 
 Contracts:
 
-* Every future completes: with the publication, with `BrokerError` when Redis refused
+* Every future completes: with the publication (`submit`) or PUBLISH's count of
+  receivers (`submit_counted`), with `BrokerError` when Redis refused
   that command (the others are unaffected), or with `BrokerUnavailable` when the link
   broke, the connection could not be opened, or no reply came within `timeout`. A
   command in flight when the link broke may still have run; it is reported as
@@ -57,11 +58,14 @@ class _Item:
     """One queued command and where its answer goes."""
 
     __slots__ = ("args", "future", "payload", "pub", "publisher", "retried", "t0")
+    # A class attribute, not a slot: ordinary items pay nothing to carry it, and it is
+    # read only for an item without a known publication (see `_resolve`).
+    counted = False  # True: the future gets the integer reply itself (`_Counted`)
 
     def __init__(
         self,
         args: Command,
-        future: asyncio.Future[Publication],
+        future: asyncio.Future[Any],  # of a Publication (of an int for `_Counted`)
         pub: Publication | None,
         payload: bytes,
         t0: float,
@@ -74,6 +78,13 @@ class _Item:
         self.publisher = publisher
         self.t0 = t0
         self.retried = False
+
+
+class _Counted(_Item):
+    """A PUBLISH whose future gets Redis's reply: how many clients received it."""
+
+    __slots__ = ()
+    counted = True
 
 
 class PublishPipeline:
@@ -126,6 +137,21 @@ class PublishPipeline:
             future.set_exception(BrokerUnavailable("publish queue full"))
             return future
         self._pending.append(_Item(args, future, pub, payload, loop.time(), publisher))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
+        self._wake.set()
+        return future
+
+    def submit_counted(self, args: Command) -> asyncio.Future[int]:
+        """Queue `args` (a PUBLISH) like `submit`, in the same order; the future gets
+        Redis's integer reply (PUBLISH: the number of clients that received it)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        if len(self._pending) >= self._max_queued:
+            self.errors += 1
+            future.set_exception(BrokerUnavailable("publish queue full"))
+            return future
+        self._pending.append(_Counted(args, future, None, b"", loop.time()))
         if self._writer is None:
             self._writer = loop.create_task(self._write_forever(), name="pubsocket-redis-pub")
         self._wake.set()
@@ -247,12 +273,21 @@ class PublishPipeline:
             self.errors += 1
             future.set_exception(BrokerError(f"broker rejected the publish: {reply}"))
             return
-        try:
-            pub = item.pub or publication_from_reply(reply, item.payload, item.publisher)
-        except (ValueError, TypeError, AttributeError) as exc:
-            self.errors += 1
-            future.set_exception(BrokerError(f"unexpected publish reply: {exc}"))
-            return
+        pub = item.pub  # known for a plain PUBLISH: its reply (a count) is not needed
+        if pub is None:
+            if item.counted:
+                if isinstance(reply, int):
+                    future.set_result(reply)
+                    return
+                self.errors += 1
+                future.set_exception(BrokerError(f"unexpected publish reply: {reply!r}"))
+                return
+            try:
+                pub = publication_from_reply(reply, item.payload, item.publisher)
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.errors += 1
+                future.set_exception(BrokerError(f"unexpected publish reply: {exc}"))
+                return
         future.set_result(pub)
 
     # -- failure --------------------------------------------------------------------
