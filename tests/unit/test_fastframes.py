@@ -9,7 +9,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Side
 
-from pubsocket.server.fastframes import fast_limit, split_frames
+from pubsocket.server.fastframes import cut_short, fast_limit, split_frames
 from pubsocket.server.frames import FrameProtocol, park
 
 BIG = 1 << 63
@@ -65,3 +65,19 @@ def test_fast_limit_only_at_a_frame_boundary_without_extensions() -> None:
     assert fast_limit(deflate, None) == -1
     deflate_parked = park(deflate)
     assert deflate_parked is not None and fast_limit(None, deflate_parked) == -1
+
+
+def test_cut_short_is_the_beginning_of_a_frame_split_frames_would_take() -> None:
+    short, wide = masked(Opcode.TEXT, b"x" * 100), masked(Opcode.BINARY, b"y" * 1000)
+    for frame in (short, wide):
+        for cut in range(1, len(frame)):
+            assert cut_short(b"ab" + frame[:cut], 2, BIG, BIG)
+        assert not cut_short(b"ab" + frame, 2, BIG, BIG)  # whole: split_frames' business
+    assert not cut_short(wide[:50], 0, 999, BIG)  # over the size limit: websockets'
+    assert not cut_short(wide[:50], 0, BIG, 1000)  # longer than a slice: websockets'
+    assert cut_short(wide[:3], 0, 999, 1000)  # the length is not known yet
+    assert not cut_short(masked(Opcode.PING, b"p")[:3], 0, BIG, BIG)
+    assert not cut_short(masked(Opcode.TEXT, b"part", fin=False)[:3], 0, BIG, BIG)
+    assert not cut_short(Frame(Opcode.TEXT, b"unmasked").serialize(mask=False)[:3], 0,
+                         BIG, BIG)
+    assert not cut_short(b"", 0, BIG, BIG)

@@ -82,3 +82,32 @@ def split_frames(data: bytes | bytearray, limit: int, max_frames: int, max_bytes
                              head == _TEXT))
             pos = end
     return pos, messages
+
+
+def cut_short(data: bytes | bytearray, start: int, limit: int, max_bytes: int) -> bool:
+    """True when ``data[start:]`` is the beginning of one frame that `split_frames` would
+    take once the rest of it came (the read ended inside it): the caller keeps it and
+    puts the next bytes after it, so a stream cut anywhere stays on the fast path. The
+    frame must fit in `max_bytes` from its start, so what is kept is under `max_bytes`.
+    When its length is not known yet (a few header bytes) the answer is True: if the
+    frame turns out not to be taken, websockets gets it from its first byte.
+    """
+    have = len(data) - start
+    if have <= 0 or (data[start] != _TEXT and data[start] != _BINARY):
+        return False
+    if have < 2:
+        return True
+    length = data[start + 1] ^ 0x80
+    if length < 126:
+        header = 6
+    elif length == 126:
+        if have < 4:
+            return True
+        header, length = 8, int.from_bytes(data[start + 2:start + 4], "big")
+    elif length == 127:
+        if have < 10:
+            return True
+        header, length = 14, int.from_bytes(data[start + 2:start + 10], "big")
+    else:  # unmasked
+        return False
+    return length <= limit and have < header + length <= max_bytes

@@ -14,7 +14,7 @@ from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame
 
 from ..errors import ConnectionClosed
-from .fastframes import fast_limit, split_frames
+from .fastframes import cut_short, fast_limit, split_frames
 from .frames import lone_pong
 from .resting import Resting
 
@@ -46,8 +46,8 @@ class Inbound(Resting):
 
     def data_received(self, data: bytes) -> None:
         self._state.stats.bytes_in += len(data)
-        if (self._live is None and not self._throttled  # (else it may continue a frame)
-                and (pong := lone_pong(data)) is not None):
+        if (self._live is None and self._unparsed is None  # (else it may end a frame)
+                and not self._throttled and (pong := lone_pong(data)) is not None):
             self._on_pong(pong)  # a keepalive answer: no need to rebuild the protocol
             return
         self._busy = True
@@ -57,30 +57,40 @@ class Inbound(Resting):
             else:
                 self._unparsed += data  # in place: no copy of what is already queued
             return
-        self._feed(data)
+        kept = self._unparsed
+        if kept is None:
+            self._feed(data)
+            return
+        kept += data  # the beginning of a frame `_feed` kept, and what follows it
+        self._unparsed = None
+        self._feed(kept)
 
     # Fairness: one connection's burst (thousands of publishes in one 256 KB read) must
     # not hold up every other connection. Per loop iteration a connection parses at most
     # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
     # the next iteration with reading paused (tests/integration/test_fairness.py).
     # With permessage-deflate, what a slice inflates to counts against the server's
-    # per-iteration budget too (server/deflate.py `InflateBudget`).
+    # per-iteration budget too (server/deflate.py `InflateBudget`). Outside a burst,
+    # `_unparsed` holds only the beginning of a frame for the fast path (`cut_short`).
     def _feed(self, data: bytes | bytearray) -> None:
         limit = -1 if self._closing else fast_limit(self._live, self._parked)
         if limit >= 0:
             end, messages = split_frames(data, limit, FRAMES_PER_TICK, PARSE_SLICE)
-            if end:
+            short = (len(messages) < FRAMES_PER_TICK
+                     and cut_short(data, end, limit, PARSE_SLICE))
+            if end or short:
                 for payload, text in messages:
                     self._message(payload, text)  # after a close: dropped, as before
                 if self._live is not None:
                     self._pump()  # what a revived protocol has to send (a close)
-                if end < len(data):  # this iteration's share is spent: the rest waits
+                if end < len(data):  # a frame begun, or this iteration's share is spent
                     if isinstance(data, bytearray):
-                        del data[:end]  # what _continue passed: no copy (CPython moves
-                        self._unparsed = data  # a bytearray's start for this)
+                        del data[:end]  # no copy: CPython moves a bytearray's start
+                        self._unparsed = data
                     else:
                         self._unparsed = bytearray(memoryview(data)[end:])
-                    self._throttle()
+                    if not short:
+                        self._throttle()
                 return
         proto = self._proto
         budget = self._state.inflate if proto.extensions else None
@@ -130,10 +140,10 @@ class Inbound(Resting):
             self._handle(frames)
         elif self._unparsed:
             data, self._unparsed = self._unparsed, None
-            self._feed(data)
+            self._feed(data)  # what it leaves unthrottled is a frame begun: read on
         if self._throttled:
             return
-        if self._unparsed or self._deferred:
+        if self._deferred or (frames and self._unparsed):  # bytes queued behind frames
             self._throttle()
         elif not self._reading_paused and not self._transport.is_closing():
             self._transport.resume_reading()
