@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from pubsocket import App, ConnectionClosed, Websocket
 from pubsocket.server import fastframes, inbound
 from pubsocket.server.websocket import WSConnection
+from tests.app.test_idle_rest import V1, ack, all_rest, conns
+from tests.app.test_idle_rest import app as idle_app
 from tests.centrifuge.test_frames import raw_upgrade
 from tests.conftest import make_settings
 
@@ -339,3 +343,20 @@ async def test_the_rest_of_a_kept_frame_is_never_taken_for_a_pong(serve: Any) ->
     assert live[0] == [bytes(b ^ key[i % 4] for i, b in enumerate(wire))]
     assert conn.resting
     writer.close()
+
+
+async def test_publishes_and_centrifuge_pings_leave_a_connection_resting(serve: Any) -> None:
+    # Without permessage-deflate (a client that does not offer it, or compression off):
+    # a publish and its ack, and Centrifuge's application-level ping ({} each way), need
+    # no frame protocol. With deflate every inbound frame is websockets' (inflate).
+    srv = await serve(idle_app(compression="off"))
+    async with connect(srv.ws + "/ws/chat", subprotocols=V1) as pub, \
+            connect(srv.ws + "/connection/websocket") as cf:
+        await cf.send(json.dumps({"id": 1, "connect": {}}))
+        assert "connect" in json.loads(await asyncio.wait_for(cf.recv(), 3))
+        await all_rest(srv)
+        await pub.send(json.dumps({"action": "publish", "topic": "t", "data": 1, "id": 2}))
+        await ack(pub, 2)
+        await cf.send("{}")
+        await asyncio.sleep(0.05)
+        assert all(c.resting for c in conns(srv)) and not srv.server.state.awake
