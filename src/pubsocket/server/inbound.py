@@ -83,14 +83,15 @@ class Inbound(Resting):
                     self._message(payload, text)  # after a close: dropped, as before
                 if self._live is not None:
                     self._pump()  # what a revived protocol has to send (a close)
-                if end < len(data):  # a frame begun, or this iteration's share is spent
+                if short:  # a frame begun: kept in a buffer of its own size (it may
+                    self._unparsed = bytearray(memoryview(data)[end:])  # stay a while)
+                elif end < len(data):  # this iteration's share is spent: a burst
                     if isinstance(data, bytearray):
                         del data[:end]  # no copy: CPython moves a bytearray's start
                         self._unparsed = data
                     else:
                         self._unparsed = bytearray(memoryview(data)[end:])
-                    if not short:
-                        self._throttle()
+                    self._throttle()
                 return
         proto = self._proto
         budget = self._state.inflate if proto.extensions else None
