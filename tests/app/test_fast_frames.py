@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -300,14 +301,15 @@ async def test_a_burst_is_sliced_by_the_fairness_limits_and_stays_in_order(
     sizes = [5 + (n * 37) % 250 for n in range(count)]
     burst = [f"{n:04}".encode() + b"y" * (size - 4) for n, size in enumerate(sizes)]
     assert sum(sizes) > inbound.PARSE_SLICE
-    writer.write(b"".join(frame(0x1, m) for m in burst))
+    cut = frame(0x1, b"cut in two")
+    writer.write(b"".join(frame(0x1, m) for m in burst) + cut[:4])
     async with asyncio.timeout(5):
         while len(live[0]) < count:
             await asyncio.sleep(0.01)
     assert live[0] == [m.decode() for m in burst]
     assert conn.resting
-    cut = frame(0x1, b"cut in two")
-    writer.write(cut[:4])
+    kept = conn._unparsed  # the frame begun, in a buffer of its own (not the burst's)
+    assert bytes(kept or b"") == cut[:4] and sys.getsizeof(kept) < 1024
     await asyncio.sleep(0.05)
     writer.write(cut[4:])
     async with asyncio.timeout(3):
