@@ -3,7 +3,8 @@
     python bench/cost_steps.py [--n 20000]
 
 The steps of the hot path (docs/design.md "Cost model: one delivery") on the real
-objects, in-process and without sockets: websockets' frame parse, the command parse,
+objects, in-process and without sockets: websockets' frame parse (and the fast path
+that takes its place for a whole single-frame message), the command parse,
 the publish (authorize + the memory broker's position and history append + the hub's
 in-order check), the encode and the frame, then the fan-out's per-subscriber work on a
 batched wire. CPU time (`time.process_time`) per call, best of 5 runs, so other load on
@@ -28,7 +29,8 @@ from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import PLAIN
 from pubsocket.framing import text_frame
 from pubsocket.hub.wire import Batch
-from pubsocket.server.frames import TEXT_WIRES
+from pubsocket.server.fastframes import fast_limit, split_frames
+from pubsocket.server.frames import TEXT_WIRES, FrameProtocol, park
 
 
 class Queue:
@@ -73,12 +75,25 @@ async def main(n: int) -> dict[str, float]:
         proto.receive_data(wire_frame)
         return proto.events_received()
 
+    parked = park(FrameProtocol(Side.SERVER, max_size=1 << 20))
+    assert parked is not None
+    burst = wire_frame * 16
+
+    def split_frame() -> object:  # what WSConnection._feed does first (server/inbound.py)
+        return split_frames(wire_frame, fast_limit(None, parked), 64, 16384)
+
+    def split_burst() -> object:
+        return split_frames(burst, fast_limit(None, parked), 64, 16384)
+
     text = message.decode()
     hub = Hub(Settings(), MemoryBroker())
     await hub.start()
     out: dict[str, float] = {}
     try:
         out["frame parse (websockets)"] = per_call(parse_frame, n)
+        out["frame split (fast path, one frame per read)"] = per_call(split_frame, n)
+        out["frame split (fast path, 16 frames per read), per frame"] = per_call(
+            split_burst, max(1, n // 16)) / 16
         out["utf-8 decode"] = per_call(message.decode, n)
         out["command count + parse (orjson)"] = per_call(
             lambda: (PLAIN.count(text), PLAIN.parse(text)), n)

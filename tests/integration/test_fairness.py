@@ -43,11 +43,11 @@ P99_LIMIT = 0.050  # seconds, publish -> own delivery, 99th percentile
 SERVER = textwrap.dedent("""
     import sys
     from pubsocket import App, pubsub
-    from pubsocket.server import runner, websocket
+    from pubsocket.server import inbound, runner
     from tests.conftest import make_settings
 
     if len(sys.argv) > 1:
-        websocket.FRAMES_PER_TICK = int(sys.argv[1])
+        inbound.FRAMES_PER_TICK = int(sys.argv[1])
     app = App(make_settings(rate_limit=0, publish_byte_rate=0))
     pubsub("/ws/chat", app=app)
     runner.run(lambda: app, "127.0.0.1", 0,

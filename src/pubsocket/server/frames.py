@@ -13,7 +13,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
-from websockets.utils import apply_mask
+
+try:  # websockets' C unmasking when built (as websockets.frames imports it)
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a build without the C extension
+    from websockets.utils import apply_mask
 
 from ..framing import binary_frame, text_frame
 from ..hub.wire import WireSet
@@ -71,25 +75,34 @@ _PARSE = Protocol.parse.__code__
 _AT_EOF = StreamReader.at_eof.__code__
 
 
-def park(proto: FrameProtocol) -> Parked | None:
-    """The parameters that rebuild `proto`, when it holds nothing but them; else None.
-
-    An idle connection's websockets `Protocol` is ~1.3 KiB: its ``__dict__``, a UUID, a
-    `StreamReader`, the parser generator suspended on the next frame (holding the last
-    frame parsed), three lists. It holds nothing but its parameters when it is open, has
-    no byte of a next frame, no fragmented message on either side, no event or write
-    waiting, and its parser waits at a frame boundary (suspended in ``at_eof``, checked
-    through the generator's documented ``gi_yieldfrom``). Then a new protocol built by
-    `revive` behaves exactly as it would (only its log id differs).
+def at_boundary(proto: FrameProtocol) -> bool:
+    """True when `proto` holds nothing but its parameters: it is open, has no byte of a
+    next frame, no fragmented message on either side, no event or write waiting, and
+    its parser waits at a frame boundary (suspended in ``at_eof``, checked through the
+    generator's documented ``gi_yieldfrom``). Then a new protocol built with the same
+    parameters behaves exactly as it would (`park`), and a whole frame that starts the
+    next bytes is parsed as it would be alone (`fastframes.split_frames`).
     """
     reader = proto.reader
     waiting = getattr(proto.parser, "gi_yieldfrom", None)
-    if (proto.state is not OPEN or reader.buffer or reader.eof or proto.events
-            or proto.writes or proto.current_size is not None
-            or proto.expect_continuation_frame or proto.parser_exc is not None
-            or proto.close_rcvd is not None or proto.close_sent is not None
-            or proto.eof_sent or getattr(proto.parser, "gi_code", None) is not _PARSE
-            or getattr(waiting, "gi_code", None) is not _AT_EOF):
+    return not (proto.state is not OPEN or reader.buffer or reader.eof or proto.events
+                or proto.writes or proto.current_size is not None
+                or proto.expect_continuation_frame or proto.parser_exc is not None
+                or proto.close_rcvd is not None or proto.close_sent is not None
+                or proto.eof_sent or getattr(proto.parser, "gi_code", None) is not _PARSE
+                or getattr(waiting, "gi_code", None) is not _AT_EOF)
+
+
+def park(proto: FrameProtocol) -> Parked | None:
+    """The parameters that rebuild `proto`, when it holds nothing but them
+    (`at_boundary`); else None.
+
+    An idle connection's websockets `Protocol` is ~1.3 KiB: its ``__dict__``, a UUID, a
+    `StreamReader`, the parser generator suspended on the next frame (holding the last
+    frame parsed), three lists. Parked, it is rebuilt by `revive`, which behaves exactly
+    as it would (only its log id differs).
+    """
+    if not at_boundary(proto):
         return None
     parked = Parked(proto.max_message_size, proto.max_fragment_size, tuple(proto.extensions),
                     proto.subprotocol, proto.close_codes, proto.min_compress)

@@ -1,6 +1,7 @@
 """`WSConnection`: an open WebSocket on an asyncio transport.
 
-Frames are parsed by websockets' sans-I/O `ServerProtocol`; we assemble fragmented
+Bytes come in through `inbound.Inbound` (whole single-frame messages split by us, every
+other frame parsed by websockets' sans-I/O `Protocol`); we assemble fragmented
 messages (with a fragment cap and fail-fast UTF-8 checks), keep the connection alive with
 pings, and queue everything we send in one list that the `Flusher` writes once per loop
 tick. Outbound budget: when the transport holds more than `outbound_budget` bytes the peer
@@ -25,9 +26,9 @@ from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
 from .assembly import Assembler, AssemblyError
-from .frames import BINARY_WIRES, FrameProtocol, Parked, choose_wires, lone_pong
+from .frames import BINARY_WIRES, FrameProtocol, Parked, choose_wires
+from .inbound import Inbound
 from .outbound import HIGH_WATER
-from .resting import Resting
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -35,11 +36,9 @@ log = logging.getLogger("pubsocket.server")
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the peer's close frame before dropping TCP
 INBOUND_QUEUE = 64  # messages buffered before we stop reading from the socket
 INBOUND_BYTES = 1024 * 1024  # characters or bytes buffered before we stop reading
-FRAMES_PER_TICK = 64  # inbound frames handled per loop iteration (fairness under bursts)
-PARSE_SLICE = 16 * 1024  # inbound bytes parsed per loop iteration (fairness under bursts)
 
 
-class WSConnection(Resting, MessageIterator, asyncio.Protocol):
+class WSConnection(Inbound, MessageIterator, asyncio.Protocol):
     """The native implementation of `pubsocket.web.Connection` (see its contract).
 
     Slotted, with futures and buffers created only when needed, and websockets'
@@ -51,7 +50,6 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         "_assembly",
         "_close_timer",
         "_closing",
-        "_deferred",
         "_gone",
         "_inbox",
         "_inbox_size",
@@ -60,9 +58,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         "_max_fragments",
         "_reading_paused",
         "_state",
-        "_throttled",
         "_transport",
-        "_unparsed",
         "_waiter",
         "access",
         "subprotocol",
@@ -237,52 +233,6 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
             self._lost = self._state.loop.create_future()
         await asyncio.shield(self._lost)
 
-    # -- asyncio.Protocol ----------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        self._state.stats.bytes_in += len(data)
-        if self._live is None and (pong := lone_pong(data)) is not None:
-            self._on_pong(pong)  # a keepalive answer: no need to rebuild the protocol
-            return
-        self._busy = True
-        if self._throttled:  # a burst is being worked through: queue behind it
-            if self._unparsed is None:
-                self._unparsed = bytearray(data)
-            else:
-                self._unparsed += data  # in place: no copy of what is already queued
-            return
-        self._feed(data)
-
-    # Fairness: one connection's burst (thousands of publishes in one 256 KB read) must
-    # not hold up every other connection. Per loop iteration a connection parses at most
-    # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
-    # the next iteration with reading paused (tests/integration/test_fairness.py).
-    # With permessage-deflate, what a slice inflates to counts against the server's
-    # per-iteration budget too (server/deflate.py `InflateBudget`).
-    def _feed(self, data: bytes) -> None:
-        proto = self._proto
-        budget = self._state.inflate if proto.extensions else None
-        if budget is not None and not budget.admit(budget.bound(
-                min(len(data), PARSE_SLICE), proto.max_message_size)):
-            self._unparsed = bytearray(data)  # empty: data_received and _continue took it
-            self._throttle()
-            return
-        if len(data) > PARSE_SLICE:
-            self._unparsed = bytearray(data[PARSE_SLICE:])
-            data = data[:PARSE_SLICE]
-            self._throttle()
-        proto.receive_data(data)
-        frames: list[Frame] = proto.events_received()  # type: ignore[assignment]
-        self._handle(frames)
-        exc = proto.parser_exc
-        refused = exc is not None and not self._closing  # failed by this read
-        if budget is not None:
-            inflated = sum(len(f.data) for f in frames)
-            if refused and isinstance(exc, PayloadTooBig):
-                inflated += proto.max_message_size or 0  # inflated up to the limit
-            budget.charge(inflated)
-        if refused and exc is not None:
-            self._refused(exc)
-
     def _refused(self, exc: Exception) -> None:
         """websockets failed the connection itself (a frame over the size limit, a
         protocol error) and sent the close: log the refusal once, drop what is queued."""
@@ -295,50 +245,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         kind = "message_size" if isinstance(exc, PayloadTooBig) else "frame_protocol"
         refusals.warn(kind, self._transport.get_extra_info("peername"))
 
-    def _handle(self, frames: list[Frame]) -> None:
-        if len(frames) > FRAMES_PER_TICK:
-            frames, self._deferred = frames[:FRAMES_PER_TICK], frames[FRAMES_PER_TICK:]
-            self._throttle()
-        for frame in frames:
-            self._on_frame(frame)
-        self._pump()
-
-    def _throttle(self) -> None:
-        if not self._throttled:
-            self._throttled = True
-            self._transport.pause_reading()
-            self._state.loop.call_soon(self._continue)
-
-    def _continue(self) -> None:
-        """One more slice of a burst: the deferred frames, else the next bytes."""
-        self._throttled = False
-        if self._gone is not None:
-            return
-        frames, self._deferred = self._deferred, None
-        if frames:
-            self._handle(frames)
-        elif self._unparsed:
-            data, self._unparsed = bytes(self._unparsed), None
-            self._feed(data)
-        if self._throttled:
-            return
-        if self._unparsed or self._deferred:
-            self._throttle()
-        elif not self._reading_paused and not self._transport.is_closing():
-            self._transport.resume_reading()
-
-    def eof_received(self) -> bool | None:
-        while self._deferred or self._unparsed:  # what came before EOF is handled first
-            frames, self._deferred = self._deferred or [], None
-            data, self._unparsed = bytes(self._unparsed or b""), None
-            self._handle(frames)
-            if data:
-                self._proto.receive_data(data)
-                self._handle(self._proto.events_received())  # type: ignore[arg-type]
-        self._proto.receive_eof()
-        self._pump()
-        return None
-
+    # -- asyncio.Protocol (the read path: inbound.py) ------------------------------------
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         live = self._live  # parked: no close frame either way
