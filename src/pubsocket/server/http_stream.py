@@ -20,6 +20,7 @@ from typing import Any, Final
 from ..hub.wire import WireSet
 from .sse import SseStream
 from .state import ServerState
+from .writes import WriteQueue
 
 
 def ndjson_frame(payload: bytes) -> bytes:
@@ -46,14 +47,9 @@ class HttpStream(SseStream):
         super().__init__(transport, state)
         self.binary = wires is VARINT_WIRES
 
-    def deliver(self, frame: bytes) -> None:
-        """Queue one framed message for this tick's write."""
-        if self._closing:
-            self._state.stats.dropped += 1
-            return
-        if not self._out:
-            self._state.flusher.mark(self._flush)
-        self._out.append(frame)
+    # Frames are queued as they are: no event ids here (and a varint prefix may start
+    # with the bytes that are SSE headers).
+    deliver = WriteQueue.deliver
 
     def frame(self, payload: bytes) -> bytes:
         return ndjson_frame(payload) if self.wires is NDJSON_WIRES else payload
