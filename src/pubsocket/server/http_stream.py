@@ -7,7 +7,12 @@ The framers sit on the wire seam (hub/wire.py): a JSON payload becomes one line
 Centrifuge payload holding several replies, one per line, stays one reply per line);
 a Centrifuge Protobuf payload is already a run of varint-length-prefixed replies, the
 stream's own delimiting, so it is written as it is. Each is a `WireSet` shared by every
-stream of its kind, so a broadcast is framed once per wire for all of them.
+stream of its kind, so a broadcast is framed once per wire for all of them. Both are
+``batched``: the hub queues one shared per-tick `Batch` to every stream of a topic group
+and appends the tick's later publications to it, and a batch's bytes (its frames one
+after the other) are a valid run of lines, or of length-delimited messages. The body is
+delimited by the connection's end (``connection: close``, no chunked encoding), so a
+write needs no framing of its own.
 
 Everything else (one write per loop tick, outbound budget, write timeout, the
 connection cap, fed commands) is `SseStream`'s.
@@ -33,8 +38,8 @@ def varint_frame(payload: bytes) -> bytes:
     return payload
 
 
-NDJSON_WIRES: Final = WireSet(ndjson_frame, "ndjson")
-VARINT_WIRES: Final = WireSet(varint_frame, "varint")
+NDJSON_WIRES: Final = WireSet(ndjson_frame, "ndjson", batched=True)
+VARINT_WIRES: Final = WireSet(varint_frame, "varint", batched=True)
 
 
 class HttpStream(SseStream):

@@ -13,10 +13,14 @@ itself sends a ``Last-Event-ID`` describing all of them. Building it costs O(cha
 bytes per event (bounded by ``MAX_SUBSCRIPTIONS`` and the connect request's size);
 the event body stays the shared bytes.
 
-Write side, a WebSocket's (`WriteQueue`, server/writes.py): frames queue for one write
-per loop tick; past `outbound_budget` unsent bytes the client is a slow consumer and the
-connection is aborted (EventSource reconnects with its last id and resumes); a buffer
-that does not shrink for `write_timeout` seconds is aborted too. What the client sends
+Write side, a WebSocket's (`WriteQueue`, server/writes.py): frames and the hub's shared
+per-tick `Batch` es (the wires are ``batched``) queue for one write per loop tick; past
+`outbound_budget` unsent bytes the client is a slow consumer and the connection is
+aborted (EventSource reconnects with its last id and resumes); a buffer that does not
+shrink for `write_timeout` seconds is aborted too. A batch's bytes are its events one
+after the other, each ending in its blank line, so they are a valid run of events.
+The unidirectional codec's events are the exception (`SseWires`): their ids are made
+per stream as each event is queued, so its wire is not batched. What the client sends
 after its request is discarded, up to 64 KiB, then the connection is aborted.
 
 Read side of an emulated bidirectional stream (Centrifuge ``/connection/sse`` and
@@ -36,11 +40,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import formatdate
 from typing import Any
 
+from ..codecs import Codec
 from ..errors import CloseCode
-from ..hub.wire import Batch, WireSet
+from ..hub.wire import Batch, Wire, WireSet
 from ..log import refusals
 from ..protocols.centrifuge import CLOSE_CODES
-from ..protocols.centrifuge.uni_sse import END, POSITION, disconnect
+from ..protocols.centrifuge.uni_sse import END, POSITION, UniSseCodec, disconnect
 from ..web.streaming import StreamResponse
 from ..web.websocket import Listener, translate_close
 from .state import ServerState
@@ -64,7 +69,21 @@ def sse_frame(payload: bytes) -> bytes:
     return head + b"data: " + payload + b"\n\n"
 
 
-SSE_WIRES = WireSet(sse_frame, "sse")
+class SseWires(WireSet):
+    """`WireSet` of `sse_frame`: batched, but for the unidirectional codec, whose events
+    get their ids from each stream as they are queued (`SseStream.deliver`)."""
+
+    __slots__ = ()
+
+    def __call__(self, codec: Codec) -> Wire:
+        wire = self._wires.get(codec)
+        if wire is None:
+            batched = not isinstance(codec, UniSseCodec)
+            wire = self._wires[codec] = Wire(codec, self._frame, self._kind, batched)
+        return wire
+
+
+SSE_WIRES = SseWires(sse_frame, "sse", batched=True)
 
 
 class SseStream(WriteQueue, asyncio.Protocol):
