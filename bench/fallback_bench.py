@@ -329,7 +329,8 @@ async def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     if args.only == "fanout":
         args.samples = args.conns = 0
     times = await fallback_times(args.samples) if args.samples else {}
-    print(f"\n{'time to connected, ms':<28} {'p50':>8} {'p99':>8}")
+    if times:
+        print(f"\n{'time to connected, ms':<28} {'p50':>8} {'p99':>8}")
     for case, values in times.items():
         print(f"{case:<28} {pct(values, 0.5):>8.1f} {pct(values, 0.99):>8.1f}")
 
@@ -355,8 +356,9 @@ async def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     print(f"{'server CPU ns/delivery':<36} {1e3 * cost_med['websocket']:>12,.0f} "
           f"{1e3 * cost_med['http_stream']:>12,.0f} "
           f"{cost_med['http_stream'] / cost_med['websocket']:>7.2f} {'-':>8}")
-    print(f"{f'idle RSS/conn ({args.conns} conns), B':<36} {rss['websocket']:>12,.0f} "
-          f"{rss['http_stream']:>12,.0f} {rss_ratio:>7.2f} {'-':>8}")
+    if args.conns:
+        print(f"{f'idle RSS/conn ({args.conns} conns), B':<36} {rss['websocket']:>12,.0f} "
+              f"{rss['http_stream']:>12,.0f} {rss_ratio:>7.2f} {'-':>8}")
     report = {
         "meta": meta(),
         "config": vars(args),
