@@ -55,6 +55,7 @@ log = logging.getLogger("pubsocket.server")
 
 MAX_INBOUND = 64 * 1024  # bytes a streaming client may send after its request
 MAX_HELD = 32  # fed messages waiting while the session has paused reading
+ENDS = END[:1]  # the first byte of an end-the-stream header
 
 
 def sse_frame(payload: bytes) -> bytes:
@@ -147,7 +148,7 @@ class SseStream(WriteQueue, asyncio.Protocol):
     def deliver(self, frame: bytes) -> None:
         """Queue one framed event (an id made for it when it moves a position)."""
         first = frame[:1]
-        if first != POSITION and first != END[:1]:
+        if first != POSITION and first != ENDS:
             WriteQueue.deliver(self, frame)
             return
         if self._closing:
@@ -159,7 +160,7 @@ class SseStream(WriteQueue, asyncio.Protocol):
         elif out[-1].__class__ is Batch:
             out[-1].open = False  # keep the order
         self._hub_frames = True
-        if first == END[:1]:
+        if first == ENDS:
             out.append(frame[2:])
             self._end()
             return
