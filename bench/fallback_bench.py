@@ -2,6 +2,7 @@
 
     PYTHONPATH=src:. python bench/fallback_bench.py [--samples 40] [--rounds 3]
                                                    [--subscribers 1000] [--conns 1000]
+                                                   [--only fanout]
 
 * **time to fall back** (Chromium, /pubsocket.js): from ``connect("ws://...")`` to the
   ``connected`` state, through tests/ws_refusing_proxy.py answering the upgrade 403, and
@@ -30,6 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +180,17 @@ def cpu_seconds(server: Server) -> float:
     return float(times.user + times.system)
 
 
-async def fanout(mode: str, subscribers: int, messages: int) -> tuple[float, float]:
+def chat_server() -> AbstractAsyncContextManager[Server]:
+    """The server of a fan-out run: examples/chat with `ENV`."""
+    return attack_server(**ENV)
+
+
+async def fanout(mode: str, subscribers: int, messages: int,
+                 start: Callable[[], AbstractAsyncContextManager[Server]] = chat_server,
+                 ) -> tuple[float, float]:
     """(deliveries/s, server CPU µs per delivery) of `messages` publications to
     `subscribers` subscribers."""
-    async with attack_server(**ENV) as server:
+    async with start() as server:
         tok = token("bench")
         counter = Counter()
         closers = await open_many(OPENERS[mode], server, tok, counter, subscribers)
@@ -307,6 +316,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--messages", type=int, default=300, help="publications per fan-out")
     ap.add_argument("--conns", type=int, default=1000, help="idle connections per kind")
+    ap.add_argument("--only", choices=["all", "fanout"], default="all",
+                    help="fanout: the fan-out rounds alone (no Chromium, no idle RSS)")
     ap.add_argument("--out", default=str(RESULTS / "fallback.json"))
     return ap.parse_args()
 
@@ -315,8 +326,11 @@ async def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     """Run every measurement, print the tables; (the JSON report, the exit code)."""
     t0 = time.perf_counter()
 
-    times = await fallback_times(args.samples)
-    print(f"\n{'time to connected, ms':<28} {'p50':>8} {'p99':>8}")
+    if args.only == "fanout":
+        args.samples = args.conns = 0
+    times = await fallback_times(args.samples) if args.samples else {}
+    if times:
+        print(f"\n{'time to connected, ms':<28} {'p50':>8} {'p99':>8}")
     for case, values in times.items():
         print(f"{case:<28} {pct(values, 0.5):>8.1f} {pct(values, 0.99):>8.1f}")
 
@@ -329,11 +343,12 @@ async def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             cost[mode].append(us)
             print(f"[fanout r{rnd}/{args.rounds}] {mode:<11} {rate:,.0f} deliveries/s, "
                   f"server CPU {us:.2f} µs/delivery", file=sys.stderr, flush=True)
-    rss = {mode: await idle_rss(mode, args.conns) for mode in ("websocket", "http_stream")}
+    rss = {mode: await idle_rss(mode, args.conns) if args.conns else float("nan")
+           for mode in ("websocket", "http_stream")}
     fan_med = {mode: statistics.median(v) for mode, v in fan.items()}
     cost_med = {mode: statistics.median(v) for mode, v in cost.items()}
     ratio = fan_med["http_stream"] / fan_med["websocket"]
-    rss_ratio = rss["http_stream"] / rss["websocket"]
+    rss_ratio = rss["http_stream"] / rss["websocket"] if args.conns else float("nan")
     print(f"\n{'metric':<36} {'websocket':>12} {'http_stream':>12} {'ratio':>7} {'target':>8}")
     print(f"{f'fanout{args.subscribers} deliveries/s':<36} {fan_med['websocket']:>12,.0f} "
           f"{fan_med['http_stream']:>12,.0f} {ratio:>7.2f} {'>= 0.5x':>8}  "
@@ -341,8 +356,9 @@ async def main(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     print(f"{'server CPU ns/delivery':<36} {1e3 * cost_med['websocket']:>12,.0f} "
           f"{1e3 * cost_med['http_stream']:>12,.0f} "
           f"{cost_med['http_stream'] / cost_med['websocket']:>7.2f} {'-':>8}")
-    print(f"{f'idle RSS/conn ({args.conns} conns), B':<36} {rss['websocket']:>12,.0f} "
-          f"{rss['http_stream']:>12,.0f} {rss_ratio:>7.2f} {'-':>8}")
+    if args.conns:
+        print(f"{f'idle RSS/conn ({args.conns} conns), B':<36} {rss['websocket']:>12,.0f} "
+              f"{rss['http_stream']:>12,.0f} {rss_ratio:>7.2f} {'-':>8}")
     report = {
         "meta": meta(),
         "config": vars(args),

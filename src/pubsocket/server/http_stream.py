@@ -7,7 +7,12 @@ The framers sit on the wire seam (hub/wire.py): a JSON payload becomes one line
 Centrifuge payload holding several replies, one per line, stays one reply per line);
 a Centrifuge Protobuf payload is already a run of varint-length-prefixed replies, the
 stream's own delimiting, so it is written as it is. Each is a `WireSet` shared by every
-stream of its kind, so a broadcast is framed once per wire for all of them.
+stream of its kind, so a broadcast is framed once per wire for all of them. Both are
+``batched``: the hub queues one shared per-tick `Batch` to every stream of a topic group
+and appends the tick's later publications to it, and a batch's bytes (its frames one
+after the other) are a valid run of lines, or of length-delimited messages. The body is
+delimited by the connection's end (``connection: close``, no chunked encoding), so a
+write needs no framing of its own.
 
 Everything else (one write per loop tick, outbound budget, write timeout, the
 connection cap, fed commands) is `SseStream`'s.
@@ -20,6 +25,7 @@ from typing import Any, Final
 from ..hub.wire import WireSet
 from .sse import SseStream
 from .state import ServerState
+from .writes import WriteQueue
 
 
 def ndjson_frame(payload: bytes) -> bytes:
@@ -32,8 +38,8 @@ def varint_frame(payload: bytes) -> bytes:
     return payload
 
 
-NDJSON_WIRES: Final = WireSet(ndjson_frame, "ndjson")
-VARINT_WIRES: Final = WireSet(varint_frame, "varint")
+NDJSON_WIRES: Final = WireSet(ndjson_frame, "ndjson", batched=True)
+VARINT_WIRES: Final = WireSet(varint_frame, "varint", batched=True)
 
 
 class HttpStream(SseStream):
@@ -46,14 +52,9 @@ class HttpStream(SseStream):
         super().__init__(transport, state)
         self.binary = wires is VARINT_WIRES
 
-    def deliver(self, frame: bytes) -> None:
-        """Queue one framed message for this tick's write."""
-        if self._closing:
-            self._state.stats.dropped += 1
-            return
-        if not self._out:
-            self._state.flusher.mark(self._flush)
-        self._out.append(frame)
+    # Frames are queued as they are: no event ids here (and a varint prefix may start
+    # with the bytes that are SSE headers).
+    deliver = WriteQueue.deliver
 
     def frame(self, payload: bytes) -> bytes:
         return ndjson_frame(payload) if self.wires is NDJSON_WIRES else payload

@@ -1,81 +1,41 @@
-"""The outbound side of a native WebSocket connection: one write per loop tick, the budget.
-
-Everything a connection sends (hub deliveries, replies, control frames) is queued in one
-list that the server's `Flusher` writes with a single `transport.write` per loop
-iteration. After the write, hub deliveries are held to the outbound budget: a transport
-holding more than `outbound_budget` bytes is a slow consumer and is closed with 4008.
-A buffer above the high-water mark that does not shrink for `write_timeout` seconds is
-aborted. `Outbound` is mixed into `WSConnection`, which owns the state it uses.
+"""The outbound side of a native WebSocket connection: `WriteQueue` (server/writes.py:
+one write per loop tick, the outbound budget, the stall timer) plus what only a
+WebSocket has: the protocol's own bytes (`_pump`), the drain future `send()` waits on,
+and a slow consumer closed with 4008. `Outbound` is mixed into `WSConnection`, which
+owns the state it uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from websockets.protocol import Protocol
 
 from ..errors import CloseCode
 from ..hub.wire import Batch
-from .state import ServerState
+from .writes import HIGH_WATER, WriteQueue
+
+__all__ = ["HIGH_WATER", "Outbound"]
 
 log = logging.getLogger("pubsocket.server")
 
-HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
 
-
-class Outbound:
+class Outbound(WriteQueue):
     """The write path of `WSConnection` (see the module docstring)."""
 
-    # The write state lives here; WSConnection declares the rest of its slots.
-    __slots__ = ("_drain", "_hub_frames", "_out", "_stall_size", "_stall_timer")
+    # The write state lives here and in WriteQueue; WSConnection declares the rest.
+    __slots__ = ("_drain",)
 
-    _out: list[bytes | Batch]
-    _hub_frames: bool
-    _closing: bool
-    _state: ServerState
-    _transport: Any
     _proto: Protocol
     _drain: asyncio.Future[None] | None
-    _stall_timer: asyncio.TimerHandle | None
-    _stall_size: int
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         raise NotImplementedError
 
-    def deliver(self, frame: bytes) -> None:
-        """Queue a pre-encoded frame for this tick's write. Never blocks or raises."""
-        if self._closing:
-            self._state.stats.dropped += 1
-            return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False  # the batch's later frames would overtake this one
-        out.append(frame)
-        self._hub_frames = True
-
-    def deliver_batch(self, batch: Batch) -> None:
-        """Queue a topic group's shared `Batch` (the hub appends to it while it is open)
-        for this tick's write. Never blocks or raises. A closing connection drops it."""
-        if self._closing:
-            self._state.stats.dropped += 1  # counted once per batch
-            return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False
-        out.append(batch)
-        self._hub_frames = True
-
-    @property
-    def backlog(self) -> int:
-        """Bytes queued for this tick's write plus what the transport still holds."""
-        queued = sum(len(x.joined()) if x.__class__ is Batch else len(x) for x in self._out)
-        return queued + int(self._transport.get_write_buffer_size())
+    def _cut_slow(self, budget: int) -> None:
+        log.info("closing a slow consumer (outbound buffer over %d bytes)", budget)
+        self.close_nowait(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
@@ -86,9 +46,7 @@ class Outbound:
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        self._disarm_stall()
 
     # -- outbound ----------------------------------------------------------------------
     def _pump(self) -> None:
@@ -104,63 +62,3 @@ class Outbound:
             else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
                 self._flush()
                 self._transport.close()
-
-    def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        self._out = []
-        transport = self._transport
-        if transport.is_closing():
-            return
-        first = out[0]
-        if len(out) == 1:
-            if first.__class__ is Batch:  # the fan-out's common case: one shared batch
-                frames = len(first)
-                data = first.data or first.joined()  # joined once, by its first writer
-            else:
-                frames = 1
-                data = first  # type: ignore[assignment]
-        else:
-            frames = 0
-            parts: list[bytes] = []
-            for x in out:
-                if x.__class__ is Batch:
-                    frames += len(x)
-                    parts.append(x.joined())
-                else:
-                    frames += 1
-                    parts.append(x)  # type: ignore[arg-type]
-            data = b"".join(parts)
-        transport.write(data)
-        stats = self._state.stats
-        stats.frames_out += frames
-        stats.bytes_out += len(data)
-        # The budget bounds what the hub queued without waiting; send() is bounded by its
-        # own backpressure instead, so one large echo never counts as a slow consumer.
-        if not self._hub_frames:
-            return
-        self._hub_frames = False
-        budget = self._state.settings.outbound_budget
-        if budget and not self._closing and transport.get_write_buffer_size() > budget:
-            stats.slow_closes += 1
-            log.info("closing a slow consumer (outbound buffer over %d bytes)", budget)
-            self.close_nowait(CloseCode.SLOW_CONSUMER, "slow consumer")
-
-    def _arm_stall(self) -> None:
-        timeout = self._state.settings.write_timeout
-        if not timeout or self._stall_timer is not None:
-            return
-        self._stall_size = self._transport.get_write_buffer_size()
-        self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
-
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        size = self._transport.get_write_buffer_size()
-        if size <= HIGH_WATER:
-            return
-        if size >= self._stall_size:
-            log.info("aborting a connection whose writes made no progress")
-            self._transport.abort()
-            return
-        self._arm_stall()

@@ -13,10 +13,14 @@ itself sends a ``Last-Event-ID`` describing all of them. Building it costs O(cha
 bytes per event (bounded by ``MAX_SUBSCRIPTIONS`` and the connect request's size);
 the event body stays the shared bytes.
 
-Write side, as a WebSocket's (server/outbound.py): frames queue for one write per loop
-tick; past `outbound_budget` unsent bytes the client is a slow consumer and the
-connection is aborted (EventSource reconnects with its last id and resumes); a buffer
-that does not shrink for `write_timeout` seconds is aborted too. What the client sends
+Write side, a WebSocket's (`WriteQueue`, server/writes.py): frames and the hub's shared
+per-tick `Batch` es (the wires are ``batched``) queue for one write per loop tick; past
+`outbound_budget` unsent bytes the client is a slow consumer and the connection is
+aborted (EventSource reconnects with its last id and resumes); a buffer that does not
+shrink for `write_timeout` seconds is aborted too. A batch's bytes are its events one
+after the other, each ending in its blank line, so they are a valid run of events.
+The unidirectional codec's events are the exception (`SseWires`): their ids are made
+per stream as each event is queued, so its wire is not batched. What the client sends
 after its request is discarded, up to 64 KiB, then the connection is aborted.
 
 Read side of an emulated bidirectional stream (Centrifuge ``/connection/sse`` and
@@ -36,20 +40,22 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import formatdate
 from typing import Any
 
+from ..codecs import Codec
 from ..errors import CloseCode
-from ..hub.wire import WireSet
+from ..hub.wire import Batch, Wire, WireSet
 from ..log import refusals
 from ..protocols.centrifuge import CLOSE_CODES
-from ..protocols.centrifuge.uni_sse import END, POSITION, disconnect
+from ..protocols.centrifuge.uni_sse import END, POSITION, UniSseCodec, disconnect
 from ..web.streaming import StreamResponse
 from ..web.websocket import Listener, translate_close
-from .outbound import HIGH_WATER
 from .state import ServerState
+from .writes import WriteQueue
 
 log = logging.getLogger("pubsocket.server")
 
 MAX_INBOUND = 64 * 1024  # bytes a streaming client may send after its request
 MAX_HELD = 32  # fed messages waiting while the session has paused reading
+ENDS = END[:1]  # the first byte of an end-the-stream header
 
 
 def sse_frame(payload: bytes) -> bytes:
@@ -64,13 +70,27 @@ def sse_frame(payload: bytes) -> bytes:
     return head + b"data: " + payload + b"\n\n"
 
 
-SSE_WIRES = WireSet(sse_frame, "sse")
+class SseWires(WireSet):
+    """`WireSet` of `sse_frame`: batched, but for the unidirectional codec, whose events
+    get their ids from each stream as they are queued (`SseStream.deliver`)."""
+
+    __slots__ = ()
+
+    def __call__(self, codec: Codec) -> Wire:
+        wire = self._wires.get(codec)
+        if wire is None:
+            batched = not isinstance(codec, UniSseCodec)
+            wire = self._wires[codec] = Wire(codec, self._frame, self._kind, batched)
+        return wire
 
 
-class SseStream(asyncio.Protocol):
+SSE_WIRES = SseWires(sse_frame, "sse", batched=True)
+
+
+class SseStream(WriteQueue, asyncio.Protocol):
     """The native `pubsocket.web.streaming.Stream` (see its contract)."""
 
-    wires = SSE_WIRES
+    wires: WireSet = SSE_WIRES
 
     __slots__ = (
         "_closing",
@@ -79,11 +99,8 @@ class SseStream(asyncio.Protocol):
         "_index",
         "_listener",
         "_max_size",
-        "_out",
         "_prefix",
         "_slots",
-        "_stall_size",
-        "_stall_timer",
         "_state",
         "_transport",
         "binary",
@@ -94,7 +111,8 @@ class SseStream(asyncio.Protocol):
     def __init__(self, transport: Any, state: ServerState) -> None:
         self._transport = transport
         self._state = state
-        self._out: list[bytes | memoryview] = []
+        self._out = []
+        self._hub_frames = False
         self._closing = False
         self._listener: Listener | None = None
         self._index: dict[bytes, int] = {}
@@ -129,28 +147,34 @@ class SseStream(asyncio.Protocol):
 
     def deliver(self, frame: bytes) -> None:
         """Queue one framed event (an id made for it when it moves a position)."""
+        first = frame[:1]
+        if first != POSITION and first != ENDS:
+            WriteQueue.deliver(self, frame)
+            return
         if self._closing:
             self._state.stats.dropped += 1
             return
         out = self._out
         if not out:
             self._state.flusher.mark(self._flush)
-        first = frame[:1]
-        if first == POSITION:
-            # The shared event bytes are not copied here: a view of them goes in the
-            # queue behind this stream's id line, and the flush's join copies once.
-            mid, cut = frame.index(b"\x00", 1), frame.index(b"\n")
-            slot = self._index.get(frame[1:mid])
-            if slot is not None:
-                slots = self._slots
-                slots[slot] = frame[mid + 1:cut]
-                out.append(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
-            out.append(memoryview(frame)[cut + 1:])
-        elif first == END[:1]:
-            out.append(memoryview(frame)[2:])
+        elif out[-1].__class__ is Batch:
+            out[-1].open = False  # keep the order
+        self._hub_frames = True
+        if first == ENDS:
+            out.append(frame[2:])
             self._end()
-        else:
-            out.append(frame)
+            return
+        mid, cut = frame.index(b"\x00", 1), frame.index(b"\n")
+        slot = self._index.get(frame[1:mid])
+        if slot is None:
+            out.append(frame[cut + 1:])
+            return
+        slots = self._slots
+        slots[slot] = frame[mid + 1:cut]
+        out.append(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
+        # The shared event bytes are not copied here: a view of them goes in the queue
+        # behind this stream's id line, and the flush's join copies once.
+        out.append(memoryview(frame)[cut + 1:])
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         """Say why (`farewell`, else a unidirectional disconnect push), then end."""
@@ -227,11 +251,6 @@ class SseStream(asyncio.Protocol):
         """The size limit of fed messages from the next one on (0: none)."""
         self._max_size = size
 
-    @property
-    def backlog(self) -> int:
-        queued = sum(map(len, self._out)) if self._out else 0
-        return queued + int(self._transport.get_write_buffer_size())
-
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         raise TypeError("a stream receives nothing")
 
@@ -245,17 +264,6 @@ class SseStream(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False  # the client is gone: close
 
-    def pause_writing(self) -> None:
-        timeout = self._state.settings.write_timeout
-        if timeout and self._stall_timer is None:
-            self._stall_size = self._transport.get_write_buffer_size()
-            self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
-
-    def resume_writing(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._out = []
@@ -267,44 +275,22 @@ class SseStream(asyncio.Protocol):
             listener.on_close()
 
     # -- writing -----------------------------------------------------------------------
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self._transport
-        if not out or transport.is_closing():
-            return
-        data = b"".join(out)  # one copy of this tick's events (views included)
-        transport.write(data)
-        stats = self._state.stats
-        stats.frames_out += len(out)
-        stats.bytes_out += len(data)
-        budget = self._state.settings.outbound_budget
-        if budget and transport.get_write_buffer_size() > budget:
-            stats.slow_closes += 1
-            log.info("aborting a slow SSE consumer (outbound buffer over %d bytes)", budget)
-            self._closing = True
-            transport.abort()
+    def _cut_slow(self, budget: int) -> None:
+        log.info("aborting a slow stream consumer (outbound buffer over %d bytes)", budget)
+        self._closing = True
+        self._transport.abort()
 
     def _end(self) -> None:
-        """Write what is queued, then close (abort if it is still unsent after
-        `write_timeout`, so a client that never reads never pins the stream)."""
-        self._closing = True
+        """Write what is queued (under the budget, as any write), then close (abort if
+        it is still unsent after `write_timeout`, so a client that never reads never
+        pins the stream)."""
         self._flush()
+        self._closing = True
         transport = self._transport
         transport.close()
         timeout = self._state.settings.write_timeout
         if timeout and transport.get_write_buffer_size():
             self._state.loop.call_later(timeout, transport.abort)
-
-    def _check_stall(self) -> None:
-        self._stall_timer = None
-        size = self._transport.get_write_buffer_size()
-        if size <= HIGH_WATER:
-            return
-        if size >= self._stall_size:
-            log.info("aborting an SSE stream whose writes made no progress")
-            self._transport.abort()
-            return
-        self.pause_writing()
 
     def _peer(self) -> str:
         peer = self._transport.get_extra_info("peername")

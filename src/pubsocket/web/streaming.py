@@ -4,7 +4,8 @@ A handler returns a `StreamResponse`; the transport writes its head (status, con
 type, headers; no length: the body ends when the connection does), turns the connection
 into a `Stream` and awaits ``response.start(stream)``. The stream is then fed like a
 WebSocket in push mode: the hub's fan-out and the session's replies reach it with
-``deliver(frame)`` through its wire (``stream.wires``), and it counts against
+``deliver(frame)`` through its wire (``stream.wires``; on a ``batched`` wire the
+fan-out's shared per-tick batches with ``deliver_batch``), and it counts against
 ``MAX_CONNECTIONS`` with the WebSockets, under the same outbound budget and write
 timeout (a slow consumer is cut). Only the native server streams; under ASGI a
 `StreamResponse` is answered 501 (docs/centrifuge.md "Unidirectional SSE").
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..hub.session import Peer
-from ..hub.wire import WireSet
+from ..hub.wire import Batch, WireSet
 from .response import Response
 from .websocket import Listener
 
@@ -39,6 +40,11 @@ class Stream(Peer, Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    def deliver_batch(self, batch: Batch) -> None:
+        """Queue the hub's shared `Batch` after what is queued (hub/topic.py
+        `BatchSubscriber`); the wires of `wires` that are ``batched`` fan out through it."""
+        ...
 
     def attach(self, listener: Listener) -> None:
         """`listener.on_close()` is called once when the stream ends; fed messages go to
