@@ -13,14 +13,14 @@ import signal
 import time
 import urllib.request
 import uuid
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack
 from typing import Any
 
 import pytest
 from cent import AsyncClient, CentApiResponseError, ChannelsRequest, InfoRequest
 
 from tests.conftest import API_KEY
-from tests.integration.spawn import ROOT, spawn
+from tests.integration.spawn import ROOT, Proc, spawn
 from tests.integration.test_cross_node import subscriber
 
 APP = ROOT / "tests/integration/apps/hub"  # pubsub("/ws/chat"), open, server API on
@@ -52,8 +52,10 @@ async def nodes_seen(port: int, want: int, timeout: float = 10) -> list[dict[str
 
 
 async def test_info_and_channels_cover_every_node_and_forget_a_killed_one(url: str) -> None:
-    env = {"PUBSOCKET_BROKER": url, "PUBSOCKET_CLUSTER_INFO_INTERVAL": str(INTERVAL)}
-    with spawn(APP, **env) as a, spawn(APP, **env) as b, spawn(APP, **env) as c:
+    def node() -> AbstractContextManager[Proc]:
+        return spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_CLUSTER_INFO_INTERVAL=str(INTERVAL))
+
+    with node() as a, node() as b, node() as c:
         async with AsyncExitStack() as stack:
             for port, topic in ((a.port, "room"), (b.port, "room"), (b.port, "room"),
                                 (c.port, "lobby"), (c.port, "room")):
@@ -93,8 +95,10 @@ async def test_a_deaf_node_makes_channels_fail_within_the_timeout(url: str) -> N
     """SIGSTOP: Redis still counts the node's subscription but it never answers. The
     survey gives up after `cluster_survey_timeout` and, as Centrifugo, answers an error
     (100) rather than a partial list; once the node runs again, all is well."""
-    env = {"PUBSOCKET_BROKER": url, "PUBSOCKET_CLUSTER_SURVEY_TIMEOUT": "0.5"}
-    with spawn(APP, **env) as a, spawn(APP, **env) as b:
+    def node() -> AbstractContextManager[Proc]:
+        return spawn(APP, PUBSOCKET_BROKER=url, PUBSOCKET_CLUSTER_SURVEY_TIMEOUT="0.5")
+
+    with node() as a, node() as b:
         ws = await subscriber(b.port, "room")
         try:
             await nodes_seen(a.port, 2)
