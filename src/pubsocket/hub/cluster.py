@@ -303,7 +303,17 @@ class Cluster:
         self._window = (second, started + 1)
         task = asyncio.get_running_loop().create_task(self._survey(pattern, cap))
         self._running[key] = task
-        task.add_done_callback(lambda _: self._running.pop(key, None))
+        self.hub._background.add(task)  # cancelled when the hub closes
+
+        def done(task: asyncio.Task[ChannelsSurvey]) -> None:
+            self.hub._background.discard(task)
+            self._running.pop(key, None)
+            if not task.cancelled():
+                task.exception()  # retrieved: every caller that still waits raises it
+
+        task.add_done_callback(done)
+        # Shielded: one caller going away (its HTTP client left) must not cancel the
+        # survey the others share.
         return await asyncio.shield(task)
 
     async def _survey(self, pattern: str | None, cap: int) -> ChannelsSurvey:
