@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
 from pubsocket import Hub, Settings
 from pubsocket.brokers.base import NO_HISTORY
@@ -133,3 +134,25 @@ async def test_forged_and_late_replies_are_ignored(make_hub: MakeHub) -> None:
     found = await a.cluster.channels(None, 0)
     assert found.channels == {"room": 1} and found.complete
     assert a.relay.stats.dropped == 0  # never taken for routed commands
+
+
+async def test_a_foreign_pattern_subscriber_does_not_stall_the_survey(
+        make_hub: MakeHub, redis_url: str) -> None:
+    """A monitoring ``PSUBSCRIBE *`` counts as a receiver of every survey request but
+    never answers: the registry says when every node did."""
+    monitor = Redis.from_url(redis_url)
+    pubsub = monitor.pubsub()
+    await pubsub.psubscribe("*")
+    try:
+        a = await make_hub(cluster_survey_timeout=5.0)
+        started = time.monotonic()
+        assert (await a.cluster.channels(None, 0)).complete  # alone: no request at all
+        b = await make_hub()
+        await subscribe(b, "room", 1)
+        await _until(lambda: len(a.cluster.nodes()) == 2)
+        found = await a.cluster.channels(None, 0)
+        assert (found.channels, found.complete) == ({"room": 1}, True)
+        assert time.monotonic() - started < 2.0  # no wait for the monitor
+    finally:
+        await pubsub.aclose()
+        await monitor.aclose()

@@ -22,10 +22,11 @@ Contracts:
   command has: a session id is printable) with its channels matching `pattern`, the
   busiest `cap` (the asker's `server_api_channels_max`, no more than the answering
   node's own), and this node adds its own without I/O. The asker waits until every
-  node the broker handed the request to has answered (Redis counts the subscribers of
-  ``$control``: a killed node is not waited for), or every node of the registry has
-  (when the count is unknown or counts a foreign subscriber), or at most
-  `Settings.cluster_survey_timeout` seconds. The counts are summed per channel and the
+  node of its registry has answered, or as many as the broker handed the request to
+  (Redis counts the subscribers of ``$control``: a killed node the registry still
+  lists is not waited for), at most `Settings.cluster_survey_timeout` seconds. With no
+  other node in the registry nothing is sent. (A node learns of a new one within a
+  round trip of its start: see `_heard`.) The counts are summed per channel and the
   busiest `cap` kept. A survey that timed out is `complete=False` with what came in
   (the front doors decide: Centrifugo answers such a survey with an error, and so does
   its dialect here). Merging per-node top-`cap` lists is exact unless a node had more
@@ -133,11 +134,10 @@ class _Survey:
     def check(self) -> None:
         if self.done.done():
             return
-        # Every node the broker counted answered; or every node of the registry (the
-        # count is unknown, or counts a subscriber that is no node).
-        registry = self.expected.issubset(self.answers)
-        if (self.counted is None and registry) or (self.counted is not None and (
-                len(self.answers) >= self.counted or (self.expected and registry))):
+        # Every node of the registry answered, or as many as the broker handed the
+        # request to (it does not count a killed node the registry still lists).
+        if self.expected.issubset(self.answers) or (
+                self.counted is not None and len(self.answers) >= self.counted):
             self.done.set_result(None)
 
 
@@ -317,10 +317,12 @@ class Cluster:
         return await asyncio.shield(task)
 
     async def _survey(self, pattern: str | None, cap: int) -> ChannelsSurvey:
+        self._expire()
+        if not self._nodes:  # no other node known: nothing to ask
+            return ChannelsSurvey(dict(self.local_channels(pattern, cap)), 1, True)
         self.stats.surveys += 1
         self._next_id += 1
         survey_id = self._next_id
-        self._expire()
         survey = self._surveys[survey_id] = _Survey(set(self._nodes), cap)
         try:
             receivers = await publish_counted(self.hub.broker, CONTROL_TOPIC, orjson.dumps({
