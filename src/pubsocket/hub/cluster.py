@@ -226,6 +226,12 @@ class Cluster:
         self._expire()
         return [self.describe(), *(info for _, (info, _) in sorted(self._nodes.items()))]
 
+    @property
+    def known(self) -> int:
+        """Other nodes in the registry (not yet expired)."""
+        self._expire()
+        return len(self._nodes)
+
     def _expire(self) -> None:
         horizon = time.monotonic() - EXPIRY * self.interval
         for node in [n for n, (_, heard) in self._nodes.items() if heard < horizon]:
