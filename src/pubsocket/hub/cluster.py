@@ -46,13 +46,13 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import functools
 import logging
 import re
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +77,7 @@ MAX_REPLYING = 16  # survey replies waiting for the broker at once, per node
 _NODE = re.compile(r"[0-9a-f]{16}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class NodeInfo:
     """What `info` reports of one node."""
 
@@ -91,7 +91,7 @@ class NodeInfo:
     version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ChannelsSurvey:
     """Channels -> subscribers on every node that answered (the busiest first)."""
 
@@ -180,6 +180,7 @@ class Cluster:
     async def close(self) -> None:
         """Stop announcing and tell the others this node leaves (best effort, bounded)."""
         handle, self._handle = self._handle, None
+        self._announcing = False  # its task was cancelled with the hub's others
         if handle is None:
             return
         handle.cancel()
@@ -222,9 +223,13 @@ class Cluster:
                         int(time.monotonic() - self.started), self.version)
 
     def nodes(self) -> list[NodeInfo]:
-        """Every running node known: this one first, then the others by uid."""
+        """Every running node known: this one first, then the others by uid (their
+        counters as of their last info, at most an interval old; uptime aged to now)."""
         self._expire()
-        return [self.describe(), *(info for _, (info, _) in sorted(self._nodes.items()))]
+        now = time.monotonic()
+        return [self.describe(), *(
+            dataclasses.replace(info, uptime=info.uptime + int(now - heard))
+            for _, (info, heard) in sorted(self._nodes.items()))]
 
     @property
     def known(self) -> int:
