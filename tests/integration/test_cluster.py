@@ -84,7 +84,7 @@ async def test_info_and_channels_cover_every_node_and_forget_a_killed_one(url: s
                 await asyncio.to_thread(c.popen.wait, 10)
                 started = time.monotonic()
                 found = await cent.channels(ChannelsRequest())  # C not waited for
-                assert time.monotonic() - started < 0.5
+                assert time.monotonic() - started < 1.0  # below the survey timeout
                 assert {k: v.num_clients for k, v in found.channels.items()} == {"room": 3}
                 started = time.monotonic()
                 await nodes_seen(b.port, 2)
