@@ -99,6 +99,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "server_api_batch_max": ("PUBSOCKET_SERVER_API_BATCH_MAX",),
     "server_api_channels_max": ("PUBSOCKET_SERVER_API_CHANNELS_MAX",),
     "server_api_key": ("PUBSOCKET_SERVER_API_KEY",),
+    # The cluster view of `info` and `channels` (hub/cluster.py).
+    "cluster_info_interval": ("PUBSOCKET_CLUSTER_INFO_INTERVAL",),
+    "cluster_survey_timeout": ("PUBSOCKET_CLUSTER_SURVEY_TIMEOUT",),
+    "cluster_surveys_max": ("PUBSOCKET_CLUSTER_SURVEYS_MAX",),
+    "cluster_survey_rate": ("PUBSOCKET_CLUSTER_SURVEY_RATE",),
+    "cluster_max_nodes": ("PUBSOCKET_CLUSTER_MAX_NODES",),
     "centrifugo_config": ("PUBSOCKET_CENTRIFUGO_CONFIG",),
     # Server-side subscriptions (issue 18): each Centrifuge connection of a user to its
     # personal channel ``#<user>`` (``<namespace>:#<user>``).
@@ -241,6 +247,18 @@ class Settings:
     server_api_channels_max: int = 10_000
     # The server API's own key (a Centrifugo file's http_api.key); unset: the API key.
     server_api_key: str | None = None
+    # The cluster (hub/cluster.py, docs/design.md "Cluster view"), with a shared broker
+    # only: every `cluster_info_interval` seconds each node publishes its counts on the
+    # control channel, and forgets a node not heard from in 3 intervals (at most
+    # `cluster_max_nodes` others are kept); `channels` asks every node and waits at most
+    # `cluster_survey_timeout` seconds for the answers. At most `cluster_surveys_max`
+    # surveys run at once per node and `cluster_survey_rate` start per second (a request
+    # for a pattern already being surveyed shares that survey; past both: error 106).
+    cluster_info_interval: float = 3.0
+    cluster_survey_timeout: float = 1.0
+    cluster_surveys_max: int = 4
+    cluster_survey_rate: float = 10.0
+    cluster_max_nodes: int = 256
     # A Centrifugo JSON config file (centrifugo_config.py maps it onto these settings;
     # the environment wins over it); `channel_options` are its namespaces (the first:
     # without_namespace), enforced by auth.namespaces.NamespacePolicy. Empty: no file.

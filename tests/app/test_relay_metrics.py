@@ -1,4 +1,5 @@
-"""The relay's counters on /metrics (hub/relay.py), scraped from a real server."""
+"""The relay's and the cluster's counters on /metrics (hub/relay.py, hub/cluster.py),
+scraped from a real server."""
 
 from __future__ import annotations
 
@@ -32,3 +33,20 @@ async def test_relay_counters_are_scraped(serve: Any) -> None:
     assert samples["pubsocket_relay_fed_routed_total"] == 0
     assert samples["pubsocket_relay_unavailable_total"] == 0
     assert samples["pubsocket_relay_unreachable_total"] == 0
+
+
+async def test_cluster_counters_are_scraped(serve: Any) -> None:
+    """One process (memory broker): one node, no survey over the broker."""
+    app = App(make_settings())
+    pubsub("/ws/chat", app=app)
+    srv = await serve(app)
+    _, _, reply = await ahttp("POST", f"{srv.http}/api/channels", b"{}",
+                              {"X-API-Key": API_KEY})
+    assert reply == b'{"result":{"channels":{}}}'
+    status, _, body = await ahttp("GET", f"{srv.http}/metrics",
+                                  headers={"Authorization": f"Bearer {API_KEY}"})
+    samples = {s.name: s.value for family in text_string_to_metric_families(body.decode())
+               for s in family.samples}
+    assert status == 200 and samples["pubsocket_cluster_nodes"] == 1
+    assert samples["pubsocket_cluster_surveys_total"] == 0
+    assert samples["pubsocket_cluster_refused_total"] == 0

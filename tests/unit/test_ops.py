@@ -164,13 +164,14 @@ async def test_broadcast_and_channels_are_capped(ops: Operations) -> None:
     for n, topic in enumerate(("chat:a", "chat:b", "news:c")):
         for sink in sinks[: n + 1]:
             await ops.hub.subscribe(sink, topic)
-    assert ops.channels() == {"news:c": 3, "chat:b": 2}  # the busiest 2
-    assert ops.channels("chat:*") == {"chat:b": 2, "chat:a": 1}
-    assert ops.channels("none:*") == {}
+    assert await ops.channels() == {"news:c": 3, "chat:b": 2}  # the busiest 2
+    assert await ops.channels("chat:*") == {"chat:b": 2, "chat:a": 1}
+    assert await ops.channels("none:*") == {}
     with pytest.raises(BadRequest):
-        ops.channels(5)
+        await ops.channels(5)
     info = ops.info()
     assert (info.topics, info.subscriptions) == (3, 6)
+    assert ops.nodes() == [info]  # one process (memory broker): this node only
 
 
 async def test_user_commands_validate_their_fields(ops: Operations) -> None:

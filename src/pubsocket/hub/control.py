@@ -63,10 +63,14 @@ class Registry:
 
     def apply(self, payload: bytes) -> None:
         """Carry out one control command on this node's sessions."""
-        try:
-            command: Any = orjson.loads(payload)
-            op, user = command["op"], command["user"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        command = decode(payload)
+        if command is not None:
+            self.run(command)
+
+    def run(self, command: dict[str, Any]) -> None:
+        """Carry out one decoded control command (`decode`) on this node's sessions."""
+        op, user = command["op"], command.get("user")
+        if not isinstance(user, str):
             log.warning("ignored a malformed control message")
             return
         client = command.get("client")  # only that connection of the user, when given
@@ -87,6 +91,18 @@ class Registry:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self._users.values())
+
+
+def decode(payload: bytes) -> dict[str, Any] | None:
+    """A control message as a JSON object with a string ``op``, else None (logged)."""
+    try:
+        command: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        command = None
+    if not isinstance(command, dict) or not isinstance(command.get("op"), str):
+        log.warning("ignored a malformed control message")
+        return None
+    return command
 
 
 def _since(raw: Any) -> Position | None:

@@ -15,7 +15,8 @@ subscriber that asks to resume after a position is held (its live publications b
 while the hub reads history, then gets the replay and the buffer with no gap and no
 duplicate, or ``recovered=False`` (`hub.recovery`).
 
-The control channel, `disconnect_user` and `unsubscribe_user` are in `hub.control`.
+The control channel, `disconnect_user` and `unsubscribe_user` are in `hub.control`; the
+other nodes and the `channels` survey in `hub.cluster`.
 The hub has no socket, protocol or event-loop transport code: it sees wires and
 `Subscriber.deliver(frame)`.
 """
@@ -39,6 +40,7 @@ from ..config import Settings
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from ..protocol import SubscribeResult
 from . import operations
+from .cluster import Cluster
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
 from .heartbeat import Heartbeat
@@ -92,6 +94,8 @@ class Hub(Delivery, Control, Introspection):
         self.heartbeat = Heartbeat(self.settings.heartbeat)  # v1 pings: one sweep per hub
         # POSTed commands of HTTP-stream sessions, to whichever node holds the session.
         self.relay = CommandRelay(lambda: self.broker, max_bytes=self.settings.max_message_size)
+        # The other nodes (registry) and the `channels` survey, for the server API.
+        self.cluster = Cluster(self)
 
     @property
     def broker(self) -> Broker:
@@ -117,6 +121,7 @@ class Hub(Delivery, Control, Introspection):
         if not self.broker.subscribe_nowait(CONTROL_TOPIC):
             # In the background: start() must not wait on (or fail for) an absent broker.
             self._spawn(self._subscribe_control())
+        self.cluster.start()
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
@@ -124,6 +129,7 @@ class Hub(Delivery, Control, Introspection):
         for task in list(self._background):
             task.cancel()
         await self.presence.close()
+        await self.cluster.close()
         await self.relay.close()
         if self._broker is not None:
             await self._broker.close()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ..brokers.base import HistoryPolicy, Position, Publication
 from ..codecs import Codec
 from ..errors import BrokerError, CloseCode
-from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry
+from .cluster import REPLY_MARK, Cluster
+from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Registry, decode
 from .presence import decode_event
 from .recovery import merge
 from .relay import CommandRelay
@@ -41,6 +42,7 @@ class Delivery:
     stats: HubStats
     registry: Registry
     relay: CommandRelay
+    cluster: Cluster
 
     @property
     def broker(self) -> Broker:
@@ -86,10 +88,15 @@ class Delivery:
 
     def _internal(self, channel: str, payload: bytes) -> None:
         if channel == CONTROL_TOPIC:
-            self.registry.apply(payload)
+            command = decode(payload)
+            if command is not None and not self.cluster.apply(command):
+                self.registry.run(command)
             return
         if channel == self.relay.topic:  # a command routed here (`hub.relay`)
-            self.relay.receive(payload)
+            if payload[:1] == REPLY_MARK:  # or an answer to this node's survey
+                self.cluster.reply(payload[1:])
+            else:
+                self.relay.receive(payload)
             return
         topic = channel.removeprefix(PRESENCE_PREFIX)
         entry = self._topics.get(topic)

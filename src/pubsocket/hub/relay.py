@@ -215,7 +215,7 @@ class CommandRelay:
             return RouteResult.UNAVAILABLE
         self._pending += 1
         try:
-            receivers = await _publish(broker, NODE_PREFIX + node,
+            receivers = await publish_counted(broker, NODE_PREFIX + node,
                                        session_id.encode() + _SEP + data)
         except BrokerError:
             self.stats.unavailable += 1
@@ -241,7 +241,7 @@ class CommandRelay:
         _feed(feed, data)
 
 
-async def _publish(broker: Broker, topic: str, message: bytes) -> int | None:
+async def publish_counted(broker: Broker, topic: str, message: bytes) -> int | None:
     """Publish `message` without history; how many received it (None: not known).
     Queued on the broker before the first await, so routes keep their call order."""
     counted = broker.publish_counted_nowait(topic, message)
@@ -263,4 +263,4 @@ def _feed(feed: Feed, data: bytes) -> None:
 
 
 __all__ = ["MAX_ID", "MAX_PENDING", "NODE_PREFIX", "CommandRelay", "Feed", "RelayStats",
-           "RouteResult"]
+           "RouteResult", "publish_counted"]

@@ -5,6 +5,7 @@ the hot path)."""
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -48,10 +49,13 @@ class Introspection:
         """Local (subscriber, topic) pairs."""
         return sum(entry.count for entry in self._topics.values())
 
-    def busiest_topics(self, limit: int) -> list[tuple[str, int]]:
-        """Up to `limit` topics with the most local subscribers, as (topic, count), most
-        first (ties by name). O(topics); for the ops page, not the hot path."""
-        counts = ((topic, entry.count) for topic, entry in self._topics.items())
+    def busiest_topics(self, limit: int, match: Callable[[str], bool] | None = None
+                       ) -> list[tuple[str, int]]:
+        """Up to `limit` topics (those `match` accepts, when given) with the most local
+        subscribers, as (topic, count), most first (ties by name). O(topics); for the ops
+        page and the server API, not the hot path."""
+        counts = ((topic, entry.count) for topic, entry in self._topics.items()
+                  if match is None or match(topic))
         return heapq.nsmallest(limit, counts, key=lambda c: (-c[1], c[0]))
 
 

@@ -14,17 +14,14 @@ The per-topic checks and reads (topic, permission, data, history, presence) are
 
 from __future__ import annotations
 
-import fnmatch
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..auth import Action, Principal
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import BrokerError, CloseCode
 from ..hub import Hub, operations
+from ..hub.cluster import ChannelsSurvey, NodeInfo, SurveyRefused
 from ..hub.core import publisher_of
 from ..hub.operations import MISSING, HistoryQuery
 from ..hub.recovery import ANY_EPOCH
@@ -40,31 +37,18 @@ from .errors import (
 
 MAX_KEY_LENGTH = 256  # an idempotency key (bytes of UTF-8): it is stored per publish
 MAX_NAME_LENGTH = 1024  # a user id, client id, reason or pattern
-__all__ = ["MISSING", "HistoryQuery", "NodeInfo", "Operations"]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """What `info` reports of this node."""
-
-    uid: str
-    name: str
-    clients: int
-    topics: int
-    subscriptions: int
-    users: int
-    uptime: int
+__all__ = ["MISSING", "ChannelsSurvey", "HistoryQuery", "NodeInfo", "Operations"]
 
 
 class Operations:
     """The operations layer over `hub` (see the module docstring)."""
 
     def __init__(self, hub: Hub, connections: Callable[[], int] = lambda: 0) -> None:
-        """`connections()` counts this node's open connections (for `info`)."""
+        """`connections()` counts this node's open connections (for `info`, on every
+        node: `hub.cluster` publishes it)."""
         self.hub = hub
         self.connections = connections
-        self.started = time.monotonic()
-        self.uid = str(uuid.uuid4())
+        hub.cluster.connections = connections
 
     # -- checks (hub.operations: the socket commands make the same) --------------------
     @staticmethod
@@ -243,24 +227,36 @@ class Operations:
         except BrokerError:
             raise Unavailable() from None
 
-    # -- this node -----------------------------------------------------------------------
-    def channels(self, pattern: object = None) -> dict[str, int]:
-        """Topics with subscribers on this node -> their local subscriber count, those
-        matching the glob `pattern` (``*``, ``?``, ``[...]``), at most
-        `Settings.server_api_channels_max` (the busiest first)."""
+    # -- the cluster (hub/cluster.py) ---------------------------------------------------
+    async def survey_channels(self, pattern: object = None) -> ChannelsSurvey:
+        """Topics with subscribers on every node -> their subscriber count, those matching
+        the glob `pattern` (``*``, ``?``, ``[...]``), at most
+        `Settings.server_api_channels_max` (the busiest first), with how many nodes
+        answered and whether all did in time (`Cluster.channels`). `LimitExceeded` past
+        the survey bounds, `Unavailable` when the survey cannot be sent."""
         if pattern is not None and (not isinstance(pattern, str)
                                     or len(pattern) > MAX_NAME_LENGTH):
             raise BadRequest("pattern must be a string")
-        hub = self.hub
-        cap = hub.settings.server_api_channels_max or hub.topic_count
-        if not pattern:
-            return dict(hub.busiest_topics(cap))
-        found = [(t, n) for t, n in hub.busiest_topics(hub.topic_count)
-                 if fnmatch.fnmatchcase(t, pattern)]
-        return dict(found[:cap])
+        try:
+            return await self.hub.cluster.channels(
+                pattern or None, self.hub.settings.server_api_channels_max)
+        except SurveyRefused:
+            raise LimitExceeded("too many channels surveys now; retry later") from None
+        except BrokerError:
+            raise Unavailable() from None
+
+    async def channels(self, pattern: object = None) -> dict[str, int]:
+        """`survey_channels`' channels when every node answered in time, else
+        `Unavailable` (as Centrifugo, whose survey fails when a node does not answer)."""
+        survey = await self.survey_channels(pattern)
+        if not survey.complete:
+            raise Unavailable()
+        return survey.channels
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every running node (this one first): the registry of `hub.cluster`."""
+        return self.hub.cluster.nodes()
 
     def info(self) -> NodeInfo:
-        hub = self.hub
-        uptime = int(time.monotonic() - self.started)
-        return NodeInfo(self.uid, "pubsocket", self.connections(), hub.topic_count,
-                        hub.subscription_count, hub.registry.users, uptime)
+        """This node's counters, read now."""
+        return self.hub.cluster.describe()

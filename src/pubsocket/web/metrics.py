@@ -54,6 +54,15 @@ _RELAY_DOCS = {  # hub/relay.py: commands POSTed for HTTP-stream sessions
     "unreachable": "Routed commands no node received (its node gone or deaf): 404",
 }
 
+_CLUSTER_DOCS = {  # hub/cluster.py: the server API's channels survey
+    "surveys": "channels surveys this node ran over the broker",
+    "shared": "channels requests that joined a survey already running",
+    "refused": "channels requests refused by the survey bounds (error 106)",
+    "incomplete": "channels surveys that timed out before every node answered",
+    "answered": "Other nodes' channels surveys this node answered",
+    "replies_dropped": "Survey answers not sent: too many waited for the broker",
+}
+
 
 class _Collector(Collector):
     def __init__(self, app: App) -> None:
@@ -82,6 +91,11 @@ class _Collector(Collector):
         relay = self.app.hub.relay.stats
         for name, doc in _RELAY_DOCS.items():
             yield _counter(f"relay_{name}", doc, getattr(relay, name))
+        cluster = self.app.hub.cluster
+        yield _gauge("cluster_nodes", "Running nodes this node knows of, itself included",
+                     cluster.known + 1)
+        for name, doc in _CLUSTER_DOCS.items():
+            yield _counter(f"cluster_{name}", doc, getattr(cluster.stats, name))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

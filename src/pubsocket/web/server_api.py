@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from importlib import metadata
 from typing import Any
 
 import orjson
@@ -266,23 +265,15 @@ async def _history_remove(ops: Operations, p: Body) -> Body:
 
 
 async def _channels(ops: Operations, p: Body) -> Body:
-    return {"channels": {name: {"num_clients": n}
-                         for name, n in ops.channels(p.get("pattern")).items()}}
+    channels = await ops.channels(p.get("pattern"))  # every node's (hub/cluster.py)
+    return {"channels": {name: {"num_clients": n} for name, n in channels.items()}}
 
 
 async def _info(ops: Operations, p: Body) -> Body:
-    node = ops.info()
-    return {"nodes": [{"uid": node.uid, "name": node.name, "version": _version(),
+    return {"nodes": [{"uid": node.uid, "name": node.name, "version": node.version,
                        "num_clients": node.clients, "num_users": node.users,
                        "num_channels": node.topics, "num_subs": node.subscriptions,
-                       "uptime": node.uptime}]}
-
-
-def _version() -> str:
-    try:
-        return metadata.version("pubsocket")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return ""
+                       "uptime": node.uptime} for node in ops.nodes()]}
 
 
 METHODS: dict[str, Method] = {
