@@ -9,7 +9,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Side
 
-from pubsocket.server.fastframes import cut_short, fast_limit, split_frames
+from pubsocket.server.fastframes import BINARY, PONG, TEXT, cut_short, fast_limit, split_frames
 from pubsocket.server.frames import FrameProtocol, park
 
 BIG = 1 << 63
@@ -23,7 +23,7 @@ def test_whole_text_and_binary_frames_are_taken_in_order() -> None:
     data = (masked(Opcode.TEXT, b"a") + masked(Opcode.BINARY, b"\x00" * 200)
             + masked(Opcode.TEXT, b"z" * 70000))
     assert split_frames(data, BIG, 64, BIG) == (
-        len(data), [(b"a", True), (b"\x00" * 200, False), (b"z" * 70000, True)])
+        len(data), [(b"a", TEXT), (b"\x00" * 200, BINARY), (b"z" * 70000, TEXT)])
 
 
 def test_the_run_stops_at_the_first_frame_of_another_shape() -> None:
@@ -32,15 +32,30 @@ def test_the_run_stops_at_the_first_frame_of_another_shape() -> None:
                   masked(Opcode.TEXT, b"part", fin=False), masked(Opcode.CONT, b"c"),
                   bytes((0xC1,)) + masked(Opcode.TEXT, b"rsv")[1:],  # RSV1 set
                   Frame(Opcode.TEXT, b"unmasked").serialize(mask=False)):
-        assert split_frames(one + other + one, BIG, 64, BIG) == (len(one), [(b"one", True)])
+        assert split_frames(one + other + one, BIG, 64, BIG) == (len(one), [(b"one", TEXT)])
     for cut in (masked(Opcode.TEXT, b"cut")[:-1], masked(Opcode.TEXT, b"y" * 300)[:3],
                 masked(Opcode.TEXT, b"y" * 70000)[:9], b"\x81"):  # partial: at the end
-        assert split_frames(one + cut, BIG, 64, BIG) == (len(one), [(b"one", True)])
+        assert split_frames(one + cut, BIG, 64, BIG) == (len(one), [(b"one", TEXT)])
+
+
+def test_pongs_are_taken_with_the_messages_around_them() -> None:
+    # A client's keepalive answer often shares a read with its next message.
+    data = masked(Opcode.PONG, b"abcd") + masked(Opcode.TEXT, b"next") + masked(Opcode.PONG, b"")
+    assert split_frames(data, BIG, 64, BIG) == (
+        len(data), [(b"abcd", PONG), (b"next", TEXT), (b"", PONG)])
+    # Not a PONG of the one valid shape: websockets' (a control frame over 125 bytes, or
+    # with a 16-bit length, is a protocol error there; a fragmented one too)
+    long_pong = bytes((0x8A, 0x80 | 126)) + (126).to_bytes(2, "big") + b"mask" + b"p" * 126
+    unfinished = bytes((0x0A,)) + masked(Opcode.PONG, b"p")[1:]  # FIN clear
+    for other in (long_pong, unfinished):
+        assert split_frames(other, BIG, 64, BIG) == (0, [])
+        assert not cut_short(other[:5], 0, BIG, BIG)
+    assert cut_short(masked(Opcode.PONG, b"abcd")[:4], 0, BIG, BIG)
 
 
 def test_limits_on_size_count_and_bytes() -> None:
     frame = masked(Opcode.TEXT, b"x" * 10)  # 16 bytes
-    assert split_frames(frame, 10, 64, BIG) == (16, [(b"x" * 10, True)])
+    assert split_frames(frame, 10, 64, BIG) == (16, [(b"x" * 10, TEXT)])
     assert split_frames(frame, 9, 64, BIG) == (0, [])  # over the size limit: websockets'
     assert split_frames(frame * 5, BIG, 3, BIG)[0] == 48  # at most 3 frames
     assert split_frames(frame * 5, BIG, 64, 40)[0] == 32  # only frames ending within 40

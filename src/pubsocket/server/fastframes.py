@@ -22,6 +22,9 @@ from .frames import FrameProtocol, Parked, at_boundary
 
 _TEXT = 0x81  # FIN, RSV1-3 clear, opcode TEXT
 _BINARY = 0x82  # FIN, RSV1-3 clear, opcode BINARY
+_PONG = 0x8A  # FIN, RSV1-3 clear, opcode PONG
+TEXT, BINARY, PONG = 1, 2, 10  # the opcodes `split_frames` hands over
+_CONTROL_MAX = 125  # a control frame's payload limit (RFC 6455 §5.5)
 _NO_LIMIT = 1 << 63  # a 64-bit length field cannot go over it (RFC 6455 §5.2)
 
 
@@ -45,24 +48,27 @@ def fast_limit(live: FrameProtocol | None, parked: Parked | None) -> int:
 
 
 def split_frames(data: bytes | bytearray, limit: int, max_frames: int, max_bytes: int
-                 ) -> tuple[int, list[tuple[bytes, bool]]]:
-    """The leading run of whole single-frame messages in `data`, unmasked.
+                 ) -> tuple[int, list[tuple[bytes, int]]]:
+    """The leading run of whole single-frame messages (and PONGs) in `data`, unmasked.
 
-    Returns ``(end, messages)``: ``data[:end]`` is exactly the frames taken, each as
-    ``(payload, is_text)``. A frame is taken when its first byte is FIN + TEXT or
-    FIN + BINARY with RSV1-3 clear, it is masked, its payload length is at most `limit`
-    and it ends within `data` and within the first `max_bytes` bytes; at most
+    Returns ``(end, frames)``: ``data[:end]`` is exactly the frames taken, each as
+    ``(payload, opcode)`` with opcode `TEXT`, `BINARY` or `PONG`. A frame is taken when
+    its first byte is FIN + TEXT, FIN + BINARY or FIN + PONG with RSV1-3 clear, it is
+    masked, its payload length is at most `limit` (at most 125 for a PONG: websockets
+    fails a longer control frame) and it ends within `data` and within the first
+    `max_bytes` bytes. PONGs are taken because a client's keepalive answer often shares
+    a read with its next message, which would otherwise wake websockets' parser; at most
     `max_frames` are taken. The run stops at the first frame that is not so, which is
     left (with everything after it) for websockets' parser. UTF-8 is not checked here:
     the caller decodes text the way it decodes websockets' frames.
     """
-    messages: list[tuple[bytes, bool]] = []
+    messages: list[tuple[bytes, int]] = []
     size = min(len(data), max_bytes)
     pos = 0
     with memoryview(data) as view:  # released on return: the caller may resize `data`
         while len(messages) < max_frames and pos + 6 <= size:
             head = data[pos]
-            if head != _TEXT and head != _BINARY:
+            if head != _TEXT and head != _BINARY and head != _PONG:
                 break
             length = data[pos + 1] ^ 0x80  # the mask bit, which a client's frame must set
             if length < 126:
@@ -76,10 +82,10 @@ def split_frames(data: bytes | bytearray, limit: int, max_frames: int, max_bytes
             else:  # unmasked: websockets fails the connection (1002)
                 break
             end = start + length
-            if length > limit or end > size:
+            if (length > limit or end > size
+                    or (head == _PONG and (length > _CONTROL_MAX or start != pos + 6))):
                 break
-            messages.append((apply_mask(view[start:end], data[start - 4:start]),
-                             head == _TEXT))
+            messages.append((apply_mask(view[start:end], data[start - 4:start]), head & 0x0F))
             pos = end
     return pos, messages
 
@@ -93,7 +99,8 @@ def cut_short(data: bytes | bytearray, start: int, limit: int, max_bytes: int) -
     frame turns out not to be taken, websockets gets it from its first byte.
     """
     have = len(data) - start
-    if have <= 0 or (data[start] != _TEXT and data[start] != _BINARY):
+    head = data[start] if have > 0 else 0
+    if head != _TEXT and head != _BINARY and head != _PONG:
         return False
     if have < 2:
         return True
@@ -109,5 +116,7 @@ def cut_short(data: bytes | bytearray, start: int, limit: int, max_bytes: int) -
             return True
         header, length = 14, int.from_bytes(data[start + 2:start + 10], "big")
     else:  # unmasked
+        return False
+    if head == _PONG and (length > _CONTROL_MAX or header != 6):
         return False
     return length <= limit and have < header + length <= max_bytes

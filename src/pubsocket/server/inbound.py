@@ -14,7 +14,7 @@ from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame
 
 from ..errors import ConnectionClosed
-from .fastframes import cut_short, fast_limit, split_frames
+from .fastframes import PONG, TEXT, cut_short, fast_limit, split_frames
 from .frames import lone_pong
 from .resting import Resting
 
@@ -79,8 +79,11 @@ class Inbound(Resting):
             short = (len(messages) < FRAMES_PER_TICK
                      and cut_short(data, end, limit, PARSE_SLICE))
             if end or short:
-                for payload, text in messages:
-                    self._message(payload, text)  # after a close: dropped, as before
+                for payload, opcode in messages:
+                    if opcode == PONG:
+                        self._on_pong(payload)
+                    else:
+                        self._message(payload, opcode == TEXT)  # after a close: dropped
                 if self._live is not None:
                     self._pump()  # what a revived protocol has to send (a close)
                 if short:  # a frame begun: kept in a buffer of its own size (it may
