@@ -30,6 +30,8 @@ def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every refusal its own log line: `refusals` is process-wide, and a refusal of the
     same kind by an earlier test would otherwise hold this test's line back."""
     monkeypatch.setattr(refusals, "_interval", 0.0)
+    monkeypatch.setattr(refusals, "_held", {})  # nothing held back by earlier tests
+    monkeypatch.setattr(refusals, "_last", {})
 
 
 def hub_app(**settings: Any) -> App:

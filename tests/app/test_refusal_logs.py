@@ -37,6 +37,9 @@ SELF = "self"  # the server's own origin, for the connection hook's Origin rule
 def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every refusal its own log line (`refusals` is process-wide)."""
     monkeypatch.setattr(refusals, "_interval", 0.0)
+    # and nothing held back by earlier tests ("(+5 more since the last)" on the first line)
+    monkeypatch.setattr(refusals, "_held", {})
+    monkeypatch.setattr(refusals, "_last", {})
 
 
 def refusing_app() -> App:
