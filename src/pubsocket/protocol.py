@@ -53,6 +53,24 @@ class Publish:
     id: CmdId | None = None
 
 
+# One per publish command: stores through the slots' descriptors instead of the
+# generated `object.__setattr__` calls, the instance as frozen as before (see
+# `brokers.base.Publication`, which does the same and says why).
+_set_topic = vars(Publish)["topic"].__set__
+_set_payload = vars(Publish)["payload"].__set__
+_set_id = vars(Publish)["id"].__set__
+
+
+def _publish_init(self: Publish, topic: str, payload: bytes, id: CmdId | None = None) -> None:
+    _set_topic(self, topic)
+    _set_payload(self, payload)
+    _set_id(self, id)
+
+
+_publish_init.__qualname__ = "Publish.__init__"  # what a TypeError names
+Publish.__init__ = _publish_init  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True, slots=True)
 class History:
     """Read kept publications after `since` (all kept ones when None), at most `limit`."""
