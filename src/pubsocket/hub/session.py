@@ -252,7 +252,8 @@ class Session:
                 self._waiting.append(item)
             else:
                 self._start(item)
-        self._flow()
+        if self._paused or self._waiting is not None or self._inflight is not None:
+            self._flow()  # else nothing waits and reading is not paused: nothing to do
 
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
