@@ -15,7 +15,7 @@ from ..errors import ProtocolViolation
 from ..protocol import (
     MAX_HISTORY_LIMIT,
     MAX_ID_LENGTH,
-    TOPIC_RE,
+    VALID_TOPICS,
     Command,
     ErrorCode,
     Heartbeat,
@@ -26,6 +26,7 @@ from ..protocol import (
     Subscribe,
     Unsubscribe,
     valid_id,
+    valid_topic,
 )
 
 _MISSING: Final = object()
@@ -33,7 +34,6 @@ _ACTIONS: Final = frozenset({"subscribe", "unsubscribe", "publish"})
 _V1_ACTIONS: Final = frozenset({"history", "presence", "presence_stats", "refresh",
                                 "heartbeat"})
 MAX_TOKEN_LENGTH: Final = 8192
-_topic_match: Final = TOPIC_RE.fullmatch
 _TOPIC_RULE: Final = "topic must be 1-255 characters from A-Z a-z 0-9 _ . : @ / # -"
 
 
@@ -64,7 +64,7 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
             raise ProtocolViolation(ErrorCode.BAD_FIELD, "refresh needs a token string", cmd_id)
         return Refresh(token, cmd_id)
     topic = msg.get("topic")
-    if not isinstance(topic, str) or _topic_match(topic) is None:  # `valid_topic`, inline
+    if not isinstance(topic, str) or (topic not in VALID_TOPICS and not valid_topic(topic)):
         raise ProtocolViolation(ErrorCode.INVALID_TOPIC, _TOPIC_RULE, cmd_id)
     if action == "publish":
         data = msg.get("data", _MISSING)
