@@ -292,12 +292,7 @@ class Session:
     def _start(self, item: Parsed) -> None:
         """Start one command now (nothing is waiting ahead of it)."""
         hook = self.hook
-        if isinstance(item, ProtocolViolation):
-            if hook is not None:
-                hook.violation(self, item)
-            else:
-                self.error(item.code, item.message, item.cmd_id)
-        elif isinstance(item, Publish) and (hook is None or hook.ready):
+        if isinstance(item, Publish) and (hook is None or hook.ready):  # the common one
             result = handlers.publish(self, item)
             if result is None:  # refused, already answered
                 return
@@ -310,6 +305,11 @@ class Session:
                 result.add_done_callback(self._release)
             else:  # a broker that cannot pipeline: a barrier like any other command
                 self._barrier(handlers.finish_publish(self, item, result))
+        elif isinstance(item, ProtocolViolation):
+            if hook is not None:
+                hook.violation(self, item)
+            else:
+                self.error(item.code, item.message, item.cmd_id)
         elif self._inflight:
             self._waiting = deque([item])  # starts when the publishes ahead are done
         else:
