@@ -6,7 +6,8 @@ The steps of the hot path (docs/design.md "Cost model: one delivery") on the rea
 objects, in-process and without sockets: websockets' frame parse (and the fast path
 that takes its place for a whole single-frame message), the command parse,
 the publish (authorize + the memory broker's position and history append + the hub's
-in-order check), the encode and the frame, then the fan-out's per-subscriber work on a
+in-order check), the encode and the frame, the session's whole publish path after the
+frame parse (plain and pubsocket.v1), then the fan-out's per-subscriber work on a
 batched wire. CPU time (`time.process_time`) per call, best of 5 runs, so other load on
 the machine inflates it little; the socket work (the read, the write syscalls and the
 loop) is what bench/cost_model.py measures on top.
@@ -26,8 +27,9 @@ from websockets.protocol import OPEN, Protocol, Side
 
 from pubsocket import Hub, Settings
 from pubsocket.brokers import MemoryBroker
-from pubsocket.codecs import PLAIN
+from pubsocket.codecs import PLAIN, V1
 from pubsocket.framing import text_frame
+from pubsocket.hub.session import Session
 from pubsocket.hub.wire import Batch
 from pubsocket.server.fastframes import fast_limit, split_frames
 from pubsocket.server.frames import TEXT_WIRES, FrameProtocol, park
@@ -52,6 +54,18 @@ class Queue:
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         pass
+
+    # What a session needs besides (its peer): never paused here.
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_max_message_size(self, size: int) -> None:
+        pass
+
+    backlog = 0
 
 
 def per_call(fn: Callable[[], object], n: int) -> float:
@@ -104,6 +118,20 @@ async def main(n: int) -> dict[str, float]:
         out["encode (plain codec)"] = per_call(lambda: PLAIN.publication("room", pub), n)
         out["frame (text_frame)"] = per_call(lambda: text_frame(payload), n)
         wire = TEXT_WIRES(PLAIN)
+        # The socket publish path after the frame parse, whole: Session.on_message (count,
+        # charge, parse, authorize, publish, deliver to one subscriber's open batch).
+        quiet = Settings(rate_limit=0, publish_byte_rate=0)
+        for codec in (PLAIN, V1):
+            sub, pub = Queue(), Queue()
+            Session(hub, sub, quiet, codec=codec, wires=TEXT_WIRES).on_message(
+                '{"action":"subscribe","topic":"session-' + codec.name + '"}')
+            publisher = Session(hub, pub, quiet, codec=codec, wires=TEXT_WIRES)
+            line = text.replace('"room"', '"session-' + codec.name + '"')
+            out[f"session publish ({codec.name}), one subscriber"] = per_call(
+                lambda p=publisher, line=line: p.on_message(line), n)
+            assert sub.out, "the session's publish was not delivered"
+            assert not pub.out, "the session's publish was answered (refused?)"
+            sub.out.clear()
         for subs in (1, 1000):
             queues = [Queue() for _ in range(subs)]
             for q in queues:

@@ -31,6 +31,9 @@ def _unmasked(first: int, payload: bytes) -> bytes:
 
 def text_frame(payload: bytes) -> bytes:
     """One unmasked server-to-client text frame carrying `payload`."""
+    n = len(payload)
+    if n < 126:  # `_unmasked`'s first case inline: once per publication and wire
+        return bytes((_FIN_TEXT, n)) + payload
     return _unmasked(_FIN_TEXT, payload)
 
 

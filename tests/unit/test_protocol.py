@@ -19,6 +19,7 @@ from pubsocket.codecs.plain import encode_error
 from pubsocket.errors import ProtocolViolation
 from pubsocket.framing import frame_payload, text_frame
 from pubsocket.protocol import (
+    VALID_TOPICS,
     Command,
     ErrorCode,
     Publish,
@@ -201,6 +202,21 @@ def test_invalid_topics(topic: str) -> None:
 @pytest.mark.parametrize("topic", [None, 1, b"chat", ["chat"], {"t": 1}])
 def test_non_string_topics_are_invalid(topic: object) -> None:
     assert not valid_topic(topic)
+
+
+def test_valid_topics_are_remembered_boundedly_and_only_when_valid() -> None:
+    # The set a publish looks in before the regex (protocol.VALID_TOPICS): only topics
+    # that passed, never more than its cap, and the verdicts stay the same.
+    for k in range(3000):
+        assert valid_topic(f"remembered-{k}")
+        assert not valid_topic(f"not remembered {k}")
+    assert len(VALID_TOPICS) <= 1024
+    assert all(valid_topic(t) for t in VALID_TOPICS)
+    assert "not remembered 2999" not in VALID_TOPICS
+    assert parse_command(cmd(action="publish", topic="remembered-2999", data=1)).topic \
+        == "remembered-2999"
+    assert violation(cmd(action="publish", topic="not remembered 2999", data=1)).code \
+        == "invalid_topic"
 
 
 # -- encoders -----------------------------------------------------------------------------

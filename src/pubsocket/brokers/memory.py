@@ -269,9 +269,13 @@ class MemoryBroker(Broker):
             if ring.maxlen != size:  # first publish, or the policy changed: keep the newest
                 ring = rec.ring = deque(ring, maxlen=size)
                 self._recount(rec)
-            cost = _cost(payload, publisher)
+            # `_cost` inlined (one publish, two calls fewer): the new entry's, less the
+            # oldest's when the append pushes it out.
+            cost = ENTRY_COST + len(payload) + (0 if publisher is None else len(publisher.info))
             if len(ring) == size:
-                cost -= _cost(ring[0].payload, ring[0].publisher)  # the append pushes it out
+                old = ring[0]
+                cost -= ENTRY_COST + len(old.payload) + (
+                    0 if old.publisher is None else len(old.publisher.info))
             rec.top += 1
             # Kept payloads are copied to their exact size: orjson.dumps hands back bytes
             # with a ~4 KiB allocation behind even a 10-byte result, which history would

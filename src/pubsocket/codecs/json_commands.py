@@ -15,6 +15,7 @@ from ..errors import ProtocolViolation
 from ..protocol import (
     MAX_HISTORY_LIMIT,
     MAX_ID_LENGTH,
+    VALID_TOPICS,
     Command,
     ErrorCode,
     Heartbeat,
@@ -63,7 +64,7 @@ def parse_json_command(text: str | bytes, *, extended: bool) -> Command:
             raise ProtocolViolation(ErrorCode.BAD_FIELD, "refresh needs a token string", cmd_id)
         return Refresh(token, cmd_id)
     topic = msg.get("topic")
-    if not isinstance(topic, str) or not valid_topic(topic):
+    if not isinstance(topic, str) or (topic not in VALID_TOPICS and not valid_topic(topic)):
         raise ProtocolViolation(ErrorCode.INVALID_TOPIC, _TOPIC_RULE, cmd_id)
     if action == "publish":
         data = msg.get("data", _MISSING)

@@ -44,6 +44,12 @@ def _from(publisher: Publisher) -> bytes:
     return b',"from":' + orjson.dumps(body)
 
 
+@functools.lru_cache(maxsize=1024)  # one entry per topic published to lately (<= 255 chars)
+def _head(topic: str) -> bytes:
+    """``{"type":"message","topic":T``: a delivery's start, the same for all of a topic's."""
+    return b'{"type":"message","topic":' + orjson.dumps(topic)
+
+
 def _entry(pub: Publication) -> bytes:
     """One history entry: ``{"offset":N,"data":D,"from"?:F}``."""
     tail = b"}" if pub.publisher is None else _from(pub.publisher) + b"}"
@@ -71,12 +77,11 @@ class V1Codec(PlainCodec):
     refreshable = True
 
     def publication(self, topic: str, pub: Publication) -> bytes:
-        # Built by concatenation around the already-encoded payload: no re-encoding of data.
-        head = b'{"type":"message","topic":' + orjson.dumps(topic)
-        if pub.offset:
-            head += b',"offset":' + str(pub.offset).encode()
+        # Built around the already-encoded payload: no re-encoding of data.
         tail = b"}" if pub.publisher is None else _from(pub.publisher) + b"}"
-        return head + b',"data":' + pub.payload + tail
+        if pub.offset:
+            return b'%b,"offset":%d,"data":%b%b' % (_head(topic), pub.offset, pub.payload, tail)
+        return b'%b,"data":%b%b' % (_head(topic), pub.payload, tail)
 
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.id is None and cmd.since is None:

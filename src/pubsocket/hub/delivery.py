@@ -182,8 +182,9 @@ class Delivery:
             batch = batches[wire] = Batch(frame)
             for sub in cast("dict[BatchSubscriber, None]", subs):
                 sub.deliver_batch(batch)
-        for hold in entry.held.values():
-            hold.add(pub, MAX_BUFFERED)
+        if entry.held:  # subscribers recovering: they get it after their replay
+            for hold in entry.held.values():
+                hold.add(pub, MAX_BUFFERED)
 
     def _gap(self, topic: str, entry: Topic, position: Position) -> None:
         """Tell every subscriber of `topic` that live delivery skipped to `position`."""

@@ -252,7 +252,8 @@ class Session:
                 self._waiting.append(item)
             else:
                 self._start(item)
-        self._flow()
+        if self._paused or self._waiting is not None or self._inflight is not None:
+            self._flow()  # else nothing waits and reading is not paused: nothing to do
 
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
@@ -291,12 +292,7 @@ class Session:
     def _start(self, item: Parsed) -> None:
         """Start one command now (nothing is waiting ahead of it)."""
         hook = self.hook
-        if isinstance(item, ProtocolViolation):
-            if hook is not None:
-                hook.violation(self, item)
-            else:
-                self.error(item.code, item.message, item.cmd_id)
-        elif isinstance(item, Publish) and (hook is None or hook.ready):
+        if isinstance(item, Publish) and (hook is None or hook.ready):  # the common one
             result = handlers.publish(self, item)
             if result is None:  # refused, already answered
                 return
@@ -309,6 +305,11 @@ class Session:
                 result.add_done_callback(self._release)
             else:  # a broker that cannot pipeline: a barrier like any other command
                 self._barrier(handlers.finish_publish(self, item, result))
+        elif isinstance(item, ProtocolViolation):
+            if hook is not None:
+                hook.violation(self, item)
+            else:
+                self.error(item.code, item.message, item.cmd_id)
         elif self._inflight:
             self._waiting = deque([item])  # starts when the publishes ahead are done
         else:

@@ -84,8 +84,14 @@ def _info(publisher: Publisher) -> bytes:
 def _pub(pub: Publication) -> bytes:
     tail = b"}" if pub.publisher is None else _info(pub.publisher) + b"}"
     if pub.offset:
-        return b'{"data":' + pub.payload + b',"offset":' + str(pub.offset).encode() + tail
-    return b'{"data":' + pub.payload + tail
+        return b'{"data":%b,"offset":%d%b' % (pub.payload, pub.offset, tail)
+    return b'{"data":%b%b' % (pub.payload, tail)
+
+
+@functools.lru_cache(maxsize=1024)  # one entry per topic published to lately (<= 255 chars)
+def _push_head(topic: str) -> bytes:
+    """``{"push":{"channel":T,"pub":``: a publication push's start, the same for a topic."""
+    return b'{"push":{"channel":' + orjson.dumps(topic) + b',"pub":'
 
 
 def _reply(method: str, cmd_id: CmdId | None, body: Mapping[str, Any]) -> bytes | None:
@@ -159,7 +165,7 @@ class CentrifugeCodec(Codec):
         return True  # Centrifugo announces every client, not a user's first/last
 
     def publication(self, topic: str, pub: Publication) -> bytes:
-        return b'{"push":{"channel":' + orjson.dumps(topic) + b',"pub":' + _pub(pub) + b"}}"
+        return b"%b%b}}" % (_push_head(topic), _pub(pub))
 
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.id is None and not cmd.server:

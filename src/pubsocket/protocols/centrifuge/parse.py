@@ -21,6 +21,7 @@ from ...errors import ProtocolViolation
 from ...hub.recovery import ANY_EPOCH
 from ...protocol import (
     MAX_HISTORY_LIMIT,
+    VALID_TOPICS,
     CmdId,
     Command,
     Connect,
@@ -40,6 +41,7 @@ from ...protocol import (
 MAX_NAME_LENGTH: Final = 255  # method, client name and version strings
 _METHODS: Final = ("connect", "subscribe", "unsubscribe", "publish", "presence",
                    "presence_stats", "history", "refresh", "sub_refresh", "rpc", "send")
+_METHOD_SET: Final = frozenset(_METHODS)
 _MISSING: Final = object()
 # SubscribeRequest.flag bits (centrifugal/protocol); the others (channel compaction)
 # are offers a server may ignore.
@@ -104,7 +106,9 @@ def parse_command(line: str | bytes) -> Command | None:
             or raw_id < 0:
         raise ProtocolViolation(ErrorCode.BAD_ID, "id must be a positive integer")
     cmd_id: CmdId | None = raw_id or None
-    methods = [m for m in _METHODS if m in msg]
+    # The command's keys (an id and one method, usually) looked up in the set, not every
+    # method in the command: the same methods, fewer lookups.
+    methods = [m for m in msg if m in _METHOD_SET]
     if not methods:
         if cmd_id is None and set(msg) <= {"id", "ping"}:
             return None  # the empty command: an answer to the server's ping
@@ -134,8 +138,12 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
     if method == "send":
         raise ProtocolViolation(ErrorCode.BAD_ACTION, "send is not supported", cmd_id)
     topic = body.get("channel")
-    if not isinstance(topic, str) or not valid_topic(topic):
+    if not isinstance(topic, str) or (topic not in VALID_TOPICS and not valid_topic(topic)):
         raise ProtocolViolation(ErrorCode.INVALID_TOPIC, "unknown channel", cmd_id)
+    if method == "publish":  # the common command first (only dispatch order moves)
+        if "data" not in body:
+            raise ProtocolViolation(ErrorCode.MISSING_DATA, "publish needs data", cmd_id)
+        return Publish(topic, _json(body["data"], cmd_id), cmd_id)
     if method == "subscribe":
         kind = body.get("type", 0)
         if isinstance(kind, bool) or not isinstance(kind, int):
@@ -154,10 +162,6 @@ def _build(method: str, body: Mapping[str, Any], cmd_id: CmdId | None) -> Comman
                          reject_unrecovered=bool(flag & FLAG_REJECT_UNRECOVERED))
     if method == "unsubscribe":
         return Unsubscribe(topic, cmd_id)
-    if method == "publish":
-        if "data" not in body:
-            raise ProtocolViolation(ErrorCode.MISSING_DATA, "publish needs data", cmd_id)
-        return Publish(topic, _json(body["data"], cmd_id), cmd_id)
     if method in ("presence", "presence_stats"):
         return Presence(topic, cmd_id, stats=method == "presence_stats")
     if method == "sub_refresh":
