@@ -34,6 +34,7 @@ class Keepalive:
     def start(self) -> None:
         """Begin sweeping (pings only when `ping_interval` is set)."""
         if self._state.settings.ping_interval:
+            self._state.sweep_at = self._state.loop.time() + self._tick
             self._handle = self._state.loop.call_later(self._tick, self._sweep)
         self._rest_handle = self._state.loop.call_later(REST_TICK, self._rest)
 
@@ -51,6 +52,7 @@ class Keepalive:
         timeout = state.settings.ping_timeout
         for conn in list(state.websockets):
             conn.keepalive(now, interval, timeout)
+        state.sweep_at = now + self._tick
         self._handle = state.loop.call_later(self._tick, self._sweep)
 
     def _rest(self) -> None:

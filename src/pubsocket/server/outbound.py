@@ -29,17 +29,16 @@ class Outbound:
     """The write path of `WSConnection` (see the module docstring)."""
 
     # The write state lives here; WSConnection declares the rest of its slots.
-    __slots__ = ("_drain", "_hub_frames", "_out", "_stall_size", "_stall_timer")
+    __slots__ = ("_drain", "_hub_frames", "_out", "_stall")
 
-    _out: list[bytes | Batch]
+    _out: list[bytes | Batch] | None  # None: nothing queued (an idle connection holds no list)
     _hub_frames: bool
     _closing: bool
     _state: ServerState
     _transport: Any
     _proto: Protocol
     _drain: asyncio.Future[None] | None
-    _stall_timer: asyncio.TimerHandle | None
-    _stall_size: int
+    _stall: tuple[asyncio.TimerHandle, int] | None  # (timer, buffer size when armed)
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         raise NotImplementedError
@@ -50,11 +49,13 @@ class Outbound:
             self._state.stats.dropped += 1
             return
         out = self._out
-        if not out:
+        if out is None:
             self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False  # the batch's later frames would overtake this one
-        out.append(frame)
+            self._out = [frame]
+        else:
+            if out[-1].__class__ is Batch:
+                out[-1].open = False  # the batch's later frames would overtake this one
+            out.append(frame)
         self._hub_frames = True
 
     def deliver_batch(self, batch: Batch) -> None:
@@ -63,18 +64,14 @@ class Outbound:
         if self._closing:
             self._state.stats.dropped += 1  # counted once per batch
             return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False
-        out.append(batch)
+        self._queue(batch)
         self._hub_frames = True
 
     @property
     def backlog(self) -> int:
         """Bytes queued for this tick's write plus what the transport still holds."""
-        queued = sum(len(x.joined()) if x.__class__ is Batch else len(x) for x in self._out)
+        queued = sum(len(x.joined()) if x.__class__ is Batch else len(x)
+                     for x in self._out or ())
         return queued + int(self._transport.get_write_buffer_size())
 
     def pause_writing(self) -> None:
@@ -86,30 +83,36 @@ class Outbound:
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        if self._stall is not None:
+            self._stall[0].cancel()
+            self._stall = None
 
     # -- outbound ----------------------------------------------------------------------
     def _pump(self) -> None:
         """Move what the protocol wants to send into the queue; act on EOF."""
         for data in self._proto.data_to_send():
             if data:
-                out = self._out
-                if not out:
-                    self._state.flusher.mark(self._flush)
-                elif out[-1].__class__ is Batch:
-                    out[-1].open = False
-                out.append(data)
+                self._queue(data)
             else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
                 self._flush()
                 self._transport.close()
+
+    def _queue(self, item: bytes | Batch) -> None:
+        """Queue `item` after what is queued (closing an open batch there)."""
+        out = self._out
+        if out is None:
+            self._state.flusher.mark(self._flush)
+            self._out = [item]
+            return
+        if out[-1].__class__ is Batch:
+            out[-1].open = False  # the batch's later frames would overtake this one
+        out.append(item)
 
     def _flush(self) -> None:
         out = self._out
         if not out:
             return
-        self._out = []
+        self._out = None
         transport = self._transport
         if transport.is_closing():
             return
@@ -149,17 +152,18 @@ class Outbound:
 
     def _arm_stall(self) -> None:
         timeout = self._state.settings.write_timeout
-        if not timeout or self._stall_timer is not None:
+        if not timeout or self._stall is not None:
             return
-        self._stall_size = self._transport.get_write_buffer_size()
-        self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
+        self._stall = (self._state.loop.call_later(timeout, self._check_stall),
+                       self._transport.get_write_buffer_size())
 
     def _check_stall(self) -> None:
-        self._stall_timer = None
+        armed = self._stall[1] if self._stall is not None else 0
+        self._stall = None
         size = self._transport.get_write_buffer_size()
         if size <= HIGH_WATER:
             return
-        if size >= self._stall_size:
+        if size >= armed:
             log.info("aborting a connection whose writes made no progress")
             self._transport.abort()
             return

@@ -34,9 +34,12 @@ class ServerState:
     stats: TransportStats = field(default_factory=TransportStats)
     shutting_down: bool = False
     inflate: InflateBudget | None = None  # made by create(): needs the loop
+    # The keepalive sweep's next run (loop time): a new connection counts its first
+    # ping from it; one float shared by every connection opened before it.
+    sweep_at: float = 0.0
 
     @classmethod
     def create(cls, app: App, loop: asyncio.AbstractEventLoop) -> ServerState:
         """State for `app` on `loop`."""
         return cls(app=app, settings=app.settings, loop=loop, flusher=Flusher(loop),
-                   inflate=InflateBudget(loop))
+                   inflate=InflateBudget(loop), sweep_at=loop.time())

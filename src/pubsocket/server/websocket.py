@@ -20,7 +20,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN
 
 from ..errors import CloseCode, ConnectionClosed
-from ..hub.wire import WireSet
+from ..hub.wire import Batch, WireSet
 from ..log import refusals
 from ..web.websocket import Listener, MessageIterator, translate_close
 from . import access
@@ -65,13 +65,11 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         "_unparsed",
         "_waiter",
         "access",
-        "subprotocol",
         "wires",
     )
 
     def __init__(self, proto: FrameProtocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
-        self.subprotocol: str | None = proto.subprotocol
         self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
         # (path, peer, loop time opened) when the access log is on (server/access.py)
         self.access: tuple[str, tuple[str, int] | None, float] | None = None
@@ -80,7 +78,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._busy = False  # bytes came in since the last sweep
         self._transport = transport
         self._state = state
-        self._out = []
+        self._out: list[bytes | Batch] | None = None  # made by the first frame queued
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
         self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
         self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
@@ -97,11 +95,11 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._unparsed: bytearray | None = None  # bytes left for the next loop iteration
         self._throttled = False  # a _continue is scheduled (reading paused meanwhile)
         # keepalive (driven by the server's Keepalive sweep) and stall/close timers
-        self._ping_payload: bytes | None = None
-        self._ping_sent: float | None = None
-        self._last_ping = state.loop.time()
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_size = 0
+        self._ping: tuple[bytes, float] | None = None  # (payload, sent at) until answered
+        # The keepalive sweep's next run (shared by the connections opened before it, so
+        # none holds a float of its own): the first ping is `ping_interval` after it.
+        self._last_ping = state.sweep_at
+        self._stall: tuple[asyncio.TimerHandle, int] | None = None  # timer, buffer size
         self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets.add(self)
@@ -109,6 +107,20 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol (the frame protocol's, alive or parked)."""
+        live = self._live
+        if live is not None:
+            return live.subprotocol
+        return self._parked.subprotocol if self._parked is not None else None
+
+    @property
+    def peer_address(self) -> Any:
+        """The client's address as the transport reports it (it keeps it, even after the
+        close), asked when needed (refusal logs) rather than kept per connection."""
+        return self._transport.get_extra_info("peername")
+
     @property
     def close_codes(self) -> Mapping[int, tuple[int, str]] | None:
         """How this connection's closes are translated (see `Connection`)."""
@@ -350,10 +362,11 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
             self._gone = ConnectionClosed(sent.code, sent.reason)
         else:
             self._gone = ConnectionClosed(1006, "")  # abnormal closure: no close frame
-        for timer in (self._stall_timer, self._close_timer):
+        for timer in (self._stall[0] if self._stall is not None else None,
+                      self._close_timer):
             if timer is not None:
                 timer.cancel()
-        self._out = []
+        self._out = None
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
