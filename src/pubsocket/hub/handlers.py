@@ -7,7 +7,6 @@ it; replies go through `session.reply` / `session.error` so they keep command or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -354,7 +353,7 @@ def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
     if new.sub != old.sub or new.is_api_key != old.is_api_key:
         session.error(ErrorCode.INVALID_TOKEN, "the token is for another user", cmd.id)
         return None
-    session.principal = dataclasses.replace(new, client_id=old.client_id)
+    session.principal = new.with_client_id(old.client_id)
     # A topic held on a subscription token was granted by that token, not by the
     # connection token's permissions: its own expiry and sub_refresh govern it.
     held = session.hook.held() if session.hook is not None else ()
