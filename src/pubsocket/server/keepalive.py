@@ -59,5 +59,5 @@ class Keepalive:
         awake = self._state.awake
         for conn in list(awake):
             if conn.rest():
-                awake.discard(conn)
+                awake.pop(conn, None)
         self._rest_handle = self._state.loop.call_later(REST_TICK, self._rest)

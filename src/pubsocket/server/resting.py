@@ -45,7 +45,7 @@ class Resting(Outbound):
             assert self._parked is not None
             proto = self._live = revive(self._parked)
             self._parked = None
-            self._state.awake.add(self)
+            self._state.awake[self] = None
         return proto
 
     @property
@@ -57,7 +57,7 @@ class Resting(Outbound):
     def _proto(self, proto: Protocol) -> None:
         assert isinstance(proto, FrameProtocol)
         self._live, self._parked = proto, None
-        self._state.awake.add(self)
+        self._state.awake[self] = None
 
     @property
     def resting(self) -> bool:

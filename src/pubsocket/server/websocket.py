@@ -102,8 +102,8 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._stall: tuple[asyncio.TimerHandle, int] | None = None  # timer, buffer size
         self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
-        state.websockets.add(self)
-        state.awake.add(self)
+        state.websockets[self] = None
+        state.awake[self] = None
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
@@ -372,8 +372,8 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
             self._drain.set_result(None)
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
-        self._state.websockets.discard(self)
-        self._state.awake.discard(self)
+        self._state.websockets.pop(self, None)
+        self._state.awake.pop(self, None)
         self._state.stats.ws_closed += 1
         if self.access is not None:
             path, peer, opened = self.access
