@@ -49,30 +49,27 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
 
     __slots__ = (
         "_assembly",
-        "_close_timer",
         "_closing",
         "_deferred",
         "_gone",
         "_inbox",
         "_inbox_size",
         "_listener",
-        "_lost",
         "_max_fragments",
         "_reading_paused",
         "_state",
         "_throttled",
         "_transport",
         "_unparsed",
-        "_waiter",
-        "access",
         "wires",
     )
 
     def __init__(self, proto: FrameProtocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
-        # (path, peer, loop time opened) when the access log is on (server/access.py)
-        self.access: tuple[str, tuple[str, int] | None, float] | None = None
+        # The futures of receive/send/close, the close and stall timers and the access
+        # record (`access`) live in a `Seldom` made on first use (server/outbound.py).
+        self._seldom = None
         self._live: FrameProtocol | None = proto  # None while parked (see `rest`)
         self._parked: Parked | None = None  # what rebuilds it then
         self._busy = False  # bytes came in since the last sweep
@@ -83,9 +80,6 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
         self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._lost: asyncio.Future[None] | None = None  # made by the first close()
         self._closing = False  # a close frame was sent or the peer is gone
         self._gone: ConnectionClosed | None = None
         self._reading_paused = False
@@ -94,13 +88,11 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._deferred: list[Frame] | None = None  # frames left for the next loop iteration
         self._unparsed: bytearray | None = None  # bytes left for the next loop iteration
         self._throttled = False  # a _continue is scheduled (reading paused meanwhile)
-        # keepalive (driven by the server's Keepalive sweep) and stall/close timers
+        # keepalive (driven by the server's Keepalive sweep)
         self._ping: tuple[bytes, float] | None = None  # (payload, sent at) until answered
         # The keepalive sweep's next run (shared by the connections opened before it, so
         # none holds a float of its own): the first ping is `ping_interval` after it.
         self._last_ping = state.sweep_at
-        self._stall: tuple[asyncio.TimerHandle, int] | None = None  # timer, buffer size
-        self._close_timer: asyncio.TimerHandle | None = None
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets[self] = None
         state.awake[self] = None
