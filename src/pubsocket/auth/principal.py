@@ -46,16 +46,26 @@ class Principal:
     string for it (docs/design.md "What an idle subscribed connection holds").
     """
 
-    __slots__ = ("_client_id", "authenticated", "claims", "info", "is_api_key", "rules",
-                 "sub")
+    # An anonymous principal holds only its client id: its other fields are these class
+    # attributes. One with any other value is an `_Identified`, which has a slot each.
+    __slots__ = ("_client_id",)
 
     _client_id: str | None
-    sub: str | None
-    claims: Mapping[str, Any]
-    authenticated: bool
-    is_api_key: bool
-    info: Any
-    rules: TopicRules | None
+    sub: str | None = None
+    claims: Mapping[str, Any] = _EMPTY
+    authenticated: bool = False
+    is_api_key: bool = False
+    info: Any = None
+    rules: TopicRules | None = None
+
+    def __new__(cls, sub: str | None = None, claims: Mapping[str, Any] = _EMPTY,
+                client_id: str | None = None, authenticated: bool = False,
+                is_api_key: bool = False, info: Any = None,
+                rules: TopicRules | None = None) -> Principal:
+        if cls is Principal and (sub is not None or claims is not _EMPTY or authenticated
+                                 or is_api_key or info is not None or rules is not None):
+            cls = _Identified
+        return object.__new__(cls)
 
     def __init__(self, sub: str | None, claims: Mapping[str, Any] = _EMPTY,
                  client_id: str | None = None, authenticated: bool = False,
@@ -63,13 +73,14 @@ class Principal:
                  rules: TopicRules | None = None) -> None:
         """`client_id` None: a fresh random one, drawn when first read."""
         init = object.__setattr__
-        init(self, "sub", sub)
-        init(self, "claims", claims)
         init(self, "_client_id", client_id)
-        init(self, "authenticated", authenticated)
-        init(self, "is_api_key", is_api_key)
-        init(self, "info", info)
-        init(self, "rules", rules)
+        if type(self) is not Principal:  # the anonymous defaults are the class's
+            init(self, "sub", sub)
+            init(self, "claims", claims)
+            init(self, "authenticated", authenticated)
+            init(self, "is_api_key", is_api_key)
+            init(self, "info", info)
+            init(self, "rules", rules)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -115,3 +126,9 @@ class Principal:
     def user(self) -> str | None:
         """The user presence groups connections by: the `sub` (None: this connection only)."""
         return self.sub
+
+
+class _Identified(Principal):
+    """A principal with a sub, claims, a flag, info or rules (see `Principal`)."""
+
+    __slots__ = ("authenticated", "claims", "info", "is_api_key", "rules", "sub")
