@@ -33,6 +33,8 @@ class ServerState:
     websockets: dict[WSConnection, None] = field(default_factory=dict)
     # the ones whose frame protocol is alive (server/keepalive.py rests them when idle)
     awake: dict[Resting, None] = field(default_factory=dict)
+    # the new ones among them -> checks done (server/keepalive.py rests them sooner)
+    fresh: dict[Resting, int] = field(default_factory=dict)
     streams: set[SseStream] = field(default_factory=set)  # open SSE responses
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)

@@ -96,6 +96,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets[self] = None
         state.awake[self] = None
+        state.fresh[self] = 0
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
@@ -366,6 +367,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
             self._lost.set_result(None)
         self._state.websockets.pop(self, None)
         self._state.awake.pop(self, None)
+        self._state.fresh.pop(self, None)
         self._state.stats.ws_closed += 1
         if self.access is not None:
             path, peer, opened = self.access
