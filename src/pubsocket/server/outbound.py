@@ -10,7 +10,6 @@ aborted. `Outbound` is mixed into `WSConnection`, which owns the state it uses.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +17,7 @@ from websockets.protocol import Protocol
 
 from ..errors import CloseCode
 from ..hub.wire import Batch
+from .seldom import Rarely
 from .state import ServerState
 
 log = logging.getLogger("pubsocket.server")
@@ -25,31 +25,11 @@ log = logging.getLogger("pubsocket.server")
 HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's default)
 
 
-AccessRecord = tuple[str, tuple[str, int] | None, float]  # (path, peer, loop time opened)
-
-
-class Seldom:
-    """What a native connection holds only in rarer states, in one object made on first
-    use so an idle connection carries one slot for all of it (docs/design.md "What an
-    idle subscribed connection holds"): the futures a `receive`, a `send` (writing
-    paused) and a `close` wait on, the close and stall timers, the access log record."""
-
-    __slots__ = ("access", "close_timer", "drain", "lost", "stall", "waiter")
-
-    def __init__(self) -> None:
-        self.access: AccessRecord | None = None
-        self.close_timer: asyncio.TimerHandle | None = None
-        self.drain: asyncio.Future[None] | None = None
-        self.lost: asyncio.Future[None] | None = None
-        self.stall: tuple[asyncio.TimerHandle, int] | None = None  # timer, size when armed
-        self.waiter: asyncio.Future[None] | None = None
-
-
-class Outbound:
+class Outbound(Rarely):
     """The write path of `WSConnection` (see the module docstring)."""
 
     # The write state lives here; WSConnection declares the rest of its slots.
-    __slots__ = ("_hub_frames", "_out", "_seldom")
+    __slots__ = ("_hub_frames", "_out")
 
     _out: list[bytes | Batch] | None  # None: nothing queued (an idle connection holds no list)
     _hub_frames: bool
@@ -57,69 +37,6 @@ class Outbound:
     _state: ServerState
     _transport: Any
     _proto: Protocol
-    _seldom: Seldom | None
-
-    # -- the seldom used state, as attributes (None until set) --------------------------
-    def _more(self) -> Seldom:
-        seldom = self._seldom
-        if seldom is None:
-            seldom = self._seldom = Seldom()
-        return seldom
-
-    @property
-    def _drain(self) -> asyncio.Future[None] | None:
-        return self._seldom.drain if self._seldom is not None else None
-
-    @_drain.setter
-    def _drain(self, value: asyncio.Future[None] | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().drain = value
-
-    @property
-    def _stall(self) -> tuple[asyncio.TimerHandle, int] | None:
-        return self._seldom.stall if self._seldom is not None else None
-
-    @_stall.setter
-    def _stall(self, value: tuple[asyncio.TimerHandle, int] | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().stall = value
-
-    @property
-    def _waiter(self) -> asyncio.Future[None] | None:
-        return self._seldom.waiter if self._seldom is not None else None
-
-    @_waiter.setter
-    def _waiter(self, value: asyncio.Future[None] | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().waiter = value
-
-    @property
-    def _lost(self) -> asyncio.Future[None] | None:
-        return self._seldom.lost if self._seldom is not None else None
-
-    @_lost.setter
-    def _lost(self, value: asyncio.Future[None] | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().lost = value
-
-    @property
-    def _close_timer(self) -> asyncio.TimerHandle | None:
-        return self._seldom.close_timer if self._seldom is not None else None
-
-    @_close_timer.setter
-    def _close_timer(self, value: asyncio.TimerHandle | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().close_timer = value
-
-    @property
-    def access(self) -> AccessRecord | None:
-        """(path, peer, loop time opened) when the access log is on (server/access.py)."""
-        return self._seldom.access if self._seldom is not None else None
-
-    @access.setter
-    def access(self, value: AccessRecord | None) -> None:
-        if value is not None or self._seldom is not None:
-            self._more().access = value
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         raise NotImplementedError

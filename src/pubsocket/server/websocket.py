@@ -51,11 +51,7 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         "_assembly",
         "_closing",
         "_deferred",
-        "_gone",
-        "_inbox",
-        "_inbox_size",
         "_listener",
-        "_max_fragments",
         "_reading_paused",
         "_state",
         "_throttled",
@@ -67,8 +63,9 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
     def __init__(self, proto: FrameProtocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
         self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
-        # The futures of receive/send/close, the close and stall timers and the access
-        # record (`access`) live in a `Seldom` made on first use (server/outbound.py).
+        # The futures of receive/send/close, the close and stall timers, the access
+        # record, the pull-mode inbox, the close and a fragment cap other than the
+        # server's live in a `Seldom` made on first use (server/seldom.py).
         self._seldom = None
         self._live: FrameProtocol | None = proto  # None while parked (see `rest`)
         self._parked: Parked | None = None  # what rebuilds it then
@@ -77,11 +74,8 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
         self._state = state
         self._out: list[bytes | Batch] | None = None  # made by the first frame queued
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
-        self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
-        self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
         self._closing = False  # a close frame was sent or the peer is gone
-        self._gone: ConnectionClosed | None = None
         self._reading_paused = False
         self._max_fragments = max_fragments
         self._assembly: Assembler | None = None  # made by the first fragmented message
