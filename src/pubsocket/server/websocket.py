@@ -44,7 +44,8 @@ class WSConnection(Resting, MessageIterator, asyncio.Protocol):
 
     Slotted, with futures and buffers created only when needed, and websockets'
     `Protocol` released while the connection is idle (`rest`, `frames.park`): an idle
-    subscribed connection must stay small (docs/design.md "Per-connection memory").
+    subscribed connection must stay small (docs/design.md "What an idle subscribed
+    connection holds").
     """
 
     __slots__ = (
