@@ -43,14 +43,13 @@ from ..errors import (
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import handlers, replies
-from . import subscribed as subs
+from . import handlers
 from .core import Hub, publisher_of
 from .hook import Dialect, SessionHook
 from .lifetime import TokenClock
 from .operations import SOCKET
 from .peer import Peer, TokenBucket, take_tokens
-from .subscribed import Rare, Topics
+from .subscribed import CompactState
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
@@ -64,14 +63,14 @@ MAX_INFLIGHT = 1024  # pipelined publishes in flight before reading pauses
 _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 
 
-class Session:
+class Session(CompactState):
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     # Slotted, and what an idle subscriber does not use is made on first use (the
     # publish queue, the rarely used state in `Rare`): docs/design.md "What an idle
     # subscribed connection holds".
-    __slots__ = ("_closed", "_inflight", "_rare", "_rate_at", "_task", "_topics", "_waiting",
-                 "authenticator", "hook", "hub", "peer", "principal", "settings", "wire")
+    __slots__ = ("_closed", "_inflight", "_rate_at", "_task", "_waiting", "authenticator",
+                 "hook", "hub", "peer", "principal", "settings", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -97,7 +96,7 @@ class Session:
         self.wire = wires(codec)  # its codec is the session's (`codec`)
         self.principal = principal or Principal.anonymous()
         self.authenticator = authenticator
-        self._topics: Topics = None  # compact: see `hub.subscribed`
+        self._topics = None  # the topics, compact: see `hub.subscribed`
         self._rate_at = 0.0  # the rate limit's state (`peer.take_tokens`)
         self._closed = False
         # Publishes in flight, and replies behind them; made by the first one in flight
@@ -105,7 +104,7 @@ class Session:
         self._inflight: deque[_InFlight] | None = None
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
-        self._rare: Rare | None = None
+        self._rare = None  # the seldom used state (`hub.subscribed.Rare`)
         if address is not None and not hasattr(type(peer), "peer_address"):
             self.rare.address = address  # the peer cannot tell it later: kept
         expiry = expires_at if expires_at is not None else expiry_of(self.principal.claims)
@@ -124,62 +123,6 @@ class Session:
     def codec(self) -> Codec:
         """The wire format of this session's commands and replies (its wire's)."""
         return self.wire.codec
-
-    @property
-    def rare(self) -> Rare:
-        """The state few connections use (`Rare`), made on first use."""
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = Rare()
-        return rare
-
-    @property
-    def address(self) -> object:
-        """The peer's address, for refusal log lines (asked of the peer when it can tell
-        it, so an idle connection does not keep a copy)."""
-        rare = self._rare
-        if rare is not None and rare.address is not None:
-            return rare.address
-        return getattr(self.peer, "peer_address", None)
-
-    @property
-    def errors(self) -> int:
-        """Counted protocol errors so far (`error`)."""
-        return self._rare.errors if self._rare is not None else 0
-
-    @property
-    def reply_budget(self) -> replies.ByteBudget | None:
-        """History reply bytes per second (`hub.replies`); made by the first history reply."""
-        return self._rare.reply_budget if self._rare is not None else None
-
-    @reply_budget.setter
-    def reply_budget(self, budget: replies.ByteBudget | None) -> None:
-        self.rare.reply_budget = budget
-
-    # -- topics ----------------------------------------------------------------------
-    @property
-    def topics(self) -> frozenset[str]:
-        """The topics this session is subscribed to (a snapshot)."""
-        return subs.snapshot(self._topics)
-
-    @property
-    def topic_count(self) -> int:
-        return subs.count(self._topics)
-
-    def subscribed(self, topic: str) -> bool:
-        """True when `topic` is one of this session's topics (inline: every publish asks)."""
-        topics = self._topics
-        if topics.__class__ is str:
-            return topics == topic
-        return topics is not None and topic in topics
-
-    def add_topic(self, topic: str) -> None:
-        """Record a subscription to `topic` (idempotent)."""
-        self._topics = subs.added(self._topics, topic)
-
-    def discard_topic(self, topic: str) -> None:
-        """Forget the subscription to `topic`, if any."""
-        self._topics = subs.discarded(self._topics, topic)
 
     @property
     def clock(self) -> TokenClock:

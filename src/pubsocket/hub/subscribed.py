@@ -3,7 +3,8 @@ subscribed connection holds"): its topics, and `Rare`, what few sessions ever us
 
 A session's topics are `Topics`: None (none), the topic's interned string (one: the
 common case, where a `set` would cost 216 bytes), or a set of two or more. These pure
-functions read and update one; `Session` holds it and asks them.
+functions read and update one. `CompactState`, a base of `Session`, holds the topics
+and the `Rare` object and shows them as the session's attributes and methods.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from ..auth import Principal
     from ..brokers.base import Publisher
     from .lifetime import TokenClock
-    from .peer import TokenBucket
+    from .peer import Peer, TokenBucket
     from .replies import ByteBudget
 
 Topics = str | set[str] | None
@@ -72,3 +73,70 @@ class Rare:
         self.clock: TokenClock | None = None
         self.adopting: set[asyncio.Future[None]] | None = None
         self.publisher: tuple[Principal, Publisher | None] | None = None
+
+
+class CompactState:
+    """`Session`'s topics and `Rare` state, read and changed through these (the session
+    declares the rest of its slots)."""
+
+    __slots__ = ("_rare", "_topics")
+
+    _rare: Rare | None
+    _topics: Topics
+    peer: Peer
+
+    @property
+    def rare(self) -> Rare:
+        """The state few connections use (`Rare`), made on first use."""
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = Rare()
+        return rare
+
+    @property
+    def address(self) -> object:
+        """The peer's address, for refusal log lines (asked of the peer when it can tell
+        it, so an idle connection does not keep a copy)."""
+        rare = self._rare
+        if rare is not None and rare.address is not None:
+            return rare.address
+        return getattr(self.peer, "peer_address", None)
+
+    @property
+    def errors(self) -> int:
+        """Counted protocol errors so far (`error`)."""
+        return self._rare.errors if self._rare is not None else 0
+
+    @property
+    def reply_budget(self) -> ByteBudget | None:
+        """History reply bytes per second (`hub.replies`); made by the first history reply."""
+        return self._rare.reply_budget if self._rare is not None else None
+
+    @reply_budget.setter
+    def reply_budget(self, budget: ByteBudget | None) -> None:
+        self.rare.reply_budget = budget
+
+    # -- topics ----------------------------------------------------------------------
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this session is subscribed to (a snapshot)."""
+        return snapshot(self._topics)
+
+    @property
+    def topic_count(self) -> int:
+        return count(self._topics)
+
+    def subscribed(self, topic: str) -> bool:
+        """True when `topic` is one of this session's topics (inline: every publish asks)."""
+        topics = self._topics
+        if topics.__class__ is str:
+            return topics == topic
+        return topics is not None and topic in topics
+
+    def add_topic(self, topic: str) -> None:
+        """Record a subscription to `topic` (idempotent)."""
+        self._topics = added(self._topics, topic)
+
+    def discard_topic(self, topic: str) -> None:
+        """Forget the subscription to `topic`, if any."""
+        self._topics = discarded(self._topics, topic)
