@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_principal_from_a_token(auth: Authenticator) -> None:
     with pytest.raises(TypeError):
         p.claims["role"] = "root"  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        p.sub = "bob"  # type: ignore[misc]
+        p.sub = "bob"
 
 
 def test_client_ids_are_random_per_principal(auth: Authenticator) -> None:
@@ -108,3 +109,18 @@ def test_request_principal_defaults_to_anonymous_and_is_stable() -> None:
     other = Principal.anonymous()
     request.principal = other
     assert request.principal is other
+
+
+def test_anonymous_is_small_and_its_id_is_drawn_once_on_first_read(auth: Authenticator) -> None:
+    p = Principal.anonymous()
+    token = auth.authenticate([f"Bearer {auth.issue('alice')}"])
+    assert isinstance(token, Principal) and type(p) is Principal
+    assert sys.getsizeof(p) < sys.getsizeof(token)  # one slot: the id
+    assert p._client_id is None  # not drawn until read
+    first = p.client_id
+    assert p.client_id == first and len(first) == 22
+    refreshed = token.with_client_id(first)  # a refresh keeps the connection's id
+    assert (refreshed.client_id, refreshed.sub, refreshed.claims) == (
+        first, "alice", token.claims)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.sub = "bob"

@@ -13,6 +13,8 @@ import pytest
 from pubsocket import BrokerUnavailable, CloseCode, Hub, Settings
 from pubsocket.brokers import MemoryBroker
 from pubsocket.codecs import PLAIN, V1, Codec
+from pubsocket.hub import subscribed
+from pubsocket.hub.peer import take_tokens
 from pubsocket.hub.session import Session, TokenBucket
 from tests.conftest import normalize_from
 
@@ -289,6 +291,50 @@ def test_token_bucket_burst_below_one_still_allows_one() -> None:
     bucket = TokenBucket(rate=0.001, burst=0)
     assert bucket.take()
     assert not bucket.take()
+
+
+class Gcra:
+    """`take_tokens` (the session's one-float rate state) with TokenBucket's interface."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst, self.full_at = rate, burst, 0.0
+
+    def take(self, n: int = 1) -> bool:
+        after = take_tokens(self.full_at, n, self.rate, self.burst)
+        if after is None:
+            return False
+        self.full_at = after
+        return True
+
+
+def test_take_tokens_behaves_as_the_token_bucket() -> None:
+    bucket = Gcra(rate=10, burst=2)  # one token per 100 ms
+    assert bucket.take() and bucket.take() and not bucket.take()
+    time.sleep(0.35)  # 3.5 tokens' worth, but the bucket holds at most 2
+    assert bucket.take() and bucket.take() and not bucket.take()
+    time.sleep(0.15)  # 1.5 tokens
+    assert bucket.take() and not bucket.take()
+    refused = bucket.full_at
+    assert not bucket.take(5) and bucket.full_at == refused  # a refusal spends nothing
+    tiny = Gcra(rate=0.001, burst=0)  # a burst below one still allows one
+    assert tiny.take() and not tiny.take()
+    many = Gcra(rate=100, burst=200)
+    assert many.take(200) and not many.take(1)
+
+
+def test_topics_are_a_string_for_one_and_a_set_from_two() -> None:
+    topics: subscribed.Topics = None
+    assert subscribed.count(topics) == 0 and subscribed.snapshot(topics) == frozenset()
+    topics = subscribed.added(topics, "a")
+    assert topics == "a" and subscribed.added(topics, "a") == "a"
+    topics = subscribed.added(topics, "b")
+    assert topics == {"a", "b"} and subscribed.count(topics) == 2
+    topics = subscribed.added(topics, "c")
+    topics = subscribed.discarded(subscribed.discarded(topics, "a"), "x")
+    assert topics == {"b", "c"}
+    topics = subscribed.discarded(topics, "c")
+    assert topics == "b" and subscribed.snapshot(topics) == {"b"}
+    assert subscribed.discarded(topics, "b") is None
 
 
 # -- subscriptions ----------------------------------------------------------------------

@@ -7,7 +7,6 @@ it; replies go through `session.reply` / `session.error` so they keep command or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -83,7 +82,7 @@ def checked(session: Session, action: Action, cmd: _C, then: Then[_C]
         return None
     try:
         pending = operations.permit(session.hub.authorizer, session.principal, action,
-                                    cmd.topic, subscribed=cmd.topic in session.topics)
+                                    cmd.topic, subscribed=session.subscribed(cmd.topic))
     except OpError as exc:
         session.fail(exc, cmd.id)
         return None
@@ -154,14 +153,14 @@ def subscribe(session: Session, cmd: Subscribe, *, replay: bool = True
 def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None] | None:
     # Interned: every subscriber's `topics` and the hub's record share one string.
     hub, topic = session.hub, sys.intern(cmd.topic)
-    if topic in session.topics:
+    if session.subscribed(topic):
         # Subscribing again restarts the subscription, so a `since` is honoured afresh.
         leave(session, topic)
     cap = session.settings.max_subscriptions
-    if cap and len(session.topics) >= cap:
+    if cap and session.topic_count >= cap:
         session.fail(LimitExceeded(f"at most {cap} subscriptions per connection"), cmd.id)
         return None
-    session.topics.add(topic)
+    session.add_topic(topic)
     since = cmd.since if replay else None
     # A server-side subscription is told of a loss its own way (`Codec.server_side`).
     wire = server_side(session.wire) if cmd.server else session.wire
@@ -189,7 +188,7 @@ async def _join(session: Session, topic: str) -> None:
             session.principal, Action.PRESENCE, topic, subscribed=True)
         if not isinstance(verdict, bool):
             verdict = await verdict
-        if verdict and topic in session.topics:
+        if verdict and session.subscribed(topic):
             hub.watch(session.peer, topic, session.wire)
     await hub.presence.joined(topic, session.client, hub.publish_internal)
 
@@ -199,7 +198,7 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
     try:
         result = await pending
     except BrokerError:
-        session.topics.discard(cmd.topic)
+        session.discard_topic(cmd.topic)
         session.fail(Unavailable(), cmd.id)
         return
     # No await between here and the replay: the subscriber is live already, and its
@@ -217,7 +216,7 @@ def _rejected(session: Session, cmd: Subscribe, result: SubscribeResult) -> bool
     undone (before any presence) and the client gets `unrecoverable_position`."""
     if not cmd.reject_unrecovered or cmd.since is None or result.recovered:
         return False
-    session.topics.discard(cmd.topic)
+    session.discard_topic(cmd.topic)
     if session.hook is not None:
         session.hook.released(cmd.topic)
     session.hub.unsubscribe_nowait(session.peer, cmd.topic)
@@ -242,14 +241,14 @@ def adopt(session: Session, topic: str, since: Position | None = None
     it is subscribed already or at `max_subscriptions`; the client hears its codec's
     server-side subscribe reply (with what was published after `since`, if given)."""
     cap = session.settings.max_subscriptions
-    if (session.closed or topic in session.topics or not valid_topic(topic)
-            or (cap and len(session.topics) >= cap)):  # at the cap: nothing to tell
+    if (session.closed or session.subscribed(topic) or not valid_topic(topic)
+            or (cap and session.topic_count >= cap)):  # at the cap: nothing to tell
         return None
     return subscribe(session, Subscribe(topic, since=since, server=True))
 
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:
-    if cmd.topic in session.topics:
+    if session.subscribed(cmd.topic):
         leave(session, cmd.topic)
     session.reply(session.codec.done(cmd))
 
@@ -257,7 +256,7 @@ def unsubscribe(session: Session, cmd: Unsubscribe) -> None:
 def leave(session: Session, topic: str) -> None:
     """End the session's subscription to `topic` (presence follows in the background)."""
     hub = session.hub
-    session.topics.discard(topic)
+    session.discard_topic(topic)
     if session.hook is not None:
         session.hook.released(topic)  # e.g. a subscription token's expiry clock stops
     hub.unsubscribe_nowait(session.peer, topic)
@@ -290,7 +289,7 @@ def publish(session: Session, cmd: Publish
     if authorizer.namespaces is not None and refused(session, _PUBLISH, cmd.topic, cmd.id):
         return None
     verdict = authorizer.check(session.principal, _PUBLISH, cmd.topic,
-                               subscribed=cmd.topic in session.topics)
+                               subscribed=session.subscribed(cmd.topic))
     if verdict is True:
         return hub.publish_payload_nowait(cmd.topic, cmd.payload, session.publisher)
     if verdict is False:
@@ -361,7 +360,7 @@ def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
     if new.sub != old.sub or new.is_api_key != old.is_api_key:
         session.error(ErrorCode.INVALID_TOKEN, "the token is for another user", cmd.id)
         return None
-    session.principal = dataclasses.replace(new, client_id=old.client_id)
+    session.principal = new.with_client_id(old.client_id)
     # A topic held on a subscription token was granted by that token, not by the
     # connection token's permissions: its own expiry and sub_refresh govern it.
     held = session.hook.held() if session.hook is not None else ()

@@ -53,3 +53,19 @@ class TokenBucket:
             return False
         self._tokens -= n
         return True
+
+
+def take_tokens(full_at: float, n: int, rate: float, burst: int) -> float | None:
+    """`TokenBucket.take` whose whole state is one float (the generic cell rate
+    algorithm): `full_at`, the monotonic time the bucket is full again (0.0: full). The
+    bucket holds ``burst - (full_at - now) * rate`` tokens, at most `burst` (at least
+    1). Returns the new `full_at` after spending `n` tokens, or None (spending none)
+    when fewer are left. A session keeps its rate limit this way: one float instead of
+    a `TokenBucket` and its two (docs/design.md "What an idle subscribed connection
+    holds"). `rate` must be > 0."""
+    now = time.monotonic()
+    start = full_at if full_at > now else now
+    after = start + n / rate
+    if (after - now) * rate > max(burst, 1) + 1e-9:
+        return None
+    return after

@@ -43,12 +43,13 @@ from ..errors import (
 from ..log import refusals
 from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
-from . import handlers, replies
+from . import handlers
 from .core import Hub, publisher_of
 from .hook import Dialect, SessionHook
 from .lifetime import TokenClock
 from .operations import SOCKET
-from .peer import Peer, TokenBucket
+from .peer import Peer, TokenBucket, take_tokens
+from .subscribed import CompactState
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
@@ -62,15 +63,14 @@ MAX_INFLIGHT = 1024  # pipelined publishes in flight before reading pauses
 _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 
 
-class Session:
+class Session(CompactState):
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     # Slotted, and what an idle subscriber does not use is made on first use (the
-    # publish queue, the publish byte budget): docs/design.md "Per-connection memory".
-    __slots__ = ("_adopting", "_bucket", "_clock", "_closed", "_inflight", "_paused",
-                 "_publish_bytes", "_publisher", "_task", "_waiting", "address", "authenticator",
-                 "codec", "errors", "hook", "hub", "peer", "principal", "reply_budget",
-                 "settings", "topics", "wire")
+    # publish queue, the rarely used state in `Rare`): docs/design.md "What an idle
+    # subscribed connection holds".
+    __slots__ = ("_closed", "_inflight", "_rate_at", "_task", "_waiting", "authenticator",
+                 "hook", "hub", "peer", "principal", "settings", "wire")
 
     def __init__(self, hub: Hub, peer: Peer, settings: Settings, *, codec: Codec = PLAIN,
                  principal: Principal | None = None,
@@ -88,32 +88,25 @@ class Session:
         comes from it, and every reply and delivery is framed by that wire (default:
         unframed)."""
         self.hub = hub
-        self.address = address
         self.peer = peer
         self.settings = settings
         self.hook: SessionHook | None = None
         if dialect is not None:
             codec = dialect.codec
-        self.codec = codec
-        self.wire = wires(codec)
+        self.wire = wires(codec)  # its codec is the session's (`codec`)
         self.principal = principal or Principal.anonymous()
-        self._publisher: tuple[Principal, Publisher | None] | None = None
         self.authenticator = authenticator
-        self.topics: set[str] = set()
-        self.errors = 0
-        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
-        self._publish_bytes: TokenBucket | None = None  # made by the first publish
+        self._topics = None  # the topics, compact: see `hub.subscribed`
+        self._rate_at = 0.0  # the rate limit's state (`peer.take_tokens`)
         self._closed = False
         # Publishes in flight, and replies behind them; made by the first one in flight
         # (an empty deque holds a 64-slot block: 760 bytes per idle connection).
         self._inflight: deque[_InFlight] | None = None
         self._waiting: deque[Parsed] | None = None  # set while a barrier holds commands
         self._task: asyncio.Task[None] | None = None  # the barrier command finishing
-        self._paused = False
-        self._adopting: set[asyncio.Future[None]] | None = None  # server-side subscribes
-        # History reply bytes per second (`hub.replies`); made by the first history reply.
-        self.reply_budget: replies.ByteBudget | None = None
-        self._clock: TokenClock | None = None  # made for the first token that expires
+        self._rare = None  # the seldom used state (`hub.subscribed.Rare`)
+        if address is not None and not hasattr(type(peer), "peer_address"):
+            self.rare.address = address  # the peer cannot tell it later: kept
         expiry = expires_at if expires_at is not None else expiry_of(self.principal.claims)
         if expiry is not None:
             self.clock.reschedule(expiry)
@@ -127,13 +120,19 @@ class Session:
         return self._closed
 
     @property
+    def codec(self) -> Codec:
+        """The wire format of this session's commands and replies (its wire's)."""
+        return self.wire.codec
+
+    @property
     def clock(self) -> TokenClock:
         """The token's timers (`hub.lifetime`); made on first use (a connection whose
         token never expires, an anonymous one say, holds none)."""
-        clock = self._clock
+        rare = self.rare
+        clock = rare.clock
         if clock is None:
             can_refresh = self.codec.refreshable and self.authenticator is not None
-            clock = self._clock = TokenClock(self._expired,
+            clock = rare.clock = TokenClock(self._expired,
                                              self._expiring if can_refresh else None,
                                              self.settings.token_grace)
         return clock
@@ -141,17 +140,19 @@ class Session:
     @property
     def expires_at(self) -> float | None:
         """When the current token expires (Unix time; None: never)."""
-        return self._clock.expires_at if self._clock is not None else None
+        clock = self._rare.clock if self._rare is not None else None
+        return clock.expires_at if clock is not None else None
 
     @property
     def publish_bytes(self) -> TokenBucket:
         """Payload bytes published per second (handlers.publish charges it before the
         broker keeps anything); a burst below the message limit would refuse the largest
         messages forever, so it is never smaller. Made on first use."""
-        bucket = self._publish_bytes
+        rare = self.rare
+        bucket = rare.publish_bytes
         if bucket is None:
             settings = self.settings
-            bucket = self._publish_bytes = TokenBucket(settings.publish_byte_rate, max(
+            bucket = rare.publish_bytes = TokenBucket(settings.publish_byte_rate, max(
                 settings.publish_byte_burst, settings.max_message_size))
         return bucket
 
@@ -165,9 +166,10 @@ class Session:
     def publisher(self) -> Publisher | None:
         """Who this connection's publishes are attested as (`publisher_of` the current
         principal, made once per principal: a refresh or login makes it anew)."""
-        cached = self._publisher
+        rare = self.rare
+        cached = rare.publisher
         if cached is None or cached[0] is not self.principal:
-            cached = self._publisher = (self.principal, publisher_of(self.principal))
+            cached = rare.publisher = (self.principal, publisher_of(self.principal))
         return cached[1]
 
     def login(self, principal: Principal) -> None:
@@ -179,7 +181,7 @@ class Session:
         if principal.user is not None:
             registry.add(principal.user, self)
         expiry = expiry_of(principal.claims)
-        if expiry is not None or self._clock is not None:
+        if expiry is not None or (self._rare is not None and self._rare.clock is not None):
             self.clock.reschedule(expiry)
 
     def _expiring(self, expires_at: float) -> None:
@@ -197,7 +199,7 @@ class Session:
 
     def drop(self, topic: str, reason: str) -> None:
         """End the subscription to `topic` and tell the client why."""
-        if self._closed or topic not in self.topics:
+        if self._closed or not self.subscribed(topic):
             return
         handlers.leave(self, topic)
         self.reply(self.codec.unsubscribed(topic, reason))
@@ -214,7 +216,8 @@ class Session:
         pending = handlers.adopt(self, topic, since)
         if pending is not None:  # beside the command queue, which it must not reorder
             task = asyncio.ensure_future(pending)
-            adopting = self._adopting = self._adopting or set()
+            rare = self.rare
+            adopting = rare.adopting = rare.adopting or set()
             adopting.add(task)
             task.add_done_callback(adopting.discard)
 
@@ -238,10 +241,14 @@ class Session:
             refusals.warn("frame_commands", self.address)
             self.close(CloseCode.MESSAGE_TOO_BIG, "too many commands in one frame")
             return
-        if not self._bucket.take(count):
-            refusals.warn("rate_limit", self.address)
-            self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
-            return
+        rate = self.settings.rate_limit
+        if rate:
+            at = take_tokens(self._rate_at, count, rate, self.settings.rate_burst)
+            if at is None:
+                refusals.warn("rate_limit", self.address)
+                self.close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+                return
+            self._rate_at = at
         items = self.codec.parse(message)
         if not items and self.hook is not None:
             self.hook.idle(self)  # e.g. before its handshake, a frame must carry it
@@ -252,20 +259,21 @@ class Session:
                 self._waiting.append(item)
             else:
                 self._start(item)
-        if self._paused or self._waiting is not None or self._inflight is not None:
+        if (self._waiting is not None or self._inflight is not None
+                or (self._rare is not None and self._rare.paused)):
             self._flow()  # else nothing waits and reading is not paused: nothing to do
 
     def on_close(self) -> None:
         """The peer left: stop, and leave every topic."""
         self._closed = True
-        if self._clock is not None:
-            self._clock.cancel()
+        if self._rare is not None and self._rare.clock is not None:
+            self._rare.clock.cancel()
         self.hub.heartbeat.discard(self)
         if self.hook is not None:
             self.hook.closed(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        for topic in list(self.topics):
+        for topic in self.topics:
             handlers.leave(self, topic)
         if self.principal.user is not None:
             self.hub.registry.discard(self.principal.user, self)
@@ -375,11 +383,12 @@ class Session:
         """Pause reading while too much waits; resume once half of it drained."""
         waiting = len(self._waiting) if self._waiting is not None else 0
         inflight = len(self._inflight) if self._inflight is not None else 0
-        if not self._paused and (waiting >= MAX_QUEUED or inflight >= MAX_INFLIGHT):
-            self._paused = True
+        paused = self._rare is not None and self._rare.paused
+        if not paused and (waiting >= MAX_QUEUED or inflight >= MAX_INFLIGHT):
+            self.rare.paused = True
             self.peer.pause_reading()
-        elif self._paused and waiting < MAX_QUEUED // 2 and inflight < MAX_INFLIGHT // 2:
-            self._paused = False
+        elif paused and waiting < MAX_QUEUED // 2 and inflight < MAX_INFLIGHT // 2:
+            self.rare.paused = False
             self.peer.resume_reading()
 
     # -- replies ---------------------------------------------------------------------
@@ -397,9 +406,10 @@ class Session:
         self.reply(self.codec.error(code, message, cmd_id))
         if not code.counts:
             return
-        self.errors += 1
+        rare = self.rare
+        rare.errors += 1
         cap = self.settings.max_protocol_errors
-        if cap and self.errors >= cap:
+        if cap and rare.errors >= cap:
             self.close(CloseCode.POLICY_VIOLATION, "too many protocol errors")
 
     def fail(self, exc: OpError, cmd_id: CmdId | None = None) -> None:

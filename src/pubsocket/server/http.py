@@ -212,6 +212,9 @@ class HttpProtocol(asyncio.Protocol):
                 if self._state.settings.access_log:
                     self._log_access(request, response, started)
                 if response is None:  # upgraded: the WebSocket owns the transport now
+                    # The request and its upgrader point at each other: without the
+                    # cycle the handshake's objects are freed now, not by a collection.
+                    request.upgrader = None
                     return
                 if self._transport.is_closing():
                     return

@@ -13,7 +13,6 @@ from __future__ import annotations
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame
 
-from ..errors import ConnectionClosed
 from .fastframes import PONG, TEXT, cut_short, fast_limit, split_frames
 from .frames import lone_pong
 from .resting import Resting
@@ -32,7 +31,6 @@ class Inbound(Resting):
     _throttled: bool  # a _continue is scheduled (reading paused meanwhile)
     _unparsed: bytearray | None  # bytes left for the next loop iteration
 
-    _gone: ConnectionClosed | None
     _reading_paused: bool
 
     def _on_frame(self, frame: Frame) -> None:

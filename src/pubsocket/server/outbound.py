@@ -2,33 +2,32 @@
 one write per loop tick, the outbound budget, the stall timer) plus what only a
 WebSocket has: the protocol's own bytes (`_pump`), the drain future `send()` waits on,
 and a slow consumer closed with 4008. `Outbound` is mixed into `WSConnection`, which
-owns the state it uses.
+owns the state it uses; its rarely used state (the drain future, the stall timer) is
+kept aside until first used (`seldom.Rarely`, itself a `WriteQueue`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from websockets.protocol import Protocol
 
 from ..errors import CloseCode
-from ..hub.wire import Batch
-from .writes import HIGH_WATER, WriteQueue
+from .seldom import Rarely
+from .writes import HIGH_WATER
 
 __all__ = ["HIGH_WATER", "Outbound"]
 
 log = logging.getLogger("pubsocket.server")
 
 
-class Outbound(WriteQueue):
+class Outbound(Rarely):
     """The write path of `WSConnection` (see the module docstring)."""
 
-    # The write state lives here and in WriteQueue; WSConnection declares the rest.
-    __slots__ = ("_drain",)
+    # `WriteQueue` holds the write state; `Rarely` shows the rarely used fields.
+    __slots__ = ()
 
     _proto: Protocol
-    _drain: asyncio.Future[None] | None
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         raise NotImplementedError
@@ -53,12 +52,7 @@ class Outbound(WriteQueue):
         """Move what the protocol wants to send into the queue; act on EOF."""
         for data in self._proto.data_to_send():
             if data:
-                out = self._out
-                if not out:
-                    self._state.flusher.mark(self._flush)
-                elif out[-1].__class__ is Batch:
-                    out[-1].open = False
-                out.append(data)
+                self._queue(data)
             else:  # SEND_EOF: the closing handshake is over (or failed): drop TCP
                 self._flush()
                 self._transport.close()

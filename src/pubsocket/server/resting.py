@@ -26,7 +26,7 @@ class Resting(Outbound):
     """The idle side of `WSConnection` (see the module docstring)."""
 
     # The keepalive and rest state lives here; WSConnection declares the rest of its slots.
-    __slots__ = ("_busy", "_last_ping", "_live", "_parked", "_ping_payload", "_ping_sent")
+    __slots__ = ("_busy", "_last_ping", "_live", "_parked", "_ping")
 
     _throttled: bool
     _unparsed: bytearray | None
@@ -35,8 +35,7 @@ class Resting(Outbound):
     _live: FrameProtocol | None
     _parked: Parked | None
     _busy: bool
-    _ping_payload: bytes | None
-    _ping_sent: float | None
+    _ping: tuple[bytes, float] | None
     _last_ping: float
 
     def _frames(self) -> FrameProtocol:
@@ -46,7 +45,7 @@ class Resting(Outbound):
             assert self._parked is not None
             proto = self._live = revive(self._parked)
             self._parked = None
-            self._state.awake.add(self)
+            self._state.awake[self] = None
         return proto
 
     @property
@@ -58,7 +57,7 @@ class Resting(Outbound):
     def _proto(self, proto: Protocol) -> None:
         assert isinstance(proto, FrameProtocol)
         self._live, self._parked = proto, None
-        self._state.awake.add(self)
+        self._state.awake[self] = None
 
     @property
     def resting(self) -> bool:
@@ -82,32 +81,34 @@ class Resting(Outbound):
         parked = park(proto)
         if parked is None:
             return False
+        # The parser generator's frame holds the protocol: closed (it waits at a frame
+        # boundary, `park` checked), the protocol is freed now, by its reference count,
+        # instead of staying as cyclic garbage (~1.3 KiB) until a full collection.
+        proto.parser.close()
         self._live, self._parked = None, parked
         return True
 
     def _on_pong(self, data: bytes | bytearray | memoryview) -> None:
-        if self._ping_payload is not None and data == self._ping_payload:
-            self._ping_payload = None
-            self._ping_sent = None
+        if self._ping is not None and data == self._ping[0]:
+            self._ping = None
 
     # -- keepalive ---------------------------------------------------------------------
     def keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Called by the server's sweep: ping when due, close 1011 when a ping went unanswered."""
         if self._closing:
             return
-        if self._ping_sent is not None:
-            if timeout and now - self._ping_sent > timeout:
+        if self._ping is not None:
+            if timeout and now - self._ping[1] > timeout:
                 self.close_nowait(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             return
         live = self._live
         if interval and now - self._last_ping >= interval and (live is None
                                                                 or live.state is OPEN):
-            self._ping_payload = payload = os.urandom(4)
+            payload = os.urandom(4)
+            self._ping = (payload, now)
             if live is None:  # parked: the ping needs no protocol (nor the pong)
-                if not self._out:
-                    self._state.flusher.mark(self._flush)
-                self._out.append(ping_frame(payload))
+                self._queue(ping_frame(payload))
             else:
                 live.send_ping(payload)
                 self._pump()
-            self._ping_sent = self._last_ping = now
+            self._last_ping = now

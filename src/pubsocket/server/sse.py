@@ -111,7 +111,7 @@ class SseStream(WriteQueue, asyncio.Protocol):
     def __init__(self, transport: Any, state: ServerState) -> None:
         self._transport = transport
         self._state = state
-        self._out = []
+        self._out = None
         self._hub_frames = False
         self._closing = False
         self._listener: Listener | None = None
@@ -119,8 +119,7 @@ class SseStream(WriteQueue, asyncio.Protocol):
         self._slots: list[bytes] = []
         self._prefix = b""
         self._inbound = 0
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_size = 0
+        self._stall = None
         self._held: deque[bytes] | None = None  # set while reading is paused
         self._max_size = state.settings.max_message_size
         self.binary = False  # fed messages reach the session as bytes (else str)
@@ -155,8 +154,9 @@ class SseStream(WriteQueue, asyncio.Protocol):
             self._state.stats.dropped += 1
             return
         out = self._out
-        if not out:
+        if out is None:
             self._state.flusher.mark(self._flush)
+            out = self._out = []
         elif out[-1].__class__ is Batch:
             out[-1].open = False  # keep the order
         self._hub_frames = True
@@ -266,7 +266,7 @@ class SseStream(WriteQueue, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._out = []
+        self._out = None
         self._held = None
         self.resume_writing()
         self._state.streams.discard(self)

@@ -26,17 +26,26 @@ class ServerState:
     settings: Settings
     loop: asyncio.AbstractEventLoop
     flusher: Flusher
-    websockets: set[WSConnection] = field(default_factory=set)
+    # Registries of connections are dicts (keys only): an entry of a large dict costs
+    # ~27-54 bytes, one of a large set 64-107 (a set's table is 4x its size after a
+    # resize), and each holds every open WebSocket (docs/design.md "What an idle
+    # subscribed connection holds").
+    websockets: dict[WSConnection, None] = field(default_factory=dict)
     # the ones whose frame protocol is alive (server/keepalive.py rests them when idle)
-    awake: set[Resting] = field(default_factory=set)
+    awake: dict[Resting, None] = field(default_factory=dict)
+    # the new ones among them -> checks done (server/keepalive.py rests them sooner)
+    fresh: dict[Resting, int] = field(default_factory=dict)
     streams: set[SseStream] = field(default_factory=set)  # open SSE responses
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)
     shutting_down: bool = False
     inflate: InflateBudget | None = None  # made by create(): needs the loop
+    # The keepalive sweep's next run (loop time): a new connection counts its first
+    # ping from it; one float shared by every connection opened before it.
+    sweep_at: float = 0.0
 
     @classmethod
     def create(cls, app: App, loop: asyncio.AbstractEventLoop) -> ServerState:
         """State for `app` on `loop`."""
         return cls(app=app, settings=app.settings, loop=loop, flusher=Flusher(loop),
-                   inflate=InflateBudget(loop))
+                   inflate=InflateBudget(loop), sweep_at=loop.time())

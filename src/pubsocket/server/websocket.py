@@ -43,68 +43,69 @@ class WSConnection(Inbound, MessageIterator, asyncio.Protocol):
 
     Slotted, with futures and buffers created only when needed, and websockets'
     `Protocol` released while the connection is idle (`rest`, `frames.park`): an idle
-    subscribed connection must stay small (docs/design.md "Per-connection memory").
+    subscribed connection must stay small (docs/design.md "What an idle subscribed
+    connection holds").
     """
 
     __slots__ = (
         "_assembly",
-        "_close_timer",
         "_closing",
-        "_gone",
-        "_inbox",
-        "_inbox_size",
         "_listener",
-        "_lost",
-        "_max_fragments",
         "_reading_paused",
         "_state",
         "_transport",
-        "_waiter",
-        "access",
-        "subprotocol",
         "wires",
     )
 
     def __init__(self, proto: FrameProtocol, transport: Any, state: ServerState,
                  max_fragments: int) -> None:
-        self.subprotocol: str | None = proto.subprotocol
         self.wires: WireSet = choose_wires(proto, state.settings.compression_min_size)
-        # (path, peer, loop time opened) when the access log is on (server/access.py)
-        self.access: tuple[str, tuple[str, int] | None, float] | None = None
+        # The futures of receive/send/close, the close and stall timers, the access
+        # record, the pull-mode inbox, the close and a fragment cap other than the
+        # server's live in a `Seldom` made on first use (server/seldom.py).
+        self._seldom = None
         self._live: FrameProtocol | None = proto  # None while parked (see `rest`)
         self._parked: Parked | None = None  # what rebuilds it then
         self._busy = False  # bytes came in since the last sweep
         self._transport = transport
         self._state = state
-        self._out = []
+        self._out = None  # made by the first frame queued
+        self._stall = None  # the write stall timer (server/writes.py) while armed
         self._hub_frames = False  # the queue holds hub deliveries (the budget applies)
-        self._inbox: list[str | bytes] | None = None  # pull mode, made by the first message
-        self._inbox_size = 0  # what the inbox holds (pull mode), in characters or bytes
         self._listener: Listener | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._lost: asyncio.Future[None] | None = None  # made by the first close()
         self._closing = False  # a close frame was sent or the peer is gone
-        self._gone: ConnectionClosed | None = None
         self._reading_paused = False
         self._max_fragments = max_fragments
         self._assembly: Assembler | None = None  # made by the first fragmented message
         self._deferred: list[Frame] | None = None  # frames left for the next loop iteration
         self._unparsed: bytearray | None = None  # bytes left for the next loop iteration
         self._throttled = False  # a _continue is scheduled (reading paused meanwhile)
-        # keepalive (driven by the server's Keepalive sweep) and stall/close timers
-        self._ping_payload: bytes | None = None
-        self._ping_sent: float | None = None
-        self._last_ping = state.loop.time()
-        self._stall_timer: asyncio.TimerHandle | None = None
-        self._stall_size = 0
-        self._close_timer: asyncio.TimerHandle | None = None
+        # keepalive (driven by the server's Keepalive sweep)
+        self._ping: tuple[bytes, float] | None = None  # (payload, sent at) until answered
+        # The keepalive sweep's next run (shared by the connections opened before it, so
+        # none holds a float of its own): the first ping is `ping_interval` after it.
+        self._last_ping = state.sweep_at
         transport.set_write_buffer_limits(high=HIGH_WATER)
-        state.websockets.add(self)
-        state.awake.add(self)
+        state.websockets[self] = None
+        state.awake[self] = None
+        state.fresh[self] = 0
         state.stats.ws_opened += 1
 
     # -- the Connection API ------------------------------------------------------------
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol (the frame protocol's, alive or parked)."""
+        live = self._live
+        if live is not None:
+            return live.subprotocol
+        return self._parked.subprotocol if self._parked is not None else None
+
+    @property
+    def peer_address(self) -> Any:
+        """The client's address as the transport reports it (it keeps it, even after the
+        close), asked when needed (refusal logs) rather than kept per connection."""
+        return self._transport.get_extra_info("peername")
+
     @property
     def close_codes(self) -> Mapping[int, tuple[int, str]] | None:
         """How this connection's closes are translated (see `Connection`)."""
@@ -257,17 +258,19 @@ class WSConnection(Inbound, MessageIterator, asyncio.Protocol):
             self._gone = ConnectionClosed(sent.code, sent.reason)
         else:
             self._gone = ConnectionClosed(1006, "")  # abnormal closure: no close frame
-        for timer in (self._stall_timer, self._close_timer):
+        for timer in (self._stall[0] if self._stall is not None else None,
+                      self._close_timer):
             if timer is not None:
                 timer.cancel()
-        self._out = []
+        self._out = None
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
-        self._state.websockets.discard(self)
-        self._state.awake.discard(self)
+        self._state.websockets.pop(self, None)
+        self._state.awake.pop(self, None)
+        self._state.fresh.pop(self, None)
         self._state.stats.ws_closed += 1
         if self.access is not None:
             path, peer, opened = self.access

@@ -31,16 +31,18 @@ HIGH_WATER = 64 * 1024  # transport buffer size that pauses writing (asyncio's d
 class WriteQueue:
     """One write per loop tick, the outbound budget, the stall timer (module docstring)."""
 
-    __slots__ = ("_hub_frames", "_out", "_stall_size", "_stall_timer")
+    __slots__ = ("_hub_frames", "_out", "_stall")
 
-    # Queued items: frames (an SSE stream's may be views of shared bytes) and batches.
-    _out: list[bytes | memoryview | Batch]
+    # Queued items: frames (an SSE stream's may be views of shared bytes) and batches;
+    # None while nothing is queued (an idle connection holds no list).
+    _out: list[bytes | memoryview | Batch] | None
     _hub_frames: bool  # the queue holds hub deliveries (the budget applies)
     _closing: bool
     _state: ServerState
     _transport: Any
-    _stall_timer: asyncio.TimerHandle | None
-    _stall_size: int
+    # The stall timer and the buffer size when it was armed (None while unarmed): one
+    # slot, since every slot of an idle connection costs 8 bytes.
+    _stall: tuple[asyncio.TimerHandle, int] | None
 
     def _cut_slow(self, budget: int) -> None:
         """End a connection whose transport holds more than `budget` unsent bytes."""
@@ -51,12 +53,7 @@ class WriteQueue:
         if self._closing:
             self._state.stats.dropped += 1
             return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False  # its later frames would overtake this one
-        out.append(frame)
+        self._queue(frame)
         self._hub_frames = True
 
     def deliver_batch(self, batch: Batch) -> None:
@@ -66,26 +63,32 @@ class WriteQueue:
         if self._closing:
             self._state.stats.dropped += 1
             return
-        out = self._out
-        if not out:
-            self._state.flusher.mark(self._flush)
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False
-        out.append(batch)
+        self._queue(batch)
         self._hub_frames = True
+
+    def _queue(self, item: bytes | memoryview | Batch) -> None:
+        """Queue `item` after what is queued (closing an open batch there)."""
+        out = self._out
+        if out is None:
+            self._state.flusher.mark(self._flush)
+            self._out = [item]
+            return
+        if out[-1].__class__ is Batch:
+            out[-1].open = False  # the batch's later frames would overtake this one
+        out.append(item)
 
     @property
     def backlog(self) -> int:
         """Bytes queued for this tick's write plus what the transport still holds."""
         queued = sum(len(x.joined()) if x.__class__ is Batch else len(x)
-                     for x in self._out)
+                     for x in self._out or ())
         return queued + int(self._transport.get_write_buffer_size())
 
     def _flush(self) -> None:
         out = self._out
         if not out:
             return
-        self._out = []
+        self._out = None
         transport = self._transport
         if transport.is_closing():
             return
@@ -131,22 +134,24 @@ class WriteQueue:
 
     def _arm_stall(self) -> None:
         timeout = self._state.settings.write_timeout
-        if not timeout or self._stall_timer is not None:
+        if not timeout or self._stall is not None:
             return
-        self._stall_size = self._transport.get_write_buffer_size()
-        self._stall_timer = self._state.loop.call_later(timeout, self._check_stall)
+        self._stall = (self._state.loop.call_later(timeout, self._check_stall),
+                       self._transport.get_write_buffer_size())
 
     def _disarm_stall(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        stall = self._stall
+        if stall is not None:
+            stall[0].cancel()
+            self._stall = None
 
     def _check_stall(self) -> None:
-        self._stall_timer = None
+        armed = self._stall[1] if self._stall is not None else 0
+        self._stall = None
         size = self._transport.get_write_buffer_size()
         if size <= HIGH_WATER:
             return
-        if size >= self._stall_size:
+        if size >= armed:
             log.info("aborting a connection whose writes made no progress")
             self._transport.abort()
             return

@@ -55,9 +55,13 @@ class Connection(Protocol):
     keepalive timeout): code -> (code, reason) of the wire protocol in use (Centrifuge).
     """
 
-    subprotocol: str | None
     close_codes: Mapping[int, tuple[int, str]] | None
     wires: WireSet
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol negotiated at the upgrade (None: none)."""
+        ...
 
     @property
     def closed(self) -> bool: ...

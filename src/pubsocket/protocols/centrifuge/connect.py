@@ -231,7 +231,7 @@ def token_subscribe(gate: Gate, session: Session, cmd: Subscribe) -> Awaitable[N
     expires_at = expiry_of(claims)
     pending = handlers.subscribe(session, dataclasses.replace(cmd, expires_at=expires_at))
     # Held on the token only once subscribed: a subscribe the cap refused holds nothing.
-    if cmd.topic in session.topics:
+    if session.subscribed(cmd.topic):
         _hold(gate, session, cmd.topic, expires_at)
     if pending is None:
         return None
@@ -241,7 +241,7 @@ def token_subscribe(gate: Gate, session: Session, cmd: Subscribe) -> Awaitable[N
 async def _finish_token_subscribe(gate: Gate, session: Session, topic: str,
                                   pending: Awaitable[None], expires_at: float | None) -> None:
     await pending
-    if topic not in session.topics:  # the broker failed: no subscription to expire
+    if not session.subscribed(topic):  # the broker failed: no subscription to expire
         gate.released(topic)
     else:  # (again: a recovering subscribe may have waited for room, `replies.when_room`)
         _hold(gate, session, topic, expires_at)
@@ -249,7 +249,7 @@ async def _finish_token_subscribe(gate: Gate, session: Session, topic: str,
 
 def sub_refresh(gate: Gate, session: Session, cmd: SubRefresh) -> None:
     codec = gate.endpoint.codec
-    if cmd.topic not in session.topics:
+    if not session.subscribed(cmd.topic):
         session.reply(codec.error_code(PERMISSION_DENIED, cmd.id))
         return
     claims = _sub_claims(gate, session, cmd.topic, cmd.token, cmd.id)

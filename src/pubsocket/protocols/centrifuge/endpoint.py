@@ -57,24 +57,69 @@ class Endpoint:
         return Gate(self)
 
 
+class _Held:
+    """A gate's seldom used state (see `Gate`), made the first time one is set."""
+
+    __slots__ = ("emulation", "server_topics", "sub_clocks")
+
+    def __init__(self) -> None:
+        self.emulation: tuple[str, str] | None = None
+        self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
+        self.server_topics: set[str] | None = None
+
+
 class Gate:
     """One Centrifuge connection's state: refuses everything before a `Connect`, then
-    runs the protocol's own commands (`connect`) beside the shared handlers."""
+    runs the protocol's own commands (`connect`) beside the shared handlers.
 
-    __slots__ = ("emulation", "endpoint", "server_topics", "stage", "sub_clocks")
+    `emulation` is the (session id, node) of an emulated connection (web/emulation.py):
+    its connect reply names them, so the client can POST its commands. `sub_clocks`:
+    topics held on a subscription token -> its expiry clock (None: no exp), made by the
+    first such subscribe. `server_topics`: topics subscribed on the server's word at
+    connect (`server_subs`), granted by the server, not the token's permissions, so a
+    token refresh keeps them. The three are None until set and live in one object made
+    then: most connections never set any (docs/design.md "What an idle subscribed
+    connection holds")."""
+
+    __slots__ = ("_held", "endpoint", "stage")
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.stage = AWAITING
-        # (session id, node) of an emulated connection (web/emulation.py): its connect
-        # reply names them, so the client can POST its commands.
-        self.emulation: tuple[str, str] | None = None
-        # Topics held on a subscription token -> its expiry clock (None: no exp); made
-        # by the first such subscribe.
-        self.sub_clocks: dict[str, asyncio.TimerHandle | None] | None = None
-        # Topics subscribed on the server's word at connect (`server_subs`): granted by
-        # the server, not the token's permissions, so a token refresh keeps them.
-        self.server_topics: set[str] | None = None
+        self._held: _Held | None = None
+
+    def _more(self) -> _Held:
+        held = self._held
+        if held is None:
+            held = self._held = _Held()
+        return held
+
+    @property
+    def emulation(self) -> tuple[str, str] | None:
+        return self._held.emulation if self._held is not None else None
+
+    @emulation.setter
+    def emulation(self, value: tuple[str, str] | None) -> None:
+        if value is not None or self._held is not None:
+            self._more().emulation = value
+
+    @property
+    def sub_clocks(self) -> dict[str, asyncio.TimerHandle | None] | None:
+        return self._held.sub_clocks if self._held is not None else None
+
+    @sub_clocks.setter
+    def sub_clocks(self, value: dict[str, asyncio.TimerHandle | None] | None) -> None:
+        if value is not None or self._held is not None:
+            self._more().sub_clocks = value
+
+    @property
+    def server_topics(self) -> set[str] | None:
+        return self._held.server_topics if self._held is not None else None
+
+    @server_topics.setter
+    def server_topics(self, value: set[str] | None) -> None:
+        if value is not None or self._held is not None:
+            self._more().server_topics = value
 
     @property
     def ready(self) -> bool:

@@ -185,7 +185,7 @@ def take_over(session: Session, subs: ServerSubs, cork: Cork) -> bool:
         # The cork keeps the topic live and positioned, so joining it is inline.
         joined = hub.subscribe_nowait(session.peer, topic, wire)
         if isinstance(joined, SubscribeResult):
-            session.topics.add(topic)
+            session.add_topic(topic)
         else:  # never expected: give the awaitable up and let recovery fill in
             getattr(joined, "close", lambda: None)()
             ok = False
@@ -198,7 +198,7 @@ def take_over(session: Session, subs: ServerSubs, cork: Cork) -> bool:
 async def join_all(session: Session, topics: list[str]) -> None:
     """Presence and join/leave for the new subscriptions (as a client-side subscribe)."""
     for topic in topics:
-        if session.closed or topic not in session.topics:
+        if session.closed or not session.subscribed(topic):
             continue
         pending = handlers.joined(session, topic)
         if pending is not None:
