@@ -53,7 +53,14 @@ class WriteQueue:
         if self._closing:
             self._state.stats.dropped += 1
             return
-        self._queue(frame)
+        out = self._out  # `_queue` written out: this and deliver_batch are per delivery
+        if out is None:
+            self._state.flusher.mark(self._flush)
+            self._out = [frame]
+        else:
+            if out[-1].__class__ is Batch:
+                out[-1].open = False  # the batch's later frames would overtake this one
+            out.append(frame)
         self._hub_frames = True
 
     def deliver_batch(self, batch: Batch) -> None:
@@ -63,7 +70,14 @@ class WriteQueue:
         if self._closing:
             self._state.stats.dropped += 1
             return
-        self._queue(batch)
+        out = self._out
+        if out is None:
+            self._state.flusher.mark(self._flush)
+            self._out = [batch]
+        else:
+            if out[-1].__class__ is Batch:
+                out[-1].open = False
+            out.append(batch)
         self._hub_frames = True
 
     def _queue(self, item: bytes | memoryview | Batch) -> None:
