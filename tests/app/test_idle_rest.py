@@ -173,3 +173,24 @@ async def test_centrifuge_limits_and_close_codes_survive_a_rest(serve: Any) -> N
                 await asyncio.wait_for(ws.recv(), 3)
             codes.append((ws.close_code, ws.close_reason))
     assert codes[0] == codes[1] and codes[0][0] != 1000, codes
+
+
+async def test_the_sweep_over_new_connections_runs_only_while_there_are_some(
+        serve: Any) -> None:
+    # An idle server must not wake 20 times a second for nothing (server/keepalive.py).
+    srv = await serve(app())
+    keepalive = srv.server._keepalive
+    assert keepalive is not None
+    async with connect(srv.ws + "/ws/chat", subprotocols=V1) as sub:
+        assert keepalive._fresh_handle is not None  # armed by the new connection
+        await sub.send(json.dumps({"action": "subscribe", "topic": "t", "id": 1}))
+        await ack(sub, 1)
+        await all_rest(srv)
+        async with asyncio.timeout(3):
+            while srv.server.state.fresh or keepalive._fresh_handle is not None:
+                await asyncio.sleep(0.02)
+        async with connect(srv.ws + "/ws/chat", subprotocols=V1) as other:
+            assert keepalive._fresh_handle is not None  # armed again
+            await other.send(json.dumps({"action": "subscribe", "topic": "t", "id": 2}))
+            await ack(other, 2)
+            await all_rest(srv)

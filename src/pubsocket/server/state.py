@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ class ServerState:
     # The keepalive sweep's next run (loop time): a new connection counts its first
     # ping from it; one float shared by every connection opened before it.
     sweep_at: float = 0.0
+    # Arms the sweep over new connections (server/keepalive.py); a connection calls it
+    # when it makes `fresh` non-empty, so an idle server runs no 20/s timer.
+    wake_fresh: Callable[[], None] | None = None
 
     @classmethod
     def create(cls, app: App, loop: asyncio.AbstractEventLoop) -> ServerState:

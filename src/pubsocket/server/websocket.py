@@ -88,6 +88,8 @@ class WSConnection(Inbound, MessageIterator, asyncio.Protocol):
         transport.set_write_buffer_limits(high=HIGH_WATER)
         state.websockets[self] = None
         state.awake[self] = None
+        if not state.fresh and state.wake_fresh is not None:
+            state.wake_fresh()
         state.fresh[self] = 0
         state.stats.ws_opened += 1
 
