@@ -49,7 +49,7 @@ from .presence import PresenceHooks
 from .recovery import recover, resolve
 from .relay import CommandRelay
 from .stats import HubStats, Introspection
-from .topic import Hold, Subscriber, Topic
+from .topic import Subscriber, Tally, Topic
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
@@ -79,6 +79,8 @@ class Hub(Delivery, Control, Introspection):
         self.rules = HistoryRules.from_settings(self.settings)
         self._broker = broker
         self._topics: dict[str, Topic] = {}
+        # (subscriber, topic) pairs over `_topics`, kept by the topics as they change
+        self._tally = Tally()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()
@@ -125,6 +127,8 @@ class Hub(Delivery, Control, Introspection):
 
     async def close(self) -> None:
         """Stop the broker. Subscribers are not closed here (the server does that)."""
+        for entry in self._topics.values():
+            entry.detach()
         self._topics.clear()
         for task in list(self._background):
             task.cancel()
@@ -149,7 +153,7 @@ class Hub(Delivery, Control, Introspection):
         if entry is None and self.broker.subscribe_nowait(topic) and (
                 not self.presence.events_for(topic)
                 or self.broker.subscribe_nowait(PRESENCE_PREFIX + topic)):
-            entry = self._topics[topic] = Topic()
+            entry = self._topics[topic] = Topic(self._tally)
             if not self._position_nowait(topic, entry):
                 entry.ready = asyncio.get_running_loop().create_future()
                 return self._finish_first(sub, topic, wire, since, entry, subscribed=True)
@@ -165,7 +169,7 @@ class Hub(Delivery, Control, Introspection):
         or cannot read the position; the subscriber is then not subscribed."""
         entry = self._topics.get(topic)
         if entry is None:
-            entry = self._topics[topic] = Topic()
+            entry = self._topics[topic] = Topic(self._tally)
             entry.ready = asyncio.get_running_loop().create_future()
             return await self._finish_first(sub, topic, wire, since, entry, subscribed=False)
         if entry.ready is not None:
@@ -203,6 +207,7 @@ class Hub(Delivery, Control, Introspection):
             entry.ready = entry.backlog = None
             if self._topics.get(topic) is entry:
                 del self._topics[topic]
+                entry.detach()
             if subscribed:
                 self._spawn(self._broker_unsubscribe(topic))
             if not isinstance(exc, Exception):
@@ -267,18 +272,19 @@ class Hub(Delivery, Control, Introspection):
                     entry: Topic) -> SubscribeResult:
         """Recovery through broker I/O: hold `sub`, read history, merge, go live."""
         assert since is not None
-        hold = entry.held[sub] = Hold()
+        hold = entry.hold(sub)
         try:
             page = await self.broker.history(topic, since.offset, self._replay_limit(topic),
                                              self.settings.history_reply_bytes)
         except BaseException:
             if entry.held.get(sub) is hold:
-                del entry.held[sub]
+                entry.unhold(sub)
             if self._topics.get(topic) is entry and entry.empty:
                 del self._topics[topic]
+                entry.detach()
                 self._spawn(self._broker_unsubscribe(topic))
             raise
-        if entry.held.pop(sub, None) is not hold or self._topics.get(topic) is not entry:
+        if entry.unhold(sub) is not hold or self._topics.get(topic) is not entry:
             raise BrokerError("unsubscribed while recovering")
         entry.add(sub, wire)
         return self._count(self._recover(since, page, hold.pubs, entry.position, hold.gap))
@@ -327,6 +333,7 @@ class Hub(Delivery, Control, Introspection):
         if not entry.empty or entry.ready is not None or entry.waiting:
             return False
         del self._topics[topic]
+        entry.detach()
         return True
 
     async def _broker_unsubscribe(self, topic: str) -> None:

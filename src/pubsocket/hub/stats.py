@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .topic import Topic
+    from .topic import Tally, Topic
 
 
 class HubStats:
@@ -33,6 +33,7 @@ class Introspection:
     """Counts over the hub's local topics (`Hub` holds `_topics`)."""
 
     _topics: dict[str, Topic]
+    _tally: Tally  # the topics keep it equal to the sum of their counts
 
     @property
     def topic_count(self) -> int:
@@ -46,8 +47,9 @@ class Introspection:
 
     @property
     def subscription_count(self) -> int:
-        """Local (subscriber, topic) pairs."""
-        return sum(entry.count for entry in self._topics.values())
+        """Local (subscriber, topic) pairs, held (recovering) ones included: O(1), kept
+        by the topics as subscribers come and go."""
+        return self._tally.n
 
     def busiest_topics(self, limit: int, match: Callable[[str], bool] | None = None
                        ) -> list[tuple[str, int]]:

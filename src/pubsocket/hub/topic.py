@@ -46,17 +46,34 @@ class Hold:
         self.pubs = []
 
 
+class Tally:
+    """A running count of (subscriber, topic) pairs, shared by the topics of one hub so
+    the hub's total is read in O(1) (the cluster announce reads it every few seconds)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Topic:
     """Subscribers of one topic, grouped by wire so each publication is encoded once
     per codec and framed once per wire in use; the last offset/epoch fanned out;
     `backlog` holds live publications while the hub reads history (None when live).
     `watchers` are the live subscribers allowed to see presence join/leave pushes
-    (with their wire)."""
+    (with their wire).
 
-    __slots__ = ("backlog", "batches", "epoch", "held", "offset", "ready", "subs", "waiting",
-                 "watchers")
+    Counting contract: `n` is the number of live (per group) plus held subscribers, and
+    `tally.n` moves by the same amounts. So `subs` and `held` change only through `add`,
+    `hold`, `unhold` and `discard`; a topic leaving the hub's map while not empty must
+    be `detach`ed (its count leaves the hub's total)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("backlog", "batches", "epoch", "held", "n", "offset", "ready", "subs",
+                 "tally", "waiting", "watchers")
+
+    def __init__(self, tally: Tally | None = None) -> None:
+        self.tally = Tally() if tally is None else tally
+        self.n = 0  # live subscribers (summed over the groups) + held ones
         self.subs: dict[Wire, dict[Subscriber, None]] = {}
         self.held: dict[Subscriber, Hold] = {}
         self.ready: asyncio.Future[None] | None = None  # set until broker + position known
@@ -73,18 +90,51 @@ class Topic:
         group = self.subs.get(wire)
         if group is None:
             group = self.subs[wire] = {}
-        group[sub] = None
+        if sub not in group:
+            group[sub] = None
+            self._moved(1)
         self._close_batches()  # a newcomer must not get the rest of a batch it never had
+
+    def hold(self, sub: Subscriber) -> Hold:
+        """Hold `sub` (its live publications buffered) while its recovery read runs;
+        replaces a hold it already had."""
+        new = sub not in self.held
+        hold = self.held[sub] = Hold()
+        if new:
+            self._moved(1)
+        return hold
+
+    def unhold(self, sub: Subscriber) -> Hold | None:
+        """End the hold of `sub`, if any, and return it."""
+        hold = self.held.pop(sub, None)
+        if hold is not None:
+            self._moved(-1)
+        return hold
 
     def discard(self, sub: Subscriber) -> None:
         """Remove `sub` (live or held) from this topic."""
-        self.held.pop(sub, None)
+        gone = 0 if self.held.pop(sub, None) is None else 1
         self._close_batches()  # nor a leaver what is published after it left
         if self.watchers is not None:
             self.watchers.pop(sub, None)
         for wire, group in list(self.subs.items()):
-            if group.pop(sub, 0) is None and not group:
-                del self.subs[wire]
+            if group.pop(sub, 0) is None:
+                gone += 1
+                if not group:
+                    del self.subs[wire]
+        if gone:
+            self._moved(-gone)
+
+    def detach(self) -> None:
+        """Take this topic's count out of the hub's total (it leaves the hub's map);
+        later changes to it count apart."""
+        self.tally.n -= self.n
+        self.tally = Tally()
+        self.tally.n = self.n
+
+    def _moved(self, delta: int) -> None:
+        self.n += delta
+        self.tally.n += delta
 
     def _close_batches(self) -> None:
         batches = self.batches
@@ -99,7 +149,8 @@ class Topic:
 
     @property
     def count(self) -> int:
-        return sum(len(group) for group in self.subs.values()) + len(self.held)
+        """Live subscribers (one per wire group they are in) plus held ones: O(1)."""
+        return self.n
 
     @property
     def position(self) -> Position:
