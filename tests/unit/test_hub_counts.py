@@ -55,8 +55,9 @@ class FickleBroker(MemoryBroker):
     def unsubscribe_nowait(self, topic: str) -> bool:
         return self.rng.random() < 0.5 and super().unsubscribe_nowait(topic)
 
-    def history_nowait(self, topic: str, since: int | None, limit: int,
-                       max_bytes: int = 0) -> HistoryPage | None:  # type: ignore[override]
+    def history_nowait(  # type: ignore[override]
+            self, topic: str, since: int | None, limit: int, max_bytes: int = 0
+    ) -> HistoryPage | None:
         if self.rng.random() < 0.5:
             return None
         return super().history_nowait(topic, since, limit, max_bytes)

@@ -79,8 +79,7 @@ class Hub(Delivery, Control, Introspection):
         self.rules = HistoryRules.from_settings(self.settings)
         self._broker = broker
         self._topics: dict[str, Topic] = {}
-        # (subscriber, topic) pairs over `_topics`, kept by the topics as they change
-        self._tally = Tally()
+        self._tally = Tally()  # (subscriber, topic) pairs, kept by the topics
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = HubStats()

@@ -92,7 +92,8 @@ class Topic:
             group = self.subs[wire] = {}
         if sub not in group:
             group[sub] = None
-            self._moved(1)
+            self.n += 1  # `_moved` inline: subscribe is a per-connection path
+            self.tally.n += 1
         self._close_batches()  # a newcomer must not get the rest of a batch it never had
 
     def hold(self, sub: Subscriber) -> Hold:
@@ -123,7 +124,8 @@ class Topic:
                 if not group:
                     del self.subs[wire]
         if gone:
-            self._moved(-gone)
+            self.n -= gone
+            self.tally.n -= gone
 
     def detach(self) -> None:
         """Take this topic's count out of the hub's total (it leaves the hub's map);
