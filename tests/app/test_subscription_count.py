@@ -37,7 +37,7 @@ def brute(hub: Hub) -> int:
 async def test_kept_count_follows_real_sessions(serve: Any) -> None:
     rng = random.Random(7)
     srv = await serve(recovery_app())
-    hub = srv.app.hub
+    hub: Hub = srv.app.hub
     clients: dict[ClientConnection, set[str]] = {}
 
     def caught_up() -> bool:
