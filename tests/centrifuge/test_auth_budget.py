@@ -117,3 +117,16 @@ async def test_the_sdk_backs_off_while_spent_and_connects_after_the_refill(
     # was verified, and the SDK retried with its backoff (0.05-0.3 s here), not in a loop.
     refused = [n for n, _ in events.seen].count("error")
     assert Counting.verified == 3 and 1 <= refused <= 40, (Counting.verified, refused)
+
+
+async def test_bad_tokens_over_http_stream_spend_the_same_budget(serve: Any) -> None:
+    srv = await serve(budget_app(rate=0.1, burst=2))
+    for _ in range(2):
+        line = orjson.dumps({"id": 1, "connect": {"token": "forged"}})
+        status, _, body = await ahttp("POST", srv.http + "/connection/http_stream", line)
+        assert status == 200 and b"3500" in body, body  # the disconnect push
+    with pytest.raises(InvalidStatus) as refused:  # one budget for every transport
+        async with connect(srv.ws + PATH):
+            pass
+    assert refused.value.response.status_code == 429
+    assert Counting.verified == 2
