@@ -17,7 +17,7 @@ from typing import Final
 
 from ..auth import offered_subprotocols
 from ..errors import HTTPError
-from ..protocols.centrifuge import Endpoint, RpcHook
+from ..protocols.centrifuge import AuthBudget, Endpoint, RpcHook
 from .request import Request
 
 SUBPROTOCOL: Final = "centrifuge-protobuf"  # = protocols.centrifuge.protobuf_codec.SUBPROTOCOL
@@ -38,11 +38,13 @@ def wants_protobuf(request: Request) -> bool:
 class ProtobufEndpoint:
     """The Protobuf twin of one JSON `Endpoint`, made on first use."""
 
-    __slots__ = ("_connect_timeout", "_endpoint", "_missing", "_ping", "_rpc", "_secured")
+    __slots__ = ("_budget", "_connect_timeout", "_endpoint", "_missing", "_ping", "_rpc",
+                 "_secured")
 
     def __init__(self, ping: float, *, secured: bool, rpc: RpcHook | None,
-                 connect_timeout: float = 0.0) -> None:
+                 connect_timeout: float = 0.0, budget: AuthBudget | None = None) -> None:
         self._ping = ping
+        self._budget = budget
         self._connect_timeout = connect_timeout
         self._secured = secured
         self._rpc = rpc
@@ -64,5 +66,6 @@ class ProtobufEndpoint:
                 raise HTTPError(400, "protobuf_unavailable", _UNAVAILABLE) from None
             self._endpoint = Endpoint(self._ping, secured=self._secured, rpc=self._rpc,
                                       codec=CENTRIFUGE_PROTOBUF, ping_payload=PING,
-                                      connect_timeout=self._connect_timeout)
+                                      connect_timeout=self._connect_timeout,
+                                      budget=self._budget)
         return self._endpoint

@@ -125,6 +125,8 @@ def mount_emulation(app: App, endpoint: Endpoint, protobuf: ProtobufEndpoint,
 
     def stream_route(framing: str) -> Handler:
         async def emulated(request: Request, response: ResponseFactory) -> StreamResponse:
+            if secured:  # its connect verifies a token: a spent address gets 429 here,
+                app.limits.check_address(request)  # before it spends a request token
             check_stream(app, request)
             kind: Framing
             if framing == "sse":

@@ -7,9 +7,11 @@ while it stays empty, the same ``Authorization`` header is refused before it is
 verified again.
 Failed authentications are charged to the peer address on a second, smaller budget;
 once it is spent, that address's token routes answer 429 without verifying anything, so
-a flood of bad tokens costs one dict lookup per request. Refusals are logged through
-`pubsocket.log.refusals` (rate-limited, never the token): 429s here, 401s and 403s once
-by `App._dispatch`.
+a flood of bad tokens costs one dict lookup per request. A Centrifuge connect command's
+token is charged to the same budget (`ConnectBudget`, given to the Centrifuge endpoints),
+and a connect from a spent address is closed (3013) without verifying it.
+Refusals are logged through `pubsocket.log.refusals` (rate-limited, never the token):
+429s here, 401s and 403s once by `App._dispatch`.
 
 The tables are bounded: past `max_keys` clients, idle (refilled) buckets are dropped,
 then the oldest tenth, so a flood of fresh keys costs amortized O(1) and cannot grow
@@ -93,7 +95,15 @@ def client_key(principal: Principal, request: Request) -> str:
 
 def address_key(request: Request) -> str:
     """The peer address (the host only: a client's ports are free to choose)."""
-    return "ip:" + (request.client[0] if request.client else "?")
+    return host_key(request.client)
+
+
+def host_key(address: object) -> str:
+    """`address_key` of a peer name as a transport reports it ((host, port, ...), or
+    None when unknown)."""
+    if isinstance(address, (tuple, list)) and address and isinstance(address[0], str):
+        return "ip:" + address[0]
+    return "ip:?"
 
 
 def _peer(request: Request) -> str:
@@ -116,10 +126,7 @@ class HttpLimits:
     def before_auth(self, request: Request) -> None:
         """Refuse (429) an address whose failed-authentication budget is spent, and a
         header already refused for a client whose budget is still spent."""
-        wait = self.auth_failures.wait(address_key(request))
-        if wait:
-            refusals.warn("auth_failures", _peer(request))
-            raise RateLimited(wait, "too many failed authentications, retry later")
+        self.check_address(request)
         if self._limited and request.upgrader is None:
             key = self._limited.get(request.headers.get("authorization", ""))
             if key is not None:
@@ -128,6 +135,14 @@ class HttpLimits:
                     refusals.warn("http_rate_limit", _peer(request))
                     raise RateLimited(wait)
                 del self._limited[request.headers.get("authorization", "")]
+
+    def check_address(self, request: Request) -> None:
+        """Refuse (429) an address whose failed-authentication budget is spent (also
+        where the token comes later, in a Centrifuge connect command)."""
+        wait = self.auth_failures.wait(address_key(request))
+        if wait:
+            refusals.warn("auth_failures", _peer(request))
+            raise RateLimited(wait, "too many failed authentications, retry later")
 
     def auth_failed(self, request: Request) -> None:
         """Charge a failed authentication to the peer address (the 401 that follows is
@@ -150,6 +165,26 @@ class HttpLimits:
                 self._limited[header] = key
             refusals.warn("http_rate_limit", _peer(request))
             raise RateLimited(wait)
+
+
+class ConnectBudget:
+    """The failed-authentication budget of `HttpLimits` as a Centrifuge endpoint's
+    `AuthBudget` (protocols/centrifuge/endpoint.py): keyed on the session's peer name
+    exactly as HTTP keys a request (`host_key`)."""
+
+    __slots__ = ("_failures",)
+
+    def __init__(self, limits: HttpLimits) -> None:
+        self._failures = limits.auth_failures
+
+    def spent(self, address: object) -> bool:
+        if self._failures.wait(host_key(address)):
+            refusals.warn("auth_failures", address)
+            return True
+        return False
+
+    def failed(self, address: object) -> None:
+        self._failures.take(host_key(address))
 
 
 def retry_after(seconds: float) -> str:

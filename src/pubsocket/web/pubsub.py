@@ -27,6 +27,7 @@ from .connect_auth import ConnectHook, set_connect_hook
 from .decorators import current_app
 from .emulation import mount_emulation
 from .http_fallback import fallback_handler
+from .limits import ConnectBudget
 from .metrics import mount_metrics
 from .request import Request
 from .response import Response, ResponseFactory
@@ -100,14 +101,19 @@ def pubsub(path: str = "/ws/chat", *, app: App | None = None, secured: bool = Fa
     if presence or presence_events is not None:
         hub.presence.enable(presence, presence_events)
     pre_connect = _pre_connect_size(target.settings)
+    # Failed connect tokens are charged to the app's per-address budget (web/limits.py).
+    budget = ConnectBudget(target.limits)
     endpoint = None if protocol == "plain" else Endpoint(
         target.settings.centrifuge_ping, secured=secured, rpc=rpc,
-        connect_timeout=target.settings.connect_timeout)
+        connect_timeout=target.settings.connect_timeout, budget=budget)
     protobuf = ProtobufEndpoint(target.settings.centrifuge_ping, secured=secured, rpc=rpc,
-                                connect_timeout=target.settings.connect_timeout)
+                                connect_timeout=target.settings.connect_timeout,
+                                budget=budget)
 
     async def pubsub_endpoint(request: Request, response: ResponseFactory) -> None:
         if endpoint is not None:
+            if secured:  # every connect verifies a token: a spent address gets 429 here
+                target.limits.check_address(request)
             # JSON, or Protobuf when the upgrade asks (web/centrifuge_wire.py): then a
             # binary wire, and the Protobuf twin of the endpoint.
             ep = protobuf.get() if wants_protobuf(request) else endpoint

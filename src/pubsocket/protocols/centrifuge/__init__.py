@@ -5,6 +5,7 @@ the pub/sub endpoint plugs into its sessions."""
 from .codec import CENTRIFUGE, CentrifugeCodec
 from .codes import CLOSE_CODES
 from .connect import RpcHook
-from .endpoint import Endpoint, Gate
+from .endpoint import AuthBudget, Endpoint, Gate
 
-__all__ = ["CENTRIFUGE", "CLOSE_CODES", "CentrifugeCodec", "Endpoint", "Gate", "RpcHook"]
+__all__ = ["CENTRIFUGE", "CLOSE_CODES", "AuthBudget", "CentrifugeCodec", "Endpoint", "Gate",
+           "RpcHook"]

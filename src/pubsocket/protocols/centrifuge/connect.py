@@ -8,8 +8,15 @@ and an empty frame too; until the connect succeeds its messages may be at most
 `connect` raises it), and it is closed as stale (3502) unless the connect comes within
 `Settings.connect_timeout` seconds (`Pinger.wait`);
 the connect authenticates the token with the app's `Authenticator` (our JWTs, or the API
-key) and sets the principal. A subscription token (JWT with ``channel`` == the topic,
-``sub`` == the connection's ``sub``, optional ``exp``) grants that one subscribe in place of
+key) and sets the principal. With the endpoint's `AuthBudget`, a connect from an address
+whose failed-authentication budget is spent is closed with 3013 before its token is
+verified, and a token refused as invalid (bad signature, malformed, missing when
+required; also on refresh) is charged to the address. An expired token is not charged:
+it carries a valid signature (only the holder of the secret made it) and is what every
+SDK sends after a sleep before it asks for a new one.
+
+A subscription token (JWT with ``channel`` == the topic, ``sub`` == the connection's
+``sub``, optional ``exp``) grants that one subscribe in place of
 the topic permissions; when it expires unrefreshed, the subscription ends with an
 ``unsubscribe`` push (2501) and the SDK resubscribes with a new token. A topic so held
 (`Gate.sub_clocks`) stays held until a subscribe or unsubscribe for it takes effect
@@ -44,6 +51,7 @@ from .codes import (
     NOT_AVAILABLE,
     PERMISSION_DENIED,
     TOKEN_EXPIRED,
+    TOO_MANY,
     UNKNOWN_CHANNEL,
 )
 
@@ -88,7 +96,7 @@ def run(gate: Gate, session: Session, cmd: Command) -> Awaitable[None] | None:
         sub_refresh(gate, session, cmd)
         return None
     if isinstance(cmd, Refresh):
-        return refresh(session, cmd)
+        return refresh(gate, session, cmd)
     if isinstance(cmd, Subscribe) and cmd.token:
         return token_subscribe(gate, session, cmd)
     # A plain subscribe or an unsubscribe that takes effect ends a token-held
@@ -106,6 +114,9 @@ def connect(gate: Gate, session: Session, cmd: Connect, *, server_subs: bool = T
     ep = gate.endpoint
     principal = session.principal
     if cmd.token or ep.secured:
+        if ep.budget is not None and ep.budget.spent(session.address):
+            session.close(*TOO_MANY)  # unverified; a reconnect code: the SDK backs off
+            return None
         verified = _verify(gate, session, cmd.token, cmd.id)
         if verified is None:
             return None
@@ -169,7 +180,7 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
 def _verify(gate: Gate, session: Session, token: str,
             cmd_id: CmdId | None) -> Principal | None:
     """The token's principal; else the refusal is logged once and sent (109 if only
-    expired), and None."""
+    expired; any other is charged to the address's budget), and None."""
     auth = session.authenticator
     try:
         if auth is None or not token:
@@ -182,19 +193,29 @@ def _verify(gate: Gate, session: Session, token: str,
             gate.stage = REFUSED
             session.reply(gate.endpoint.codec.error_code(TOKEN_EXPIRED, cmd_id))
         else:
+            _charge(gate, session)
             session.close(*INVALID_TOKEN)
         return None
 
 
-def refresh(session: Session, cmd: Refresh) -> Awaitable[None] | None:
+def _charge(gate: Gate, session: Session) -> None:
+    budget = gate.endpoint.budget
+    if budget is not None:
+        budget.failed(session.address)
+
+
+def refresh(gate: Gate, session: Session, cmd: Refresh) -> Awaitable[None] | None:
     """A new connection token: invalid or expired closes with 3500 (the SDK would
-    disconnect on the error anyway); otherwise the shared refresh logic runs."""
+    disconnect on the error anyway; only an invalid one is charged to the address);
+    otherwise the shared refresh logic runs."""
     auth = session.authenticator
     try:
         if auth is None:
             raise Unauthorized("invalid token")
         auth.principal_of(cmd.token)
-    except Unauthorized:
+    except Unauthorized as exc:
+        if not isinstance(exc, TokenExpired):
+            _charge(gate, session)
         session.close(*INVALID_TOKEN)
         return None
     return handlers.refresh(session, cmd)

@@ -6,13 +6,18 @@ shares. Each session it opens gets a `Gate`, the `SessionHook` holding that
 connection's Centrifuge state: its handshake stage and the topics it holds on
 subscription tokens (with their expiry clocks). What the gate does with each command
 is in `connect`.
+
+An endpoint may be given an `AuthBudget` (the app's per-address failed-authentication
+budget, web/limits.py): a connect whose token fails verification is charged to the
+peer's address, and a connect from an address whose budget is spent is closed with
+3013 "too many requests" (the SDKs reconnect with backoff) before its token is verified.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ...errors import ProtocolViolation
 from ...log import refusals
@@ -28,23 +33,38 @@ if TYPE_CHECKING:
     from ...hub.session import Session
 
 
+class AuthBudget(Protocol):
+    """Failed authentications per peer address (the app's, web/limits.py `ConnectBudget`);
+    `address` is the session's (`Session.address`: the transport's peer name)."""
+
+    def spent(self, address: object) -> bool:
+        """Whether `address` may not try a token now (the refusal is logged)."""
+        ...
+
+    def failed(self, address: object) -> None:
+        """Charge one failed authentication to `address`."""
+        ...
+
+
 class Endpoint:
     """What every session of one Centrifuge endpoint shares (one per `pubsub()` call)."""
 
-    __slots__ = ("codec", "connect_timeout", "ping", "pinger", "rpc", "secured")
+    __slots__ = ("budget", "codec", "connect_timeout", "ping", "pinger", "rpc", "secured")
 
     close_codes: Mapping[int, tuple[int, str]] = CLOSE_CODES
 
     def __init__(self, ping: float, *, secured: bool, connect_timeout: float = 0.0,
                  rpc: RpcHook | None = None, codec: CentrifugeCodec = CENTRIFUGE,
-                 ping_payload: bytes = PING) -> None:
+                 ping_payload: bytes = PING, budget: AuthBudget | None = None) -> None:
         """`ping` is the seconds between pings (0: none), `ping_payload` the codec's ping
         (Protobuf's is an empty reply); a session that has not
         connected within `connect_timeout` seconds is closed as stale (0: only pings
         count, `Pinger.wait`); `secured`: a connect needs a valid token;
         `rpc(principal, method, data)` answers rpc commands (None: error 108 "not
-        available")."""
+        available"); `budget` charges failed connect tokens (None: nothing is charged,
+        see the module docstring)."""
         self.codec = codec
+        self.budget = budget
         self.ping = ping
         self.connect_timeout = connect_timeout
         self.secured = secured
