@@ -97,8 +97,14 @@ class WireSet:
     def __call__(self, codec: Codec) -> Wire:
         wire = self._wires.get(codec)
         if wire is None:
-            wire = self._wires[codec] = Wire(codec, self._frame, self._kind, self._batched)
+            wire = self._wires[codec] = Wire(codec, self._frame, self._kind,
+                                             self._batched and self.batches(codec))
         return wire
+
+    def batches(self, codec: Codec) -> bool:
+        """Whether `codec`'s wire shares batches, in a batched set (all do, unless a
+        subclass says otherwise for a codec whose frames differ per subscriber)."""
+        return True
 
 
 _SERVER_SIDE: dict[Wire, Wire] = {}

@@ -42,7 +42,7 @@ from typing import Any
 
 from ..codecs import Codec
 from ..errors import CloseCode
-from ..hub.wire import Batch, Wire, WireSet
+from ..hub.wire import WireSet
 from ..log import refusals
 from ..protocols.centrifuge import CLOSE_CODES
 from ..protocols.centrifuge.uni_sse import END, POSITION, UniSseCodec, disconnect
@@ -76,12 +76,8 @@ class SseWires(WireSet):
 
     __slots__ = ()
 
-    def __call__(self, codec: Codec) -> Wire:
-        wire = self._wires.get(codec)
-        if wire is None:
-            batched = not isinstance(codec, UniSseCodec)
-            wire = self._wires[codec] = Wire(codec, self._frame, self._kind, batched)
-        return wire
+    def batches(self, codec: Codec) -> bool:
+        return not isinstance(codec, UniSseCodec)
 
 
 SSE_WIRES = SseWires(sse_frame, "sse", batched=True)
@@ -153,28 +149,22 @@ class SseStream(WriteQueue, asyncio.Protocol):
         if self._closing:
             self._state.stats.dropped += 1
             return
-        out = self._out
-        if out is None:
-            self._state.flusher.mark(self._flush)
-            out = self._out = []
-        elif out[-1].__class__ is Batch:
-            out[-1].open = False  # keep the order
         self._hub_frames = True
         if first == ENDS:
-            out.append(frame[2:])
+            self._queue(frame[2:])
             self._end()
             return
         mid, cut = frame.index(b"\x00", 1), frame.index(b"\n")
         slot = self._index.get(frame[1:mid])
         if slot is None:
-            out.append(frame[cut + 1:])
+            self._queue(frame[cut + 1:])
             return
         slots = self._slots
         slots[slot] = frame[mid + 1:cut]
-        out.append(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
+        self._queue(b"id: " + self._prefix + b";" + b";".join(slots) + b"\n")
         # The shared event bytes are not copied here: a view of them goes in the queue
         # behind this stream's id line, and the flush's join copies once.
-        out.append(memoryview(frame)[cut + 1:])
+        self._queue(memoryview(frame)[cut + 1:])
 
     def close_nowait(self, code: int, reason: str = "") -> None:
         """Say why (`farewell`, else a unidirectional disconnect push), then end."""
