@@ -60,7 +60,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,43 +83,68 @@ class Publisher:
     info: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
 class Publication:
     """One published message as the broker carries and keeps it.
 
     `payload` is the JSON encoding of the publisher's data. `offset`/`epoch` are 0/""
     for topics that keep no history. `publisher` is None for server-side publishes.
+
+    A value, as the frozen dataclass it was: assigning or deleting a field raises
+    `dataclasses.FrozenInstanceError`; equal when of this class with equal fields (in
+    field order), hashed by them; `copy` and `pickle` rebuild it through `__init__`.
+    Written out (not a dataclass) because one is made per publish and per history entry
+    read back: see `__init__`.
     """
+
+    __slots__ = ("epoch", "offset", "payload", "publisher")
+    __match_args__ = ("offset", "epoch", "payload", "publisher")
 
     offset: int
     epoch: str
     payload: bytes
-    publisher: Publisher | None = None
+    publisher: Publisher | None
+
+    def __init__(self, offset: int, epoch: str, payload: bytes,
+                 publisher: Publisher | None = None) -> None:
+        # Hot path. A frozen dataclass's `__init__` stores each field through
+        # `object.__setattr__`, whose call allocates a bound wrapper (~6,900
+        # instructions per object under callgrind); the slots' own descriptors do the
+        # same stores (`__setattr__` below still refuses) at ~4,300 (docs/design.md
+        # "Cost model: one delivery").
+        _set_offset(self, offset)
+        _set_epoch(self, epoch)
+        _set_payload(self, payload)
+        _set_publisher(self, publisher)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Publication) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.offset, self.epoch, self.payload, self.publisher) == (
+            other.offset, other.epoch, other.payload, other.publisher)
+
+    def __hash__(self) -> int:
+        return hash((self.offset, self.epoch, self.payload, self.publisher))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__qualname__}(offset={self.offset!r}, "
+                f"epoch={self.epoch!r}, payload={self.payload!r}, "
+                f"publisher={self.publisher!r})")
+
+    def __reduce__(self) -> tuple[type[Publication], tuple[int, str, bytes, Publisher | None]]:
+        return (self.__class__, (self.offset, self.epoch, self.payload, self.publisher))
 
 
-# One Publication is made per publish (and per history entry read back), so its
-# constructor is on the hot path. The `__init__` a frozen dataclass generates stores
-# each field through `object.__setattr__`, whose call allocates a bound wrapper: ~6,900
-# instructions per object under callgrind. Storing through the slots' own descriptors
-# does the same stores (the instance stays frozen: `__setattr__` still refuses) at
-# ~4,300 (docs/design.md "Cost model: one delivery").
-_PUBLICATION_SLOTS = vars(Publication)
-_set_offset = _PUBLICATION_SLOTS["offset"].__set__
-_set_epoch = _PUBLICATION_SLOTS["epoch"].__set__
-_set_payload = _PUBLICATION_SLOTS["payload"].__set__
-_set_publisher = _PUBLICATION_SLOTS["publisher"].__set__
-
-
-def _publication_init(self: Publication, offset: int, epoch: str, payload: bytes,
-                      publisher: Publisher | None = None) -> None:
-    _set_offset(self, offset)
-    _set_epoch(self, epoch)
-    _set_payload(self, payload)
-    _set_publisher(self, publisher)
-
-
-_publication_init.__qualname__ = "Publication.__init__"  # what a TypeError names
-Publication.__init__ = _publication_init  # type: ignore[method-assign]
+# The stores `Publication.__init__` makes: its slots' descriptors (made with the class).
+_set_offset = vars(Publication)["offset"].__set__
+_set_epoch = vars(Publication)["epoch"].__set__
+_set_payload = vars(Publication)["payload"].__set__
+_set_publisher = vars(Publication)["publisher"].__set__
 
 
 @dataclass(frozen=True, slots=True)
