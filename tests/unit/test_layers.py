@@ -120,7 +120,7 @@ def test_the_framing_check_can_fail() -> None:
 # The operations seam (docs/design.md "The seams", Operations): every front door reaches
 # the same checks and reads, in the hub layer so that the socket commands can use them.
 SHARED_OPERATIONS = SRC / "hub" / "operations.py"
-FRONT_DOORS = ("hub/handlers.py", "hub/replies.py", "hub/core.py", "ops/api.py",
+FRONT_DOORS = ("hub/handlers.py", "hub/replies.py", "hub/publishing.py", "ops/api.py",
                "publisher.py")
 
 

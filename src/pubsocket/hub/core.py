@@ -15,8 +15,9 @@ subscriber that asks to resume after a position is held (its live publications b
 while the hub reads history, then gets the replay and the buffer with no gap and no
 duplicate, or ``recovered=False`` (`hub.recovery`).
 
-The control channel, `disconnect_user` and `unsubscribe_user` are in `hub.control`; the
-other nodes and the `channels` survey in `hub.cluster`.
+Publishing and history pages are in `hub.publishing`; the control channel,
+`disconnect_user` and `unsubscribe_user` in `hub.control`; the other nodes and the
+`channels` survey in `hub.cluster`.
 The hub has no socket, protocol or event-loop transport code: it sees wires and
 `Subscriber.deliver(frame)`.
 """
@@ -24,28 +25,25 @@ The hub has no socket, protocol or event-loop transport code: it sees wires and
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
-import orjson
-
-from ..auth import Action, Authorizer, Principal
+from ..auth import Authorizer
 from ..auth.namespaces import NamespacePolicy
 from ..brokers import Broker, broker_from_url
-from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication, Publisher
+from ..brokers.base import NO_HISTORY, HistoryPage, HistoryPolicy, Position, Publication
 from ..codecs import PLAIN
 from ..config import Settings
 from ..errors import BrokerError, BrokerUnavailable, ConfigError
 from ..protocol import SubscribeResult
-from . import operations
 from .cluster import Cluster
 from .control import CONTROL_TOPIC, PRESENCE_PREFIX, Control, Registry
 from .delivery import Delivery
 from .heartbeat import Heartbeat
 from .policy import HistoryRules
 from .presence import PresenceHooks
+from .publishing import Publishing, publisher_of
 from .recovery import recover, resolve
 from .relay import CommandRelay
 from .stats import HubStats, Introspection
@@ -57,20 +55,7 @@ log = logging.getLogger("pubsocket.hub")
 PLAIN_RAW = RAW(PLAIN)  # the default wire: plain payloads, unframed (tests, embedding)
 
 
-def publisher_of(principal: Principal) -> Publisher | None:
-    """The publisher a publish on behalf of `principal` carries: its client id, `sub` and
-    ``info`` claim (JSON, copied to its exact size: history keeps it). None for the API
-    key: it is the app's backend speaking as the server (like a server-side publish),
-    and its fixed ``sub`` names no user. None for an anonymous connection too: there is
-    no one to attest, only a random connection id (and every delivery would carry it:
-    a Centrifuge push grows by half)."""
-    if principal.is_api_key or principal.sub is None:
-        return None
-    info = b"" if principal.info is None else bytes(memoryview(orjson.dumps(principal.info)))
-    return Publisher(principal.client_id, principal.sub, info)
-
-
-class Hub(Delivery, Control, Introspection):
+class Hub(Delivery, Control, Introspection, Publishing):
     """Pub/sub across this process's connections, scaled out through a `Broker`."""
 
     def __init__(self, settings: Settings | None = None, broker: Broker | None = None
@@ -342,70 +327,6 @@ class Hub(Delivery, Control, Introspection):
                 await self.broker.unsubscribe(PRESENCE_PREFIX + topic)
         except BrokerError:
             log.warning("broker unsubscribe failed; it will be dropped on reconnect")
-
-    # -- publishing and history -------------------------------------------------------
-    async def publish(self, topic: str, data: Any, *,
-                      principal: Principal | None = None) -> Publication:
-        """Publish `data` (JSON-serializable) to `topic` on every node; return the
-        publication with its position. With `principal`, on its behalf: `Forbidden`
-        (`PermissionDenied`) unless the topic permissions allow it, and the publication
-        carries `publisher_of(principal)`. Raises `InvalidTopic` / `BadRequest` (both
-        ValueErrors) for an invalid topic or data, `BrokerUnavailable` when the broker
-        could not take the message. The checks are the operations layer's
-        (`hub.operations`), as for every other front door."""
-        name = operations.check_topic(topic)
-        await operations.authorize(self.authorizer, principal, Action.PUBLISH, name)
-        payload = operations.encode(data)
-        publisher = None if principal is None else publisher_of(principal)
-        return await self.publish_payload(name, payload, publisher)
-
-    async def publish_payload(self, topic: str, payload: bytes,
-                              publisher: Publisher | None = None) -> Publication:
-        """Publish an already JSON-encoded `payload` (the caller validated `topic`)."""
-        result = self.publish_payload_nowait(topic, payload, publisher)
-        return result if isinstance(result, Publication) else await result
-
-    def publish_payload_nowait(self, topic: str, payload: bytes,
-                               publisher: Publisher | None = None
-                               ) -> Publication | asyncio.Future[Publication] | Awaitable[
-                                   Publication]:
-        """The publication when the broker took it inline; an `asyncio.Future` when the
-        broker queued it in order (consecutive calls may be in flight together); any
-        other awaitable must be awaited before the next publish to keep order.
-        `publisher` (None: a server-side publish) travels with the publication."""
-        self.stats.published += 1
-        policy = self.rules.policy(topic)  # `history_policy`, one call fewer: hot path
-        broker = self._broker or self.broker  # the property only until it is made
-        result = broker.publish_nowait(topic, payload, policy, publisher)
-        return broker.publish(topic, payload, policy, publisher) if result is None else result
-
-    def publish_threadsafe(self, topic: str, data: Any) -> concurrent.futures.Future[Publication]:
-        """`publish` from another thread; the returned future carries its outcome."""
-        if self._loop is None:
-            raise RuntimeError("the hub is not started")
-        return asyncio.run_coroutine_threadsafe(self.publish(topic, data), self._loop)
-
-    def reply_limit(self, limit: int) -> int:
-        """`limit` within `Settings.history_reply_limit` (publications per history reply)."""
-        cap = self.settings.history_reply_limit
-        return min(limit, cap) if cap else limit
-
-    def history_nowait(self, topic: str, since: int | None, limit: int) -> HistoryPage | None:
-        """`history` when the broker answers inline, else None."""
-        if not self.history_policy(topic).enabled:
-            return HistoryPage([], Position(0, ""))
-        return self.broker.history_nowait(topic, since, self.reply_limit(limit),
-                                          self.settings.history_reply_bytes)
-
-    async def history(self, topic: str, since: int | None, limit: int) -> HistoryPage:
-        """Kept publications of `topic` after offset `since`, oldest first, with the
-        topic's position: a page for a client, so at most `reply_limit(limit)`
-        publications and `Settings.history_reply_bytes` bytes (a shorter page when the
-        next publication would pass it; never empty when something is kept after
-        `since`). Raises `BrokerUnavailable`."""
-        page = self.history_nowait(topic, since, limit)
-        return page if page is not None else await self.broker.history(
-            topic, since, self.reply_limit(limit), self.settings.history_reply_bytes)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
