@@ -4,8 +4,9 @@ This module owns ordering and flow control; what each command does is in `hub.ha
 the wire format in the connection's `Codec`, and a protocol's own rules around the
 commands (a handshake first, say) in its `SessionHook` (`hub.hook`). Rules per
 connection: subscription cap, inbound rate limit, protocol-error budget, frames of the
-codec's kind (text unless `Codec.binary`), token expiry. Replies are queued with the
-peer's non-blocking `deliver`, so a session never waits on its own socket.
+codec's kind (text unless `Codec.binary`), token expiry (the token's timers and what
+else follows from who is connected are in its base, `hub.identity`). Replies are queued
+with the peer's non-blocking `deliver`, so a session never waits on its own socket.
 
 Ordering: replies leave in command order. Publishes the broker queues in order (Redis
 pipelines them) are *in flight together*: the next command starts without waiting for
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..auth import Authenticator, Principal, expiry_of
-from ..brokers.base import Position, Publication, Publisher
+from ..brokers.base import Position, Publication
 from ..codecs import PLAIN, Codec, Parsed
 from ..config import Settings
 from ..errors import (
@@ -41,15 +42,13 @@ from ..errors import (
     lookup,
 )
 from ..log import refusals
-from ..presence.base import ClientInfo
 from ..protocol import CmdId, Publish
 from . import handlers
-from .core import Hub, publisher_of
+from .core import Hub
 from .hook import Dialect, SessionHook
-from .lifetime import TokenClock
+from .identity import Identity
 from .operations import SOCKET
 from .peer import Peer, TokenBucket, take_tokens
-from .subscribed import CompactState
 from .wire import RAW, Wire
 
 log = logging.getLogger("pubsocket.hub")
@@ -63,7 +62,7 @@ MAX_INFLIGHT = 1024  # pipelined publishes in flight before reading pauses
 _InFlight = tuple[Publish, "asyncio.Future[Publication]"] | bytes
 
 
-class Session(CompactState):
+class Session(Identity):
     """Runs the pub/sub protocol for one peer until it leaves or breaks a rule."""
 
     # Slotted, and what an idle subscriber does not use is made on first use (the
@@ -125,25 +124,6 @@ class Session(CompactState):
         return self.wire.codec
 
     @property
-    def clock(self) -> TokenClock:
-        """The token's timers (`hub.lifetime`); made on first use (a connection whose
-        token never expires, an anonymous one say, holds none)."""
-        rare = self.rare
-        clock = rare.clock
-        if clock is None:
-            can_refresh = self.codec.refreshable and self.authenticator is not None
-            clock = rare.clock = TokenClock(self._expired,
-                                             self._expiring if can_refresh else None,
-                                             self.settings.token_grace)
-        return clock
-
-    @property
-    def expires_at(self) -> float | None:
-        """When the current token expires (Unix time; None: never)."""
-        clock = self._rare.clock if self._rare is not None else None
-        return clock.expires_at if clock is not None else None
-
-    @property
     def publish_bytes(self) -> TokenBucket:
         """Payload bytes published per second (handlers.publish charges it before the
         broker keeps anything); a burst below the message limit would refuse the largest
@@ -156,22 +136,6 @@ class Session(CompactState):
                 settings.publish_byte_burst, settings.max_message_size))
         return bucket
 
-    @property
-    def client(self) -> ClientInfo:
-        """This connection as presence shows it."""
-        p = self.principal
-        return ClientInfo(p.client_id, p.user, p.info)
-
-    @property
-    def publisher(self) -> Publisher | None:
-        """Who this connection's publishes are attested as (`publisher_of` the current
-        principal, made once per principal: a refresh or login makes it anew)."""
-        rare = self.rare
-        cached = rare.publisher
-        if cached is None or cached[0] is not self.principal:
-            cached = rare.publisher = (self.principal, publisher_of(self.principal))
-        return cached[1]
-
     def login(self, principal: Principal) -> None:
         """Become `principal` (an in-band connect): registry and token clock follow."""
         registry = self.hub.registry
@@ -183,12 +147,6 @@ class Session(CompactState):
         expiry = expiry_of(principal.claims)
         if expiry is not None or (self._rare is not None and self._rare.clock is not None):
             self.clock.reschedule(expiry)
-
-    def _expiring(self, expires_at: float) -> None:
-        self.reply(self.codec.expiring(expires_at))
-
-    def _expired(self) -> None:
-        self.close(CloseCode.AUTH_EXPIRED, "token expired")
 
     # -- server-side control (hub.control.Controlled) ---------------------------------
     def kick(self, code: int, reason: str) -> None:
@@ -203,10 +161,6 @@ class Session(CompactState):
             return
         handlers.leave(self, topic)
         self.reply(self.codec.unsubscribed(topic, reason))
-
-    @property
-    def client_id(self) -> str:
-        return self.principal.client_id
 
     def adopt(self, topic: str, since: Position | None = None) -> None:
         """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
