@@ -21,8 +21,9 @@ import orjson
 
 from pubsocket import Hub, Settings
 from pubsocket.brokers import MemoryBroker
-from pubsocket.hub.cluster import REPLY_MARK, _Survey
+from pubsocket.hub.cluster import REPLY_MARK
 from pubsocket.hub.control import decode
+from pubsocket.hub.survey import Survey
 
 
 class Sink:
@@ -79,7 +80,7 @@ async def main(topics: int, n: int) -> None:
     reply = answer(survey)()[1:]
 
     def merge() -> None:
-        pending = cluster._surveys[1] = _Survey({"a" * 16, "b" * 16}, 10_000)
+        pending = cluster._surveys[1] = Survey({"a" * 16, "b" * 16}, 10_000)
         for node in ("a" * 16, "b" * 16):
             message: Any = orjson.loads(reply)
             message["node"] = node

@@ -41,6 +41,9 @@ Contracts:
   a survey it is running.
 * **Single process.** Without a shared broker (memory) there is no other node: no timer,
   no message; `nodes()` is this node and `channels` its channels, as before.
+
+A running survey's records, how its answers are checked and merged, and its outcome
+are in `hub.survey`.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ import orjson
 from ..errors import BrokerError, BrokerUnavailable
 from .control import CONTROL_TOPIC
 from .relay import NODE_PREFIX, publish_counted
+from .survey import MAX_PATTERN, ChannelsSurvey, Survey, SurveyRefused
 
 if TYPE_CHECKING:
     from .core import Hub
@@ -72,7 +76,6 @@ OPS = frozenset((INFO, LEAVE, SURVEY))
 REPLY_MARK = b"\x00"  # first byte of a survey reply on $n:<node>
 EXPIRY = 3  # intervals without news after which a node is forgotten
 MAX_NAME = 256  # characters of a node name or version
-MAX_PATTERN = 1024  # characters of a survey's pattern
 MAX_REPLYING = 16  # survey replies waiting for the broker at once, per node
 _NODE = re.compile(r"[0-9a-f]{16}")
 
@@ -91,20 +94,6 @@ class NodeInfo:
     version: str = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChannelsSurvey:
-    """Channels -> subscribers on every node that answered (the busiest first)."""
-
-    channels: dict[str, int]
-    nodes: int  # nodes counted in, this one included
-    complete: bool  # False: the survey timed out before every node answered
-
-
-class SurveyRefused(Exception):
-    """Too many surveys at once or in the last second (`Settings.cluster_surveys_max`,
-    `cluster_survey_rate`)."""
-
-
 class ClusterStats:
     """Counters since start (for the tests and /metrics readers)."""
 
@@ -119,28 +108,6 @@ class ClusterStats:
         self.replies_dropped = 0  # answers not sent: MAX_REPLYING waited already
 
 
-class _Survey:
-    """One running survey: the answers so far and when it is done."""
-
-    __slots__ = ("answers", "cap", "counted", "done", "expected")
-
-    def __init__(self, expected: set[str], cap: int) -> None:
-        self.expected = expected  # the registry's nodes when it started
-        self.counted: int | None = None  # other nodes the broker handed it to
-        self.cap = cap
-        self.answers: dict[str, list[tuple[str, int]]] = {}
-        self.done = asyncio.get_running_loop().create_future()
-
-    def check(self) -> None:
-        if self.done.done():
-            return
-        # Every node of the registry answered, or as many as the broker handed the
-        # request to (it does not count a killed node the registry still lists).
-        if self.expected.issubset(self.answers) or (
-                self.counted is not None and len(self.answers) >= self.counted):
-            self.done.set_result(None)
-
-
 class Cluster:
     """The registry of the other nodes and the `channels` survey (module docstring)."""
 
@@ -153,7 +120,7 @@ class Cluster:
         self.started = time.monotonic()
         self.stats = ClusterStats()
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}  # node -> info, heard at
-        self._surveys: dict[int, _Survey] = {}
+        self._surveys: dict[int, Survey] = {}
         self._running: dict[tuple[str, int], asyncio.Task[ChannelsSurvey]] = {}
         self._next_id = 0
         self._window = (0.0, 0)  # (second it started, surveys started in it)
@@ -334,7 +301,7 @@ class Cluster:
         self.stats.surveys += 1
         self._next_id += 1
         survey_id = self._next_id
-        survey = self._surveys[survey_id] = _Survey(set(self._nodes), cap)
+        survey = self._surveys[survey_id] = Survey(set(self._nodes), cap)
         try:
             receivers = await publish_counted(self.hub.broker, CONTROL_TOPIC, orjson.dumps({
                 "op": SURVEY, "node": self.node, "id": survey_id, "pattern": pattern or "",
@@ -354,12 +321,7 @@ class Cluster:
                             else len(survey.expected))
         finally:
             del self._surveys[survey_id]
-        merged: dict[str, int] = dict(self.local_channels(pattern, cap))
-        for answer in survey.answers.values():
-            for topic, count in answer:
-                merged[topic] = merged.get(topic, 0) + count
-        ranked = sorted(merged.items(), key=lambda c: (-c[1], c[0]))
-        return ChannelsSurvey(dict(ranked[:cap] if cap else ranked),
+        return ChannelsSurvey(survey.merged(self.local_channels(pattern, cap)),
                               1 + len(survey.answers), complete)
 
     def _answer(self, asker: str, command: dict[str, Any]) -> None:
@@ -398,14 +360,7 @@ class Cluster:
         if (survey is None or not isinstance(node, str) or node in survey.answers
                 or not isinstance(channels, list)):
             return  # late (the survey ended), repeated or malformed
-        answer: list[tuple[str, int]] = []
-        for entry in channels[: survey.cap or None]:
-            if (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                    and len(entry[0]) <= MAX_PATTERN and isinstance(entry[1], int)
-                    and not isinstance(entry[1], bool) and entry[1] > 0):
-                answer.append((entry[0], entry[1]))
-        survey.answers[node] = answer
-        survey.check()
+        survey.add(node, channels)
 
 
 @functools.cache
