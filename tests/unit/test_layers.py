@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "pubsocket"
 RANK = {
     "errors": 0, "framing": 0,
     "centrifugo_config": 0.5,  # a Centrifugo file's JSON -> Settings fields (pure)
+    "envvars": 0.5,  # the environment variables' names and parsers (pure; config reads)
     "config": 1,
     "log": 2, "brokers": 2, "auth": 2, "presence": 2,
     "protocol": 3,
