@@ -19,6 +19,7 @@ import pytest
 from pubsocket.brokers import Broker, MemoryBroker
 from pubsocket.brokers.base import HistoryPolicy, Publication
 from pubsocket.brokers.redis import RedisBroker
+from tests.brokers.hubs import RedisHubs
 
 HISTORY = HistoryPolicy(size=100, ttl=60.0)  # what the contract tests publish with
 TEST_META_TTL = 120.0  # keys the tests leave behind in a shared Redis expire soon
@@ -109,3 +110,12 @@ async def node(make_node: MakeNode) -> Node:
 def broker(node: Node) -> Broker:
     """The broker of `node` (memory or redis)."""
     return node.broker
+
+
+@pytest.fixture
+async def redis_hubs(redis_url: str) -> AsyncIterator[RedisHubs]:
+    """Hubs on one fresh prefix of the test Redis (tests/brokers/hubs.py), closed at the
+    end of the test."""
+    hubs = RedisHubs(redis_url)
+    yield hubs
+    await hubs.close()
