@@ -1,5 +1,6 @@
 """centrifuge-python with ``use_protobuf=True`` (the real SDK) against a real server:
-the Centrifuge Protobuf variant end to end, beside JSON and plain clients on one hub."""
+the Centrifuge Protobuf variant end to end, beside JSON and plain clients on one hub.
+(Presence and join/leave: test_sdk's test, run in both variants.)"""
 
 from __future__ import annotations
 
@@ -45,24 +46,6 @@ async def test_connect_subscribe_publish_history(serve_any: Any) -> None:
         assert history.offset == 2 and history.epoch == first.stream_position.epoch
         newest = await sub.history(limit=1, reverse=True)
         assert [p.offset for p in newest.publications] == [2]
-
-
-async def test_presence_stats_and_join_leave(serve: Any) -> None:
-    srv = await serve(cf_app())
-    url = srv.ws + PATH
-    async with pb_sdk(url, token=token("alice", info={"name": "Alice"})) as (alice, _):
-        sub_a, ev_a = await subscribed(alice, "room:pb", join_leave=True)
-        async with pb_sdk(url, token=token("bob")) as (bob, _):
-            sub_b, _ev_b = await subscribed(bob, "room:pb", join_leave=True)
-            joined = await ev_a.next("join", where=lambda c: c.info.user == "bob")
-            assert joined.info.client == bob.client_id
-            who = await sub_a.presence()
-            assert sorted(c.user for c in who.clients.values()) == ["alice", "bob"]
-            assert json.loads(who.clients[alice.client_id].conn_info) == {"name": "Alice"}
-            stats = await sub_b.presence_stats()
-            assert (stats.num_clients, stats.num_users) == (2, 2)
-        left = await ev_a.next("leave", where=lambda c: c.info.user == "bob")
-        assert left.info.client == bob.client_id
 
 
 async def test_recovery_after_a_network_drop(serve: Any) -> None:
