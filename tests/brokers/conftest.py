@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pubsocket.brokers import Broker, MemoryBroker
-from pubsocket.brokers.base import HistoryPolicy, Publication
+from pubsocket.brokers.base import HistoryPolicy, Publication, Publisher
 from pubsocket.brokers.redis import RedisBroker
 from tests.brokers.hubs import RedisHubs
 
@@ -83,6 +83,21 @@ async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
         await node.broker.close()
     if kind == "redis":
         await delete_keys(request.getfixturevalue("redis_url"), url.rpartition("prefix=")[2])
+
+
+async def publish_all(broker: Broker, topic: str, payloads: list[bytes],
+                      policy: HistoryPolicy = HISTORY,
+                      publisher: Publisher | None = None) -> list[Publication]:
+    """Publish without awaiting in between (the pipelined path), then collect in order."""
+    started = [broker.publish_nowait(topic, p, policy, publisher) for p in payloads]
+    out: list[Publication] = []
+    for payload, res in zip(payloads, started, strict=True):
+        if res is None:
+            res = await broker.publish(topic, payload, policy, publisher)
+        elif isinstance(res, asyncio.Future):
+            res = await res
+        out.append(res)
+    return out
 
 
 async def delete_keys(url: str, prefix: str) -> int:
