@@ -1,6 +1,6 @@
 """centrifuge-python with ``use_protobuf=True`` (the real SDK) against a real server:
 the Centrifuge Protobuf variant end to end, beside JSON and plain clients on one hub.
-(Presence and join/leave: test_sdk's test, run in both variants.)"""
+(Presence and join/leave, token refresh: test_sdk's tests, run in both variants.)"""
 
 from __future__ import annotations
 
@@ -109,23 +109,9 @@ async def test_data_that_is_not_json_is_refused_and_the_connection_stays(
         assert not [n for n, _ in events.seen if n == "disconnected"]
 
 
-async def test_tokens_refresh_and_refusals_as_in_json(serve: Any) -> None:
+async def test_a_refused_token_closes_3500_as_in_json(serve: Any) -> None:
+    # (An expired token refreshed through get_token: test_sdk's test, in both variants.)
     srv = await serve(cf_app())
-    calls = 0
-
-    async def get_token() -> str:
-        nonlocal calls
-        calls += 1
-        return token("alice", ttl=2)  # short: the SDK must refresh it in-band too
-
-    async with pb_sdk(srv.ws + PATH, token=token("alice", ttl=-10),
-                      get_token=get_token) as (client, events):
-        err = await events.next("error")
-        assert isinstance(err.error, ReplyError) and err.error.code == 109
-        await events.next("connected")
-        await asyncio.sleep(3.5)  # ttl from the connect reply: refreshed before 3005
-        assert calls >= 2 and client.state.value == "connected"
-        assert not any(name == "disconnected" for name, _ in events.seen)
     async with pb_sdk(srv.ws + PATH, token="not-a-jwt") as (_client, events):
         ctx = await events.next("disconnected")
         assert (ctx.code, ctx.reason) == (3500, "invalid token")

@@ -81,7 +81,9 @@ async def test_history_reverse_with_since_reads_backwards_from_a_position(serve:
         assert refused.value.code == 112
 
 
-async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:
+@pytest.mark.parametrize("use_protobuf", [False, True], ids=["json", "protobuf"])
+async def test_expired_jwt_is_refreshed_through_get_token(serve: Any,
+                                                          use_protobuf: bool) -> None:
     srv = await serve(cf_app())
     calls = 0
 
@@ -90,8 +92,8 @@ async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:
         calls += 1
         return token("alice", ttl=2)  # short: the SDK must refresh it in-band too
 
-    async with sdk(srv.ws + PATH, token=token("alice", ttl=-10), get_token=get_token) as (
-            client, events):
+    async with sdk(srv.ws + PATH, token=token("alice", ttl=-10), get_token=get_token,
+                   use_protobuf=use_protobuf) as (client, events):
         err = await events.next("error")
         assert isinstance(err.error, ReplyError) and err.error.code == 109
         await events.next("connected")
