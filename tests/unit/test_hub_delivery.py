@@ -75,6 +75,12 @@ class GatedHistory(FaultyBroker):
         assert page is not None
         return page
 
+    async def read_started(self) -> None:
+        """Return once a read with `since` waits at the gate (2 s at most)."""
+        async with asyncio.timeout(2):
+            while not self.reads:
+                await asyncio.sleep(0)
+
 
 async def idle(hub: Hub) -> None:
     """Wait (bounded) until the hub's background work (fills) is done."""
@@ -143,9 +149,7 @@ async def test_live_publications_during_a_fill_wait_their_turn() -> None:
     broker.drop = 1
     await hub.publish("t", 2)
     await hub.publish("t", 3)  # the hole is noticed: a history read starts
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     for n in range(4, 7):  # arrive while the read is in flight
         await hub.publish("t", n)
     assert plain.messages == [1]
@@ -324,9 +328,7 @@ async def test_resync_live_publications_during_the_read_keep_order() -> None:
     broker.drop = 1
     await hub.publish("t", 2)
     broker.resync_hub()
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     await hub.publish("t", 3)
     await hub.publish("t", 4)
     assert plain.messages == [1]
@@ -415,9 +417,7 @@ async def test_recovery_read_overlapping_live_delivery_has_no_duplicate() -> Non
     pubs = [await hub.publish("t", n) for n in range(1, 4)]
     back = Recorder()
     task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     await hub.publish("t", 4)  # published while the recovery read is in flight
     await hub.publish("t", 5)
     assert back.frames == []  # held, not delivered live
@@ -439,9 +439,7 @@ async def test_recovery_read_with_a_gap_meanwhile_is_not_recovered() -> None:
     pubs = [await hub.publish("t", n) for n in range(1, 3)]
     back = Recorder()
     task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     hub._deliver("t", Publication(1, "fresh", b'"reset"'))  # history lost meanwhile
     broker.gate.set()
     result = await asyncio.wait_for(task, 2)
