@@ -85,6 +85,22 @@ def load_fields(rate: float, fanout: float, m: Metrics) -> Metrics:
     }
 
 
+def paced_fields(sh: Shared, rate: float, sent: int, expected: int, lag: float,
+                 rounds: int) -> Metrics:
+    """What every paced scenario reports: its rate, the publishes sent and deliveries
+    expected, received and lost, the pacer's worst lag and the subscribe check's rounds."""
+    return {
+        "rate": rate,
+        "publishes": sent,
+        "expected": expected,
+        "received": sh.received,
+        "loss": expected - sh.received,
+        "pacer_max_lag_ms": lag * 1e3,
+        "sentinel_rounds": rounds,
+        "disconnects": sh.disconnects,
+    }
+
+
 class Window:
     """Snapshots at warmup end and at measurement end, scheduled on the loop."""
 
@@ -274,17 +290,7 @@ async def latency(ctx: Ctx) -> Metrics:
         await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
     m.update(latency_summary_ms(sh.lat))
     m.update(load_fields(rate, n_subs, m))
-    m.update(
-        subscribers=n_subs,
-        rate=rate,
-        publishes=sent,
-        expected=expected,
-        received=sh.received,
-        loss=expected - sh.received,
-        pacer_max_lag_ms=lag * 1e3,
-        sentinel_rounds=rounds,
-        disconnects=sh.disconnects,
-    )
+    m.update(subscribers=n_subs, **paced_fields(sh, rate, sent, expected, lag, rounds))
     close_all([(ctrl, ctrl_lis), *conns])
     return m
 
@@ -326,18 +332,8 @@ async def chat(ctx: Ctx, default_rate: float = 10000.0) -> Metrics:
         await sh.wait_received(expected, ctx.get("drain_timeout", 5.0))
     m.update(latency_summary_ms(sh.lat))
     m.update(load_fields(rate, n / n_topics, m))
-    m.update(
-        clients=n,
-        topics=n_topics,
-        rate=rate,
-        publishes=sent,
-        expected=expected,
-        received=sh.received,
-        loss=expected - sh.received,
-        pacer_max_lag_ms=lag * 1e3,
-        sentinel_rounds=rounds,
-        disconnects=sh.disconnects,
-    )
+    m.update(clients=n, topics=n_topics,
+             **paced_fields(sh, rate, sent, expected, lag, rounds))
     close_all([(ctrl, ctrl_lis), *conns])
     return m
 

@@ -4,7 +4,6 @@ session's own Redis (tests/redis_server.py)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import pytest
 
 from pubsocket import App, Server, Settings
 from tests.redis_server import ENV_URL, RedisProcess, external_url, redis_binary
+from tests.redis_server import free_port as free_port  # tests import it from here
 from tests.transports import KINDS, Started, start_server
 
 API_KEY = "test-api-key-0123456789abcdef0123456789"
@@ -118,14 +118,6 @@ async def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         return b"".join(chunks)
     finally:
         writer.close()
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from tests import processes
 from tests.redis_server import free_port
 
 ENV_DSN = "PUBSOCKET_TEST_POSTGRES"
@@ -101,13 +103,9 @@ class PostgresProcess:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(3)  # SIGQUIT: immediate shutdown (nothing here is kept)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            # SIGQUIT: immediate shutdown (nothing here is kept)
+            processes.stop(proc, signal.SIGQUIT)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests import processes
+
 ENV_URL = "PUBSOCKET_TEST_REDIS"
 
 
@@ -111,14 +113,8 @@ class RedisProcess:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s (idempotent)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            processes.stop(proc, grace=5)
 
 
 @contextmanager

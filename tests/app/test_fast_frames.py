@@ -19,7 +19,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from websockets.asyncio.client import connect
@@ -239,12 +239,29 @@ async def resting(srv: Any) -> WSConnection:
     return connection(srv)
 
 
-async def test_a_resting_connection_takes_whole_frames_without_waking(serve: Any) -> None:
+class Client(NamedTuple):
+    """A raw client of the recording endpoint (`recording_app`) on its own server."""
+
+    srv: Any
+    live: list[list[str | bytes]]
+    records: list[Record]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: WSConnection  # resting when `resting_client` returns
+
+
+async def resting_client(serve: Any) -> Client:
+    """A new server's recording endpoint and a raw client of it, once its connection
+    rests (the server's own sweep released its protocol)."""
     live: list[list[str | bytes]] = []
-    app, _ = recording_app(live)
+    app, records = recording_app(live)
     srv = await serve(app)
     reader, writer = await raw_upgrade(srv.port, "/ws/record")
-    conn = await resting(srv)
+    return Client(srv, live, records, reader, writer, await resting(srv))
+
+
+async def test_a_resting_connection_takes_whole_frames_without_waking(serve: Any) -> None:
+    srv, live, _, reader, writer, conn = await resting_client(serve)
     writer.write(frame(0x1, b"one") + frame(0x2, b"\x00two") + frame(0x1, "€".encode()))
     writer.write(frame(0x1, b"x" * LIMIT, wide=True))  # at the limit: taken
     async with asyncio.timeout(3):
@@ -272,11 +289,7 @@ async def test_a_resting_connection_takes_whole_frames_without_waking(serve: Any
     (frame(0x1, b"ok") + frame(0x1, b"unmasked", mask=False), 1002),
 ])
 async def test_a_resting_connection_still_refuses(serve: Any, data: bytes, code: int) -> None:
-    live: list[list[str | bytes]] = []
-    app, records = recording_app(live)
-    srv = await serve(app)
-    reader, writer = await raw_upgrade(srv.port, "/ws/record")
-    await resting(srv)
+    _, _, records, reader, writer, _ = await resting_client(serve)
     writer.write(data)
     async with asyncio.timeout(3):
         received = await reader.read()  # until the server drops TCP after its close
@@ -293,11 +306,7 @@ async def test_a_burst_is_sliced_by_the_fairness_limits_and_stays_in_order(
     # resting connection: taken over several loop iterations, in order, never rebuilt;
     # then a frame cut in two (its beginning is kept for the fast path, still resting),
     # and a ping cut in two (websockets' parser gets it from its first byte).
-    live: list[list[str | bytes]] = []
-    app, _ = recording_app(live)
-    srv = await serve(app)
-    reader, writer = await raw_upgrade(srv.port, "/ws/record")
-    conn = await resting(srv)
+    _, live, _, reader, writer, conn = await resting_client(serve)
     count = 3 * inbound.FRAMES_PER_TICK
     sizes = [5 + (n * 37) % 250 for n in range(count)]
     burst = [f"{n:04}".encode() + b"y" * (size - 4) for n, size in enumerate(sizes)]
@@ -330,11 +339,7 @@ async def test_a_burst_is_sliced_by_the_fairness_limits_and_stays_in_order(
 async def test_the_rest_of_a_kept_frame_is_never_taken_for_a_pong(serve: Any) -> None:
     # A resting connection keeps the first 6 bytes of a binary frame; the next read,
     # its payload, is exactly what a lone masked PONG looks like (frames.lone_pong).
-    live: list[list[str | bytes]] = []
-    app, _ = recording_app(live)
-    srv = await serve(app)
-    _reader, writer = await raw_upgrade(srv.port, "/ws/record")
-    conn = await resting(srv)
+    _, live, _, _, writer, conn = await resting_client(serve)
     key = b"\x01\x02\x03\x04"
     wire = b"\x8a\x80abcd"  # a masked empty PONG, as bytes on the wire
     writer.write(b"\x82\x86" + key)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
+from tests.app.test_presence import ahttp
 from tests.conftest import API_KEY, SECRET, make_settings
 
 AUTH = Authenticator(API_KEY, SECRET)
@@ -31,15 +31,6 @@ async def reply(ws: ClientConnection, **cmd: Any) -> tuple[dict[str, Any], list[
         while (msg := json.loads(await ws.recv())).get("id") != cmd["id"]:
             before.append(msg)
     return msg, before
-
-
-def http(url: str) -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_KEY}"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 @pytest.mark.parametrize("events", [True, False])
@@ -74,12 +65,12 @@ async def test_http_presence_api(serve: Any) -> None:
     srv = await serve(app)
     ws = await v1(f"{srv.ws}/ws/chat", "carol")
     await reply(ws, action="subscribe", topic="room:b", id="s")
-    status, body = await asyncio.to_thread(http, f"{srv.http}/api/presence?topic=room:b")
+    status, body = await ahttp(f"{srv.http}/api/presence?topic=room:b")
     assert status == 200 and [c["user"] for c in body["clients"].values()] == ["carol"]
-    status, body = await asyncio.to_thread(http, f"{srv.http}/api/presence?topic=room:b&stats=1")
+    status, body = await ahttp(f"{srv.http}/api/presence?topic=room:b&stats=1")
     assert (status, body) == (200, {"topic": "room:b", "connections": 1, "users": 1})
-    status, body = await asyncio.to_thread(http, f"{srv.http}/api/presence?topic=nope")
+    status, body = await ahttp(f"{srv.http}/api/presence?topic=nope")
     assert (status, body["error"]) == (404, "presence_off")
-    status, body = await asyncio.to_thread(http, f"{srv.http}/api/presence?topic=bad%20topic")
+    status, body = await ahttp(f"{srv.http}/api/presence?topic=bad%20topic")
     assert (status, body["error"]) == (400, "invalid_topic")
     await ws.close()

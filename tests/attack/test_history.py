@@ -88,27 +88,35 @@ async def _read(ws: ClientConnection, tally: Counter[str]) -> None:
                 tally[f"cf{json.loads(raw)['error']['code']}"] += 1
 
 
-async def v1_bursts(server: Server, stop: asyncio.Event, tally: Counter[str]) -> str:
-    """SOCKETS pubsocket.v1 sockets, each sending BURST history commands back to back
-    (about 5 KB in all) every PACE seconds, reading whatever comes back."""
-    sockets = [await _v1(server) for _ in range(SOCKETS)]
+async def _paced(sockets: list[ClientConnection], frames: list[str], stop: asyncio.Event,
+                 tally: Counter[str]) -> int:
+    """Send `frames` on every socket every PACE seconds until `stop` (20 rounds at most),
+    replies drained into `tally` all along; then close the sockets. The rounds sent."""
     readers = [asyncio.create_task(_drain(ws, tally, stop)) for ws in sockets]
-    burst = [json.dumps({"action": "history", "topic": TOPIC, "id": n, "limit": 100})
-             for n in range(BURST)]
     rounds = 0
     try:
         while not stop.is_set() and rounds < 20:
             rounds += 1
             for ws in sockets:
                 with contextlib.suppress(Exception):
-                    for text in burst:
-                        await ws.send(text)
+                    for frame in frames:
+                        await ws.send(frame)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), PACE)
     finally:
         for ws in sockets:
             await ws.close()
         await asyncio.wait(readers, timeout=5)
+    return rounds
+
+
+async def v1_bursts(server: Server, stop: asyncio.Event, tally: Counter[str]) -> str:
+    """SOCKETS pubsocket.v1 sockets, each sending BURST history commands back to back
+    (about 5 KB in all) every PACE seconds, reading whatever comes back."""
+    sockets = [await _v1(server) for _ in range(SOCKETS)]
+    burst = [json.dumps({"action": "history", "topic": TOPIC, "id": n, "limit": 100})
+             for n in range(BURST)]
+    rounds = await _paced(sockets, burst, stop, tally)
     return (f"{rounds} rounds: {tally['pages']} pages of {tally['publications']} "
             f"publications, {tally['too_many_requests']} refused, "
             f"{tally['bytes'] / 2**20:.0f} MiB received; {_closes(tally)}")
@@ -125,23 +133,10 @@ async def centrifuge_frame(server: Server, stop: asyncio.Event, tally: Counter[s
         async with asyncio.timeout(10):
             assert "connect" in json.loads(await ws.recv())
         sockets.append(ws)
-    readers = [asyncio.create_task(_drain(ws, tally, stop)) for ws in sockets]
     frame = "\n".join(json.dumps({"id": n, "history": {"channel": TOPIC, "limit": 100}})
                       for n in range(2, 26))
     assert 1200 < len(frame) < 1500
-    rounds = 0
-    try:
-        while not stop.is_set() and rounds < 20:
-            rounds += 1
-            for ws in sockets:
-                with contextlib.suppress(Exception):
-                    await ws.send(frame)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PACE)
-    finally:
-        for ws in sockets:
-            await ws.close()
-        await asyncio.wait(readers, timeout=5)
+    rounds = await _paced(sockets, [frame], stop, tally)
     return (f"{rounds} frames/socket: {tally['pages']} pages of {tally['publications']} "
             f"publications, {tally['cf111']} refused (111), "
             f"{tally['bytes'] / 2**20:.0f} MiB received; {_closes(tally)}")

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from pubsocket.brokers import Broker, MemoryBroker
-from pubsocket.brokers.base import HistoryPolicy, Publication
+from pubsocket.brokers.base import HistoryPolicy, Publication, Publisher
 from pubsocket.brokers.redis import RedisBroker
+from tests.brokers.hubs import RedisHubs
 
 HISTORY = HistoryPolicy(size=100, ttl=60.0)  # what the contract tests publish with
 TEST_META_TTL = 120.0  # keys the tests leave behind in a shared Redis expire soon
@@ -84,6 +85,21 @@ async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
         await delete_keys(request.getfixturevalue("redis_url"), url.rpartition("prefix=")[2])
 
 
+async def publish_all(broker: Broker, topic: str, payloads: list[bytes],
+                      policy: HistoryPolicy = HISTORY,
+                      publisher: Publisher | None = None) -> list[Publication]:
+    """Publish without awaiting in between (the pipelined path), then collect in order."""
+    started = [broker.publish_nowait(topic, p, policy, publisher) for p in payloads]
+    out: list[Publication] = []
+    for payload, res in zip(payloads, started, strict=True):
+        if res is None:
+            res = await broker.publish(topic, payload, policy, publisher)
+        elif isinstance(res, asyncio.Future):
+            res = await res
+        out.append(res)
+    return out
+
+
 async def delete_keys(url: str, prefix: str) -> int:
     """Delete the keys under `prefix` (never FLUSHDB: the test Redis is shared)."""
     from redis.asyncio import Redis
@@ -109,3 +125,12 @@ async def node(make_node: MakeNode) -> Node:
 def broker(node: Node) -> Broker:
     """The broker of `node` (memory or redis)."""
     return node.broker
+
+
+@pytest.fixture
+async def redis_hubs(redis_url: str) -> AsyncIterator[RedisHubs]:
+    """Hubs on one fresh prefix of the test Redis (tests/brokers/hubs.py), closed at the
+    end of the test."""
+    hubs = RedisHubs(redis_url)
+    yield hubs
+    await hubs.close()

@@ -7,30 +7,14 @@ paging with `since` always makes progress. The Redis broker stops inside its scr
 
 from __future__ import annotations
 
-import asyncio
-
 from pubsocket.brokers import Broker
-from pubsocket.brokers.base import HistoryPolicy, Position, Publication, Publisher
+from pubsocket.brokers.base import Position, Publisher
 
-from .conftest import HISTORY
-
-
-async def publish(broker: Broker, topic: str, payloads: list[bytes],
-                  publisher: Publisher | None = None,
-                  policy: HistoryPolicy = HISTORY) -> list[Publication]:
-    out = []
-    for payload in payloads:
-        res = broker.publish_nowait(topic, payload, policy, publisher)
-        if res is None:
-            res = await broker.publish(topic, payload, policy, publisher)
-        elif isinstance(res, asyncio.Future):
-            res = await res
-        out.append(res)
-    return out
+from .conftest import publish_all
 
 
 async def test_a_read_stops_before_the_byte_cap(broker: Broker) -> None:
-    pubs = await publish(broker, "b", [b'"%s"' % (b"x" * 98) for _ in range(10)])  # 100 B
+    pubs = await publish_all(broker, "b", [b'"%s"' % (b"x" * 98) for _ in range(10)])  # 100 B
     page = await broker.history("b", None, 100, 350)
     assert [p.offset for p in page.publications] == [1, 2, 3]
     assert page.position == Position(10, pubs[0].epoch)  # the position is the topic's
@@ -44,7 +28,7 @@ async def test_a_read_stops_before_the_byte_cap(broker: Broker) -> None:
 
 
 async def test_the_first_publication_always_comes_even_over_the_cap(broker: Broker) -> None:
-    await publish(broker, "f", [b'"%s"' % (b"x" * 1000), b"1", b"2"])
+    await publish_all(broker, "f", [b'"%s"' % (b"x" * 1000), b"1", b"2"])
     page = await broker.history("f", None, 100, 10)
     assert [p.offset for p in page.publications] == [1]
     page = await broker.history("f", 1, 100, 10)
@@ -53,7 +37,7 @@ async def test_the_first_publication_always_comes_even_over_the_cap(broker: Brok
 
 async def test_the_publisher_counts_towards_the_cap(broker: Broker) -> None:
     who = Publisher("c1", "alice", b'{"bio":"%s"}' % (b"y" * 200))
-    await publish(broker, "w", [b'"%s"' % (b"x" * 98) for _ in range(5)], who)
+    await publish_all(broker, "w", [b'"%s"' % (b"x" * 98) for _ in range(5)], publisher=who)
     page = await broker.history("w", None, 100, 350)  # 100 B of payload + ~210 of info
     assert [p.offset for p in page.publications] == [1]
     assert page.publications[0].publisher == who
@@ -61,7 +45,7 @@ async def test_the_publisher_counts_towards_the_cap(broker: Broker) -> None:
 
 async def test_many_small_entries_are_read_across_pages(broker: Broker) -> None:
     # The Redis script reads 1, 2, 4, ... 32 entries at a time: 55 entries cross pages.
-    await publish(broker, "s", [b"%05d" % i for i in range(100)])
+    await publish_all(broker, "s", [b"%05d" % i for i in range(100)])
     page = await broker.history("s", None, 100, 55 * 5)
     assert [p.offset for p in page.publications] == list(range(1, 56))
     assert [p.payload for p in page.publications[-2:]] == [b"00053", b"00054"]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -16,38 +15,21 @@ from redis.asyncio import Redis
 
 from pubsocket import Hub, Settings
 from pubsocket.brokers.base import NO_HISTORY
-from pubsocket.brokers.redis import RedisBroker
 from pubsocket.hub.cluster import REPLY_MARK, SurveyRefused
 from pubsocket.hub.control import CONTROL_TOPIC
 from pubsocket.hub.relay import NODE_PREFIX
+from tests.brokers.hubs import MakeHub, RedisHubs, until
 from tests.unit.test_ops import Sink
-
-MakeHub = Callable[..., Awaitable[Hub]]
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
-async def make_hub(redis_url: str) -> AsyncIterator[MakeHub]:
+def make_hub(redis_hubs: RedisHubs) -> MakeHub:
     """Started hubs on one fresh prefix of the test Redis (`settings` overrides)."""
-    url = f"{redis_url}?prefix=test-{uuid.uuid4().hex[:8]}:"
-    hubs: list[Hub] = []
 
-    async def make(**settings: object) -> Hub:
-        hub = Hub(Settings(**{"cluster_info_interval": 5.0, **settings}),  # type: ignore[arg-type]
-                  RedisBroker(url))
-        hubs.append(hub)
-        await hub.start()
-        await _until(lambda: hub.relay.ready)
-        return hub
+    async def make(**settings: Any) -> Hub:
+        return await redis_hubs.start(Settings(**{"cluster_info_interval": 5.0, **settings}))
 
-    yield make
-    for hub in hubs:
-        await hub.close()
+    return make
 
 
 async def subscribe(hub: Hub, topic: str, count: int) -> None:
@@ -61,19 +43,19 @@ async def test_nodes_learn_each_other_at_once_and_forget_a_closed_one(
     of a new one announces itself), and a closed one is gone as fast (node_leave)."""
     a, b, c = await make_hub(), await make_hub(), await make_hub()
     await subscribe(c, "room", 2)
-    await _until(lambda: all(len(h.cluster.nodes()) == 3 for h in (a, b, c)))
+    await until(lambda: all(len(h.cluster.nodes()) == 3 for h in (a, b, c)))
     assert a.cluster.nodes()[0].uid == a.relay.node  # this node first
     assert {n.uid for n in a.cluster.nodes()} == {h.relay.node for h in (a, b, c)}
     started = time.monotonic()
     await c.close()
-    await _until(lambda: len(a.cluster.nodes()) == len(b.cluster.nodes()) == 2)
+    await until(lambda: len(a.cluster.nodes()) == len(b.cluster.nodes()) == 2)
     assert time.monotonic() - started < 1.0  # far below the 15 s expiry
 
 
 async def test_the_registry_is_bounded_and_ignores_forged_infos(make_hub: MakeHub) -> None:
     a = await make_hub(cluster_max_nodes=1)
     b, c = await make_hub(), await make_hub()
-    await _until(lambda: len(b.cluster.nodes()) == 3)
+    await until(lambda: len(b.cluster.nodes()) == 3)
     assert len(a.cluster.nodes()) == 2  # itself and one other
     for forged in ({"op": "node", "node": "x"}, {"op": "node", "node": "0" * 16},
                    {"op": "node", "node": "1" * 16, "name": "n", "clients": -1, "topics": 0,
@@ -95,7 +77,7 @@ async def test_channels_merges_every_node_busiest_first_within_the_cap(
     await subscribe(b, "room:2", 2)
     await subscribe(c, "room:3", 1)
     await subscribe(c, "lobby", 5)
-    await _until(lambda: len(a.cluster.nodes()) == 3)
+    await until(lambda: len(a.cluster.nodes()) == 3)
     found = await a.cluster.channels(None, 0)
     assert (found.channels, found.nodes, found.complete) == (
         {"lobby": 5, "room:1": 3, "room:2": 2, "room:3": 1}, 3, True)
@@ -110,7 +92,7 @@ async def test_surveys_are_shared_then_refused_past_the_rate(make_hub: MakeHub) 
     a = await make_hub(cluster_survey_rate=2)
     b = await make_hub()
     await subscribe(b, "room", 1)
-    await _until(lambda: len(a.cluster.nodes()) == 2)
+    await until(lambda: len(a.cluster.nodes()) == 2)
     same = await asyncio.gather(*(a.cluster.channels("r*", 0) for _ in range(5)))
     assert {tuple(s.channels.items()) for s in same} == {(("room", 1),)}
     assert (a.cluster.stats.surveys, a.cluster.stats.shared) == (1, 4)
@@ -125,7 +107,7 @@ async def test_surveys_are_shared_then_refused_past_the_rate(make_hub: MakeHub) 
 async def test_forged_and_late_replies_are_ignored(make_hub: MakeHub) -> None:
     a, b = await make_hub(), await make_hub()
     await subscribe(b, "room", 1)
-    await _until(lambda: len(a.cluster.nodes()) == 2)
+    await until(lambda: len(a.cluster.nodes()) == 2)
     topic = NODE_PREFIX + a.relay.node
     for junk in (b"{", b"[]", orjson.dumps({"id": 99, "node": "n", "channels": [["x", 1]]}),
                  orjson.dumps({"id": 1, "node": 5, "channels": "x"})):
@@ -149,7 +131,7 @@ async def test_a_foreign_pattern_subscriber_does_not_stall_the_survey(
         assert (await a.cluster.channels(None, 0)).complete  # alone: no request at all
         b = await make_hub()
         await subscribe(b, "room", 1)
-        await _until(lambda: len(a.cluster.nodes()) == 2)
+        await until(lambda: len(a.cluster.nodes()) == 2)
         found = await a.cluster.channels(None, 0)
         assert (found.channels, found.complete) == ({"room": 1}, True)
         assert time.monotonic() - started < 2.0  # no wait for the monitor

@@ -10,7 +10,7 @@ from pubsocket.brokers import Broker, MemoryBroker
 from pubsocket.brokers.base import NO_HISTORY, HistoryPolicy, Position, Publication, Publisher
 from pubsocket.brokers.redis import RedisBroker
 
-from .conftest import HISTORY, MakeNode, Node, delete_keys
+from .conftest import HISTORY, MakeNode, Node, delete_keys, publish_all
 
 
 async def test_delivers_only_subscribed_topics(node: Node, broker: Broker) -> None:
@@ -134,21 +134,6 @@ async def test_no_firehose_other_topics_never_arrive(make_node: MakeNode) -> Non
 
 
 # -- positions and history ------------------------------------------------------------
-async def publish_all(broker: Broker, topic: str, payloads: list[bytes],
-                      policy: HistoryPolicy = HISTORY,
-                      publisher: Publisher | None = None) -> list[Publication]:
-    """Publish without awaiting in between (the pipelined path), then collect in order."""
-    started = [broker.publish_nowait(topic, p, policy, publisher) for p in payloads]
-    out: list[Publication] = []
-    for payload, res in zip(payloads, started, strict=True):
-        if res is None:
-            res = await broker.publish(topic, payload, policy, publisher)
-        elif isinstance(res, asyncio.Future):
-            res = await res
-        out.append(res)
-    return out
-
-
 async def lose_history(make_node: MakeNode, node: Node) -> None:
     """Make the engine lose every topic's records: Redis keys deleted, memory evicted."""
     broker = node.broker

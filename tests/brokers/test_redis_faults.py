@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from itertools import islice
@@ -22,16 +21,9 @@ from pubsocket.brokers.base import HistoryPolicy, Position, Publication
 from pubsocket.brokers.redis import DEFAULT_PREFIX, RedisBroker, backoff
 from pubsocket.brokers.redis.scripts import topic_keys
 from pubsocket.errors import BrokerError, BrokerUnavailable, ConfigError
-from tests.redis_server import redis_binary
+from tests.redis_server import free_port, redis_binary
 
 from .conftest import HISTORY, Node, delete_keys
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:

@@ -10,47 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from pubsocket import Hub, Settings
-from pubsocket.brokers.redis import RedisBroker, backoff
+from pubsocket.brokers.redis import backoff
 from pubsocket.codecs import V1
 from pubsocket.hub.relay import RouteResult
 from pubsocket.hub.session import Session
+from tests.brokers.hubs import MakeHub, RedisHubs, until
 from tests.link_proxy import Link
 from tests.unit.test_session import MemoryPeer
 
 from .test_redis_faults import RedisServer, server  # noqa: F401 - the fixture
 
-MakeHub = Callable[..., Awaitable[Hub]]
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
 
 @pytest.fixture
-async def make_hub(redis_url: str) -> AsyncIterator[MakeHub]:
-    """Started hubs sharing one fresh prefix of the test Redis, their relays subscribed."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    hubs: list[Hub] = []
+def make_hub(redis_hubs: RedisHubs) -> MakeHub:
+    """Started hubs sharing one fresh prefix of the test Redis, their relays subscribed;
+    `url` replaces the prefix's, `broker` goes to RedisBroker."""
 
-    async def make(url: str = f"{redis_url}?prefix={prefix}", **broker: object) -> Hub:
-        hub = Hub(Settings(max_message_size=4096), RedisBroker(url, **broker))  # type: ignore[arg-type]
-        hubs.append(hub)
-        await hub.start()
-        await _until(lambda: hub.relay.ready)
-        return hub
+    async def make(url: str | None = None, **broker: Any) -> Hub:
+        return await redis_hubs.start(Settings(max_message_size=4096), url, **broker)
 
-    yield make
-    for hub in hubs:
-        await hub.close()
+    return make
 
 
 async def test_a_command_routed_on_b_reaches_the_session_on_a_in_order(make_hub: MakeHub) -> None:
@@ -61,7 +46,7 @@ async def test_a_command_routed_on_b_reaches_the_session_on_a_in_order(make_hub:
     results = await asyncio.gather(*(b.relay.route(a.relay.node, "s1", b"cmd %d" % i)
                                      for i in range(300)))
     assert set(results) == {RouteResult.SENT}
-    await _until(lambda: len(fed) == 300)
+    await until(lambda: len(fed) == 300)
     assert fed == [b"cmd %d" % i for i in range(300)]
     assert a.relay.stats.fed_routed == 300 and b.relay.stats.sent == 300
     # A's own route of the same session stays local: no broker traffic.
@@ -76,7 +61,7 @@ async def test_binary_data_with_the_separator_crosses_unchanged(make_hub: MakeHu
     a.relay.register("s1", fed.append)
     data = bytes(range(256)) + b"\n\r\n0::~5:"
     assert await b.relay.route(a.relay.node, "s1", data) is RouteResult.SENT
-    await _until(lambda: bool(fed))
+    await until(lambda: bool(fed))
     assert fed == [data]
 
 
@@ -92,7 +77,7 @@ async def test_a_real_session_on_a_runs_commands_posted_on_b(make_hub: MakeHub) 
                     {"action": "publish", "topic": "room", "data": {"hi": 1}, "id": 2}):
             result = await b.relay.route(a.relay.node, "s1", json.dumps(cmd).encode())
             assert result is RouteResult.SENT
-        await _until(lambda: len(peer.frames) >= 3)
+        await until(lambda: len(peer.frames) >= 3)
         got = [json.loads(f) for f in peer.frames]
         assert [m.get("id") for m in got if m["type"] == "ack"] == [1, 2]
         assert [m["data"] for m in got if m["type"] == "message"] == [{"hi": 1}]
@@ -108,7 +93,7 @@ async def test_an_unknown_remote_session_is_sent_then_dropped_on_its_node(
     a, b = await make_hub(), await make_hub()
     with caplog.at_level(logging.DEBUG, "pubsocket.hub"):
         assert await b.relay.route(a.relay.node, "gone", b"{}") is RouteResult.SENT
-        await _until(lambda: a.relay.stats.dropped == 1)
+        await until(lambda: a.relay.stats.dropped == 1)
     assert "routed command for a session not on this node dropped" in caplog.messages
     assert await a.relay.route(a.relay.node, "gone", b"{}") is RouteResult.UNKNOWN_SESSION
     # A node that does not run: Redis handed the PUBLISH to nobody, so B says the
@@ -133,7 +118,7 @@ async def test_a_node_costs_one_redis_subscription_and_no_keys(
         b = await make_hub()
         for i in range(10):
             await b.relay.route(a.relay.node, "s1", b"%d" % i)
-        await _until(lambda: len(fed) == 10)
+        await until(lambda: len(fed) == 10)
         assert [k async for k in client.scan_iter(match=f"{prefix}*")] == []  # no history
     finally:
         await client.aclose()
@@ -148,7 +133,7 @@ async def test_routes_waiting_for_the_broker_are_bounded(make_hub: MakeHub) -> N
                                      for i in range(5)))
     assert results == [RouteResult.SENT] * 2 + [RouteResult.UNAVAILABLE] * 3
     assert b.relay.stats.unavailable == 3
-    await _until(lambda: len(fed) == 2)
+    await until(lambda: len(fed) == 2)
     assert fed == [b"0", b"1"]
     assert await b.relay.route(a.relay.node, "s1", b"5") is RouteResult.SENT  # room again
 
@@ -165,12 +150,12 @@ async def test_broker_outage_is_unavailable_then_routing_resumes(
     fed: list[bytes] = []
     a.relay.register("s1", fed.append)
     assert await b.relay.route(a.relay.node, "s1", b"before") is RouteResult.SENT
-    await _until(lambda: fed == [b"before"])
+    await until(lambda: fed == [b"before"])
     await server.kill()
-    await _until(lambda: not b.broker.healthy)
+    await until(lambda: not b.broker.healthy)
     assert await b.relay.route(a.relay.node, "s1", b"during") is RouteResult.UNAVAILABLE
     await server.start()
-    await _until(lambda: a.broker.healthy and b.broker.healthy, timeout=10)
+    await until(lambda: a.broker.healthy and b.broker.healthy, timeout=10)
 
     async def routed() -> None:  # until A's channel is confirmed again (bounded)
         for i in range(200):
@@ -200,10 +185,10 @@ async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
     fed: list[bytes] = []
     a.relay.register("s1", fed.append)
     assert await b.relay.route(a.relay.node, "s1", b"before") is RouteResult.SENT
-    await _until(lambda: fed == [b"before"])
+    await until(lambda: fed == [b"before"])
 
     await link.close()  # A's link cut: Redis sees A's connections close
-    await _until(lambda: not a.broker.healthy)
+    await until(lambda: not a.broker.healthy)
     started = asyncio.get_running_loop().time()
     assert await b.relay.route(a.relay.node, "s1", b"lost") is RouteResult.UNKNOWN_SESSION
     assert asyncio.get_running_loop().time() - started < 1.0  # one PUBLISH round trip
@@ -212,7 +197,7 @@ async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
     link = Link(server.port, port)  # the link is back: A reconnects, re-subscribes
     await link.start()
     try:
-        await _until(lambda: a.broker.healthy, timeout=10)
+        await until(lambda: a.broker.healthy, timeout=10)
 
         async def routed() -> None:  # until A's channel is confirmed again (bounded)
             for _ in range(200):
@@ -224,7 +209,7 @@ async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
         results = await asyncio.gather(*(b.relay.route(a.relay.node, "s1", b"%d" % i)
                                          for i in range(50)))
         assert set(results) == {RouteResult.SENT}
-        await _until(lambda: len(fed) == 52)
+        await until(lambda: len(fed) == 52)
         assert fed == [b"before", b"after"] + [b"%d" % i for i in range(50)]
 
         await a.close()  # A stops: its subscriber connection closes with it
@@ -242,5 +227,5 @@ async def test_a_broker_that_cannot_count_hands_over_as_before(make_hub: MakeHub
     b.broker.publish_counted_nowait = lambda topic, payload: None  # type: ignore[method-assign]
     assert await b.relay.route(a.relay.node, "s1", b"x") is RouteResult.SENT
     assert await b.relay.route("0" * 16, "s1", b"y") is RouteResult.SENT  # cannot tell
-    await _until(lambda: fed == [b"x"])
+    await until(lambda: fed == [b"x"])
     assert b.relay.stats.unreachable == 0

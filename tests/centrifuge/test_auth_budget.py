@@ -9,10 +9,10 @@ import asyncio
 import json
 from typing import Any
 
-import orjson
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator, Principal
@@ -33,23 +33,45 @@ class Counting(Authenticator):
         return super().principal_of(token)
 
 
-def budget_app(rate: float, burst: int) -> App:
+async def serve_budget(serve: Any, rate: float, burst: int) -> Any:
+    """A running server with a secured Centrifuge endpoint whose tokens are verified by
+    `Counting` (reset), the address budget refilling `rate` a second up to `burst`."""
     app = App(make_settings(auth_failure_limit=rate, auth_failure_burst=burst))
     Counting.verified = 0
     pubsub(PATH, app=app, protocol="centrifuge", secured=True,
            authenticator=Counting(API_KEY, SECRET))
-    return app
+    return await serve(app)
+
+
+def connect_with(tok: str) -> str:
+    """The Centrifuge connect command carrying `tok`."""
+    return json.dumps({"id": 1, "connect": {"token": tok}})
 
 
 async def bad_connect(url: str, tok: str) -> tuple[int | None, str | None]:
     async with connect(url) as ws:
-        await ws.send(json.dumps({"id": 1, "connect": {"token": tok}}))
+        await ws.send(connect_with(tok))
         return await closed_with(ws)
+
+
+async def connects(url: str, tok: str) -> None:
+    """A WebSocket connect with `tok` is answered `connect` (accepted)."""
+    async with connect(url) as ws:
+        await ws.send(connect_with(tok))
+        assert "connect" in (await replies(ws, 1))[0]
+
+
+async def upgrade_refused(url: str) -> Response:
+    """The HTTP refusal of a WebSocket upgrade to `url` (it must be refused)."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url):
+            pass
+    return refused.value.response
 
 
 async def test_bad_tokens_spend_the_address_then_it_is_refused_unverified(
         serve: Any) -> None:
-    srv = await serve(budget_app(rate=1, burst=3))
+    srv = await serve_budget(serve, rate=1, burst=3)
     url = srv.ws + PATH
     async with connect(url) as waiting:  # upgraded before the budget is spent
         forged = token("alice")[:-4] + "AAAA"  # bad signature
@@ -57,55 +79,46 @@ async def test_bad_tokens_spend_the_address_then_it_is_refused_unverified(
             assert await bad_connect(url, tok) == (3500, "invalid token")
         assert Counting.verified == 2  # the missing one needed no verification
         # A valid token from the spent address: closed as too many, never verified.
-        await waiting.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
+        await waiting.send(connect_with(token("alice")))
         assert await closed_with(waiting) == (3013, "too many requests")
         assert Counting.verified == 2
     # A new upgrade and an emulated stream are refused before a session exists.
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(url):
-            pass
-    assert refused.value.response.status_code == 429
-    assert refused.value.response.headers["Retry-After"] == "1"
-    connect_line = orjson.dumps({"id": 1, "connect": {"token": token("alice")}})
-    status, _, _ = await ahttp("POST", srv.http + "/connection/http_stream", connect_line)
+    refused = await upgrade_refused(url)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    status, _, _ = await ahttp("POST", srv.http + "/connection/http_stream",
+                               connect_with(token("alice")).encode())
     assert status == 429
     assert Counting.verified == 2
     await asyncio.sleep(1.2)  # one token refills (1 a second)
-    async with connect(url) as ws:
-        await ws.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
-        assert "connect" in (await replies(ws, 1))[0]
+    await connects(url, token("alice"))
 
 
 async def test_expired_tokens_are_not_charged(serve: Any) -> None:
     # An SDK back from sleep sends its expired token, gets 109 and asks for a new one.
-    srv = await serve(budget_app(rate=0.1, burst=2))
+    srv = await serve_budget(serve, rate=0.1, burst=2)
     url = srv.ws + PATH
     for _ in range(4):
         async with connect(url) as ws:
-            await ws.send(json.dumps({"id": 1, "connect": {"token": token("alice", -10)}}))
+            await ws.send(connect_with(token("alice", -10)))
             assert (await replies(ws, 1))[0]["error"]["code"] == 109
-    async with connect(url) as ws:
-        await ws.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
-        assert "connect" in (await replies(ws, 1))[0]
+    await connects(url, token("alice"))
 
 
 async def test_a_forged_refresh_token_is_charged(serve: Any) -> None:
-    srv = await serve(budget_app(rate=0.1, burst=1))
+    srv = await serve_budget(serve, rate=0.1, burst=1)
     url = srv.ws + PATH
     async with connect(url) as ws:
-        await ws.send(json.dumps({"id": 1, "connect": {"token": token("alice")}}))
+        await ws.send(connect_with(token("alice")))
         await replies(ws, 1)
         await ws.send(json.dumps({"id": 2, "refresh": {"token": "forged"}}))
         assert await closed_with(ws) == (3500, "invalid token")
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(url):
-            pass
-    assert refused.value.response.status_code == 429
+    assert (await upgrade_refused(url)).status_code == 429
 
 
 async def test_the_sdk_backs_off_while_spent_and_connects_after_the_refill(
         serve: Any) -> None:
-    srv = await serve(budget_app(rate=2, burst=2))
+    srv = await serve_budget(serve, rate=2, burst=2)
     url = srv.ws + PATH
     for _ in range(2):
         async with sdk(url, token="not-a-jwt") as (_client, events):
@@ -120,13 +133,11 @@ async def test_the_sdk_backs_off_while_spent_and_connects_after_the_refill(
 
 
 async def test_bad_tokens_over_http_stream_spend_the_same_budget(serve: Any) -> None:
-    srv = await serve(budget_app(rate=0.1, burst=2))
+    srv = await serve_budget(serve, rate=0.1, burst=2)
     for _ in range(2):
-        line = orjson.dumps({"id": 1, "connect": {"token": "forged"}})
-        status, _, body = await ahttp("POST", srv.http + "/connection/http_stream", line)
+        status, _, body = await ahttp("POST", srv.http + "/connection/http_stream",
+                                      connect_with("forged").encode())
         assert status == 200 and b"3500" in body, body  # the disconnect push
-    with pytest.raises(InvalidStatus) as refused:  # one budget for every transport
-        async with connect(srv.ws + PATH):
-            pass
-    assert refused.value.response.status_code == 429
+    refused = await upgrade_refused(srv.ws + PATH)  # one budget for every transport
+    assert refused.status_code == 429
     assert Counting.verified == 2

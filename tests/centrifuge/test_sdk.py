@@ -81,7 +81,9 @@ async def test_history_reverse_with_since_reads_backwards_from_a_position(serve:
         assert refused.value.code == 112
 
 
-async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:
+@pytest.mark.parametrize("use_protobuf", [False, True], ids=["json", "protobuf"])
+async def test_expired_jwt_is_refreshed_through_get_token(serve: Any,
+                                                          use_protobuf: bool) -> None:
     srv = await serve(cf_app())
     calls = 0
 
@@ -90,8 +92,8 @@ async def test_expired_jwt_is_refreshed_through_get_token(serve: Any) -> None:
         calls += 1
         return token("alice", ttl=2)  # short: the SDK must refresh it in-band too
 
-    async with sdk(srv.ws + PATH, token=token("alice", ttl=-10), get_token=get_token) as (
-            client, events):
+    async with sdk(srv.ws + PATH, token=token("alice", ttl=-10), get_token=get_token,
+                   use_protobuf=use_protobuf) as (client, events):
         err = await events.next("error")
         assert isinstance(err.error, ReplyError) and err.error.code == 109
         await events.next("connected")
@@ -185,22 +187,25 @@ async def test_a_live_gap_makes_the_sdk_resubscribe_and_recover(serve: Any) -> N
         assert app.hub.subscriber_count("chat:g") == 1  # restarted, not doubled
 
 
-async def test_presence_stats_and_join_leave(serve: Any) -> None:
+@pytest.mark.parametrize("use_protobuf", [False, True], ids=["json", "protobuf"])
+async def test_presence_stats_and_join_leave(serve: Any, use_protobuf: bool) -> None:
     srv = await serve(cf_app())
     url = srv.ws + PATH
-    async with sdk(url, token=token("alice", info={"name": "Alice"})) as (alice, _):
+    async with sdk(url, token=token("alice", info={"name": "Alice"}),
+                   use_protobuf=use_protobuf) as (alice, _):
         sub_a, ev_a = await subscribed(alice, "room:p", join_leave=True)
-        async with sdk(url, token=token("bob")) as (bob, _):
+        async with sdk(url, token=token("bob"), use_protobuf=use_protobuf) as (bob, _):
             sub_b, _ev_b = await subscribed(bob, "room:p", join_leave=True)
             joined = await ev_a.next("join", where=lambda c: c.info.user == "bob")
             assert joined.info.client == bob.client_id
             who = await sub_a.presence()
             assert sorted(c.user for c in who.clients.values()) == ["alice", "bob"]
-            assert who.clients[alice.client_id].conn_info == {"name": "Alice"}
+            info = who.clients[alice.client_id].conn_info  # Protobuf: the JSON's bytes
+            assert (json.loads(info) if use_protobuf else info) == {"name": "Alice"}
             stats = await sub_b.presence_stats()
             assert (stats.num_clients, stats.num_users) == (2, 2)
         left = await ev_a.next("leave", where=lambda c: c.info.user == "bob")
-        assert left.info.client
+        assert left.info.client == bob.client_id
 
 
 async def test_subscription_refused_by_the_topics_claim(serve: Any) -> None:

@@ -37,6 +37,7 @@ from cent import (
 from centrifuge import Client, ClientEventHandler
 from tests.app.test_http import ahttp
 from tests.centrifuge.conftest import PATH, Events, _recorder, cf_app, sub_events, token
+from tests.centrifuge.test_sdk import subscribed
 from tests.conftest import API_KEY
 
 server_events = _recorder(ClientEventHandler, (
@@ -61,9 +62,7 @@ async def test_publish_is_delivered_with_the_offset_it_answered(serve: Any) -> N
     srv = await serve(cf_app())
     async with observer(srv.ws + PATH) as (client, _), AsyncClient(
             srv.http + "/api", API_KEY, timeout=5) as api:
-        events = Events()
-        sub = client.new_subscription("chat:pub", events=sub_events(events))
-        await sub.subscribe()
+        _sub, events = await subscribed(client, "chat:pub")
         await events.next("subscribed")
         result = await api.publish(PublishRequest(channel="chat:pub", data={"n": 1}))
         pub = (await events.next("publication")).pub
@@ -82,9 +81,7 @@ async def test_idempotent_publish_retried_answers_the_first_and_delivers_once(
     srv = await serve(cf_app())
     async with observer(srv.ws + PATH) as (client, _), AsyncClient(
             srv.http + "/api", API_KEY, timeout=5) as api:
-        events = Events()
-        sub = client.new_subscription("chat:idem", events=sub_events(events))
-        await sub.subscribe()
+        _sub, events = await subscribed(client, "chat:idem")
         await events.next("subscribed")
         request = PublishRequest(channel="chat:idem", data={"x": 1}, idempotency_key="k1")
         first = await api.publish(request)

@@ -10,7 +10,7 @@ from typing import Any
 from pubsocket import App, pubsub
 from pubsocket.auth import Authenticator
 from pubsocket.brokers import HistoryPolicy
-from pubsocket.client import Event, Subscription
+from pubsocket.client import Event, Message, Subscription
 from tests.conftest import API_KEY, SECRET, Running, make_settings
 
 AUTH = Authenticator(API_KEY, SECRET)
@@ -72,6 +72,13 @@ async def take(sub: Subscription, n: int, timeout: float = 5.0) -> list[Event]:
             if len(got) == n:
                 break
     return got
+
+
+def messages(events: list[Event]) -> list[Message]:
+    """`events`, every one of which must be a `Message` (gaps, joins and leaves fail)."""
+    others = [e for e in events if not isinstance(e, Message)]
+    assert not others, others
+    return [e for e in events if isinstance(e, Message)]
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 BANNER = re.compile(rb"serving on (https?)://[\d.]+:(\d+)")
 _CLEARED = ("API_KEY", "SECRET", "HOST", "PORT", "TINA4_DEBUG_LEVEL")
@@ -57,15 +59,9 @@ class Proc:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait (then SIGKILL); the exit status."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        status = processes.stop(self.popen, grace=timeout)
         self.read()
-        return self.popen.returncode
+        return status
 
 
 def command(args: Sequence[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -187,12 +183,7 @@ def proxy_process(argv: Sequence[str], ports: Sequence[int], name: str,
             time.sleep(0.05)
         yield proc
     finally:
-        proc.send_signal(stop)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc, stop)
         if proc.stderr:
             proc.stderr.close()
 

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,14 +16,10 @@ import pytest
 from tests.conftest import free_port
 from tests.deploy.proc import (
     ROOT,
-    certificates,
-    env_of,
     fetch,
-    init_project,
     proxy_process,
-    serving,
 )
-from tests.deploy.test_nginx import Site, roundtrip
+from tests.deploy.test_nginx import Site, roundtrip, site_behind
 from tests.tools import require
 
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
@@ -62,17 +58,8 @@ def caddy(tmp: Path, upstreams: list[int], cert_dir: Path) -> Iterator[tuple[int
 
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[Site]:
-    project = init_project(tmp_path)
-    cert_dir = tmp_path / "certs"
-    context = certificates(cert_dir)
-    with ExitStack() as stack:
-        nodes = [stack.enter_context(serving([str(project), "--port", "0"], cwd=tmp_path,
-                                             PUBSOCKET_BROKER=redis_url))
-                 for _ in range(2)]
-        (tmp_path / "caddy").mkdir()
-        ports = stack.enter_context(caddy(tmp_path / "caddy", [n.port for n in nodes],
-                                          cert_dir))
-        yield Site(*ports, nodes, env_of(project)["API_KEY"], context)
+    with site_behind(caddy, tmp_path, redis_url) as running:
+        yield running
 
 
 async def test_websocket_at_the_root_and_under_the_rt_prefix(site: Site) -> None:

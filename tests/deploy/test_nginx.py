@@ -11,8 +11,8 @@ import re
 import signal
 import ssl
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,20 +79,32 @@ def nginx(tmp: Path, upstreams: list[int], cert_dir: Path) -> Iterator[tuple[int
         yield http_port, https_port
 
 
-@pytest.fixture
-def site(tmp_path: Path, redis_url: str) -> Iterator[Site]:
+# A reverse proxy run in front of upstream ports: (its dir, the ports, the certificates'
+# dir) -> its (plain, TLS) ports while it runs.
+Proxy = Callable[[Path, list[int], Path], AbstractContextManager[tuple[int, int]]]
+
+
+@contextmanager
+def site_behind(proxy: Proxy, tmp_path: Path, redis_url: str, **env: str) -> Iterator[Site]:
+    """A new project served by two nodes on the Redis at `redis_url` (`env` added to
+    theirs), `proxy` in front of them with a test certificate."""
     project = init_project(tmp_path)
     cert_dir = tmp_path / "certs"
     context = certificates(cert_dir)
     with ExitStack() as stack:
         nodes = [stack.enter_context(serving([str(project), "--port", "0"], cwd=tmp_path,
-                                             PUBSOCKET_DRAIN_DELAY="1",
-                                             PUBSOCKET_BROKER=redis_url))
+                                             timeout=20.0, PUBSOCKET_BROKER=redis_url, **env))
                  for _ in range(2)]
-        (tmp_path / "nginx").mkdir()
-        ports = stack.enter_context(nginx(tmp_path / "nginx", [n.port for n in nodes],
+        (tmp_path / "proxy").mkdir()
+        ports = stack.enter_context(proxy(tmp_path / "proxy", [n.port for n in nodes],
                                           cert_dir))
         yield Site(*ports, nodes, env_of(project)["API_KEY"], context)
+
+
+@pytest.fixture
+def site(tmp_path: Path, redis_url: str) -> Iterator[Site]:
+    with site_behind(nginx, tmp_path, redis_url, PUBSOCKET_DRAIN_DELAY="1") as running:
+        yield running
 
 
 async def roundtrip(ws_url: str, http_url: str, key: str,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import API_KEY, SECRET
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 _READY = re.compile(rb"serving on http://[\d.]+:(\d+)")
@@ -46,13 +46,7 @@ def spawn(app_dir: str | Path, port: int = 0, timeout: float = 15.0,
     try:
         yield Proc(popen, *_wait_ready(popen, timeout))
     finally:
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGTERM)
-            try:
-                popen.wait(10)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(5)
+        stop(popen)
         if popen.stdout:
             popen.stdout.close()
 

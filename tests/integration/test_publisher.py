@@ -10,16 +10,14 @@ import subprocess
 import sys
 import threading
 import uuid
-from typing import Any
 
 import pytest
 
 from pubsocket import AsyncPublisher, Publisher, Settings
 from pubsocket import client as pc
-from pubsocket.client import Message
 from pubsocket.errors import BrokerUnavailable, ConfigError
 from tests.centrifuge_js.proxy import proxy_to
-from tests.client.helpers import RecordingBackoff
+from tests.client.helpers import RecordingBackoff, messages, take
 from tests.integration.spawn import ROOT, spawn
 from tests.outbox.helpers import subscriber
 
@@ -42,16 +40,6 @@ def url(redis_url: str) -> str:
     return f"{redis_url}?prefix=test-{uuid.uuid4().hex[:8]}:"
 
 
-async def _take(sub: pc.Subscription, count: int, timeout: float = 15.0) -> list[Any]:
-    events: list[Any] = []
-    async with asyncio.timeout(timeout):
-        async for event in sub:
-            events.append(event)
-            if len(events) == count:
-                break
-    return events
-
-
 async def test_a_publisher_process_reaches_two_nodes_and_a_cut_subscriber_recovers(
     url: str,
 ) -> None:
@@ -67,19 +55,18 @@ async def test_a_publisher_process_reaches_two_nodes_and_a_cut_subscriber_recove
             publisher = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", PUBLISH_SCRIPT, url, str(total), cwd=ROOT,
                 env={**os.environ, **kept}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            got_b = await _take(sub_b, 60)
+            got_b = await take(sub_b, 60, timeout=15)
             proxy.cut()  # no close frame: B's subscriber is away while publishes go on
             await asyncio.sleep(0.4)
             proxy.resume()
-            got_b += await _take(sub_b, total - 60)
-            got_a = await _take(sub_a, total)
+            got_b += await take(sub_b, total - 60, timeout=15)
+            got_a = await take(sub_a, total, timeout=15)
             out, err = await asyncio.wait_for(publisher.communicate(), 30)
     assert publisher.returncode == 0, err.decode()
     assert json.loads(out) == list(range(1, total + 1))  # the offsets publish() returned
     for got in (got_a, got_b):
-        assert all(isinstance(e, Message) for e in got), [e for e in got if
-                                                          not isinstance(e, Message)]
-        assert [(e.data["i"], e.offset) for e in got] == [(i, i + 1) for i in range(total)]
+        assert [(e.data["i"], e.offset) for e in messages(got)] == [
+            (i, i + 1) for i in range(total)]
     assert proxy.accepted == 2  # the subscriber really was cut and came back
 
 
@@ -92,9 +79,9 @@ async def test_async_publisher_positions_history_and_no_history_topics(url: str)
                 offsets = [await publisher.publish("room", n) for n in range(3)]
                 assert await publisher.publish("nohist.x", "live only") == 0
             assert offsets == [1, 2, 3]
-            assert [(e.data, e.offset) for e in await _take(kept, 3)] == [
+            assert [(e.data, e.offset) for e in messages(await take(kept, 3, timeout=15))] == [
                 (0, 1), (1, 2), (2, 3)]
-            assert [(e.data, e.offset) for e in await _take(plain, 1)] == [
+            assert [(e.data, e.offset) for e in messages(await take(plain, 1, timeout=15))] == [
                 ("live only", None)]
             page = await client.history("room", limit=10)
             assert [m.data for m in page.messages] == [0, 1, 2]

@@ -4,7 +4,6 @@ free port, until the block ends (bounded start, SIGTERM, then SIGKILL)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from tests.conftest import API_KEY, SECRET, free_port
 from tests.integration.spawn import ROOT
+from tests.processes import stop
 
 
 @dataclass
@@ -57,13 +57,7 @@ def uvicorn_host(target: str, app_dir: str, args: Sequence[str] = (),
         _wait_ready(host, ready_path, timeout)
         yield host
     finally:
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGTERM)
-            try:
-                popen.wait(10)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(5)
+        stop(popen)
         if popen.stdout:
             popen.stdout.close()
 

@@ -44,6 +44,18 @@ async def subscriber(redis_url: str, broker_url: str, *topics: str) -> AsyncIter
         await delete_keys(redis_url, broker_url.rpartition("prefix=")[2])
 
 
+@asynccontextmanager
+async def publishing_broker(broker_url: str) -> AsyncIterator[RedisBroker]:
+    """A started Redis broker for a relay to publish with (it subscribes to nothing),
+    closed at the end."""
+    broker = RedisBroker(broker_url, meta_ttl=120.0)
+    await broker.start(lambda t, p: None)
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
 def data_of(node: Node, topic: str) -> list[Any]:
     return [orjson.loads(payload) for t, payload in node.received if t == topic]
 

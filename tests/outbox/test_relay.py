@@ -11,12 +11,12 @@ import time
 import psycopg
 
 from pubsocket import outbox
-from pubsocket.brokers.redis import RedisBroker
 from pubsocket.outbox.relay import Relay
 from tests.outbox.helpers import (
     HISTORY,
     data_of,
     prefixed,
+    publishing_broker,
     relay_process,
     running,
     start_relay,
@@ -80,30 +80,26 @@ async def test_a_relay_dying_between_publish_and_delete_publishes_nothing_twice(
     postgres_dsn: str, redis_url: str, table: str
 ) -> None:
     broker_url, _ = prefixed(redis_url)
-    async with subscriber(redis_url, broker_url, "o") as node:
-        broker = RedisBroker(broker_url, meta_ttl=120.0)
-        await broker.start(lambda t, p: None)
-        try:
+    async with subscriber(redis_url, broker_url, "o") as node, \
+            publishing_broker(broker_url) as broker:
+        async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            await outbox.acreate_table(conn, table)
+            for i in range(5):
+                await outbox.apublish(conn, "o", i, table=table)
+            await conn.commit()
+        crashing = CrashAfterPublish(postgres_dsn, broker, lambda t: HISTORY, table=table)
+        task = asyncio.create_task(crashing.run())
+        await wait_count(node, 5, timeout=10)
+        async with asyncio.timeout(5):
+            while not task.done():
+                await asyncio.sleep(0.01)
+        assert isinstance(task.exception(), _Crash)
+        async with running(Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)):
             async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
-                await outbox.acreate_table(conn, table)
-                for i in range(5):
-                    await outbox.apublish(conn, "o", i, table=table)
+                await outbox.apublish(conn, "o", 5, table=table)
                 await conn.commit()
-            crashing = CrashAfterPublish(postgres_dsn, broker, lambda t: HISTORY, table=table)
-            task = asyncio.create_task(crashing.run())
-            await wait_count(node, 5, timeout=10)
-            async with asyncio.timeout(5):
-                while not task.done():
-                    await asyncio.sleep(0.01)
-            assert isinstance(task.exception(), _Crash)
-            async with running(Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)):
-                async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
-                    await outbox.apublish(conn, "o", 5, table=table)
-                    await conn.commit()
-                await wait_count(node, 6, timeout=10)
-                await node.settle(0.3)
-        finally:
-            await broker.close()
+            await wait_count(node, 6, timeout=10)
+            await node.settle(0.3)
         assert data_of(node, "o") == [0, 1, 2, 3, 4, 5]
         assert [pub.offset for _, pub in node.publications] == [1, 2, 3, 4, 5, 6]
 
@@ -112,23 +108,19 @@ async def test_a_late_commit_with_a_smaller_id_is_not_skipped(
     postgres_dsn: str, redis_url: str, table: str
 ) -> None:
     broker_url, _ = prefixed(redis_url)
-    async with subscriber(redis_url, broker_url, "o") as node:
-        broker = RedisBroker(broker_url, meta_ttl=120.0)
-        await broker.start(lambda t, p: None)
+    async with subscriber(redis_url, broker_url, "o") as node, \
+            publishing_broker(broker_url) as broker:
         relay = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table, poll=0.05)
-        try:
-            async with running(relay), \
-                    await psycopg.AsyncConnection.connect(postgres_dsn) as slow, \
-                    await psycopg.AsyncConnection.connect(postgres_dsn) as fast:
-                await outbox.apublish(slow, "o", "early id, late commit", table=table)
-                await outbox.apublish(fast, "o", "later id, early commit", table=table)
-                await fast.commit()
-                await wait_count(node, 1, timeout=5)
-                await asyncio.sleep(0.2)  # several relay rounds pass with the gap open
-                await slow.commit()
-                await wait_count(node, 2, timeout=5)
-        finally:
-            await broker.close()
+        async with running(relay), \
+                await psycopg.AsyncConnection.connect(postgres_dsn) as slow, \
+                await psycopg.AsyncConnection.connect(postgres_dsn) as fast:
+            await outbox.apublish(slow, "o", "early id, late commit", table=table)
+            await outbox.apublish(fast, "o", "later id, early commit", table=table)
+            await fast.commit()
+            await wait_count(node, 1, timeout=5)
+            await asyncio.sleep(0.2)  # several relay rounds pass with the gap open
+            await slow.commit()
+            await wait_count(node, 2, timeout=5)
         # The two overlapped, so either order is allowed; neither may be lost.
         assert data_of(node, "o") == ["later id, early commit", "early id, late commit"]
 
@@ -154,15 +146,11 @@ async def test_commit_order_holds_for_transactions_that_do_not_overlap(
                 await conn.commit()
                 spans[n] = (began, time.monotonic())
 
-    async with subscriber(redis_url, broker_url, "o") as node:
-        broker = RedisBroker(broker_url, meta_ttl=120.0)
-        await broker.start(lambda t, p: None)
-        try:
-            async with running(Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)):
-                await asyncio.gather(*(writer(w) for w in range(4)))
-                await wait_count(node, 320, timeout=15)
-        finally:
-            await broker.close()
+    async with subscriber(redis_url, broker_url, "o") as node, \
+            publishing_broker(broker_url) as broker, \
+            running(Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)):
+        await asyncio.gather(*(writer(w) for w in range(4)))
+        await wait_count(node, 320, timeout=15)
     arrived = [tuple(d) for d in data_of(node, "o")]
     assert sorted(arrived) == sorted((n, k) for n in spans for k in (0, 1))
     first = {n: arrived.index((n, 0)) for n in spans}
@@ -180,50 +168,42 @@ async def test_one_relay_per_table_the_second_takes_over(
     postgres_dsn: str, redis_url: str, table: str
 ) -> None:
     broker_url, _ = prefixed(redis_url)
-    async with subscriber(redis_url, broker_url, "o") as node:
-        broker = RedisBroker(broker_url, meta_ttl=120.0)
-        await broker.start(lambda t, p: None)
-        try:
-            first = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)
-            second = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table,
-                           lock_retry=0.1)
-            async with running(first) as first_task, running(second, active=False):
-                await asyncio.sleep(0.5)
-                assert first.active.is_set() and not second.active.is_set()
-                first_task.cancel()
-                async with asyncio.timeout(5):
-                    await second.active.wait()
-                async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
-                    await outbox.apublish(conn, "o", "after the handover", table=table)
-                    await conn.commit()
-                await wait_count(node, 1, timeout=5)
-            assert second.stats.published == 1 and first.stats.published == 0
-        finally:
-            await broker.close()
+    async with subscriber(redis_url, broker_url, "o") as node, \
+            publishing_broker(broker_url) as broker:
+        first = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table)
+        second = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table,
+                       lock_retry=0.1)
+        async with running(first) as first_task, running(second, active=False):
+            await asyncio.sleep(0.5)
+            assert first.active.is_set() and not second.active.is_set()
+            first_task.cancel()
+            async with asyncio.timeout(5):
+                await second.active.wait()
+            async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+                await outbox.apublish(conn, "o", "after the handover", table=table)
+                await conn.commit()
+            await wait_count(node, 1, timeout=5)
+        assert second.stats.published == 1 and first.stats.published == 0
 
 
 async def test_a_commit_wakes_the_relay_without_waiting_for_the_poll(
     postgres_dsn: str, redis_url: str, table: str
 ) -> None:
     broker_url, _ = prefixed(redis_url)
-    async with subscriber(redis_url, broker_url, "o") as node:
-        broker = RedisBroker(broker_url, meta_ttl=120.0)
-        await broker.start(lambda t, p: None)
+    async with subscriber(redis_url, broker_url, "o") as node, \
+            publishing_broker(broker_url) as broker:
         relay = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table, poll=60.0)
-        try:
-            async with running(relay), \
-                    await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
-                await asyncio.sleep(0.2)  # the relay is waiting now
-                for i in range(3):
-                    t0 = time.monotonic()
-                    await outbox.apublish(conn, "o", i, table=table)
-                    await conn.commit()
-                    await wait_count(node, i + 1, timeout=5)
-                    assert time.monotonic() - t0 < 1.0
-                    await asyncio.sleep(0.1)
-            assert relay.stats.notified >= 3
-        finally:
-            await broker.close()
+        async with running(relay), \
+                await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+            await asyncio.sleep(0.2)  # the relay is waiting now
+            for i in range(3):
+                t0 = time.monotonic()
+                await outbox.apublish(conn, "o", i, table=table)
+                await conn.commit()
+                await wait_count(node, i + 1, timeout=5)
+                assert time.monotonic() - t0 < 1.0
+                await asyncio.sleep(0.1)
+        assert relay.stats.notified >= 3
 
 
 async def test_rows_wait_out_a_redis_outage_and_then_go_in_order(
@@ -234,31 +214,30 @@ async def test_rows_wait_out_a_redis_outage_and_then_go_in_order(
     from tests.redis_server import RedisProcess
 
     server = RedisProcess(binary=redis_server_binary).start()
-    broker = RedisBroker(f"{server.url}?prefix=outage:", meta_ttl=120.0)
-    await broker.start(lambda t, p: None)
-    relay = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table, poll=0, retry=0.1)
     try:
-        async with running(relay), \
-                await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
-            for i in range(3):
-                await outbox.apublish(conn, "o", i, table=table)
-            await conn.commit()
-            async with asyncio.timeout(5):
-                while relay.stats.published < 3:
-                    await asyncio.sleep(0.01)
-            server.kill()
-            for i in range(3, 8):  # one transaction each, while Redis is away
-                await outbox.apublish(conn, "o", i, table=table)
+        async with publishing_broker(f"{server.url}?prefix=outage:") as broker:
+            relay = Relay(postgres_dsn, broker, lambda t: HISTORY, table=table, poll=0,
+                          retry=0.1)
+            async with running(relay), \
+                    await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+                for i in range(3):
+                    await outbox.apublish(conn, "o", i, table=table)
                 await conn.commit()
-            await asyncio.sleep(0.5)
-            assert relay.stats.published == 3 and relay.stats.failures > 0
-            server = RedisProcess(port=server.port, binary=redis_server_binary).start()
-            async with asyncio.timeout(15):
-                while relay.stats.published < 8:
-                    await asyncio.sleep(0.02)
-            page = await broker.history("o", None, 100)
+                async with asyncio.timeout(5):
+                    while relay.stats.published < 3:
+                        await asyncio.sleep(0.01)
+                server.kill()
+                for i in range(3, 8):  # one transaction each, while Redis is away
+                    await outbox.apublish(conn, "o", i, table=table)
+                    await conn.commit()
+                await asyncio.sleep(0.5)
+                assert relay.stats.published == 3 and relay.stats.failures > 0
+                server = RedisProcess(port=server.port, binary=redis_server_binary).start()
+                async with asyncio.timeout(15):
+                    while relay.stats.published < 8:
+                        await asyncio.sleep(0.02)
+                page = await broker.history("o", None, 100)
     finally:
-        await broker.close()
         server.stop()
     # A Redis without persistence came back empty: a new epoch, offsets from 1.
     assert [(p.offset, int(p.payload)) for p in page.publications] == [

@@ -11,23 +11,31 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from redis.asyncio import Redis
 
 from pubsocket.presence import MemoryPresence, MemoryPresenceStore, Presence
 from pubsocket.presence.redis import RedisPresence
+from tests.brokers.conftest import delete_keys
 
 MakePresence = Callable[..., Awaitable[Presence]]
 
 
-async def delete_prefix(url: str, prefix: str) -> None:
-    """Delete every key under `prefix` (SCAN + DEL: the shared Redis is never flushed)."""
-    client = Redis.from_url(url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+class Nodes:
+    """Presence nodes made by `new(ttl)`, started on request, all closed by `close`."""
+
+    def __init__(self, new: Callable[[float], Presence]) -> None:
+        self.new = new
+        self.nodes: list[Presence] = []
+
+    async def make(self, ttl: float = 60.0, start: bool = True) -> Presence:
+        node = self.new(ttl)
+        self.nodes.append(node)
+        if start:
+            await node.start()
+        return node
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            await node.close()
 
 
 @pytest.fixture
@@ -42,36 +50,18 @@ async def make_node(request: pytest.FixtureRequest, prefix: str) -> AsyncIterato
     kind: str = request.param
     url = request.getfixturevalue("redis_url") if kind == "redis" else ""
     store = MemoryPresenceStore()
-    nodes: list[Presence] = []
-
-    async def make(ttl: float = 60.0, start: bool = True) -> Presence:
-        node: Presence = (MemoryPresence(store) if kind == "memory"
-                          else RedisPresence(url, prefix=prefix, ttl=ttl))
-        nodes.append(node)
-        if start:
-            await node.start()
-        return node
-
-    yield make
-    for node in nodes:
-        await node.close()
+    nodes = Nodes(lambda ttl: MemoryPresence(store) if kind == "memory"
+                  else RedisPresence(url, prefix=prefix, ttl=ttl))
+    yield nodes.make
+    await nodes.close()
     if kind == "redis":
-        await delete_prefix(url, prefix)
+        await delete_keys(url, prefix)
 
 
 @pytest.fixture
 async def make_redis(redis_url: str, prefix: str) -> AsyncIterator[MakePresence]:
     """Redis nodes only (TTL and crash tests), on this test's prefix."""
-    nodes: list[Presence] = []
-
-    async def make(ttl: float = 60.0, start: bool = True) -> Presence:
-        node = RedisPresence(redis_url, prefix=prefix, ttl=ttl)
-        nodes.append(node)
-        if start:
-            await node.start()
-        return node
-
-    yield make
-    for node in nodes:
-        await node.close()
-    await delete_prefix(redis_url, prefix)
+    nodes = Nodes(lambda ttl: RedisPresence(redis_url, prefix=prefix, ttl=ttl))
+    yield nodes.make
+    await nodes.close()
+    await delete_keys(redis_url, prefix)

@@ -6,12 +6,7 @@ exactly the window in which a frame could reach someone it was not for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from pubsocket import Hub, Settings
-from pubsocket.brokers import MemoryBroker
+from pubsocket import Hub
 from pubsocket.codecs import PLAIN
 from pubsocket.hub.wire import MAX_BATCH, Batch, WireSet, identity
 
@@ -41,14 +36,6 @@ class Queue:
     @property
     def frames(self) -> list[bytes]:
         return [f for x in self.out for f in (x if isinstance(x, Batch) else [x])]
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    h = Hub(Settings(), MemoryBroker())
-    await h.start()
-    yield h
-    await h.close()
 
 
 async def test_one_tick_of_publications_is_one_shared_batch(hub: Hub) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -92,14 +91,6 @@ class SharedMemoryBroker(MemoryBroker):
     @property
     def shared(self) -> bool:
         return True
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    h = Hub(Settings(), MemoryBroker())
-    await h.start()
-    yield h
-    await h.close()
 
 
 async def started(broker: Broker, **settings: Any) -> Hub:

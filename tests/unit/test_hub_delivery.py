@@ -75,6 +75,12 @@ class GatedHistory(FaultyBroker):
         assert page is not None
         return page
 
+    async def read_started(self) -> None:
+        """Return once a read with `since` waits at the gate (2 s at most)."""
+        async with asyncio.timeout(2):
+            while not self.reads:
+                await asyncio.sleep(0)
+
 
 async def idle(hub: Hub) -> None:
     """Wait (bounded) until the hub's background work (fills) is done."""
@@ -112,16 +118,23 @@ async def two_subscribers(hub: Hub, topic: str = "t") -> tuple[Recorder, Recorde
     return plain, v1
 
 
+async def second_dropped(hub: Hub, broker: FaultyBroker) -> tuple[Recorder, Recorder]:
+    """`two_subscribers` of "t", then publications 1 (delivered) and 2 (kept in history,
+    lost on its way to the hub)."""
+    plain, v1 = await two_subscribers(hub)
+    await hub.publish("t", 1)
+    broker.drop = 1
+    await hub.publish("t", 2)
+    return plain, v1
+
+
 # -- holes ----------------------------------------------------------------------------------
 
 
 async def test_a_dropped_publication_is_filled_from_history(
         faulty: tuple[Hub, FaultyBroker]) -> None:
     hub, broker = faulty
-    plain, v1 = await two_subscribers(hub)
-    await hub.publish("t", 1)
-    broker.drop = 1
-    await hub.publish("t", 2)  # lost on its way to the hub
+    plain, v1 = await second_dropped(hub, broker)
     for n in range(3, 6):
         await hub.publish("t", n)
     await idle(hub)
@@ -138,14 +151,9 @@ async def test_a_dropped_publication_is_filled_from_history(
 async def test_live_publications_during_a_fill_wait_their_turn() -> None:
     broker = GatedHistory()
     hub = await make_hub(broker)
-    plain, v1 = await two_subscribers(hub)
-    await hub.publish("t", 1)
-    broker.drop = 1
-    await hub.publish("t", 2)
+    plain, v1 = await second_dropped(hub, broker)
     await hub.publish("t", 3)  # the hole is noticed: a history read starts
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     for n in range(4, 7):  # arrive while the read is in flight
         await hub.publish("t", n)
     assert plain.messages == [1]
@@ -319,14 +327,9 @@ async def test_resync_replays_dropped_deliveries(faulty: tuple[Hub, FaultyBroker
 async def test_resync_live_publications_during_the_read_keep_order() -> None:
     broker = GatedHistory()
     hub = await make_hub(broker)
-    plain, v1 = await two_subscribers(hub)
-    await hub.publish("t", 1)
-    broker.drop = 1
-    await hub.publish("t", 2)
+    plain, v1 = await second_dropped(hub, broker)
     broker.resync_hub()
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     await hub.publish("t", 3)
     await hub.publish("t", 4)
     assert plain.messages == [1]
@@ -415,9 +418,7 @@ async def test_recovery_read_overlapping_live_delivery_has_no_duplicate() -> Non
     pubs = [await hub.publish("t", n) for n in range(1, 4)]
     back = Recorder()
     task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     await hub.publish("t", 4)  # published while the recovery read is in flight
     await hub.publish("t", 5)
     assert back.frames == []  # held, not delivered live
@@ -439,9 +440,7 @@ async def test_recovery_read_with_a_gap_meanwhile_is_not_recovered() -> None:
     pubs = [await hub.publish("t", n) for n in range(1, 3)]
     back = Recorder()
     task = asyncio.create_task(hub.subscribe(back, "t", RAW(V1), since=Position(1, pubs[0].epoch)))
-    async with asyncio.timeout(2):
-        while not broker.reads:
-            await asyncio.sleep(0)
+    await broker.read_started()
     hub._deliver("t", Publication(1, "fresh", b'"reset"'))  # history lost meanwhile
     broker.gate.set()
     result = await asyncio.wait_for(task, 2)
@@ -502,10 +501,7 @@ async def test_resync_announces_a_hole_history_expired_at_once() -> None:
 async def test_history_lost_during_a_fill_moves_the_topic_to_the_new_epoch() -> None:
     broker = ExpiringHistory()
     hub = await make_hub(broker)
-    plain, v1 = await two_subscribers(hub)
-    await hub.publish("t", 1)
-    broker.drop = 1
-    await hub.publish("t", 2)
+    plain, v1 = await second_dropped(hub, broker)
     await hub.publish("t", 3)  # hole noticed, fill spawned
     broker.lost_epoch = "fresh"  # the engine lost the topic before the fill read it
     await idle(hub)

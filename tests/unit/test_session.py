@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -85,14 +84,6 @@ def sub_ack(cmd_id: Any, topic: str, offset: int = 0, **extra: Any) -> dict[str,
     """The v1 ack of a subscribe (epoch normalized, see `MemoryPeer.received`)."""
     return {"type": "ack", "id": cmd_id, "topic": topic, "offset": offset, "epoch": "E",
             **extra}
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    h = Hub(Settings(), MemoryBroker())
-    await h.start()
-    yield h
-    await h.close()
 
 
 async def run(hub: Hub, peer: MemoryPeer, *, codec: Codec = PLAIN,

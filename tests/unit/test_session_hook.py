@@ -14,9 +14,7 @@ from pubsocket.errors import ProtocolViolation
 from pubsocket.hub import handlers
 from pubsocket.hub.session import Session
 from pubsocket.protocol import Command, Subscribe
-from tests.unit.test_session import MemoryPeer, hub, pub, sub, unsub
-
-__all__ = ["hub"]  # the fixture, used by name
+from tests.unit.test_session import MemoryPeer, pub, sub, unsub
 
 
 class BinaryV1(V1Codec):

@@ -1,11 +1,9 @@
 """The HTTP front doors' operations: `Operations` over the shared checks and reads of
-`hub.operations` (which the socket commands use too), and the HTTP dialects' error
-tables (docs/design.md "The seams", Operations)."""
+`hub.operations` (which the socket commands use too), the HTTP dialects' error
+tables (docs/design.md "The seams", Operations), and the failure types they map, which
+errors.py defines (re-exported here so that a front door imports one package)."""
 
-from .api import HistoryQuery, NodeInfo, Operations
-from .errors import (
-    CENTRIFUGO,
-    HTTP,
+from ..errors import (
     BadRequest,
     InvalidTopic,
     LimitExceeded,
@@ -17,6 +15,8 @@ from .errors import (
     Unavailable,
     UnrecoverablePosition,
 )
+from .api import HistoryQuery, NodeInfo, Operations
+from .errors import CENTRIFUGO, HTTP
 
 __all__ = ["CENTRIFUGO", "HTTP", "BadRequest", "HistoryQuery", "InvalidTopic",
            "LimitExceeded", "MethodNotFound", "MissingData", "NodeInfo", "NotAvailable",

@@ -19,21 +19,22 @@ from typing import Any
 
 from ..auth import Action, Principal
 from ..brokers.base import HistoryPage, Position, Publication
-from ..errors import BrokerError, CloseCode
-from ..hub import Hub, operations
-from ..hub.cluster import ChannelsSurvey, NodeInfo, SurveyRefused
-from ..hub.core import publisher_of
-from ..hub.operations import MISSING, HistoryQuery
-from ..hub.recovery import ANY_EPOCH
-from ..presence.base import ClientInfo, Stats
-from .errors import (
+from ..errors import (
     BadRequest,
+    BrokerError,
+    CloseCode,
     LimitExceeded,
     MissingData,
     NotAvailable,
     OpError,
     Unavailable,
 )
+from ..hub import Hub, operations
+from ..hub.cluster import ChannelsSurvey, NodeInfo, SurveyRefused
+from ..hub.core import publisher_of
+from ..hub.operations import MISSING, HistoryQuery
+from ..hub.recovery import ANY_EPOCH
+from ..presence.base import ClientInfo, Stats
 
 MAX_KEY_LENGTH = 256  # an idempotency key (bytes of UTF-8): it is stored per publish
 MAX_NAME_LENGTH = 1024  # a user id, client id, reason or pattern

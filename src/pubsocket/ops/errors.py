@@ -24,9 +24,9 @@ from ..errors import (
     lookup,
 )
 
-__all__ = ["CENTRIFUGO", "CENTRIFUGO_MESSAGES", "HTTP", "BadRequest", "InvalidTopic",
-           "LimitExceeded", "MethodNotFound", "MissingData", "NotAvailable", "OpError",
-           "PermissionDenied", "Unavailable", "UnrecoverablePosition", "lookup"]
+# The failure types are errors.py's (import them from there); `lookup` is kept here too,
+# next to the tables it reads.
+__all__ = ["CENTRIFUGO", "CENTRIFUGO_MESSAGES", "HTTP", "lookup"]
 
 # Our HTTP API: status and error code of each failure (docs/protocol.md "Errors").
 HTTP: dict[type[OpError], tuple[int, ErrorCode | str]] = {

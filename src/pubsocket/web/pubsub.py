@@ -12,11 +12,10 @@ from ..auth import Authenticator, AuthorizeHook, Authorizer
 from ..brokers.base import HistoryPolicy, Position
 from ..codecs import PLAIN, V1
 from ..config import Settings
-from ..errors import HTTPError
+from ..errors import HTTPError, OpError, lookup
 from ..hub import Session
-from ..ops import HTTP, HistoryQuery, Operations, OpError
+from ..ops import HTTP, HistoryQuery, Operations
 from ..ops.api import MISSING
-from ..ops.errors import lookup
 from ..protocol import MAX_HISTORY_LIMIT, SUBPROTOCOL
 from ..protocols.centrifuge import Endpoint, RpcHook
 from .app import App

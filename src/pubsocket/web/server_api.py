@@ -30,10 +30,19 @@ import orjson
 
 from ..auth.principal import API_KEY_SUB, Principal
 from ..brokers.base import Position, Publication
-from ..errors import CloseCode, Unauthorized
-from ..ops import CENTRIFUGO, HistoryQuery, MethodNotFound, Operations, OpError
+from ..errors import (
+    BadRequest,
+    CloseCode,
+    LimitExceeded,
+    MethodNotFound,
+    NotAvailable,
+    OpError,
+    Unauthorized,
+    lookup,
+)
+from ..ops import CENTRIFUGO, HistoryQuery, Operations
 from ..ops.api import MISSING
-from ..ops.errors import CENTRIFUGO_MESSAGES, BadRequest, LimitExceeded, NotAvailable, lookup
+from ..ops.errors import CENTRIFUGO_MESSAGES
 from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
