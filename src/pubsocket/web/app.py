@@ -244,8 +244,8 @@ class App:
         try:
             principal = self.auth.authenticate(request.headers.getall("authorization"),
                                                offered)
-        except Unauthorized:
-            self.limits.auth_failed(request)
+        except Unauthorized as exc:
+            self.limits.auth_failed(request, exc)  # not an expired one (`limits.charged`)
             raise
         request.principal = principal
         # A plain dict, as before: handlers may mutate or serialize it (orjson refuses

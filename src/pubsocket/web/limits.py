@@ -9,7 +9,9 @@ Failed authentications are charged to the peer address on a second, smaller budg
 once it is spent, that address's token routes answer 429 without verifying anything, so
 a flood of bad tokens costs one dict lookup per request. A Centrifuge connect command's
 token is charged to the same budget (`ConnectBudget`, given to the Centrifuge endpoints),
-and a connect from a spent address is closed (3013) without verifying it.
+and a connect from a spent address is closed (3013) without verifying it. Which refusals
+are charged is decided here only (`charged`), for every front door: every one but an
+expired token.
 Refusals are logged through `pubsocket.log.refusals` (rate-limited, never the token):
 429s here, 401s and 403s once by `App._dispatch`.
 
@@ -26,7 +28,7 @@ import time
 
 from ..auth.principal import Principal
 from ..config import Settings
-from ..errors import RateLimited
+from ..errors import RateLimited, TokenExpired, Unauthorized
 from ..log import refusals
 from .request import Request
 
@@ -106,6 +108,16 @@ def host_key(address: object) -> str:
     return "ip:?"
 
 
+def charged(refusal: Unauthorized) -> bool:
+    """Whether `refusal` is charged to the address's failed-authentication budget: yes
+    for a forged, malformed, wrong or missing token (or API key); no for `TokenExpired`,
+    a token whose signature and claims are good and only ``exp`` has passed. Only the
+    secret's holder can make one, and clients send theirs routinely (an SDK back from a
+    sleep, many users behind one NAT): it is refused all the same (401, or the
+    protocol's code) but must not lock its address out."""
+    return not isinstance(refusal, TokenExpired)
+
+
 def _peer(request: Request) -> str:
     return f"{request.client[0]}:{request.client[1]}" if request.client else "?"
 
@@ -144,10 +156,11 @@ class HttpLimits:
             refusals.warn("auth_failures", _peer(request))
             raise RateLimited(wait, "too many failed authentications, retry later")
 
-    def auth_failed(self, request: Request) -> None:
-        """Charge a failed authentication to the peer address (the 401 that follows is
-        logged once, by `App._dispatch`)."""
-        self.auth_failures.take(address_key(request))
+    def auth_failed(self, request: Request, refusal: Unauthorized) -> None:
+        """Charge `refusal`, a failed authentication, to the peer address unless it is
+        not `charged` (the 401 that follows is logged once, by `App._dispatch`)."""
+        if charged(refusal):
+            self.auth_failures.take(address_key(request))
 
     def refused(self, request: Request, kind: str) -> None:
         """Log another refusal of `request` (a 403 from its handler)."""
@@ -183,8 +196,9 @@ class ConnectBudget:
             return True
         return False
 
-    def failed(self, address: object) -> None:
-        self._failures.take(host_key(address))
+    def failed(self, address: object, refusal: Unauthorized) -> None:
+        if charged(refusal):
+            self._failures.take(host_key(address))
 
 
 def retry_after(seconds: float) -> str:
