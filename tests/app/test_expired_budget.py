@@ -11,8 +11,9 @@ budget refills at 1 per 100 s: nothing refills during a test.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from pubsocket import App, pubsub, secured
-from pubsocket.auth import Authenticator
+from pubsocket.auth import Authenticator, Principal
 from pubsocket.web.uni_sse import UNI_SSE_PATH, uni_sse
 from tests.app.test_http import ahttp
 from tests.conftest import API_KEY, SECRET, Running, make_settings
@@ -159,6 +160,52 @@ async def test_a_secured_route_spares_expired_tokens_under_asgi_too(serve_any: A
     srv = await serve_any(doors_app())
     assert [await route(srv, expired()) for _ in range(BURST + 2)] == [EXPIRED] * (BURST + 2)
     assert [await route(srv, forged()) for _ in range(BURST + 1)] == [FORGED] * BURST + [SPENT]
+
+
+class Counting(Authenticator):
+    """Counts the requests' tokens it verifies."""
+
+    verified = 0
+
+    def authenticate(self, authorization: Sequence[str],
+                     offered: Sequence[str] = ()) -> Principal:
+        self.verified += 1
+        return super().authenticate(authorization, offered)
+
+
+async def test_an_expired_header_is_verified_once(serve: Any) -> None:
+    # An expired token never becomes valid again; since it spends no budget, a flood
+    # with one would otherwise cost a signature check per request for ever.
+    app = doors_app()
+    app.auth = counting = Counting(API_KEY, SECRET)
+    srv = await serve(app)
+    old = expired()
+    for knock in (route, api, upgrade, fallback):
+        assert [await knock(srv, old) for _ in range(3)] == [EXPIRED] * 3
+    assert counting.verified == 1
+    # Another expired token is verified (once), a valid one as ever.
+    carol = AUTH.issue("carol", ttl=-10)
+    assert [await route(srv, carol) for _ in range(2)] == [EXPIRED] * 2
+    status, _, _ = await ahttp("GET", srv.http + "/private",
+                               headers={"Authorization": f"Bearer {AUTH.issue('bob')}"})
+    assert (status, counting.verified) == (200, 3)
+    # Two Authorization headers are refused for that, not as the remembered token.
+    assert await route_twice(srv, old) == "401 exactly one Authorization header is allowed"
+
+
+async def route_twice(srv: Running, tok: str) -> str:
+    """GET /private with `tok` in two Authorization headers (raw HTTP: urllib merges)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    try:
+        writer.write(f"GET /private HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     f"Authorization: Bearer {tok}\r\nAuthorization: Bearer {tok}\r\n"
+                     f"\r\n".encode())
+        async with asyncio.timeout(5):
+            raw = await reader.read(-1)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return answer(int(head.split()[1]), body)
 
 
 async def test_a_wrong_api_key_is_still_charged(serve: Any) -> None:

@@ -4,7 +4,7 @@ Every request to a route that needs a token is charged one token to its client b
 the handler runs: the authenticated principal (``api_key``, or ``sub:<sub>``), else the
 peer address. An empty bucket is a 429 with ``Retry-After`` (the connection stays open);
 while it stays empty, the same ``Authorization`` header is refused before it is
-verified again.
+verified again; so is one lately refused as an expired token (401).
 Failed authentications are charged to the peer address on a second, smaller budget;
 once it is spent, that address's token routes answer 429 without verifying anything, so
 a flood of bad tokens costs one dict lookup per request. A Centrifuge connect command's
@@ -33,7 +33,7 @@ from ..log import refusals
 from .request import Request
 
 MAX_KEYS = 10_000
-MAX_LIMITED = 1024  # refused Authorization headers remembered (each at most 8 KiB)
+MAX_LIMITED = 1024  # refused Authorization headers remembered, of each kind (<= 8 KiB each)
 
 
 class ClientLimiter:
@@ -134,6 +134,10 @@ class HttpLimits:
         # refused before its signature is checked again while that client's budget is
         # spent (a flood with one valid token costs a lookup, not a verification).
         self._limited: dict[str, str] = {}
+        # Authorization headers lately refused as expired tokens: one never becomes valid
+        # again, and expired tokens spend no failed-auth budget (`charged`), so without
+        # this a flood with one would cost a signature check per request for ever.
+        self._expired: dict[str, None] = {}
 
     def before_auth(self, request: Request) -> None:
         """Refuse (429) an address whose failed-authentication budget is spent, and a
@@ -155,6 +159,23 @@ class HttpLimits:
         if wait:
             refusals.warn("auth_failures", _peer(request))
             raise RateLimited(wait, "too many failed authentications, retry later")
+
+    def known_expired(self, request: Request) -> None:
+        """Refuse (`TokenExpired`, the same 401, unverified) a request whose one
+        ``Authorization`` header was refused as an expired token lately."""
+        if self._expired:
+            values = request.headers.getall("authorization")
+            if len(values) == 1 and values[0] in self._expired:
+                raise TokenExpired()
+
+    def remember_expired(self, request: Request) -> None:
+        """Remember the request's one ``Authorization`` header, just refused as an expired
+        token (only where that header is the token verified: not `uni_sse`'s)."""
+        values = request.headers.getall("authorization")
+        if len(values) == 1:
+            if len(self._expired) >= MAX_LIMITED:
+                del self._expired[next(iter(self._expired))]
+            self._expired[values[0]] = None
 
     def auth_failed(self, request: Request, refusal: Unauthorized) -> None:
         """Charge `refusal`, a failed authentication, to the peer address unless it is
