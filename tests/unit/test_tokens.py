@@ -12,6 +12,7 @@ import pytest
 
 from pubsocket import ConfigError, Unauthorized
 from pubsocket.auth import Authenticator, expiry_of
+from pubsocket.errors import TokenExpired
 
 API_KEY = "unit-api-key-0123456789abcdef0123456789"
 SECRET = "unit-secret-0123456789abcdef0123456789abcdef"
@@ -87,6 +88,30 @@ def test_issued_token_verifies(auth: Authenticator) -> None:
 def test_expired_token(auth: Authenticator) -> None:
     token = signed({"sub": "a", "exp": int(time.time()) - 10})
     assert refused(auth, bearer(token)) == "token expired"
+
+
+def test_an_expired_token_is_typed_as_such(auth: Authenticator) -> None:
+    # The type, not the message, tells the failed-auth budget not to charge it.
+    token = signed({"sub": "a", "exp": int(time.time()) - 10})
+    with pytest.raises(TokenExpired):
+        auth.verify(bearer(token))
+    with pytest.raises(TokenExpired):
+        auth.principal_of(token)
+
+
+@pytest.mark.parametrize(("claims", "secret", "reason"), [
+    ({}, OTHER_SECRET, "bad signature"),  # forged: never "expired"
+    ({"aud": "elsewhere"}, SECRET, "wrong audience"),  # PyJWT checks exp before aud
+    ({"channel": "chat:1"}, SECRET, "invalid token"),  # a subscription token
+    ({"exp": "1"}, SECRET, "invalid token"),  # not a NumericDate (PyJWT: expired)
+], ids=["forged", "audience", "subscription", "string_exp"])
+def test_an_expired_token_wrong_otherwise_is_refused_for_that(
+        auth: Authenticator, claims: dict[str, Any], secret: str, reason: str) -> None:
+    token = signed({"sub": "a", "exp": int(time.time()) - 10, **claims}, secret)
+    with pytest.raises(Unauthorized) as info:
+        auth.verify(bearer(token))
+    assert not isinstance(info.value, TokenExpired)
+    assert info.value.message == reason
 
 
 def test_nbf_in_the_future_is_refused(auth: Authenticator) -> None:

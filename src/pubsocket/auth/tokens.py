@@ -151,7 +151,10 @@ class Authenticator:
 
     def _check(self, token: str, *, subscription: bool = False
                ) -> tuple[Mapping[str, Any], bool]:
-        """(claims, is the API key) of `token`, or raise `Unauthorized` (no token text).
+        """(claims, is the API key) of `token`, or raise `Unauthorized` (no token text):
+        `TokenExpired` only for a token that would be valid but for its passed ``exp``
+        (signature, algorithm and every other claim checked first), so that refusal can
+        be told from a forged or wrong token (web/limits.py `charged`).
 
         A JWT with a ``channel`` claim is a subscription token: it grants one subscribe
         and never authenticates a connection or a request (it carries no ``topics``
@@ -167,17 +170,19 @@ class Authenticator:
                     token,
                     self._secret,
                     algorithms=[ALGORITHM],
-                    options={"require": [], "verify_exp": True, "verify_iat": True,
+                    # ``exp`` last, below: PyJWT checks it before the audience.
+                    options={"require": [], "verify_exp": False, "verify_iat": True,
                              "verify_nbf": True},
                 )
-        except jwt.ExpiredSignatureError:
-            raise TokenExpired() from None
         except jwt.PyJWTError as exc:
             # Why, in words a person can act on (the 401 body and the log say it);
             # never the token or the library's text.
             raise Unauthorized(_REASONS.get(type(exc), "invalid token")) from None
         if ("channel" in claims) != subscription or not _times_are_numbers(claims):
             raise Unauthorized("invalid token")
+        exp = claims.get("exp")
+        if exp is not None and int(exp) <= time.time():  # PyJWT's rule, without leeway
+            raise TokenExpired()
         return claims, False
 
     def issue(

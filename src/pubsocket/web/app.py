@@ -31,6 +31,7 @@ from ..errors import (
     ConnectionClosed,
     HTTPError,
     RateLimited,
+    TokenExpired,
     Unauthorized,
 )
 from ..hub import Hub
@@ -241,11 +242,14 @@ class App:
         offered = (offered_subprotocols(request.headers.getall("sec-websocket-protocol"))
                    if request.upgrader is not None else ())
         self.limits.before_auth(request)  # an address flooding bad tokens: 429, unverified
+        self.limits.known_expired(request)  # a header refused as expired lately: 401
         try:
             principal = self.auth.authenticate(request.headers.getall("authorization"),
                                                offered)
-        except Unauthorized:
-            self.limits.auth_failed(request)
+        except Unauthorized as exc:
+            self.limits.auth_failed(request, exc)  # not an expired one (`limits.charged`)
+            if isinstance(exc, TokenExpired):  # an Authorization header wins: it was this
+                self.limits.remember_expired(request)
             raise
         request.principal = principal
         # A plain dict, as before: handlers may mutate or serialize it (orjson refuses

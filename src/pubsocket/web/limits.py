@@ -4,12 +4,14 @@ Every request to a route that needs a token is charged one token to its client b
 the handler runs: the authenticated principal (``api_key``, or ``sub:<sub>``), else the
 peer address. An empty bucket is a 429 with ``Retry-After`` (the connection stays open);
 while it stays empty, the same ``Authorization`` header is refused before it is
-verified again.
+verified again; so is one lately refused as an expired token (401).
 Failed authentications are charged to the peer address on a second, smaller budget;
 once it is spent, that address's token routes answer 429 without verifying anything, so
 a flood of bad tokens costs one dict lookup per request. A Centrifuge connect command's
 token is charged to the same budget (`ConnectBudget`, given to the Centrifuge endpoints),
-and a connect from a spent address is closed (3013) without verifying it.
+and a connect from a spent address is closed (3013) without verifying it. Which refusals
+are charged is decided here only (`charged`), for every front door: every one but an
+expired token.
 Refusals are logged through `pubsocket.log.refusals` (rate-limited, never the token):
 429s here, 401s and 403s once by `App._dispatch`.
 
@@ -26,12 +28,12 @@ import time
 
 from ..auth.principal import Principal
 from ..config import Settings
-from ..errors import RateLimited
+from ..errors import RateLimited, TokenExpired, Unauthorized
 from ..log import refusals
 from .request import Request
 
 MAX_KEYS = 10_000
-MAX_LIMITED = 1024  # refused Authorization headers remembered (each at most 8 KiB)
+MAX_LIMITED = 1024  # refused Authorization headers remembered, of each kind (<= 8 KiB each)
 
 
 class ClientLimiter:
@@ -106,6 +108,16 @@ def host_key(address: object) -> str:
     return "ip:?"
 
 
+def charged(refusal: Unauthorized) -> bool:
+    """Whether `refusal` is charged to the address's failed-authentication budget: yes
+    for a forged, malformed, wrong or missing token (or API key); no for `TokenExpired`,
+    a token whose signature and claims are good and only ``exp`` has passed. Only the
+    secret's holder can make one, and clients send theirs routinely (an SDK back from a
+    sleep, many users behind one NAT): it is refused all the same (401, or the
+    protocol's code) but must not lock its address out."""
+    return not isinstance(refusal, TokenExpired)
+
+
 def _peer(request: Request) -> str:
     return f"{request.client[0]}:{request.client[1]}" if request.client else "?"
 
@@ -122,6 +134,10 @@ class HttpLimits:
         # refused before its signature is checked again while that client's budget is
         # spent (a flood with one valid token costs a lookup, not a verification).
         self._limited: dict[str, str] = {}
+        # Authorization headers lately refused as expired tokens: one never becomes valid
+        # again, and expired tokens spend no failed-auth budget (`charged`), so without
+        # this a flood with one would cost a signature check per request for ever.
+        self._expired: dict[str, None] = {}
 
     def before_auth(self, request: Request) -> None:
         """Refuse (429) an address whose failed-authentication budget is spent, and a
@@ -144,10 +160,28 @@ class HttpLimits:
             refusals.warn("auth_failures", _peer(request))
             raise RateLimited(wait, "too many failed authentications, retry later")
 
-    def auth_failed(self, request: Request) -> None:
-        """Charge a failed authentication to the peer address (the 401 that follows is
-        logged once, by `App._dispatch`)."""
-        self.auth_failures.take(address_key(request))
+    def known_expired(self, request: Request) -> None:
+        """Refuse (`TokenExpired`, the same 401, unverified) a request whose one
+        ``Authorization`` header was refused as an expired token lately."""
+        if self._expired:
+            values = request.headers.getall("authorization")
+            if len(values) == 1 and values[0] in self._expired:
+                raise TokenExpired()
+
+    def remember_expired(self, request: Request) -> None:
+        """Remember the request's one ``Authorization`` header, just refused as an expired
+        token (only where that header is the token verified: not `uni_sse`'s)."""
+        values = request.headers.getall("authorization")
+        if len(values) == 1:
+            if len(self._expired) >= MAX_LIMITED:
+                del self._expired[next(iter(self._expired))]
+            self._expired[values[0]] = None
+
+    def auth_failed(self, request: Request, refusal: Unauthorized) -> None:
+        """Charge `refusal`, a failed authentication, to the peer address unless it is
+        not `charged` (the 401 that follows is logged once, by `App._dispatch`)."""
+        if charged(refusal):
+            self.auth_failures.take(address_key(request))
 
     def refused(self, request: Request, kind: str) -> None:
         """Log another refusal of `request` (a 403 from its handler)."""
@@ -183,8 +217,9 @@ class ConnectBudget:
             return True
         return False
 
-    def failed(self, address: object) -> None:
-        self._failures.take(host_key(address))
+    def failed(self, address: object, refusal: Unauthorized) -> None:
+        if charged(refusal):
+            self._failures.take(host_key(address))
 
 
 def retry_after(seconds: float) -> str:

@@ -125,8 +125,9 @@ class ServerApi:
         given = _given_key(request)
         key = settings.server_api_key or settings.api_key
         if given is None or not key or not hmac.compare_digest(given.encode(), key.encode()):
-            limits.auth_failed(request)
-            raise Unauthorized("a valid API key is required")
+            refusal = Unauthorized("a valid API key is required")
+            limits.auth_failed(request, refusal)  # an API key never expires: charged
+            raise refusal
         request.principal = self._principal  # immutable: one for every request
         limits.charge(request)
 

@@ -78,8 +78,8 @@ def uni_sse(path: str = UNI_SSE_PATH, *, app: App | None = None,
                 if not token:
                     raise Unauthorized("a token is required")
                 request.principal = auth.principal_of(token)
-            except Unauthorized:
-                target.limits.auth_failed(request)
+            except Unauthorized as exc:
+                target.limits.auth_failed(request, exc)  # not an expired one
                 raise
         principal = request.principal
         target.limits.charge(request)  # one request token (the user's, else the address)

@@ -188,20 +188,21 @@ def _verify(gate: Gate, session: Session, token: str,
         return auth.principal_of(token)
     except Unauthorized as exc:
         unauthorized(exc, session.address)
+        _charge(gate, session, exc)
         if isinstance(exc, TokenExpired):
             # The SDK gets a new token from its callback and connects again.
             gate.stage = REFUSED
             session.reply(gate.endpoint.codec.error_code(TOKEN_EXPIRED, cmd_id))
         else:
-            _charge(gate, session)
             session.close(*INVALID_TOKEN)
         return None
 
 
-def _charge(gate: Gate, session: Session) -> None:
+def _charge(gate: Gate, session: Session, refusal: Unauthorized) -> None:
+    """Hand `refusal` to the endpoint's budget, which charges the kinds it charges."""
     budget = gate.endpoint.budget
     if budget is not None:
-        budget.failed(session.address)
+        budget.failed(session.address, refusal)
 
 
 def refresh(gate: Gate, session: Session, cmd: Refresh) -> Awaitable[None] | None:
@@ -214,8 +215,7 @@ def refresh(gate: Gate, session: Session, cmd: Refresh) -> Awaitable[None] | Non
             raise Unauthorized("invalid token")
         auth.principal_of(cmd.token)
     except Unauthorized as exc:
-        if not isinstance(exc, TokenExpired):
-            _charge(gate, session)
+        _charge(gate, session, exc)
         session.close(*INVALID_TOKEN)
         return None
     return handlers.refresh(session, cmd)

@@ -9,8 +9,9 @@ is in `connect`.
 
 An endpoint may be given an `AuthBudget` (the app's per-address failed-authentication
 budget, web/limits.py): a connect whose token fails verification is charged to the
-peer's address, and a connect from an address whose budget is spent is closed with
-3013 "too many requests" (the SDKs reconnect with backoff) before its token is verified.
+peer's address (not one only expired: the budget decides, `limits.charged`), and a
+connect from an address whose budget is spent is closed with 3013 "too many requests"
+(the SDKs reconnect with backoff) before its token is verified.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Collection, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from ...errors import ProtocolViolation
+from ...errors import ProtocolViolation, Unauthorized
 from ...log import refusals
 from ...protocol import Command
 from . import connect
@@ -41,8 +42,9 @@ class AuthBudget(Protocol):
         """Whether `address` may not try a token now (the refusal is logged)."""
         ...
 
-    def failed(self, address: object) -> None:
-        """Charge one failed authentication to `address`."""
+    def failed(self, address: object, refusal: Unauthorized) -> None:
+        """Charge `refusal`, a failed authentication, to `address` if the budget charges
+        that kind (an expired token it does not: web/limits.py `charged`)."""
         ...
 
 
