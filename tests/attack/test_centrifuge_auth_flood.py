@@ -41,14 +41,27 @@ async def test_forged_connect_token_flood_is_charged_and_refused_unverified() ->
         except (OSError, TimeoutError, websockets.InvalidHandshake):
             outcomes["failed"] += 1
 
+    loop = asyncio.get_running_loop()
+    held_seconds: list[float] = []
+
     async def held_connects(server: Server) -> None:
         held = [await connect(server.ws + PATH, open_timeout=10) for _ in range(HELD)]
         async with asyncio.timeout(3):  # until the flood has spent the budget
             while not outcomes["429"]:
                 await asyncio.sleep(0.01)
-        for ws in held:  # valid tokens, from the spent address
+        # Valid tokens, from the spent address, all at once: the budget refills 5/s and
+        # the flood spends each refilled token, but a held connect may win one of them,
+        # so the held phase is short and its possible winners are counted (below).
+        started = loop.time()
+
+        async def connect_held(ws: ClientConnection) -> None:
             await ws.send(json.dumps({"id": 1, "connect": {"token": token("held")}}))
-            outcomes["held " + await _close_code(ws)] += 1
+            code = await _close_code(ws)
+            outcomes["held " + ("connected" if code.startswith("reply") else code)] += 1
+            await ws.close()
+
+        await asyncio.gather(*(connect_held(ws) for ws in held))
+        held_seconds.append(loop.time() - started)
 
     async def flood(server: Server, stop: asyncio.Event) -> str:
         held = asyncio.create_task(held_connects(server))
@@ -72,9 +85,13 @@ async def test_forged_connect_token_flood_is_charged_and_refused_unverified() ->
     # Verified and refused (3500): the burst, plus what refilled while it ran.
     assert 20 <= outcomes["3500"] <= 20 + 5 * (SECONDS + 3), outcomes
     assert outcomes["429"] > 100, outcomes
-    assert outcomes["held 3013"] == HELD, outcomes
+    # Refused unverified, but for the tokens that refilled (5/s) while the held phase
+    # ran, which a held connect may have won before the flood did.
+    refilled = 1 + int(5 * held_seconds[0])
+    assert outcomes["held 3013"] >= HELD - refilled, (outcomes, held_seconds)
+    assert outcomes["held 3013"] + outcomes["held connected"] == HELD, outcomes
     # 3013 also for flood sockets upgraded on a refilled token that others spent first.
-    assert set(outcomes) <= {"3500", "429", "3013", "held 3013"}, outcomes
+    assert set(outcomes) <= {"3500", "429", "3013", "held 3013", "held connected"}, outcomes
 
 
 async def _close_code(ws: ClientConnection) -> str:
