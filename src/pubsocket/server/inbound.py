@@ -131,10 +131,11 @@ class Inbound(Resting):
         max_size = None if limit == NO_LIMIT else limit
         inflated = 0
         for payload, opcode in messages:
-            if opcode == PONG:
+            if opcode < PONG:  # TEXT or BINARY (PONG is 10, the compressed ones above it)
+                self._message(payload, opcode == TEXT)  # after a close: dropped
+            elif opcode == PONG:
                 self._on_pong(payload)
-                continue
-            if opcode & DEFLATED:
+            else:  # TEXT | DEFLATED or BINARY | DEFLATED
                 try:
                     payload = inflate(extensions, payload, opcode, max_size)
                 # websockets' parser fails the connection on any exception from an
@@ -143,7 +144,7 @@ class Inbound(Resting):
                     self._inflate_failed(exc, budget, inflated)
                     return True
                 inflated += len(payload)
-            self._message(payload, opcode & 0x0F == TEXT)  # after a close: dropped
+                self._message(payload, opcode == TEXT | DEFLATED)
         if budget is not None:
             budget.charge(inflated)
         if self._live is not None:
