@@ -45,7 +45,7 @@ NO_LIMIT = 1 << 63  # a 64-bit length field cannot go over it (RFC 6455 §5.2)
 def fast_limit(live: FrameProtocol | None, parked: Parked | None) -> int:
     """The largest payload `split_frames` may take now, or -1 when it may take none.
 
-    None when the live protocol is not at a frame boundary with nothing in progress
+    -1 when the live protocol is not at a frame boundary with nothing in progress
     (`frames.at_boundary`), or when the connection has an extension other than
     websockets' `PerMessageDeflate` (whose handling of each frame `inflate` relies on)
     or one in the middle of a compressed message. Otherwise the limit websockets
