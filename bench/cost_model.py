@@ -2,6 +2,7 @@
 
     python bench/cost_model.py [--subs 1000] [--pubs 4000] [--burst 16] [--topics 1]
     python bench/cost_model.py --callgrind --pubs 480   # instructions (valgrind), repeatable
+    python bench/cost_model.py --subs 1 --pubs 4000 --callgrind --deflate  # inbound inflate
 
 A pubsocket server (`bench/app`, the seed endpoint) gets `subs` picows subscribers
 spread over `topics` topics and one publisher that sends `pubs` publications in bursts
@@ -16,6 +17,10 @@ valgrind twice, publishing `pubs` / 4 and `pubs` publications; the difference of
 instruction totals divided by the difference of deliveries is the instructions per
 delivery of the publish phase alone (setup, handshakes and shutdown cancel out), and
 the two `callgrind.out` files can be compared with callgrind_annotate.
+
+With ``--deflate`` the publisher negotiates permessage-deflate and sends every
+publication compressed (RSV1, a fresh compressor per message, as the negotiated
+``client_no_context_takeover`` asks): the server inflates each one.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import re
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import orjson
@@ -42,27 +48,36 @@ from servers import BENCH, ROOT, RunningServer, pubsocket_spec
 TEXT = Opcode.TEXT
 
 
-async def raw_publisher(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket client on a plain stream: lets a burst go out as one TCP write."""
+async def raw_publisher(port: int, deflate: bool = False
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client on a plain stream: lets a burst go out as one TCP write.
+    With `deflate` it offers permessage-deflate and requires it in the answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
+    offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
     writer.write(
         (
             f"GET /ws/chat HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         ).encode()
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30.0)
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(head[:80].decode(errors="replace"))
+    if deflate and b"client_no_context_takeover" not in head:
+        raise ConnectionError("permessage-deflate (client_no_context_takeover) not negotiated")
     return reader, writer
 
 
-def frame(topic: str, seq: int, pad: str) -> bytes:
+def frame(topic: str, seq: int, pad: str, deflate: bool = False) -> bytes:
     data = {"t": time.perf_counter_ns(), "s": seq, "p": pad}
     msg = orjson.dumps({"action": "publish", "topic": topic, "data": data})
-    return Frame(TEXT, msg).serialize(mask=True)
+    if not deflate:
+        return Frame(TEXT, msg).serialize(mask=True)
+    c = zlib.compressobj(wbits=-15)  # a fresh compressor: no context takeover
+    wire = Frame(TEXT, (c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]).serialize(mask=True)
+    return bytes((wire[0] | 0x40,)) + wire[1:]  # RSV1: compressed (RFC 7692 §6)
 
 
 async def drive(args: argparse.Namespace, srv: RunningServer) -> dict[str, float]:
@@ -79,14 +94,14 @@ async def drive(args: argparse.Namespace, srv: RunningServer) -> dict[str, float
         groups.setdefault(topics[i % args.topics], []).append(lis)
     ctrl = conns[0][0]
     await confirm_subscribed(ctrl, groups, sh, total_timeout=600.0)
-    _, writer = await raw_publisher(srv.port)
+    _, writer = await raw_publisher(srv.port, args.deflate)
     pad = "x" * 40  # ~100-byte data, as the loadgen's
     per_burst = args.burst * args.subs // args.topics  # deliveries per burst
     proc = psutil.Process(srv.pid)
     c0, t0, r0 = proc.cpu_times(), time.perf_counter(), sh.received
     sent = 0
     while sent < args.pubs:
-        burst = b"".join(frame(topics[(sent + j) % args.topics], sent + j, pad)
+        burst = b"".join(frame(topics[(sent + j) % args.topics], sent + j, pad, args.deflate)
                          for j in range(args.burst))
         writer.write(burst)
         sent += args.burst
@@ -133,6 +148,8 @@ def main() -> int:
     ap.add_argument("--pubs", type=int, default=4000)
     ap.add_argument("--burst", type=int, default=16, help="publications per TCP write")
     ap.add_argument("--callgrind", action="store_true", help="instructions under valgrind")
+    ap.add_argument("--deflate", action="store_true",
+                    help="the publisher sends permessage-deflate frames")
     ap.add_argument("--out", default=str(BENCH / "results" / "callgrind"))
     args = ap.parse_args()
     if not args.callgrind:

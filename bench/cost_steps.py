@@ -4,7 +4,8 @@
 
 The steps of the hot path (docs/design.md "Cost model: one delivery") on the real
 objects, in-process and without sockets: websockets' frame parse (and the fast path
-that takes its place for a whole single-frame message), the command parse,
+that takes its place for a whole single-frame message; both also for a message
+compressed with permessage-deflate, inflated by websockets' extension), the command parse,
 the publish (authorize + the memory broker's position and history append + the hub's
 in-order check), the encode and the frame, the session's whole publish path after the
 frame parse (plain and pubsocket.v1), then the fan-out's per-subscriber work on a
@@ -19,9 +20,11 @@ import argparse
 import asyncio
 import json
 import time
+import zlib
 from collections.abc import Callable
 
 import orjson
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.protocol import OPEN, Protocol, Side
 
@@ -31,7 +34,7 @@ from pubsocket.codecs import PLAIN, V1
 from pubsocket.framing import text_frame
 from pubsocket.hub.session import Session
 from pubsocket.hub.wire import Batch
-from pubsocket.server.fastframes import fast_limit, split_frames
+from pubsocket.server.fastframes import DEFLATED, fast_limit, inflate, split_frames
 from pubsocket.server.frames import TEXT_WIRES, FrameProtocol, park
 
 
@@ -99,6 +102,35 @@ async def main(n: int) -> dict[str, float]:
     def split_burst() -> object:
         return split_frames(burst, fast_limit(None, parked), 64, 16384)
 
+    # The same message compressed as a client does under client_no_context_takeover
+    # (which the server negotiates): a fresh compressor, RSV1 set.
+    c = zlib.compressobj(wbits=-15)
+    zipped = Frame(Opcode.TEXT, (c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH))[:-4])
+    zip_frame = bytes((zipped.serialize(mask=True)[0] | 0x40,)) + zipped.serialize(
+        mask=True)[1:]
+    zip_proto = Protocol(Side.SERVER, state=OPEN, max_size=1 << 20)
+    zip_proto.extensions = [PerMessageDeflate(True, True, 15, 15)]
+    zip_server = FrameProtocol(Side.SERVER, max_size=1 << 20)
+    zip_server.extensions = [PerMessageDeflate(True, True, 15, 15)]
+    zip_parked = park(zip_server)
+    assert zip_parked is not None
+
+    def parse_zipped() -> object:
+        zip_proto.receive_data(zip_frame)
+        return zip_proto.events_received()
+
+    def split_zipped() -> object:  # split, then inflate (server/inbound.py `_split`)
+        limit = fast_limit(None, zip_parked)
+        _, frames = split_frames(zip_frame, limit, 64, 16384, True)
+        return [inflate(zip_parked.extensions, payload, opcode, limit)
+                if opcode & DEFLATED else payload for payload, opcode in frames]
+
+    zip_proto.receive_data(zip_frame)
+    (parsed,) = zip_proto.events_received()
+    assert isinstance(parsed, Frame)
+    assert parsed.data == message
+    assert split_zipped() == [message]
+
     text = message.decode()
     hub = Hub(Settings(), MemoryBroker())
     await hub.start()
@@ -108,6 +140,10 @@ async def main(n: int) -> dict[str, float]:
         out["frame split (fast path, one frame per read)"] = per_call(split_frame, n)
         out["frame split (fast path, 16 frames per read), per frame"] = per_call(
             split_burst, max(1, n // 16)) / 16
+        out["frame parse, deflated (websockets + its permessage-deflate)"] = per_call(
+            parse_zipped, n)
+        out["frame split + inflate, deflated (fast path, one frame per read)"] = per_call(
+            split_zipped, n)
         out["utf-8 decode"] = per_call(message.decode, n)
         out["command count + parse (orjson)"] = per_call(
             lambda: (PLAIN.count(text), PLAIN.parse(text)), n)

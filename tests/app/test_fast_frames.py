@@ -27,6 +27,7 @@ from websockets.asyncio.client import connect
 from pubsocket import App, ConnectionClosed, Websocket
 from pubsocket.server import fastframes, inbound
 from pubsocket.server.websocket import WSConnection
+from tests.app.test_deflate import open_deflate
 from tests.app.test_idle_rest import V1, ack, all_rest, conns
 from tests.app.test_idle_rest import app as idle_app
 from tests.centrifuge.test_frames import raw_upgrade
@@ -150,10 +151,15 @@ def close_code(received: bytes | bytearray) -> int:
 
 
 async def send_stream(srv: Any, records: list[Record], data: bytes, cuts: list[int],
-                      rest: bool) -> tuple[list[str | bytes], int, int]:
-    """Send `data` in pieces cut at `cuts` (after resting the connection when `rest`);
-    what the handler received and the close codes on both sides."""
-    reader, writer = await raw_upgrade(srv.port, "/ws/record")
+                      rest: bool, deflate: bool = False) -> tuple[list[str | bytes], int, int]:
+    """Send `data` in pieces cut at `cuts` (after resting the connection when `rest`),
+    on a connection that negotiated permessage-deflate when `deflate`; what the handler
+    received and the close codes on both sides."""
+    if deflate:
+        reader, writer, head = await open_deflate(srv.port, "/ws/record")
+        assert b"permessage-deflate" in head
+    else:
+        reader, writer = await raw_upgrade(srv.port, "/ws/record")
     before = len(records)
     received = bytearray()
 
@@ -356,7 +362,7 @@ async def test_the_rest_of_a_kept_frame_is_never_taken_for_a_pong(serve: Any) ->
 async def test_publishes_and_centrifuge_pings_leave_a_connection_resting(serve: Any) -> None:
     # Without permessage-deflate (a client that does not offer it, or compression off):
     # a publish and its ack, and Centrifuge's application-level ping ({} each way), need
-    # no frame protocol. With deflate every inbound frame is websockets' (inflate).
+    # no frame protocol (with deflate too: tests/app/test_fast_deflate.py).
     srv = await serve(idle_app(compression="off"))
     async with connect(srv.ws + "/ws/chat", subprotocols=V1) as pub, \
             connect(srv.ws + "/connection/websocket") as cf:

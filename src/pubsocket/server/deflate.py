@@ -18,10 +18,12 @@ broadcast, like gorilla's ``PreparedMessage`` and Centrifugo. Payloads shorter t
 ``compression_min_size`` go as plain text frames (RSV1 clear: allowed per message, §6).
 
 **Inbound** is left to websockets' `PerMessageDeflate.decode`, the connection's
-`Protocol` extension. With ``client_no_context_takeover`` negotiated it creates a
-``decompressobj`` at the first frame of each compressed message and deletes it after
-the last (websockets 17.4, ``if frame.fin and self.remote_no_context_takeover: del
-self.decoder``), so an idle connection holds no zlib state. It inflates with
+`Protocol` extension, called by websockets' parser or, for a whole compressed message
+at a frame boundary, by the inbound fast path (`fastframes.inflate`). With
+``client_no_context_takeover`` negotiated it creates a ``decompressobj`` at the first
+frame of each compressed message and deletes it after the last (websockets 17.4, ``if
+frame.fin and self.remote_no_context_takeover: del self.decoder``), so an idle
+connection holds no zlib state. It inflates with
 ``decompress(data, max_length)``, ``max_length`` being what the message size limit
 leaves, and raises `PayloadTooBig` (close 1009) when more would come out: a deflate
 bomb costs at most the limit in memory. The same limit covers the pre-connect size of

@@ -1,19 +1,34 @@
 """The read path of a native WebSocket connection: bytes in, frames and messages out.
 
 Whole single-frame messages at a frame boundary are split by `fastframes.split_frames`
-and handed to `_message` without websockets' parser (nor its protocol object: a parked
-connection stays parked); everything else (control frames, fragments, partial frames,
-permessage-deflate, anything invalid) is parsed by websockets' sans-I/O `Protocol` and
-handled frame by frame by `_on_frame`. Both paths share the fairness limits below.
+(inflated by the connection's permessage-deflate extension when compressed,
+`fastframes.inflate`) and handed to `_message` without websockets' parser (nor its
+protocol object: a parked connection stays parked); everything else (control frames,
+fragments, partial frames, anything invalid) is parsed by websockets' sans-I/O
+`Protocol` and handled frame by frame by `_on_frame`. Both paths share the fairness limits below.
 `Inbound` is mixed into `WSConnection`, which owns the state it uses (its slots).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from websockets.exceptions import PayloadTooBig
+from websockets.extensions import Extension
 from websockets.frames import Frame
 
-from .fastframes import PONG, TEXT, cut_short, fast_limit, split_frames
+from .deflate import InflateBudget
+from .fastframes import (
+    DEFLATED,
+    NO_LIMIT,
+    PONG,
+    TEXT,
+    cut_short,
+    fail_as_parser,
+    fast_limit,
+    inflate,
+    split_frames,
+)
 from .frames import lone_pong
 from .resting import Resting
 
@@ -68,39 +83,23 @@ class Inbound(Resting):
     # PARSE_SLICE bytes and handles at most FRAMES_PER_TICK frames; the rest waits for
     # the next iteration with reading paused (tests/integration/test_fairness.py).
     # With permessage-deflate, what a slice inflates to counts against the server's
-    # per-iteration budget too (server/deflate.py `InflateBudget`). Outside a burst,
-    # `_unparsed` holds only the beginning of a frame for the fast path (`cut_short`).
+    # per-iteration budget too (server/deflate.py `InflateBudget`), on either path.
+    # Outside a burst, `_unparsed` holds only the beginning of a frame for the fast
+    # path (`cut_short`).
     def _feed(self, data: bytes | bytearray) -> None:
-        limit = -1 if self._closing else fast_limit(self._live, self._parked)
-        if limit >= 0:
-            end, messages = split_frames(data, limit, FRAMES_PER_TICK, PARSE_SLICE)
-            short = (len(messages) < FRAMES_PER_TICK
-                     and cut_short(data, end, limit, PARSE_SLICE))
-            if end or short:
-                for payload, opcode in messages:
-                    if opcode == PONG:
-                        self._on_pong(payload)
-                    else:
-                        self._message(payload, opcode == TEXT)  # after a close: dropped
-                if self._live is not None:
-                    self._pump()  # what a revived protocol has to send (a close)
-                if short:  # a frame begun: kept in a buffer of its own size (it may
-                    self._unparsed = bytearray(memoryview(data)[end:])  # stay a while)
-                elif end < len(data):  # this iteration's share is spent: a burst
-                    if isinstance(data, bytearray):
-                        del data[:end]  # no copy: CPython moves a bytearray's start
-                        self._unparsed = data
-                    else:
-                        self._unparsed = bytearray(memoryview(data)[end:])
-                    self._throttle()
-                return
-        proto = self._proto
-        budget = self._state.inflate if proto.extensions else None
+        live, parked = self._live, self._parked
+        params = live if live is not None else parked
+        assert params is not None  # one of them always is
+        budget = self._state.inflate if params.extensions else None
         if budget is not None and not budget.admit(budget.bound(
-                min(len(data), PARSE_SLICE), proto.max_message_size)):
+                min(len(data), PARSE_SLICE), params.max_message_size)):
             self._unparsed = bytearray(data)  # empty: data_received and _continue took it
             self._throttle()
             return
+        limit = -1 if self._closing else fast_limit(live, parked)
+        if limit >= 0 and self._split(data, limit, params.extensions, budget):
+            return
+        proto = self._proto
         if len(data) > PARSE_SLICE:
             self._unparsed = bytearray(data[PARSE_SLICE:])
             data = data[:PARSE_SLICE]
@@ -117,6 +116,65 @@ class Inbound(Resting):
             budget.charge(inflated)
         if refused and exc is not None:
             self._refused(exc)
+
+    def _split(self, data: bytes | bytearray, limit: int, extensions: Sequence[Extension],
+               budget: InflateBudget | None) -> bool:
+        """The fast path: the leading whole single-frame messages of `data` handled
+        (`split_frames`; compressed ones inflated by `inflate`, and charged to `budget`),
+        and what follows kept or queued. False when it took nothing (websockets' turn)."""
+        deflate = bool(extensions)
+        end, messages = split_frames(data, limit, FRAMES_PER_TICK, PARSE_SLICE, deflate)
+        short = (len(messages) < FRAMES_PER_TICK
+                 and cut_short(data, end, limit, PARSE_SLICE, deflate))
+        if not (end or short):
+            return False
+        max_size = None if limit == NO_LIMIT else limit
+        inflated = 0
+        for payload, opcode in messages:
+            if opcode < PONG:  # TEXT or BINARY (PONG is 10, the compressed ones above it)
+                self._message(payload, opcode == TEXT)  # after a close: dropped
+            elif opcode == PONG:
+                self._on_pong(payload)
+            else:  # TEXT | DEFLATED or BINARY | DEFLATED
+                try:
+                    payload = inflate(extensions, payload, opcode, max_size)
+                # websockets' parser fails the connection on any exception from an
+                # extension's decode (1011 for the unexpected ones): so does the fast path
+                except Exception as exc:  # noqa: BLE001 - handled and logged by fail_as_parser
+                    self._inflate_failed(exc, budget, inflated)
+                    return True
+                inflated += len(payload)
+                self._message(payload, opcode == TEXT | DEFLATED)
+        if budget is not None:
+            budget.charge(inflated)
+        if self._live is not None:
+            self._pump()  # what a revived protocol has to send (a close)
+        if short:  # a frame begun: kept in a buffer of its own size (it may stay a while)
+            self._unparsed = bytearray(memoryview(data)[end:])
+        elif end < len(data):  # this iteration's share is spent: a burst
+            if isinstance(data, bytearray):
+                del data[:end]  # no copy: CPython moves a bytearray's start
+                self._unparsed = data
+            else:
+                self._unparsed = bytearray(memoryview(data)[end:])
+            self._throttle()
+        return True
+
+    def _inflate_failed(self, exc: Exception, budget: InflateBudget | None,
+                        inflated: int) -> None:
+        """A compressed frame the fast path took did not inflate: the connection fails
+        as websockets' parser fails it for the same frame (close 1009, 1002 or 1011; the
+        bytes after it are discarded), refused and charged as on the slow path."""
+        proto = self._frames()
+        fail_as_parser(proto, exc)
+        refused = not self._closing  # else a close was under way: as the slow path
+        if budget is not None:
+            if refused and isinstance(exc, PayloadTooBig):
+                inflated += proto.max_message_size or 0  # inflated up to the limit
+            budget.charge(inflated)
+        if refused:
+            self._refused(exc)
+        self._pump()
 
     def _handle(self, frames: list[Frame]) -> None:
         if len(frames) > FRAMES_PER_TICK:
