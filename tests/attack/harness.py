@@ -161,10 +161,11 @@ class Bystander:
         """Publish until `stop`."""
         self._say("go")
         await stop.wait()
+        self._say("stop")
 
     async def finish(self, report: Report) -> None:
-        """Stop publishing; the last deliveries (5 s at most: a missing one is lost)."""
-        self._say("stop")
+        """The samples, once the last deliveries came (5 s at most: a missing one is
+        lost)."""
         result = json.loads(await self._line(15))
         report.sent = int(result["sent"])
         report.latencies = [float(x) for x in result["latencies"]]
