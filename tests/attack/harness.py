@@ -6,7 +6,8 @@ Every attack test runs the same way:
    serves: ``/ws/chat`` secured, ``/connection/websocket``, the demo token route, the
    HTTP API) in a subprocess on a free port, with the memory broker or a real Redis.
 2. `measure(server, attack, seconds=...)` takes the server's baseline RSS, starts a
-   **bystander** (a ``pubsocket.v1`` client on its own topic that publishes every
+   **bystander** (a ``pubsocket.v1`` client, in a process of its own
+   (`tests.attack.bystander`), on its own topic, that publishes every
    `INTERVAL` seconds and times publish -> its own delivery) and an **RSS sampler**,
    runs the attack coroutine for at most `seconds`, then stops everything and returns a
    `Report`: the bystander's latencies and losses, and the server's RSS growth.
@@ -14,7 +15,8 @@ Every attack test runs the same way:
    `P99_LIMIT`, nothing lost, RSS growth under `RSS_LIMIT`.
 
 Everything is bounded in count and time; traffic goes to 127.0.0.1 only. The server
-is a separate process so the latency measured is the server's, not the test loop's.
+and the bystander are separate processes, so the latency measured is the server's,
+not the test loop's (where the attack's client side runs).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from websockets.asyncio.client import ClientConnection, connect
 
 from pubsocket.auth import Authenticator
 from tests.conftest import API_KEY, SECRET
@@ -124,67 +126,64 @@ class Report:
 
 
 class Bystander:
-    """A well-behaved ``pubsocket.v1`` client: publishes a sequence number to its own
-    topic every `INTERVAL` seconds and records publish -> delivery times."""
+    """A well-behaved ``pubsocket.v1`` client in a process of its own
+    (`tests.attack.bystander`): publishes a sequence number to its own topic every
+    `INTERVAL` seconds and records publish -> delivery times. Its own process, so the
+    attack's client-side work in the test's loop is not counted as the server's delay."""
 
     def __init__(self, server: Server, topic: str = "room:bystander") -> None:
         self.server = server
         self.topic = topic
-        self.sent: dict[int, float] = {}
-        self.received: dict[int, float] = {}
-        self.ws: ClientConnection | None = None
+        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.ws = await connect(
-            f"{self.server.ws}/ws/chat", subprotocols=["pubsocket.v1"],  # type: ignore[list-item]
-            additional_headers={"Authorization": f"Bearer {token('bystander')}"},
-            max_queue=None, open_timeout=10)
-        await self.ws.send(json.dumps({"action": "subscribe", "topic": self.topic, "id": 1}))
-        self._reader = asyncio.create_task(self._read())
-        async with asyncio.timeout(10):  # own subscription in and delivering
-            while 0 not in self.received:
-                await self._publish(0)
-                await asyncio.sleep(0.02)
-        self.sent.clear()
-        self.received.clear()
+        """Connected, subscribed and delivering (bounded), not yet publishing."""
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.attack.bystander", f"{self.server.ws}/ws/chat",
+            token("bystander"), self.topic, str(INTERVAL), cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        try:
+            assert await self._line(15) == "ready"
+        except BaseException:
+            await self.close()
+            raise
 
-    async def _publish(self, seq: int) -> None:
-        assert self.ws is not None
-        self.sent[seq] = time.perf_counter()
-        await self.ws.send(json.dumps({"action": "publish", "topic": self.topic,
-                                       "data": {"seq": seq}}))
+    async def _line(self, within: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        async with asyncio.timeout(within):
+            return (await self.proc.stdout.readline()).decode().strip()
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                msg = json.loads(raw)
-                data = msg.get("data") if isinstance(msg, dict) else None
-                if (isinstance(msg, dict) and msg.get("topic") == self.topic
-                        and isinstance(data, dict) and "seq" in data):
-                    self.received.setdefault(int(data["seq"]), time.perf_counter())
+    def _say(self, word: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(f"{word}\n".encode())
 
-    async def run(self, stop: asyncio.Event, limit: int = 20_000) -> None:
-        """Publish until `stop` (at most `limit` samples)."""
-        seq, next_at = 0, time.perf_counter()
-        while not stop.is_set() and seq < limit:
-            seq += 1
-            await self._publish(seq)
-            next_at += INTERVAL
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop`."""
+        self._say("go")
+        await stop.wait()
+        self._say("stop")
 
     async def finish(self, report: Report) -> None:
-        deadline = time.perf_counter() + 5  # the last deliveries (a missing one is lost)
-        while not set(self.sent) <= set(self.received) and time.perf_counter() < deadline:
-            await asyncio.sleep(0.01)
-        report.sent = len(self.sent)
-        report.latencies = [self.received[s] - t for s, t in self.sent.items()
-                            if s in self.received]
+        """The samples, once the last deliveries came (5 s at most: a missing one is
+        lost)."""
+        result = json.loads(await self._line(15))
+        report.sent = int(result["sent"])
+        report.latencies = [float(x) for x in result["latencies"]]
         report.lost = report.sent - len(report.latencies)
-        self._reader.cancel()
-        await asyncio.wait([self._reader])
-        if self.ws is not None:
-            await self.ws.close()
+        await self.close()
+
+    async def close(self) -> None:
+        """End the process (bounded) and release its pipes."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 async def _sample_rss(server: Server, report: Report, stop: asyncio.Event) -> None:
@@ -206,27 +205,30 @@ async def measure(server: Server, attack: Attack, *, name: str, seconds: float =
     its return value (a string)."""
     report = Report(name)
     bystander = Bystander(server)
-    await bystander.start()
-    await asyncio.sleep(settle)
-    report.rss_before = report.rss_peak = server.rss()
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(_sample_rss(server, report, stop))
-    sampling = asyncio.create_task(bystander.run(stop))
-    attacking = asyncio.ensure_future(attack(server, stop))
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(attacking), seconds)
-    finally:
-        stop.set()
+        await bystander.start()
+        await asyncio.sleep(settle)
+        report.rss_before = report.rss_peak = server.rss()
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(_sample_rss(server, report, stop))
+        sampling = asyncio.create_task(bystander.run(stop))
+        attacking = asyncio.ensure_future(attack(server, stop))
         try:
-            note = await asyncio.wait_for(attacking, 5)
-            if isinstance(note, str):
-                report.notes.append(note)
-        except TimeoutError:
-            report.notes.append("attack cancelled after its deadline")
-        await sampling
-        await bystander.finish(report)
-        await sampler
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(attacking), seconds)
+        finally:
+            stop.set()
+            try:
+                note = await asyncio.wait_for(attacking, 5)
+                if isinstance(note, str):
+                    report.notes.append(note)
+            except TimeoutError:
+                report.notes.append("attack cancelled after its deadline")
+            await sampling
+            await bystander.finish(report)
+            await sampler
+    finally:
+        await bystander.close()  # also when the attack or the bystander failed
     await asyncio.sleep(settle)
     report.rss_after = server.rss()
     return report

@@ -94,7 +94,9 @@ async def test_a_partial_frame_before_connect_is_refused_from_its_header(
     try:
         whole = masked(b"x" * 1024 * KiB)
         writer.write(whole[:4 * KiB])
-        assert await close_code_of(reader, within=1) == 3501
+        # 3 s: slack for a loaded CI box, still well before the 5 s connect deadline
+        # (connect_timeout's default), where a buffering server would close 3502 instead.
+        assert await close_code_of(reader, within=3) == 3501
     finally:
         writer.close()
 
@@ -106,7 +108,7 @@ async def test_fragments_before_connect_count_together(serve: Any) -> None:
         writer.write(masked(b"x" * 8 * KiB, fin=False))
         for _ in range(8):  # 72 KiB in all: refused past 16 KiB
             writer.write(masked(b"x" * 8 * KiB, Opcode.CONT, fin=False))
-        assert await close_code_of(reader, within=1) == 3501
+        assert await close_code_of(reader, within=3) == 3501  # before the 5 s deadline
     finally:
         writer.close()
 
@@ -155,7 +157,10 @@ async def test_a_connection_without_connect_is_closed_within_the_connect_timeout
     async with connect(srv.ws + PATH) as idle:
         assert await closed_with(idle) == (3502, "stale")
     took = time.monotonic() - opened
-    assert 0.4 < took < 1.4, took  # between half the timeout and the timeout (+ slack)
+    # Between half the timeout and the timeout, + slack for a loaded CI box (the
+    # handshake is inside `took`). Load only lengthens `took`, so a close at the ping
+    # (25 s) or after two checks of a whole timeout each (2 s) still fails.
+    assert 0.4 < took < 1.9, took
 
 
 async def test_the_sdk_connects_and_subscribes_many_channels_in_its_first_frames(

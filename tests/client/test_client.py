@@ -103,7 +103,8 @@ async def test_a_silent_server_times_out_with_timeout() -> None:
             with pytest.raises(pc.Timeout) as err:
                 await client.publish("room", 1)
             assert isinstance(err.value, TimeoutError)
-            assert 0.2 <= loop.time() - started < 1.0
+            # < 2 s: slack for a loaded box; the default timeout (10 s) still fails it.
+            assert 0.2 <= loop.time() - started < 2.0
             with pytest.raises(TimeoutError):
                 await client.subscribe("room", timeout=0.05)
             assert client.state == "connected"

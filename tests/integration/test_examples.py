@@ -73,11 +73,14 @@ async def test_sigterm_sends_1001_and_exits() -> None:
         clients = [await connect(f"ws://127.0.0.1:{proc.port}/ws/chat") for _ in range(5)]
         started = time.monotonic()
         proc.popen.send_signal(signal.SIGTERM)
+        # 3 s: slack for a loaded CI box (a server process, SIGTERM, five closes). A
+        # server that waits for its handlers before closing them waits for the 10 s
+        # shutdown timeout, so it still fails.
         for ws in clients:
             with pytest.raises(websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), 1.0)
+                await asyncio.wait_for(ws.recv(), 3.0)
             assert ws.close_code == 1001
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0
         await asyncio.to_thread(proc.popen.wait, 10)
         assert proc.popen.returncode == 0
         for ws in clients:

@@ -60,35 +60,45 @@ async def test_never_reading_subscriber_is_closed_4008_and_harms_nobody() -> Non
         url = f"ws://127.0.0.1:{proc.port}/ws/chat"
         server = psutil.Process(proc.pid)
         slow_reader, slow_writer = await raw_subscriber(proc.port, "firehose")
-        latencies: list[float] = []
-        events = [asyncio.Event() for _ in range(3)]
-        received: list[list[int]] = [[] for _ in events]
-        goods = [asyncio.create_task(good_subscriber(url, latencies, e, f"ping{i}", received[i]))
-                 for i, e in enumerate(events)]
-        for event in events:
-            await asyncio.wait_for(event.wait(), 10)
-        rss_before = server.memory_info().rss
-        peak = rss_before
-        async with connect(url) as pub:
-            pad = "x" * 60
-            for seq in range(MESSAGES):
-                await pub.send(json.dumps({"action": "publish", "topic": "firehose",
-                                           "data": {"s": seq, "t": time.time(), "p": pad}}))
-                if seq % 500 == 0:
-                    # A window of 1000 in flight: latency then measures the server,
-                    # not this test process's own backlog.
-                    async with asyncio.timeout(30):
-                        while seq - min(len(r) for r in received) > 1000:
-                            await asyncio.sleep(0.001)
-                if seq % 5000 == 0:
-                    peak = max(peak, server.memory_info().rss)
-            results = await asyncio.gather(*goods)
-        peak = max(peak, server.memory_info().rss)
-        for seqs in results:
-            assert seqs == list(range(MESSAGES))  # every message, in order
-        latencies.sort()
-        p99 = latencies[int(len(latencies) * 0.99)]
-        assert p99 < 1.0, f"p99 latency {p99:.3f}s"
-        assert peak - rss_before < 40 * 1024 * 1024, f"server grew {peak - rss_before} bytes"
-        assert await read_close(slow_reader, within=30) == 4008
-        slow_writer.close()
+        goods: list[asyncio.Task[list[int]]] = []
+        # try/finally: a failure must not leave the raw socket and the readers open (an
+        # unclosed transport then failed whichever later test collected it).
+        try:
+            latencies: list[float] = []
+            events = [asyncio.Event() for _ in range(3)]
+            received: list[list[int]] = [[] for _ in events]
+            goods += [asyncio.create_task(good_subscriber(url, latencies, e, f"ping{i}",
+                                                          received[i]))
+                      for i, e in enumerate(events)]
+            for event in events:
+                await asyncio.wait_for(event.wait(), 10)
+            rss_before = server.memory_info().rss
+            peak = rss_before
+            async with connect(url) as pub:
+                pad = "x" * 60
+                for seq in range(MESSAGES):
+                    await pub.send(json.dumps({"action": "publish", "topic": "firehose",
+                                               "data": {"s": seq, "t": time.time(), "p": pad}}))
+                    if seq % 500 == 0:
+                        # A window of 1000 in flight: latency then measures the server,
+                        # not this test process's own backlog.
+                        async with asyncio.timeout(30):
+                            while seq - min(len(r) for r in received) > 1000:
+                                await asyncio.sleep(0.001)
+                    if seq % 5000 == 0:
+                        peak = max(peak, server.memory_info().rss)
+                results = await asyncio.gather(*goods)
+            peak = max(peak, server.memory_info().rss)
+            for seqs in results:
+                assert seqs == list(range(MESSAGES))  # every message, in order
+            latencies.sort()
+            p99 = latencies[int(len(latencies) * 0.99)]
+            assert p99 < 1.0, f"p99 latency {p99:.3f}s"
+            assert peak - rss_before < 40 * 1024 * 1024, f"server grew {peak - rss_before} bytes"
+            assert await read_close(slow_reader, within=30) == 4008
+        finally:
+            slow_writer.close()
+            for task in goods:
+                task.cancel()
+            if goods:
+                await asyncio.wait(goods, timeout=5)

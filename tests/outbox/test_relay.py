@@ -201,7 +201,9 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_the_poll(
                 await outbox.apublish(conn, "o", i, table=table)
                 await conn.commit()
                 await wait_count(node, i + 1, timeout=5)
-                assert time.monotonic() - t0 < 1.0
+                # < 3 s: slack for a loaded box (Postgres, the relay, Redis, a node);
+                # a relay that waits for its poll (60 s) still fails.
+                assert time.monotonic() - t0 < 3.0
                 await asyncio.sleep(0.1)
         assert relay.stats.notified >= 3
 
