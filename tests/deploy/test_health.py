@@ -91,3 +91,46 @@ async def test_sigterm_drains_readiness_first_then_closes_with_1001() -> None:
         assert client.state in ("reconnecting", "connecting")  # 1001: it will retry
     finally:
         await client.close()
+
+
+async def test_shutdown_closes_idle_keep_alive_connections_and_ends_busy_ones() -> None:
+    # An idle keep-alive connection used to stay open after shutdown until its own
+    # timer (handshake_timeout, 10 s) or the process's exit; a request in flight is
+    # still answered, with Connection: close, and then the connection ends.
+    app = App(make_settings(handshake_timeout=30.0))
+    release = asyncio.Event()
+
+    @app.get("/slow")
+    async def slow(request: Any, response: Any) -> Any:
+        await release.wait()
+        return response({"done": True})
+
+    server = Server(app, "127.0.0.1", 0)
+    await server.start()
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    idle_reader, idle = await asyncio.open_connection("127.0.0.1", server.port)
+    busy_reader, busy = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        idle.write(request)
+        async with asyncio.timeout(5):
+            head = await idle_reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"close" not in head.lower()
+        busy.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            while not server.state or not server.state.tasks:  # the handler is running
+                await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(server.shutdown())
+        async with asyncio.timeout(5):
+            await idle_reader.readuntil(b"}")  # the rest of the health body
+            assert await idle_reader.read() == b""  # closed by the shutdown, not a timer
+        release.set()
+        async with asyncio.timeout(5):
+            answer = await busy_reader.read()  # the whole answer, then the close
+        assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer.lower()
+        assert answer.endswith(b'{"done":true}') or answer.endswith(b'{"done": true}')
+        await stopping
+    finally:
+        release.set()
+        idle.close()
+        busy.close()
+        await server.shutdown()

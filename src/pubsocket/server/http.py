@@ -96,6 +96,7 @@ class HttpProtocol(asyncio.Protocol):
         # The host string is interned: clients behind one address (a proxy, a NAT)
         # share it, and an idle WebSocket's session keeps it (for refusal logs).
         self._client = (sys.intern(peer[0]), peer[1]) if isinstance(peer, tuple) else None
+        self._state.http[self] = None
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -141,6 +142,7 @@ class HttpProtocol(asyncio.Protocol):
         self._drained = None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._state.http.pop(self, None)
         self.resume_writing()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
@@ -244,6 +246,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self._upgraded = True
         self._parser = None
+        state.http.pop(self, None)  # the stream's own registry has it now
         await serve_stream(self._transport, state, response, _reason(response.status))
 
     def _log_access(self, request: Request, response: Response | None,
@@ -333,6 +336,14 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is None and not self._upgraded:
             self._close()
 
+    def close_if_idle(self) -> None:
+        """At shutdown: close now if the connection is between requests (nothing
+        queued, running or half received). A busy one is answered with
+        ``Connection: close`` (`ServerState.shutting_down`) and closes after that."""
+        if (self._task is None and not self._upgraded and not self._queue
+                and self._in_head and self._head_bytes == 0):
+            self._close()
+
     # -- upgrade -------------------------------------------------------------------------
     def switch_to_websocket(self, head: bytes, proto: FrameProtocol,
                             max_fragments: int) -> WSConnection:
@@ -340,6 +351,7 @@ class HttpProtocol(asyncio.Protocol):
         transport = self._transport
         transport.write(head)
         self._parser = None  # the HTTP side is done: keep idle connections small
+        self._state.http.pop(self, None)  # `websockets` has it now
         conn = WSConnection(proto, transport, self._state, max_fragments)
         transport.set_protocol(conn)
         tail, self._tail = self._tail, b""

@@ -2,8 +2,10 @@
 
 Shutdown: readiness answers 503 (`app.draining`) for `drain_delay` seconds while
 everything still works, so a load balancer stops sending new clients here; then stop
-accepting, send 1001 (Centrifuge: 3001) to every WebSocket at once (clients reconnect
-elsewhere after a jittered backoff), wait for them and the in-flight requests up to
+accepting, close the keep-alive HTTP connections that are between requests (a busy one
+closes after its answer, which says ``Connection: close``), send 1001 (Centrifuge:
+3001) to every WebSocket at once (clients reconnect elsewhere after a jittered
+backoff), wait for them and the in-flight requests up to
 `shutdown_timeout` (10 s), abort whatever is left, then stop the app (hub and broker).
 With `certfile` and `keyfile` set the one listener speaks TLS (server/tls.py). A port
 that cannot be bound is a `ListenError` naming it, after the app was stopped again.
@@ -93,6 +95,8 @@ class Server:
             self._keepalive.stop()
         if self._server is not None:
             self._server.close()
+        for http in list(state.http):  # keep-alive connections between requests
+            http.close_if_idle()
         for conn in list(state.websockets):
             conn.close_nowait(CloseCode.GOING_AWAY, "server shutting down")
         for stream in list(state.streams):

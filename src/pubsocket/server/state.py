@@ -14,6 +14,7 @@ from .flush import Flusher
 
 if TYPE_CHECKING:
     from ..web.app import App
+    from .http import HttpProtocol
     from .resting import Resting
     from .sse import SseStream
     from .websocket import WSConnection
@@ -37,6 +38,9 @@ class ServerState:
     # the new ones among them -> checks done (server/keepalive.py rests them sooner)
     fresh: dict[Resting, int] = field(default_factory=dict)
     streams: set[SseStream] = field(default_factory=set)  # open SSE responses
+    # connections still speaking HTTP (not upgraded, not streaming): closed at shutdown
+    # when idle between requests (server/runner.py)
+    http: dict[HttpProtocol, None] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stats: TransportStats = field(default_factory=TransportStats)
     shutting_down: bool = False
