@@ -18,6 +18,16 @@ async def test_add_get_stats_remove(make_node: MakePresence) -> None:
     assert await node.remove("room", "c1") is None  # idempotent
 
 
+async def test_a_channel_info_is_kept_per_topic(make_node: MakePresence) -> None:
+    """A Centrifugo ``subs`` claim's ``info``: the client's in that topic only."""
+    a, b = await make_node(), await make_node()
+    with_info = ClientInfo("c1", "alice", {"n": 1}, {"seat": [7, "b"]})
+    assert await a.add("room", with_info) is True
+    assert await a.add("hall", ClientInfo("c1", "alice", {"n": 1})) is True
+    assert (await b.get("room"))["c1"] == with_info  # seen from the other node too
+    assert (await b.get("hall"))["c1"].chan_info is None
+
+
 async def test_unknown_topic_is_empty(make_node: MakePresence) -> None:
     node = await make_node()
     assert await node.get("nobody") == {}

@@ -45,6 +45,9 @@ class PresenceHooks:
         self.store: Presence | None = None
         self._cache: dict[str, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # (topic, client id) whose join was not announced, so neither is its leave (a
+        # Centrifugo ``subs`` claim's join_leave override); one per such live entry.
+        self._quiet: set[tuple[str, str]] = set()
 
     def enable(self, patterns: Iterable[str], events: bool | None = None) -> None:
         """Add topic patterns (``pubsub(presence=...)``)."""
@@ -76,16 +79,20 @@ class PresenceHooks:
         namespaces = self.namespaces
         return namespaces is not None and namespaces.pushes_join_leave(topic)
 
-    async def joined(self, topic: str, client: ClientInfo, publish: Publish) -> None:
+    async def joined(self, topic: str, client: ClientInfo, publish: Publish, *,
+                     announce: bool = True) -> None:
         """`client` subscribed to `topic`: record it and announce it (with whether it is
-        its user's first connection there)."""
+        its user's first connection there); not `announce`: announce neither this join
+        nor the leave that ends it."""
         assert self.store is not None
+        if not announce:
+            self._quiet.add((topic, client.client_id))
         try:
             first = await self.store.add(topic, client)
         except PresenceUnavailable:
             log.warning("presence store unavailable: a join was not recorded")
             return
-        if self.events_for(topic):
+        if announce and self.events_for(topic):
             await publish(PRESENCE_PREFIX + topic, encode_event("join", client, edge=first))
 
     def left(self, topic: str, client_id: str, publish: Publish) -> None:
@@ -99,9 +106,13 @@ class PresenceHooks:
 
     async def _leave(self, topic: str, client_id: str, publish: Publish) -> None:
         assert self.store is not None
+        quiet = self._quiet
+        announce = not quiet or (topic, client_id) not in quiet
+        if not announce:
+            quiet.discard((topic, client_id))
         try:
             removed = await self.store.remove(topic, client_id)
-            if removed is not None and self.events_for(topic):
+            if removed is not None and announce and self.events_for(topic):
                 event = encode_event("leave", ClientInfo(client_id, removed.user),
                                      edge=removed.last_of_user)
                 await publish(PRESENCE_PREFIX + topic, event)
@@ -117,8 +128,11 @@ class PresenceHooks:
 
 def encode_event(kind: str, client: ClientInfo, *, edge: bool = True) -> bytes:
     """`edge`: the user's first (join) or last (leave) connection in the topic."""
-    return orjson.dumps({"k": kind, "c": client.client_id, "u": client.user,
-                         "i": client.info, "e": edge})
+    event = {"k": kind, "c": client.client_id, "u": client.user, "i": client.info,
+             "e": edge}
+    if client.chan_info is not None:
+        event["ci"] = client.chan_info
+    return orjson.dumps(event)
 
 
 def decode_event(payload: bytes) -> tuple[str, ClientInfo, bool] | None:
@@ -126,7 +140,8 @@ def decode_event(payload: bytes) -> tuple[str, ClientInfo, bool] | None:
     event it sends was."""
     try:
         event: Any = orjson.loads(payload)
-        return (str(event["k"]), ClientInfo(str(event["c"]), event["u"], event.get("i")),
+        client = ClientInfo(str(event["c"]), event["u"], event.get("i"), event.get("ci"))
+        return (str(event["k"]), client,
                 event.get("e", True) is not False)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None

@@ -29,11 +29,13 @@ class PresenceUnavailable(PubsocketError):
 
 
 class ClientInfo(NamedTuple):
-    """One connection in a topic: its client id, user (None: anonymous) and info claim."""
+    """One connection in a topic: its client id, user (None: anonymous), info claim, and
+    its channel info there (a Centrifugo ``subs`` claim's ``info``; None: none)."""
 
     client_id: str
     user: str | None
     info: Any = None
+    chan_info: Any = None
 
 
 class Removed(NamedTuple):

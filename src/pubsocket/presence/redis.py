@@ -2,7 +2,8 @@
 
 Data layout, per topic ``T`` (``{T}`` is a hash tag: one topic's keys share a cluster slot)::
 
-    <prefix>{T}:c   HASH  client_id -> JSON {"k": user key, "u": user, "i": info}
+    <prefix>{T}:c   HASH  client_id -> JSON {"k": user key, "u": user, "i": info,
+                                            "ci": channel info, when there is one}
     <prefix>{T}:e   ZSET  client_id scored by its expiry time (ms, Redis server clock)
     <prefix>{T}:u   HASH  user key -> live connections of that user in T
 
@@ -138,7 +139,7 @@ def _user_key(client: ClientInfo) -> str:
 
 def _decode(client_id: str, payload: bytes) -> ClientInfo:
     data = orjson.loads(payload)
-    return ClientInfo(client_id, data["u"], data["i"])
+    return ClientInfo(client_id, data["u"], data["i"], data.get("ci"))
 
 
 class RedisPresence(Presence):
@@ -209,7 +210,10 @@ class RedisPresence(Presence):
         event. Call `remove` when the client leaves whether or not `add` succeeded.
         """
         self._own.setdefault(topic, {})[client.client_id] = client
-        payload = orjson.dumps({"k": _user_key(client), "u": client.user, "i": client.info})
+        entry = {"k": _user_key(client), "u": client.user, "i": client.info}
+        if client.chan_info is not None:
+            entry["ci"] = client.chan_info
+        payload = orjson.dumps(entry)
         first = await self._call(self._add(keys=self.keys(topic), args=[
             client.client_id, _user_key(client), payload, self._ttl_ms]))
         return bool(first)

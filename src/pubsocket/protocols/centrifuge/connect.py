@@ -54,6 +54,7 @@ from .codes import (
     TOO_MANY,
     UNKNOWN_CHANNEL,
 )
+from .sub_options import SubOptions
 
 if TYPE_CHECKING:
     from ...hub.session import Session
@@ -133,15 +134,17 @@ def connect(gate: Gate, session: Session, cmd: Connect, *, server_subs: bool = T
 
 
 def _connected(gate: Gate, session: Session, cmd: Connect,
-               subs: ServerSubs | None = None) -> None:
+               subs: ServerSubs | None = None,
+               options: Mapping[str, SubOptions] | None = None) -> None:
     ep = gate.endpoint
     gate.stage = CONNECTED
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
     sid, node = gate.emulation or ("", "")
+    data = {t: o.data for t, o in options.items() if o.data is not None} if options else None
     session.reply(ep.codec.connected(cmd.id, session.principal.client_id, VERSION,
                                      session.expires_at, ep.ping, subs, session=sid,
-                                     node=node))
+                                     node=node, data=data))
 
 
 async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None:
@@ -149,7 +152,7 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
     # The connect came in time: a slow broker subscribe must not close it as stale.
     gate.endpoint.pinger.connected(session)
     try:
-        channels = await server_subs.wanted(session, cmd)
+        channels, options = await server_subs.wanted(session, cmd)
         subs, cork = await server_subs.subscribe(session, channels)
     except server_subs.ChannelLimit:
         refusals.warn("channel_limit", session.address)
@@ -169,12 +172,12 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
             session.hub.unsubscribe_nowait(cork, topic)
         return
     # From here to the take-over, no await: nothing is delivered in between.
-    _connected(gate, session, cmd, subs)
+    _connected(gate, session, cmd, subs, options)
     gate.server_topics = set(subs)
     if not server_subs.take_over(session, subs, cork):
         session.close(*INSUFFICIENT_STATE)  # the SDK reconnects and recovers
         return
-    await server_subs.join_all(session, list(subs))
+    await server_subs.join_all(session, list(subs), options)
 
 
 def _verify(gate: Gate, session: Session, token: str,

@@ -59,6 +59,8 @@ def _client(client: ClientInfo) -> Any:
     info = pb.ClientInfo(user=client.user or "", client=client.client_id)
     if client.info is not None:
         info.conn_info = orjson.dumps(client.info)
+    if client.chan_info is not None:
+        info.chan_info = orjson.dumps(client.chan_info)
     return info
 
 
@@ -136,7 +138,7 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
                   subs: ServerSubs | None = None, *, session: str = "",
-                  node: str = "") -> bytes | None:
+                  node: str = "", data: Mapping[str, bytes] | None = None) -> bytes | None:
         if cmd_id is None:
             return None
         res = pb.ConnectResult(client=client_id, version=version, **ttl_of(expires_at))
@@ -146,6 +148,8 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
             res.session, res.node = session, node
         for topic, (cmd, result) in (subs or {}).items():
             res.subs[topic].CopyFrom(_result(cmd, result))
+            if data and topic in data:
+                res.subs[topic].data = data[topic]
         return _frame(pb.Reply(id=int(cmd_id), connect=res))
 
     def disconnect(self, code: int, reason: str) -> bytes:

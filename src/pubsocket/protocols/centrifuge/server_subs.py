@@ -5,8 +5,10 @@ A Centrifuge connect may subscribe the connection on the server's word, as Centr
 
 * the personal channel ``#<user>`` (``<namespace>:#<user>``) when
   `Settings.personal_channel` is on and the connection has a user;
-* every channel of the connection token's ``subs`` claim (channel -> options; the
-  options are not read: the namespace's are the channel's);
+* every channel of the connection token's ``subs`` claim (channel -> options, parsed
+  and bounded once in `sub_options`: ``data`` goes in the channel's connect reply
+  entry, ``info`` is the client's channel info in its presence and join, ``override``
+  narrows the channel's presence and join/leave for this client in `join_all`);
 * the channels of the connect command's ``subs`` the principal may subscribe to anyway
   (a reconnecting SDK names the server-side subscriptions it had; one no longer granted
   by the token is kept only if a client-side subscribe would be allowed).
@@ -47,6 +49,8 @@ from ...hub import handlers, replies
 from ...hub.wire import server_side
 from ...protocol import Connect, Subscribe, SubscribeResult, valid_topic
 from .codec import ServerSubs
+from .sub_options import BadOptions, SubOptions
+from .sub_options import parse as parse_options
 
 if TYPE_CHECKING:
     from ...hub.session import Session
@@ -102,14 +106,17 @@ def personal_channel(session: Session) -> str | None:
     return f"{ns}:#{user}" if ns else f"#{user}"
 
 
-async def wanted(session: Session, cmd: Connect) -> dict[str, Position | None]:
+async def wanted(session: Session, cmd: Connect
+                 ) -> tuple[dict[str, Position | None], dict[str, SubOptions]]:
     """The server-side subscriptions of this connect, each with the position to recover
-    after (None: from now). Raises `BadChannel` or `ChannelLimit`."""
+    after (None: from now), and the options of those the ``subs`` claim gives any.
+    Raises `BadChannel` (a bad option too) or `ChannelLimit`."""
     granted: list[str] = []
     personal = personal_channel(session)
     if personal is not None:
         granted.append(personal)
     claim = session.principal.claims.get("subs")
+    options: dict[str, SubOptions] = {}
     if isinstance(claim, Mapping):
         granted.extend(str(t) for t in claim)
     elif claim is not None:
@@ -119,6 +126,11 @@ async def wanted(session: Session, cmd: Connect) -> dict[str, Position | None]:
         raise ChannelLimit()
     if not all(valid_topic(t) for t in granted):
         raise BadChannel("a server-side channel is not a valid channel name")
+    if claim:
+        try:
+            options = parse_options(claim, session.settings.connect_message_size)
+        except BadOptions as exc:
+            raise BadChannel(f"the token's subs claim: {exc}") from None
     asked = dict(cmd.subs)
     out = {topic: asked.get(topic) for topic in granted}
     authorizer = session.hub.authorizer
@@ -131,7 +143,7 @@ async def wanted(session: Session, cmd: Connect) -> dict[str, Position | None]:
             out[topic] = since
         if cap and len(out) > cap:
             raise ChannelLimit()
-    return out
+    return out, options
 
 
 async def subscribe(session: Session, channels: Mapping[str, Position | None]
@@ -195,11 +207,38 @@ def take_over(session: Session, subs: ServerSubs, cork: Cork) -> bool:
     return ok
 
 
-async def join_all(session: Session, topics: list[str]) -> None:
-    """Presence and join/leave for the new subscriptions (as a client-side subscribe)."""
+async def join_all(session: Session, topics: list[str],
+                   options: Mapping[str, SubOptions]) -> None:
+    """Presence and join/leave for the new subscriptions (as a client-side subscribe),
+    as the ``subs`` claim's `options` narrow them (`sub_options`)."""
     for topic in topics:
         if session.closed or not session.subscribed(topic):
             continue
-        pending = handlers.joined(session, topic)
-        if pending is not None:
-            await pending
+        opts = options.get(topic)
+        if opts is None:
+            pending = handlers.joined(session, topic)
+            if pending is not None:
+                await pending
+        elif session.hub.presence.enabled(topic):
+            await _join(session, topic, opts)
+
+
+async def _join(session: Session, topic: str, opts: SubOptions) -> None:
+    """`handlers.joined` with a channel's options: its channel info in presence and
+    the join, its overrides (``presence``, ``join_leave``, ``force_push_join_leave``)."""
+    hub = session.hub
+    presence = hub.presence
+    if presence.events_for(topic) and opts.push_join_leave is not False:
+        verdict = opts.push_join_leave or presence.pushes_all(topic) or (
+            hub.authorizer.check(session.principal, Action.PRESENCE, topic, subscribed=True))
+        if not isinstance(verdict, bool):
+            verdict = await verdict
+        if verdict and session.subscribed(topic):
+            hub.watch(session.peer, topic, session.wire)
+    if opts.presence is False or not session.subscribed(topic):
+        return
+    client = session.client
+    if opts.info is not None:
+        client = client._replace(chan_info=opts.info)
+    await presence.joined(topic, client, hub.publish_internal,
+                          announce=opts.join_leave is not False)
