@@ -39,6 +39,7 @@ from ..protocol import (
     valid_topic,
 )
 from . import operations, replies
+from .joining import join
 from .wire import server_side
 
 if TYPE_CHECKING:
@@ -169,28 +170,8 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
         if _rejected(session, cmd, result):
             return None
         _subscribed(session, cmd, result)
-        return _join(session, topic) if hub.presence.enabled(topic) else None
+        return join(session, topic) if hub.presence.enabled(topic) else None
     return _finish_subscribe(session, cmd, result)
-
-
-def joined(session: Session, topic: str) -> Awaitable[None] | None:
-    """A new live subscription to `topic`: presence and join/leave, when the topic has
-    them (None: nothing to do)."""
-    return _join(session, topic) if session.hub.presence.enabled(topic) else None
-
-
-async def _join(session: Session, topic: str) -> None:
-    """Record the new subscriber in presence (announcing it, `PresenceHooks.joined`);
-    with the presence permission it also gets the topic's join/leave pushes."""
-    hub = session.hub
-    if hub.presence.events_for(topic):
-        verdict = hub.presence.pushes_all(topic) or hub.authorizer.check(
-            session.principal, Action.PRESENCE, topic, subscribed=True)
-        if not isinstance(verdict, bool):
-            verdict = await verdict
-        if verdict and session.subscribed(topic):
-            hub.watch(session.peer, topic, session.wire)
-    await hub.presence.joined(topic, session.client, hub.publish_internal)
 
 
 async def _finish_subscribe(session: Session, cmd: Subscribe,
@@ -207,7 +188,7 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
         return
     _subscribed(session, cmd, result)
     if session.hub.presence.enabled(cmd.topic) and not session.closed:
-        await _join(session, cmd.topic)
+        await join(session, cmd.topic)
 
 
 def _rejected(session: Session, cmd: Subscribe, result: SubscribeResult) -> bool:

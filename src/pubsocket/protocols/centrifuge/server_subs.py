@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Final
 
 from ...auth import Action
 from ...brokers.base import Position, size_of
-from ...hub import handlers, replies
+from ...hub import joining, replies
 from ...hub.wire import server_side
 from ...protocol import Connect, Subscribe, SubscribeResult, valid_topic
 from .codec import ServerSubs
@@ -216,7 +216,7 @@ async def join_all(session: Session, topics: list[str],
             continue
         opts = options.get(topic)
         if opts is None:
-            pending = handlers.joined(session, topic)
+            pending = joining.joined(session, topic)
             if pending is not None:
                 await pending
         elif session.hub.presence.enabled(topic):
@@ -224,21 +224,8 @@ async def join_all(session: Session, topics: list[str],
 
 
 async def _join(session: Session, topic: str, opts: SubOptions) -> None:
-    """`handlers.joined` with a channel's options: its channel info in presence and
-    the join, its overrides (``presence``, ``join_leave``, ``force_push_join_leave``)."""
-    hub = session.hub
-    presence = hub.presence
-    if presence.events_for(topic) and opts.push_join_leave is not False:
-        verdict = opts.push_join_leave or presence.pushes_all(topic) or (
-            hub.authorizer.check(session.principal, Action.PRESENCE, topic, subscribed=True))
-        if not isinstance(verdict, bool):
-            verdict = await verdict
-        if verdict and session.subscribed(topic):
-            hub.watch(session.peer, topic, session.wire)
-    if opts.presence is False or not session.subscribed(topic):
-        return
-    client = session.client
-    if opts.info is not None:
-        client = client._replace(chan_info=opts.info)
-    await presence.joined(topic, client, hub.publish_internal,
-                          announce=opts.join_leave is not False)
+    """`joining.join` with a channel's options: its channel info in presence and the
+    join, its overrides (``presence``, ``join_leave``, ``force_push_join_leave``)."""
+    await joining.join(session, topic, push=opts.push_join_leave,
+                        record=opts.presence is not False, chan_info=opts.info,
+                        announce=opts.join_leave is not False)
