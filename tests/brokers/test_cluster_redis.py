@@ -32,6 +32,9 @@ def make_hub(redis_hubs: RedisHubs) -> MakeHub:
     return make
 
 
+LEAVE_BOUND = 7.5  # seconds: half the expiry (3 intervals of 5 s) of make_hub's hubs
+
+
 async def subscribe(hub: Hub, topic: str, count: int) -> None:
     for _ in range(count):
         await hub.subscribe(Sink(), topic)
@@ -48,8 +51,9 @@ async def test_nodes_learn_each_other_at_once_and_forget_a_closed_one(
     assert {n.uid for n in a.cluster.nodes()} == {h.relay.node for h in (a, b, c)}
     started = time.monotonic()
     await c.close()
-    await until(lambda: len(a.cluster.nodes()) == len(b.cluster.nodes()) == 2)
-    assert time.monotonic() - started < 1.0  # far below the 15 s expiry
+    # Half the 15 s expiry: only node_leave forgets C this soon, and load adds seconds.
+    await until(lambda: len(a.cluster.nodes()) == len(b.cluster.nodes()) == 2, LEAVE_BOUND)
+    assert time.monotonic() - started < LEAVE_BOUND
 
 
 async def test_the_registry_is_bounded_and_ignores_forged_infos(make_hub: MakeHub) -> None:
@@ -129,12 +133,17 @@ async def test_a_foreign_pattern_subscriber_does_not_stall_the_survey(
         a = await make_hub(cluster_survey_timeout=5.0)
         started = time.monotonic()
         assert (await a.cluster.channels(None, 0)).complete  # alone: no request at all
+        waited = time.monotonic() - started
         b = await make_hub()
         await subscribe(b, "room", 1)
         await until(lambda: len(a.cluster.nodes()) == 2)
+        started = time.monotonic()
         found = await a.cluster.channels(None, 0)
+        waited += time.monotonic() - started
         assert (found.channels, found.complete) == ({"room": 1}, True)
-        assert time.monotonic() - started < 2.0  # no wait for the monitor
+        # The surveys alone, against half the 5 s timeout a wait for the monitor takes:
+        # load adds seconds, not the timeout.
+        assert waited < 2.5, waited
     finally:
         await pubsub.aclose()
         await monitor.aclose()

@@ -191,7 +191,8 @@ async def test_a_closed_or_cut_owner_is_unknown_at_once_and_reachable_again(
     await until(lambda: not a.broker.healthy)
     started = asyncio.get_running_loop().time()
     assert await b.relay.route(a.relay.node, "s1", b"lost") is RouteResult.UNKNOWN_SESSION
-    assert asyncio.get_running_loop().time() - started < 1.0  # one PUBLISH round trip
+    # One PUBLISH round trip (ms), with seconds of room for a loaded box; a wait still fails.
+    assert asyncio.get_running_loop().time() - started < 2.5
     assert b.relay.stats.unreachable == 1 and b.broker.healthy
 
     link = Link(server.port, port)  # the link is back: A reconnects, re-subscribes

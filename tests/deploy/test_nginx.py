@@ -122,11 +122,11 @@ async def roundtrip(ws_url: str, http_url: str, key: str,
                 {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
                 context)
             assert status == 200
-            try:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+            try:  # 2 s: nginx, a node and Redis on a loaded box; a late one still counts
+                message = json.loads(await asyncio.wait_for(ws.recv(), 2))
             except TimeoutError:
                 continue
-            assert (message["type"], message["data"]) == ("message", n)
+            assert message["type"] == "message" and message["data"] in range(n + 1), message
             return
         raise AssertionError("no publish reached the subscriber through nginx")
 

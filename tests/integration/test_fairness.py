@@ -1,10 +1,16 @@
 """Fairness under abuse (issue 9): one connection's burst must not stall the others.
 
-An abuser writes 20,000 publish frames to a topic with 10 subscribers as fast as one
+An abuser writes 60,000 publish frames to a topic with 10 subscribers as fast as one
 socket takes them (rate limit off), while a bystander publishes to its own topic every
-5 ms and times publish -> own delivery. The server bounds the frames it handles per
-connection and loop iteration (`FRAMES_PER_TICK`), so the bystander waits for at most
-one slice of the burst, not for the whole read.
+2.5 ms and times publish -> own delivery. The server bounds the frames it handles per
+connection and loop iteration (`FRAMES_PER_TICK`) and the bytes it parses
+(`PARSE_SLICE`), so the bystander waits for at most one slice of the burst, not for the
+whole read.
+
+The test can fail: with both bounds lifted (SERVER's arguments ``10**6 1<<30``) the
+bystander's p99 was 537-594 ms in 3 of 3 runs against the 50 ms limit (as shipped:
+10-12 ms; with only one bound lifted, either one still bounds the slice: 6-48 ms), by
+``measure(10**6, 1 << 30)`` on the 2-core test box (2026-12-06).
 
 The server runs in a subprocess (uvloop, as in production): in the test's own loop the
 clients below (20 MB of fan-out to read, the burst to write) would compete with the
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
+from pubsocket.server import inbound
 from tests.integration.spawn import ROOT
 
 BURST = 60_000  # publish frames the abuser writes at once (long enough for MIN_SAMPLES)
@@ -38,8 +45,9 @@ MIN_SAMPLES = 100  # bystander samples that must fall inside the burst
 P99_LIMIT = 0.050  # seconds, publish -> own delivery, 99th percentile
 
 # App(make_settings(rate_limit=0)) + pubsub("/ws/chat") on a port of its own, in its own
-# process. An optional argument replaces FRAMES_PER_TICK (experiments only: the test
-# always runs the server as shipped).
+# process. Optional arguments replace FRAMES_PER_TICK and PARSE_SLICE, the two bounds on
+# a connection's work per loop iteration (experiments only: the test always runs the
+# server as shipped).
 SERVER = textwrap.dedent("""
     import sys
     from pubsocket import App, pubsub
@@ -48,6 +56,8 @@ SERVER = textwrap.dedent("""
 
     if len(sys.argv) > 1:
         inbound.FRAMES_PER_TICK = int(sys.argv[1])
+    if len(sys.argv) > 2:
+        inbound.PARSE_SLICE = int(sys.argv[2])
     app = App(make_settings(rate_limit=0, publish_byte_rate=0))
     pubsub("/ws/chat", app=app)
     runner.run(lambda: app, "127.0.0.1", 0,
@@ -103,9 +113,13 @@ class Result:
 
 
 @contextlib.asynccontextmanager
-async def server(frames_per_tick: int | None = None) -> AsyncIterator[int]:
-    """The server subprocess; yields its port. SIGTERM (then SIGKILL) when done."""
+async def server(frames_per_tick: int | None = None,
+                 parse_slice: int | None = None) -> AsyncIterator[int]:
+    """The server subprocess (`frames_per_tick`, `parse_slice`: see SERVER); yields its
+    port. SIGTERM (then SIGKILL) when done."""
     args = [] if frames_per_tick is None else [str(frames_per_tick)]
+    if parse_slice is not None:
+        args = [str(frames_per_tick or inbound.FRAMES_PER_TICK), str(parse_slice)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVER, *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -172,10 +186,11 @@ async def subscriber(reader: asyncio.StreamReader, synced: asyncio.Event,
     return first, time.perf_counter()
 
 
-async def measure(frames_per_tick: int | None = None) -> Result:
+async def measure(frames_per_tick: int | None = None,
+                  parse_slice: int | None = None) -> Result:
     """One run: server, 10 subscribers, abuser, bystander; what the bystander saw."""
     result = Result()
-    async with server(frames_per_tick) as port, \
+    async with server(frames_per_tick, parse_slice) as port, \
             connect(f"ws://127.0.0.1:{port}/ws/chat", max_queue=None) as bystander:
         subs = [await raw_ws(port) for _ in range(SUBSCRIBERS)]
         abuser_reader, abuser = await raw_ws(port)

@@ -41,12 +41,6 @@ NODE = textwrap.dedent("""
 """)
 
 
-async def wait_until(predicate: object, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
-
-
 async def test_a_killed_nodes_entries_vanish_after_the_ttl(
     make_redis: MakePresence, redis_url: str, prefix: str
 ) -> None:
@@ -64,14 +58,12 @@ async def test_a_killed_nodes_entries_vanish_after_the_ttl(
         assert await live.stats("room") == Stats(4, 3)
         os.kill(proc.pid, signal.SIGKILL)
         await asyncio.wait_for(proc.wait(), 5)
-        killed_at = asyncio.get_running_loop().time()
-
-        async def gone() -> bool:
-            return set(await live.get("room")) == {"live-1"}
-
-        await wait_until(gone, TTL * 3)
-        # No ghost for longer than the TTL (plus the dead node's last refresh interval).
-        assert asyncio.get_running_loop().time() - killed_at <= TTL * 1.5
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        # No ghost past the TTL (the dead node's last refresh came before the kill): checked
+        # once, half a TTL after it is due, so load only delays the check, never fails it.
+        await asyncio.sleep(max(0.0, killed_at + TTL * 1.5 - loop.time()))
+        assert set(await live.get("room")) == {"live-1"}
         assert await live.stats("room") == Stats(1, 1)
         assert await live.add("room", ClientInfo("live-2", "carol")) is True  # count fixed
         assert await live.remove("room", "live-1") == Removed("alice", True)
