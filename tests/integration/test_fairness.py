@@ -275,4 +275,9 @@ async def test_a_burst_of_publishes_does_not_stall_a_bystander() -> None:
     print(summary)
     assert len(result.latencies) >= MIN_SAMPLES, f"the burst was too short: {summary}"
     assert result.lost == 0, summary
-    assert result.quantile(0.99) < P99_LIMIT, summary
+    # Unfair, the bystander waits out the whole burst (p99 = 0.93-0.99 of it, above);
+    # a loaded box that pauses the server stretches the burst and every sample alike
+    # (a 1.27 s burst gave a 0.18 s p99: 0.14 of it), so the bound is the larger of
+    # the limit and a quarter of the burst.
+    burst = result.first_done - result.first_delivery
+    assert result.quantile(0.99) < max(P99_LIMIT, burst / 4), summary
