@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from .brokers.base import Position, Publication
 from .errors import ErrorCode
@@ -24,6 +24,24 @@ CmdId = str | int
 
 
 @dataclass(frozen=True, slots=True)
+class SubscribeOptions:
+    """What the server may attach to a subscription it makes (`Hub.subscribe_user`;
+    Centrifugo's server API ``subscribe`` options), protocol-neutral: `info` the
+    subscriber's channel info in presence and its join (a JSON value, None: none),
+    `data` JSON bytes its subscribe push carries (None: none; a codec without room for
+    it leaves it out), `presence` False keeps it out of the topic's presence,
+    `join_leave` False announces neither its join nor its leave, `push_join_leave`
+    True/False gives it the topic's join/leave pushes without the presence permission
+    or none (None: the permission decides). Each only narrows what the topic has."""
+
+    info: Any = None
+    data: bytes | None = None
+    presence: bool | None = None
+    join_leave: bool | None = None
+    push_join_leave: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Subscribe:
     """Follow `topic`; with `since`, first replay what was missed after that position."""
 
@@ -36,6 +54,7 @@ class Subscribe:
     # Centrifuge's reject-unrecovered flag: a `since` that cannot be recovered is an
     # `unrecoverable_position` error (no subscription) instead of ``recovered: false``.
     reject_unrecovered: bool = False
+    options: SubscribeOptions | None = None  # a server-side subscribe's (`server`)
 
 
 @dataclass(frozen=True, slots=True)

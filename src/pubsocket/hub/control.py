@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import BrokerError, CloseCode
 from ..presence.base import Presence
 from ..presence.memory import MemoryPresence
+from ..protocol import SubscribeOptions
 
 if TYPE_CHECKING:
     from ..brokers import Broker
@@ -37,7 +38,8 @@ class Controlled(Protocol):
 
     def drop(self, topic: str, reason: str) -> None: ...
 
-    def adopt(self, topic: str, since: Position | None = None) -> None: ...
+    def adopt(self, topic: str, since: Position | None = None,
+              options: SubscribeOptions | None = None) -> None: ...
 
     @property
     def client_id(self) -> str: ...
@@ -74,6 +76,7 @@ class Registry:
             log.warning("ignored a malformed control message")
             return
         client = command.get("client")  # only that connection of the user, when given
+        options = decode_options(command.get("options")) if op == "subscribe" else None
         for session in list(self._users.get(user, ())):
             if client and session.client_id != client:
                 continue
@@ -82,7 +85,8 @@ class Registry:
             elif op == "unsubscribe":
                 session.drop(str(command.get("topic", "")), "unsubscribed by the server")
             elif op == "subscribe":
-                session.adopt(str(command.get("topic", "")), _since(command.get("since")))
+                session.adopt(str(command.get("topic", "")), _since(command.get("since")),
+                              options)
 
     @property
     def users(self) -> int:
@@ -111,6 +115,36 @@ def _since(raw: Any) -> Position | None:
             and not isinstance(raw[0], bool) and raw[0] >= 0 and isinstance(raw[1], str)):
         return Position(raw[0], raw[1])
     return None
+
+
+_FLAGS = ("presence", "join_leave", "push_join_leave")
+
+
+def decode_options(raw: Any) -> SubscribeOptions | None:
+    """A subscribe command's options (`encode_options`), else None: a malformed part
+    is dropped (logged), as a malformed ``since`` is."""
+    if not isinstance(raw, dict):
+        return None
+    data = raw.get("data")
+    flags = [raw.get(key) for key in _FLAGS]
+    if (data is not None and not isinstance(data, str)) or any(
+            f is not None and not isinstance(f, bool) for f in flags):
+        log.warning("ignored malformed options of a control subscribe")
+        return None
+    return SubscribeOptions(raw.get("info"), None if data is None else data.encode(),
+                            *flags)
+
+
+def encode_options(options: SubscribeOptions) -> dict[str, Any]:
+    """`options` as a control command's JSON: `data` as its JSON text (exact bytes),
+    `info` as the JSON value it is, each override only when set."""
+    out: dict[str, Any] = {key: getattr(options, key) for key in _FLAGS
+                           if getattr(options, key) is not None}
+    if options.info is not None:
+        out["info"] = options.info
+    if options.data is not None:
+        out["data"] = options.data.decode()  # JSON: UTF-8 text
+    return out
 
 
 def encode(op: str, user: str, **fields: Any) -> bytes:
@@ -143,13 +177,19 @@ class Control:
                                                           client=client))
 
     async def subscribe_user(self, user: str, topic: str, *, client: str | None = None,
-                             since: Position | None = None) -> None:
+                             since: Position | None = None,
+                             options: SubscribeOptions | None = None) -> None:
         """Subscribe `user`'s live connections (only `client`, when given) to `topic` on
         every node, without permission checks (the server decided): each hears the
-        subscribe reply its protocol has for it (a Centrifuge ``subscribe`` push), with
-        what was published after `since` when given (all of it, or ``recovered:
-        false``). Connections opened later are not subscribed."""
-        extra = {} if since is None else {"since": [since.offset, since.epoch]}
+        subscribe reply its protocol has for it (a Centrifuge ``subscribe`` push, with
+        the `options`' data), with what was published after `since` when given (all of
+        it, or ``recovered: false``); its presence follows the `options`. Connections
+        opened later are not subscribed. The command carries the options whole: the
+        caller bounds their size (`Operations.subscribe_user`)."""
+        extra: dict[str, Any] = {} if since is None else {
+            "since": [since.offset, since.epoch]}
+        if options is not None:
+            extra["options"] = encode_options(options)
         await self.publish_internal(CONTROL_TOPIC, encode("subscribe", user, topic=topic,
                                                           client=client, **extra))
 

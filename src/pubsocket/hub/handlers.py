@@ -34,12 +34,13 @@ from ..protocol import (
     Publish,
     Refresh,
     Subscribe,
+    SubscribeOptions,
     SubscribeResult,
     Unsubscribe,
     valid_topic,
 )
 from . import operations, replies
-from .joining import join
+from .joining import join_with
 from .wire import server_side
 
 if TYPE_CHECKING:
@@ -170,7 +171,9 @@ def _subscribe(session: Session, cmd: Subscribe, replay: bool) -> Awaitable[None
         if _rejected(session, cmd, result):
             return None
         _subscribed(session, cmd, result)
-        return join(session, topic) if hub.presence.enabled(topic) else None
+        if not hub.presence.enabled(topic):
+            return None
+        return join_with(session, topic, cmd.options)
     return _finish_subscribe(session, cmd, result)
 
 
@@ -188,7 +191,7 @@ async def _finish_subscribe(session: Session, cmd: Subscribe,
         return
     _subscribed(session, cmd, result)
     if session.hub.presence.enabled(cmd.topic) and not session.closed:
-        await join(session, cmd.topic)
+        await join_with(session, cmd.topic, cmd.options)
 
 
 def _rejected(session: Session, cmd: Subscribe, result: SubscribeResult) -> bool:
@@ -216,16 +219,18 @@ def _subscribed(session: Session, cmd: Subscribe, result: SubscribeResult) -> No
             session.reply(codec.publication(cmd.topic, pub))
 
 
-def adopt(session: Session, topic: str, since: Position | None = None
-          ) -> Awaitable[None] | None:
+def adopt(session: Session, topic: str, since: Position | None = None,
+          options: SubscribeOptions | None = None) -> Awaitable[None] | None:
     """Subscribe `session` to `topic` on the server's word (no permission check) unless
     it is subscribed already or at `max_subscriptions`; the client hears its codec's
-    server-side subscribe reply (with what was published after `since`, if given)."""
+    server-side subscribe reply (with what was published after `since`, if given, and
+    the `options`' data), and its presence follows the `options`."""
     cap = session.settings.max_subscriptions
     if (session.closed or session.subscribed(topic) or not valid_topic(topic)
             or (cap and session.topic_count >= cap)):  # at the cap: nothing to tell
         return None
-    return subscribe(session, Subscribe(topic, since=since, server=True))
+    return subscribe(session, Subscribe(topic, since=since, server=True,
+                                        options=options))
 
 
 def unsubscribe(session: Session, cmd: Unsubscribe) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ..auth import Action
+from ..protocol import SubscribeOptions
 
 if TYPE_CHECKING:
     from .session import Session
@@ -46,4 +47,14 @@ async def join(session: Session, topic: str, *, push: bool | None = None,
     await hub.presence.joined(topic, client, hub.publish_internal, announce=announce)
 
 
-__all__ = ["join", "joined"]
+def join_with(session: Session, topic: str, options: SubscribeOptions | None
+              ) -> Awaitable[None]:
+    """`join` as a server-side subscription's `options` narrow it (none: as is)."""
+    if options is None:
+        return join(session, topic)
+    return join(session, topic, push=options.push_join_leave,
+                record=options.presence is not False, chan_info=options.info,
+                announce=options.join_leave is not False)
+
+
+__all__ = ["join", "join_with", "joined"]

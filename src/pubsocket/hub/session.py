@@ -42,7 +42,7 @@ from ..errors import (
     lookup,
 )
 from ..log import refusals
-from ..protocol import CmdId, Publish
+from ..protocol import CmdId, Publish, SubscribeOptions
 from . import handlers
 from .core import Hub
 from .hook import Dialect, SessionHook
@@ -162,12 +162,14 @@ class Session(Identity):
         handlers.leave(self, topic)
         self.reply(self.codec.unsubscribed(topic, reason))
 
-    def adopt(self, topic: str, since: Position | None = None) -> None:
+    def adopt(self, topic: str, since: Position | None = None,
+              options: SubscribeOptions | None = None) -> None:
         """A server-side subscribe (`Hub.subscribe_user`, `handlers.adopt`), once the
-        session is connected; `since`: recover what was published after it."""
+        session is connected; `since`: recover what was published after it; `options`:
+        its data, channel info and presence overrides."""
         if self.hook is not None and not self.hook.ready:
             return
-        pending = handlers.adopt(self, topic, since)
+        pending = handlers.adopt(self, topic, since, options)
         if pending is not None:  # beside the command queue, which it must not reorder
             task = asyncio.ensure_future(pending)
             rare = self.rare

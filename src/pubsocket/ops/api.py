@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 from ..auth import Action, Principal
 from ..brokers.base import HistoryPage, Position, Publication
 from ..errors import (
@@ -35,6 +37,7 @@ from ..hub.core import publisher_of
 from ..hub.operations import MISSING, HistoryQuery
 from ..hub.recovery import ANY_EPOCH
 from ..presence.base import ClientInfo, Stats
+from ..protocol import SubscribeOptions
 
 MAX_KEY_LENGTH = 256  # an idempotency key (bytes of UTF-8): it is stored per publish
 MAX_NAME_LENGTH = 1024  # a user id, client id, reason or pattern
@@ -185,12 +188,28 @@ class Operations:
 
     # -- connections of a user, on every node ------------------------------------------
     async def subscribe_user(self, user: object, topic: object, client: object = None,
-                             since: object = None) -> None:
+                             since: object = None, options: SubscribeOptions | None = None
+                             ) -> None:
         """Subscribe the user's connections to `topic`; `since` (``{offset, epoch}``,
-        Centrifugo's ``recover_since``): with what was published after it."""
-        await self._control(self.hub.subscribe_user, self.name(user, "user"),
-                            self.topic(topic), client=self.name(client, "client", optional=True),
-                            since=self.position(since))
+        Centrifugo's ``recover_since``): with what was published after it; `options`:
+        its data, channel info and presence overrides (`SubscribeOptions`), whose
+        info and data together are at most `Settings.connect_message_size` bytes (what
+        a connection token's ``subs`` claim may give all its channels), else
+        `BadRequest`: every node receives them and keeps the info in presence."""
+        name, where = self.name(user, "user"), self.topic(topic)
+        who, position = self.name(client, "client", optional=True), self.position(since)
+        if options is not None:
+            self._bound(options)
+        await self._control(self.hub.subscribe_user, name, where, client=who,
+                            since=position, options=options)
+
+    def _bound(self, options: SubscribeOptions) -> None:
+        cap = self.hub.settings.connect_message_size
+        size = len(options.data or b"")
+        if options.info is not None:
+            size += len(orjson.dumps(options.info))
+        if cap and size > cap:
+            raise BadRequest(f"info and data together are over {cap} bytes")
 
     @staticmethod
     def position(value: object) -> Position | None:
