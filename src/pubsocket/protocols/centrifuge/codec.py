@@ -175,7 +175,10 @@ class CentrifugeCodec(Codec):
         fields = sub_fields(cmd, result)
         if cmd.server:  # a server-side subscription: the SDK hears a subscribe push,
             # then what it recovered as publication pushes (the push has no room for
-            # them), one per line of the same message
+            # them), one per line of the same message; the server's data (JSON) is
+            # the SDK's ctx.data (centrifuge protocol's Subscribe push ``data``)
+            if cmd.options is not None and cmd.options.data is not None:
+                fields["data"] = orjson.Fragment(cmd.options.data)
             push = _push(cmd.topic, "subscribe", fields)
             return b"\n".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         head = orjson.dumps({"id": cmd.id, "subscribe": fields})

@@ -127,8 +127,10 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
     def subscribed(self, cmd: Subscribe, result: SubscribeResult) -> bytes | None:
         if cmd.server:  # a server-side subscription: the SDK hears a subscribe push
             fields = sub_fields(cmd, result)
-            push = _push(cmd.topic, subscribe=pb.Subscribe(**{
-                k: v for k, v in fields.items() if k in _PUSH_FIELDS}))
+            body = pb.Subscribe(**{k: v for k, v in fields.items() if k in _PUSH_FIELDS})
+            if cmd.options is not None and cmd.options.data is not None:
+                body.data = cmd.options.data
+            push = _push(cmd.topic, subscribe=body)
             # what it recovered follows as publication pushes (as the JSON codec)
             return b"".join([push, *(self.publication(cmd.topic, p) for p in result.replay)])
         if cmd.id is None:

@@ -79,6 +79,8 @@ class UniSseCodec(CentrifugeCodec):
         if cmd.since is not None:
             fields.update(was_recovering=True, recovered=result.recovered)
         fields.update(ttl_of(cmd.expires_at))
+        if cmd.options is not None and cmd.options.data is not None:
+            fields["data"] = orjson.Fragment(cmd.options.data)
         push = orjson.dumps({"channel": cmd.topic, "subscribe": fields})
         return position_header(cmd.topic, position) + push
 
