@@ -43,6 +43,8 @@ from ..errors import (
 from ..ops import CENTRIFUGO, HistoryQuery, Operations
 from ..ops.api import MISSING
 from ..ops.errors import CENTRIFUGO_MESSAGES
+from ..protocol import SubscribeOptions
+from ..protocols.centrifuge.sub_options import NONE, BadOptions, parse_one
 from .app import App
 from .request import Request
 from .response import Response, ResponseFactory
@@ -212,8 +214,23 @@ async def _broadcast(ops: Operations, p: Body) -> Body:
 
 async def _subscribe(ops: Operations, p: Body) -> Body:
     await ops.subscribe_user(p.get("user"), p.get("channel"), p.get("client"),
-                             p.get("recover_since"))
+                             p.get("recover_since"), _sub_options(p))
     return {}
+
+
+def _sub_options(p: Body) -> SubscribeOptions | None:
+    """The subscribe's ``info``/``b64info``, ``data``/``b64data`` and ``override``,
+    read as a ``subs`` claim's channel options are (`sub_options.parse_one`), else
+    `BadRequest` (107) before anything is subscribed."""
+    try:
+        opts, _ = parse_one(p)
+    except BadOptions as exc:
+        raise BadRequest(str(exc)) from None
+    if opts is NONE:
+        return None
+    # force_recovery / force_positioning are read and ignored, as in the claim
+    return SubscribeOptions(opts.info, opts.data, opts.presence, opts.join_leave,
+                            opts.push_join_leave)
 
 
 async def _unsubscribe(ops: Operations, p: Body) -> Body:
@@ -249,6 +266,8 @@ async def _presence(ops: Operations, p: Body) -> Body:
         entry: Body = {"client": cid, "user": c.user or ""}
         if c.info is not None:
             entry["conn_info"] = c.info
+        if c.chan_info is not None:  # a server-side subscription's info (subs, subscribe)
+            entry["chan_info"] = c.chan_info
         out[cid] = entry
     return {"presence": out}
 
