@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pubsocket.protocols.centrifuge.sub_options import BadOptions, SubOptions, parse
+from pubsocket.protocol import SubscribeOptions
+from pubsocket.protocols.centrifuge.sub_options import BadOptions, parse
 
 
 def test_every_option_is_read_and_unknown_keys_are_ignored() -> None:
@@ -21,14 +22,14 @@ def test_every_option_is_read_and_unknown_keys_are_ignored() -> None:
         "c": {}, "d": None, "e": {"override": {}},
     }
     assert parse(claim, 0) == {
-        "a": SubOptions({"seat": 7}, b'[1,"x"]', False, True, False, True, False),
-        "b": SubOptions("two", b'{"n":2}'),
+        "a": SubscribeOptions({"seat": 7}, b'[1,"x"]', False, True, False),
+        "b": SubscribeOptions("two", b'{"n":2}'),
     }
 
 
 def test_the_plain_field_wins_over_its_base64_twin() -> None:
     claim = {"a": {"data": 1, "b64data": "!!", "info": 2, "b64info": "!!"}}
-    assert parse(claim, 0) == {"a": SubOptions(2, b"1")}
+    assert parse(claim, 0) == {"a": SubscribeOptions(2, b"1")}
 
 
 @pytest.mark.parametrize("options", [

@@ -226,11 +226,7 @@ def _sub_options(p: Body) -> SubscribeOptions | None:
         opts, _ = parse_one(p)
     except BadOptions as exc:
         raise BadRequest(str(exc)) from None
-    if opts is NONE:
-        return None
-    # force_recovery / force_positioning are read and ignored, as in the claim
-    return SubscribeOptions(opts.info, opts.data, opts.presence, opts.join_leave,
-                            opts.push_join_leave)
+    return None if opts is NONE else opts  # force_recovery/positioning: as in the claim
 
 
 async def _unsubscribe(ops: Operations, p: Body) -> Body:

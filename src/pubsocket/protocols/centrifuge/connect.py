@@ -39,7 +39,16 @@ from ...auth import Action, Principal, expiry_of
 from ...errors import BrokerError, TokenExpired, Unauthorized
 from ...hub import handlers
 from ...log import refusals, unauthorized
-from ...protocol import CmdId, Command, Connect, Refresh, Rpc, SubRefresh, Subscribe
+from ...protocol import (
+    CmdId,
+    Command,
+    Connect,
+    Refresh,
+    Rpc,
+    SubRefresh,
+    Subscribe,
+    SubscribeOptions,
+)
 from . import server_subs
 from .codec import ServerSubs
 from .codes import (
@@ -54,7 +63,6 @@ from .codes import (
     TOO_MANY,
     UNKNOWN_CHANNEL,
 )
-from .sub_options import SubOptions
 
 if TYPE_CHECKING:
     from ...hub.session import Session
@@ -135,7 +143,7 @@ def connect(gate: Gate, session: Session, cmd: Connect, *, server_subs: bool = T
 
 def _connected(gate: Gate, session: Session, cmd: Connect,
                subs: ServerSubs | None = None,
-               options: Mapping[str, SubOptions] | None = None) -> None:
+               options: Mapping[str, SubscribeOptions] | None = None) -> None:
     ep = gate.endpoint
     gate.stage = CONNECTED
     ep.pinger.connected(session)

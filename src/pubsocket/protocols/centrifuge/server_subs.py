@@ -47,9 +47,9 @@ from ...auth import Action
 from ...brokers.base import Position, size_of
 from ...hub import joining, replies
 from ...hub.wire import server_side
-from ...protocol import Connect, Subscribe, SubscribeResult, valid_topic
+from ...protocol import Connect, Subscribe, SubscribeOptions, SubscribeResult, valid_topic
 from .codec import ServerSubs
-from .sub_options import BadOptions, SubOptions
+from .sub_options import BadOptions
 from .sub_options import parse as parse_options
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def personal_channel(session: Session) -> str | None:
 
 
 async def wanted(session: Session, cmd: Connect
-                 ) -> tuple[dict[str, Position | None], dict[str, SubOptions]]:
+                 ) -> tuple[dict[str, Position | None], dict[str, SubscribeOptions]]:
     """The server-side subscriptions of this connect, each with the position to recover
     after (None: from now), and the options of those the ``subs`` claim gives any.
     Raises `BadChannel` (a bad option too) or `ChannelLimit`."""
@@ -116,7 +116,7 @@ async def wanted(session: Session, cmd: Connect
     if personal is not None:
         granted.append(personal)
     claim = session.principal.claims.get("subs")
-    options: dict[str, SubOptions] = {}
+    options: dict[str, SubscribeOptions] = {}
     if isinstance(claim, Mapping):
         granted.extend(str(t) for t in claim)
     elif claim is not None:
@@ -208,7 +208,7 @@ def take_over(session: Session, subs: ServerSubs, cork: Cork) -> bool:
 
 
 async def join_all(session: Session, topics: list[str],
-                   options: Mapping[str, SubOptions]) -> None:
+                   options: Mapping[str, SubscribeOptions]) -> None:
     """Presence and join/leave for the new subscriptions (as a client-side subscribe),
     as the ``subs`` claim's `options` narrow them (`sub_options`)."""
     for topic in topics:
@@ -220,12 +220,4 @@ async def join_all(session: Session, topics: list[str],
             if pending is not None:
                 await pending
         elif session.hub.presence.enabled(topic):
-            await _join(session, topic, opts)
-
-
-async def _join(session: Session, topic: str, opts: SubOptions) -> None:
-    """`joining.join` with a channel's options: its channel info in presence and the
-    join, its overrides (``presence``, ``join_leave``, ``force_push_join_leave``)."""
-    await joining.join(session, topic, push=opts.push_join_leave,
-                        record=opts.presence is not False, chan_info=opts.info,
-                        announce=opts.join_leave is not False)
+            await joining.join_with(session, topic, opts)

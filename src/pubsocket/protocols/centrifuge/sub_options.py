@@ -36,10 +36,11 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+
+from ...protocol import SubscribeOptions
 
 _OVERRIDES: Final = ("presence", "join_leave", "force_push_join_leave", "force_recovery",
                      "force_positioning")
@@ -49,22 +50,9 @@ class BadOptions(ValueError):
     """A channel's options in the ``subs`` claim are malformed or too large."""
 
 
-@dataclass(frozen=True, slots=True)
-class SubOptions:
-    """One channel's options: `info` the channel info (a JSON value, None: none),
-    `data` the JSON bytes for the subscribe result (None: none), and the overrides
-    (None: the namespace's)."""
-
-    info: Any = None
-    data: bytes | None = None
-    presence: bool | None = None
-    join_leave: bool | None = None
-    push_join_leave: bool | None = None
-    recovery: bool | None = None
-    positioning: bool | None = None
-
-
-NONE: Final = SubOptions()
+# One channel's options are the protocol-neutral `SubscribeOptions` the server API's
+# subscribe also gives (force_recovery / force_positioning validated, not kept).
+NONE: Final = SubscribeOptions()
 
 
 def _json(raw: Mapping[str, Any], key: str) -> bytes | None:
@@ -101,7 +89,7 @@ def _flag(override: Mapping[str, Any], key: str) -> bool | None:
     return flag
 
 
-def parse_one(raw: object) -> tuple[SubOptions, int]:
+def parse_one(raw: object) -> tuple[SubscribeOptions, int]:
     """One channel's options and the bytes of its ``info`` and ``data``."""
     if raw is None:
         return NONE, 0
@@ -113,18 +101,18 @@ def parse_one(raw: object) -> tuple[SubOptions, int]:
         override = {}
     elif not isinstance(override, Mapping):
         raise BadOptions("override is not an object")
-    flags = [_flag(override, key) for key in _OVERRIDES]
-    if info_bytes is None and data is None and flags.count(None) == len(flags):
+    presence, join_leave, push, _, _ = (_flag(override, key) for key in _OVERRIDES)
+    if info_bytes is None and data is None and presence is join_leave is push is None:
         return NONE, 0
     info = None if info_bytes is None else orjson.loads(info_bytes)
     size = len(info_bytes or b"") + len(data or b"")
-    return SubOptions(info, data, *flags), size
+    return SubscribeOptions(info, data, presence, join_leave, push), size
 
 
-def parse(claim: Mapping[str, Any], max_bytes: int) -> dict[str, SubOptions]:
+def parse(claim: Mapping[str, Any], max_bytes: int) -> dict[str, SubscribeOptions]:
     """Every channel's options of a ``subs`` claim, by channel; those without any are
     left out. `max_bytes` (0: no limit) bounds all ``info`` and ``data`` together."""
-    out: dict[str, SubOptions] = {}
+    out: dict[str, SubscribeOptions] = {}
     total = 0
     for channel, raw in claim.items():
         options, size = parse_one(raw)
