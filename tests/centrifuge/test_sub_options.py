@@ -206,3 +206,31 @@ async def test_malformed_options_are_refused_and_bystanders_unaffected(
             push = await recv(bystander)
         assert push["push"]["pub"]["data"] == "still here"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_a_subscription_tokens_info_and_override(serve: Any, tmp_path: Path) -> None:
+    """A subscription token's ``info`` (or ``b64info``) is the client's channel info in
+    presence and its join; its ``override`` narrows them (join_leave false: no join
+    announced); malformed options make the token invalid (103), nothing subscribed."""
+    app = file_app(tmp_path, OPTIONS_CONFIG)
+    srv = await serve(app)
+    async with connect(srv.ws + PATH) as watcher, connect(srv.ws + PATH) as ann:
+        await connected(watcher, "wes", {"room:5": {}})
+        await present(app, "room:5", 1)
+        assert (await recv(watcher))["push"]["join"]["info"]["user"] == "wes"  # its own
+        await connected(ann, "ann", {})
+        bad = file_token("ann", channel="room:5", override={"presence": True})
+        await ann.send(json.dumps({"id": 2, "subscribe": {"channel": "room:5", "token": bad}}))
+        assert await recv(ann) == {"id": 2, "error": {"code": 103,
+                                                      "message": "permission denied"}}
+        assert app.hub.subscriber_count("room:5") == 1
+        quiet = file_token("ann", channel="room:5", b64info=b64({"seat": 9}),
+                           override={"join_leave": {"value": False}})
+        await ann.send(json.dumps({"id": 3, "subscribe": {"channel": "room:5",
+                                                          "token": quiet}}))
+        assert "subscribe" in await recv(ann)
+        clients = await present(app, "room:5", 2)
+        (mine,) = (c for c in clients.values() if c.user == "ann")
+        assert mine.chan_info == {"seat": 9}
+        await app.hub.publish("room:5", "after")  # no join for ann came before it
+        assert (await recv(watcher))["push"]["pub"]["data"] == "after"

@@ -17,7 +17,8 @@ SDK sends after a sleep before it asks for a new one.
 
 A subscription token (JWT with ``channel`` == the topic, ``sub`` == the connection's
 ``sub``, optional ``exp``) grants that one subscribe in place of
-the topic permissions; when it expires unrefreshed, the subscription ends with an
+the topic permissions (its ``info``/``b64info`` and ``override`` narrow the client's
+presence there as the ``subs`` claim's options do; malformed ones refuse it, 103); when it expires unrefreshed, the subscription ends with an
 ``unsubscribe`` push (2501) and the SDK resubscribes with a new token. A topic so held
 (`Gate.sub_clocks`) stays held until a subscribe or unsubscribe for it takes effect
 (`handlers.leave` releases it through `Gate.released`); a refused one changes nothing.
@@ -63,6 +64,9 @@ from .codes import (
     TOO_MANY,
     UNKNOWN_CHANNEL,
 )
+from .sub_options import NONE as NO_OPTIONS
+from .sub_options import BadOptions
+from .sub_options import parse_one as parse_options
 
 if TYPE_CHECKING:
     from ...hub.session import Session
@@ -260,14 +264,30 @@ def token_subscribe(gate: Gate, session: Session, cmd: Subscribe) -> Awaitable[N
     claims = _sub_claims(gate, session, cmd.topic, cmd.token or "", cmd.id)
     if claims is None:
         return None
+    try:
+        options = _token_options(claims)
+    except BadOptions:  # a token the app issued with malformed options: not valid
+        session.reply(gate.endpoint.codec.error_code(PERMISSION_DENIED, cmd.id))
+        return None
     expires_at = expiry_of(claims)
-    pending = handlers.subscribe(session, dataclasses.replace(cmd, expires_at=expires_at))
+    pending = handlers.subscribe(session, dataclasses.replace(
+        cmd, expires_at=expires_at, options=options))
     # Held on the token only once subscribed: a subscribe the cap refused holds nothing.
     if session.subscribed(cmd.topic):
         _hold(gate, session, cmd.topic, expires_at)
     if pending is None:
         return None
     return _finish_token_subscribe(gate, session, cmd.topic, pending, expires_at)
+
+
+def _token_options(claims: Mapping[str, Any]) -> SubscribeOptions | None:
+    """A subscription token's ``info``/``b64info`` (the client's channel info in
+    presence and its join) and ``override``, read as the ``subs`` claim's options are
+    (`sub_options`); Centrifugo's subscription token has no ``data``. Raises
+    `BadOptions`."""
+    options, _ = parse_options({key: claims[key] for key in ("info", "b64info", "override")
+                                if key in claims})
+    return None if options is NO_OPTIONS else options
 
 
 async def _finish_token_subscribe(gate: Gate, session: Session, topic: str,
