@@ -1,4 +1,7 @@
 """The options of one channel of a connection token's ``subs`` claim, parsed once.
+The same reading serves a subscription token's ``info``/``override`` (`connect`) and the
+server API's ``subscribe`` (`web.server_api`); each becomes a protocol-neutral
+`SubscribeOptions`.
 
 Centrifugo's ``subs`` claim maps a channel to its subscribe options (centrifugo
 ``SubscribeOptions``; centrifugal.dev ``server/authentication.md``)::
