@@ -16,12 +16,13 @@ it carries a valid signature (only the holder of the secret made it) and is what
 SDK sends after a sleep before it asks for a new one.
 
 A subscription token (JWT with ``channel`` == the topic, ``sub`` == the connection's
-``sub``, optional ``exp``) grants that one subscribe in place of
-the topic permissions (its ``info``/``b64info`` and ``override`` narrow the client's
-presence there as the ``subs`` claim's options do; malformed ones refuse it, 103); when it expires unrefreshed, the subscription ends with an
-``unsubscribe`` push (2501) and the SDK resubscribes with a new token. A topic so held
-(`Gate.sub_clocks`) stays held until a subscribe or unsubscribe for it takes effect
-(`handlers.leave` releases it through `Gate.released`); a refused one changes nothing.
+``sub``, optional ``exp``) grants that one subscribe in place of the topic permissions
+(its ``info``/``b64info`` and ``override`` narrow the client's presence there as the
+``subs`` claim's options do; malformed ones refuse it, 103); when it expires
+unrefreshed, the subscription ends with an ``unsubscribe`` push (2501) and the SDK
+resubscribes with a new token. A topic so held (`Gate.sub_clocks`) stays held until a
+subscribe or unsubscribe for it takes effect (`handlers.leave` releases it through
+`Gate.released`); a refused one changes nothing.
 """
 
 from __future__ import annotations
