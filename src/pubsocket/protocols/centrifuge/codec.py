@@ -232,10 +232,10 @@ class CentrifugeCodec(Codec):
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
                   subs: ServerSubs | None = None, *, session: str = "",
-                  node: str = "", data: Mapping[str, bytes] | None = None) -> bytes | None:
+                  node: str = "") -> bytes | None:
         """The reply to an accepted connect; `subs` are its server-side subscriptions,
-        each with its recovered publications (oldest first) and its `data` (JSON, from
-        the token's ``subs`` claim) if any; an emulated connection (HTTP stream, SSE)
+        each with its recovered publications (oldest first) and its options' `data`
+        (JSON, from the token's ``subs`` claim) if any; an emulated connection (HTTP stream, SSE)
         gets its `session` and `node`, which its POSTed commands name."""
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
@@ -245,8 +245,8 @@ class CentrifugeCodec(Codec):
             out = body["subs"] = {}
             for topic, (cmd, result) in subs.items():
                 fields = out[topic] = sub_fields(cmd, result)
-                if data and topic in data:  # JSON already (`sub_options`)
-                    fields["data"] = orjson.Fragment(data[topic])
+                if cmd.options is not None and cmd.options.data is not None:
+                    fields["data"] = orjson.Fragment(cmd.options.data)  # JSON already
                 if result.replay:  # spliced in as stored: no re-encoding of data
                     fields["publications"] = orjson.Fragment(
                         b"[" + b",".join(_pub(p) for p in result.replay) + b"]")

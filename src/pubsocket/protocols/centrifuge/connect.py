@@ -147,17 +147,15 @@ def connect(gate: Gate, session: Session, cmd: Connect, *, server_subs: bool = T
 
 
 def _connected(gate: Gate, session: Session, cmd: Connect,
-               subs: ServerSubs | None = None,
-               options: Mapping[str, SubscribeOptions] | None = None) -> None:
+               subs: ServerSubs | None = None) -> None:
     ep = gate.endpoint
     gate.stage = CONNECTED
     ep.pinger.connected(session)
     ep.pinger.add(session.peer, session.wire)
     sid, node = gate.emulation or ("", "")
-    data = {t: o.data for t, o in options.items() if o.data is not None} if options else None
     session.reply(ep.codec.connected(cmd.id, session.principal.client_id, VERSION,
                                      session.expires_at, ep.ping, subs, session=sid,
-                                     node=node, data=data))
+                                     node=node))
 
 
 async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None:
@@ -166,7 +164,7 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
     gate.endpoint.pinger.connected(session)
     try:
         channels, options = await server_subs.wanted(session, cmd)
-        subs, cork = await server_subs.subscribe(session, channels)
+        subs, cork = await server_subs.subscribe(session, channels, options)
     except server_subs.ChannelLimit:
         refusals.warn("channel_limit", session.address)
         session.close(*CHANNEL_LIMIT)
@@ -185,12 +183,12 @@ async def _connect_with_subs(gate: Gate, session: Session, cmd: Connect) -> None
             session.hub.unsubscribe_nowait(cork, topic)
         return
     # From here to the take-over, no await: nothing is delivered in between.
-    _connected(gate, session, cmd, subs, options)
+    _connected(gate, session, cmd, subs)
     gate.server_topics = set(subs)
     if not server_subs.take_over(session, subs, cork):
         session.close(*INSUFFICIENT_STATE)  # the SDK reconnects and recovers
         return
-    await server_subs.join_all(session, list(subs), options)
+    await server_subs.join_all(session, subs)
 
 
 def _verify(gate: Gate, session: Session, token: str,

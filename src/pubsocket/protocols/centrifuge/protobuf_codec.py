@@ -140,7 +140,7 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
                   subs: ServerSubs | None = None, *, session: str = "",
-                  node: str = "", data: Mapping[str, bytes] | None = None) -> bytes | None:
+                  node: str = "") -> bytes | None:
         if cmd_id is None:
             return None
         res = pb.ConnectResult(client=client_id, version=version, **ttl_of(expires_at))
@@ -150,8 +150,8 @@ class CentrifugeProtobufCodec(CentrifugeCodec):
             res.session, res.node = session, node
         for topic, (cmd, result) in (subs or {}).items():
             res.subs[topic].CopyFrom(_result(cmd, result))
-            if data and topic in data:
-                res.subs[topic].data = data[topic]
+            if cmd.options is not None and cmd.options.data is not None:
+                res.subs[topic].data = cmd.options.data
         return _frame(pb.Reply(id=int(cmd_id), connect=res))
 
     def disconnect(self, code: int, reason: str) -> bytes:

@@ -146,11 +146,14 @@ async def wanted(session: Session, cmd: Connect
     return out, options
 
 
-async def subscribe(session: Session, channels: Mapping[str, Position | None]
+async def subscribe(session: Session, channels: Mapping[str, Position | None],
+                    options: Mapping[str, SubscribeOptions] | None = None
                     ) -> tuple[dict[str, tuple[Subscribe, SubscribeResult]], Cork]:
     """Subscribe a `Cork` of `session` to `channels` (recovering those with a
-    position, within the replay caps). Raises `BrokerError`; on any failure (or
-    cancellation) the cork is unsubscribed from everything."""
+    position, within the replay caps); each command carries its channel's `options`
+    (its ``data`` for the connect reply, its presence for `join_all`). Raises
+    `BrokerError`; on any failure (or cancellation) the cork is unsubscribed from
+    everything."""
     hub, settings = session.hub, session.settings
     cork = Cork(session)
     wire = server_side(session.wire)
@@ -174,7 +177,9 @@ async def subscribe(session: Session, channels: Mapping[str, Position | None]
                 else:
                     count_left -= count if count_left > 0 else 0
                     bytes_left -= size if bytes_left > 0 else 0
-            done[topic] = (Subscribe(topic, since=since, server=True), result)
+            done[topic] = (Subscribe(topic, since=since, server=True,
+                                     options=options.get(topic) if options else None),
+                           result)
     except BaseException:
         for topic in channels:
             hub.unsubscribe_nowait(cork, topic)
@@ -207,17 +212,10 @@ def take_over(session: Session, subs: ServerSubs, cork: Cork) -> bool:
     return ok
 
 
-async def join_all(session: Session, topics: list[str],
-                   options: Mapping[str, SubscribeOptions]) -> None:
+async def join_all(session: Session, subs: ServerSubs) -> None:
     """Presence and join/leave for the new subscriptions (as a client-side subscribe),
-    as the ``subs`` claim's `options` narrow them (`sub_options`)."""
-    for topic in topics:
-        if session.closed or not session.subscribed(topic):
-            continue
-        opts = options.get(topic)
-        if opts is None:
-            pending = joining.joined(session, topic)
-            if pending is not None:
-                await pending
-        elif session.hub.presence.enabled(topic):
-            await joining.join_with(session, topic, opts)
+    as each one's options (the ``subs`` claim's, `sub_options`) narrow them."""
+    for topic, (cmd, _) in subs.items():
+        if (not session.closed and session.subscribed(topic)
+                and session.hub.presence.enabled(topic)):
+            await joining.join_with(session, topic, cmd.options)

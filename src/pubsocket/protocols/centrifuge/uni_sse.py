@@ -16,7 +16,6 @@ newline (`valid_topic`), and no JSON starts with either byte.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -87,7 +86,7 @@ class UniSseCodec(CentrifugeCodec):
     def connected(self, cmd_id: CmdId | None, client_id: str, version: str,
                   expires_at: float | None, ping: float,
                   subs: ServerSubs | None = None, *, session: str = "",
-                  node: str = "", data: Mapping[str, bytes] | None = None) -> bytes | None:
+                  node: str = "") -> bytes | None:
         # `subs` stays empty: a stream is connected with server_subs=False.
         body: dict[str, Any] = {"client": client_id, "version": version}
         body.update(ttl_of(expires_at))
